@@ -1,0 +1,695 @@
+"""The normaliser: one raw task bundle (docs/design.md section 1) -> one Posture (section 2).
+
+Every hard fact (protocol ``-1``, port ranges, IPv6, world CIDRs, main-table fallback,
+NACL ordering, the NAT next hop) is derived here once, so that each rule reduces to a
+comparison. Pure: no AWS calls, no clock, no environment; the input is never mutated and
+the output is JSON-serialisable and deterministic (every list sorted).
+
+Environment variable *values* are read only to decide ``trivial_value`` and are then
+dropped: they never reach the posture, an error message or a log.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+
+from fargate_audit import netalgebra
+
+POSTURE_VERSION = 1
+
+# Posture facts derived from the task's ENI (design.md: "When eni is in error every
+# network fact above is in error").
+NETWORK_FACTS = ("eni", "security_groups", "route_table", "egress", "nacl", "flow_logs", "vpc_endpoints")
+
+ENI_ATTACHMENT_TYPES = frozenset({"elasticnetworkinterface", "eni"})
+UNUSABLE_ENDPOINT_STATES = frozenset({"deleted", "deleting", "failed", "rejected", "expired"})
+TRIVIAL_ENV_VALUES = frozenset({"true", "false", "yes", "no", "0", "1"})
+
+_PRIVATE_ECR = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$", re.IGNORECASE)
+# "com.amazonaws.<region>.<service>" (China: "cn.com.amazonaws.<region>.<service>").
+_AWS_SERVICE_NAME = re.compile(r"^(?:cn\.)?com\.amazonaws\.[a-z]{2}(?:-[a-z]+)+-\d+\.(?P<service>.+)$")
+
+# Route target fields, in the order consulted; the first one present names the target,
+# and its id prefix gives the egress path class (rules.md "Egress path").
+_ROUTE_TARGET_FIELDS = (
+    "GatewayId",
+    "EgressOnlyInternetGatewayId",
+    "NatGatewayId",
+    "TransitGatewayId",
+    "NetworkInterfaceId",
+    "InstanceId",
+    "VpcPeeringConnectionId",
+    "LocalGatewayId",
+    "CarrierGatewayId",
+    "CoreNetworkArn",
+    "OdbNetworkArn",
+)
+_TARGET_PREFIX_CLASSES = (
+    ("igw-", "internet-gateway"),
+    ("eigw-", "egress-only-internet-gateway"),
+    ("nat-", "nat-gateway"),
+    ("vpce-", "inspection-endpoint"),
+    ("tgw-", "transit-gateway"),
+    ("eni-", "appliance"),
+    ("i-", "appliance"),
+    ("pcx-", "peering"),
+)
+
+_NOT_COLLECTED = "not collected (absent from the raw bundle)"
+
+
+# ---------------------------------------------------------------------------
+# small public helpers (also useful to rules and tests)
+
+
+def image_registry(image: str | None) -> str:
+    """Registry of an image reference (rules.md "Images"), as written in the reference.
+
+    ``host[:port]`` when the reference contains ``/`` and the part before the first ``/``
+    contains ``.`` or ``:`` or is ``localhost``; otherwise ``docker.io``.
+    """
+    text = image or ""
+    if "/" in text:
+        first = text.split("/", 1)[0]
+        if "." in first or ":" in first or first == "localhost":
+            return first
+    return "docker.io"
+
+
+def image_digest(image: str | None) -> str | None:
+    """The ``sha256:...`` digest after ``@`` in an image reference, else None."""
+    text = image or ""
+    if "@" not in text:
+        return None
+    digest = text.split("@", 1)[1].strip()
+    return digest if digest.startswith("sha256:") else None
+
+
+def is_private_ecr(registry: str | None) -> bool:
+    """True for ``<12 digits>.dkr.ecr.<region>.amazonaws.com`` (any account, any region)."""
+    return bool(registry) and _PRIVATE_ECR.match(registry) is not None
+
+
+def is_trivial_env_value(value: object) -> bool:
+    """True when an environment value is empty or one of ``true false yes no 0 1``."""
+    if value is None or value == "":
+        return True
+    return str(value).strip().lower() in TRIVIAL_ENV_VALUES
+
+
+def endpoint_service(service_name: str | None) -> str | None:
+    """Short service of an AWS endpoint service name: ``com.amazonaws.eu-west-1.ecr.dkr``
+    -> ``ecr.dkr``; None for names not of that form (e.g. PrivateLink partner services)."""
+    match = _AWS_SERVICE_NAME.match((service_name or "").strip())
+    return match.group("service") if match else None
+
+
+# ---------------------------------------------------------------------------
+# internals
+
+
+class _Errors:
+    """Posture fact -> messages, in the order found; rendered as one line per fact."""
+
+    def __init__(self) -> None:
+        self._by_fact: dict[str, list[str]] = {}
+
+    def add(self, fact: str, message: str) -> None:
+        messages = self._by_fact.setdefault(fact, [])
+        if message not in messages:
+            messages.append(message)
+
+    def as_dict(self) -> dict[str, str]:
+        return {fact: "; ".join(self._by_fact[fact]) for fact in sorted(self._by_fact)}
+
+
+def _iso(value: object) -> str | None:
+    """A timestamp as ISO-8601 UTC: epoch seconds (API), ISO strings (events, collector)
+    and datetimes are all accepted; an unparseable string is kept as given."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, tz=UTC).isoformat()
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return value
+    else:
+        return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
+
+
+def _arn_field(arn: str | None, index: int) -> str | None:
+    parts = (arn or "").split(":", 5)
+    if len(parts) < 6 or parts[0] != "arn":
+        return None
+    return parts[index] or None
+
+
+def _last_path_element(arn: str | None) -> str | None:
+    resource = _arn_field(arn, 5)
+    return resource.rsplit("/", 1)[-1] if resource else None
+
+
+def _sort_key_none_last(*values: object) -> tuple:
+    return tuple((v is None, "" if v is None else v) for v in values)
+
+
+def _eni_attachment(task: Mapping) -> Mapping | None:
+    for attachment in task.get("attachments") or []:
+        if str(attachment.get("type", "")).strip().lower() in ENI_ATTACHMENT_TYPES:
+            return attachment
+    return None
+
+
+def _attachment_details(attachment: Mapping | None) -> dict[str, str]:
+    details: dict[str, str] = {}
+    for item in (attachment or {}).get("details") or []:
+        name = item.get("name")
+        if name and name not in details:
+            details[name] = item.get("value")
+    return details
+
+
+# ---------------------------------------------------------------------------
+# containers, environment, cluster
+
+
+def _containers(task_definition: Mapping | None) -> list[dict]:
+    containers = []
+    for definition in (task_definition or {}).get("containerDefinitions") or []:
+        image = definition.get("image")
+        registry = image_registry(image)
+        containers.append(
+            {
+                "name": definition.get("name"),
+                "image": image,
+                "registry": registry,
+                "digest": image_digest(image),
+                "private_ecr": is_private_ecr(registry),
+                "log_driver": (definition.get("logConfiguration") or {}).get("logDriver") or None,
+                "readonly_root_filesystem": definition.get("readonlyRootFilesystem") is True,
+            }
+        )
+    return sorted(containers, key=lambda c: _sort_key_none_last(c["name"], c["image"]))
+
+
+def _environment(task: Mapping, task_definition: Mapping | None) -> list[dict]:
+    sources = [
+        ("definition", (task_definition or {}).get("containerDefinitions") or []),
+        ("override", (task.get("overrides") or {}).get("containerOverrides") or []),
+    ]
+    variables = []
+    for source, containers in sources:
+        for container in containers:
+            for variable in container.get("environment") or []:
+                variables.append(
+                    {
+                        "container": container.get("name"),
+                        "name": variable.get("name"),
+                        "source": source,
+                        # the value is read here, once, and never kept
+                        "trivial_value": is_trivial_env_value(variable.get("value")),
+                    }
+                )
+    return sorted(
+        variables,
+        key=lambda v: _sort_key_none_last(v["container"], v["name"], v["source"], v["trivial_value"]),
+    )
+
+
+def _container_insights(cluster: Mapping | None) -> str | None:
+    for setting in (cluster or {}).get("settings") or []:
+        if setting.get("name") == "containerInsights":
+            return setting.get("value")
+    return None
+
+
+def _platform_family(task: Mapping, task_definition: Mapping | None) -> str:
+    family = task.get("platformFamily") or (
+        ((task_definition or {}).get("runtimePlatform") or {}).get("operatingSystemFamily")
+    )
+    if isinstance(family, str) and family.strip().upper().startswith("WINDOWS"):
+        return "WINDOWS"
+    return "LINUX"
+
+
+# ---------------------------------------------------------------------------
+# network
+
+
+def _route_table_for_subnet(route_tables: list[Mapping], subnet_id: str | None, vpc_id: str | None):
+    """The table explicitly associated with the subnet, else the VPC's main table."""
+    candidates = [rt for rt in route_tables if not vpc_id or rt.get("VpcId") in (None, vpc_id)]
+
+    def live(association: Mapping) -> bool:
+        state = (association.get("AssociationState") or {}).get("State")
+        return str(state or "associated").lower() not in ("disassociated", "failed")
+
+    if subnet_id:
+        for rt in candidates:
+            if any(a.get("SubnetId") == subnet_id and live(a) for a in rt.get("Associations") or []):
+                return rt
+    for rt in candidates:
+        if any(a.get("Main") is True and live(a) for a in rt.get("Associations") or []):
+            return rt
+    return None
+
+
+def _default_route(route_table: Mapping, family: str) -> Mapping | None:
+    """The active route for 0.0.0.0/0 or ::/0 (an absent State counts as active)."""
+    key = "DestinationCidrBlock" if family == "ipv4" else "DestinationIpv6CidrBlock"
+    for route in route_table.get("Routes") or []:
+        state = str(route.get("State") or "active").strip().lower()
+        if state == "active" and netalgebra.is_world(route.get(key), family):
+            return route
+    return None
+
+
+def _classify_route(route: Mapping) -> tuple[str, str | None]:
+    """(egress path class, target id) of one route."""
+    for field in _ROUTE_TARGET_FIELDS:
+        target = route.get(field)
+        if target:
+            lowered = str(target).strip().lower()
+            for prefix, path in _TARGET_PREFIX_CLASSES:
+                if lowered.startswith(prefix):
+                    return path, target
+            return "other", target
+    return "other", None
+
+
+def _egress_path(
+    route_table: Mapping,
+    family: str,
+    route_tables: list[Mapping],
+    vpc_id: str | None,
+    nat_gateways: list[Mapping],
+    nat_problem: str | None,
+    errors: _Errors,
+) -> dict:
+    route = _default_route(route_table, family)
+    if route is None:
+        return {"path": "none", "targets": []}
+    path, target = _classify_route(route)
+    targets = [target] if target else []
+    if path != "nat-gateway" or family != "ipv4":
+        return {"path": path, "targets": targets}
+
+    # IPv4 through a NAT gateway: follow one hop, to the default route of the NAT's subnet.
+    if nat_problem:
+        errors.add("egress", nat_problem)
+        return {"path": None, "targets": targets}
+    nat = next((n for n in nat_gateways if n.get("NatGatewayId") == target), None)
+    if nat is None:
+        errors.add(
+            "egress",
+            f"NAT gateway {target} (default route of {route_table.get('RouteTableId')}) "
+            f"not found among the VPC's NAT gateways",
+        )
+        return {"path": None, "targets": targets}
+    nat_table = _route_table_for_subnet(route_tables, nat.get("SubnetId"), vpc_id)
+    if nat_table is None:
+        errors.add(
+            "egress",
+            f"no route table for subnet {nat.get('SubnetId')} of NAT gateway {target} "
+            f"(no explicit association and no main route table)",
+        )
+        return {"path": None, "targets": targets}
+    hop = _default_route(nat_table, "ipv4")
+    if hop is None:
+        return {"path": "nat-gateway>none", "targets": targets}
+    hop_path, hop_target = _classify_route(hop)
+    return {"path": f"nat-gateway>{hop_path}", "targets": targets + ([hop_target] if hop_target else [])}
+
+
+def _nacl_for_subnet(acls: list[Mapping], subnet_id: str | None, vpc_id: str | None) -> Mapping | None:
+    """The NACL associated with the subnet, else the VPC's default NACL."""
+    candidates = [acl for acl in acls if not vpc_id or acl.get("VpcId") in (None, vpc_id)]
+    if subnet_id:
+        for acl in candidates:
+            if any(a.get("SubnetId") == subnet_id for a in acl.get("Associations") or []):
+                return acl
+    return next((acl for acl in candidates if acl.get("IsDefault") is True), None)
+
+
+def _sg_rules(groups: Iterable[Mapping]) -> tuple[list[dict], list[dict]]:
+    """World ingress rules (with port coverage) and world egress rules of the groups."""
+    ingress: list[dict] = []
+    egress: list[dict] = []
+    for group in groups:
+        group_id = group.get("GroupId")
+        for permission in group.get("IpPermissions") or []:
+            protocol = netalgebra.normalize_protocol(permission.get("IpProtocol"))
+            ports = netalgebra.port_coverage(protocol, permission.get("FromPort"), permission.get("ToPort"))
+            for family, cidr in _world_cidrs(permission):
+                ingress.append(
+                    {
+                        "group_id": group_id,
+                        "family": family,
+                        "cidr": cidr,
+                        "protocol": protocol,
+                        "ports": ports,
+                    }
+                )
+        for permission in group.get("IpPermissionsEgress") or []:
+            protocol = netalgebra.normalize_protocol(permission.get("IpProtocol"))
+            for family, cidr in _world_cidrs(permission):
+                egress.append(
+                    {
+                        "group_id": group_id,
+                        "family": family,
+                        "cidr": cidr,
+                        "protocol": protocol,
+                        "from": _int_or_none(permission.get("FromPort")),
+                        "to": _int_or_none(permission.get("ToPort")),
+                    }
+                )
+    ingress.sort(
+        key=lambda r: (
+            _sort_key_none_last(r["group_id"], r["family"], r["cidr"], r["protocol"]),
+            [(p["protocol"], p["from"], p["to"]) for p in r["ports"]],
+        )
+    )
+    egress.sort(
+        key=lambda r: _sort_key_none_last(
+            r["group_id"], r["family"], r["cidr"], r["protocol"], r["from"], r["to"]
+        )
+    )
+    return ingress, egress
+
+
+def _world_cidrs(permission: Mapping) -> list[tuple[str, str]]:
+    """(family, cidr) of the permission's world ranges; prefix lists and group pairs never are."""
+    found = []
+    for ip_range in permission.get("IpRanges") or []:
+        if netalgebra.is_world(ip_range.get("CidrIp"), "ipv4"):
+            found.append(("ipv4", ip_range["CidrIp"].strip()))
+    for ip_range in permission.get("Ipv6Ranges") or []:
+        if netalgebra.is_world(ip_range.get("CidrIpv6"), "ipv6"):
+            found.append(("ipv6", ip_range["CidrIpv6"].strip()))
+    return found
+
+
+def _int_or_none(value: object) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+
+
+def _vpc_endpoint(endpoint: Mapping) -> dict:
+    policy = None
+    policy_error = None
+    document = endpoint.get("PolicyDocument")
+    if isinstance(document, Mapping):
+        policy = copy.deepcopy(dict(document))
+    elif isinstance(document, str) and document.strip():
+        try:
+            parsed = json.loads(document)
+        except ValueError as exc:
+            policy_error = f"PolicyDocument is not valid JSON: {exc}"
+        else:
+            if isinstance(parsed, dict):
+                policy = parsed
+            else:
+                policy_error = f"PolicyDocument is not a JSON object (got {type(parsed).__name__})"
+    service_name = endpoint.get("ServiceName")
+    return {
+        "id": endpoint.get("VpcEndpointId"),
+        "service_name": service_name,
+        "service": endpoint_service(service_name),
+        "type": endpoint.get("VpcEndpointType"),
+        "state": endpoint.get("State"),
+        "route_table_ids": sorted(endpoint.get("RouteTableIds") or []),
+        "policy": policy,
+        "policy_error": policy_error,
+    }
+
+
+def _empty_network(eni_id=None, private_ip=None, subnet_id=None, vpc_id=None) -> dict:
+    return {
+        "eni_id": eni_id,
+        "private_ip": private_ip,
+        "subnet_id": subnet_id,
+        "vpc_id": vpc_id,
+        "public_ipv4": None,
+        "ipv6_addresses": [],
+        "public_address": {"ipv4": False, "ipv6": False},
+        "security_groups": [],
+        "world_ingress_rules": [],
+        "world_ingress": {"ipv4": [], "ipv6": []},
+        "world_egress_rules": [],
+        "route_table_id": None,
+        "egress": {"ipv4": {"path": None, "targets": []}, "ipv6": {"path": None, "targets": []}},
+        "nacl": {"id": None, "inbound_world_allowed": {"ipv4": [], "ipv6": []}},
+        "flow_logs": [],
+        "vpc_endpoints": [],
+    }
+
+
+def _public_ipv4(eni: Mapping) -> str | None:
+    public_ip = (eni.get("Association") or {}).get("PublicIp")
+    if public_ip:
+        return public_ip
+    for address in eni.get("PrivateIpAddresses") or []:
+        if address.get("Primary") and (address.get("Association") or {}).get("PublicIp"):
+            return address["Association"]["PublicIp"]
+    return None
+
+
+def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors) -> dict:
+    eni = raw.get("eni")
+    vpc = raw.get("vpc")
+    attachment = _eni_attachment(task)
+    details = _attachment_details(attachment)
+
+    # -- the ENI itself; without it no network fact can be trusted
+    eni_problem = None
+    if "eni" in raw_errors:
+        eni_problem = str(raw_errors["eni"])
+    elif attachment is None:
+        eni_problem = "task has no ElasticNetworkInterface attachment"
+    elif not eni:
+        eni_problem = f"ENI {details.get('networkInterfaceId')} {_NOT_COLLECTED}"
+    if eni_problem or eni is None:
+        eni_problem = eni_problem or "ENI unknown"
+        errors.add("eni", eni_problem)
+        for fact in NETWORK_FACTS[1:]:
+            errors.add(fact, f"task ENI unavailable: {eni_problem}")
+        return _empty_network(
+            eni_id=details.get("networkInterfaceId"),
+            private_ip=details.get("privateIPv4Address"),
+            subnet_id=details.get("subnetId"),
+            vpc_id=(vpc or {}).get("vpc_id"),
+        )
+
+    network = _empty_network(
+        eni_id=eni.get("NetworkInterfaceId") or details.get("networkInterfaceId"),
+        private_ip=eni.get("PrivateIpAddress") or details.get("privateIPv4Address"),
+        subnet_id=eni.get("SubnetId") or details.get("subnetId"),
+        vpc_id=eni.get("VpcId") or (vpc or {}).get("vpc_id"),
+    )
+    eni_id, subnet_id, vpc_id = network["eni_id"], network["subnet_id"], network["vpc_id"]
+
+    public_ipv4 = _public_ipv4(eni)
+    ipv6 = {a.get("Ipv6Address") for a in eni.get("Ipv6Addresses") or [] if a.get("Ipv6Address")}
+    if eni.get("Ipv6Address"):
+        ipv6.add(eni["Ipv6Address"])
+    network["public_ipv4"] = public_ipv4
+    network["ipv6_addresses"] = sorted(ipv6)
+    network["public_address"] = {"ipv4": bool(public_ipv4), "ipv6": bool(ipv6)}
+
+    def vpc_list(raw_fact: str) -> tuple[list[Mapping], str | None]:
+        if raw_fact in raw_errors:
+            return [], str(raw_errors[raw_fact])
+        if vpc is None:
+            return [], f"VPC facts {_NOT_COLLECTED}"
+        return list(vpc.get(raw_fact) or []), None
+
+    # -- security groups: the ENI's groups are authoritative
+    sg_list, sg_problem = vpc_list("security_groups")
+    if sg_problem:
+        errors.add("security_groups", sg_problem)
+    by_id = {sg.get("GroupId"): sg for sg in sg_list if sg.get("GroupId")}
+    attached: dict[str, dict] = {}
+    found: list[Mapping] = []
+    missing: list[str] = []
+    for group in eni.get("Groups") or []:
+        group_id = group.get("GroupId")
+        if not group_id or group_id in attached:
+            continue
+        sg = by_id.get(group_id)
+        attached[group_id] = {"id": group_id, "name": group.get("GroupName") or (sg or {}).get("GroupName")}
+        if sg is not None:
+            found.append(sg)
+        elif not sg_problem:
+            missing.append(group_id)
+    if missing:
+        errors.add(
+            "security_groups",
+            f"security group(s) {', '.join(sorted(missing))} attached to {eni_id} "
+            f"not found by DescribeSecurityGroups",
+        )
+    ingress_rules, egress_rules = _sg_rules(found)
+    network["security_groups"] = [attached[g] for g in sorted(attached)]
+    network["world_ingress_rules"] = ingress_rules
+    network["world_ingress"] = {
+        family: netalgebra.union(*(r["ports"] for r in ingress_rules if r["family"] == family))
+        for family in netalgebra.FAMILIES
+    }
+    network["world_egress_rules"] = egress_rules
+
+    # -- route table and egress paths
+    route_tables, rt_problem = vpc_list("route_tables")
+    route_table = None
+    if rt_problem:
+        rt_message = rt_problem
+    elif not subnet_id:
+        rt_message = f"subnet of ENI {eni_id} unknown"
+    else:
+        route_table = _route_table_for_subnet(route_tables, subnet_id, vpc_id)
+        rt_message = (
+            None
+            if route_table
+            else f"no route table associated with {subnet_id} and no main route table in {vpc_id}"
+        )
+    if route_table is None:
+        errors.add("route_table", rt_message)
+        errors.add("egress", rt_message)
+    else:
+        network["route_table_id"] = route_table.get("RouteTableId")
+        nat_gateways, nat_problem = vpc_list("nat_gateways")
+        network["egress"] = {
+            family: _egress_path(route_table, family, route_tables, vpc_id, nat_gateways, nat_problem, errors)
+            for family in netalgebra.FAMILIES
+        }
+
+    # -- network ACL
+    acls, acl_problem = vpc_list("network_acls")
+    if acl_problem:
+        errors.add("nacl", acl_problem)
+    else:
+        acl = _nacl_for_subnet(acls, subnet_id, vpc_id)
+        if acl is None:
+            errors.add(
+                "nacl", f"no network ACL associated with {subnet_id} and no default network ACL in {vpc_id}"
+            )
+        else:
+            network["nacl"] = {
+                "id": acl.get("NetworkAclId"),
+                "inbound_world_allowed": {
+                    family: netalgebra.nacl_world_allowed(acl.get("Entries") or [], False, family)
+                    for family in netalgebra.FAMILIES
+                },
+            }
+
+    # -- flow logs on the ENI, its subnet or its VPC
+    flow_logs, fl_problem = vpc_list("flow_logs")
+    if fl_problem:
+        errors.add("flow_logs", fl_problem)
+    resources = {r for r in (eni_id, subnet_id, vpc_id) if r}
+    network["flow_logs"] = sorted(
+        (
+            {
+                "id": fl.get("FlowLogId"),
+                "resource_id": fl.get("ResourceId"),
+                "traffic_type": fl.get("TrafficType"),
+                "status": fl.get("FlowLogStatus"),
+            }
+            for fl in flow_logs
+            if fl.get("ResourceId") in resources
+        ),
+        key=lambda f: _sort_key_none_last(f["id"], f["resource_id"]),
+    )
+
+    # -- VPC endpoints in a usable state
+    endpoints, ep_problem = vpc_list("vpc_endpoints")
+    if ep_problem:
+        errors.add("vpc_endpoints", ep_problem)
+    network["vpc_endpoints"] = sorted(
+        (
+            _vpc_endpoint(ep)
+            for ep in endpoints
+            if str(ep.get("State") or "").strip().lower() not in UNUSABLE_ENDPOINT_STATES
+            and (not vpc_id or ep.get("VpcId") in (None, vpc_id))
+        ),
+        key=lambda e: _sort_key_none_last(e["id"], e["service_name"]),
+    )
+    return network
+
+
+# ---------------------------------------------------------------------------
+# the normaliser
+
+
+def build_posture(raw: Mapping) -> dict:
+    """The Posture (docs/design.md section 2) of one raw task bundle (section 1).
+
+    ``raw["task"]`` may be a ``DescribeTasks`` task (attachment type
+    ``ElasticNetworkInterface``, epoch or ISO timestamps) or an ECS task state change
+    event's ``detail`` (attachment type ``eni``, ISO timestamps). Facts that could not be
+    collected are listed in ``errors`` under the posture fact they spoil.
+    """
+    task: Mapping = raw.get("task") or {}
+    task_definition = raw.get("task_definition")
+    cluster = raw.get("cluster")
+    raw_errors: Mapping = raw.get("errors") or {}
+    errors = _Errors()
+
+    task_arn = task.get("taskArn")
+    cluster_arn = task.get("clusterArn") or (cluster or {}).get("clusterArn")
+    cluster_name = _last_path_element(cluster_arn) or (cluster or {}).get("clusterName")
+    group = task.get("group")
+    service_name = (
+        group[len("service:") :] if isinstance(group, str) and group.startswith("service:") else None
+    )
+
+    if "task_definition" in raw_errors:
+        errors.add("containers", str(raw_errors["task_definition"]))
+    elif not task_definition:
+        errors.add("containers", f"task definition {task.get('taskDefinitionArn')} {_NOT_COLLECTED}")
+    if "cluster" in raw_errors:
+        errors.add("cluster", str(raw_errors["cluster"]))
+    elif not cluster:
+        errors.add("cluster", f"cluster {cluster_arn} {_NOT_COLLECTED}")
+    platform_version = task.get("platformVersion") or None
+    if platform_version is None:
+        errors.add("platform_version", "platformVersion not reported by AWS")
+
+    network = _network(raw, task, raw_errors, errors)
+
+    return {
+        "posture_version": POSTURE_VERSION,
+        "task_arn": task_arn,
+        "cluster_arn": cluster_arn,
+        "cluster_name": cluster_name,
+        "account_id": raw.get("account_id") or _arn_field(task_arn, 4),
+        "region": raw.get("region") or _arn_field(task_arn, 3),
+        "group": group,
+        "workload": f"{cluster_name}/{group}",
+        "service_name": service_name,
+        "task_definition_arn": task.get("taskDefinitionArn"),
+        "launch_type": task.get("launchType"),
+        "last_status": task.get("lastStatus"),
+        "platform_family": _platform_family(task, task_definition),
+        "platform_version": platform_version,
+        "connectivity_at": _iso(task.get("connectivityAt")),
+        "started_at": _iso(task.get("startedAt")),
+        "containers": _containers(task_definition),
+        "environment": _environment(task, task_definition),
+        "cluster": {"container_insights": _container_insights(cluster)},
+        "network": network,
+        "errors": errors.as_dict(),
+    }
