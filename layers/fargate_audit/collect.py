@@ -1,0 +1,547 @@
+"""All AWS reads of a scan: running Fargate tasks and the network facts around them.
+
+Batched and paginated so the request count grows with pages, not tasks (design.md §4):
+
+  per region   ListClusters (pages of 100)  -- skipped when clusters are given
+               DescribeClusters  one call per 100 clusters (include SETTINGS), each cluster once
+               ListTasks         per cluster, pages of 100 (desiredStatus RUNNING, the default)
+               DescribeTasks     per cluster, 100 tasks a call
+               DescribeTaskDefinition  once per distinct task definition ARN
+               DescribeNetworkInterfaces  `network-interface-id` filter, 200 ids a call; above
+                                 1,000 ENIs a `subnet-id` filter (200 subnets a call, pages
+                                 of 1,000) keeping the wanted ones
+               VPC facts         once for all VPCs of the region (`vpc-id` filter, 200 VPCs a
+                                 call, pages of 1,000 / 100 for route tables): subnets, security
+                                 groups, route tables, NACLs, VPC endpoints, NAT gateways
+               DescribeFlowLogs  unfiltered, pages of 1,000, assigned to the VPC whose id,
+                                 subnet or task ENI each flow log names
+
+A failed call marks the raw facts it would have produced as unavailable (bundle
+`errors[fact]`) for the tasks concerned and the scan goes on; failures that lose tasks
+(ListClusters, ListTasks, DescribeTasks) go to `CollectResult.errors`. Missing or rejected
+credentials raise `CredentialsError` at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, NamedTuple
+
+from fargate_audit.aws import AWS_ERRORS, NO_REGION_MESSAGE, Clients, failure_message
+from fargate_audit.errors import CredentialsError, ScanError
+
+RawTask = dict[str, Any]
+Progress = Callable[[int, int, str], None]
+
+RAW_FACTS = (
+    "task_definition",
+    "cluster",
+    "eni",
+    "subnets",
+    "security_groups",
+    "route_tables",
+    "network_acls",
+    "flow_logs",
+    "vpc_endpoints",
+    "nat_gateways",
+)
+
+ECS_PAGE_SIZE = 100  # ListClusters, ListTasks
+DESCRIBE_TASKS_BATCH = 100
+DESCRIBE_CLUSTERS_BATCH = 100
+EC2_PAGE_SIZE = 1000
+FILTER_VALUES_MAX = 200  # values per EC2 filter
+ENI_SUBNET_SCAN_ABOVE = 1000  # more wanted ENIs than this: scan their subnets instead
+
+ENI_ATTACHMENT_TYPES = ("ElasticNetworkInterface", "eni")  # DescribeTasks / ECS events
+FARGATE_CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
+
+
+class _VpcFactCall(NamedTuple):
+    fact: str
+    call: str  # e.g. "DescribeSubnets"; the result list is under "Subnets"
+    page_size: int
+    filter_param: str = "Filters"  # DescribeNatGateways takes "Filter"
+
+    @property
+    def method(self) -> str:
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", self.call).lower()
+
+    @property
+    def result_key(self) -> str:
+        return self.call.removeprefix("Describe")
+
+
+VPC_FACT_CALLS = (
+    _VpcFactCall("subnets", "DescribeSubnets", 1000),
+    _VpcFactCall("security_groups", "DescribeSecurityGroups", 1000),
+    _VpcFactCall("route_tables", "DescribeRouteTables", 100),
+    _VpcFactCall("network_acls", "DescribeNetworkAcls", 1000),
+    _VpcFactCall("vpc_endpoints", "DescribeVpcEndpoints", 1000),
+    _VpcFactCall("nat_gateways", "DescribeNatGateways", 1000, "Filter"),
+)
+VPC_FACTS = tuple(spec.fact for spec in VPC_FACT_CALLS) + ("flow_logs",)
+
+
+@dataclass
+class CollectResult:
+    raw_tasks: list[RawTask] = field(default_factory=list)  # running Fargate tasks only
+    skipped: list[dict] = field(default_factory=list)  # {"task_arn", "reason"}
+    scope: dict = field(default_factory=dict)  # {"accounts", "regions", "clusters"}
+    errors: list[dict] = field(default_factory=list)  # {"call", "region", "resource", "message"}
+    api_calls: dict[str, int] = field(default_factory=dict)  # "ecs.DescribeTasks": n
+
+
+# ---------------------------------------------------------------------------- entry points
+
+
+def collect(
+    session,
+    regions: list[str] | None = None,
+    clusters: list[str] | None = None,
+    progress: Progress | None = None,
+    *,
+    clients: Clients | None = None,
+) -> CollectResult:
+    """Collect raw bundles for every running Fargate task in scope.
+
+    session: a boto3 Session (may be None when `clients` is given); regions: None for the
+    session's region; clusters: names or ARNs, None for all; progress(done, total, stage);
+    clients: injected clients (tests), default `Clients(session)`.
+    """
+    clients = clients if clients is not None else Clients(session)
+    if not regions:
+        region = getattr(session, "region_name", None) if session is not None else None
+        if not region:
+            raise CredentialsError(NO_REGION_MESSAGE)
+        regions = [region]
+    regions = list(dict.fromkeys(regions))
+    before = clients.counter.snapshot()
+    result = CollectResult(scope={"accounts": [], "regions": regions, "clusters": []})
+
+    scans = [_RegionScan(clients, region, result) for region in regions]
+    for scan in scans:
+        scan.discover(clusters)
+    tracker = _Progress(progress, sum(len(scan.task_arns()) for scan in scans))
+    tracker.report("list tasks")
+    for scan in scans:
+        scan.describe(tracker)
+        scan.enrich()
+
+    if result.errors and not any(scan.listed_any for scan in scans):
+        first = result.errors[0]
+        raise ScanError(f"{first['message']} ({first['region']}): no cluster in scope could be listed")
+    _finish_scope(result)
+    result.api_calls = clients.counter.since(before)
+    return result
+
+
+def collect_tasks(clients, region: str, cluster_arn: str | None, tasks: Iterable[dict]) -> CollectResult:
+    """The same as `collect` for tasks already described: `DescribeTasks` items or ECS task
+    state change `detail` objects (event path). `clients` is a `Clients` or a boto3 Session."""
+    if not isinstance(clients, Clients):
+        clients = Clients(clients)
+    before = clients.counter.snapshot()
+    result = CollectResult(
+        scope={"accounts": [], "regions": [region], "clusters": [cluster_arn] if cluster_arn else []}
+    )
+    scan = _RegionScan(clients, region, result)
+    for task in tasks:
+        task = jsonable(task)
+        if cluster_arn and not task.get("clusterArn"):
+            task["clusterArn"] = cluster_arn
+        scan.add_described(task)
+    scan.enrich()
+    _finish_scope(result)
+    result.api_calls = clients.counter.since(before)
+    return result
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def jsonable(value: Any) -> Any:
+    """A deep copy with every datetime/date turned into an ISO-8601 string."""
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def account_of(arn: str) -> str | None:
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 5 and parts[4] else None
+
+
+def skip_reason(task: dict) -> str | None:
+    """None for a running Fargate task, else why it is not audited."""
+    launch_type = task.get("launchType")
+    if launch_type:
+        if launch_type != "FARGATE":
+            return f"launch type {launch_type}"
+    else:
+        provider = task.get("capacityProviderName")
+        if provider not in FARGATE_CAPACITY_PROVIDERS:
+            return f"capacity provider {provider}" if provider else "no launch type reported"
+    status = task.get("lastStatus")
+    if status != "RUNNING":
+        return f"lastStatus {status}" if status else "no lastStatus reported"
+    return None
+
+
+def eni_attachment(task: dict) -> tuple[str | None, str | None]:
+    """(networkInterfaceId, subnetId) from the task's ENI attachment, (None, None) if none."""
+    for attachment in task.get("attachments") or []:
+        if attachment.get("type") not in ENI_ATTACHMENT_TYPES:
+            continue
+        details = {d.get("name"): d.get("value") for d in attachment.get("details") or []}
+        if details.get("networkInterfaceId"):
+            return details["networkInterfaceId"], details.get("subnetId")
+    return None, None
+
+
+def _cluster_name(name_or_arn: str) -> str:
+    return name_or_arn.rsplit("/", 1)[-1]
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _pages(aws_client, method: str, page_size: int, **params) -> Iterator[dict]:
+    paginator = aws_client.get_paginator(method)
+    yield from paginator.paginate(PaginationConfig={"PageSize": page_size}, **params)
+
+
+def _finish_scope(result: CollectResult) -> None:
+    accounts = {account_of(arn) for arn in result.scope["clusters"]}
+    accounts.update(raw["account_id"] for raw in result.raw_tasks)
+    accounts.update(account_of(item["task_arn"]) for item in result.skipped)
+    result.scope["accounts"] = sorted(a for a in accounts if a)
+    result.scope["clusters"] = list(dict.fromkeys(result.scope["clusters"]))
+
+
+class _Progress:
+    def __init__(self, callback: Progress | None, total: int) -> None:
+        self.callback, self.total, self.done = callback, total, 0
+
+    def report(self, stage: str) -> None:
+        if self.callback is not None:
+            self.callback(self.done, self.total, stage)
+
+    def advance(self, count: int, stage: str) -> None:
+        self.done += count
+        self.report(stage)
+
+
+# ---------------------------------------------------------------------------- one region
+
+
+class _RegionScan:
+    """The reads of one region: its own clients, caches and task list."""
+
+    def __init__(self, clients: Clients, region: str, result: CollectResult) -> None:
+        self.ecs = clients.ecs(region)
+        self.ec2 = clients.ec2(region)
+        self.region = self.ecs.meta.region_name or region
+        self.result = result
+        self.listed_any = False  # ListClusters or some ListTasks succeeded
+        # cluster key (ARN, or the name given when it could not be resolved) -> task ARNs
+        self._listed: dict[str, list[str]] = {}
+        self._seen_tasks: set[str] = set()
+        self._audited: list[dict] = []
+        self._clusters: dict[str, tuple[dict | None, str | None]] = {}  # ARN -> (item, error)
+
+    # -- bookkeeping
+
+    def _lost(self, call: str, resource: str, message: str) -> None:
+        self.result.errors.append(
+            {"call": call, "region": self.region, "resource": resource, "message": message}
+        )
+
+    def task_arns(self) -> list[str]:
+        return [arn for arns in self._listed.values() for arn in arns]
+
+    def add_described(self, task: dict) -> None:
+        arn = task.get("taskArn", "")
+        reason = skip_reason(task)
+        if reason:
+            self.result.skipped.append({"task_arn": arn, "reason": reason})
+        else:
+            self._audited.append(task)
+
+    # -- clusters and task lists
+
+    def discover(self, clusters: list[str] | None) -> None:
+        keys = self._resolve_clusters(list(dict.fromkeys(clusters))) if clusters else self._list_clusters()
+        self.result.scope["clusters"].extend(keys)
+        for key in keys:
+            self._listed[key] = self._list_tasks(key)
+
+    def _list_clusters(self) -> list[str]:
+        """Every cluster ARN of the region (those of the pages read before a failure)."""
+        arns: list[str] = []
+        try:
+            for page in _pages(self.ecs, "list_clusters", ECS_PAGE_SIZE):
+                arns.extend(page.get("clusterArns", []))
+        except AWS_ERRORS as exc:
+            self._lost("ListClusters", self.region, failure_message(exc, "ListClusters"))
+        else:
+            self.listed_any = True
+        return list(dict.fromkeys(arns))
+
+    def _resolve_clusters(self, refs: list[str]) -> list[str]:
+        """Given names/ARNs -> cluster ARNs, describing them once (the facts are kept)."""
+        keys: list[str] = []
+        for batch in _chunks(refs, DESCRIBE_CLUSTERS_BATCH):
+            found, missing, error = self._describe_clusters(batch)
+            if error:  # keep the refs as given: ListTasks accepts names; the facts stay unknown
+                for ref in batch:
+                    self._clusters[ref] = (None, error)
+                keys.extend(batch)
+                continue
+            by_name = {item.get("clusterName"): item for item in found}
+            for ref in batch:
+                name = _cluster_name(ref)
+                if name in by_name:
+                    keys.append(by_name[name]["clusterArn"])
+                else:
+                    reason = missing.get(ref) or missing.get(name) or "not returned"
+                    self._lost(
+                        "DescribeClusters", ref, f"DescribeClusters: {reason}: cluster {ref} not found"
+                    )
+        return keys
+
+    def _describe_clusters(self, batch: list[str]) -> tuple[list[dict], dict[str, str], str | None]:
+        """One DescribeClusters call: (items, {name_or_arn: failure reason}, error); items
+        are cached by ARN."""
+        try:
+            response = self.ecs.describe_clusters(clusters=batch, include=["SETTINGS"])
+        except AWS_ERRORS as exc:
+            return [], {}, failure_message(exc, "DescribeClusters")
+        items = [jsonable(item) for item in response.get("clusters", [])]
+        for item in items:
+            self._clusters[item["clusterArn"]] = (item, None)
+        missing: dict[str, str] = {}
+        for failure in response.get("failures", []):
+            arn = failure.get("arn", "")
+            reason = failure.get("reason") or "failure"
+            missing[arn] = reason
+            missing[_cluster_name(arn)] = reason
+            self._clusters.setdefault(arn, (None, f"DescribeClusters: {reason}: {arn}"))
+        return items, missing, None
+
+    def _list_tasks(self, cluster: str) -> list[str]:
+        arns: list[str] = []
+        try:
+            for page in _pages(self.ecs, "list_tasks", ECS_PAGE_SIZE, cluster=cluster):
+                arns.extend(page.get("taskArns", []))
+        except AWS_ERRORS as exc:
+            self._lost("ListTasks", cluster, failure_message(exc, "ListTasks"))
+        else:
+            self.listed_any = True
+        fresh = [arn for arn in dict.fromkeys(arns) if arn not in self._seen_tasks]
+        self._seen_tasks.update(fresh)
+        return fresh
+
+    # -- tasks
+
+    def describe(self, tracker: _Progress) -> None:
+        for cluster, arns in self._listed.items():
+            for batch in _chunks(arns, DESCRIBE_TASKS_BATCH):
+                try:
+                    response = self.ecs.describe_tasks(cluster=cluster, tasks=batch)
+                except AWS_ERRORS as exc:
+                    message = failure_message(exc, "DescribeTasks")
+                    self._lost("DescribeTasks", cluster, f"{message} ({len(batch)} tasks not audited)")
+                else:
+                    wanted = set(batch)
+                    for task in response.get("tasks", []):
+                        if task.get("taskArn") in wanted:
+                            self.add_described(jsonable(task))
+                    for failure in response.get("failures", []):
+                        arn = failure.get("arn", "")
+                        self._lost(
+                            "DescribeTasks",
+                            arn,
+                            f"DescribeTasks: {failure.get('reason') or 'failure'}: {arn}",
+                        )
+                tracker.advance(len(batch), "describe tasks")
+
+    # -- facts around the audited tasks
+
+    def enrich(self) -> None:
+        tasks, self._audited = self._audited, []
+        if not tasks:
+            return
+        clusters = self._cluster_facts(tasks)
+        definitions = self._task_definitions(tasks)
+        enis, eni_errors = self._network_interfaces(tasks)
+        vpcs, vpc_errors = self._vpc_facts(enis)
+        for task in tasks:
+            self.result.raw_tasks.append(
+                self._bundle(task, clusters, definitions, enis, eni_errors, vpcs, vpc_errors)
+            )
+
+    def _bundle(self, task, clusters, definitions, enis, eni_errors, vpcs, vpc_errors) -> RawTask:
+        errors: dict[str, str] = {}
+        cluster, cluster_error = clusters.get(
+            task.get("clusterArn", ""), (None, "DescribeTasks: the task reports no clusterArn")
+        )
+        if cluster is None:
+            errors["cluster"] = cluster_error or "DescribeClusters: cluster not returned"
+        definition, definition_error = definitions.get(
+            task.get("taskDefinitionArn", ""), (None, "DescribeTasks: the task reports no taskDefinitionArn")
+        )
+        if definition is None:
+            errors["task_definition"] = (
+                definition_error or "DescribeTaskDefinition: no taskDefinition returned"
+            )
+        eni_id, _ = eni_attachment(task)
+        eni = enis.get(eni_id) if eni_id else None
+        vpc = None
+        if eni_id is None:
+            errors["eni"] = "DescribeTasks: no ElasticNetworkInterface attachment on the task"
+        elif eni is None:
+            errors["eni"] = (
+                eni_errors.get(eni_id) or f"DescribeNetworkInterfaces: {eni_id} not found (vanished)"
+            )
+        else:
+            vpc = vpcs.get(eni.get("VpcId"))
+            errors.update(vpc_errors.get(eni.get("VpcId"), {}))
+        return {
+            "account_id": account_of(task.get("taskArn", "")),
+            "region": self.region,
+            "task": task,
+            "task_definition": definition,
+            "cluster": cluster,
+            "eni": eni,
+            "vpc": vpc,
+            "errors": errors,
+        }
+
+    def _cluster_facts(self, tasks: list[dict]) -> dict[str, tuple[dict | None, str | None]]:
+        wanted = [arn for arn in dict.fromkeys(t.get("clusterArn") for t in tasks) if arn]
+        for arn in wanted:  # a cluster given by name whose describe failed is cached by name
+            if arn not in self._clusters and _cluster_name(arn) in self._clusters:
+                self._clusters[arn] = self._clusters[_cluster_name(arn)]
+        todo = [arn for arn in wanted if arn not in self._clusters]
+        for batch in _chunks(todo, DESCRIBE_CLUSTERS_BATCH):
+            _, _, error = self._describe_clusters(batch)
+            for arn in batch:
+                if error or arn not in self._clusters:
+                    self._clusters[arn] = (None, error or f"DescribeClusters: not returned: {arn}")
+        return self._clusters
+
+    def _task_definitions(self, tasks: list[dict]) -> dict[str, tuple[dict | None, str | None]]:
+        definitions: dict[str, tuple[dict | None, str | None]] = {}
+        for arn in dict.fromkeys(t.get("taskDefinitionArn") for t in tasks):
+            if not arn:
+                continue
+            try:
+                response = self.ecs.describe_task_definition(taskDefinition=arn)
+            except AWS_ERRORS as exc:
+                definitions[arn] = (None, failure_message(exc, "DescribeTaskDefinition"))
+            else:
+                definitions[arn] = (jsonable(response.get("taskDefinition")), None)
+        return definitions
+
+    def _network_interfaces(self, tasks: list[dict]) -> tuple[dict[str, dict], dict[str, str]]:
+        """ENIs of the tasks by id, and an error per ENI whose describe call failed."""
+        wanted: dict[str, str | None] = {}
+        for task in tasks:
+            eni_id, subnet_id = eni_attachment(task)
+            if eni_id:
+                wanted[eni_id] = subnet_id
+        found: dict[str, dict] = {}
+        errors: dict[str, str] = {}
+
+        def fetch(filter_name: str, values: list[str], affected: list[str]) -> None:
+            try:
+                for page in _pages(
+                    self.ec2,
+                    "describe_network_interfaces",
+                    EC2_PAGE_SIZE,
+                    Filters=[{"Name": filter_name, "Values": values}],
+                    IncludeManagedResources=True,
+                ):
+                    for eni in page.get("NetworkInterfaces", []):
+                        if eni.get("NetworkInterfaceId") in wanted:
+                            found[eni["NetworkInterfaceId"]] = jsonable(eni)
+            except AWS_ERRORS as exc:
+                message = failure_message(exc, "DescribeNetworkInterfaces")
+                for eni_id in affected:
+                    errors.setdefault(eni_id, message)
+
+        by_id = sorted(wanted)
+        if len(wanted) > ENI_SUBNET_SCAN_ABOVE:
+            by_subnet: dict[str, list[str]] = {}
+            for eni_id, subnet_id in wanted.items():
+                if subnet_id:
+                    by_subnet.setdefault(subnet_id, []).append(eni_id)
+            by_id = sorted(eni_id for eni_id, subnet_id in wanted.items() if not subnet_id)
+            for subnets in _chunks(sorted(by_subnet), FILTER_VALUES_MAX):
+                fetch("subnet-id", subnets, [eni_id for s in subnets for eni_id in by_subnet[s]])
+        for ids in _chunks(by_id, FILTER_VALUES_MAX):
+            fetch("network-interface-id", ids, ids)
+        return found, {eni_id: msg for eni_id, msg in errors.items() if eni_id not in found}
+
+    def _vpc_facts(self, enis: dict[str, dict]) -> tuple[dict[str, dict], dict[str, dict[str, str]]]:
+        """One shared facts dict per VPC of the tasks, and the facts that failed per VPC."""
+        vpc_ids = sorted({eni["VpcId"] for eni in enis.values() if eni.get("VpcId")})
+        vpcs: dict[str, dict] = {
+            vpc_id: {"vpc_id": vpc_id} | {fact: [] for fact in VPC_FACTS} for vpc_id in vpc_ids
+        }
+        errors: dict[str, dict[str, str]] = {vpc_id: {} for vpc_id in vpc_ids}
+        if not vpc_ids:
+            return vpcs, errors
+        for spec in VPC_FACT_CALLS:
+            for chunk in _chunks(vpc_ids, FILTER_VALUES_MAX):
+                try:
+                    for page in _pages(
+                        self.ec2,
+                        spec.method,
+                        spec.page_size,
+                        **{spec.filter_param: [{"Name": "vpc-id", "Values": chunk}]},
+                    ):
+                        for item in page.get(spec.result_key, []):
+                            if item.get("VpcId") in vpcs:
+                                vpcs[item["VpcId"]][spec.fact].append(jsonable(item))
+                except AWS_ERRORS as exc:
+                    message = failure_message(exc, spec.call)
+                    for vpc_id in chunk:
+                        vpcs[vpc_id][spec.fact] = []  # a partial list must not be trusted
+                        errors[vpc_id][spec.fact] = message
+        self._flow_logs(vpcs, errors, enis)
+        return vpcs, errors
+
+    def _flow_logs(
+        self, vpcs: dict[str, dict], errors: dict[str, dict[str, str]], enis: dict[str, dict]
+    ) -> None:
+        owner: dict[str, str] = {vpc_id: vpc_id for vpc_id in vpcs}
+        for vpc_id, vpc in vpcs.items():
+            for subnet in vpc["subnets"]:
+                owner[subnet["SubnetId"]] = vpc_id
+        for eni_id, eni in enis.items():
+            if eni.get("VpcId") in vpcs:
+                owner[eni_id] = eni["VpcId"]
+                if eni.get("SubnetId"):
+                    owner[eni["SubnetId"]] = eni["VpcId"]
+        try:
+            for page in _pages(self.ec2, "describe_flow_logs", EC2_PAGE_SIZE):
+                for flow_log in page.get("FlowLogs", []):
+                    vpc_id = owner.get(flow_log.get("ResourceId", ""))
+                    if vpc_id:
+                        vpcs[vpc_id]["flow_logs"].append(jsonable(flow_log))
+        except AWS_ERRORS as exc:
+            message = failure_message(exc, "DescribeFlowLogs")
+            for vpc_id, vpc in vpcs.items():
+                vpc["flow_logs"] = []
+                errors[vpc_id]["flow_logs"] = message
