@@ -1,0 +1,441 @@
+"""Security Hub findings (ASFF) from postures and results: pure builders.
+
+interface.md "Security Hub findings" is the contract: one finding per workload
+(cluster + task group) and rule, with a deterministic ``Id``; ``Compliance.Status``
+aggregated over the workload's running tasks; ``Resources`` the service or task
+definitions first, then the failing tasks (at most 20) and the network resources the
+evidence names (32 in all). The writer that sends these to Security Hub lives elsewhere;
+``finding_content_digest`` lets it re-import a finding only when its content changed.
+
+No clock, no environment, no boto3: ``now`` and any previous findings come in as
+arguments. No environment value can reach a finding: postures carry names only and the
+evidence summary drops value-like keys (report.summarize_evidence).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .report import summarize_evidence
+
+if TYPE_CHECKING:
+    from .rules import Catalog, Rule
+
+SCHEMA_VERSION = "2018-10-08"
+PRODUCT_NAME = "fargate-audit"
+MAX_RESOURCES = 32
+MAX_TASK_RESOURCES = 20
+MAX_TITLE = 256
+MAX_DESCRIPTION = 1024
+MAX_REMEDIATION = 512
+MAX_RELATED_REQUIREMENTS = 32
+MAX_PRODUCT_FIELD_VALUE = 2048
+
+TYPE_BEST_PRACTICES = "Software and Configuration Checks/AWS Security Best Practices"
+TYPE_NETWORK_REACHABILITY = TYPE_BEST_PRACTICES + "/Network Reachability"
+_STANDARDS_TYPE = "Software and Configuration Checks/Industry and Regulatory Standards/"
+
+# rules/mappings.yaml framework keys -> (RelatedRequirements prefix, ASFF Types classifier
+# under "Industry and Regulatory Standards"). Security Hub controls are related controls,
+# not a standard this product reports for: they get a requirement line, no standards type.
+_FRAMEWORKS = {
+    "securityhub": ("AWS Security Hub control", None),
+    "cis_aws_foundations": ("CIS AWS Foundations Benchmark", "CIS AWS Foundations Benchmark"),
+    "nist_800_53_rev5": ("NIST.800-53.r5", "NIST 800-53 Controls (USA)"),
+}
+
+# Fields that are not "content": a finding is re-imported only when the rest changed.
+# Workflow is owned by the customer once the finding exists (set only on creation).
+_NOT_CONTENT = frozenset(
+    {"CreatedAt", "UpdatedAt", "FirstObservedAt", "LastObservedAt", "ProcessedAt", "Workflow"}
+)
+
+_WORST_FIRST = ("FAILED", "ERROR", "PASSED")
+_COMPLIANCE = {"FAILED": "FAILED", "ERROR": "NOT_AVAILABLE", "PASSED": "PASSED"}
+
+# Posture facts (rule `requires`) -> which network resources of a failing task they implicate.
+_FACT_RESOURCES = {
+    "eni": ("eni",),
+    "security_groups": ("security_groups",),
+    "route_table": ("subnet",),
+    "egress": ("subnet",),
+    "nacl": ("subnet",),
+    "flow_logs": ("eni", "subnet"),
+    "vpc_endpoints": ("subnet",),
+}
+
+
+# --------------------------------------------------------------------------- ids and time
+
+
+def finding_id(account: str, region: str, cluster_name: str, group: str, rule_id: str) -> str:
+    return f"fargate-audit/{account}/{region}/{cluster_name}/{group}/{rule_id}"
+
+
+def generator_id(rule_id: str) -> str:
+    return f"fargate-audit/{rule_id}"
+
+
+def product_arn(account: str, region: str, partition: str = "aws") -> str:
+    return f"arn:{partition}:securityhub:{region}:{account}:product/{account}/default"
+
+
+def asff_time(moment: datetime) -> str:
+    """ISO 8601 UTC with milliseconds and ``Z``; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_asff_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def finding_content_digest(finding: Mapping[str, Any]) -> str:
+    """sha256 over every field but the timestamps (and the customer-owned Workflow)."""
+    content = {key: value for key, value in finding.items() if key not in _NOT_CONTENT}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+def _related_requirements(mapping: Mapping[str, list[str]]) -> tuple[list[str], list[str]]:
+    """(RelatedRequirements, extra ASFF Types) from one rule's compliance mappings
+    (rules/mappings.yaml: ``{framework: [control, ...]}``)."""
+    requirements: list[str] = []
+    types: list[str] = []
+    for framework, controls in mapping.items():
+        prefix, classifier = _FRAMEWORKS.get(framework, (framework, None))
+        requirements.extend(f"{prefix} {control}" for control in controls or [])
+        if classifier and controls:
+            types.append(_STANDARDS_TYPE + classifier)
+    return requirements[:MAX_RELATED_REQUIREMENTS], types
+
+
+def _types(rule_id: str, extra: list[str]) -> list[str]:
+    first = TYPE_NETWORK_REACHABILITY if rule_id.startswith("NET-") else TYPE_BEST_PRACTICES
+    seen: list[str] = [first]
+    for item in extra:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def _partition(arn: str) -> str:
+    return arn.split(":")[1] if arn.count(":") >= 5 else "aws"
+
+
+def _revision(task_definition_arn: str) -> int:
+    tail = task_definition_arn.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def _family(task_definition_arn: str) -> str:
+    name = task_definition_arn.rsplit("/", 1)[-1]
+    return name.rsplit(":", 1)[0]
+
+
+def _resource(rtype: str, rid: str, partition: str, region: str, details: dict | None = None) -> dict:
+    resource = {"Type": rtype, "Id": rid, "Partition": partition, "Region": region}
+    if details:
+        resource["Details"] = {rtype: {k: v for k, v in details.items() if v not in (None, [], "")}}
+    return resource
+
+
+def _ids_in(value: Any, prefix: str) -> set[str]:
+    if isinstance(value, str):
+        return {value} if value.startswith(prefix) else set()
+    if isinstance(value, Mapping):
+        return set().union(*(_ids_in(v, prefix) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_ids_in(v, prefix) for v in value)) if value else set()
+    return set()
+
+
+def _network_resources(implicated: list[tuple[dict, dict]], requires: list[str], rule_id: str) -> list[dict]:
+    """ENIs, security groups and subnets named by the failing evidence, or implied by the
+    facts the rule requires, for the implicated tasks."""
+    kinds = {kind for fact in requires for kind in _FACT_RESOURCES.get(fact, ())}
+    if not requires and rule_id.startswith("NET-"):
+        kinds = {"eni", "subnet"}
+    enis: dict[str, dict] = {}
+    groups: dict[str, dict] = {}
+    subnets: dict[str, dict] = {}
+    for posture, result in implicated:
+        network = posture.get("network") or {}
+        evidence = result.get("evidence") or {}
+        partition, region, account = _partition(posture["task_arn"]), posture["region"], posture["account_id"]
+        named_groups = _ids_in(evidence, "sg-")
+        attached = {sg.get("id"): sg.get("name") for sg in network.get("security_groups") or []}
+        eni_ids = _ids_in(evidence, "eni-")
+        if "eni" in kinds and network.get("eni_id"):
+            eni_ids.add(network["eni_id"])
+        for eni in eni_ids:
+            details = {"NetworkInterfaceId": eni}
+            if eni == network.get("eni_id"):
+                details["SecurityGroups"] = [
+                    {"GroupId": gid, "GroupName": name} if name else {"GroupId": gid}
+                    for gid, name in sorted(attached.items())
+                    if gid
+                ]
+                details["PublicIp"] = network.get("public_ipv4")
+            arn = f"arn:{partition}:ec2:{region}:{account}:network-interface/{eni}"
+            enis.setdefault(arn, _resource("AwsEc2NetworkInterface", arn, partition, region, details))
+        group_ids = set(named_groups)
+        if "security_groups" in kinds and not named_groups:
+            group_ids |= {gid for gid in attached if gid}
+        for gid in group_ids:
+            arn = f"arn:{partition}:ec2:{region}:{account}:security-group/{gid}"
+            details = {"GroupId": gid, "GroupName": attached.get(gid), "VpcId": network.get("vpc_id")}
+            groups.setdefault(arn, _resource("AwsEc2SecurityGroup", arn, partition, region, details))
+        subnet_ids = _ids_in(evidence, "subnet-")
+        if "subnet" in kinds and network.get("subnet_id"):
+            subnet_ids.add(network["subnet_id"])
+        for sid in subnet_ids:
+            arn = f"arn:{partition}:ec2:{region}:{account}:subnet/{sid}"
+            details = {"SubnetId": sid, "VpcId": network.get("vpc_id")}
+            subnets.setdefault(arn, _resource("AwsEc2Subnet", arn, partition, region, details))
+    return [found[k] for found in (enis, groups, subnets) for k in sorted(found)]
+
+
+def _workload_resources(postures: list[dict]) -> list[dict]:
+    """The service, or for a standalone workload its distinct task definitions (newest
+    revision first)."""
+    first = postures[0]
+    partition, region, account = _partition(first["task_arn"]), first["region"], first["account_id"]
+    group = first["group"]
+    if group.startswith("service:"):
+        name = first.get("service_name") or group.split(":", 1)[1]
+        arn = f"arn:{partition}:ecs:{region}:{account}:service/{first['cluster_name']}/{name}"
+        details = {"Cluster": first["cluster_arn"], "Name": name}
+        return [_resource("AwsEcsService", arn, partition, region, details)]
+    arns = {p["task_definition_arn"] for p in postures}
+    ordered = sorted(arns, key=lambda a: (-_revision(a), a))
+    return [
+        _resource("AwsEcsTaskDefinition", arn, partition, region, {"Family": _family(arn)}) for arn in ordered
+    ]
+
+
+def _normal_time(text: Any) -> str | None:
+    """An ISO timestamp from a posture in ASFF's form; None when absent or unreadable."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return asff_time(parse_asff_time(text))
+    except ValueError:
+        return None
+
+
+def _task_resource(posture: dict) -> dict:
+    arn = posture["task_arn"]
+    details = {
+        "ClusterArn": posture["cluster_arn"],
+        "TaskDefinitionArn": posture["task_definition_arn"],
+        "Group": posture["group"],
+        "StartedAt": _normal_time(posture.get("started_at")),
+    }
+    return _resource("AwsEcsTask", arn, _partition(arn), posture["region"], details)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def _evidence_line(items: list[tuple[dict, dict]], limit: int = 3) -> str:
+    counts = Counter(summarize_evidence(r.get("evidence")) for _, r in items)
+    counts.pop("", None)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = [text if n == 1 or len(ranked) == 1 else f"{text} ({n} tasks)" for text, n in ranked[:limit]]
+    more = f" (+{len(ranked) - limit} more variants)" if len(ranked) > limit else ""
+    return " | ".join(shown) + more
+
+
+def _description(rule: Rule, workload: str, status: str, by_status: dict[str, list], total: int) -> str:
+    failed, errors, passed = by_status["FAILED"], by_status["ERROR"], by_status["PASSED"]
+    if status == "FAILED":
+        lead = f"{len(failed)} of {total} running tasks of {workload} fail this check"
+        evidence = _evidence_line(failed)
+        lead += f": {evidence}." if evidence else "."
+        if errors:
+            lead += f" {len(errors)} more could not be evaluated."
+    elif status == "NOT_AVAILABLE":
+        lead = f"{len(errors)} of {total} running tasks of {workload} could not be evaluated"
+        evidence = _evidence_line(errors)
+        lead += f": {evidence}." if evidence else "."
+    else:
+        lead = f"All {len(passed)} evaluated running tasks of {workload} pass this check."
+    exempted = [r for _, r in passed if (r.get("evidence") or {}).get("exempted")]
+    if exempted:
+        terms = [r["evidence"]["exempted"] for r in exempted]
+        reasons = sorted({f"{t.get('reason')} (until {t.get('expires')})" for t in terms})
+        lead += f" {len(exempted)} exempted: {'; '.join(reasons[:2])}."
+    return _clip(f"{lead} {rule.description}", MAX_DESCRIPTION)
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _previous_index(previous: Any) -> dict[str, dict]:
+    if not previous:
+        return {}
+    if isinstance(previous, Mapping):
+        return dict(previous)
+    return {f["Id"]: f for f in previous}
+
+
+def _updated_at(now: datetime, prior: dict | None) -> str:
+    """``now``, but strictly after the previous UpdatedAt (interface.md)."""
+    moment = now if now.tzinfo else now.replace(tzinfo=UTC)
+    if prior and prior.get("UpdatedAt"):
+        floor = parse_asff_time(prior["UpdatedAt"]) + timedelta(milliseconds=1)
+        moment = max(moment.astimezone(UTC), floor)
+    return asff_time(moment)
+
+
+def archive_finding(prior: Mapping[str, Any], now: datetime) -> dict:
+    """The ARCHIVED version of a finding the auditor no longer produces (its workload has
+    no running task, or the rule became NOT_APPLICABLE to every task)."""
+    finding = {key: value for key, value in prior.items() if key != "Workflow"}
+    finding["RecordState"] = "ARCHIVED"
+    finding["UpdatedAt"] = _updated_at(now, dict(prior))
+    return finding
+
+
+def build_finding(
+    rule_id: str,
+    items: list[tuple[dict, dict]],
+    workload_postures: list[dict],
+    catalog: Catalog,
+    now: datetime,
+    prior: dict | None = None,
+) -> dict | None:
+    """One finding for one workload and rule. ``items``: (posture, result) pairs of that
+    rule for the workload's running tasks; ``workload_postures``: all its running tasks.
+    None when the rule is NOT_APPLICABLE to every task."""
+    by_status: dict[str, list[tuple[dict, dict]]] = {s: [] for s in (*_WORST_FIRST, "NOT_APPLICABLE")}
+    for posture, result in items:
+        by_status.setdefault(result["status"], []).append((posture, result))
+    worst = next((s for s in _WORST_FIRST if by_status[s]), None)
+    if worst is None:
+        return None
+    compliance = _COMPLIANCE[worst]
+    first = workload_postures[0]
+    account, region, partition = first["account_id"], first["region"], _partition(first["task_arn"])
+    workload = first.get("workload") or f"{first['cluster_name']}/{first['group']}"
+    rule = catalog.rule(rule_id)
+    requirements, extra_types = _related_requirements(catalog.mappings.get(rule_id) or {})
+    stamp = asff_time(now)
+
+    implicated = {"FAILED": by_status["FAILED"], "NOT_AVAILABLE": by_status["ERROR"]}.get(compliance, [])
+    implicated = sorted(implicated, key=lambda pr: pr[0]["task_arn"])[:MAX_TASK_RESOURCES]
+    resources = _workload_resources(workload_postures)
+    resources += [_task_resource(p) for p, _ in implicated]
+    resources += _network_resources(implicated, list(rule.requires), rule_id)
+
+    total = len({p["task_arn"] for p, _ in items})
+    product_fields = {
+        "fargate-audit/RuleId": rule_id,
+        "fargate-audit/Workload": workload,
+        "fargate-audit/Cluster": first["cluster_arn"],
+        "fargate-audit/Group": first["group"],
+        "fargate-audit/TasksEvaluated": str(total),
+        "fargate-audit/TasksFailed": str(len(by_status["FAILED"])),
+        "fargate-audit/TasksError": str(len(by_status["ERROR"])),
+        "fargate-audit/TasksPassed": str(len(by_status["PASSED"])),
+        "fargate-audit/TasksNotApplicable": str(len(by_status["NOT_APPLICABLE"])),
+    }
+    evidence = _evidence_line(by_status["FAILED"] or by_status["ERROR"], limit=10)
+    if evidence:
+        product_fields["fargate-audit/Evidence"] = _clip(evidence, MAX_PRODUCT_FIELD_VALUE)
+
+    compliance_field: dict[str, Any] = {"Status": compliance}
+    if requirements:
+        compliance_field["RelatedRequirements"] = requirements
+
+    finding: dict[str, Any] = {
+        "SchemaVersion": SCHEMA_VERSION,
+        "Id": finding_id(account, region, first["cluster_name"], first["group"], rule_id),
+        "ProductArn": product_arn(account, region, partition),
+        "ProductName": PRODUCT_NAME,
+        "GeneratorId": generator_id(rule_id),
+        "AwsAccountId": account,
+        "Region": region,
+        "Types": _types(rule_id, extra_types),
+        "CreatedAt": (prior or {}).get("CreatedAt") or stamp,
+        "UpdatedAt": _updated_at(now, prior),
+        "FirstObservedAt": (prior or {}).get("FirstObservedAt") or stamp,
+        "LastObservedAt": stamp,
+        "Severity": {"Label": rule.severity},
+        "Title": _clip(rule.title, MAX_TITLE),
+        "Description": _description(rule, workload, compliance, by_status, total),
+        "Remediation": {"Recommendation": {"Text": _clip(rule.remediation, MAX_REMEDIATION)}},
+        "ProductFields": product_fields,
+        "Compliance": compliance_field,
+        "RecordState": "ACTIVE",
+        "Resources": resources[:MAX_RESOURCES],
+    }
+    if prior is None:
+        finding["Workflow"] = {"Status": "NEW"}
+    return finding
+
+
+def build_findings(
+    postures: list[dict],
+    results: list[dict],
+    catalog: Catalog,
+    now: datetime,
+    previous: Mapping[str, dict] | Iterable[dict] | None = None,
+) -> list[dict]:
+    """Findings for the workloads of ``postures`` (their running tasks), sorted by Id.
+
+    ``previous``: the findings last imported (``{Id: finding}`` or a list), when known.
+    A finding already there keeps its CreatedAt/FirstObservedAt, gets no Workflow (the
+    customer owns it) and an UpdatedAt strictly after the previous one. A previous ACTIVE
+    finding of one of these workloads whose rule is now NOT_APPLICABLE to every task is
+    returned ARCHIVED. Workloads absent from ``postures`` are not touched (see
+    ``archive_finding``).
+    """
+    by_task = {p["task_arn"]: p for p in postures}
+    workloads: dict[tuple, list[dict]] = {}
+    for posture in postures:
+        key = (posture["account_id"], posture["region"], posture["cluster_arn"], posture["group"])
+        workloads.setdefault(key, []).append(posture)
+    grouped: dict[tuple, dict[str, list[tuple[dict, dict]]]] = {}
+    for result in results:
+        posture = by_task.get(result["task_arn"])
+        if posture is None:
+            raise ValueError(f"result for {result['task_arn']} has no posture")
+        key = (posture["account_id"], posture["region"], posture["cluster_arn"], posture["group"])
+        grouped.setdefault(key, {}).setdefault(result["rule_id"], []).append((posture, result))
+
+    prior_index = _previous_index(previous)
+    findings: list[dict] = []
+    for key in sorted(grouped):
+        members = sorted(workloads[key], key=lambda p: p["task_arn"])
+        for rule_id in sorted(grouped[key]):
+            first = members[0]
+            fid = finding_id(
+                first["account_id"], first["region"], first["cluster_name"], first["group"], rule_id
+            )
+            prior = prior_index.get(fid)
+            finding = build_finding(rule_id, grouped[key][rule_id], members, catalog, now, prior)
+            if finding is not None:
+                findings.append(finding)
+            elif prior is not None and prior.get("RecordState") != "ARCHIVED":
+                findings.append(archive_finding(prior, now))
+    return sorted(findings, key=lambda f: f["Id"])

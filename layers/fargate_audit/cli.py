@@ -1,0 +1,340 @@
+"""``fargate-audit``: the command line (interface.md "Command line").
+
+    fargate-audit scan [--region R]... [--cluster C]... [--params FILE]
+                       [--format table|json|asff] [--output FILE] [--fail-on SEVERITY]
+    fargate-audit rules list [--format table|json]
+    fargate-audit rules validate [DIR]
+    fargate-audit demo
+    fargate-audit --version
+
+Exit status of ``scan``: 0 no FAILED result at or above ``--fail-on`` (default LOW); 1 such
+results exist; 2 the scan could not run. Every error is one stderr line
+``fargate-audit: error: <message>``, with a traceback only under ``--debug``.
+
+Heavy modules (boto3, jsonschema, yaml) are imported inside the commands that need them,
+so ``--help`` stays fast; no AWS call happens at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from . import __version__
+from .errors import ConfigError, CredentialsError, FargateAuditError
+
+PROG = "fargate-audit"
+SEVERITY_CHOICES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+PROGRESS_MIN_TASKS = 50
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+class UsageError(FargateAuditError):
+    """A bad command line (argparse's complaint, as one line)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints usage and exits; we want one line
+        hint = f" (see {self.prog} --help)"
+        raise UsageError(" ".join(message.split()) + hint)
+
+
+# --------------------------------------------------------------------------- output helpers
+
+
+class _Output:
+    """stdout, or the ``--output`` file (written only once the command has its result)."""
+
+    def __init__(self, path: str | None, stdout: TextIO):
+        self.path = path
+        self.stdout = stdout
+
+    @property
+    def terminal(self) -> TextIO | None:
+        """The stream colour may be decided for (None when writing to a file)."""
+        return None if self.path else self.stdout
+
+    def check_writable(self) -> None:
+        if not self.path:
+            return
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if os.path.isdir(self.path):
+            raise ConfigError(f"{self.path}: cannot write output: is a directory")
+        if not os.path.isdir(folder):
+            raise ConfigError(f"{self.path}: cannot write output: no directory {folder}")
+        if not os.access(folder, os.W_OK) or (
+            os.path.exists(self.path) and not os.access(self.path, os.W_OK)
+        ):
+            raise ConfigError(f"{self.path}: cannot write output: permission denied")
+
+    def write(self, text: str) -> None:
+        if not self.path:
+            self.stdout.write(text)
+            self.stdout.flush()
+            return
+        try:
+            with open(self.path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: cannot write output: {exc.strerror or exc}") from exc
+
+
+class _StderrProgress:
+    """``collecting: 120/500 tasks`` on one rewritten stderr line, for big scans on a TTY."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.shown = False
+
+    def __call__(self, done: int, total: int, stage: str) -> None:
+        if total < PROGRESS_MIN_TASKS:
+            return
+        self.stream.write(f"\r\033[K{stage}: {done}/{total} tasks")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+def _load_catalog(rules_dir: str | None = None):
+    from . import rules
+
+    return rules.load_catalog(rules_dir)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _region_from_environment() -> str | None:
+    """``AWS_REGION`` (interface.md), which botocore itself does not read: it takes
+    precedence over ``AWS_DEFAULT_REGION`` and the profile's region, as in the AWS CLI v2.
+    None leaves the choice to boto3's own chain."""
+    return os.environ.get("AWS_REGION") or None
+
+
+def cmd_scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from . import report as report_mod
+
+    catalog = _load_catalog()
+    params = None
+    if args.params:
+        from . import params as params_mod
+
+        if not os.path.isfile(args.params):
+            raise ConfigError(f"{args.params}: params file not found")
+        params = params_mod.load_params(args.params, catalog)
+
+    out = _Output(args.output, stdout)
+    out.check_writable()  # before the scan, not after it
+
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    from . import scan
+
+    try:
+        session = boto3.session.Session(region_name=_region_from_environment())
+    except BotoCoreError as exc:  # e.g. ProfileNotFound for a bad AWS_PROFILE
+        raise CredentialsError(" ".join(str(exc).split())) from exc
+    progress = _StderrProgress(stderr) if _isatty(stderr) else None
+    try:
+        outcome = scan.run_scan(
+            session,
+            regions=args.region or None,
+            clusters=args.cluster or None,
+            params=params,
+            catalog=catalog,
+            progress=progress,
+        )
+    finally:
+        if progress is not None:
+            progress.close()
+
+    if args.format == "json":
+        out.write(_json(outcome.report))
+    elif args.format == "asff":
+        from . import asff
+
+        findings = asff.build_findings(outcome.postures, outcome.results, catalog, outcome.now)
+        out.write(_json(findings))
+    else:
+        from . import table
+
+        terminal = out.terminal
+        color = terminal is not None and table.use_color(terminal, os.environ)
+        out.write(table.render(outcome.report, color=color))
+    return report_mod.exit_code(outcome.results, args.fail_on)
+
+
+def cmd_rules_list(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    catalog = _load_catalog()
+    if args.format == "json":
+        items = [
+            {
+                "id": rule.id,
+                "severity": rule.severity,
+                "title": rule.title,
+                "description": rule.description,
+                "remediation": rule.remediation,
+                "requires": list(rule.requires),
+                "parameters": list(rule.parameters),
+                "mappings": catalog.mappings.get(rule.id) or {},
+            }
+            for rule in catalog.rules
+        ]
+        stdout.write(_json(items))
+        return EXIT_OK
+    width = max([len("SEVERITY"), *(len(rule.severity) for rule in catalog.rules)])
+    lines = [f"{'ID':<7} {'SEVERITY':<{width}}  TITLE"]
+    lines += [f"{rule.id:<7} {rule.severity:<{width}}  {rule.title}" for rule in catalog.rules]
+    stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def cmd_rules_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    catalog = _load_catalog(args.dir)
+    stdout.write(f"{len(catalog.rules)} rules valid in {args.dir or catalog.rules_dir}\n")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    try:
+        from .demo import run_demo
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == "moto":
+            raise ConfigError("the demo needs moto: pip install 'fargate-audit[demo]'") from exc
+        raise ConfigError(f"the demo is not available in this build ({exc.name} missing)") from exc
+    return run_demo(out=stdout, err=stderr, fmt=args.format)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
+
+    parser = _Parser(
+        prog=PROG,
+        description="Audit the network posture of running ECS tasks on Fargate.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    scan = commands.add_parser(
+        "scan",
+        parents=[common],
+        help="audit every running Fargate task in scope (read-only)",
+        description="Audit every running Fargate task in scope, read-only.",
+    )
+    scan.add_argument("--region", action="append", metavar="R", help="region to scan (repeatable)")
+    scan.add_argument(
+        "--cluster", action="append", metavar="NAME_OR_ARN", help="cluster to scan (repeatable); default all"
+    )
+    scan.add_argument("--params", metavar="FILE", help="params file (YAML or JSON)")
+    scan.add_argument("--format", choices=("table", "json", "asff"), default="table")
+    scan.add_argument("--output", metavar="FILE", help="write the output to FILE instead of stdout")
+    scan.add_argument(
+        "--fail-on",
+        type=str.upper,
+        choices=SEVERITY_CHOICES,
+        default="LOW",
+        metavar="SEVERITY",
+        help="exit 1 when a FAILED result is at or above this severity (default LOW; "
+        + ", ".join(SEVERITY_CHOICES)
+        + ")",
+    )
+    scan.set_defaults(func=cmd_scan)
+
+    rules = commands.add_parser("rules", parents=[common], help="the rule catalog")
+    rules_commands = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    listing = rules_commands.add_parser("list", parents=[common], help="ids, severities and titles")
+    listing.add_argument("--format", choices=("table", "json"), default="table")
+    listing.set_defaults(func=cmd_rules_list)
+    validate = rules_commands.add_parser(
+        "validate", parents=[common], help="check rule files against rules/schema.json"
+    )
+    validate.add_argument(
+        "dir", nargs="?", metavar="DIR", help="rules directory (default: the shipped rules)"
+    )
+    validate.set_defaults(func=cmd_rules_validate)
+
+    demo = commands.add_parser(
+        "demo", parents=[common], help="run the whole pipeline on an emulated AWS environment"
+    )
+    demo.add_argument("--format", choices=("table", "json"), default="table")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _error_line(message: str) -> str:
+    return f"{PROG}: error: {' '.join(str(message).split())}\n"
+
+
+def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        stderr.write(_error_line(str(exc)))
+        return EXIT_ERROR
+    except SystemExit as exc:  # --help, --version
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+
+    func: Callable[..., int] | None = getattr(args, "func", None)
+    if func is None:
+        missing = "a rules subcommand (list, validate)" if args.command == "rules" else "a command"
+        stderr.write(_error_line(f"{missing} is required (see {PROG} --help)"))
+        return EXIT_ERROR
+    debug = getattr(args, "debug", False)
+    try:
+        return func(args, stdout, stderr)
+    except FargateAuditError as exc:
+        if debug:
+            traceback.print_exc(file=stderr)
+        stderr.write(_error_line(str(exc)))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        stderr.write(_error_line("interrupted"))
+        return 130
+    except BrokenPipeError:  # e.g. `fargate-audit scan | head`
+        with contextlib.suppress(OSError, ValueError):  # silence Python's flush at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+    except Exception as exc:
+        if debug:
+            traceback.print_exc(file=stderr)
+        stderr.write(_error_line(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)"))
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,367 @@
+"""The scan report (``--format json``, ``scan-report.schema.json``) and the scan's exit code.
+
+Pure: everything comes in as arguments (no clock, no environment, no boto3). The one
+evidence summariser shared by the table and the ASFF builders lives here too, so a
+rule's evidence reads the same in a terminal and in Security Hub.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, date, datetime
+from importlib import resources
+from typing import Any
+
+REPORT_VERSION = 1
+
+# Security Hub's severity labels, lowest first.
+SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+STATUSES = ("FAILED", "ERROR", "PASSED", "NOT_APPLICABLE")
+DEFAULT_FAIL_ON = "LOW"
+
+SCHEMA_RESOURCE = "schemas/scan-report.schema.json"
+
+
+def severity_rank(label: str) -> int:
+    """0 for INFORMATIONAL .. 4 for CRITICAL (case-insensitive); ValueError otherwise."""
+    try:
+        return SEVERITIES.index(str(label).upper())
+    except ValueError:
+        raise ValueError(f"unknown severity {label!r} (one of {', '.join(SEVERITIES)})") from None
+
+
+def exit_code(results: list[dict], fail_on: str = DEFAULT_FAIL_ON) -> int:
+    """interface.md: 0 when no FAILED result is at or above ``fail_on``; 1 otherwise."""
+    threshold = severity_rank(fail_on)
+    for result in results:
+        if result.get("status") == "FAILED" and severity_rank(result.get("severity", "")) >= threshold:
+            return 1
+    return 0
+
+
+def iso_utc(now: datetime) -> str:
+    """``2024-05-01T12:00:00Z`` (seconds precision); a naive datetime is taken as UTC."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return now.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def load_schema() -> dict:
+    """The scan report's JSON Schema as shipped in the package (a copy of the shared spec)."""
+    text = resources.files("fargate_audit").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def jsonable(value: Any) -> Any:
+    """A deep copy where dates/datetimes become ISO strings and tuples/sets lists (YAML
+    params give ``expires`` as a date)."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted(jsonable(v) for v in value)
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if is_dataclass(value) and not isinstance(value, type):
+        return jsonable(asdict(value))
+    return value
+
+
+def task_entry(posture: dict) -> dict:
+    """One ``tasks[]`` item of the report from a posture (design.md section 2)."""
+    network = posture.get("network") or {}
+    egress = network.get("egress") or {}
+    entry = {
+        "task_arn": posture["task_arn"],
+        "cluster_arn": posture["cluster_arn"],
+        "cluster_name": posture.get("cluster_name"),
+        "account_id": posture["account_id"],
+        "region": posture["region"],
+        "group": posture["group"],
+        "workload": posture.get("workload"),
+        "task_definition_arn": posture["task_definition_arn"],
+        "eni_id": network.get("eni_id"),
+        "private_ip": network.get("private_ip"),
+        "public_ip": network.get("public_ipv4"),
+        "subnet_id": network.get("subnet_id"),
+        "vpc_id": network.get("vpc_id"),
+        "security_group_ids": sorted(
+            {sg["id"] for sg in network.get("security_groups") or [] if sg.get("id")}
+        ),
+        "egress_paths": {
+            family: (egress.get(family) or {}).get("path")
+            for family in ("ipv4", "ipv6")
+            if isinstance((egress.get(family) or {}).get("path"), str)
+        },
+    }
+    return {key: value for key, value in entry.items() if value is not None or key in _NULLABLE}
+
+
+_NULLABLE = frozenset({"eni_id", "private_ip", "public_ip", "subnet_id", "vpc_id"})
+
+
+def _result_entry(result: dict) -> dict:
+    entry = {
+        "task_arn": result["task_arn"],
+        "rule_id": result["rule_id"],
+        "status": result["status"],
+        "severity": result["severity"],
+        "evidence": jsonable(result.get("evidence") or {}),
+    }
+    if result.get("title"):
+        entry["title"] = result["title"]
+    return entry
+
+
+def summarize(tasks: list[dict], results: list[dict], skipped_tasks: int) -> dict:
+    by_status = dict.fromkeys(STATUSES, 0)
+    by_rule: dict[str, dict[str, int]] = {}
+    for result in results:
+        status = result["status"]
+        by_status[status] = by_status.get(status, 0) + 1
+        rule = by_rule.setdefault(result["rule_id"], {})
+        rule[status] = rule.get(status, 0) + 1
+    return {
+        "tasks": len(tasks),
+        "skipped_tasks": skipped_tasks,
+        "by_status": by_status,
+        "by_rule": {rule_id: by_rule[rule_id] for rule_id in sorted(by_rule)},
+    }
+
+
+def build_report(
+    postures: list[dict],
+    results: list[dict],
+    *,
+    now: datetime,
+    scope: dict | None = None,
+    skipped: list[dict] | int = 0,
+    api_calls: dict[str, int] | None = None,
+    duration_s: float = 0.0,
+    errors: list[dict] | None = None,
+    expired_exemptions: list[dict] | None = None,
+) -> dict:
+    """The scan report dict (scan-report.schema.json, version 1).
+
+    ``scope``: ``{"accounts", "regions", "clusters"}`` as the collector returns it;
+    accounts and regions seen on the tasks are added. ``skipped``: the collector's
+    ``[{"task_arn", "reason"}]`` (or just a count). ``errors``: the collector's scan-level
+    errors (``{"call", "region", "resource", "message"}``); ``expired_exemptions``: the
+    exemptions the engine ignored because they expired. Both are extra top-level keys,
+    always present so that tools need not test for them.
+    """
+    scope = dict(scope or {})
+    tasks = sorted((task_entry(p) for p in postures), key=lambda t: t["task_arn"])
+    accounts = set(scope.get("accounts") or []) | {t["account_id"] for t in tasks}
+    regions = set(scope.get("regions") or []) | {t["region"] for t in tasks}
+    clusters = set(scope.get("clusters") or []) | {t["cluster_arn"] for t in tasks}
+    skipped_list = [] if isinstance(skipped, int) else list(skipped)
+    skipped_count = skipped if isinstance(skipped, int) else len(skipped_list)
+    result_entries = sorted((_result_entry(r) for r in results), key=lambda r: (r["task_arn"], r["rule_id"]))
+    return {
+        "report_version": REPORT_VERSION,
+        "generated_at": iso_utc(now),
+        "scope": {
+            "accounts": sorted(accounts),
+            "regions": sorted(regions),
+            "clusters": sorted(clusters),
+        },
+        "tasks": tasks,
+        "results": result_entries,
+        "summary": summarize(tasks, result_entries, skipped_count),
+        "stats": {
+            "api_calls": {name: int(n) for name, n in sorted((api_calls or {}).items())},
+            "duration_s": round(max(float(duration_s), 0.0), 3),
+        },
+        "skipped": sorted(skipped_list, key=lambda s: str(s.get("task_arn", ""))),
+        "errors": jsonable(list(errors or [])),
+        "expired_exemptions": jsonable(list(expired_exemptions or [])),
+    }
+
+
+# --------------------------------------------------------------------------- evidence
+#
+# One short line per result, from the evidence keys the checks produce (checks.py). Keys
+# that only repeat what the resources or other keys say (eni_id, families, ...) are not
+# shown; an unknown key is shown generically so that a new rule's evidence is not lost.
+# No key named like a value (``value``, ``values``, ...) is ever shown, at any depth:
+# rule evidence carries names only (rules.md CFG-02) and this is the belt to those braces.
+
+_NEVER_SHOWN = frozenset({"value", "values", "environment_value", "secret", "secrets"})
+_NOT_SHOWN = frozenset(
+    {"eni_id", "families", "route_table_id", "minimum", "platform_family", "exempted", "endpoint_id"}
+)
+
+
+def format_ports(intervals: list[dict]) -> str:
+    """``[tcp 22-22, tcp 3389-3389, udp 53-53]`` -> ``tcp 22, 3389; udp 53``."""
+    by_protocol: dict[str, list[str]] = {}
+    for iv in intervals or []:
+        lo, hi = iv.get("from"), iv.get("to")
+        text = "all" if (lo, hi) == (0, 65535) else (f"{lo}" if lo == hi else f"{lo}-{hi}")
+        by_protocol.setdefault(str(iv.get("protocol")), []).append(text)
+    return "; ".join(f"{proto} {', '.join(ports)}" for proto, ports in by_protocol.items())
+
+
+def _listing(items: list[str], limit: int = 4) -> str:
+    items = [i for i in items if i]
+    more = f" +{len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, Mapping):
+        for key in ("name", "image", "id", "group_id", "path"):
+            if isinstance(value.get(key), str):
+                return value[key]
+        return " ".join(f"{k}={v}" for k, v in sorted(value.items()) if isinstance(v, str | int | float))
+    if isinstance(value, list):
+        return _listing([_short(v) for v in value])
+    return "" if value is None else str(value)
+
+
+def _egress_rule(rule: Mapping) -> str:
+    protocol = str(rule.get("protocol"))
+    proto = "all" if protocol == "-1" else protocol
+    lo, hi = rule.get("from"), rule.get("to")
+    ports = "" if lo is None or proto == "all" else (f" {lo}" if lo == hi else f" {lo}-{hi}")
+    group = f" ({rule['group_id']})" if rule.get("group_id") else ""
+    return f"{proto}{ports} to {rule.get('cidr', 'world')}{group}"
+
+
+def _paths(evidence: Mapping) -> str:
+    paths = evidence.get("paths") or {}
+    failing = evidence.get("families")
+    shown = []
+    for family in ("ipv4", "ipv6"):
+        if isinstance(failing, list) and failing and family not in failing:
+            continue
+        entry = paths.get(family)
+        path = entry.get("path") if isinstance(entry, Mapping) else entry
+        if path:
+            shown.append(f"{'path' if family == 'ipv4' else 'ipv6 path'} {path}")
+    return "; ".join(shown)
+
+
+def _security_groups(groups: list) -> str:
+    names = []
+    for group in groups or []:
+        if isinstance(group, Mapping):
+            gid, name = group.get("id") or group.get("group_id"), group.get("name")
+            names.append(f"{gid} ({name})" if name and gid else str(gid or name))
+        else:
+            names.append(str(group))
+    return f"security groups {_listing(names)}" if names else ""
+
+
+def _flow_logs(logs: list) -> str:
+    if not logs:
+        return "no flow log"
+    described = [f"{log.get('id')} {log.get('traffic_type')} {log.get('status') or 'ACTIVE'}" for log in logs]
+    return f"flow logs {_listing(described, 3)}"
+
+
+def _images(images: list) -> str:
+    shown = []
+    for image in images or []:
+        if isinstance(image, Mapping):
+            ref = str(image.get("image"))
+            shown.append(f"{ref} ({image['registry']})" if image.get("registry") else ref)
+        else:
+            shown.append(str(image))
+    return f"images {_listing(shown, 3)}" if shown else ""
+
+
+def _variables(variables: list) -> str:
+    names = [
+        f"{v.get('container')}:{v.get('name')}"
+        if isinstance(v, Mapping) and v.get("container")
+        else _short(v)
+        for v in variables or []
+    ]
+    return f"variables {_listing(names)}" if names else ""
+
+
+def _platform(evidence: Mapping) -> str:
+    version, minimum = evidence.get("platform_version"), evidence.get("minimum")
+    return f"platform version {version}" + (f" (minimum {minimum})" if minimum else "")
+
+
+_RENDERERS: tuple[tuple[str, Any], ...] = (
+    ("error", lambda e: f"error: {e['error']}"),
+    ("open_ports", lambda e: f"open {format_ports(e['open_ports'])}" if e["open_ports"] else ""),
+    ("public_ip", lambda e: f"public ip {_listing([str(a) for a in _as_list(e['public_ip'])])}"),
+    ("paths", _paths),
+    (
+        "rules",
+        lambda e: "egress " + _listing([_egress_rule(r) for r in e["rules"] if isinstance(r, Mapping)], 3)
+        if e["rules"]
+        else "",
+    ),
+    ("security_groups", lambda e: _security_groups(e["security_groups"])),
+    ("nacl_id", lambda e: f"nacl {e['nacl_id']}"),
+    ("flow_logs", lambda e: _flow_logs(e["flow_logs"])),
+    ("reasons", lambda e: "; ".join(str(r) for r in e["reasons"])),
+    (
+        "unapproved_resources",
+        lambda e: f"unapproved {_listing(list(map(str, e['unapproved_resources'])), 3)}"
+        if e["unapproved_resources"]
+        else "",
+    ),
+    (
+        "missing_endpoints",
+        lambda e: f"missing endpoints {_listing(list(map(str, e['missing_endpoints'])))}"
+        if e["missing_endpoints"]
+        else "",
+    ),
+    ("images", lambda e: _images(e["images"])),
+    (
+        "containers",
+        lambda e: f"containers {_listing([_short(c) for c in e['containers']])}" if e["containers"] else "",
+    ),
+    ("container_insights", lambda e: f"container insights {e['container_insights'] or 'not set'}"),
+    ("platform_version", _platform),
+    ("variables", lambda e: _variables(e["variables"])),
+)
+_RENDERED = frozenset(key for key, _ in _RENDERERS)
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def summarize_evidence(evidence: Mapping | None, limit: int = 160) -> str:
+    """A short human line for a result's evidence: ``open tcp 22, 3389``,
+    ``path nat-gateway>internet-gateway``, ``error: eni: DescribeNetworkInterfaces: ...``.
+
+    Deterministic; never shows a key named like an environment value.
+    """
+    evidence = _scrub(evidence or {})
+    parts = []
+    for key, render in _RENDERERS:
+        if key in evidence and evidence[key] is not None:
+            parts.append(render(evidence))
+    for key in sorted(evidence):
+        if key in _RENDERED or key in _NOT_SHOWN:
+            continue
+        text = _short(evidence[key])
+        if text:
+            parts.append(f"{key.replace('_', ' ')} {text}")
+    exempted = evidence.get("exempted")
+    if isinstance(exempted, Mapping):
+        parts.append(f"exempted until {exempted.get('expires')}: {exempted.get('reason')}")
+    line = "; ".join(p for p in parts if p)
+    return line if len(line) <= limit else line[: limit - 3].rstrip() + "..."
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _scrub(v) for k, v in value.items() if str(k).lower() not in _NEVER_SHOWN}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value

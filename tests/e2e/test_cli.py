@@ -1,0 +1,387 @@
+"""End to end: the ``fargate-audit`` command line as a user runs it.
+
+One emulated account (moto, in-process) is shared by the module: one VPC with a public
+subnet (default route to an internet gateway), a security group open to the world on
+TCP 22 and 443, two clusters. ``prod`` runs a two-task service ``web`` (one task with a
+public IPv4) and one standalone ``batch`` task; ``quiet`` runs one private task. ``main``
+is called in-process; the installed console script is run once in a subprocess.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import botocore.session
+import jsonschema
+import pytest
+from botocore.validate import ParamValidator
+from fargate_audit import cli, rules
+from moto import mock_aws
+from moto.moto_api import state_manager
+
+REGION = "eu-west-1"
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = REPO / "layers" / "fargate_audit" / "schemas" / "scan-report.schema.json"
+FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+# --------------------------------------------------------------------------- the estate
+
+
+@pytest.fixture(scope="module")
+def module_env():
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in FAKE_ENV.items():
+            patch.setenv(name, value)
+        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "FARGATE_AUDIT_RULES_DIR", "NO_COLOR"):
+            patch.delenv(name, raising=False)
+        yield patch
+
+
+def _eni_of(task: dict) -> str:
+    (attachment,) = [a for a in task["attachments"] if a["type"] == "ElasticNetworkInterface"]
+    return next(d["value"] for d in attachment["details"] if d["name"] == "networkInterfaceId")
+
+
+@pytest.fixture(scope="module")
+def estate(module_env):
+    with mock_aws():
+        state_manager.set_transition(
+            model_name="ecs::task", transition={"progression": "manual", "times": 10**9}
+        )
+        session = boto3.Session(region_name=REGION)
+        ec2, ecs = session.client("ec2"), session.client("ecs")
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+        table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+        ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+        ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)
+        group = ec2.create_security_group(GroupName="web", Description="web tasks", VpcId=vpc)["GroupId"]
+        ec2.authorize_security_group_ingress(
+            GroupId=group,
+            IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+                for port in (22, 443)
+            ],
+        )
+        ecs.create_cluster(clusterName="prod", settings=[{"name": "containerInsights", "value": "enabled"}])
+        ecs.create_cluster(clusterName="quiet")
+        fargate = {
+            "networkMode": "awsvpc",
+            "requiresCompatibilities": ["FARGATE"],
+            "cpu": "256",
+            "memory": "512",
+        }
+        web = ecs.register_task_definition(
+            family="web",
+            containerDefinitions=[
+                {
+                    "name": "app",
+                    "image": "nginx:1.25",
+                    "memory": 512,
+                    "environment": [{"name": "DB_PASSWORD", "value": "CANARY-VALUE-e2e"}],
+                }
+            ],
+            **fargate,
+        )["taskDefinition"]["taskDefinitionArn"]
+        batch = ecs.register_task_definition(
+            family="batch",
+            containerDefinitions=[{"name": "job", "image": "busybox", "memory": 256}],
+            **fargate,
+        )["taskDefinition"]["taskDefinitionArn"]
+        network = {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}}
+
+        def run(cluster, definition, count, **extra):
+            return ecs.run_task(
+                cluster=cluster,
+                taskDefinition=definition,
+                launchType="FARGATE",
+                platformVersion="1.4.0",
+                count=count,
+                networkConfiguration=network,
+                **extra,
+            )["tasks"]
+
+        web_tasks = run("prod", web, 2, group="service:web", startedBy="ecs-svc/1234567890")
+        batch_tasks = run("prod", batch, 1)
+        quiet_tasks = run("quiet", batch, 1)
+        allocation = ec2.allocate_address(Domain="vpc")
+        ec2.associate_address(
+            AllocationId=allocation["AllocationId"], NetworkInterfaceId=_eni_of(web_tasks[0])
+        )
+        yield {
+            "web": [t["taskArn"] for t in web_tasks],
+            "batch": [t["taskArn"] for t in batch_tasks],
+            "quiet": [t["taskArn"] for t in quiet_tasks],
+            "prod_tasks": {t["taskArn"] for t in web_tasks + batch_tasks},
+            "public_ip": allocation["PublicIp"],
+        }
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return rules.load_catalog()
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_one_error_line(err: str, *fragments: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("fargate-audit: error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], err
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def test_rules_list_shows_every_rule_with_id_severity_and_title(catalog):
+    code, out, err = run_cli("rules", "list")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].split() == ["ID", "SEVERITY", "TITLE"]
+    assert len(lines) == 1 + len(catalog.rules)
+    for rule, line in zip(catalog.rules, lines[1:], strict=True):
+        assert line.split(None, 2) == [rule.id, rule.severity, rule.title]
+
+
+def test_rules_list_json_carries_ids_severities_titles_and_mappings(catalog):
+    code, out, _ = run_cli("rules", "list", "--format", "json")
+    assert code == 0
+    items = json.loads(out)
+    assert [i["id"] for i in items] == [r.id for r in catalog.rules]
+    assert all(i["severity"] and i["title"] and i["remediation"] for i in items)
+    assert {i["id"]: i["mappings"] for i in items if i["mappings"]} == {
+        k: v for k, v in catalog.mappings.items() if v
+    }
+
+
+def test_rules_validate_accepts_the_repository_rules(catalog):
+    code, out, err = run_cli("rules", "validate", str(REPO / "rules"))
+    assert (code, err) == (0, "")
+    assert out.startswith(f"{len(catalog.rules)} rules valid")
+
+
+def test_rules_validate_rejects_a_broken_copy_naming_file_and_field(tmp_path):
+    broken = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", broken)
+    path = broken / "NET-01.yaml"
+    text = path.read_text()
+    assert "severity: HIGH" in text
+    path.write_text(text.replace("severity: HIGH", "severity: SEVERE"))
+    code, out, err = run_cli("rules", "validate", str(broken))
+    assert (code, out) == (2, "")
+    assert_one_error_line(err, "NET-01.yaml", "severity")
+
+
+def test_rules_validate_of_a_missing_directory_is_one_error_line(tmp_path):
+    code, _, err = run_cli("rules", "validate", str(tmp_path / "nowhere"))
+    assert code == 2
+    assert_one_error_line(err, "nowhere")
+
+
+# --------------------------------------------------------------------------- scan formats
+
+
+def test_scan_table_shows_workloads_failures_and_summary(estate):
+    code, out, err = run_cli("scan", "--cluster", "prod")
+    assert code == 1, err
+    assert err == ""
+    lines = out.splitlines()
+    assert "prod/service:web  (2 tasks)" in lines
+    assert "prod/family:batch  (1 task)" in lines
+    assert any(line.lstrip().startswith("CRITICAL") and "NET-02" in line for line in lines)
+    assert lines[-1].startswith("3 tasks in 1 cluster: ")
+    assert "\x1b[" not in out  # not a terminal: no colour
+
+
+def test_scan_json_validates_against_the_schema_and_covers_every_task_and_rule(estate, catalog):
+    code, out, err = run_cli("scan", "--format", "json", "--cluster", "prod")
+    assert code == 1, err
+    doc = json.loads(out)
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(doc)
+    assert {t["task_arn"] for t in doc["tasks"]} == estate["prod_tasks"]
+    assert len(doc["results"]) == len(estate["prod_tasks"]) * len(catalog.rules)
+    public = next(t for t in doc["tasks"] if t["task_arn"] == estate["web"][0])
+    assert public["public_ip"] == estate["public_ip"]
+    assert public["egress_paths"]["ipv4"] == "internet-gateway"
+    net02 = {r["task_arn"]: r["status"] for r in doc["results"] if r["rule_id"] == "NET-02"}
+    assert net02[estate["web"][0]] == "FAILED" and net02[estate["web"][1]] == "PASSED"
+    assert doc["stats"]["api_calls"].get("ecs.DescribeTasks", 0) >= 1
+    assert doc["scope"]["regions"] == [REGION]
+
+
+def test_scan_asff_is_one_valid_finding_per_workload_and_rule(estate):
+    code, out, err = run_cli("scan", "--format", "asff", "--cluster", "prod")
+    assert code == 1, err
+    findings = json.loads(out)
+    model = botocore.session.get_session().get_service_model("securityhub")
+    shape = model.operation_model("BatchImportFindings").input_shape
+    report = ParamValidator().validate({"Findings": findings}, shape)
+    assert not report.has_errors(), report.generate_report()
+    ids = [f["Id"] for f in findings]
+    assert len(ids) == len(set(ids))
+    workloads = {f["ProductFields"]["fargate-audit/Workload"] for f in findings}
+    assert workloads == {"prod/service:web", "prod/family:batch"}
+    net02 = next(f for f in findings if f["Id"].endswith("/prod/service:web/NET-02"))
+    assert net02["Compliance"]["Status"] == "FAILED"
+    assert net02["Resources"][0]["Type"] == "AwsEcsService"
+    assert [r["Id"] for r in net02["Resources"] if r["Type"] == "AwsEcsTask"] == [estate["web"][0]]
+
+
+def test_no_output_format_leaks_an_environment_value(estate):
+    for fmt in ("table", "json", "asff"):
+        _, out, _ = run_cli("scan", "--format", fmt, "--cluster", "prod")
+        assert "DB_PASSWORD" in out or fmt == "table"
+        assert "CANARY-VALUE-e2e" not in out
+
+
+def test_output_option_writes_the_file_and_nothing_to_stdout(estate, tmp_path):
+    target = tmp_path / "report.json"
+    code, out, err = run_cli("scan", "--format", "json", "--cluster", "prod", "--output", str(target))
+    assert (code, out, err) == (1, "", "")
+    assert json.loads(target.read_text())["report_version"] == 1
+
+
+def test_output_to_an_unwritable_place_is_one_error_line(estate, tmp_path):
+    code, _, err = run_cli(
+        "scan", "--cluster", "quiet", "--output", str(tmp_path / "no" / "such" / "dir.txt")
+    )
+    assert code == 2
+    assert_one_error_line(err, "dir.txt")
+
+
+# --------------------------------------------------------------------------- exit codes
+
+
+def test_exit_0_when_no_failure_reaches_the_fail_on_threshold(estate):
+    code, out, err = run_cli("scan", "--cluster", "quiet", "--fail-on", "CRITICAL")
+    assert (code, err) == (0, ""), out
+    code, _, _ = run_cli("scan", "--cluster", "quiet", "--fail-on", "low")
+    assert code == 1
+
+
+def test_exit_0_when_every_failure_is_exempted(estate, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "exemptions:\n"
+        "  - {rule: '*', workload: 'prod/*', reason: accepted for the test, expires: 2999-12-31}\n"
+    )
+    code, out, err = run_cli("scan", "--cluster", "prod", "--params", str(params), "--format", "json")
+    assert (code, err) == (0, "")
+    doc = json.loads(out)
+    assert not [r for r in doc["results"] if r["status"] == "FAILED"]
+    assert any(r["evidence"].get("exempted") for r in doc["results"])
+
+
+def test_bad_params_file_exits_2_naming_file_and_key(estate, tmp_path):
+    params = tmp_path / "bad-params.yaml"
+    params.write_text("no_such_key: 1\n")
+    code, out, err = run_cli("scan", "--cluster", "prod", "--params", str(params))
+    assert (code, out) == (2, "")
+    assert_one_error_line(err, "bad-params.yaml", "no_such_key")
+
+
+def test_missing_params_file_exits_2_with_one_line(tmp_path):
+    code, _, err = run_cli("scan", "--params", str(tmp_path / "absent.yaml"))
+    assert code == 2
+    assert_one_error_line(err, "absent.yaml")
+
+
+def test_debug_adds_the_traceback(estate, tmp_path):
+    params = tmp_path / "bad.yaml"
+    params.write_text("no_such_key: 1\n")
+    code, _, err = run_cli("scan", "--debug", "--params", str(params))
+    assert code == 2
+    assert "Traceback" in err
+    assert err.splitlines()[-1].startswith("fargate-audit: error: ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (("scan", "--format", "xml"), "--format"),
+        (("scan", "--fail-on", "SEVERE"), "--fail-on"),
+        (("scan", "--bogus"), "--bogus"),
+        (("rules",), "rules subcommand"),
+        ((), "command is required"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv, fragment):
+    code, out, err = run_cli(*argv)
+    assert (code, out) == (2, "")
+    assert_one_error_line(err, fragment)
+
+
+def test_version_and_help_exit_0(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == "fargate-audit 0.1.0"
+    assert cli.main(["scan", "--help"]) == 0
+    assert "--fail-on" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class FakeTty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_shown_only_for_big_scans_and_cleared():
+    stream = FakeTty()
+    progress = cli._StderrProgress(stream)
+    progress(10, 49, "describe tasks")
+    assert stream.getvalue() == ""
+    progress(10, 50, "describe tasks")
+    assert "describe tasks: 10/50 tasks" in stream.getvalue()
+    progress.close()
+    assert stream.getvalue().endswith("\r\x1b[K")
+
+
+# --------------------------------------------------------------------------- installed script
+
+
+def test_installed_console_script_runs_and_reports_missing_credentials_in_one_line(tmp_path):
+    script = Path(sys.executable).with_name("fargate-audit")
+    assert script.exists(), "install the package (pip install -e .) to get the console script"
+    empty_credentials, empty_config = tmp_path / "credentials", tmp_path / "config"
+    empty_credentials.write_text("")
+    empty_config.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE=str(empty_credentials),
+        AWS_CONFIG_FILE=str(empty_config),
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_REGION=REGION,
+    )
+    listing = subprocess.run([script, "rules", "list"], capture_output=True, text=True, env=env, timeout=60)
+    assert listing.returncode == 0, listing.stderr
+    assert "NET-01" in listing.stdout
+
+    scan = subprocess.run([script, "scan"], capture_output=True, text=True, env=env, timeout=60)
+    assert (scan.returncode, scan.stdout) == (2, "")
+    assert_one_error_line(scan.stderr, "credentials")

@@ -1,0 +1,298 @@
+"""The scan report (scan-report.schema.json) and the scan's exit code."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import jsonschema
+import pytest
+from fargate_audit import report
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_SCHEMA = REPO.parent / "shared" / "spec" / "scan-report.schema.json"
+SHIPPED_SCHEMA = REPO / "layers" / "fargate_audit" / "schemas" / "scan-report.schema.json"
+NOW = datetime(2025, 3, 4, 5, 6, 7, 891000, tzinfo=UTC)
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+
+
+def posture(n: int, group: str = "service:web", cluster: str = "prod", **network) -> dict:
+    task_arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/{n:032x}"
+    net = {
+        "eni_id": f"eni-{n:08x}",
+        "private_ip": f"10.0.0.{n}",
+        "subnet_id": "subnet-1",
+        "vpc_id": "vpc-1",
+        "public_ipv4": None,
+        "ipv6_addresses": [],
+        "public_address": {"ipv4": False, "ipv6": False},
+        "security_groups": [{"id": "sg-2", "name": "web"}, {"id": "sg-1", "name": "default"}],
+        "egress": {
+            "ipv4": {"path": "nat-gateway>internet-gateway", "targets": ["nat-1", "igw-1"]},
+            "ipv6": {"path": "none", "targets": []},
+        },
+    }
+    net.update(network)
+    return {
+        "posture_version": 1,
+        "task_arn": task_arn,
+        "cluster_arn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{cluster}",
+        "cluster_name": cluster,
+        "account_id": ACCOUNT,
+        "region": REGION,
+        "group": group,
+        "workload": f"{cluster}/{group}",
+        "service_name": group.split(":", 1)[1] if group.startswith("service:") else None,
+        "task_definition_arn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/web:3",
+        "launch_type": "FARGATE",
+        "last_status": "RUNNING",
+        "network": net,
+        "errors": {},
+    }
+
+
+def result(p: dict, rule_id: str, status: str, severity: str = "HIGH", **evidence) -> dict:
+    return {
+        "task_arn": p["task_arn"],
+        "rule_id": rule_id,
+        "status": status,
+        "severity": severity,
+        "title": f"title of {rule_id}",
+        "evidence": evidence,
+    }
+
+
+@pytest.fixture(scope="module")
+def validator():
+    return jsonschema.Draft202012Validator(
+        report.load_schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def sample_report(**kwargs) -> dict:
+    p1, p2 = posture(1), posture(2, public_ipv4="54.1.2.3")
+    p3 = posture(3, group="family:batch", cluster="jobs", eni_id=None, subnet_id=None, vpc_id=None, egress={})
+    results = [
+        result(p1, "NET-03", "FAILED", "MEDIUM", open_ports=[{"protocol": "tcp", "from": 22, "to": 22}]),
+        result(p2, "NET-03", "FAILED", "MEDIUM", open_ports=[{"protocol": "tcp", "from": 22, "to": 22}]),
+        result(p1, "NET-01", "PASSED"),
+        result(p2, "NET-01", "FAILED", public_ip=["54.1.2.3"]),
+        result(p3, "NET-01", "ERROR", error="eni: DescribeNetworkInterfaces: vanished"),
+        result(p3, "NET-10", "NOT_APPLICABLE", "LOW"),
+    ]
+    defaults = dict(
+        now=NOW,
+        scope={"accounts": [ACCOUNT], "regions": [REGION], "clusters": []},
+        skipped=[{"task_arn": "arn:aws:ecs:eu-west-1:123456789012:task/prod/x", "reason": "launch type EC2"}],
+        api_calls={"ecs.DescribeTasks": 2, "ec2.DescribeSubnets": 1},
+        duration_s=1.23456,
+        errors=[{"call": "ListTasks", "region": REGION, "resource": "cluster/x", "message": "AccessDenied"}],
+        expired_exemptions=[
+            {"rule": "NET-03", "workload": "prod/*", "expires": date(2024, 1, 1), "reason": "r"}
+        ],
+    )
+    defaults.update(kwargs)
+    return report.build_report([p3, p2, p1], results, **defaults)
+
+
+def test_shipped_schema_is_byte_identical_to_the_shared_spec():
+    if not SHARED_SCHEMA.exists():
+        pytest.skip("shared spec not present on this machine")
+    assert SHIPPED_SCHEMA.read_bytes() == SHARED_SCHEMA.read_bytes()
+
+
+def test_load_schema_returns_the_shipped_copy():
+    assert report.load_schema() == json.loads(SHIPPED_SCHEMA.read_text())
+
+
+def test_report_validates_against_the_schema(validator):
+    doc = sample_report()
+    errors = sorted(validator.iter_errors(json.loads(json.dumps(doc))), key=str)
+    assert errors == []
+
+
+def test_report_of_no_task_validates_and_counts_zero(validator):
+    doc = report.build_report([], [], now=NOW, scope={"regions": [REGION]})
+    validator.validate(doc)
+    assert doc["summary"]["tasks"] == 0
+    assert doc["summary"]["by_status"] == {"FAILED": 0, "ERROR": 0, "PASSED": 0, "NOT_APPLICABLE": 0}
+
+
+def test_schema_rejects_a_report_with_a_bad_status(validator):
+    doc = sample_report()
+    doc["results"][0]["status"] = "WARNING"
+    assert list(validator.iter_errors(doc))
+
+
+def test_generated_at_is_iso_utc_from_now():
+    assert sample_report()["generated_at"] == "2025-03-04T05:06:07Z"
+    naive = report.build_report([], [], now=datetime(2025, 3, 4, 5, 6, 7))
+    assert naive["generated_at"] == "2025-03-04T05:06:07Z"
+
+
+def test_tasks_carry_the_network_facts_of_their_posture():
+    doc = sample_report()
+    task = next(t for t in doc["tasks"] if t["task_arn"].endswith(f"{2:032x}"))
+    assert task["eni_id"] == "eni-00000002"
+    assert task["public_ip"] == "54.1.2.3"
+    assert task["private_ip"] == "10.0.0.2"
+    assert task["subnet_id"] == "subnet-1" and task["vpc_id"] == "vpc-1"
+    assert task["security_group_ids"] == ["sg-1", "sg-2"]
+    assert task["egress_paths"] == {"ipv4": "nat-gateway>internet-gateway", "ipv6": "none"}
+    assert task["group"] == "service:web"
+
+
+def test_task_without_eni_reports_null_network_ids_and_no_paths():
+    doc = sample_report()
+    task = next(t for t in doc["tasks"] if t["group"] == "family:batch")
+    assert task["eni_id"] is None and task["subnet_id"] is None
+    assert task["egress_paths"] == {}
+
+
+def test_summary_counts_tasks_skipped_statuses_and_rules():
+    summary = sample_report()["summary"]
+    assert summary["tasks"] == 3
+    assert summary["skipped_tasks"] == 1
+    assert summary["by_status"] == {"FAILED": 3, "ERROR": 1, "PASSED": 1, "NOT_APPLICABLE": 1}
+    assert summary["by_rule"] == {
+        "NET-01": {"PASSED": 1, "FAILED": 1, "ERROR": 1},
+        "NET-03": {"FAILED": 2},
+        "NET-10": {"NOT_APPLICABLE": 1},
+    }
+
+
+def test_results_are_sorted_by_task_then_rule():
+    keys = [(r["task_arn"], r["rule_id"]) for r in sample_report()["results"]]
+    assert keys == sorted(keys)
+
+
+def test_scope_adds_accounts_regions_and_clusters_seen_on_tasks():
+    scope = sample_report(scope={"regions": ["us-east-1"]})["scope"]
+    assert scope["regions"] == ["eu-west-1", "us-east-1"]
+    assert scope["accounts"] == [ACCOUNT]
+    assert scope["clusters"] == [
+        f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/jobs",
+        f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/prod",
+    ]
+
+
+def test_stats_errors_and_expired_exemptions_are_reported_json_ready():
+    doc = sample_report()
+    assert doc["stats"] == {
+        "api_calls": {"ec2.DescribeSubnets": 1, "ecs.DescribeTasks": 2},
+        "duration_s": 1.235,
+    }
+    assert doc["errors"][0]["call"] == "ListTasks"
+    assert doc["expired_exemptions"][0]["expires"] == "2024-01-01"
+    assert doc["skipped"][0]["reason"] == "launch type EC2"
+    json.dumps(doc)  # no date object left
+
+
+@pytest.mark.parametrize(
+    ("severities", "fail_on", "expected"),
+    [
+        ([], "LOW", 0),
+        (["INFORMATIONAL"], "LOW", 0),
+        (["INFORMATIONAL"], "INFORMATIONAL", 1),
+        (["LOW"], "LOW", 1),
+        (["MEDIUM"], "HIGH", 0),
+        (["MEDIUM", "HIGH"], "HIGH", 1),
+        (["HIGH"], "CRITICAL", 0),
+        (["CRITICAL"], "CRITICAL", 1),
+        (["LOW"], "low", 1),
+    ],
+)
+def test_exit_code_is_1_only_for_failed_results_at_or_above_fail_on(severities, fail_on, expected):
+    results = [{"status": "FAILED", "severity": s} for s in severities]
+    assert report.exit_code(results, fail_on) == expected
+
+
+def test_exit_code_ignores_error_and_passed_results_whatever_their_severity():
+    results = [
+        {"status": "ERROR", "severity": "CRITICAL"},
+        {"status": "PASSED", "severity": "CRITICAL"},
+        {"status": "NOT_APPLICABLE", "severity": "CRITICAL"},
+    ]
+    assert report.exit_code(results, "INFORMATIONAL") == 0
+
+
+def test_exit_code_default_threshold_is_low():
+    assert report.exit_code([{"status": "FAILED", "severity": "LOW"}]) == 1
+    assert report.exit_code([{"status": "FAILED", "severity": "INFORMATIONAL"}]) == 0
+
+
+def test_severity_rank_orders_labels_and_rejects_unknown_ones():
+    ranks = [report.severity_rank(s) for s in ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")]
+    assert ranks == sorted(ranks) and len(set(ranks)) == 5
+    with pytest.raises(ValueError, match="SEVERE"):
+        report.severity_rank("SEVERE")
+
+
+@pytest.mark.parametrize(
+    ("evidence", "expected"),
+    [
+        (
+            {
+                "open_ports": [
+                    {"protocol": "tcp", "from": 22, "to": 22},
+                    {"protocol": "tcp", "from": 3389, "to": 3389},
+                ]
+            },
+            "open tcp 22, 3389",
+        ),
+        (
+            {
+                "paths": {
+                    "ipv4": {"path": "nat-gateway>internet-gateway", "targets": ["nat-1"]},
+                    "ipv6": {"path": "none", "targets": []},
+                },
+                "families": ["ipv4"],
+            },
+            "path nat-gateway>internet-gateway",
+        ),
+        (
+            {"error": "eni: DescribeNetworkInterfaces: vanished"},
+            "error: eni: DescribeNetworkInterfaces: vanished",
+        ),
+        ({"eni_id": "eni-1", "public_ip": ["54.1.2.3"], "families": ["ipv4"]}, "public ip 54.1.2.3"),
+        (
+            {
+                "rules": [
+                    {
+                        "group_id": "sg-1",
+                        "family": "ipv4",
+                        "cidr": "0.0.0.0/0",
+                        "protocol": "-1",
+                        "from": None,
+                        "to": None,
+                    }
+                ]
+            },
+            "egress all to 0.0.0.0/0 (sg-1)",
+        ),
+        ({"security_groups": [{"id": "sg-1", "name": "default"}]}, "security groups sg-1 (default)"),
+        ({"flow_logs": []}, "no flow log"),
+        (
+            {"variables": [{"container": "app", "name": "DB_PASSWORD", "source": "definition"}]},
+            "variables app:DB_PASSWORD",
+        ),
+        ({"open_ports": [{"protocol": "udp", "from": 0, "to": 65535}]}, "open udp all"),
+    ],
+)
+def test_summarize_evidence_gives_a_short_human_line(evidence, expected):
+    assert report.summarize_evidence(evidence) == expected
+
+
+def test_summarize_evidence_never_shows_value_like_keys_at_any_depth():
+    evidence = {
+        "variables": [{"name": "TOKEN", "value": "s3cr3t-VALUE"}],
+        "extra": {"values": ["s3cr3t-VALUE"]},
+    }
+    assert "s3cr3t" not in report.summarize_evidence(evidence)
+
+
+def test_summarize_evidence_shows_unknown_keys_and_is_bounded():
+    line = report.summarize_evidence({"new_fact": ["a" * 50] * 10}, limit=40)
+    assert line.startswith("new fact aaa") and len(line) == 40 and line.endswith("...")
