@@ -215,8 +215,17 @@ def cmd_rules_list(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
 
 
 def cmd_rules_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from .rules import find_rules_dir, validate_rules_dir
+
+    rules_dir = find_rules_dir(args.dir)
+    problems = validate_rules_dir(rules_dir)
+    if problems:
+        # Every problem, one line each: a rule author fixes them all in one pass.
+        for line in problems:
+            stderr.write(f"fargate-audit: error: {line}\n")
+        return EXIT_ERROR
     catalog = _load_catalog(args.dir)
-    stdout.write(f"{len(catalog.rules)} rules valid in {args.dir or catalog.rules_dir}\n")
+    stdout.write(f"{len(catalog.rules)} rules valid in {rules_dir}\n")
     return EXIT_OK
 
 

@@ -1,0 +1,130 @@
+"""The rule engine: catalog + postures + params -> one result per (task, rule).
+
+For each task (ordered by task ARN) and each rule (in id order):
+
+1. applicability, when the rule has one: a fact it requires in ``posture["errors"]`` ->
+   ``ERROR``; the task not concerned -> ``NOT_APPLICABLE`` (whatever else is unknown);
+2. the rule's ``requires``: any of them in ``posture["errors"]`` -> ``ERROR`` with
+   ``evidence.error`` = ``"fact: message; fact2: message"`` (in the rule's order);
+3. the check, given only the parameters the rule declares, resolved for the task
+   (``{account}``/``{region}``); a :class:`~fargate_audit.checks.FactError` -> ``ERROR``;
+4. a ``FAILED`` result matched by an active exemption -> ``PASSED`` with
+   ``evidence.exempted = {reason, expires}``; expired exemptions are ignored and listed.
+
+Pure: no boto3, no clock (``today`` is an argument), no environment; postures are never
+mutated and evidence never aliases them.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from . import checks
+from .params import EXEMPTIONS, effective_params, match_exemptions, resolve_params, validate_params
+from .rules import Catalog, Rule
+
+PASSED, FAILED, NOT_APPLICABLE, ERROR = "PASSED", "FAILED", "NOT_APPLICABLE", "ERROR"
+STATUSES = (PASSED, FAILED, NOT_APPLICABLE, ERROR)
+POSTURE_VERSION = 1
+_CHECK_STATUSES = frozenset({PASSED, FAILED, NOT_APPLICABLE})
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """``results``: ``{"task_arn", "rule_id", "status", "severity", "title", "evidence"}``
+    ordered by task ARN then rule id. ``expired_exemptions``: the expired exemptions that
+    matched a FAILED result (``{"rule", "workload", "expires", "reason"}``, params file
+    order, each once). ``counts``: results per status (every status present)."""
+
+    results: list[dict]
+    expired_exemptions: list[dict] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _fact_errors(facts: Iterable[str], errors: Mapping) -> str | None:
+    missing = [f"{fact}: {errors[fact]}" for fact in facts if fact in errors]
+    return "; ".join(missing) if missing else None
+
+
+def evaluate_rule(rule: Rule, posture: Mapping, params: Mapping) -> tuple[str, dict]:
+    """Steps 1-3 for one rule and task (no exemptions). ``params``: every parameter,
+    already resolved for the task; the check gets only those the rule declares."""
+    errors = posture.get("errors") or {}
+    rule_params = {name: params[name] for name in rule.parameters}
+    if rule.applicability is not None:
+        error = _fact_errors(rule.applicability.requires, errors)
+        if error:
+            return ERROR, {"error": error}
+        applies = checks.APPLICABILITY[rule.applicability.check](posture, rule_params)
+        if not applies:
+            return NOT_APPLICABLE, {}
+    error = _fact_errors(rule.requires, errors)
+    if error:
+        return ERROR, {"error": error}
+    try:
+        status, evidence = checks.CHECKS[rule.check](posture, rule_params)
+    except checks.FactError as exc:
+        return ERROR, {"error": str(exc)}
+    if status not in _CHECK_STATUSES or not isinstance(evidence, dict):
+        raise TypeError(f"check {rule.check} of {rule.id} returned {status!r}, {type(evidence).__name__}")
+    return status, copy.deepcopy(evidence)
+
+
+def evaluate(
+    catalog: Catalog,
+    postures: Iterable[Mapping],
+    params: Mapping | None = None,
+    today: dt.date | None = None,
+) -> EvalResult:
+    """Evaluate every rule of ``catalog`` on every posture.
+
+    ``params``: a params document (overrides and ``exemptions``, as :func:`params.load_params`
+    returns it; validated again here); ``None`` = defaults, no exemptions. ``today`` decides
+    which exemptions expired and is required when there are exemptions.
+    """
+    overrides = validate_params(params, catalog) if params is not None else {}
+    exemptions = overrides.get(EXEMPTIONS) or []
+    if exemptions and today is None:
+        raise ValueError("evaluate: 'today' is required when exemptions are given")
+    values = effective_params(catalog, overrides)
+
+    results: list[dict] = []
+    expired_seen: dict[int, dict] = {}
+    ordered = sorted(postures, key=lambda p: str(p.get("task_arn")))
+    for posture in ordered:
+        if posture.get("posture_version") != POSTURE_VERSION:
+            raise ValueError(
+                f"{posture.get('task_arn')}: posture_version {posture.get('posture_version')!r} "
+                f"is not {POSTURE_VERSION}"
+            )
+        resolved = resolve_params(values, posture)
+        for rule in catalog.rules:
+            status, evidence = evaluate_rule(rule, posture, resolved)
+            if status == FAILED and exemptions:
+                active, expired = match_exemptions(exemptions, rule.id, str(posture.get("workload")), today)
+                for exemption in expired:
+                    expired_seen.setdefault(
+                        exemptions.index(exemption),
+                        {key: exemption[key] for key in ("rule", "workload", "expires", "reason")},
+                    )
+                if active is not None:
+                    status = PASSED
+                    evidence["exempted"] = {"reason": active["reason"], "expires": active["expires"]}
+            results.append(
+                {
+                    "task_arn": posture.get("task_arn"),
+                    "rule_id": rule.id,
+                    "status": status,
+                    "severity": rule.severity,
+                    "title": rule.title,
+                    "evidence": evidence,
+                }
+            )
+    counts = dict.fromkeys(STATUSES, 0)
+    for result in results:
+        counts[result["status"]] += 1
+    expired_list = [expired_seen[i] for i in sorted(expired_seen)]
+    return EvalResult(results=results, expired_exemptions=expired_list, counts=counts)

@@ -1,0 +1,348 @@
+"""Meta-tests over the rule catalog: rules/*.yaml, parameters.yaml, mappings.yaml, schema.json.
+
+The catalog is the contract of shared/spec/rules.md in data form: these tests pin its ids,
+titles, severities, parameter defaults and vocabulary to the spec, and prove that a bad
+rule file is rejected with one line naming the file and the field.
+"""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from fargate_audit import checks
+from fargate_audit.errors import ConfigError
+from fargate_audit.rules import (
+    RULES_DIR_ENV,
+    SEVERITIES,
+    find_rules_dir,
+    load_catalog,
+    validate_rules_dir,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+RULES = REPO / "rules"
+SCHEMA = json.loads((RULES / "schema.json").read_text())
+CATALOG = load_catalog(RULES)
+
+V1_IDS = {
+    "NET-01", "NET-02", "NET-03", "NET-04", "NET-05", "NET-06", "NET-07", "NET-08", "NET-09", "NET-10",
+    "IMG-01", "IMG-02", "LOG-01", "LOG-02", "CFG-01", "CFG-02", "CFG-03",
+}  # fmt: skip
+POSTURE_FACTS = {
+    "containers", "cluster", "platform_version", "eni", "security_groups",
+    "route_table", "egress", "nacl", "flow_logs", "vpc_endpoints",
+}  # fmt: skip
+SPEC_DEFAULTS = {  # rules.md, parameter by parameter
+    "allowed_public_ports": [
+        {"protocol": "tcp", "from": 80, "to": 80},
+        {"protocol": "tcp", "from": 443, "to": 443},
+    ],
+    "inspected_egress_paths": [
+        "nat-gateway>inspection-endpoint",
+        "nat-gateway>appliance",
+        "nat-gateway>transit-gateway",
+    ],
+    "approved_s3_buckets": [],
+    "approved_registries": ["{account}.dkr.ecr.{region}.amazonaws.com", "public.ecr.aws"],
+    "min_platform_version": "1.4.0",
+    "min_platform_version_windows": "1.0.0",
+    "secret_env_names": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ECS_ENGINE_AUTH_DATA"],
+    "secret_env_pattern": "(?i)(password|passwd|secret|token|api[_-]?key|private[_-]?key)",
+    "approved_domains": ["*.amazonaws.com", "*.aws"],
+}
+
+
+def _spec_path():
+    for candidate in (REPO / "shared" / "spec" / "rules.md", REPO.parent / "shared" / "spec" / "rules.md"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _spec_table():
+    """{id: (title, severity, later)} from the spec's rule tables."""
+    rows = {}
+    later = False
+    row = re.compile(r"^\| ([A-Z]{3}-[0-9]{2}) \| (.+?) \| (" + "|".join(SEVERITIES) + r") \|")
+    for line in _spec_path().read_text().splitlines():
+        if line.startswith("## "):
+            later = "(later)" in line
+        match = row.match(line)
+        if match:
+            rows[match.group(1)] = (match.group(2), match.group(3), later)
+    return rows
+
+
+# --------------------------------------------------------------------------- the catalog
+
+
+def test_shipped_rules_directory_has_no_problem():
+    assert validate_rules_dir(RULES) == []
+
+
+def test_catalog_holds_exactly_the_v1_rule_ids_in_id_order():
+    assert set(CATALOG.ids) == V1_IDS
+    assert list(CATALOG.ids) == sorted(V1_IDS)
+
+
+def test_each_rule_file_is_named_after_its_unique_id():
+    files = sorted(p for p in RULES.glob("*.yaml") if p.name not in ("parameters.yaml", "mappings.yaml"))
+    ids = [yaml.safe_load(p.read_text())["id"] for p in files]
+    assert ids == [p.stem for p in files]
+    assert len(ids) == len(set(ids))
+
+
+def test_titles_and_severities_equal_the_spec_table():
+    if _spec_path() is None:
+        pytest.skip("shared/spec/rules.md not present")
+    table = _spec_table()
+    v1 = {rule_id for rule_id, (_, _, later) in table.items() if not later}
+    assert v1 == V1_IDS
+    for rule in CATALOG.rules:
+        title, severity, _ = table[rule.id]
+        assert (rule.title, rule.severity) == (title, severity), rule.id
+
+
+def test_every_rule_has_pass_and_fail_fixtures_with_unique_names():
+    for rule in CATALOG.rules:
+        assert len(rule.fixtures["pass"]) >= 1, rule.id
+        assert len(rule.fixtures["fail"]) >= 1, rule.id
+        names = [f["name"] for kind in rule.fixtures.values() for f in kind]
+        assert len(names) == len(set(names)), rule.id
+
+
+def test_every_mapping_names_a_rule_and_every_rule_has_a_mapping():
+    assert set(CATALOG.mappings) == set(CATALOG.ids)
+    for rule_id, mapping in CATALOG.mappings.items():
+        assert any(mapping.values()), rule_id
+
+
+def test_mappings_carry_the_security_hub_controls_the_spec_names():
+    expected = {
+        "NET-01": {"ECS.2", "ECS.16"},
+        "NET-03": {"EC2.18", "EC2.19"},
+        "NET-06": {"EC2.2"},
+        "NET-07": {"EC2.6"},
+        "NET-08": {"EC2.21"},
+        "NET-10": {"EC2.55", "EC2.56"},
+        "LOG-01": {"ECS.9"},
+        "LOG-02": {"ECS.12"},
+        "CFG-01": {"ECS.10"},
+        "CFG-02": {"ECS.8"},
+        "CFG-03": {"ECS.5"},
+    }
+    for rule_id, controls in expected.items():
+        assert controls <= set(CATALOG.mappings[rule_id].get("securityhub", [])), rule_id
+
+
+def test_every_parameter_a_rule_reads_is_declared_and_only_approved_domains_awaits_a_rule():
+    used = {name for rule in CATALOG.rules for name in rule.parameters}
+    assert used <= set(CATALOG.parameters)
+    assert set(CATALOG.parameters) - used == {"approved_domains"}
+
+
+def test_parameter_defaults_equal_the_spec():
+    assert CATALOG.defaults() == SPEC_DEFAULTS
+
+
+def test_defaults_are_fresh_copies():
+    CATALOG.defaults()["approved_registries"].append("evil.example.com")
+    assert CATALOG.defaults()["approved_registries"] == SPEC_DEFAULTS["approved_registries"]
+
+
+def test_check_vocabulary_of_the_schema_equals_the_functions_of_checks():
+    assert set(SCHEMA["properties"]["check"]["enum"]) == set(checks.CHECKS)
+    assert set(SCHEMA["properties"]["applicability"]["properties"]["check"]["enum"]) == set(
+        checks.APPLICABILITY
+    )
+    for name, function in {**checks.CHECKS, **checks.APPLICABILITY}.items():
+        assert function.__name__ == name
+
+
+def test_requires_vocabulary_is_the_posture_facts_of_the_design():
+    assert set(SCHEMA["$defs"]["facts"]["items"]["enum"]) == POSTURE_FACTS
+
+
+def test_every_network_rule_requires_the_eni():
+    for rule in CATALOG.rules:
+        if rule.id.startswith("NET-"):
+            assert "eni" in rule.requires, rule.id
+
+
+def test_schema_closes_every_object_it_defines():
+    def walk(node, where):
+        if isinstance(node, dict):
+            if node.get("type") == "object" and where not in {"patch", "expect_evidence", "params", "schema"}:
+                assert "additionalProperties" in node, where
+            for key, value in node.items():
+                walk(value, key)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, where)
+
+    walk(SCHEMA, "root")
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def test_rules_dir_comes_from_the_environment_variable(monkeypatch, tmp_path):
+    copy = tmp_path / "rules"
+    shutil.copytree(RULES, copy)
+    monkeypatch.setenv(RULES_DIR_ENV, str(copy))
+    assert find_rules_dir() == copy
+    assert load_catalog().rules_dir == copy
+
+
+def test_rules_dir_defaults_to_the_repository_rules(monkeypatch):
+    monkeypatch.delenv(RULES_DIR_ENV, raising=False)
+    assert find_rules_dir().resolve() == RULES.resolve()
+
+
+def test_missing_rules_dir_is_a_config_error(monkeypatch, tmp_path):
+    monkeypatch.setenv(RULES_DIR_ENV, str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match=RULES_DIR_ENV):
+        find_rules_dir()
+
+
+# --------------------------------------------------------------------------- bad rule files
+
+
+@pytest.fixture
+def rules_copy(tmp_path):
+    target = tmp_path / "rules"
+    shutil.copytree(RULES, target)
+    return target
+
+
+def _edit(path, change):
+    doc = yaml.safe_load(path.read_text())
+    change(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def _single_error(rules_dir):
+    with pytest.raises(ConfigError) as caught:
+        load_catalog(rules_dir)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_bad_severity_names_file_and_field(rules_copy):
+    _edit(rules_copy / "NET-03.yaml", lambda d: d.update(severity="SEVERE"))
+    message = _single_error(rules_copy)
+    assert message.startswith(f"{rules_copy / 'NET-03.yaml'}: severity: 'SEVERE' is not one of [")
+    assert validate_rules_dir(rules_copy) == [message]
+
+
+def test_unknown_key_is_named(rules_copy):
+    _edit(rules_copy / "LOG-02.yaml", lambda d: d.update(colour="red"))
+    assert "LOG-02.yaml: colour: unknown key" in _single_error(rules_copy)
+
+
+def test_unknown_check_is_rejected_by_the_closed_vocabulary(rules_copy):
+    _edit(rules_copy / "CFG-03.yaml", lambda d: d.update(check="eval_anything"))
+    assert "CFG-03.yaml: check: 'eval_anything' is not one of" in _single_error(rules_copy)
+
+
+def test_unknown_posture_fact_in_requires_is_named_with_its_index(rules_copy):
+    _edit(rules_copy / "NET-07.yaml", lambda d: d.update(requires=["eni", "flowlogs"]))
+    assert "NET-07.yaml: requires[1]: 'flowlogs' is not one of" in _single_error(rules_copy)
+
+
+def test_bad_fixture_field_is_named_with_its_path(rules_copy):
+    _edit(rules_copy / "NET-04.yaml", lambda d: d["fixtures"]["fail"][1].update(patch="oops"))
+    assert "NET-04.yaml: fixtures.fail[1].patch: 'oops' is not of type 'object'" in _single_error(rules_copy)
+
+
+def test_missing_fail_fixtures_are_rejected(rules_copy):
+    _edit(rules_copy / "IMG-02.yaml", lambda d: d["fixtures"].update(fail=[]))
+    assert "IMG-02.yaml: fixtures.fail: [] should be non-empty" in _single_error(rules_copy)
+
+
+def test_missing_required_field_is_named(rules_copy):
+    _edit(rules_copy / "IMG-01.yaml", lambda d: d.pop("remediation"))
+    assert "IMG-01.yaml: 'remediation' is a required property" in _single_error(rules_copy)
+
+
+def test_id_not_matching_file_name_is_rejected(rules_copy):
+    _edit(rules_copy / "NET-05.yaml", lambda d: d.update(id="NET-55"))
+    assert "NET-05.yaml: id: 'NET-55' does not match the file name" in _single_error(rules_copy)
+
+
+def test_bad_id_pattern_is_rejected(rules_copy):
+    _edit(rules_copy / "NET-05.yaml", lambda d: d.update(id="net-5"))
+    assert "NET-05.yaml: id: 'net-5' does not match" in _single_error(rules_copy)
+
+
+def test_duplicate_ids_are_rejected(rules_copy):
+    shutil.copy(rules_copy / "NET-06.yaml", rules_copy / "NET-06.yml")
+    message = _single_error(rules_copy)
+    assert "NET-06.yml: id: 'NET-06' duplicates" in message
+
+
+def test_unknown_parameter_name_is_rejected(rules_copy):
+    _edit(rules_copy / "NET-03.yaml", lambda d: d.update(parameters=["allowed_public_port"]))
+    assert (
+        "NET-03.yaml: parameters[0]: 'allowed_public_port' is not declared in parameters.yaml"
+        in _single_error(rules_copy)
+    )
+
+
+def test_mapping_for_an_unknown_rule_is_rejected(rules_copy):
+    text = (rules_copy / "mappings.yaml").read_text() + "\nNET-99:\n  securityhub: [EC2.1]\n"
+    (rules_copy / "mappings.yaml").write_text(text)
+    assert "mappings.yaml: NET-99: mapping for an unknown rule id" in _single_error(rules_copy)
+
+
+def test_malformed_mapping_is_rejected(rules_copy):
+    text = (rules_copy / "mappings.yaml").read_text() + "\nCFG-04:\n  nist: [SC-7]\n"
+    (rules_copy / "mappings.yaml").write_text(text)
+    message = _single_error(rules_copy)
+    assert "mappings.yaml: CFG-04" in message
+
+
+def test_parameter_default_must_satisfy_its_schema(rules_copy):
+    _edit(rules_copy / "parameters.yaml", lambda d: d["min_platform_version"].update(default="one.four"))
+    assert "parameters.yaml: min_platform_version.default: 'one.four' does not match" in _single_error(
+        rules_copy
+    )
+
+
+def test_invalid_yaml_is_reported_with_its_line(rules_copy):
+    (rules_copy / "LOG-01.yaml").write_text("id: LOG-01\ntitle: [unclosed\n")
+    message = _single_error(rules_copy)
+    assert "LOG-01.yaml: invalid YAML: line " in message
+
+
+def test_stray_yaml_file_is_treated_as_a_rule_and_rejected(rules_copy):
+    shutil.copy(rules_copy / "CFG-01.yaml", rules_copy / "notes.yaml")
+    assert "notes.yaml: id: 'CFG-01' does not match the file name" in _single_error(rules_copy)
+
+
+def test_several_problems_are_all_listed_by_validate_and_counted_by_load(rules_copy):
+    _edit(rules_copy / "NET-01.yaml", lambda d: d.update(severity="SEVERE"))
+    _edit(rules_copy / "NET-02.yaml", lambda d: d.update(title=""))
+    problems = validate_rules_dir(rules_copy)
+    assert len(problems) == 2
+    assert all("\n" not in p for p in problems)
+    assert "(and 1 more problems)" in _single_error(rules_copy)
+
+
+def test_invalid_parameter_schema_is_rejected(rules_copy):
+    _edit(rules_copy / "parameters.yaml", lambda d: d["min_platform_version"].update(schema={"type": 12}))
+    message = _single_error(rules_copy)
+    assert "parameters.yaml: min_platform_version.schema.type: not a valid JSON Schema" in message
+
+
+def test_invalid_schema_json_is_reported_by_validate(rules_copy):
+    schema = json.loads((rules_copy / "schema.json").read_text())
+    schema["properties"]["severity"] = {"enum": "HIGH"}
+    (rules_copy / "schema.json").write_text(json.dumps(schema))
+    problems = validate_rules_dir(rules_copy)
+    assert len(problems) == 1
+    assert "schema.json: properties.severity.enum: not a valid JSON Schema" in problems[0]

@@ -1,0 +1,341 @@
+"""The engine: ERROR propagation, applicability, exemptions, parameter resolution, purity."""
+
+import copy
+import datetime as dt
+import json
+import random
+from pathlib import Path
+
+import pytest
+from fargate_audit import checks, engine
+from fargate_audit.errors import ConfigError
+from fargate_audit.rules import load_catalog
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = json.loads((REPO / "tests" / "fixtures" / "base_posture.json").read_text())
+CATALOG = load_catalog(REPO / "rules")
+FACTS = [
+    "containers", "cluster", "platform_version", "eni", "security_groups",
+    "route_table", "egress", "nacl", "flow_logs", "vpc_endpoints",
+]  # fmt: skip
+TODAY = dt.date(2030, 6, 15)
+DIGEST = "sha256:9b2c6f0e4a1d8b7c3e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5"
+
+
+def deep_merge(base, patch):
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = copy.deepcopy(base)
+        for key, value in patch.items():
+            merged[key] = deep_merge(base[key], value) if key in base else copy.deepcopy(value)
+        return merged
+    return copy.deepcopy(patch)
+
+
+def posture(patch=None, task="6f1c2a9e0b7d4c3e8a5f4b2d1e0c9a8b", **top):
+    """The base posture with a patch, under another task id when asked."""
+    result = deep_merge(BASE, patch or {})
+    result["task_arn"] = f"arn:aws:ecs:eu-west-1:123456789012:task/prod/{task}"
+    result.update(top)
+    return result
+
+
+def by_rule(outcome, task_arn=None):
+    return {r["rule_id"]: r for r in outcome.results if task_arn in (None, r["task_arn"])}
+
+
+def container(image, registry, private_ecr):
+    return {
+        "name": "web",
+        "image": image,
+        "registry": registry,
+        "digest": None,
+        "private_ecr": private_ecr,
+        "log_driver": "awslogs",
+        "readonly_root_filesystem": True,
+    }
+
+
+PUBLIC_ONLY = {"containers": [container("public.ecr.aws/nginx/nginx:1.27", "public.ecr.aws", False)]}
+
+
+# --------------------------------------------------------------------------- the base posture
+
+
+def test_every_rule_passes_on_the_base_posture():
+    outcome = engine.evaluate(CATALOG, [BASE])
+    assert {r["rule_id"]: r["status"] for r in outcome.results} == dict.fromkeys(CATALOG.ids, "PASSED")
+
+
+def test_result_shape_and_metadata_come_from_the_rule():
+    result = by_rule(engine.evaluate(CATALOG, [BASE]))["NET-02"]
+    assert set(result) == {"task_arn", "rule_id", "status", "severity", "title", "evidence"}
+    assert (result["severity"], result["title"]) == ("CRITICAL", "Task is reachable from the internet")
+    assert result["task_arn"] == BASE["task_arn"]
+
+
+def test_counts_cover_every_status():
+    outcome = engine.evaluate(CATALOG, [BASE, posture({"errors": {"eni": "x"}}, task="b")])
+    assert set(outcome.counts) == {"PASSED", "FAILED", "NOT_APPLICABLE", "ERROR"}
+    assert sum(outcome.counts.values()) == len(outcome.results) == 2 * len(CATALOG.rules)
+    assert outcome.counts["ERROR"] == 10
+
+
+# --------------------------------------------------------------------------- ERROR propagation
+
+
+@pytest.mark.parametrize("fact", FACTS)
+def test_a_fact_in_error_makes_exactly_the_rules_needing_it_error(fact):
+    message = "DescribeSomething: AccessDenied: not authorized"
+    outcome = engine.evaluate(CATALOG, [posture({"errors": {fact: message}})])
+    for rule in CATALOG.rules:
+        result = by_rule(outcome)[rule.id]
+        needs = fact in rule.requires or (rule.applicability and fact in rule.applicability.requires)
+        if needs:
+            assert result["status"] == "ERROR", rule.id
+            assert result["evidence"] == {"error": f"{fact}: {message}"}, rule.id
+        else:
+            assert result["status"] == "PASSED", rule.id
+
+
+def test_every_net_rule_errors_when_the_eni_is_unknown():
+    outcome = engine.evaluate(
+        CATALOG, [posture({"errors": {"eni": "DescribeNetworkInterfaces: eni-0 vanished"}})]
+    )
+    net = {rule_id: r for rule_id, r in by_rule(outcome).items() if rule_id.startswith("NET-")}
+    assert len(net) == 10
+    assert {r["status"] for r in net.values()} == {"ERROR"}
+    assert all(
+        "eni: DescribeNetworkInterfaces: eni-0 vanished" in r["evidence"]["error"] for r in net.values()
+    )
+
+
+def test_net_10_is_not_applicable_without_private_ecr_image_even_when_the_eni_is_unknown():
+    patch = {
+        **PUBLIC_ONLY,
+        "errors": {"eni": "vanished", "vpc_endpoints": "vanished", "route_table": "vanished"},
+    }
+    result = by_rule(engine.evaluate(CATALOG, [posture(patch)]))["NET-10"]
+    assert result["status"] == "NOT_APPLICABLE"
+
+
+def test_net_10_errors_with_a_private_ecr_image_when_the_eni_is_unknown():
+    result = by_rule(engine.evaluate(CATALOG, [posture({"errors": {"eni": "vanished"}})]))["NET-10"]
+    assert result["status"] == "ERROR"
+    assert result["evidence"]["error"] == "eni: vanished"
+
+
+def test_net_10_errors_when_the_containers_are_unknown():
+    result = by_rule(
+        engine.evaluate(CATALOG, [posture({"errors": {"containers": "DescribeTaskDefinition: x"}})])
+    )
+    assert result["NET-10"]["status"] == "ERROR"
+    assert result["NET-10"]["evidence"]["error"] == "containers: DescribeTaskDefinition: x"
+
+
+def test_net_10_is_not_applicable_without_private_ecr_image_when_facts_are_fine():
+    assert by_rule(engine.evaluate(CATALOG, [posture(PUBLIC_ONLY)]))["NET-10"]["status"] == "NOT_APPLICABLE"
+
+
+def test_error_names_every_failed_fact_in_the_rule_order():
+    errors = {"nacl": "DescribeNetworkAcls: Throttling", "eni": "DescribeNetworkInterfaces: AccessDenied"}
+    result = by_rule(engine.evaluate(CATALOG, [posture({"errors": errors})]))["NET-02"]
+    assert result["evidence"]["error"] == (
+        "eni: DescribeNetworkInterfaces: AccessDenied; nacl: DescribeNetworkAcls: Throttling"
+    )
+
+
+def test_error_wins_over_a_failing_condition():
+    patch = {
+        "cluster": {"container_insights": "disabled"},
+        "errors": {"cluster": "DescribeClusters: AccessDenied"},
+    }
+    assert by_rule(engine.evaluate(CATALOG, [posture(patch)]))["LOG-02"]["status"] == "ERROR"
+
+
+def test_unparsable_platform_version_is_an_error_not_a_pass():
+    result = by_rule(engine.evaluate(CATALOG, [posture({"platform_version": "1.4.0-beta"})]))["CFG-01"]
+    assert result["status"] == "ERROR"
+    assert result["evidence"] == {"error": "platform_version: '1.4.0-beta' is not a dotted version number"}
+
+
+def test_missing_platform_version_is_an_error_even_when_not_listed_in_errors():
+    result = by_rule(engine.evaluate(CATALOG, [posture({"platform_version": None})]))["CFG-01"]
+    assert result["status"] == "ERROR"
+    assert result["evidence"]["error"].startswith("platform_version: not reported")
+
+
+def test_unreadable_s3_endpoint_policy_is_an_error():
+    endpoints = copy.deepcopy(BASE["network"]["vpc_endpoints"])
+    s3 = next(e for e in endpoints if e["service"] == "s3")
+    s3.update(policy=None, policy_error="PolicyDocument is not valid JSON")
+    result = by_rule(engine.evaluate(CATALOG, [posture({"network": {"vpc_endpoints": endpoints}})]))["NET-09"]
+    assert result["status"] == "ERROR"
+    assert "vpc_endpoints: vpce-0e1e2e3e4e5e6e7e8: policy unreadable" in result["evidence"]["error"]
+
+
+def test_unknown_posture_version_is_refused():
+    with pytest.raises(ValueError, match="posture_version"):
+        engine.evaluate(CATALOG, [posture(posture_version=2)])
+
+
+# --------------------------------------------------------------------------- exemptions
+
+FAILING_NET05 = {"network": {"egress": {"ipv4": {"path": "nat-gateway>internet-gateway", "targets": []}}}}
+
+
+def exemption(
+    rule="NET-05", workload="prod/service:*", expires="2030-12-31", reason="inspection VPC migration"
+):
+    return {"rule": rule, "workload": workload, "reason": reason, "expires": expires}
+
+
+def test_active_exemption_turns_failed_into_passed_with_its_reason():
+    outcome = engine.evaluate(CATALOG, [posture(FAILING_NET05)], {"exemptions": [exemption()]}, today=TODAY)
+    result = by_rule(outcome)["NET-05"]
+    assert result["status"] == "PASSED"
+    assert result["evidence"]["exempted"] == {"reason": "inspection VPC migration", "expires": "2030-12-31"}
+    assert result["evidence"]["families"] == ["ipv4"]
+    assert outcome.expired_exemptions == []
+
+
+def test_expired_exemption_is_ignored_and_reported_once():
+    old = exemption(expires="2030-06-14")
+    postures = [posture(FAILING_NET05, task="a"), posture(FAILING_NET05, task="b")]
+    outcome = engine.evaluate(CATALOG, postures, {"exemptions": [old]}, today=TODAY)
+    assert {r["status"] for r in outcome.results if r["rule_id"] == "NET-05"} == {"FAILED"}
+    assert outcome.expired_exemptions == [old]
+
+
+def test_exemption_expiring_today_still_applies():
+    params = {"exemptions": [exemption(expires=TODAY.isoformat())]}
+    assert by_rule(engine.evaluate(CATALOG, [posture(FAILING_NET05)], params, today=TODAY))["NET-05"][
+        "status"
+    ] == ("PASSED")
+
+
+def test_wildcard_rule_exemption_covers_every_failed_rule_but_not_errors_or_passes():
+    patch = {**FAILING_NET05, "cluster": {"container_insights": "disabled"}, "errors": {"nacl": "denied"}}
+    params = {"exemptions": [exemption(rule="*", workload="prod/*")]}
+    results = by_rule(engine.evaluate(CATALOG, [posture(patch)], params, today=TODAY))
+    assert results["NET-05"]["status"] == results["LOG-02"]["status"] == "PASSED"
+    assert "exempted" in results["LOG-02"]["evidence"]
+    assert results["NET-08"]["status"] == "ERROR"
+    assert "exempted" not in results["CFG-01"]["evidence"]
+
+
+def test_exemption_for_another_workload_does_not_apply():
+    params = {"exemptions": [exemption(workload="staging/*")]}
+    results = by_rule(engine.evaluate(CATALOG, [posture(FAILING_NET05)], params, today=TODAY))
+    assert results["NET-05"]["status"] == "FAILED"
+
+
+def test_workload_glob_selects_among_tasks():
+    web = posture(FAILING_NET05, task="a")
+    batch = posture(FAILING_NET05, task="b", group="family:batch", workload="prod/family:batch")
+    params = {"exemptions": [exemption(workload="prod/service:*")]}
+    outcome = engine.evaluate(CATALOG, [web, batch], params, today=TODAY)
+    assert by_rule(outcome, web["task_arn"])["NET-05"]["status"] == "PASSED"
+    assert by_rule(outcome, batch["task_arn"])["NET-05"]["status"] == "FAILED"
+
+
+def test_today_is_required_when_there_are_exemptions():
+    with pytest.raises(ValueError, match="today"):
+        engine.evaluate(CATALOG, [BASE], {"exemptions": [exemption()]})
+
+
+def test_params_are_validated_by_the_engine():
+    with pytest.raises(ConfigError, match="colour: unknown key"):
+        engine.evaluate(CATALOG, [BASE], {"colour": "red"})
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def test_registry_placeholders_resolve_to_each_tasks_account_and_region():
+    image = f"210987654321.dkr.ecr.us-east-1.amazonaws.com/web@{DIGEST}"
+    other = posture(
+        {"containers": [container(image, "210987654321.dkr.ecr.us-east-1.amazonaws.com", True)]},
+        task="b",
+        account_id="210987654321",
+        region="us-east-1",
+    )
+    same_image_elsewhere = posture(
+        {"containers": [container(image, "210987654321.dkr.ecr.us-east-1.amazonaws.com", True)]}, task="a"
+    )
+    outcome = engine.evaluate(CATALOG, [other, same_image_elsewhere])
+    assert by_rule(outcome, other["task_arn"])["IMG-01"]["status"] == "PASSED"
+    assert by_rule(outcome, same_image_elsewhere["task_arn"])["IMG-01"]["status"] == "FAILED"
+
+
+def test_s3_bucket_placeholders_resolve_to_each_tasks_region():
+    params = {"approved_s3_buckets": ["prod-{region}-starport-layer-bucket"]}
+    moved = posture(task="b", region="us-east-1")  # its endpoint policy still names eu-west-1's bucket
+    outcome = engine.evaluate(CATALOG, [BASE, moved], params)
+    assert by_rule(outcome, BASE["task_arn"])["NET-09"]["status"] == "PASSED"
+    failed = by_rule(outcome, moved["task_arn"])["NET-09"]
+    assert failed["status"] == "FAILED"
+    assert failed["evidence"]["unapproved_resources"] == [
+        "arn:aws:s3:::prod-eu-west-1-starport-layer-bucket/*"
+    ]
+
+
+def test_each_check_receives_only_the_parameters_its_rule_declares(monkeypatch):
+    seen = {}
+
+    def spy(name, function):
+        def wrapped(p, params):
+            seen[name] = set(params)
+            return function(p, params)
+
+        return wrapped
+
+    for name, function in list(checks.CHECKS.items()):
+        monkeypatch.setitem(checks.CHECKS, name, spy(name, function))
+    engine.evaluate(CATALOG, [BASE])
+    assert {rule.check: set(rule.parameters) for rule in CATALOG.rules} == seen
+
+
+# --------------------------------------------------------------------------- purity and order
+
+
+def _fixture_postures():
+    for rule in CATALOG.rules:
+        for fixtures in rule.fixtures.values():
+            for i, fixture in enumerate(fixtures):
+                yield posture(fixture["patch"], task=f"{rule.id}-{i}-{fixture['name']}")
+
+
+def test_postures_are_not_mutated():
+    postures = list(_fixture_postures())
+    before = copy.deepcopy(postures)
+    engine.evaluate(CATALOG, postures, {"approved_s3_buckets": ["x-*"]})
+    assert postures == before
+
+
+def test_evidence_does_not_alias_the_posture():
+    failing = posture({"network": {"security_groups": [{"id": "sg-1", "name": "default"}]}})
+    result = by_rule(engine.evaluate(CATALOG, [failing]))["NET-06"]
+    result["evidence"]["security_groups"][0]["name"] = "changed"
+    assert failing["network"]["security_groups"][0]["name"] == "default"
+
+
+def test_results_are_ordered_by_task_then_rule_and_independent_of_input_order():
+    postures = list(_fixture_postures())
+    first = engine.evaluate(CATALOG, postures)
+    random.Random(7).shuffle(postures)
+    second = engine.evaluate(CATALOG, postures)
+    assert first == second
+    keys = [(r["task_arn"], r["rule_id"]) for r in first.results]
+    assert keys == sorted(keys)
+
+
+def test_no_environment_value_reaches_evidence():
+    patch = {
+        "environment": [
+            {"container": "web", "name": "DB_PASSWORD", "source": "definition", "trivial_value": False,
+             "value": "hunter2-s3cr3t"},
+        ]
+    }  # fmt: skip
+    outcome = engine.evaluate(CATALOG, [posture(patch)])
+    assert by_rule(outcome)["CFG-02"]["status"] == "FAILED"
+    assert "hunter2-s3cr3t" not in json.dumps(outcome.results)
