@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Offline checks of the serverless stack (no AWS account, no Docker):
+#   sam validate, sam validate --lint, cfn-lint, sam build (python3.13/arm64, no container),
+#   then inspects the built layer (library + rules + .pyc + runtime deps, nothing extra).
+# Tools come from a Python 3.13 venv, .venv-sam, created on first use from
+# scripts/requirements-sam.txt (exact pins) and refreshed when that file changes.
+# Event patterns, IAM action names and numeric relations are not checked by these tools:
+# tests/functional/test_template.py does that.
+#
+# Usage: bash scripts/sam-checks.sh        Exit status: non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV="$ROOT/.venv-sam"
+REQS="$ROOT/scripts/requirements-sam.txt"
+BUILD_DIR="$ROOT/.aws-sam/build"
+T0=$(date +%s)
+
+step() { printf '\n==> %s\n' "$*"; STEP_T0=$(date +%s); }
+done_step() { printf '    ok (%ss)\n' "$(($(date +%s) - STEP_T0))"; }
+fail() { printf 'sam-checks: FAILED: %s\n' "$*" >&2; exit 1; }
+
+python313() {
+    # pyenv's 3.13.0 (the python3.13 shim on PATH fails without PYENV_VERSION), else any
+    # python3.13 that really runs.
+    local candidate
+    if command -v pyenv >/dev/null 2>&1; then
+        candidate="$(pyenv root)/versions/3.13.0/bin/python"
+        if [ -x "$candidate" ]; then echo "$candidate"; return 0; fi
+    fi
+    for candidate in python3.13 /usr/local/bin/python3.13 /usr/bin/python3.13; do
+        if "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# --- tools ---------------------------------------------------------------------------
+step "tool venv $VENV"
+REQS_SUM=$(sha256sum "$REQS" | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))'; then
+    PY313=$(python313) || fail "no Python 3.13 found (pyenv 3.13.0 or python3.13 on PATH)"
+    rm -rf "$VENV"
+    "$PY313" -m venv "$VENV"
+fi
+if [ "$(cat "$VENV/.requirements-sam.sha256" 2>/dev/null || true)" != "$REQS_SUM" ]; then
+    if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS" 2>&1 \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; }; then
+        fail "pip install -r $REQS into $VENV"
+    fi
+    "$VENV/bin/python" -m pip check >/dev/null || fail "pip check in $VENV"
+    echo "$REQS_SUM" >"$VENV/.requirements-sam.sha256"
+fi
+export PATH="$VENV/bin:$PATH" # python3.13 (sam build, layer Makefile), sam, cfn-lint
+export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=eu-west-1
+printf '    %s, %s, %s\n' "$(python3.13 --version)" "$(sam --version)" "$(cfn-lint --version)"
+done_step
+
+# --- template ------------------------------------------------------------------------
+step "sam validate"
+sam validate --template-file template.yaml || fail "sam validate"
+done_step
+
+step "sam validate --lint"
+sam validate --lint --template-file template.yaml || fail "sam validate --lint"
+done_step
+
+step "cfn-lint template.yaml"
+cfn-lint template.yaml || fail "cfn-lint"
+done_step
+
+# --- build ---------------------------------------------------------------------------
+step "sam build (python3.13, arm64, no container)"
+mkdir -p "$ROOT/.aws-sam"
+sam build --template-file template.yaml --build-dir "$BUILD_DIR" >"$ROOT/.aws-sam/build.log" 2>&1 \
+    || { tail -40 "$ROOT/.aws-sam/build.log" >&2; fail "sam build (log: .aws-sam/build.log)"; }
+done_step
+
+step "built artifacts"
+python3.13 - "$BUILD_DIR" "$ROOT" <<'PY' || fail "built artifacts"
+import pathlib
+import sys
+
+build, root = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+problems = []
+layer = build / "AuditLayer" / "python"
+pkg = layer / "fargate_audit"
+
+if not (pkg / "__init__.py").is_file():
+    problems.append(f"{pkg}/__init__.py missing")
+
+# every .py has an unchecked-hash .pyc (flags word == 1: hash-based, source not checked)
+missing, stale = [], []
+for source in layer.rglob("*.py"):
+    pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+    if not pyc.is_file():
+        missing.append(source)
+    elif int.from_bytes(pyc.read_bytes()[4:8], "little") != 1:
+        stale.append(pyc)
+if missing:
+    problems.append(f"{len(missing)} .py without .pyc, e.g. {missing[0].relative_to(layer)}")
+if stale:
+    problems.append(f"{len(stale)} .pyc not unchecked-hash, e.g. {stale[0].relative_to(layer)}")
+
+# the rule catalog, file for file
+want = sorted(p.relative_to(root / "rules").as_posix() for p in (root / "rules").rglob("*") if p.is_file())
+have = sorted(p.relative_to(pkg / "rules").as_posix() for p in (pkg / "rules").rglob("*") if p.is_file())
+if want != have:
+    problems.append(f"layer rules differ from rules/: missing {sorted(set(want) - set(have))[:5]}, "
+                    f"extra {sorted(set(have) - set(want))[:5]}")
+
+# runtime deps present, aarch64, cp313; nothing the runtime already provides
+for module in ("yaml", "jsonschema", "referencing", "rpds", "aws_lambda_powertools"):
+    if not (layer / module).is_dir():
+        problems.append(f"dependency {module} missing from the layer")
+for so in layer.rglob("*.so"):
+    if "aarch64" not in so.name or "cpython-313" not in so.name:
+        problems.append(f"native module not cp313/aarch64: {so.relative_to(layer)}")
+for unwanted in ("boto3", "botocore", "aws_xray_sdk", "fargate_audit.egg-info"):
+    if (layer / unwanted).exists():
+        problems.append(f"{unwanted} must not be in the layer")
+if any(pkg.rglob("*.egg-info")):
+    problems.append("egg-info inside the package")
+
+# functions: app.py only (no vendored deps), handler present
+for fn in ("TaskEventsFunction", "ConfigEventsFunction", "SweepPlannerFunction", "SweepWorkerFunction"):
+    app = build / fn / "app.py"
+    if not app.is_file() or "def handler(event, context)" not in app.read_text():
+        problems.append(f"{fn}/app.py missing or without handler(event, context)")
+
+size = sum(p.stat().st_size for p in (build / "AuditLayer").rglob("*") if p.is_file())
+if size > 200 * 1024 * 1024:  # Lambda: 250 MB unzipped for function + layers
+    problems.append(f"layer is {size / 2**20:.0f} MiB unzipped")
+
+for problem in problems:
+    print("    " + problem, file=sys.stderr)
+py_count = sum(1 for _ in layer.rglob("*.py"))
+print(f"    layer: {size / 2**20:.1f} MiB, {py_count} .py all with unchecked-hash .pyc, "
+      f"{len(have)} rule files, deps {sorted(p.name for p in layer.iterdir() if p.is_dir() and '.' not in p.name and p.name != '__pycache__')}")
+sys.exit(1 if problems else 0)
+PY
+done_step
+
+printf '\nsam-checks: all passed in %ss\n' "$(($(date +%s) - T0))"
