@@ -189,6 +189,24 @@ def cmd_scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     return report_mod.exit_code(outcome.results, args.fail_on)
 
 
+def catalog_markdown(catalog) -> str:
+    """The rule catalog as a Markdown table (the README's table is this output)."""
+    frameworks = (
+        ("securityhub", "Security Hub"),
+        ("cis_aws_foundations", "CIS"),
+        ("nist_800_53_rev5", "NIST 800-53"),
+    )
+    lines = [
+        "| id | severity | title | " + " | ".join(label for _, label in frameworks) + " |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in frameworks) + " |",
+    ]
+    for rule in catalog.rules:
+        mapping = catalog.mappings.get(rule.id) or {}
+        cells = [", ".join(mapping.get(key) or []) or "-" for key, _ in frameworks]
+        lines.append(f"| {rule.id} | {rule.severity} | {rule.title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def cmd_rules_list(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     catalog = _load_catalog()
     if args.format == "json":
@@ -206,6 +224,9 @@ def cmd_rules_list(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
             for rule in catalog.rules
         ]
         stdout.write(_json(items))
+        return EXIT_OK
+    if args.format == "markdown":
+        stdout.write(catalog_markdown(catalog))
         return EXIT_OK
     width = max([len("SEVERITY"), *(len(rule.severity) for rule in catalog.rules)])
     lines = [f"{'ID':<7} {'SEVERITY':<{width}}  TITLE"]
@@ -284,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     rules = commands.add_parser("rules", parents=[common], help="the rule catalog")
     rules_commands = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND", parser_class=_Parser)
     listing = rules_commands.add_parser("list", parents=[common], help="ids, severities and titles")
-    listing.add_argument("--format", choices=("table", "json"), default="table")
+    listing.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     listing.set_defaults(func=cmd_rules_list)
     validate = rules_commands.add_parser(
         "validate", parents=[common], help="check rule files against rules/schema.json"
