@@ -12,14 +12,17 @@ For each task (ordered by task ARN) and each rule (in id order):
    ``evidence.exempted = {reason, expires}``; expired exemptions are ignored and listed.
 
 Pure: no boto3, no clock (``today`` is an argument), no environment; postures are never
-mutated and evidence never aliases them.
+mutated and evidence never aliases them (checks build fresh evidence rather than the
+engine copying it: ``test_no_rule_evidence_aliases_its_posture_for_any_fixture`` holds
+every rule to that; a copy here cost a third of the evaluation time).
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-from collections.abc import Iterable, Mapping
+import gc
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import checks
@@ -44,7 +47,28 @@ class EvalResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Evaluation allocates ~17 small acyclic dicts per task and keeps them all; CPython's
+    cyclic collector would re-traverse the growing result list again and again (about 40%
+    of the CPU time over 10,000 postures) while finding nothing to free. Reference counting
+    still frees everything; the collector's previous state is restored afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+_NO_ERRORS: Mapping = {}
+_NO_PARAMS: Mapping = {}
+
+
 def _fact_errors(facts: Iterable[str], errors: Mapping) -> str | None:
+    if not errors:
+        return None
     missing = [f"{fact}: {errors[fact]}" for fact in facts if fact in errors]
     return "; ".join(missing) if missing else None
 
@@ -52,8 +76,8 @@ def _fact_errors(facts: Iterable[str], errors: Mapping) -> str | None:
 def evaluate_rule(rule: Rule, posture: Mapping, params: Mapping) -> tuple[str, dict]:
     """Steps 1-3 for one rule and task (no exemptions). ``params``: every parameter,
     already resolved for the task; the check gets only those the rule declares."""
-    errors = posture.get("errors") or {}
-    rule_params = {name: params[name] for name in rule.parameters}
+    errors = posture.get("errors") or _NO_ERRORS
+    rule_params = {name: params[name] for name in rule.parameters} if rule.parameters else _NO_PARAMS
     if rule.applicability is not None:
         error = _fact_errors(rule.applicability.requires, errors)
         if error:
@@ -70,7 +94,7 @@ def evaluate_rule(rule: Rule, posture: Mapping, params: Mapping) -> tuple[str, d
         return ERROR, {"error": str(exc)}
     if status not in _CHECK_STATUSES or not isinstance(evidence, dict):
         raise TypeError(f"check {rule.check} of {rule.id} returned {status!r}, {type(evidence).__name__}")
-    return status, copy.deepcopy(evidence)
+    return status, evidence
 
 
 def evaluate(
@@ -94,35 +118,42 @@ def evaluate(
     results: list[dict] = []
     expired_seen: dict[int, dict] = {}
     ordered = sorted(postures, key=lambda p: str(p.get("task_arn")))
-    for posture in ordered:
-        if posture.get("posture_version") != POSTURE_VERSION:
-            raise ValueError(
-                f"{posture.get('task_arn')}: posture_version {posture.get('posture_version')!r} "
-                f"is not {POSTURE_VERSION}"
-            )
-        resolved = resolve_params(values, posture)
-        for rule in catalog.rules:
-            status, evidence = evaluate_rule(rule, posture, resolved)
-            if status == FAILED and exemptions:
-                active, expired = match_exemptions(exemptions, rule.id, str(posture.get("workload")), today)
-                for exemption in expired:
-                    expired_seen.setdefault(
-                        exemptions.index(exemption),
-                        {key: exemption[key] for key in ("rule", "workload", "expires", "reason")},
+    resolved_for: dict[tuple, dict] = {}  # params depend only on the task's account and region
+    with _cyclic_gc_paused():
+        for posture in ordered:
+            if posture.get("posture_version") != POSTURE_VERSION:
+                raise ValueError(
+                    f"{posture.get('task_arn')}: posture_version {posture.get('posture_version')!r} "
+                    f"is not {POSTURE_VERSION}"
+                )
+            scope = (posture.get("account_id"), posture.get("region"))
+            resolved = resolved_for.get(scope)
+            if resolved is None:
+                resolved = resolved_for[scope] = resolve_params(values, posture)
+            for rule in catalog.rules:
+                status, evidence = evaluate_rule(rule, posture, resolved)
+                if status == FAILED and exemptions:
+                    active, expired = match_exemptions(
+                        exemptions, rule.id, str(posture.get("workload")), today
                     )
-                if active is not None:
-                    status = PASSED
-                    evidence["exempted"] = {"reason": active["reason"], "expires": active["expires"]}
-            results.append(
-                {
-                    "task_arn": posture.get("task_arn"),
-                    "rule_id": rule.id,
-                    "status": status,
-                    "severity": rule.severity,
-                    "title": rule.title,
-                    "evidence": evidence,
-                }
-            )
+                    for exemption in expired:
+                        expired_seen.setdefault(
+                            exemptions.index(exemption),
+                            {key: exemption[key] for key in ("rule", "workload", "expires", "reason")},
+                        )
+                    if active is not None:
+                        status = PASSED
+                        evidence["exempted"] = {"reason": active["reason"], "expires": active["expires"]}
+                results.append(
+                    {
+                        "task_arn": posture.get("task_arn"),
+                        "rule_id": rule.id,
+                        "status": status,
+                        "severity": rule.severity,
+                        "title": rule.title,
+                        "evidence": evidence,
+                    }
+                )
     counts = dict.fromkeys(STATUSES, 0)
     for result in results:
         counts[result["status"]] += 1

@@ -43,6 +43,8 @@ _PROTOCOL_ALIASES = {
     "ipv6-icmp": "icmpv6",
 }
 
+_CANONICAL = frozenset(PORT_PROTOCOLS)
+
 # Internal form of an interval list: {protocol: [(from, to), ...]} sorted and merged.
 _Ranges = dict[str, list[tuple[int, int]]]
 
@@ -150,8 +152,15 @@ def _subtract_ranges(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list
 def _to_ranges(ivs: Iterable[Mapping]) -> _Ranges:
     grouped: dict[str, list[tuple[int, int]]] = {}
     for iv in ivs:
-        checked = interval(iv["protocol"], iv["from"], iv["to"])
-        grouped.setdefault(checked["protocol"], []).append((checked["from"], checked["to"]))
+        proto, lo, hi = iv["protocol"], iv["from"], iv["to"]
+        # Fast path for canonical intervals (what postures hold); anything else is
+        # normalised and validated by interval(), which raises on bad input.
+        if not (
+            proto in _CANONICAL and type(lo) is int and type(hi) is int and PORT_MIN <= lo <= hi <= PORT_MAX
+        ):
+            checked = interval(proto, lo, hi)
+            proto, lo, hi = checked["protocol"], checked["from"], checked["to"]
+        grouped.setdefault(proto, []).append((lo, hi))
     return {proto: _merge_ranges(ranges) for proto, ranges in grouped.items()}
 
 
@@ -188,7 +197,11 @@ def subtract(a: Iterable[Mapping], b: Iterable[Mapping]) -> list[dict]:
 def contains(ivs: Iterable[Mapping], protocol: str, port: int) -> bool:
     """True when ``port`` of ``protocol`` lies in one of the intervals."""
     proto = normalize_protocol(protocol)
-    return any(normalize_protocol(iv["protocol"]) == proto and iv["from"] <= port <= iv["to"] for iv in ivs)
+    return any(
+        (iv["protocol"] if iv["protocol"] in _CANONICAL else normalize_protocol(iv["protocol"])) == proto
+        and iv["from"] <= port <= iv["to"]
+        for iv in ivs
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -319,6 +319,27 @@ def test_evidence_does_not_alias_the_posture():
     assert failing["network"]["security_groups"][0]["name"] == "default"
 
 
+def _scribble(value):
+    """Mutate every container inside ``value`` (what a careless consumer of results might do)."""
+    if isinstance(value, dict):
+        for item in list(value.values()):
+            _scribble(item)
+        value["scribbled"] = True
+    elif isinstance(value, list):
+        for item in value:
+            _scribble(item)
+        value.append("scribbled")
+
+
+def test_no_rule_evidence_aliases_its_posture_for_any_fixture():
+    postures = list(_fixture_postures())
+    before = copy.deepcopy(postures)
+    results = engine.evaluate(CATALOG, postures, {"approved_s3_buckets": ["x-*"]}).results
+    for result in results:
+        _scribble(result["evidence"])
+    assert postures == before
+
+
 def test_results_are_ordered_by_task_then_rule_and_independent_of_input_order():
     postures = list(_fixture_postures())
     first = engine.evaluate(CATALOG, postures)
