@@ -16,6 +16,12 @@ Batched and paginated so the request count grows with pages, not tasks (design.m
                DescribeFlowLogs  unfiltered, pages of 1,000, assigned to the VPC whose id,
                                  subnet or task ENI each flow log names
 
+An optional `FactCache` (a warm Lambda container keeps one) spares repeated reads:
+task definitions (immutable per ARN) without expiry, cluster items and per-VPC network facts
+for a TTL. Flow logs are never cached (one may name a task ENI created since). The event
+path (`collect_tasks`) skips DescribeSubnets: no posture fact is derived from the subnet
+list (the task's subnet id comes from its ENI).
+
 A failed call marks the raw facts it would have produced as unavailable (bundle
 `errors[fact]`) for the tasks concerned and the scan goes on; failures that lose tasks
 (ListClusters, ListTasks, DescribeTasks) go to `CollectResult.errors`. Missing or rejected
@@ -25,6 +31,7 @@ credentials raise `CredentialsError` at once.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -54,7 +61,10 @@ DESCRIBE_TASKS_BATCH = 100
 DESCRIBE_CLUSTERS_BATCH = 100
 EC2_PAGE_SIZE = 1000
 FILTER_VALUES_MAX = 200  # values per EC2 filter
-ENI_SUBNET_SCAN_ABOVE = 1000  # more wanted ENIs than this: scan their subnets instead
+# More wanted ENIs than this: page through their subnets (1,000 ENIs a page) instead of
+# id filters (200 ids a call). Above two id calls the subnet scan is cheaper unless the
+# subnets hold 2.5x more non-task ENIs than task ENIs.
+ENI_SUBNET_SCAN_ABOVE = 400
 
 ENI_ATTACHMENT_TYPES = ("ElasticNetworkInterface", "eni")  # DescribeTasks / ECS events
 FARGATE_CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
@@ -84,6 +94,72 @@ VPC_FACT_CALLS = (
     _VpcFactCall("nat_gateways", "DescribeNatGateways", 1000, "Filter"),
 )
 VPC_FACTS = tuple(spec.fact for spec in VPC_FACT_CALLS) + ("flow_logs",)
+# The event path: every VPC fact a posture is derived from (not the subnet list).
+EVENT_VPC_FACT_CALLS = tuple(spec for spec in VPC_FACT_CALLS if spec.fact != "subnets")
+
+
+class FactCache:
+    """Facts reused across collections in one process (a warm Lambda container).
+
+    Task definitions are immutable per ARN: kept without expiry. Cluster items (settings
+    may change) and the network facts of a VPC (everything but flow logs) are reused for
+    `ttl_seconds` (0: never). Only complete, error-free facts are stored. Entries are
+    shared, never copied: consumers (the normaliser) do not mutate their input.
+    """
+
+    MAX_ENTRIES = 2000  # per kind; the oldest entry goes first
+
+    def __init__(self, ttl_seconds: float = 300, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = float(ttl_seconds)
+        self._clock = clock
+        self._task_definitions: dict[str, dict] = {}
+        self._clusters: dict[str, tuple[float, dict]] = {}
+        self._vpcs: dict[tuple[str, str], tuple[float, dict]] = {}
+
+    @staticmethod
+    def _put(store: dict, key, value) -> None:
+        store.pop(key, None)
+        store[key] = value
+        while len(store) > FactCache.MAX_ENTRIES:
+            store.pop(next(iter(store)))
+
+    def _fresh(self, store: dict, key) -> dict | None:
+        entry = store.get(key)
+        if entry is None:
+            return None
+        fetched_at, value = entry
+        if self.ttl <= 0 or self._clock() - fetched_at >= self.ttl:
+            store.pop(key, None)
+            return None
+        return value
+
+    def task_definition(self, arn: str) -> dict | None:
+        return self._task_definitions.get(arn)
+
+    def put_task_definition(self, arn: str, definition: dict) -> None:
+        self._put(self._task_definitions, arn, definition)
+
+    def cluster(self, arn: str) -> dict | None:
+        return self._fresh(self._clusters, arn)
+
+    def put_cluster(self, arn: str, item: dict) -> None:
+        if self.ttl > 0:
+            self._put(self._clusters, arn, (self._clock(), item))
+
+    def vpc(self, region: str, vpc_id: str) -> dict | None:
+        return self._fresh(self._vpcs, (region, vpc_id))
+
+    def put_vpc(self, region: str, vpc_id: str, facts: dict) -> None:
+        if self.ttl > 0:
+            self._put(self._vpcs, (region, vpc_id), (self._clock(), facts))
+
+    def forget_vpc(self, region: str, vpc_id: str) -> None:
+        self._vpcs.pop((region, vpc_id), None)
+
+    def clear(self) -> None:
+        self._task_definitions.clear()
+        self._clusters.clear()
+        self._vpcs.clear()
 
 
 @dataclass
@@ -105,12 +181,15 @@ def collect(
     progress: Progress | None = None,
     *,
     clients: Clients | None = None,
+    cache: FactCache | None = None,
+    refresh_vpcs: bool = False,
 ) -> CollectResult:
     """Collect raw bundles for every running Fargate task in scope.
 
     session: a boto3 Session (may be None when `clients` is given); regions: None for the
     session's region; clusters: names or ARNs, None for all; progress(done, total, stage);
-    clients: injected clients (tests), default `Clients(session)`.
+    clients: injected clients (tests), default `Clients(session)`; cache: a FactCache to
+    read and fill; refresh_vpcs: fetch every VPC's facts afresh (and refill the cache).
     """
     clients = clients if clients is not None else Clients(session)
     if not regions:
@@ -122,7 +201,9 @@ def collect(
     before = clients.counter.snapshot()
     result = CollectResult(scope={"accounts": [], "regions": regions, "clusters": []})
 
-    scans = [_RegionScan(clients, region, result) for region in regions]
+    scans = [
+        _RegionScan(clients, region, result, cache=cache, refresh_vpcs=refresh_vpcs) for region in regions
+    ]
     for scan in scans:
         scan.discover(clusters)
     tracker = _Progress(progress, sum(len(scan.task_arns()) for scan in scans))
@@ -139,16 +220,28 @@ def collect(
     return result
 
 
-def collect_tasks(clients, region: str, cluster_arn: str | None, tasks: Iterable[dict]) -> CollectResult:
+def collect_tasks(
+    clients,
+    region: str,
+    cluster_arn: str | None,
+    tasks: Iterable[dict],
+    *,
+    cache: FactCache | None = None,
+    refresh_vpcs: bool = False,
+) -> CollectResult:
     """The same as `collect` for tasks already described: `DescribeTasks` items or ECS task
-    state change `detail` objects (event path). `clients` is a `Clients` or a boto3 Session."""
+    state change `detail` objects (event path). `clients` is a `Clients` or a boto3 Session.
+    No DescribeSubnets (the bundle's `vpc.subnets` stays empty: nothing is derived from it).
+    cache / refresh_vpcs: as for `collect` (a Config change of a VPC's resource refreshes)."""
     if not isinstance(clients, Clients):
         clients = Clients(clients)
     before = clients.counter.snapshot()
     result = CollectResult(
         scope={"accounts": [], "regions": [region], "clusters": [cluster_arn] if cluster_arn else []}
     )
-    scan = _RegionScan(clients, region, result)
+    scan = _RegionScan(
+        clients, region, result, cache=cache, refresh_vpcs=refresh_vpcs, vpc_fact_calls=EVENT_VPC_FACT_CALLS
+    )
     for task in tasks:
         task = jsonable(task)
         if cluster_arn and not task.get("clusterArn"):
@@ -247,11 +340,22 @@ class _Progress:
 class _RegionScan:
     """The reads of one region: its own clients, caches and task list."""
 
-    def __init__(self, clients: Clients, region: str, result: CollectResult) -> None:
+    def __init__(
+        self,
+        clients: Clients,
+        region: str,
+        result: CollectResult,
+        cache: FactCache | None = None,
+        refresh_vpcs: bool = False,
+        vpc_fact_calls: tuple[_VpcFactCall, ...] = VPC_FACT_CALLS,
+    ) -> None:
         self.ecs = clients.ecs(region)
         self.ec2 = clients.ec2(region)
         self.region = self.ecs.meta.region_name or region
         self.result = result
+        self.cache = cache
+        self.refresh_vpcs = refresh_vpcs
+        self.vpc_fact_calls = vpc_fact_calls
         self.listed_any = False  # ListClusters or some ListTasks succeeded
         # cluster key (ARN, or the name given when it could not be resolved) -> task ARNs
         self._listed: dict[str, list[str]] = {}
@@ -329,6 +433,8 @@ class _RegionScan:
         items = [jsonable(item) for item in response.get("clusters", [])]
         for item in items:
             self._clusters[item["clusterArn"]] = (item, None)
+            if self.cache is not None:
+                self.cache.put_cluster(item["clusterArn"], item)
         missing: dict[str, str] = {}
         for failure in response.get("failures", []):
             arn = failure.get("arn", "")
@@ -432,6 +538,9 @@ class _RegionScan:
         for arn in wanted:  # a cluster given by name whose describe failed is cached by name
             if arn not in self._clusters and _cluster_name(arn) in self._clusters:
                 self._clusters[arn] = self._clusters[_cluster_name(arn)]
+            cached = self.cache.cluster(arn) if self.cache is not None and arn not in self._clusters else None
+            if cached is not None:
+                self._clusters[arn] = (cached, None)
         todo = [arn for arn in wanted if arn not in self._clusters]
         for batch in _chunks(todo, DESCRIBE_CLUSTERS_BATCH):
             _, _, error = self._describe_clusters(batch)
@@ -445,12 +554,18 @@ class _RegionScan:
         for arn in dict.fromkeys(t.get("taskDefinitionArn") for t in tasks):
             if not arn:
                 continue
+            cached = self.cache.task_definition(arn) if self.cache is not None else None
+            if cached is not None:
+                definitions[arn] = (cached, None)
+                continue
             try:
                 response = self.ecs.describe_task_definition(taskDefinition=arn)
             except AWS_ERRORS as exc:
                 definitions[arn] = (None, failure_message(exc, "DescribeTaskDefinition"))
             else:
                 definitions[arn] = (jsonable(response.get("taskDefinition")), None)
+                if self.cache is not None and definitions[arn][0]:
+                    self.cache.put_task_definition(arn, definitions[arn][0])
         return definitions
 
     def _network_interfaces(self, tasks: list[dict]) -> tuple[dict[str, dict], dict[str, str]]:
@@ -502,8 +617,17 @@ class _RegionScan:
         errors: dict[str, dict[str, str]] = {vpc_id: {} for vpc_id in vpc_ids}
         if not vpc_ids:
             return vpcs, errors
-        for spec in VPC_FACT_CALLS:
-            for chunk in _chunks(vpc_ids, FILTER_VALUES_MAX):
+        to_fetch = vpc_ids
+        if self.cache is not None and not self.refresh_vpcs:
+            to_fetch = []
+            for vpc_id in vpc_ids:
+                cached = self.cache.vpc(self.region, vpc_id)
+                if cached is None:
+                    to_fetch.append(vpc_id)
+                else:  # a fresh dict: this collection's flow logs must not reach the cache
+                    vpcs[vpc_id] = dict(cached, flow_logs=[])
+        for spec in self.vpc_fact_calls if to_fetch else ():
+            for chunk in _chunks(to_fetch, FILTER_VALUES_MAX):
                 try:
                     for page in _pages(
                         self.ec2,
@@ -519,6 +643,10 @@ class _RegionScan:
                     for vpc_id in chunk:
                         vpcs[vpc_id][spec.fact] = []  # a partial list must not be trusted
                         errors[vpc_id][spec.fact] = message
+        if self.cache is not None:
+            for vpc_id in to_fetch:
+                if not errors[vpc_id]:
+                    self.cache.put_vpc(self.region, vpc_id, dict(vpcs[vpc_id], flow_logs=[]))
         self._flow_logs(vpcs, errors, enis)
         return vpcs, errors
 
