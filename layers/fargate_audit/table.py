@@ -203,7 +203,8 @@ def _describe_exemption(exemption: Any) -> str:
 
 
 def render(report: dict, color: bool = False) -> str:
-    """The table for a scan report (report.build_report); ends with a newline."""
+    """The table for a scan report (report.build_report); ends with a newline. Workloads
+    come worst first (by their most severe FAILED result), then by name."""
     paint = _Paint(color)
     tasks = report.get("tasks") or []
     results_by_task: dict[str, list[dict]] = {}
@@ -220,7 +221,18 @@ def render(report: dict, color: bool = False) -> str:
     if not tasks:
         regions = ", ".join((report.get("scope") or {}).get("regions") or []) or "-"
         lines.append(f"No running Fargate task in scope (regions: {regions}).")
-    for key in sorted(workloads):
+
+    def worst_first(key: tuple) -> tuple:
+        # Workloads with the most severe FAILED result lead (internet-reachable ones first).
+        failed = [
+            severity_rank(r["severity"])
+            for t in workloads[key]
+            for r in results_by_task.get(t["task_arn"], [])
+            if r["status"] == "FAILED"
+        ]
+        return (-max(failed, default=-1), key)
+
+    for key in sorted(workloads, key=worst_first):
         cluster, group, region, account = key
         members = workloads[key]
         where = f", {region} {account}" if multi_place else ""

@@ -73,21 +73,28 @@ def test_output_is_grouped_by_workload_with_a_header_each():
     lines = table.render(estate_report()).splitlines()
     jobs = lines.index("jobs/family:batch  (1 task)")
     prod = lines.index("prod/service:web  (12 tasks)")
-    assert jobs < prod
-    jobs_block = "\n".join(lines[jobs:prod])
+    jobs_block = "\n".join(lines[jobs : lines.index("", jobs)])
     assert "NET-05" in jobs_block and "IMG-02" in jobs_block and "NET-03" not in jobs_block
+    prod_block = "\n".join(lines[prod : lines.index("", prod)])
+    assert "NET-02" in prod_block and "NET-05" not in prod_block
+
+
+def test_workloads_come_worst_first():
+    lines = table.render(estate_report()).splitlines()
+    # prod/service:web has a CRITICAL failure, jobs/family:batch at worst a HIGH one.
+    assert lines.index("prod/service:web  (12 tasks)") < lines.index("jobs/family:batch  (1 task)")
 
 
 def test_rows_are_sorted_by_severity_critical_first_then_rule_id():
     text = table.render(estate_report())
     rows = [line.split()[:2] for line in text.splitlines() if re.match(r"^  [A-Z]+ +[A-Z]{3}-\d\d", line)]
     assert rows == [
-        ["HIGH", "NET-05"],
-        ["LOW", "IMG-02"],
         ["CRITICAL", "NET-02"],
         ["HIGH", "NET-01"],
         ["MEDIUM", "NET-03"],
         ["ERROR", "NET-07"],
+        ["HIGH", "NET-05"],
+        ["LOW", "IMG-02"],
     ]
 
 
