@@ -1,0 +1,319 @@
+"""Security Hub lifecycle of the auditor's findings (interface.md "Security Hub findings").
+
+Pure part: :func:`plan_workload_findings` decides, for one workload, which findings to
+import given what was last delivered (the finding states the recorder keeps): only those
+whose content changed (an unchanged estate re-swept imports nothing), each with an
+``UpdatedAt`` strictly after the previous one and its original ``CreatedAt`` /
+``FirstObservedAt``; a finding no longer produced is imported once more as ``ARCHIVED``.
+
+Writer: :class:`Publisher` queues the findings in the recorder's outbox first, imports them
+with ``BatchImportFindings`` (at most 100 and under 6 MB per call), retries the
+``FailedFindings`` with backoff, then saves the state of what was delivered and clears it
+from the outbox. What still fails stays in the outbox (counted and logged, never dropped)
+until :meth:`Publisher.flush_outbox` delivers it. Whether to publish at all
+(``PUBLISH_FINDINGS``) is the caller's decision.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+
+from .asff import archive_finding, asff_time, finding_content_digest, parse_asff_time
+from .record import (
+    ARCHIVED,
+    Recorder,
+    finding_id_prefix,
+    finding_rule_id,
+    finding_state,
+    outbox_sk,
+    workload_key_of_finding,
+)
+
+MAX_FINDINGS_PER_CALL = 100
+MAX_REQUEST_BYTES = 6 * 1024 * 1024 - 64 * 1024  # 6 MB per call, with room for the envelope
+MAX_FINDING_BYTES = 240 * 1024
+
+_log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- pure
+
+
+def strictly_after(now: datetime, previous: str | None) -> str:
+    """``now`` in ASFF form, but at least 1 ms after ``previous`` (an ASFF time)."""
+    moment = now if now.tzinfo else now.replace(tzinfo=UTC)
+    if previous:
+        moment = max(moment.astimezone(UTC), parse_asff_time(previous) + timedelta(milliseconds=1))
+    return asff_time(moment)
+
+
+def _latest_time(*times: str | None) -> str | None:
+    known = [asff_time(parse_asff_time(t)) for t in times if t]
+    return max(known) if known else None
+
+
+def plan_workload_findings(
+    findings_now: Iterable[Mapping[str, Any]],
+    states: Mapping[str, Mapping[str, Any]],
+    now: datetime,
+    pending: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[list[dict], dict[str, dict]]:
+    """``(to_import, new_states)`` for one workload.
+
+    ``findings_now``: what ``asff.build_findings`` gives for the workload from the results
+    of all its running tasks (empty when it has none); ``states``: ``{rule_id: state}``
+    (``Recorder.finding_states``); ``pending``: ``{finding Id: finding}`` still waiting in
+    the outbox (its fate unknown: Security Hub may or may not hold it), which forces a
+    re-import and raises the ``UpdatedAt`` floor. ``new_states``: ``{rule_id: state}`` of
+    the findings in ``to_import``, to save once Security Hub accepted them.
+    """
+    pending = pending or {}
+    produced: dict[str, Mapping[str, Any]] = {}
+    for finding in findings_now:
+        rule_id = finding_rule_id(finding)
+        if rule_id in produced:
+            raise ValueError(f"two findings for rule {rule_id} of one workload: {finding['Id']}")
+        produced[rule_id] = finding
+
+    to_import: list[dict] = []
+    new_states: dict[str, dict] = {}
+    for rule_id in sorted(set(produced) | set(states)):
+        state = states.get(rule_id)
+        finding = produced.get(rule_id)
+        finding_id = finding["Id"] if finding is not None else state["finding_id"]
+        waiting = pending.get(finding_id)
+        floor = _latest_time((state or {}).get("updated_at"), (waiting or {}).get("UpdatedAt"))
+        if finding is not None:
+            if state is not None and waiting is None and state["digest"] == finding_content_digest(finding):
+                continue  # Security Hub already holds this content
+            out = dict(finding)
+            if state is not None:  # an update: keep the first times, the customer owns Workflow
+                out["CreatedAt"] = state.get("created_at") or out.get("CreatedAt")
+                out["FirstObservedAt"] = state.get("first_observed_at") or out.get("FirstObservedAt")
+                out.pop("Workflow", None)
+            out["UpdatedAt"] = strictly_after(now, floor)
+        else:
+            if state["record_state"] == ARCHIVED and waiting is None:
+                continue  # archived once already
+            base = state["finding"]
+            if waiting is not None and waiting["UpdatedAt"] >= base.get("UpdatedAt", ""):
+                base = waiting
+            out = archive_finding({**base, "UpdatedAt": floor}, now)
+        to_import.append(out)
+        new_states[rule_id] = finding_state(out)
+    return to_import, new_states
+
+
+def import_batches(findings: list[dict]) -> list[list[dict]]:
+    """Consecutive batches of at most 100 findings and under 6 MB each."""
+    batches: list[list[dict]] = []
+    current: list[dict] = []
+    size = 0
+    for finding in findings:
+        length = len(json.dumps(finding, separators=(",", ":")).encode("utf-8"))
+        if current and (len(current) >= MAX_FINDINGS_PER_CALL or size + length > MAX_REQUEST_BYTES):
+            batches.append(current)
+            current, size = [], 0
+        current.append(finding)
+        size += length
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _newest_by_id(findings: Iterable[Mapping[str, Any]]) -> tuple[dict[str, dict], list[dict]]:
+    """(``{Id: newest version}``, the older versions)."""
+    newest: dict[str, dict] = {}
+    older: list[dict] = []
+    for finding in findings:
+        current = newest.get(finding["Id"])
+        if current is None or finding["UpdatedAt"] > current["UpdatedAt"]:
+            if current is not None:
+                older.append(current)
+            newest[finding["Id"]] = dict(finding)
+        else:
+            older.append(dict(finding))
+    return newest, older
+
+
+# --------------------------------------------------------------------------- writer
+
+
+@dataclass
+class PublishOutcome:
+    """Counts of one sync or flush. ``imported``: ACTIVE findings Security Hub accepted;
+    ``archived``: ARCHIVED ones accepted; ``unchanged``: produced but not re-imported;
+    ``failed``: still refused after the retries; ``pending``: left in the outbox by this
+    call (the failed ones); ``superseded``: accepted, but a newer state was already saved
+    by a concurrent writer; ``errors``: ``{finding Id: "ErrorCode: message"}``."""
+
+    imported: int = 0
+    archived: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    pending: int = 0
+    superseded: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class Publisher:
+    """Security Hub writer. ``securityhub_client``: a boto3 ``securityhub`` client (for the
+    findings' account and Region); ``recorder``: the :class:`~fargate_audit.record.Recorder`
+    holding finding states and the outbox; ``logger``: a Powertools ``Logger`` (or any
+    ``logging``-style logger)."""
+
+    def __init__(
+        self,
+        securityhub_client: Any,
+        recorder: Recorder,
+        *,
+        max_attempts: int = 3,
+        backoff_seconds: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+        logger: Any = None,
+    ) -> None:
+        self.client = securityhub_client
+        self.recorder = recorder
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.sleep = sleep
+        self.log = logger or _log
+
+    def sync_workload(
+        self, workload_key: str, findings_now: Iterable[Mapping[str, Any]], now: datetime
+    ) -> PublishOutcome:
+        """Bring Security Hub in line with ``findings_now`` for one workload (all of its
+        findings from the results of all its running tasks; empty: none running)."""
+        findings_now = list(findings_now)
+        prefix = finding_id_prefix(workload_key)
+        stray = [f["Id"] for f in findings_now if not f["Id"].startswith(prefix)]
+        if stray:
+            raise ValueError(f"findings {stray[:3]} are not of workload {workload_key}")
+        states = self.recorder.finding_states(workload_key)
+        waiting_list = self.recorder.pending_outbox(workload_key=workload_key)
+        waiting, _ = _newest_by_id(waiting_list)
+        to_import, new_states = plan_workload_findings(findings_now, states, now, pending=waiting)
+        produced = {f["Id"] for f in findings_now}
+        outcome = PublishOutcome(unchanged=len(produced) - sum(1 for f in to_import if f["Id"] in produced))
+        if not to_import:
+            return outcome
+        self.recorder.put_outbox(to_import)
+        # entries queued earlier for the same findings are superseded by these
+        importing = {f["Id"] for f in to_import}
+        superseded = [f for f in waiting_list if f["Id"] in importing]
+        self._deliver(to_import, {workload_key: new_states}, outcome, superseded)
+        return outcome
+
+    def flush_outbox(self, now: datetime, limit: int = 1000, min_age_seconds: float = 0) -> PublishOutcome:
+        """Deliver what earlier calls left in the outbox (the newest version of each
+        finding; older versions are cleared). Entries queued less than ``min_age_seconds``
+        before ``now`` (by their UpdatedAt) are left to the call that queued them."""
+        outcome = PublishOutcome()
+        waiting = self.recorder.pending_outbox(limit=limit)
+        if not waiting:
+            return outcome
+        cutoff = asff_time(
+            (now if now.tzinfo else now.replace(tzinfo=UTC)) - timedelta(seconds=min_age_seconds)
+        )
+        newest, older = _newest_by_id(waiting)
+        due = [f for f in newest.values() if f["UpdatedAt"] <= cutoff]
+        if len(due) < len(newest):  # keep the older versions of what is not due yet
+            due_ids = {f["Id"] for f in due}
+            older = [f for f in older if f["Id"] in due_ids]
+        states: dict[str, dict[str, dict]] = {}
+        for finding in due:
+            state = finding_state(finding)
+            states.setdefault(state["workload_key"], {})[state["rule_id"]] = state
+        self._deliver(sorted(due, key=lambda f: f["Id"]), states, outcome, older)
+        return outcome
+
+    # ---------------------------------------------------------------- internals
+
+    def _deliver(
+        self,
+        findings: list[dict],
+        states: Mapping[str, Mapping[str, dict]],
+        outcome: PublishOutcome,
+        superseded: list[dict],
+    ) -> None:
+        delivered, errors = self._import(findings)
+        cleared: list[dict] = list(superseded)
+        for finding in delivered:
+            key = workload_key_of_finding(finding["Id"])
+            state = states[key][finding_rule_id(finding)]
+            if not self.recorder.save_finding_state(key, state):
+                outcome.superseded += 1
+            if finding.get("RecordState") == ARCHIVED:
+                outcome.archived += 1
+            else:
+                outcome.imported += 1
+            cleared.append(finding)
+        if cleared:
+            self.recorder.clear_outbox(outbox_sk(f) for f in cleared)
+        outcome.failed += len(errors)
+        outcome.pending += len(errors)
+        outcome.errors.update(errors)
+        for finding_id, message in sorted(errors.items()):
+            self.log.warning(
+                "finding not delivered; left in the outbox: %s: %s",
+                finding_id,
+                message,
+                extra={"finding_id": finding_id, "error": message},
+            )
+
+    def _import(self, findings: list[dict]) -> tuple[list[dict], dict[str, str]]:
+        """BatchImportFindings with bounded retries of what failed: (delivered, errors)."""
+        delivered: list[dict] = []
+        errors: dict[str, str] = {}
+        remaining = []
+        for finding in findings:
+            size = len(json.dumps(finding, separators=(",", ":")).encode("utf-8"))
+            if size > MAX_FINDING_BYTES:
+                errors[finding["Id"]] = f"TooLarge: {size} bytes exceeds {MAX_FINDING_BYTES}"
+            else:
+                remaining.append(finding)
+        for attempt in range(1, self.max_attempts + 1):
+            if attempt > 1:
+                delay = self.backoff_seconds * 2 ** (attempt - 2)
+                self.sleep(delay * (0.5 + random.random() / 2))
+            failed: list[dict] = []
+            for batch in import_batches(remaining):
+                refused = self._call(batch)
+                for finding in batch:
+                    if finding["Id"] in refused:
+                        errors[finding["Id"]] = refused[finding["Id"]]
+                        failed.append(finding)
+                    else:
+                        errors.pop(finding["Id"], None)
+                        delivered.append(finding)
+            remaining = failed
+            if not remaining:
+                break
+        return delivered, errors
+
+    def _call(self, batch: list[dict]) -> dict[str, str]:
+        """One BatchImportFindings call: ``{Id: error}`` of the findings it refused."""
+        try:
+            response = self.client.batch_import_findings(Findings=batch)
+        except ParamValidationError:
+            raise  # a malformed finding is a bug, not a delivery failure
+        except (ClientError, BotoCoreError) as exc:
+            if isinstance(exc, ClientError):
+                error = exc.response.get("Error", {})
+                message = f"{error.get('Code')}: {error.get('Message')}"
+            else:
+                message = f"{type(exc).__name__}: {exc}"
+            return {f["Id"]: f"BatchImportFindings: {message}" for f in batch}
+        return {
+            item["Id"]: f"{item.get('ErrorCode')}: {item.get('ErrorMessage')}"
+            for item in response.get("FailedFindings") or []
+        }

@@ -1,0 +1,1071 @@
+"""The DynamoDB recorder: one table, single-table design (docs/design.md section 5).
+
+Pure part (no boto3 call, no clock: ``now`` comes in): keys, item builders, the diff of
+two audits and the plan of what one audit or one STOPPED event writes. Writer part: the
+small :class:`Recorder` that reads the current item, asks the planner what to write and
+sends it, with optimistic concurrency on the ``rev`` counter of the task's LATEST item.
+
+Items (``pk`` / ``sk``):
+
+- ``TASK#<task_arn>`` / ``LATEST``: posture (JSON), results (``{rule: status}`` JSON and
+  the full result list as ``result_details`` JSON), digest, lifecycle RUNNING/STOPPED,
+  task_version (ECS ``version``), observed_at, rev, the last cause, the dependency ids;
+  ``gsi1pk`` = workload key / ``gsi1sk`` = task ARN while RUNNING (sparse index: the
+  workload's running set); ``ttl`` 30 days once STOPPED.
+- ``TASK#<task_arn>`` / ``HIST#<observed_at>#<rev>``: one change (at, cause, rules, facts);
+  ``ttl`` 90 days.
+- ``DEP#<resource_id>`` / ``TASK#<task_arn>``: which running task depends on a resource.
+- ``WL#...`` / ``FINDING#<rule_id>``: the Security Hub finding last delivered for a
+  workload and rule (digest, compliance, record_state, updated_at, the finding JSON);
+  ``gsi1pk`` ``FINDINGS`` / ``gsi1sk`` ``<record_state>#<finding id>``.
+- ``OUTBOX`` / ``<finding id>#<UpdatedAt>``: a finding to deliver (written before the
+  import, deleted after it). The UpdatedAt in the key makes every version its own entry,
+  so one writer clearing the version it delivered never deletes a newer one that another
+  writer queued meanwhile.
+
+Ordering rules (AWS delivers events at least once and unordered), all in
+:func:`stale_reason`: a stored STOPPED is terminal; a higher stored ``task_version`` wins;
+for equal versions (or when either is unknown) the newer ``observed_at`` wins; the same
+ECS event delivered twice is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .asff import asff_time, finding_content_digest, parse_asff_time
+from .errors import FargateAuditError
+
+logger = logging.getLogger(__name__)
+
+LATEST_SK = "LATEST"
+RUNNING, STOPPED = "RUNNING", "STOPPED"
+ACTIVE, ARCHIVED = "ACTIVE", "ARCHIVED"
+GSI1 = "gsi1"
+FINDINGS_GSI_PK = "FINDINGS"
+OUTBOX_PK = "OUTBOX"
+
+HISTORY_TTL_DAYS = 90
+STOPPED_TTL_DAYS = 30
+ARCHIVED_FINDING_TTL_DAYS = 90
+
+MAX_TRANSACT_ACTIONS = 100  # TransactWriteItems limit
+BATCH_WRITE_MAX = 25  # BatchWriteItem limit
+MAX_ITEM_BYTES = 380 * 1024  # DynamoDB's limit is 400 KB; keep a margin for attribute names
+
+CAUSE_TYPES = ("ecs-event", "config-event", "sweep", "scan", "cli")
+# Causes whose id names one delivery of one event: the same id twice is a duplicate.
+_EVENT_CAUSES = frozenset({"ecs-event"})
+
+CREATED, CHANGED, UNCHANGED, STALE = "created", "changed", "unchanged", "stale"
+
+
+class RecordError(FargateAuditError):
+    """The table could not be written as planned (concurrent writers past the retry bound,
+    unprocessed batch items past the retry bound, an item too large)."""
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def task_pk(task_arn: str) -> str:
+    return f"TASK#{task_arn}"
+
+
+def history_sk(observed_at: str, rev: int) -> str:
+    """Sorts by observation time, then by rev (zero-padded) for equal times."""
+    return f"HIST#{observed_at}#{rev:010d}"
+
+
+def dependency_pk(resource_id: str) -> str:
+    return f"DEP#{resource_id}"
+
+
+def finding_sk(rule_id: str) -> str:
+    return f"FINDING#{rule_id}"
+
+
+def workload_key_for(account: str, region: str, cluster_name: str, group: str) -> str:
+    parts = {"account": account, "region": region, "cluster_name": cluster_name, "group": group}
+    missing = [name for name, value in parts.items() if not value]
+    if missing:
+        raise ValueError(f"workload key: {', '.join(missing)} missing")
+    return f"WL#{account}#{region}#{cluster_name}#{group}"
+
+
+def workload_key(posture: Mapping[str, Any]) -> str:
+    """``WL#<account>#<region>#<cluster_name>#<group>`` of a posture."""
+    return workload_key_for(
+        posture.get("account_id"), posture.get("region"), posture.get("cluster_name"), posture.get("group")
+    )
+
+
+def workload_key_from_cluster_arn(cluster_arn: str, group: str) -> str:
+    """The workload key from an ECS event's ``clusterArn`` and ``group`` (for a STOPPED
+    event of a task never audited: no posture to read it from)."""
+    parts = (cluster_arn or "").split(":", 5)
+    if len(parts) < 6 or parts[0] != "arn" or not parts[5].startswith("cluster/"):
+        raise ValueError(f"not an ECS cluster ARN: {cluster_arn!r}")
+    return workload_key_for(parts[4], parts[3], parts[5].split("/", 1)[1], group)
+
+
+def _workload_parts(key: str) -> list[str]:
+    parts = key.split("#")
+    if len(parts) != 5 or parts[0] != "WL" or not all(parts[1:]):
+        raise ValueError(f"not a workload key: {key!r}")
+    return parts[1:]
+
+
+def finding_id_prefix(key: str) -> str:
+    """The common beginning of the finding Ids of one workload (asff.finding_id)."""
+    account, region, cluster_name, group = _workload_parts(key)
+    return f"fargate-audit/{account}/{region}/{cluster_name}/{group}/"
+
+
+def workload_key_of_finding(finding_id: str) -> str:
+    """The workload key of a finding Id ``fargate-audit/acct/region/cluster/group/rule``."""
+    parts = finding_id.split("/")
+    if len(parts) != 6 or parts[0] != "fargate-audit":
+        raise ValueError(f"not a fargate-audit finding Id: {finding_id!r}")
+    return workload_key_for(*parts[1:5])
+
+
+def finding_rule_id(finding: Mapping[str, Any]) -> str:
+    """The rule of a finding: ProductFields ``fargate-audit/RuleId``, else the Id's end."""
+    rule_id = (finding.get("ProductFields") or {}).get("fargate-audit/RuleId")
+    return rule_id or str(finding["Id"]).rsplit("/", 1)[-1]
+
+
+def outbox_sk(finding: Mapping[str, Any]) -> str:
+    return f"{finding['Id']}#{finding['UpdatedAt']}"
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def iso(moment: datetime) -> str:
+    """Fixed-width ISO-8601 UTC with microseconds: sorts as text in time order."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _iso_or_none(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return iso(value)
+    return str(value)
+
+
+def ttl_after(now: datetime, days: int) -> int:
+    """Epoch seconds ``days`` after ``now`` (DynamoDB TTL attribute)."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return int((now + timedelta(days=days)).timestamp())
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _loads(text: str | None, default: Any = None) -> Any:
+    return json.loads(text) if text else default
+
+
+def normalize_cause(cause: Mapping[str, Any]) -> dict:
+    """``{"type", "id", "task_version", "event_time"}`` checked; unknown keys dropped."""
+    kind = cause.get("type")
+    if kind not in CAUSE_TYPES:
+        raise ValueError(f"cause type {kind!r} is not one of {', '.join(CAUSE_TYPES)}")
+    version = cause.get("task_version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise ValueError(f"cause task_version {version!r} is not an integer")
+    return {
+        "type": kind,
+        "id": str(cause.get("id") or ""),
+        "task_version": version,
+        "event_time": _iso_or_none(cause.get("event_time")),
+    }
+
+
+def statuses(results: Mapping[str, str] | Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
+    """``{rule_id: status}`` from engine results (a list) or from such a mapping."""
+    if results is None:
+        return {}
+    if isinstance(results, Mapping):
+        return {str(rule): str(status) for rule, status in results.items()}
+    return {str(r["rule_id"]): str(r["status"]) for r in results}
+
+
+def _result_list(task_arn: str, results: Mapping[str, str] | Iterable[Mapping[str, Any]]) -> list[dict]:
+    """The task's results as engine result dicts, sorted by rule id."""
+    if isinstance(results, Mapping):
+        listed = [{"task_arn": task_arn, "rule_id": rule, "status": st} for rule, st in results.items()]
+    else:
+        listed = [dict(r) for r in results]
+    for result in listed:
+        if result.get("task_arn") != task_arn:
+            raise ValueError(
+                f"result {result.get('rule_id')} is for {result.get('task_arn')}, not {task_arn}"
+            )
+    return sorted(listed, key=lambda r: str(r["rule_id"]))
+
+
+def audit_digest(posture: Mapping[str, Any], results: list[dict]) -> str:
+    """sha256 over the posture and the full results (evidence included)."""
+    return hashlib.sha256(_dumps({"posture": posture, "results": results}).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- dependencies and diff
+
+
+def dependencies(posture: Mapping[str, Any] | None) -> list[str]:
+    """Sorted ids of the resources whose change can change this task's posture: ENI,
+    subnet, VPC, security groups, route table, NACL, the egress targets followed (NAT
+    gateway, gateway load balancer endpoint, internet/transit gateway, ...) and the VPC
+    endpoints."""
+    network = (posture or {}).get("network") or {}
+    ids = {network.get(name) for name in ("eni_id", "subnet_id", "vpc_id", "route_table_id")}
+    ids.add((network.get("nacl") or {}).get("id"))
+    ids.update(sg.get("id") for sg in network.get("security_groups") or [])
+    for family in ("ipv4", "ipv6"):
+        ids.update(((network.get("egress") or {}).get(family) or {}).get("targets") or [])
+    ids.update(ep.get("id") for ep in network.get("vpc_endpoints") or [])
+    return sorted(i for i in ids if isinstance(i, str) and i)
+
+
+def _network(posture: Mapping) -> Mapping:
+    return posture.get("network") or {}
+
+
+def _endpoint_fact(endpoint: Mapping) -> dict:
+    keys = ("id", "service_name", "type", "state", "route_table_ids", "policy", "policy_error")
+    return {key: endpoint.get(key) for key in keys}
+
+
+# The curated facts a history entry tracks: (path, extractor over a posture).
+FACT_PATHS: tuple[tuple[str, Callable[[Mapping], Any]], ...] = (
+    ("task_definition_arn", lambda p: p.get("task_definition_arn")),
+    ("platform_version", lambda p: p.get("platform_version")),
+    ("cluster.container_insights", lambda p: (p.get("cluster") or {}).get("container_insights")),
+    ("containers.images", lambda p: {c.get("name"): c.get("image") for c in p.get("containers") or []}),
+    (
+        "containers.registries",
+        lambda p: sorted({c.get("registry") for c in p.get("containers") or []} - {None}),
+    ),
+    (
+        "containers.log_drivers",
+        lambda p: {c.get("name"): c.get("log_driver") for c in p.get("containers") or []},
+    ),
+    ("network.subnet_id", lambda p: _network(p).get("subnet_id")),
+    ("network.public_ipv4", lambda p: _network(p).get("public_ipv4")),
+    ("network.ipv6_addresses", lambda p: _network(p).get("ipv6_addresses")),
+    ("network.public_address", lambda p: _network(p).get("public_address")),
+    (
+        "network.security_groups",
+        lambda p: sorted(sg.get("id") for sg in _network(p).get("security_groups") or []),
+    ),
+    ("network.world_ingress", lambda p: _network(p).get("world_ingress")),
+    ("network.world_egress_rules", lambda p: _network(p).get("world_egress_rules")),
+    ("network.route_table_id", lambda p: _network(p).get("route_table_id")),
+    ("network.egress.ipv4", lambda p: (_network(p).get("egress") or {}).get("ipv4")),
+    ("network.egress.ipv6", lambda p: (_network(p).get("egress") or {}).get("ipv6")),
+    ("network.nacl.id", lambda p: (_network(p).get("nacl") or {}).get("id")),
+    (
+        "network.nacl.inbound_world_allowed",
+        lambda p: (_network(p).get("nacl") or {}).get("inbound_world_allowed"),
+    ),
+    ("network.flow_logs", lambda p: _network(p).get("flow_logs")),
+    ("network.vpc_endpoints", lambda p: [_endpoint_fact(e) for e in _network(p).get("vpc_endpoints") or []]),
+    ("errors", lambda p: sorted(p.get("errors") or {})),
+)
+
+
+def diff(
+    before_posture: Mapping[str, Any] | None,
+    before_results: Mapping[str, str] | Iterable[Mapping[str, Any]] | None,
+    after_posture: Mapping[str, Any] | None,
+    after_results: Mapping[str, str] | Iterable[Mapping[str, Any]] | None,
+) -> dict:
+    """``{"rules": {rule_id: [before, after]}, "facts": [{"path", "before", "after"}]}``:
+    only what changed. A missing side (the first audit; a stopped task) is ``None``."""
+    old, new = statuses(before_results), statuses(after_results)
+    rules = {
+        rule: [old.get(rule), new.get(rule)]
+        for rule in sorted(set(old) | set(new))
+        if old.get(rule) != new.get(rule)
+    }
+    facts = []
+    for path, extract in FACT_PATHS:
+        before = extract(before_posture) if before_posture is not None else None
+        after = extract(after_posture) if after_posture is not None else None
+        if before != after:
+            facts.append({"path": path, "before": before, "after": after})
+    return {"rules": rules, "facts": facts}
+
+
+# --------------------------------------------------------------------------- item codec
+
+
+def to_attributes(item: Mapping[str, Any]) -> dict:
+    """Plain item (str / int / bool values; None = absent) -> DynamoDB attribute values."""
+    encoded: dict[str, dict] = {}
+    for name, value in item.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            encoded[name] = {"BOOL": value}
+        elif isinstance(value, int):
+            encoded[name] = {"N": str(value)}
+        elif isinstance(value, str):
+            encoded[name] = {"S": value}
+        else:
+            raise TypeError(f"attribute {name}: {type(value).__name__} (serialise JSON to a string first)")
+    return encoded
+
+
+def from_attributes(item: Mapping[str, Mapping[str, Any]]) -> dict:
+    decoded: dict[str, Any] = {}
+    for name, value in item.items():
+        if "S" in value:
+            decoded[name] = value["S"]
+        elif "N" in value:
+            decoded[name] = int(value["N"])
+        elif "BOOL" in value:
+            decoded[name] = value["BOOL"]
+        elif "NULL" in value:
+            decoded[name] = None
+        else:
+            raise TypeError(f"attribute {name}: unsupported type {sorted(value)}")
+    return decoded
+
+
+def _key(pk: str, sk: str) -> dict:
+    return {"pk": pk, "sk": sk}
+
+
+def item_size(item: Mapping[str, Any]) -> int:
+    """Approximate DynamoDB size: attribute names plus UTF-8 values."""
+    return sum(len(k.encode()) + len(str(v).encode()) for k, v in item.items() if v is not None)
+
+
+# --------------------------------------------------------------------------- task items (pure)
+
+
+def decode_latest(item: Mapping[str, Any] | None) -> dict | None:
+    """A decoded LATEST item (plain values) -> the recorder's view of it."""
+    if not item:
+        return None
+    return {
+        "task_arn": item.get("task_arn"),
+        "workload_key": item.get("workload"),
+        "lifecycle": item.get("lifecycle"),
+        "posture": _loads(item.get("posture")),
+        "statuses": _loads(item.get("results"), {}),
+        "results": _loads(item.get("result_details"), []),
+        "digest": item.get("digest"),
+        "task_version": item.get("task_version"),
+        "observed_at": item.get("observed_at"),
+        "stopped_at": item.get("stopped_at"),
+        "rev": item.get("rev", 0),
+        "cause": _loads(item.get("cause")),
+        "deps": _loads(item.get("deps"), []),
+    }
+
+
+def latest_item(
+    posture: Mapping[str, Any],
+    results: list[dict],
+    *,
+    digest: str,
+    cause: Mapping[str, Any],
+    task_version: int | None,
+    observed_at: str,
+    rev: int,
+    deps: list[str],
+) -> dict:
+    """The LATEST item of a RUNNING task (in the workload's running set via gsi1)."""
+    key = workload_key(posture)
+    item = {
+        **_key(task_pk(posture["task_arn"]), LATEST_SK),
+        "task_arn": posture["task_arn"],
+        "workload": key,
+        "lifecycle": RUNNING,
+        "posture": _dumps(posture),
+        "results": _dumps(statuses(results)),
+        "result_details": _dumps(results),
+        "digest": digest,
+        "task_version": task_version,
+        "observed_at": observed_at,
+        "rev": rev,
+        "cause": _dumps(cause),
+        "deps": _dumps(deps),
+        "gsi1pk": key,
+        "gsi1sk": posture["task_arn"],
+    }
+    size = item_size(item)
+    if size > MAX_ITEM_BYTES:
+        raise RecordError(f"{posture['task_arn']}: LATEST item of {size} bytes exceeds {MAX_ITEM_BYTES}")
+    return item
+
+
+def history_item(
+    task_arn: str, observed_at: str, rev: int, cause: Mapping, change: Mapping, key: str | None, now: datetime
+) -> dict:
+    item = {
+        **_key(task_pk(task_arn), history_sk(observed_at, rev)),
+        "task_arn": task_arn,
+        "workload": key,
+        "at": observed_at,
+        "cause": _dumps(cause),
+        "rules": _dumps(change["rules"]),
+        "facts": _dumps(change["facts"]),
+        "ttl": ttl_after(now, HISTORY_TTL_DAYS),
+    }
+    if item_size(item) > MAX_ITEM_BYTES:  # before and after of every fact: drop the values
+        facts = [
+            {"path": f["path"], "before": "(too large)", "after": "(too large)"} for f in change["facts"]
+        ]
+        item["facts"] = _dumps(facts)
+    return item
+
+
+def decode_history(item: Mapping[str, Any]) -> dict:
+    """interface.md ``history`` entry: ``{"at", "cause", "rules", "facts"}``."""
+    return {
+        "at": item.get("at"),
+        "cause": _loads(item.get("cause")),
+        "rules": _loads(item.get("rules"), {}),
+        "facts": _loads(item.get("facts"), []),
+    }
+
+
+def dependency_item(resource_id: str, task_arn: str, key: str | None) -> dict:
+    return {
+        **_key(dependency_pk(resource_id), task_pk(task_arn)),
+        "resource_id": resource_id,
+        "task_arn": task_arn,
+        "workload": key,
+    }
+
+
+@dataclass(frozen=True)
+class WritePlan:
+    """What one audit or STOPPED event writes. ``expected_rev`` None: LATEST must not
+    exist yet; else its ``rev`` must still be this (optimistic concurrency)."""
+
+    status: str
+    task_arn: str
+    workload_key: str | None
+    reason: str | None = None
+    expected_rev: int | None = None
+    latest: dict | None = None
+    history: dict | None = None
+    dep_puts: list[dict] = field(default_factory=list)
+    dep_deletes: list[dict] = field(default_factory=list)
+    change: dict | None = None
+
+    @property
+    def writes(self) -> list[tuple[str, dict]]:
+        """(``"put"``|``"delete"``, item or key) in transaction order: LATEST first."""
+        actions: list[tuple[str, dict]] = []
+        if self.latest is not None:
+            actions.append(("put", self.latest))
+        if self.history is not None:
+            actions.append(("put", self.history))
+        actions += [("put", item) for item in self.dep_puts]
+        actions += [("delete", key) for key in self.dep_deletes]
+        return actions
+
+
+def stale_reason(stored: Mapping[str, Any] | None, cause: Mapping[str, Any], observed_at: str) -> str | None:
+    """Why an audit observed at ``observed_at`` for ``cause`` must not overwrite ``stored``
+    (decoded LATEST), or None when it may."""
+    if stored is None:
+        return None
+    if stored.get("lifecycle") == STOPPED:
+        return "task already recorded STOPPED"
+    stored_version, version = stored.get("task_version"), cause.get("task_version")
+    stored_at = stored.get("observed_at") or ""
+    if stored_version is not None and version is not None:
+        if stored_version > version:
+            return f"task version {version} is older than the recorded {stored_version}"
+        if stored_version < version:
+            return None
+        previous = stored.get("cause") or {}
+        if (
+            cause.get("type") in _EVENT_CAUSES
+            and cause.get("id")
+            and (previous.get("type"), previous.get("id")) == (cause.get("type"), cause.get("id"))
+        ):
+            return f"duplicate delivery of event {cause['id']}"
+    if stored_at > observed_at:
+        return f"observed at {observed_at}, before the recorded {stored_at}"
+    return None
+
+
+def plan_audit(
+    stored: Mapping[str, Any] | None,
+    posture: Mapping[str, Any],
+    results: Mapping[str, str] | Iterable[Mapping[str, Any]],
+    cause: Mapping[str, Any],
+    now: datetime,
+) -> WritePlan:
+    """What recording this audit writes, given the stored LATEST (decoded, or None)."""
+    task_arn = posture["task_arn"]
+    key = workload_key(posture)
+    cause = normalize_cause(cause)
+    observed_at = iso(now)
+    reason = stale_reason(stored, cause, observed_at)
+    if reason:
+        return WritePlan(STALE, task_arn, (stored or {}).get("workload_key") or key, reason=reason)
+
+    # a newer task version observed a moment before the recorded audit (concurrent
+    # invocations) still moves time forward, so history stays in write order
+    observed_at = max(observed_at, (stored or {}).get("observed_at") or "")
+    listed = _result_list(task_arn, results)
+    digest = audit_digest(posture, listed)
+    deps = dependencies(posture)
+    version = cause["task_version"]
+    if version is None and stored is not None:
+        version = stored.get("task_version")
+    rev = (stored or {}).get("rev", 0) + 1
+    expected = stored.get("rev") if stored is not None else None
+    latest = latest_item(
+        posture,
+        listed,
+        digest=digest,
+        cause=cause,
+        task_version=version,
+        observed_at=observed_at,
+        rev=rev,
+        deps=deps,
+    )
+    if stored is not None and stored.get("digest") == digest:
+        return WritePlan(UNCHANGED, task_arn, key, expected_rev=expected, latest=latest)
+
+    change = diff(
+        stored.get("posture") if stored else None, stored.get("statuses") if stored else None, posture, listed
+    )
+    history = None
+    if stored is None or change["rules"] or change["facts"]:
+        history = history_item(task_arn, observed_at, rev, cause, change, key, now)
+    before = set((stored or {}).get("deps") or [])
+    return WritePlan(
+        CREATED if stored is None else CHANGED,
+        task_arn,
+        key,
+        expected_rev=expected,
+        latest=latest,
+        history=history,
+        dep_puts=[dependency_item(r, task_arn, key) for r in deps if r not in before],
+        dep_deletes=[_key(dependency_pk(r), task_pk(task_arn)) for r in sorted(before - set(deps))],
+        change=change,
+    )
+
+
+def plan_stop(
+    stored: Mapping[str, Any] | None,
+    task_arn: str,
+    task_version: int | None,
+    stopped_at: Any,
+    cause: Mapping[str, Any],
+    now: datetime,
+    key: str | None = None,
+) -> WritePlan:
+    """What a STOPPED event writes. STOPPED is terminal: it applies whatever the version
+    order, a second one is a no-op, and one arriving before any audit leaves a tombstone
+    (so a late RUNNING is stale)."""
+    cause = normalize_cause(cause)
+    observed_at = iso(now)
+    ttl = ttl_after(now, STOPPED_TTL_DAYS)
+    if stored is not None and stored.get("lifecycle") == STOPPED:
+        return WritePlan(
+            STALE, task_arn, stored.get("workload_key") or key, reason="task already recorded STOPPED"
+        )
+    if stored is None:
+        tombstone = {
+            **_key(task_pk(task_arn), LATEST_SK),
+            "task_arn": task_arn,
+            "workload": key,
+            "lifecycle": STOPPED,
+            "task_version": task_version,
+            "observed_at": observed_at,
+            "stopped_at": _iso_or_none(stopped_at),
+            "rev": 1,
+            "cause": _dumps(cause),
+            "deps": _dumps([]),
+            "ttl": ttl,
+        }
+        return WritePlan(CREATED, task_arn, key, latest=tombstone)
+
+    key = stored.get("workload_key") or key
+    versions = [v for v in (stored.get("task_version"), task_version) if v is not None]
+    rev = stored.get("rev", 0) + 1
+    posture = stored.get("posture")
+    latest = {
+        **_key(task_pk(task_arn), LATEST_SK),
+        "task_arn": task_arn,
+        "workload": key,
+        "lifecycle": STOPPED,
+        "posture": _dumps(posture) if posture is not None else None,
+        "results": _dumps(stored.get("statuses") or {}),
+        "result_details": _dumps(stored.get("results") or []),
+        "digest": stored.get("digest"),
+        "task_version": max(versions) if versions else None,
+        "observed_at": max(observed_at, stored.get("observed_at") or ""),
+        "stopped_at": _iso_or_none(stopped_at),
+        "rev": rev,
+        "cause": _dumps(cause),
+        "deps": _dumps([]),
+        "ttl": ttl,
+    }
+    change = diff(None, stored.get("statuses"), None, None)
+    change["facts"] = [{"path": "lifecycle", "before": RUNNING, "after": STOPPED}]
+    history = history_item(task_arn, latest["observed_at"], rev, cause, change, key, now)
+    return WritePlan(
+        CHANGED,
+        task_arn,
+        key,
+        expected_rev=stored.get("rev"),
+        latest=latest,
+        history=history,
+        dep_deletes=[_key(dependency_pk(r), task_pk(task_arn)) for r in stored.get("deps") or []],
+        change=change,
+    )
+
+
+# --------------------------------------------------------------------------- finding state (pure)
+
+
+def finding_state(finding: Mapping[str, Any]) -> dict:
+    """The state kept for a finding once Security Hub has it."""
+    fields = finding.get("ProductFields") or {}
+    return {
+        "finding_id": finding["Id"],
+        "rule_id": finding_rule_id(finding),
+        "workload_key": workload_key_of_finding(finding["Id"]),
+        "workload": fields.get("fargate-audit/Workload"),
+        "digest": finding_content_digest(finding),
+        "compliance": (finding.get("Compliance") or {}).get("Status"),
+        "record_state": finding.get("RecordState") or ACTIVE,
+        "severity": (finding.get("Severity") or {}).get("Label"),
+        "title": finding.get("Title"),
+        "created_at": finding.get("CreatedAt"),
+        "first_observed_at": finding.get("FirstObservedAt"),
+        "updated_at": asff_time(parse_asff_time(finding["UpdatedAt"])),
+        "finding": dict(finding),
+    }
+
+
+def finding_state_item(key: str, state: Mapping[str, Any]) -> dict:
+    archived = state["record_state"] == ARCHIVED
+    return {
+        **_key(key, finding_sk(state["rule_id"])),
+        "finding_id": state["finding_id"],
+        "rule_id": state["rule_id"],
+        "workload_key": key,
+        "workload": state.get("workload"),
+        "digest": state["digest"],
+        "compliance": state.get("compliance"),
+        "record_state": state["record_state"],
+        "severity": state.get("severity"),
+        "title": state.get("title"),
+        "created_at": state.get("created_at"),
+        "first_observed_at": state.get("first_observed_at"),
+        "updated_at": state["updated_at"],
+        "finding": _dumps(state["finding"]),
+        "gsi1pk": FINDINGS_GSI_PK,
+        "gsi1sk": f"{state['record_state']}#{state['finding_id']}",
+        # Security Hub keeps findings 90 days after their last update; so does the state
+        "ttl": ttl_after(parse_asff_time(state["updated_at"]), ARCHIVED_FINDING_TTL_DAYS)
+        if archived
+        else None,
+    }
+
+
+def decode_finding_state(item: Mapping[str, Any]) -> dict:
+    state = {
+        name: item.get(name)
+        for name in (
+            "finding_id",
+            "rule_id",
+            "workload_key",
+            "workload",
+            "digest",
+            "compliance",
+            "record_state",
+            "severity",
+            "title",
+            "created_at",
+            "first_observed_at",
+            "updated_at",
+        )
+    }
+    state["finding"] = _loads(item.get("finding"), {})
+    return state
+
+
+def outbox_item(finding: Mapping[str, Any]) -> dict:
+    item = {
+        **_key(OUTBOX_PK, outbox_sk(finding)),
+        "finding_id": finding["Id"],
+        "updated_at": finding["UpdatedAt"],
+        "workload_key": workload_key_of_finding(finding["Id"]),
+        "finding": _dumps(finding),
+    }
+    if item_size(item) > MAX_ITEM_BYTES:
+        raise RecordError(f"outbox: finding {finding['Id']} is too large for one item")
+    return item
+
+
+# --------------------------------------------------------------------------- writer
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """``status``: created | changed | unchanged | stale. ``writes``: items written."""
+
+    status: str
+    task_arn: str
+    workload_key: str | None
+    reason: str | None = None
+    rev: int | None = None
+    history_written: bool = False
+    rules: dict = field(default_factory=dict)
+    facts: list = field(default_factory=list)
+    deps_added: list[str] = field(default_factory=list)
+    deps_removed: list[str] = field(default_factory=list)
+    writes: int = 0
+    attempts: int = 1
+
+    @property
+    def changed(self) -> bool:
+        """True when the task's recorded posture or results changed (findings may too)."""
+        return self.status in (CREATED, CHANGED)
+
+
+class _Conflict(Exception):
+    """LATEST changed between our read and our write."""
+
+
+class Recorder:
+    """The writer: one table, a low-level ``dynamodb`` client passed in.
+
+    ``max_attempts`` bounds the optimistic-concurrency retries of one audit and the
+    UnprocessedItems retries of one BatchWriteItem; ``sleep`` is ``time.sleep``
+    (replaceable in tests).
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        dynamodb_client: Any,
+        *,
+        max_attempts: int = 5,
+        batch_attempts: int = 8,
+        backoff_seconds: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.table_name = table_name
+        self.client = dynamodb_client
+        self.max_attempts = max_attempts
+        self.batch_attempts = batch_attempts
+        self.backoff_seconds = backoff_seconds
+        self.sleep = sleep
+
+    # ---------------------------------------------------------------- task lifecycle
+
+    def record_audit(
+        self,
+        posture: Mapping[str, Any],
+        results: Mapping[str, str] | Iterable[Mapping[str, Any]],
+        cause: Mapping[str, Any],
+        now: datetime,
+    ) -> RecordOutcome:
+        """Record one audit of one task (results: the engine's results for this task)."""
+        results = list(results) if not isinstance(results, Mapping) else results
+        return self._run(posture["task_arn"], lambda stored: plan_audit(stored, posture, results, cause, now))
+
+    def mark_stopped(
+        self,
+        task_arn: str,
+        task_version: int | None,
+        stopped_at: Any,
+        cause: Mapping[str, Any],
+        now: datetime,
+        workload_key: str | None = None,
+    ) -> str | None:
+        """Record that a task stopped; returns its workload key (the stored one, else the
+        ``workload_key`` given, e.g. from :func:`workload_key_from_cluster_arn`)."""
+        outcome = self._run(
+            task_arn,
+            lambda stored: plan_stop(stored, task_arn, task_version, stopped_at, cause, now, workload_key),
+        )
+        return outcome.workload_key
+
+    def _run(self, task_arn: str, planner: Callable[[dict | None], WritePlan]) -> RecordOutcome:
+        for attempt in range(1, self.max_attempts + 1):
+            plan = planner(self.latest(task_arn))
+            if plan.status == STALE:
+                logger.debug("stale: %s: %s", task_arn, plan.reason)
+                return RecordOutcome(STALE, task_arn, plan.workload_key, reason=plan.reason, attempts=attempt)
+            try:
+                written = self._apply(plan)
+            except _Conflict:
+                logger.info("concurrent write on %s (attempt %d of %d)", task_arn, attempt, self.max_attempts)
+                self._backoff(attempt)
+                continue
+            change = plan.change or {}
+            return RecordOutcome(
+                plan.status,
+                task_arn,
+                plan.workload_key,
+                rev=plan.latest["rev"],
+                history_written=plan.history is not None,
+                rules=change.get("rules", {}),
+                facts=change.get("facts", []),
+                deps_added=[i["resource_id"] for i in plan.dep_puts],
+                deps_removed=[k["pk"].split("#", 1)[1] for k in plan.dep_deletes],
+                writes=written,
+                attempts=attempt,
+            )
+        raise RecordError(f"{task_arn}: LATEST kept changing under {self.max_attempts} attempts to record")
+
+    def _condition(self, plan: WritePlan) -> dict:
+        if plan.expected_rev is None:
+            return {"ConditionExpression": "attribute_not_exists(pk)"}
+        return {
+            "ConditionExpression": "attribute_not_exists(pk) OR rev = :rev",
+            "ExpressionAttributeValues": {":rev": {"N": str(plan.expected_rev)}},
+        }
+
+    def _apply(self, plan: WritePlan) -> int:
+        actions = plan.writes
+        if len(actions) == 1:
+            try:
+                self.client.put_item(
+                    TableName=self.table_name, Item=to_attributes(plan.latest), **self._condition(plan)
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    raise _Conflict from exc
+                raise
+            return 1
+        in_transaction, overflow = actions[:MAX_TRANSACT_ACTIONS], actions[MAX_TRANSACT_ACTIONS:]
+        items = []
+        for index, (kind, value) in enumerate(in_transaction):
+            if kind == "put":
+                put = {"TableName": self.table_name, "Item": to_attributes(value)}
+                if index == 0:
+                    put.update(self._condition(plan))
+                items.append({"Put": put})
+            else:
+                items.append({"Delete": {"TableName": self.table_name, "Key": to_attributes(value)}})
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            reasons = {r.get("Code") for r in exc.response.get("CancellationReasons") or []}
+            if error.get("Code") == "TransactionCanceledException" and reasons & {
+                "ConditionalCheckFailed",
+                "TransactionConflict",
+            }:
+                raise _Conflict from exc
+            raise
+        if overflow:  # dependency index entries past the transaction limit
+            self._batch_write(
+                [
+                    {"PutRequest": {"Item": to_attributes(v)}}
+                    if kind == "put"
+                    else {"DeleteRequest": {"Key": to_attributes(v)}}
+                    for kind, v in overflow
+                ]
+            )
+        return len(actions)
+
+    def _backoff(self, attempt: int) -> None:
+        delay = min(self.backoff_seconds * (2 ** (attempt - 1)), 2.0)
+        self.sleep(delay * (0.5 + random.random() / 2))
+
+    # ---------------------------------------------------------------- task reads
+
+    def latest(self, task_arn: str) -> dict | None:
+        """The task's LATEST item, decoded (strongly consistent read), or None."""
+        response = self.client.get_item(
+            TableName=self.table_name,
+            Key=to_attributes(_key(task_pk(task_arn), LATEST_SK)),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return decode_latest(from_attributes(item)) if item else None
+
+    def running_tasks(self, workload_key: str) -> list[dict]:
+        """``[{"task_arn", "posture", "results"}]`` of the workload's RUNNING tasks (gsi1,
+        eventually consistent), by task ARN. ``results``: the engine's result dicts."""
+        items = self._query(
+            IndexName=GSI1,
+            KeyConditionExpression="gsi1pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": workload_key}},
+        )
+        tasks = []
+        for item in items:
+            latest = decode_latest(item)
+            if latest["lifecycle"] == RUNNING and latest["posture"] is not None:
+                tasks.append(
+                    {
+                        "task_arn": latest["task_arn"],
+                        "posture": latest["posture"],
+                        "results": latest["results"],
+                    }
+                )
+        return sorted(tasks, key=lambda t: t["task_arn"])
+
+    def tasks_for_resource(self, resource_id: str) -> list[str]:
+        """ARNs of the running tasks recorded as depending on ``resource_id``."""
+        items = self._query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": dependency_pk(resource_id)}},
+        )
+        return sorted(item["task_arn"] for item in items)
+
+    def history(self, task_arn: str) -> list[dict]:
+        """The task's recorded changes, oldest first (interface.md ``history``)."""
+        items = self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :hist)",
+            ExpressionAttributeValues={":pk": {"S": task_pk(task_arn)}, ":hist": {"S": "HIST#"}},
+            ConsistentRead=True,
+        )
+        return [decode_history(item) for item in items]
+
+    # ---------------------------------------------------------------- finding state
+
+    def finding_states(self, workload_key: str) -> dict[str, dict]:
+        """``{rule_id: state}`` of the findings last delivered for a workload."""
+        items = self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :f)",
+            ExpressionAttributeValues={":pk": {"S": workload_key}, ":f": {"S": "FINDING#"}},
+            ConsistentRead=True,
+        )
+        states = [decode_finding_state(item) for item in items]
+        return {state["rule_id"]: state for state in states}
+
+    def save_finding_state(self, workload_key: str, state: Mapping[str, Any]) -> bool:
+        """Store a delivered finding's state unless a state with the same or a later
+        ``updated_at`` is already there (Security Hub keeps the latest UpdatedAt too).
+        False when a newer state won."""
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=to_attributes(finding_state_item(workload_key, state)),
+                ConditionExpression="attribute_not_exists(pk) OR updated_at < :u",
+                ExpressionAttributeValues={":u": {"S": state["updated_at"]}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def active_findings(self) -> list[dict]:
+        """interface.md ``findings``: the ACTIVE findings with their workload and status,
+        by finding Id (one Query on gsi1)."""
+        items = self._query(
+            IndexName=GSI1,
+            KeyConditionExpression="gsi1pk = :pk AND begins_with(gsi1sk, :active)",
+            ExpressionAttributeValues={":pk": {"S": FINDINGS_GSI_PK}, ":active": {"S": f"{ACTIVE}#"}},
+        )
+        found = []
+        for item in items:
+            state = decode_finding_state(item)
+            found.append(
+                {
+                    "finding_id": state["finding_id"],
+                    "workload": state["workload"],
+                    "workload_key": state["workload_key"],
+                    "rule_id": state["rule_id"],
+                    "status": state["compliance"],
+                    "severity": state["severity"],
+                    "title": state["title"],
+                    "record_state": state["record_state"],
+                    "updated_at": state["updated_at"],
+                }
+            )
+        return found
+
+    # ---------------------------------------------------------------- outbox
+
+    def put_outbox(self, findings: Iterable[Mapping[str, Any]]) -> int:
+        """Queue findings for delivery (before importing them). Returns the count."""
+        requests = [{"PutRequest": {"Item": to_attributes(outbox_item(f))}} for f in findings]
+        self._batch_write(requests)
+        return len(requests)
+
+    def pending_outbox(self, limit: int | None = None, workload_key: str | None = None) -> list[dict]:
+        """Queued findings (by Id, then UpdatedAt), at most ``limit``; only one workload's
+        when ``workload_key`` is given."""
+        condition = "pk = :pk"
+        values = {":pk": {"S": OUTBOX_PK}}
+        if workload_key is not None:
+            condition += " AND begins_with(sk, :prefix)"
+            values[":prefix"] = {"S": finding_id_prefix(workload_key)}
+        items = self._query(
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ConsistentRead=True,
+            limit=limit,
+        )
+        return [json.loads(item["finding"]) for item in items]
+
+    def clear_outbox(self, ids: Iterable[str | Mapping[str, Any]]) -> int:
+        """Delete delivered entries: each an outbox sort key (``<Id>#<UpdatedAt>``) or the
+        finding itself. Returns the count."""
+        keys = sorted({i if isinstance(i, str) else outbox_sk(i) for i in ids})
+        self._batch_write([{"DeleteRequest": {"Key": to_attributes(_key(OUTBOX_PK, k))}} for k in keys])
+        return len(keys)
+
+    # ---------------------------------------------------------------- low level
+
+    def _query(self, limit: int | None = None, **kwargs: Any) -> list[dict]:
+        items: list[dict] = []
+        start = None
+        while True:
+            request = dict(kwargs, TableName=self.table_name)
+            if start:
+                request["ExclusiveStartKey"] = start
+            if limit is not None:
+                request["Limit"] = limit - len(items)
+            response = self.client.query(**request)
+            items += [from_attributes(i) for i in response.get("Items", [])]
+            start = response.get("LastEvaluatedKey")
+            if not start or (limit is not None and len(items) >= limit):
+                return items
+
+    def _batch_write(self, requests: list[dict]) -> None:
+        """BatchWriteItem, 25 per call; UnprocessedItems retried with backoff up to
+        ``batch_attempts`` times, then RecordError (nothing is dropped silently)."""
+        for start in range(0, len(requests), BATCH_WRITE_MAX):
+            pending = requests[start : start + BATCH_WRITE_MAX]
+            for attempt in range(1, self.batch_attempts + 1):
+                response = self.client.batch_write_item(RequestItems={self.table_name: pending})
+                pending = (response.get("UnprocessedItems") or {}).get(self.table_name) or []
+                if not pending:
+                    break
+                if attempt < self.batch_attempts:
+                    self._backoff(attempt)
+            else:
+                raise RecordError(
+                    f"BatchWriteItem: {len(pending)} items of {self.table_name} still unprocessed "
+                    f"after {self.batch_attempts} attempts"
+                )
