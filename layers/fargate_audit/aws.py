@@ -6,6 +6,7 @@ from boto3's own chain only (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +52,21 @@ REJECTED_CREDENTIALS_CODES = frozenset(
 )
 
 ClientFactory = Callable[[str, str], Any]
+
+
+def session_from_env(region: str | None = None):
+    """A boto3 Session from the standard chain (AWS_PROFILE, credentials, AWS_ENDPOINT_URL).
+
+    The region: ``region`` when given, else ``AWS_REGION`` (interface.md; botocore itself
+    does not read it, and the Lambda runtime sets it), else boto3's own chain
+    (AWS_DEFAULT_REGION, the profile). A bad profile raises CredentialsError (one line).
+    """
+    import boto3
+
+    try:
+        return boto3.session.Session(region_name=region or os.environ.get("AWS_REGION") or None)
+    except BotoCoreError as exc:  # e.g. ProfileNotFound for a bad AWS_PROFILE
+        raise CredentialsError(" ".join(str(exc).split())) from exc
 
 
 def client(session, service: str, region: str):

@@ -5,6 +5,9 @@
     fargate-audit rules list [--format table|json]
     fargate-audit rules validate [DIR]
     fargate-audit demo
+    fargate-audit invoke FUNCTION EVENT_FILE
+    fargate-audit history TASK_ARN [--format table|json] [--table NAME]
+    fargate-audit findings [--format table|json] [--table NAME]
     fargate-audit --version
 
 Exit status of ``scan``: 0 no FAILED result at or above ``--fail-on`` (default LOW); 1 such
@@ -27,7 +30,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from . import __version__
-from .errors import ConfigError, CredentialsError, FargateAuditError
+from .errors import ConfigError, FargateAuditError
 
 PROG = "fargate-audit"
 SEVERITY_CHOICES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -128,13 +131,6 @@ def _load_catalog(rules_dir: str | None = None):
 # --------------------------------------------------------------------------- commands
 
 
-def _region_from_environment() -> str | None:
-    """``AWS_REGION`` (interface.md), which botocore itself does not read: it takes
-    precedence over ``AWS_DEFAULT_REGION`` and the profile's region, as in the AWS CLI v2.
-    None leaves the choice to boto3's own chain."""
-    return os.environ.get("AWS_REGION") or None
-
-
 def cmd_scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from . import report as report_mod
 
@@ -150,15 +146,10 @@ def cmd_scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     out = _Output(args.output, stdout)
     out.check_writable()  # before the scan, not after it
 
-    import boto3
-    from botocore.exceptions import BotoCoreError
-
     from . import scan
+    from .aws import session_from_env
 
-    try:
-        session = boto3.session.Session(region_name=_region_from_environment())
-    except BotoCoreError as exc:  # e.g. ProfileNotFound for a bad AWS_PROFILE
-        raise CredentialsError(" ".join(str(exc).split())) from exc
+    session = session_from_env()  # AWS_REGION first: botocore does not read it
     progress = _StderrProgress(stderr) if _isatty(stderr) else None
     try:
         outcome = scan.run_scan(
@@ -260,6 +251,31 @@ def cmd_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     return run_demo(out=stdout, err=stderr, fmt=args.format)
 
 
+def cmd_invoke(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from .local import invoke
+
+    invoke(args.function, args.event_file, out=stdout, err=stderr)
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from .local import format_history, open_recorder, read_table, table_name
+
+    recorder = open_recorder(table_name(args.table))
+    entries = read_table(recorder, "Query", lambda: recorder.history(args.task_arn))
+    stdout.write(_json(entries) if args.format == "json" else format_history(args.task_arn, entries))
+    return EXIT_OK
+
+
+def cmd_findings(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from .local import findings_view, format_findings, open_recorder, read_table, table_name
+
+    recorder = open_recorder(table_name(args.table))
+    findings = read_table(recorder, "Query", recorder.active_findings)
+    stdout.write(_json(findings_view(findings)) if args.format == "json" else format_findings(findings))
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -320,6 +336,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--format", choices=("table", "json"), default="table")
     demo.set_defaults(func=cmd_demo)
+
+    invoke = commands.add_parser(
+        "invoke",
+        parents=[common],
+        help="run one Lambda handler locally on an event file (no container runtime)",
+        description="Run a function's handler locally as Lambda would: environment from template.yaml, "
+        "a Lambda-like context. With AWS_ENDPOINT_URL set (an emulator) the table, Security Hub and "
+        "the sweep queue are created first when missing.",
+    )
+    invoke.add_argument("function", metavar="FUNCTION", help="folder under functions/ or logical id")
+    invoke.add_argument("event_file", metavar="EVENT_FILE", help="the event, as JSON (e.g. events/*.json)")
+    invoke.set_defaults(func=cmd_invoke)
+
+    table_help = "the stack's table (default: $FARGATE_AUDIT_TABLE, else fargate-audit-posture)"
+    history = commands.add_parser(
+        "history", parents=[common], help="recorded posture changes of one task, oldest first"
+    )
+    history.add_argument("task_arn", metavar="TASK_ARN")
+    history.add_argument("--format", choices=("table", "json"), default="table")
+    history.add_argument("--table", metavar="NAME", help=table_help)
+    history.set_defaults(func=cmd_history)
+
+    findings = commands.add_parser(
+        "findings", parents=[common], help="the findings the auditor holds active, with workload and status"
+    )
+    findings.add_argument("--format", choices=("table", "json"), default="table")
+    findings.add_argument("--table", metavar="NAME", help=table_help)
+    findings.set_defaults(func=cmd_findings)
     return parser
 
 

@@ -215,9 +215,10 @@ def test_demo_json_output_is_the_scan_report(demo_run):
 
 def test_run_demo_writes_the_rendered_run_and_returns_zero(demo_run, monkeypatch):
     monkeypatch.setattr(demo, "build_and_scan", lambda: demo_run.run)
+    monkeypatch.setattr(demo, "run_event_story", lambda out: out.write("(event story)\n"))
     out = io.StringIO()
     assert demo.run_demo(out=out, err=io.StringIO()) == 0
-    assert out.getvalue() == demo_run.table
+    assert out.getvalue() == demo_run.table + "(event story)\n"
 
 
 def test_demo_restores_the_environment_and_task_state_transitions(demo_run):

@@ -1,0 +1,273 @@
+"""Incoming events: validate and reduce them to small dicts (design.md section 5).
+
+Pure: no AWS, no clock, no environment. Each kind of input has a small JSON Schema shipped
+in the package (``schemas/event-*.schema.json``, so a Lambda layer carries them) naming
+only the fields the auditor reads; AWS adds fields freely, so unknown keys are allowed
+everywhere but in our own sweep message. ``jsonschema`` is imported on first use.
+
+A malformed input raises :class:`EventError` whose text is one line naming the input and
+the field at fault, e.g. ``ECS event: detail.taskArn missing``. Messages echo short scalar
+values only, and never anything under ``overrides`` or ``containers`` (where environment
+values live).
+
+Shapes returned:
+
+``parse_task_event``    {"event_id", "event_time", "account", "region", "task_arn",
+                         "cluster_arn", "group", "last_status", "launch_type",
+                         "capacity_provider", "fargate", "version", "updated_at",
+                         "stopped_at", "detail"}
+``parse_config_event``  {"event_id", "event_time", "message_type", "oversized",
+                         "resource_type", "resource_id", "account_id", "region",
+                         "capture_time", "change_type", "status"}
+``parse_scheduled_event`` {"event_id", "event_time", "account", "region"}
+``parse_sweep_message`` {"account_id", "region", "cluster_arn", "task_arns"}
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from typing import Any
+
+from .errors import FargateAuditError
+
+TASK_EVENT = "ECS event"
+CONFIG_EVENT = "Config event"
+SCHEDULED_EVENT = "scheduled event"
+SWEEP_MESSAGE = "sweep message"
+
+_SCHEMAS = {
+    TASK_EVENT: "event-ecs-task-state-change.schema.json",
+    CONFIG_EVENT: "event-config-item-change.schema.json",
+    SCHEDULED_EVENT: "event-scheduled.schema.json",
+    SWEEP_MESSAGE: "event-sweep-message.schema.json",
+}
+
+FARGATE_CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
+OVERSIZED = "OversizedConfigurationItemChangeNotification"
+_SECRET_BEARING = frozenset({"overrides", "containers", "environment"})
+_MAX_ECHO = 80
+
+
+class EventError(FargateAuditError):
+    """A malformed event or message; ``str()`` is one line naming what is wrong."""
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@cache
+def _validator(kind: str):
+    from importlib import resources
+
+    from jsonschema import Draft202012Validator
+
+    text = resources.files("fargate_audit").joinpath("schemas", _SCHEMAS[kind]).read_text(encoding="utf-8")
+    return Draft202012Validator(json.loads(text))
+
+
+def schema(kind: str) -> dict:
+    """The JSON Schema of one input kind (``TASK_EVENT``, ``CONFIG_EVENT``, ...)."""
+    return copy.deepcopy(_validator(kind).schema)
+
+
+def _path(parts) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else ("." if text else "") + str(part)
+    return text
+
+
+def _echo(error) -> str:
+    """`` ('value')`` for a short scalar outside secret-bearing fields, else nothing."""
+    if _SECRET_BEARING & {str(p) for p in error.absolute_path}:
+        return ""
+    value = error.instance
+    if isinstance(value, bool) or value is None or isinstance(value, int | float):
+        return f" (got {json.dumps(value)})"
+    if isinstance(value, str):
+        shown = value if len(value) <= _MAX_ECHO else value[: _MAX_ECHO - 3] + "..."
+        return f" (got {json.dumps(shown)})"
+    return f" (got {type(value).__name__ if not isinstance(value, dict | list) else _json_type(value)})"
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array"}.get(type(value), type(value).__name__)
+
+
+def _message(kind: str, error) -> str:
+    path = _path(error.absolute_path)
+    where = path or "the event"
+    validator, expected = error.validator, error.validator_value
+    if validator == "required":
+        missing = next((name for name in expected if name not in (error.instance or {})), expected[0])
+        return f"{kind}: {_path([*error.absolute_path, missing])} missing"
+    if validator == "type":
+        if not path:
+            return f"{kind}: not a JSON object{_echo(error)}"
+        types = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"{kind}: {where} must be {'an' if types[0] in 'aeiou' else 'a'} {types}{_echo(error)}"
+    if validator == "const":
+        return f"{kind}: {where} must be {json.dumps(expected)}{_echo(error)}"
+    if validator == "enum":
+        return f"{kind}: {where} must be one of {', '.join(map(str, expected))}{_echo(error)}"
+    if validator == "pattern":
+        return f"{kind}: {where} is malformed{_echo(error)}"
+    if validator == "minLength":
+        return f"{kind}: {where} is empty"
+    if validator == "minimum":
+        return f"{kind}: {where} must be >= {expected}{_echo(error)}"
+    if validator in ("minItems", "maxItems"):
+        bound = "at least" if validator == "minItems" else "at most"
+        return f"{kind}: {where} must have {bound} {expected} items"
+    if validator == "additionalProperties":
+        known = set(error.schema.get("properties") or {})
+        extra = sorted(str(k) for k in error.instance if k not in known)
+        return f"{kind}: {_path([*error.absolute_path, extra[0]])}: unknown key"
+    return f"{kind}: {where}: {' '.join(error.message.split())[:200]}"
+
+
+def validate(kind: str, document: Any) -> None:
+    """Raise EventError (one line) when ``document`` does not satisfy ``kind``'s schema."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator(kind).iter_errors(document))
+    if error is not None:
+        raise EventError(_message(kind, error))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def event_id(event: Any) -> str | None:
+    """The id of an event or SQS record, for logs, without validating anything."""
+    if isinstance(event, dict):
+        value = event.get("id") or event.get("messageId")
+        return value if isinstance(value, str) else None
+    return None
+
+
+def is_fargate(launch_type: str | None, capacity_provider: str | None) -> bool:
+    """A task on Fargate: launch type FARGATE, or (capacity provider strategy, where the
+    launch type is absent) a Fargate capacity provider."""
+    if launch_type:
+        return launch_type == "FARGATE"
+    return capacity_provider in FARGATE_CAPACITY_PROVIDERS
+
+
+def _account_of(arn: str) -> str:
+    return arn.split(":")[4]
+
+
+def _region_of(arn: str) -> str:
+    return arn.split(":")[3]
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def parse_task_event(event: Any) -> dict:
+    """An ``ECS Task State Change`` event -> the facts the task handler needs."""
+    validate(TASK_EVENT, event)
+    detail = event["detail"]
+    task_arn, cluster_arn = detail["taskArn"], detail["clusterArn"]
+    if _account_of(task_arn) != event["account"] or _region_of(task_arn) != event["region"]:
+        raise EventError(f"{TASK_EVENT}: detail.taskArn is not in the event's account and region")
+    if task_arn.split(":")[:5] != cluster_arn.split(":")[:5]:
+        raise EventError(f"{TASK_EVENT}: detail.clusterArn is not in the task's account and region")
+    launch_type = detail.get("launchType")
+    capacity_provider = detail.get("capacityProviderName")
+    return {
+        "event_id": event["id"],
+        "event_time": event["time"],
+        "account": event["account"],
+        "region": event["region"],
+        "task_arn": task_arn,
+        "cluster_arn": cluster_arn,
+        "group": detail["group"],
+        "last_status": detail["lastStatus"],
+        "launch_type": launch_type,
+        "capacity_provider": capacity_provider,
+        "fargate": is_fargate(launch_type, capacity_provider),
+        "version": detail["version"],
+        "updated_at": detail.get("updatedAt"),
+        "stopped_at": detail.get("stoppedAt"),
+        "detail": copy.deepcopy(detail),
+    }
+
+
+def _change_type(detail: dict, item: dict) -> str | None:
+    """CREATE / UPDATE / DELETE: the summary's own field, else the diff's, else from the
+    item status (a deleted resource has status ResourceDeleted)."""
+    change = item.get("changeType") or (detail.get("configurationItemDiff") or {}).get("changeType")
+    if change:
+        return change
+    status = item.get("configurationItemStatus") or ""
+    if status.startswith("ResourceDeleted"):
+        return "DELETE"
+    if status == "ResourceDiscovered":
+        return "CREATE"
+    return None
+
+
+def parse_config_event(event: Any) -> dict:
+    """A ``Config Configuration Item Change`` event (full or oversized) -> the changed
+    resource's identifiers."""
+    validate(CONFIG_EVENT, event)
+    detail = event["detail"]
+    oversized = detail["messageType"] == OVERSIZED
+    item = detail["configurationItemSummary" if oversized else "configurationItem"]
+    return {
+        "event_id": event["id"],
+        "event_time": event["time"],
+        "message_type": detail["messageType"],
+        "oversized": oversized,
+        "resource_type": item["resourceType"],
+        "resource_id": item["resourceId"],
+        "account_id": item["awsAccountId"],
+        "region": item["awsRegion"],
+        "capture_time": item["configurationItemCaptureTime"],
+        "change_type": _change_type(detail, item),
+        "status": item.get("configurationItemStatus"),
+    }
+
+
+def parse_scheduled_event(event: Any) -> dict:
+    """The schedule's ``Scheduled Event`` -> when and where the sweep was asked for."""
+    validate(SCHEDULED_EVENT, event)
+    return {
+        "event_id": event["id"],
+        "event_time": event["time"],
+        "account": event["account"],
+        "region": event["region"],
+    }
+
+
+def parse_sweep_message(body: Any) -> dict:
+    """One SweepQueue message body (JSON text, or an already decoded object)."""
+    if isinstance(body, str | bytes):
+        try:
+            body = json.loads(body)
+        except ValueError as exc:
+            raise EventError(f"{SWEEP_MESSAGE}: body is not JSON ({exc.msg} at char {exc.pos})") from exc
+    validate(SWEEP_MESSAGE, body)
+    cluster_arn = body["cluster_arn"]
+    if _account_of(cluster_arn) != body["account_id"] or _region_of(cluster_arn) != body["region"]:
+        raise EventError(f"{SWEEP_MESSAGE}: cluster_arn is not in account_id {body['account_id']} / region")
+    task_arns = body.get("task_arns")
+    if task_arns and any(arn.split(":")[:5] != cluster_arn.split(":")[:5] for arn in task_arns):
+        raise EventError(f"{SWEEP_MESSAGE}: task_arns must be in the cluster's account and region")
+    return {
+        "account_id": body["account_id"],
+        "region": body["region"],
+        "cluster_arn": cluster_arn,
+        "task_arns": list(dict.fromkeys(task_arns)) if task_arns else None,
+    }
+
+
+def sweep_message(account_id: str, region: str, cluster_arn: str) -> str:
+    """The body the planner sends for one cluster (the inverse of parse_sweep_message)."""
+    return json.dumps(
+        {"account_id": account_id, "region": region, "cluster_arn": cluster_arn}, separators=(",", ":")
+    )

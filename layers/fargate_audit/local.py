@@ -1,0 +1,410 @@
+"""Local tooling: ``fargate-audit invoke`` (a Lambda handler run as Lambda would, without a
+container runtime) and the table views behind ``history`` and ``findings``.
+
+``invoke(function, event_file, out)``: FUNCTION is a folder under ``functions/`` or a
+logical id in ``template.yaml``. The handler runs in this process with the function's
+environment from the template (Globals + its own ``Environment``; ``!Ref`` of a parameter
+-> its Default, of the table -> the local table name, of the sweep queue -> a local queue)
+and a Lambda-like context. Against an emulator (``AWS_ENDPOINT_URL`` set) the table is
+first created from the template's definition, Security Hub enabled and the sweep queue
+created when missing; without one it runs against the account of the caller's
+credentials and creates nothing (the table must exist: deploy the stack; the planner
+needs ``SWEEP_QUEUE_URL``). The handler's logs and metrics go to stderr, its return value
+to ``out`` as JSON.
+
+Table name for ``history`` / ``findings`` (interface.md): ``--table``, else
+``FARGATE_AUDIT_TABLE``, else ``fargate-audit-posture`` (what ``invoke`` creates).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import ConfigError, FargateAuditError
+
+TABLE_ENV = "FARGATE_AUDIT_TABLE"
+LOCAL_QUEUE_NAME = "fargate-audit-SweepQueue"
+LOCAL_ACCOUNT = "000000000000"  # only in the context's ARN: invoke makes no STS call
+MISSING_TABLE = (
+    "table {name} not found (deploy the stack or run `fargate-audit invoke` against an emulator first)"
+)
+
+
+class InvokeError(FargateAuditError):
+    """The handler raised (its own message follows)."""
+
+
+# --------------------------------------------------------------------------- context
+
+
+class LambdaContext:
+    """What Lambda passes as ``context`` (the attributes Powertools and handlers read)."""
+
+    def __init__(self, function_name: str, memory_mb: int, timeout_s: float, region: str) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{region}:{LOCAL_ACCOUNT}:function:{function_name}"
+        self.memory_limit_in_mb = int(memory_mb)
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
+        self._deadline = time.monotonic() + float(timeout_s)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+# --------------------------------------------------------------------------- template
+
+
+def table_name(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """``--table``, else FARGATE_AUDIT_TABLE, else the local default name."""
+    from .template import DEFAULT_TABLE_NAME
+
+    environ = os.environ if environ is None else environ
+    return explicit or environ.get(TABLE_ENV) or DEFAULT_TABLE_NAME
+
+
+def resolve_function(template: dict, function: str) -> tuple[str, str]:
+    """(logical id, folder under functions/) of FUNCTION (a folder or a logical id)."""
+    from .template import functions
+
+    folders = {}
+    for logical_id, resource in functions(template).items():
+        code_uri = str(resource["Properties"].get("CodeUri") or "")
+        folders[logical_id] = Path(code_uri.rstrip("/")).name
+    if function in folders:
+        return function, folders[function]
+    for logical_id, folder in folders.items():
+        if folder == function:
+            return logical_id, folder
+    known = ", ".join(sorted(folders.values()))
+    raise ConfigError(f"{function}: no such function in template.yaml (one of {known}, or a logical id)")
+
+
+def function_environment(
+    template: dict, logical_id: str, table: str, queue_url: str | None = None
+) -> dict[str, str]:
+    """The function's environment variables as Lambda would see them, ``!Ref`` resolved:
+    a parameter -> its Default, the table -> ``table``, an SQS queue -> ``queue_url``."""
+    from .template import TABLE_LOGICAL_ID, effective_function_properties
+
+    variables = (effective_function_properties(template, logical_id).get("Environment") or {}).get(
+        "Variables"
+    ) or {}
+    parameters = template.get("Parameters") or {}
+    resources = template.get("Resources") or {}
+    environment: dict[str, str] = {}
+    for name, value in variables.items():
+        if isinstance(value, bool):
+            environment[name] = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            environment[name] = str(value)
+        elif isinstance(value, dict) and set(value) == {"Ref"}:
+            ref = value["Ref"]
+            if ref in parameters:
+                default = parameters[ref].get("Default")
+                if default is None:
+                    raise ConfigError(f"{logical_id}: {name}: parameter {ref} has no Default")
+                environment[name] = str(default).lower() if isinstance(default, bool) else str(default)
+            elif ref == TABLE_LOGICAL_ID:
+                environment[name] = table
+            elif (resources.get(ref) or {}).get("Type") == "AWS::SQS::Queue":
+                if not queue_url:
+                    raise ConfigError(
+                        f"{name}: set it to the deployed stack's queue URL (output SweepQueueUrl) "
+                        "to invoke this function against an account"
+                    )
+                environment[name] = queue_url
+            else:
+                raise ConfigError(f"{logical_id}: {name}: cannot resolve !Ref {ref} locally")
+        else:
+            raise ConfigError(f"{logical_id}: {name}: cannot resolve {json.dumps(value)} locally")
+    return environment
+
+
+def _needs_queue(template: dict, logical_id: str) -> bool:
+    from .template import effective_function_properties
+
+    variables = (effective_function_properties(template, logical_id).get("Environment") or {}).get(
+        "Variables"
+    ) or {}
+    resources = template.get("Resources") or {}
+    return any(
+        isinstance(v, dict) and (resources.get(v.get("Ref")) or {}).get("Type") == "AWS::SQS::Queue"
+        for v in variables.values()
+    )
+
+
+# --------------------------------------------------------------------------- emulator set-up
+
+
+def _code(exc: Exception) -> str:
+    from .aws import error_code
+
+    return error_code(exc)
+
+
+def ensure_local_resources(session, template: dict, table: str, with_queue: bool) -> str | None:
+    """On an emulator: create the table (from the template), enable Security Hub and (when
+    ``with_queue``) create the sweep queue, each only when missing. Returns the queue URL."""
+    from botocore.exceptions import ClientError
+
+    from .aws import client
+    from .template import table_create_kwargs, table_ttl_attribute
+
+    region = session.region_name
+    dynamodb = client(session, "dynamodb", region)
+    try:
+        dynamodb.describe_table(TableName=table)
+    except ClientError as exc:
+        if _code(exc) != "ResourceNotFoundException":
+            raise
+        dynamodb.create_table(**table_create_kwargs(template, table))
+        dynamodb.get_waiter("table_exists").wait(
+            TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+        )
+        ttl = table_ttl_attribute(template)
+        if ttl:
+            dynamodb.update_time_to_live(
+                TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl}
+            )
+    securityhub = client(session, "securityhub", region)
+    try:
+        securityhub.describe_hub()
+    except ClientError as exc:
+        if _code(exc) not in ("InvalidAccessException", "ResourceNotFoundException"):
+            raise
+        securityhub.enable_security_hub(EnableDefaultStandards=False)
+    if not with_queue:
+        return None
+    sqs = client(session, "sqs", region)
+    try:
+        return sqs.get_queue_url(QueueName=LOCAL_QUEUE_NAME)["QueueUrl"]
+    except ClientError as exc:
+        if _code(exc) not in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+            raise
+        return sqs.create_queue(QueueName=LOCAL_QUEUE_NAME)["QueueUrl"]
+
+
+# --------------------------------------------------------------------------- invoke
+
+
+@contextlib.contextmanager
+def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    try:
+        os.environ.update(variables)
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _read_event(event_file: str) -> Any:
+    path = Path(event_file)
+    if not path.is_file():
+        raise ConfigError(f"{event_file}: event file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ConfigError(f"{event_file}: not valid JSON ({exc})") from None
+
+
+def load_handler(app_path: Path, module_name: str):
+    """Import ``functions/<name>/app.py`` by path (a fresh module each time) -> handler."""
+    spec = importlib.util.spec_from_file_location(module_name, app_path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{app_path}: cannot import")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.handler
+
+
+def invoke(
+    function: str,
+    event_file: str,
+    out: TextIO,
+    err: TextIO | None = None,
+    template_path: str | Path | None = None,
+) -> Any:
+    """Run one function's handler on one event file; writes its return value to ``out``
+    as JSON and returns it. Logs and metrics (stdout in Lambda) go to ``err``."""
+    from . import lambda_handlers
+    from .aws import session_from_env
+    from .errors import CredentialsError
+    from .template import STACK_NAME, effective_function_properties, find_template, load_template
+
+    err = err or sys.stderr
+    path = find_template(template_path)
+    template = load_template(path)
+    logical_id, folder = resolve_function(template, function)
+    app_path = path.parent / "functions" / folder / "app.py"
+    if not app_path.is_file():
+        raise ConfigError(f"{app_path}: handler not found")
+    event = _read_event(event_file)
+
+    session = session_from_env()
+    region = session.region_name
+    if not region:
+        from .aws import NO_REGION_MESSAGE
+
+        raise CredentialsError(NO_REGION_MESSAGE)
+    table = table_name()
+    with_queue = _needs_queue(template, logical_id)
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        queue_url = ensure_local_resources(session, template, table, with_queue)
+    else:
+        queue_url = os.environ.get("SWEEP_QUEUE_URL") if with_queue else None
+    variables = function_environment(template, logical_id, table, queue_url)
+    properties = effective_function_properties(template, logical_id)
+    function_name = f"{STACK_NAME}-{logical_id}"
+    variables |= {
+        "AWS_LAMBDA_FUNCTION_NAME": function_name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(properties.get("MemorySize", 128)),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_REGION": region,
+    }
+    context = LambdaContext(
+        function_name, properties.get("MemorySize", 128), properties.get("Timeout", 3), region
+    )
+
+    with _environment(variables), contextlib.redirect_stdout(err):
+        lambda_handlers.reset_runtime()  # a new environment: a new container
+        handler = load_handler(app_path, f"fargate_audit_local_{folder}")
+        try:
+            result = handler(event, context)
+        except FargateAuditError:
+            raise
+        except Exception as exc:
+            first_line = (str(exc).strip().splitlines() or [""])[0]  # e.g. a batch error's summary
+            raise InvokeError(f"{folder} raised {type(exc).__name__}: {first_line.strip()}") from exc
+        finally:
+            lambda_handlers.reset_runtime()
+    out.write(json.dumps(result, indent=2, default=str) + "\n")
+    out.flush()
+    return result
+
+
+# --------------------------------------------------------------------------- history, findings
+
+
+def open_recorder(table: str, session=None):
+    """A Recorder on ``table`` with a client from the standard chain."""
+    from .aws import NO_REGION_MESSAGE, client, session_from_env
+    from .errors import CredentialsError
+    from .record import Recorder
+
+    session = session if session is not None else session_from_env()
+    if not session.region_name:
+        raise CredentialsError(NO_REGION_MESSAGE)
+    return Recorder(table, client(session, "dynamodb", session.region_name))
+
+
+def read_table(recorder, call: str, read):
+    """``read()`` with the table's AWS errors turned into one line."""
+    from .aws import AWS_ERRORS, error_code, failure_message
+
+    try:
+        return read()
+    except AWS_ERRORS as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            raise ConfigError(MISSING_TABLE.format(name=recorder.table_name)) from None
+        raise FargateAuditError(failure_message(exc, call)) from None
+
+
+def _short(value: Any, limit: int = 90) -> str:
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe_cause(cause: Mapping[str, Any] | None) -> str:
+    cause = cause or {}
+    text = str(cause.get("type") or "?")
+    if cause.get("id"):
+        text += f" {cause['id']}"
+    if cause.get("task_version") is not None:
+        text += f" (task version {cause['task_version']})"
+    return text
+
+
+def format_history(task_arn: str, entries: list[dict]) -> str:
+    """``history --format table``: one block per recorded change, oldest first."""
+    if not entries:
+        return f"no recorded history for {task_arn}\n"
+    lines = [f"history of {task_arn}"]
+    for entry in entries:
+        lines.append(f"{entry.get('at')}  {_describe_cause(entry.get('cause'))}")
+        rules = entry.get("rules") or {}
+        facts = entry.get("facts") or []
+        if rules and all(before is None for before, _ in rules.values()):
+            by_status: dict[str, list[str]] = {}
+            for rule_id, (_, after) in sorted(rules.items()):
+                by_status.setdefault(str(after), []).append(rule_id)
+            parts = [f"{len(ids)} {status} ({', '.join(ids)})" for status, ids in sorted(by_status.items())]
+            lines.append(f"    first audit: {'; '.join(parts)}")
+            lines.append(f"    {len(facts)} facts recorded")
+            continue
+        for rule_id, (before, after) in sorted(rules.items()):
+            lines.append(f"    rule {rule_id}: {before} -> {after}")
+        for fact in facts:
+            lines.append(
+                f"    {fact.get('path')}: {_short(fact.get('before'))} -> {_short(fact.get('after'))}"
+            )
+        if not rules and not facts:
+            lines.append("    (no change)")
+    return "\n".join(lines) + "\n"
+
+
+def findings_view(findings: list[dict]) -> list[dict]:
+    """``findings --format json``: the active findings, worst first then by workload."""
+    order = {"FAILED": 0, "NOT_AVAILABLE": 1, "PASSED": 2}
+    items = [
+        {
+            "finding_id": f.get("finding_id"),
+            "workload": f.get("workload"),
+            "rule_id": f.get("rule_id"),
+            "severity": f.get("severity"),
+            "status": f.get("status"),
+            "title": f.get("title"),
+            "updated_at": f.get("updated_at"),
+        }
+        for f in findings
+    ]
+    return sorted(items, key=lambda f: (order.get(f["status"], 3), str(f["workload"]), str(f["rule_id"])))
+
+
+def format_findings(findings: list[dict]) -> str:
+    """``findings --format table``."""
+    items = findings_view(findings)
+    if not items:
+        return "no active findings\n"
+    header = ("WORKLOAD", "RULE", "SEVERITY", "STATUS", "UPDATED", "TITLE")
+    rows = [
+        (
+            str(f["workload"]),
+            str(f["rule_id"]),
+            str(f["severity"]),
+            str(f["status"]),
+            str(f["updated_at"]),
+            str(f["title"]),
+        )
+        for f in items
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) if i < len(widths) else cell for i, cell in enumerate(row))
+        for row in [header, *rows]
+    ]
+    failed = sum(1 for f in items if f["status"] == "FAILED")
+    lines.append(f"{len(items)} active findings, {failed} FAILED")
+    return "\n".join(line.rstrip() for line in lines) + "\n"

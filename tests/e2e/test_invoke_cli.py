@@ -1,0 +1,172 @@
+"""End to end: ``fargate-audit invoke`` runs a Lambda handler against a moto server
+(AWS_ENDPOINT_URL, 127.0.0.1), as a user would, then ``history`` and ``findings`` read the
+table it filled.
+
+The server starts empty: ``invoke`` creates the posture table from template.yaml, enables
+Security Hub and (for the planner) the sweep queue. The samples are used verbatim, so the
+task's cluster, task definition and ENI do not exist there: the audit records what it
+could not collect as ERROR (findings NOT_AVAILABLE), which is what a real account shows
+when those reads fail. Every command runs the installed console script in a subprocess
+from the repository root (where template.yaml is).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = Path(sys.executable).with_name("fargate-audit")
+REGION = "eu-west-1"
+TASK_ARN = "arn:aws:ecs:eu-west-1:123456789012:task/prod-web/7f3c2a1b9d8e4f60a1b2c3d4e5f60718"
+TABLE = "fargate-audit-posture"
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def env(endpoint, tmp_path_factory):
+    empty = tmp_path_factory.mktemp("aws") / "empty"
+    empty.write_text("")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FARGATE_AUDIT_"))}
+    environment |= {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": str(empty),
+        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+    }
+    return environment
+
+
+def run(env, *args, check_exit: int | None = 0) -> subprocess.CompletedProcess:
+    assert SCRIPT.exists(), "install the package (pip install -e .) to get the console script"
+    done = subprocess.run(
+        [str(SCRIPT), *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
+    )
+    if check_exit is not None:
+        assert done.returncode == check_exit, done.stderr
+    return done
+
+
+def client(endpoint, service):
+    return boto3.client(
+        service,
+        region_name=REGION,
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture(scope="module")
+def invoked(env):
+    """The RUNNING sample through the task_events handler (the module's first invoke)."""
+    return run(env, "invoke", "task_events", "events/ecs-task-running.json")
+
+
+def test_invoke_creates_the_table_from_the_template_and_prints_the_handler_result(invoked, endpoint):
+    result = json.loads(invoked.stdout)  # stdout is the return value only
+    assert result["status"] == "audited" and result["record"] == "created"
+    assert result["task_arn"] == TASK_ARN
+    assert result["findings"]["imported"] > 0
+    table = client(endpoint, "dynamodb").describe_table(TableName=TABLE)["Table"]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["gsi1"]
+    assert client(endpoint, "securityhub").describe_hub()["HubArn"].endswith(":hub/default")
+
+
+def test_invoke_sends_the_handler_logs_and_metrics_to_stderr(invoked):
+    assert '"_aws"' in invoked.stderr  # the EMF metrics document
+    assert "task event audited" in invoked.stderr
+    assert '"_aws"' not in invoked.stdout
+
+
+def test_history_shows_the_first_audit_oldest_first(invoked, env):
+    entries = json.loads(run(env, "history", TASK_ARN, "--format", "json").stdout)
+
+    (first,) = entries
+    assert set(first) == {"at", "cause", "rules", "facts"}
+    assert first["cause"]["type"] == "ecs-event" and first["cause"]["task_version"] == 4
+    assert all(before is None for before, _ in first["rules"].values())
+    assert first["rules"]["NET-01"][1] == "ERROR"  # the sample's ENI does not exist here
+    table = run(env, "history", TASK_ARN).stdout
+    assert table.startswith(f"history of {TASK_ARN}\n") and "first audit:" in table
+
+
+def test_findings_lists_the_active_findings_of_the_workload(invoked, env):
+    findings = json.loads(run(env, "findings", "--format", "json").stdout)
+
+    assert findings and {f["workload"] for f in findings} == {"prod-web/service:web"}
+    assert {"finding_id", "workload", "rule_id", "severity", "status", "title", "updated_at"} == set(
+        findings[0]
+    )
+    assert "NOT_AVAILABLE" in {f["status"] for f in findings}
+    table = run(env, "findings").stdout
+    assert table.splitlines()[0].split()[:4] == ["WORKLOAD", "RULE", "SEVERITY", "STATUS"]
+
+
+def test_invoke_by_logical_id_of_the_stopped_sample_archives_the_findings(invoked, env):
+    result = json.loads(run(env, "invoke", "TaskEventsFunction", "events/ecs-task-stopped.json").stdout)
+
+    assert result["status"] == "stopped" and result["findings"]["archived"] > 0
+    assert json.loads(run(env, "findings", "--format", "json").stdout) == []
+    history = json.loads(run(env, "history", TASK_ARN, "--format", "json").stdout)
+    assert [e["cause"]["task_version"] for e in history] == [4, 7]
+
+
+def test_invoke_of_the_planner_creates_the_sweep_queue(env, endpoint):
+    result = json.loads(run(env, "invoke", "sweep_planner", "events/scheduled-event.json").stdout)
+
+    assert result["status"] == "planned" and result["clusters"] == 0
+    assert client(endpoint, "sqs").get_queue_url(QueueName="fargate-audit-SweepQueue")["QueueUrl"]
+
+
+def test_unknown_function_is_one_error_line_and_exit_2(env):
+    done = run(env, "invoke", "nope", "events/ecs-task-running.json", check_exit=2)
+
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("fargate-audit: error: nope: no such function in template.yaml")
+
+
+def test_history_of_a_missing_table_is_one_error_line_and_exit_2(env):
+    done = run(env, "history", TASK_ARN, "--table", "no-such-table", check_exit=2)
+
+    assert done.stderr == (
+        "fargate-audit: error: table no-such-table not found (deploy the stack or run "
+        "`fargate-audit invoke` against an emulator first)\n"
+    )
+
+
+def test_findings_reads_the_table_named_by_the_environment(env):
+    done = run(dict(env, FARGATE_AUDIT_TABLE="another-table"), "findings", check_exit=2)
+
+    assert "table another-table not found" in done.stderr
+
+
+def test_a_handler_failure_is_one_error_line_and_exit_2(env):
+    done = run(env, "invoke", "sweep_worker", "events/sweep-message.json", check_exit=2)
+
+    error_lines = [line for line in done.stderr.splitlines() if line.startswith("fargate-audit: error:")]
+    assert error_lines == [
+        "fargate-audit: error: sweep_worker raised BatchProcessingError: All records failed processing. "
+        "2 individual errors logged separately below."
+    ]  # the cluster of the sample messages does not exist on the emulator
+    assert done.stdout == ""
