@@ -1,0 +1,74 @@
+"""Every checkov skip in template.yaml says why.
+
+scripts/checkov.sh runs checkov (in its own venv) on the template and on its SAM
+transform; a check that does not apply is skipped on the resource with
+``Metadata: {checkov: {skip: [{id, comment}]}}``. A skip without a reason would silence a
+check for good without review, so each one must carry a real justification. This test
+needs no checkov: it reads the template like every other template test.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: shared helpers
+from template_util import TEMPLATE_PATH, load_template  # noqa: E402
+
+CHECK_ID = re.compile(r"CKV2?_AWS_\d+")
+MIN_WORDS = 6
+# checkov also honours inline YAML comments: "# checkov:skip=CKV_AWS_1: reason"
+INLINE_SKIP = re.compile(r"checkov:skip=(?P<id>[^\s:]+)(?::(?P<reason>.*))?")
+PLACEHOLDERS = re.compile(r"^(todo|tbd|fixme|n/?a|none|skip(ped)?|not applicable|false positive)\b", re.I)
+
+
+def _skips():
+    """(resource logical id, skip entry) for every checkov skip in the template."""
+    found = []
+    for logical_id, resource in load_template()["Resources"].items():
+        checkov = (resource.get("Metadata") or {}).get("checkov")
+        if checkov is None:
+            continue
+        assert isinstance(checkov, dict) and set(checkov) == {"skip"}, logical_id
+        assert isinstance(checkov["skip"], list) and checkov["skip"], logical_id
+        found += [(logical_id, skip) for skip in checkov["skip"]]
+    return found
+
+
+SKIPS = _skips()
+
+
+def test_the_template_has_checkov_skips_to_check():
+    # Guards the parametrisation below against silently finding nothing.
+    assert len(SKIPS) >= 1
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "skip"), SKIPS, ids=[f"{logical_id}-{skip.get('id')}" for logical_id, skip in SKIPS]
+)
+def test_each_skip_names_a_check_and_justifies_it_in_a_sentence(logical_id, skip):
+    assert set(skip) == {"id", "comment"}, f"{logical_id}: a skip is exactly {{id, comment}}"
+    assert isinstance(skip["id"], str) and CHECK_ID.fullmatch(skip["id"]), (
+        f"{logical_id}: bad id {skip['id']!r}"
+    )
+    comment = skip["comment"]
+    assert isinstance(comment, str), f"{logical_id} {skip['id']}: comment must be text"
+    words = comment.split()
+    assert len(words) >= MIN_WORDS, f"{logical_id} {skip['id']}: justify the skip (>= {MIN_WORDS} words)"
+    assert not PLACEHOLDERS.match(comment.strip()), f"{logical_id} {skip['id']}: placeholder comment"
+
+
+def test_a_check_is_skipped_at_most_once_per_resource():
+    pairs = [(logical_id, skip["id"]) for logical_id, skip in SKIPS]
+    assert len(pairs) == len(set(pairs))
+
+
+def test_inline_skip_comments_also_carry_a_reason():
+    for number, line in enumerate(TEMPLATE_PATH.read_text().splitlines(), start=1):
+        match = INLINE_SKIP.search(line)
+        if match:
+            reason = (match.group("reason") or "").strip()
+            assert len(reason.split()) >= MIN_WORDS, f"template.yaml:{number}: inline skip without a reason"
