@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format bench bench-engine clean venv
+.PHONY: demo test pytest lint format template-checks bench clean venv
 
 venv: $(STAMP)
 
@@ -25,12 +25,23 @@ format: $(STAMP)
 	$(BIN)/ruff format layers functions tests bench
 	$(BIN)/ruff check --fix layers functions tests bench
 
-test: lint
+# What CI runs (.ci/run): lint, the template checks, then the whole pytest suite (last, so
+# its summary closes the output). Template checks:
+# (sam validate, sam validate --lint, cfn-lint, sam build in a Python 3.13 venv; checkov
+# on the template and its SAM transform in a venv of its own).
+test: lint template-checks pytest
+
+pytest: $(STAMP)
 	$(BIN)/python -m pytest -n 2 tests
+
+template-checks:
+	bash scripts/sam-checks.sh
+	bash scripts/checkov.sh
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_scan.py
 	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_event.py
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .ruff_cache layers/*.egg-info
+	rm -rf $(VENV) .venv-sam .venv-checkov .aws-sam build dist .pytest_cache .ruff_cache layers/*.egg-info
