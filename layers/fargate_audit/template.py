@@ -245,3 +245,14 @@ def _literal(value: Any, what: str) -> Any:
         for item in value:
             _literal(item, what)
     return value
+
+
+def parameters_markdown(template: dict) -> str:
+    """The template's parameters as a Markdown table (the README's table is this output)."""
+    lines = ["| parameter | default | what it does |", "| --- | --- | --- |"]
+    for name, spec in (template.get("Parameters") or {}).items():
+        default = spec.get("Default")
+        shown = "(empty)" if default in ("", None) else f"`{default}`"
+        text = " ".join(str(spec.get("Description") or "").split()).replace("|", "\\|")
+        lines.append(f"| `{name}` | {shown} | {text} |")
+    return "\n".join(lines) + "\n"

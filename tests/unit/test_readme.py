@@ -25,3 +25,9 @@ def test_readme_rule_table_is_the_catalog_markdown():
 def test_readme_names_the_two_setup_commands():
     text = README.read_text()
     assert "make demo" in text and "make test" in text
+
+
+def test_readme_parameter_table_is_the_templates():
+    from fargate_audit.template import load_template, parameters_markdown
+
+    assert _block("template-parameters") == parameters_markdown(load_template())
