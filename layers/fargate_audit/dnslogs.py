@@ -1,0 +1,625 @@
+"""Egress discovery from Route 53 Resolver query logs (the ``dns_logs`` function).
+
+Resolver query logging writes one JSON record per DNS query to a CloudWatch Logs group; a
+subscription filter hands batches of them to the function as
+``{"awslogs": {"data": base64(gzip(json))}}`` (event-shapes.md). Decoded, a batch is
+``{"messageType", "owner", "logGroup", "logStream", "subscriptionFilters", "logEvents":
+[{"id", "timestamp", "message"}]}``; ``CONTROL_MESSAGE`` batches are ignored.
+
+Pure part (no boto3, no clock): decoding, parsing (a malformed record is counted and
+skipped, never fails the batch), name normalisation, attribution of each query to the
+task that held its source address at that moment (``record.range_at`` over the IP index
+ranges), aggregation per (workload, name, query type) in memory, and the plan of the
+batch's writes. Writer: :class:`DiscoveryStore`, a few DynamoDB calls per batch.
+
+Items (``pk`` / ``sk``), next to the recorder's (record.py):
+
+- ``DISC#<workload key>`` / ``DEST#<name>#<query type>``: one destination of a workload:
+  ``count`` (ADD), ``first_seen`` (kept from the first batch), ``last_seen``, a bounded
+  sample of the answers' Rdata and (unattributed only) of the source addresses; ``ttl``
+  30 days after it was last seen. The workload key is the recorder's ``WL#...`` key, or
+  ``UNATTRIBUTED#<account>#<region>`` for queries from addresses no known task held.
+- ``DISC#<workload key>`` / ``SUMMARY``: the workload's discovery summary; ``gsi1pk``
+  ``DISCOVERED`` lists every workload with discoveries (``fargate-audit discovered``).
+- ``DNSBATCH#<batch id>`` / ``CHUNK#<i>``: the marker of one applied chunk of a batch.
+
+Idempotency (a redelivered batch is not counted twice): the batch id is a hash of the
+log group, stream and the sorted ids of its log events (CloudWatch Logs repeats them on
+redelivery). The batch's updates are cut into chunks of at most 100 actions (the
+TransactWriteItems limit); each chunk is one transaction that also puts its marker with
+``attribute_not_exists(pk)``. A chunk whose marker exists was applied: the transaction is
+cancelled as a whole and skipped. Chunks are a pure function of the records and of their
+attribution; the attribution (the IP index ranges read) travels in chunk 0's marker, so a
+redelivery after a task's first audit landed in between re-uses the first delivery's
+attribution instead of moving counts from ``unattributed`` to the task (or back).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import hashlib
+import json
+import random
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .checks import normalize_domain
+from .errors import FargateAuditError
+from .events import EventError
+from .record import (
+    GSI1,
+    MAX_TRANSACT_ACTIONS,
+    from_attributes,
+    range_at,
+    to_attributes,
+    ttl_after,
+    utc_second,
+)
+
+DATA_MESSAGE, CONTROL_MESSAGE = "DATA_MESSAGE", "CONTROL_MESSAGE"
+UNATTRIBUTED = "unattributed"
+DISCOVERED_GSI_PK = "DISCOVERED"
+SUMMARY_SK = "SUMMARY"
+MAX_NAME_LENGTH = 253  # a DNS name (RFC 1035), without the trailing dot
+MAX_QUERY_TYPE_LENGTH = 16
+MAX_ANSWERS = 8  # Rdata values kept per destination (a sample, deduplicated)
+MAX_RDATA_LENGTH = 255
+MAX_SOURCES = 8  # source addresses kept per unattributed destination
+DISCOVERY_TTL_DAYS = 30  # a destination not seen for 30 days is forgotten
+BATCH_TTL_DAYS = 3  # CloudWatch Logs and Lambda retry a batch for at most hours
+MAX_SNAPSHOT_BYTES = 300 * 1024  # the attribution kept in chunk 0's marker (item: 400 KB)
+CHUNK_ACTIONS = MAX_TRANSACT_ACTIONS - 1  # one action of each transaction is its marker
+
+Source = tuple[str, str]  # (vpc id, source address)
+
+
+class DiscoveryError(FargateAuditError):
+    """A batch could not be written (transaction conflicts past the retry bound)."""
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def decode_subscription(event: Any) -> dict:
+    """The decoded batch of a CloudWatch Logs subscription event. EventError (one line)
+    when the event is not one: the whole event is unusable, unlike a malformed record."""
+    if not isinstance(event, Mapping) or not isinstance(event.get("awslogs"), Mapping):
+        raise EventError("not a CloudWatch Logs subscription event (no awslogs object)")
+    data = event["awslogs"].get("data")
+    if not isinstance(data, str) or not data:
+        raise EventError("awslogs.data: missing or not a string")
+    try:
+        payload = json.loads(gzip.decompress(base64.b64decode(data, validate=True)))
+    except (binascii.Error, OSError, EOFError, zlib.error, ValueError) as exc:
+        raise EventError(f"awslogs.data: not base64 of gzipped JSON ({type(exc).__name__})") from None
+    if not isinstance(payload, dict):
+        raise EventError("awslogs.data: the decoded payload is not a JSON object")
+    if payload.get("messageType") not in (DATA_MESSAGE, CONTROL_MESSAGE):
+        raise EventError(
+            f"messageType {payload.get('messageType')!r} is neither {DATA_MESSAGE} nor {CONTROL_MESSAGE}"
+        )
+    if payload["messageType"] == DATA_MESSAGE and not isinstance(payload.get("logEvents"), list):
+        raise EventError("logEvents: missing or not a list")
+    return payload
+
+
+def encode_subscription(payload: Mapping[str, Any]) -> dict:
+    """The subscription event CloudWatch Logs would deliver for ``payload`` (tests, demo)."""
+    data = gzip.compress(json.dumps(payload, separators=(",", ":")).encode("utf-8"), mtime=0)
+    return {"awslogs": {"data": base64.b64encode(data).decode("ascii")}}
+
+
+def batch_id(payload: Mapping[str, Any]) -> str:
+    """Identifies a batch across redeliveries: its log group, stream and event ids."""
+    ids = sorted(str(e.get("id")) for e in payload.get("logEvents") or [] if isinstance(e, Mapping))
+    text = json.dumps([payload.get("logGroup"), payload.get("logStream"), ids], separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True)
+class QueryRecord:
+    """One Resolver query-log record, as the pipeline uses it."""
+
+    event_id: str
+    account_id: str
+    region: str
+    vpc_id: str
+    srcaddr: str
+    at: str  # query_timestamp, UTC seconds ("2025-06-02T08:14:03Z")
+    name: str  # query_name normalised: lower case, no trailing dot
+    query_type: str
+    answers: tuple[str, ...]
+
+
+def normalize_name(name: Any) -> str:
+    """A query name as recorded: lower case, trailing dot removed. ValueError when it is
+    not a usable DNS name (empty, too long, whitespace or control characters)."""
+    if not isinstance(name, str):
+        raise ValueError("query_name is not a string")
+    text = normalize_domain(name)
+    if not text or text == ".":
+        raise ValueError("query_name is empty")
+    if len(text) > MAX_NAME_LENGTH:
+        raise ValueError(f"query_name longer than {MAX_NAME_LENGTH} characters")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ValueError("query_name holds whitespace or control characters")
+    return text
+
+
+def _text(record: Mapping[str, Any], key: str, limit: int = 64) -> str:
+    value = record.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{key} missing or not a string")
+    value = value.strip()
+    if len(value) > limit:
+        raise ValueError(f"{key} longer than {limit} characters")
+    return value
+
+
+def _timestamp(value: Any) -> str:
+    at = utc_second(value)
+    if at is None and isinstance(value, str) and len(value) >= 19:
+        at = utc_second(value[:19] + "Z")  # the documented example's "19:20:177Z" still reads
+    if at is None:
+        raise ValueError("query_timestamp is not an ISO 8601 time")
+    return at
+
+
+def parse_record(message: Any, event_id: str = "", owner: str | None = None) -> QueryRecord:
+    """One log event's ``message`` -> QueryRecord; ValueError (a short reason, never the
+    content) when it is not a Resolver query-log record."""
+    if not isinstance(message, str):
+        raise ValueError("message is not a string")
+    try:
+        record = json.loads(message)
+    except ValueError:
+        raise ValueError("message is not JSON") from None
+    if not isinstance(record, dict):
+        raise ValueError("message is not a JSON object")
+    answers: list[str] = []
+    for answer in record.get("answers") or []:
+        rdata = answer.get("Rdata") if isinstance(answer, Mapping) else None
+        if isinstance(rdata, str) and rdata.strip() and rdata.strip() not in answers:
+            answers.append(rdata.strip()[:MAX_RDATA_LENGTH])
+    account = record.get("account_id") if isinstance(record.get("account_id"), str) else owner
+    return QueryRecord(
+        event_id=str(event_id),
+        account_id=str(account or ""),
+        region=_text(record, "region"),
+        vpc_id=_text(record, "vpc_id"),
+        srcaddr=_text(record, "srcaddr"),
+        at=_timestamp(record.get("query_timestamp")),
+        name=normalize_name(record.get("query_name")),
+        query_type=_text(record, "query_type", MAX_QUERY_TYPE_LENGTH).upper(),
+        answers=tuple(answers[:MAX_ANSWERS]),
+    )
+
+
+def parse_records(payload: Mapping[str, Any]) -> tuple[list[QueryRecord], list[dict]]:
+    """(records, malformed): every log event of a DATA_MESSAGE batch parsed; a malformed
+    one is listed as ``{"id", "reason"}`` (its content is never kept)."""
+    records: list[QueryRecord] = []
+    malformed: list[dict] = []
+    owner = payload.get("owner") if isinstance(payload.get("owner"), str) else None
+    for event in payload.get("logEvents") or []:
+        event_id = str(event.get("id", "")) if isinstance(event, Mapping) else ""
+        try:
+            if not isinstance(event, Mapping):
+                raise ValueError("log event is not an object")
+            records.append(parse_record(event.get("message"), event_id, owner))
+        except ValueError as exc:
+            malformed.append({"id": event_id, "reason": str(exc)})
+    return records, malformed
+
+
+# --------------------------------------------------------------------------- attribution
+
+
+def source_windows(records: Iterable[QueryRecord]) -> dict[Source, tuple[str, str]]:
+    """``{(vpc, address): (first query time, last query time)}`` of a batch."""
+    windows: dict[Source, tuple[str, str]] = {}
+    for rec in records:
+        key = (rec.vpc_id, rec.srcaddr)
+        low, high = windows.get(key, (rec.at, rec.at))
+        windows[key] = (min(low, rec.at), max(high, rec.at))
+    return windows
+
+
+_RANGE_FIELDS = ("from", "to", "task_arn", "workload_key", "workload", "task_definition_arn")
+
+
+def encode_snapshot(ranges: Mapping[Source, list[Mapping[str, Any]]]) -> str | None:
+    """The attribution of a batch (the IP index ranges read per source), compressed for
+    chunk 0's marker; None when it would not fit in an item."""
+    doc = {
+        f"{vpc}|{ip}": [[r.get(k) for k in _RANGE_FIELDS] for r in found]
+        for (vpc, ip), found in ranges.items()
+    }
+    text = base64.b64encode(zlib.compress(json.dumps(doc, separators=(",", ":")).encode("utf-8"), 6))
+    return text.decode("ascii") if len(text) <= MAX_SNAPSHOT_BYTES else None
+
+
+def decode_snapshot(text: str) -> dict[Source, list[dict]]:
+    doc = json.loads(zlib.decompress(base64.b64decode(text)))
+    ranges: dict[Source, list[dict]] = {}
+    for key, found in doc.items():
+        vpc, _, ip = key.partition("|")
+        ranges[(vpc, ip)] = [dict(zip(_RANGE_FIELDS, row, strict=True)) for row in found]
+    return ranges
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def unattributed_key(account_id: str, region: str) -> str:
+    return f"UNATTRIBUTED#{account_id}#{region}"
+
+
+@dataclass
+class Aggregate:
+    """The batch's queries of one (workload, name, query type)."""
+
+    workload_key: str
+    workload: str  # "cluster/group", or "unattributed"
+    name: str
+    query_type: str
+    account_id: str
+    region: str
+    count: int = 0
+    first_seen: str = ""
+    last_seen: str = ""
+    answers: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def attributed(self) -> bool:
+        return self.workload != UNATTRIBUTED
+
+    def add(self, rec: QueryRecord) -> None:
+        self.count += 1
+        self.first_seen = min(self.first_seen or rec.at, rec.at)
+        self.last_seen = max(self.last_seen, rec.at)
+        for rdata in rec.answers:
+            if len(self.answers) >= MAX_ANSWERS:
+                break
+            if rdata not in self.answers:
+                self.answers.append(rdata)
+        if not self.attributed and len(self.sources) < MAX_SOURCES and rec.srcaddr not in self.sources:
+            self.sources.append(rec.srcaddr)
+
+
+@dataclass
+class Aggregation:
+    aggregates: dict[tuple[str, str, str], Aggregate]
+    attributed: int = 0  # records attributed to a task
+    unattributed: int = 0
+
+    def workloads(self, attributed_only: bool = False) -> list[str]:
+        keys = {a.workload_key for a in self.aggregates.values() if a.attributed or not attributed_only}
+        return sorted(keys)
+
+
+def aggregate(
+    records: Iterable[QueryRecord], ranges: Mapping[Source, list[Mapping[str, Any]]]
+) -> Aggregation:
+    """Every record attributed (the range of its source address holding its time, else
+    ``unattributed``) and counted into its (workload, name, query type): the batch's
+    writes are bounded by its distinct destinations, not its records."""
+    out = Aggregation(aggregates={})
+    for rec in records:
+        found = range_at(ranges.get((rec.vpc_id, rec.srcaddr)) or (), rec.at)
+        if found is not None and found.get("workload_key"):
+            key, workload = str(found["workload_key"]), str(found.get("workload") or found["workload_key"])
+            out.attributed += 1
+        else:
+            key, workload = unattributed_key(rec.account_id, rec.region), UNATTRIBUTED
+            out.unattributed += 1
+        agg_key = (key, rec.name, rec.query_type)
+        agg = out.aggregates.get(agg_key)
+        if agg is None:
+            agg = out.aggregates[agg_key] = Aggregate(
+                key, workload, rec.name, rec.query_type, rec.account_id, rec.region
+            )
+        agg.add(rec)
+    return out
+
+
+# --------------------------------------------------------------------------- items
+
+
+def discovery_pk(workload_key: str) -> str:
+    return f"DISC#{workload_key}"
+
+
+def destination_sk(name: str, query_type: str) -> str:
+    return f"DEST#{name}#{query_type}"
+
+
+def marker_key(batch: str, index: int) -> dict:
+    return {"pk": f"DNSBATCH#{batch}", "sk": f"CHUNK#{index:05d}"}
+
+
+def _ttl_from(at: str, now: datetime) -> int:
+    moment = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else now
+    return ttl_after(max(moment, now), DISCOVERY_TTL_DAYS)
+
+
+def destination_update(agg: Aggregate, now: datetime) -> dict:
+    """The UpdateItem of one destination: the count added, first_seen and the samples kept
+    from the first batch, last_seen and the expiry moved on."""
+    names = {"#c": "count", "#ttl": "ttl"}
+    values: dict[str, Any] = {
+        ":n": agg.count,
+        ":fs": agg.first_seen,
+        ":ls": agg.last_seen,
+        ":name": agg.name,
+        ":qt": agg.query_type,
+        ":wk": agg.workload_key,
+        ":w": agg.workload,
+        ":ans": json.dumps(agg.answers, separators=(",", ":")),
+        ":ttl": _ttl_from(agg.last_seen, now),
+    }
+    expression = (
+        "ADD #c :n SET first_seen = if_not_exists(first_seen, :fs), last_seen = :ls, #ttl = :ttl, "
+        "query_name = :name, query_type = :qt, workload_key = :wk, workload_name = :w, "
+        "answers = if_not_exists(answers, :ans)"
+    )
+    if not agg.attributed:
+        values[":src"] = json.dumps(agg.sources, separators=(",", ":"))
+        expression += ", sources = if_not_exists(sources, :src)"
+    return {
+        "Update": {
+            "Key": to_attributes(
+                {"pk": discovery_pk(agg.workload_key), "sk": destination_sk(agg.name, agg.query_type)}
+            ),
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": to_attributes(values),
+        }
+    }
+
+
+def summary_update(workload_key: str, workload: str, aggregates: list[Aggregate], now: datetime) -> dict:
+    """The UpdateItem of a workload's discovery summary (listed by the DISCOVERED index)."""
+    first = min(a.first_seen for a in aggregates)
+    last = max(a.last_seen for a in aggregates)
+    account, region = aggregates[0].account_id, aggregates[0].region
+    values = {
+        ":q": sum(a.count for a in aggregates),
+        ":fs": first,
+        ":ls": last,
+        ":w": workload,
+        ":wk": workload_key,
+        ":acct": account,
+        ":region": region,
+        ":g": DISCOVERED_GSI_PK,
+        ":ttl": _ttl_from(last, now),
+    }
+    return {
+        "Update": {
+            "Key": to_attributes({"pk": discovery_pk(workload_key), "sk": SUMMARY_SK}),
+            "UpdateExpression": (
+                "ADD queries :q SET first_seen = if_not_exists(first_seen, :fs), last_seen = :ls, "
+                "workload_name = :w, workload_key = :wk, account_id = :acct, #region = :region, "
+                "gsi1pk = :g, gsi1sk = :wk, #ttl = :ttl"
+            ),
+            "ExpressionAttributeNames": {"#region": "region", "#ttl": "ttl"},
+            "ExpressionAttributeValues": to_attributes(values),
+        }
+    }
+
+
+def marker_put(
+    batch: str, index: int, total: int, records: int, now: datetime, snapshot: str | None = None
+) -> dict:
+    item = {
+        **marker_key(batch, index),
+        "chunks": total,
+        "records": records,
+        "applied_at": utc_second(now),
+        "attribution": snapshot,
+        "ttl": ttl_after(now, BATCH_TTL_DAYS),
+    }
+    return {"Put": {"Item": to_attributes(item), "ConditionExpression": "attribute_not_exists(pk)"}}
+
+
+def plan_chunks(aggregation: Aggregation, now: datetime, capacity: int = CHUNK_ACTIONS) -> list[list[dict]]:
+    """The batch's updates (destinations sorted by workload, name and type, each
+    workload's summary just before its first destination) cut into chunks of at most
+    ``capacity`` actions. Deterministic: the same records and attribution give the same
+    chunks, which is what lets a chunk marker stand for its chunk on redelivery."""
+    by_workload: dict[str, list[Aggregate]] = {}
+    for key in sorted(aggregation.aggregates):
+        agg = aggregation.aggregates[key]
+        by_workload.setdefault(agg.workload_key, []).append(agg)
+    actions: list[dict] = []
+    for workload_key, aggs in by_workload.items():
+        actions.append(summary_update(workload_key, aggs[0].workload, aggs, now))
+        actions += [destination_update(agg, now) for agg in aggs]
+    return [actions[start : start + capacity] for start in range(0, len(actions), capacity)]
+
+
+def decode_destination(item: Mapping[str, Any]) -> dict:
+    """A destination item -> ``{"name", "query_type", "count", "first_seen", "last_seen",
+    "answers", "sources"}``."""
+    return {
+        "name": item.get("query_name"),
+        "query_type": item.get("query_type"),
+        "count": item.get("count", 0),
+        "first_seen": item.get("first_seen"),
+        "last_seen": item.get("last_seen"),
+        "answers": json.loads(item.get("answers") or "[]"),
+        "sources": json.loads(item.get("sources") or "[]"),
+    }
+
+
+def decode_summary(item: Mapping[str, Any]) -> dict:
+    return {
+        "workload_key": item.get("workload_key"),
+        "workload": item.get("workload_name"),
+        "account_id": item.get("account_id"),
+        "region": item.get("region"),
+        "queries": item.get("queries", 0),
+        "first_seen": item.get("first_seen"),
+        "last_seen": item.get("last_seen"),
+    }
+
+
+def workload_parts(workload_key: str) -> dict:
+    """``{"account_id", "region", "cluster_name", "group"}`` of a ``WL#...`` key (cluster
+    and group None for the unattributed bucket)."""
+    parts = workload_key.split("#")
+    if parts[0] == "WL" and len(parts) == 5:
+        return {"account_id": parts[1], "region": parts[2], "cluster_name": parts[3], "group": parts[4]}
+    if parts[0] == "UNATTRIBUTED" and len(parts) == 3:
+        return {"account_id": parts[1], "region": parts[2], "cluster_name": None, "group": None}
+    raise ValueError(f"not a discovery workload key: {workload_key!r}")
+
+
+# --------------------------------------------------------------------------- writer
+
+
+@dataclass
+class WriteStats:
+    chunks: int = 0
+    written: int = 0  # chunks applied by this call
+    skipped: int = 0  # chunks whose marker was there (an earlier delivery applied them)
+    actions: int = 0  # item writes of the applied chunks (markers included)
+    conflicts: int = 0
+
+
+class DiscoveryStore:
+    """The discovery items' writer and reader, on the recorder's table and client."""
+
+    def __init__(
+        self,
+        table_name: str,
+        dynamodb_client: Any,
+        *,
+        max_attempts: int = 6,
+        backoff_seconds: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.table_name = table_name
+        self.client = dynamodb_client
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.sleep = sleep
+
+    def markers(self, batch: str) -> dict[int, dict]:
+        """``{chunk index: marker}`` of the chunks of a batch already applied (one
+        strongly consistent Query: the markers share their partition)."""
+        items = self._query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=to_attributes({":pk": marker_key(batch, 0)["pk"]}),
+            ConsistentRead=True,
+        )
+        return {int(str(item["sk"]).split("#", 1)[1]): item for item in items}
+
+    def apply_chunk(self, chunk: list[dict], marker: dict) -> bool:
+        """One chunk and its marker in one transaction. False when the marker was already
+        there (the chunk was applied by an earlier delivery); transaction conflicts with
+        concurrent writers are retried with backoff, then DiscoveryError."""
+        items = [self._with_table(marker)] + [self._with_table(action) for action in chunk]
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                self.client.transact_write_items(TransactItems=items)
+                return True
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    return False
+                if attempt == self.max_attempts:
+                    codes = ", ".join(map(str, reasons))
+                    raise DiscoveryError(
+                        f"TransactWriteItems: chunk cancelled {attempt} times ({codes})"
+                    ) from exc
+                delay = min(self.backoff_seconds * 2 ** (attempt - 1), 2.0)
+                self.sleep(delay * (0.5 + random.random() / 2))
+        return False  # pragma: no cover - the loop returns or raises
+
+    def _with_table(self, action: dict) -> dict:
+        ((kind, body),) = action.items()
+        return {kind: {"TableName": self.table_name, **body}}
+
+    def destinations(self, workload_key: str) -> list[dict]:
+        """The destinations recorded for a workload, by name then query type."""
+        items = self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :d)",
+            ExpressionAttributeValues=to_attributes({":pk": discovery_pk(workload_key), ":d": "DEST#"}),
+        )
+        found = [decode_destination(item) for item in items]
+        return sorted(found, key=lambda d: (str(d["name"]), str(d["query_type"])))
+
+    def summaries(self) -> list[dict]:
+        """Every workload with discoveries (the DISCOVERED index), by workload key."""
+        items = self._query(
+            IndexName=GSI1,
+            KeyConditionExpression="gsi1pk = :g",
+            ExpressionAttributeValues=to_attributes({":g": DISCOVERED_GSI_PK}),
+        )
+        return sorted((decode_summary(item) for item in items), key=lambda s: str(s["workload_key"]))
+
+    def _query(self, **kwargs: Any) -> list[dict]:
+        items: list[dict] = []
+        request = dict(kwargs, TableName=self.table_name)
+        while True:
+            response = self.client.query(**request)
+            items += [from_attributes(i) for i in response.get("Items", [])]
+            if not response.get("LastEvaluatedKey"):
+                return items
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def write_batch(
+    store: DiscoveryStore,
+    batch: str,
+    aggregation: Aggregation,
+    records: int,
+    now: datetime,
+    snapshot: str | None,
+    replan: Callable[[], Aggregation | None] | None = None,
+    applied: Iterable[int] = (),
+) -> tuple[WriteStats, Aggregation]:
+    """Apply a batch's chunks in order, each once (markers), chunk 0 carrying the
+    attribution snapshot. ``applied``: the chunks whose marker was read (skipped without a
+    transaction). When chunk 0 turns out to be applied already (a concurrent delivery of
+    the same batch won the race), ``replan()`` gives the aggregation under that
+    delivery's attribution (None: keep ours) and the remaining chunks follow it.
+    Returns the stats and the aggregation the chunks followed."""
+    chunks = plan_chunks(aggregation, now)
+    stats = WriteStats(chunks=len(chunks))
+    done = set(applied)
+    index = 0
+    while index < len(chunks):
+        if index in done:
+            stats.skipped += 1
+            index += 1
+            continue
+        marker = marker_put(batch, index, len(chunks), records, now, snapshot if index == 0 else None)
+        if store.apply_chunk(chunks[index], marker):
+            stats.written += 1
+            stats.actions += len(chunks[index]) + 1
+        else:
+            stats.skipped += 1
+            if index == 0 and replan is not None:
+                other = replan()
+                if other is not None:
+                    aggregation = other
+                    chunks = plan_chunks(aggregation, now)
+                    stats.chunks = len(chunks)
+        index += 1
+    return stats, aggregation

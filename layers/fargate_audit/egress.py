@@ -1,0 +1,327 @@
+"""``fargate-audit discovered``: what each workload was seen resolving, and allow lists.
+
+Pure: the views and the exports are built from what :class:`dnslogs.DiscoveryStore` reads
+(workload summaries and their destinations); no boto3 call, no clock (``now`` comes in).
+
+DNS query logs show the *names* a task resolved and the record type it asked for, never
+the protocol or port it then used: the protocol column is a hint (``A``/``AAAA`` are most
+often HTTPS, hence ``HTTPS?``), never a fact.
+
+Exports (what was observed, so a team moves from discovery to enforcement in one step):
+
+- ``network-firewall``: the input of Network Firewall's ``CreateRuleGroup``
+  (``aws network-firewall create-rule-group --cli-input-json file://FILE``): a stateful
+  rule group whose ``RulesSourceList`` allows (``ALLOWLIST``) the names on ``TLS_SNI`` and
+  ``HTTP_HOST``.
+- ``dns-firewall``: a domain list file for Route 53 Resolver DNS Firewall
+  (``ImportFirewallDomains``, one domain per line).
+
+Every observed name of the selected workloads is exported, exactly as observed: an allow
+list of what the workload really resolved is the least privilege. ``approved_only`` keeps
+only the approved names; ``wildcards`` folds the names an approved ``*.d`` pattern covers
+into that pattern (Network Firewall ``.d``: ``d`` and every name under it; DNS Firewall
+``*.d``), shorter but broader: ``*.amazonaws.com`` also admits any S3 bucket. The
+``unattributed`` bucket is exported only when selected by name.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
+from typing import Any
+
+from .checks import domain_approved, domain_matches, normalize_domain
+from .dnslogs import UNATTRIBUTED
+
+NETWORK_FIREWALL, DNS_FIREWALL = "network-firewall", "dns-firewall"
+EXPORT_KINDS = (NETWORK_FIREWALL, DNS_FIREWALL)
+TARGET_TYPES = ["TLS_SNI", "HTTP_HOST"]
+MIN_CAPACITY = 100
+# The hint shown for a DNS record type: what the name was probably looked up for.
+_HINTS = {
+    "A": "HTTPS?",
+    "AAAA": "HTTPS?",
+    "HTTPS": "HTTPS",
+    "SVCB": "service binding",
+    "CNAME": "alias",
+    "SRV": "service (SRV)",
+    "MX": "mail?",
+    "TXT": "TXT lookup",
+    "PTR": "reverse lookup",
+    "NS": "delegation",
+    "SOA": "zone lookup",
+}
+_DURATION = re.compile(r"^(\d+)\s*([mhd])$")
+
+
+class SelectionError(ValueError):
+    """A bad --since value (one line)."""
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def parse_since(text: str | None, now: datetime) -> str | None:
+    """``--since``: a duration back from ``now`` (``30m``, ``24h``, ``7d``) or an ISO date
+    or time; returned as UTC seconds text, None when not given."""
+    if not text:
+        return None
+    match = _DURATION.match(text.strip().lower())
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        delta = {"m": timedelta(minutes=amount), "h": timedelta(hours=amount), "d": timedelta(days=amount)}[
+            unit
+        ]
+        moment = now - delta
+    else:
+        try:
+            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise SelectionError(
+                f"--since: {text!r} is neither a duration (30m, 24h, 7d) nor an ISO time"
+            ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def workload_selected(summary: Mapping[str, Any], pattern: str | None) -> bool:
+    """``--workload``: a glob over the workload (``cluster/group``), its group alone
+    (``service:web``) or ``unattributed``; without one every attributed workload."""
+    workload = str(summary.get("workload") or "")
+    if pattern is None:
+        return workload != UNATTRIBUTED
+    group = workload.split("/", 1)[1] if "/" in workload else workload
+    return fnmatchcase(workload, pattern) or fnmatchcase(group, pattern)
+
+
+def select(
+    summaries: Iterable[Mapping[str, Any]], pattern: str | None = None, include_unattributed: bool = False
+) -> list[dict]:
+    chosen = []
+    for summary in summaries:
+        if workload_selected(summary, pattern) or (
+            include_unattributed and pattern is None and summary.get("workload") == UNATTRIBUTED
+        ):
+            chosen.append(dict(summary))
+    return sorted(chosen, key=lambda s: (s.get("workload") == UNATTRIBUTED, str(s.get("workload"))))
+
+
+# --------------------------------------------------------------------------- views
+
+
+def approval_params(params: Mapping[str, Any], account: str | None, region: str | None) -> tuple[list, list]:
+    """(approved_domains, approved_registries) resolved for a workload's account and region."""
+
+    def resolve(values: Iterable[str]) -> list[str]:
+        out = []
+        for value in values:
+            text = str(value)
+            if account:
+                text = text.replace("{account}", account)
+            if region:
+                text = text.replace("{region}", region)
+            out.append(text)
+        return out
+
+    return resolve(params.get("approved_domains") or []), resolve(params.get("approved_registries") or [])
+
+
+def protocol_hint(query_types: Iterable[str]) -> str:
+    """``DNS A/AAAA (HTTPS?)``: the record types asked for, and what they suggest."""
+    types = sorted({str(t).upper() for t in query_types if t}, key=lambda t: (t not in ("A", "AAAA"), t))
+    if not types:
+        return "DNS"
+    hints: list[str] = []
+    for t in types:
+        hint = _HINTS.get(t)
+        if hint and hint not in hints:
+            hints.append(hint)
+    text = "DNS " + "/".join(types)
+    return f"{text} ({', '.join(hints)})" if hints else text
+
+
+def sites(
+    destinations: Iterable[Mapping[str, Any]],
+    params: Mapping[str, Any],
+    account: str | None,
+    region: str | None,
+    since: str | None = None,
+) -> list[dict]:
+    """One row per name (its record types merged): ``{"name", "query_types", "protocol",
+    "first_seen", "last_seen", "count", "approved", "answers"}``, by name; destinations
+    last seen before ``since`` are left out."""
+    domains, registries = approval_params(params, account, region)
+    rows: dict[str, dict] = {}
+    for dest in destinations:
+        if since and str(dest.get("last_seen") or "") < since:
+            continue
+        name = str(dest.get("name") or "")
+        row = rows.setdefault(
+            name,
+            {
+                "name": name,
+                "query_types": [],
+                "first_seen": None,
+                "last_seen": None,
+                "count": 0,
+                "answers": [],
+            },
+        )
+        row["query_types"].append(str(dest.get("query_type") or ""))
+        firsts = [t for t in (row["first_seen"], dest.get("first_seen")) if t]
+        lasts = [t for t in (row["last_seen"], dest.get("last_seen")) if t]
+        row["first_seen"] = min(firsts) if firsts else None
+        row["last_seen"] = max(lasts) if lasts else None
+        row["count"] += int(dest.get("count") or 0)
+        for answer in dest.get("answers") or []:
+            if answer not in row["answers"]:
+                row["answers"].append(answer)
+    for row in rows.values():
+        row["query_types"] = sorted(set(row["query_types"]) - {""})
+        row["protocol"] = protocol_hint(row["query_types"])
+        row["approved"] = domain_approved(row["name"], domains, registries)
+    return [rows[name] for name in sorted(rows)]
+
+
+def discovered_view(
+    selected: Iterable[Mapping[str, Any]],
+    destinations_of,
+    params: Mapping[str, Any],
+    since: str | None = None,
+) -> list[dict]:
+    """``discovered --format json``: per workload its summary and its sites.
+    ``destinations_of(workload_key)`` reads the workload's destinations."""
+    view = []
+    for summary in selected:
+        rows = sites(
+            destinations_of(summary["workload_key"]),
+            params,
+            summary.get("account_id"),
+            summary.get("region"),
+            since,
+        )
+        view.append(
+            {
+                "workload": summary.get("workload"),
+                "workload_key": summary.get("workload_key"),
+                "account_id": summary.get("account_id"),
+                "region": summary.get("region"),
+                "queries": summary.get("queries"),
+                "first_seen": summary.get("first_seen"),
+                "last_seen": summary.get("last_seen"),
+                "sites": rows,
+            }
+        )
+    return view
+
+
+def _short_time(value: Any) -> str:
+    text = str(value or "-")
+    return text.replace("T", " ").replace("Z", "") if text != "-" else text
+
+
+def format_discovered(view: list[dict]) -> str:
+    """``discovered --format table``: per workload ``Discovered N visited sites from W``
+    and one row per name."""
+    if not view:
+        return "no discovered destinations (is the dns_logs function subscribed to the query logs?)\n"
+    lines: list[str] = []
+    for block in view:
+        workload = str(block["workload"])
+        rows = block["sites"]
+        source = "unattributed sources" if workload == UNATTRIBUTED else workload
+        unapproved = sum(1 for r in rows if not r["approved"])
+        lines.append(
+            f"Discovered {len(rows)} visited site{'' if len(rows) == 1 else 's'} from {source}"
+            + (f" ({unapproved} not approved)" if unapproved else "")
+        )
+        header = ("NAME", "PROTOCOL (HINT)", "FIRST SEEN", "LAST SEEN", "COUNT", "APPROVED")
+        table = [
+            (
+                r["name"],
+                r["protocol"],
+                _short_time(r["first_seen"]),
+                _short_time(r["last_seen"]),
+                str(r["count"]),
+                "yes" if r["approved"] else "NO",
+            )
+            for r in rows
+        ]
+        widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
+        for row in [header, *table]:
+            lines.append("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        lines.append("")
+    lines.append("DNS logs show the names resolved, not the protocol used: the protocol column is a hint.")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- exports
+
+
+def export_domains(
+    view: list[dict], params: Mapping[str, Any], approved_only: bool = False, wildcards: bool = False
+) -> list[tuple[str, str | None]]:
+    """``[(name, wildcard suffix or None)]`` of the names to export, deduplicated; with
+    ``wildcards`` a name covered by an approved ``*.d`` pattern carries ``d``."""
+    found: dict[str, str | None] = {}
+    for block in view:
+        domains, _ = approval_params(params, block.get("account_id"), block.get("region"))
+        suffixes = sorted(
+            (normalize_domain(p)[2:] for p in domains if normalize_domain(p).startswith("*.")), key=len
+        )
+        for row in block["sites"]:
+            if approved_only and not row["approved"]:
+                continue
+            name = normalize_domain(row["name"])
+            suffix = (
+                next((w for w in suffixes if domain_matches(name, f"*.{w}")), None) if wildcards else None
+            )
+            found.setdefault(name, suffix)
+    return sorted(found.items())
+
+
+def network_firewall_rule_group(
+    domains: list[tuple[str, str | None]],
+    name: str = "fargate-audit-discovered",
+    description: str | None = None,
+) -> dict:
+    """``CreateRuleGroup`` input: a stateful domain-list rule group allowing the domains on
+    TLS SNI and HTTP Host. Capacity leaves room to grow (it is fixed at creation;
+    ``DryRun`` tells what the group needs)."""
+    targets = sorted({f".{suffix}" if suffix else domain for domain, suffix in domains})
+    capacity = max(MIN_CAPACITY, int(math.ceil(len(targets) * len(TARGET_TYPES) * 2 / 100.0)) * 100)
+    return {
+        "RuleGroupName": name,
+        "Type": "STATEFUL",
+        "Capacity": capacity,
+        "Description": description or f"Domains observed by fargate-audit ({len(targets)} targets)",
+        "RuleGroup": {
+            "RulesSource": {
+                "RulesSourceList": {
+                    "Targets": targets,
+                    "TargetTypes": list(TARGET_TYPES),
+                    "GeneratedRulesType": "ALLOWLIST",
+                }
+            }
+        },
+    }
+
+
+def dns_firewall_domain_list(domains: list[tuple[str, str | None]]) -> str:
+    """The ImportFirewallDomains file: one domain per line, ``*.d`` for approved wildcards."""
+    lines = sorted({f"*.{suffix}" if suffix else domain for domain, suffix in domains})
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def validate_rule_group_request(request: Mapping[str, Any]) -> None:
+    """Check a CreateRuleGroup input against botocore's network-firewall model, offline;
+    botocore's ParamValidationError when it does not fit."""
+    import botocore.session
+    from botocore.validate import validate_parameters
+
+    model = botocore.session.get_session().get_service_model("network-firewall")
+    validate_parameters(dict(request), model.operation_model("CreateRuleGroup").input_shape)

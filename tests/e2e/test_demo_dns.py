@@ -1,0 +1,78 @@
+"""End to end: the demo's egress-discovery part (demo.run_dns_story): Resolver query logs
+of the demo estate through the dns_logs handler, the `discovered` view, EGR-01 both FAILED
+and PASSED, a redelivery counted once, and allow-list exports written and valid."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from fargate_audit import demo, egress, estate, lambda_handlers
+
+
+@pytest.fixture(scope="module")
+def story():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # a real endpoint must be ignored
+        patch.setenv("AWS_PROFILE", "production-admin")
+        before = dict(os.environ)
+        out = io.StringIO()
+        demo.run_dns_story(out)
+        after = dict(os.environ)
+    return {"text": out.getvalue(), "before": before, "after": after}
+
+
+def test_the_batch_is_attributed_to_the_tasks_including_their_image_pulls(story):
+    text = story["text"]
+    match = re.search(r"batch of (\d+) records: (\d+) attributed .*?, (\d+) unattributed", text, re.S)
+    total, attributed, unattributed = map(int, match.groups())
+    assert total == attributed + unattributed and unattributed == 1  # the EC2 instance
+    assert "between connectivityAt and startedAt" in text
+
+
+def test_a_redelivered_batch_changes_nothing(story):
+    assert "the same batch delivered again: duplicate" in story["text"]
+    assert "nothing counted twice" in story["text"]
+
+
+def test_the_discovered_view_lists_each_workloads_sites_with_approval(story):
+    text = story["text"]
+    assert "Discovered 3 visited sites from prod-web/service:edge-proxy (3 not approved)" in text
+    assert "Discovered 7 visited sites from prod-web/service:checkout-api\n" in text
+    assert re.search(r"registry-1\.docker\.io\s+DNS A/AAAA \(HTTPS\?\)\s+\S+ \S+\s+\S+ \S+\s+4\s+NO", text)
+    assert re.search(r"telemetry\.insights-vendor\.example\s+DNS A \(HTTPS\?\).*\s+NO\n", text)
+    assert "from unattributed sources" in text and "ntp.ubuntu.com" in text
+    assert "the protocol column is a hint" in text
+
+
+def test_egr_01_is_both_failed_and_passed(story):
+    section = story["text"][story["text"].index("EGR-01 findings") :]
+    assert "prod-web/service:edge-proxy: FAILED" in section and "registry-1.docker.io" in section
+    assert "batch/family:report-worker: FAILED" in section
+    assert "telemetry.insights-vendor.example" in section
+    assert "prod-web/service:checkout-api: PASSED" in section
+
+
+def test_the_exports_are_written_and_valid(story):
+    nfw = Path(re.search(r"(\S+checkout-api\.network-firewall\.json)", story["text"]).group(1))
+    dnsfw = Path(re.search(r"(\S+checkout-api\.dns-firewall\.txt)", story["text"]).group(1))
+    request = json.loads(nfw.read_text())
+    egress.validate_rule_group_request(request)
+    source = request["RuleGroup"]["RulesSource"]["RulesSourceList"]
+    assert source["GeneratedRulesType"] == "ALLOWLIST" and source["TargetTypes"] == ["TLS_SNI", "HTTP_HOST"]
+    assert "dynamodb.eu-west-1.amazonaws.com" in source["Targets"]
+    lines = dnsfw.read_text().splitlines()
+    assert lines == sorted(source["Targets"]) and "registry-1.docker.io" not in lines
+    assert lines[0] in story["text"]
+
+
+def test_the_story_leaves_no_environment_runtime_or_frozen_task_state_behind(story):
+    from moto.moto_api import state_manager
+
+    assert story["after"] == story["before"]
+    assert lambda_handlers._RUNTIME is None
+    assert state_manager.get_transition(estate.TASK_STATE_MODEL) != estate.FROZEN

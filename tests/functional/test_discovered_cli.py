@@ -1,0 +1,162 @@
+"""`fargate-audit discovered` on moto: what the dns_logs function recorded, per workload,
+as a table or JSON, and the two allow-list exports (validated against botocore's
+network-firewall model; the DNS Firewall file is one domain per line)."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fargate_audit import cli, egress, estate, lambda_handlers
+from moto import mock_aws
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from test_dns_logs_handler import batch, dns, record, running  # noqa: E402
+from test_handlers import TABLE, build_world  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def world():
+    with pytest.MonkeyPatch.context() as monkeypatch, mock_aws():
+        built = build_world(monkeypatch)
+        try:
+            web, etl = built.web[0], built.etl[0]
+            running(built, web, etl)
+            old = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            records = [
+                record(built.vpc, web.private_ip, "registry-1.docker.io", at),
+                record(built.vpc, web.private_ip, "registry-1.docker.io", at, "AAAA"),
+                record(built.vpc, web.private_ip, "auth.docker.io", at),
+                record(built.vpc, web.private_ip, "api.ecr.eu-west-1.amazonaws.com", at),
+                record(built.vpc, web.private_ip, "legacy.example", old),
+                record(built.vpc, etl.private_ip, "s3.eu-west-1.amazonaws.com", at),
+                record(built.vpc, "10.20.9.250", "ntp.ubuntu.com", at),
+            ]
+            dns(built, batch(records * 2))
+            yield built
+        finally:
+            estate.release_task_states(built.client("ecs"))
+            lambda_handlers.reset_runtime()
+
+
+def run(*argv, code=0):
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["discovered", "--table", TABLE, *argv], stdout=out, stderr=err) == code, err.getvalue()
+    return out.getvalue(), err.getvalue()
+
+
+def test_the_table_shows_each_workloads_sites_with_hint_times_count_and_approval(world):
+    out, _ = run()
+    assert "Discovered 4 visited sites from prod-web/service:web (3 not approved)" in out
+    assert "Discovered 1 visited site from prod-web/service:web" not in out
+    line = next(line for line in out.splitlines() if line.strip().startswith("registry-1.docker.io"))
+    assert line.split()[1:4] == ["DNS", "A/AAAA", "(HTTPS?)"] and line.split()[-2:] == ["4", "NO"]
+    api = next(line for line in out.splitlines() if "api.ecr.eu-west-1.amazonaws.com" in line)
+    assert api.split()[-1] == "yes"
+    assert "unattributed" in out and "ntp.ubuntu.com" in out  # shown, never dropped
+    assert "protocol column is a hint" in out
+
+
+def test_workload_and_since_select(world):
+    out, _ = run("--workload", "service:web", "--since", "1d", "--format", "json")
+    (block,) = json.loads(out)
+    assert block["workload"] == "prod-web/service:web"
+    assert [s["name"] for s in block["sites"]] == [
+        "api.ecr.eu-west-1.amazonaws.com",
+        "auth.docker.io",
+        "registry-1.docker.io",
+    ]  # legacy.example was last seen 3 days ago
+    site = block["sites"][-1]
+    assert site["query_types"] == ["A", "AAAA"] and site["count"] == 4 and site["approved"] is False
+    (unknown,) = json.loads(run("--workload", "unattributed", "--format", "json")[0])
+    assert unknown["sites"][0]["name"] == "ntp.ubuntu.com"
+
+
+def test_a_params_file_changes_what_is_approved(world, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text('approved_domains: ["*.amazonaws.com", "*.aws", "*.docker.io"]\n')
+    out, _ = run("--workload", "prod-web/*", "--params", str(params), "--format", "json")
+    approved = {s["name"]: s["approved"] for s in json.loads(out)[0]["sites"]}
+    assert approved["registry-1.docker.io"] is True and approved["legacy.example"] is False
+
+
+def test_network_firewall_export_is_a_valid_create_rule_group_input(world, tmp_path):
+    target = tmp_path / "web.json"
+    out, err = run("--workload", "service:web", "--export", "network-firewall", str(target))
+    request = json.loads(target.read_text())
+    egress.validate_rule_group_request(request)  # botocore's model, offline
+    assert request["Type"] == "STATEFUL" and request["Capacity"] >= 100
+    source = request["RuleGroup"]["RulesSource"]["RulesSourceList"]
+    assert source == {
+        "Targets": [
+            "api.ecr.eu-west-1.amazonaws.com",
+            "auth.docker.io",
+            "legacy.example",
+            "registry-1.docker.io",
+        ],
+        "TargetTypes": ["TLS_SNI", "HTTP_HOST"],
+        "GeneratedRulesType": "ALLOWLIST",
+    }
+    assert f"wrote 4 domains from 1 workloads to {target}" in err
+    assert "Discovered 4 visited sites" in out
+
+
+def test_wildcards_fold_approved_names_and_approved_only_drops_the_others(world, tmp_path):
+    target = tmp_path / "web.json"
+    run(
+        "--workload",
+        "service:web",
+        "--wildcards",
+        "--approved-only",
+        "--export",
+        "network-firewall",
+        str(target),
+    )
+    source = json.loads(target.read_text())["RuleGroup"]["RulesSource"]["RulesSourceList"]
+    assert source["Targets"] == [".amazonaws.com"]
+
+
+def test_dns_firewall_export_is_one_domain_per_line(world, tmp_path):
+    target = tmp_path / "domains.txt"
+    run("--export", "dns-firewall", str(target))
+    lines = target.read_text().splitlines()
+    assert (
+        lines == sorted(lines) and "registry-1.docker.io" in lines and "s3.eu-west-1.amazonaws.com" in lines
+    )
+    assert "ntp.ubuntu.com" not in lines  # unattributed only when selected by name
+    assert all(" " not in line and line == line.lower() for line in lines)
+    out, _ = run("--export", "dns-firewall", "-", "--workload", "unattributed")
+    assert out == "ntp.ubuntu.com\n"
+
+
+def test_a_broken_rule_group_is_refused_by_the_offline_validation():
+    from botocore.exceptions import ParamValidationError
+
+    bad = egress.network_firewall_rule_group([("a.example", None)])
+    bad["RuleGroup"]["RulesSource"]["RulesSourceList"]["GeneratedRulesType"] = 7
+    with pytest.raises(ParamValidationError):
+        egress.validate_rule_group_request(bad)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--export", "pfsense", "x"], "--export: 'pfsense' is not one of network-firewall, dns-firewall"),
+        (["--since", "last tuesday"], "--since: 'last tuesday' is neither a duration"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(world, argv, fragment):
+    _, err = run(*argv, code=2)
+    assert err.count("\n") == 1 and fragment in err
+
+
+def test_a_missing_table_is_one_line(world):
+    err = io.StringIO()
+    assert cli.main(["discovered", "--table", "no-such-table"], stdout=io.StringIO(), stderr=err) == 2
+    assert "table no-such-table not found" in err.getvalue()

@@ -1,0 +1,338 @@
+"""The dns_logs function's pure part (fargate_audit.dnslogs) and the EGR-01 name matching:
+subscription decoding, record parsing, name normalisation, attribution over IP ranges,
+aggregation bounds, chunk planning, the attribution snapshot."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fargate_audit import dnslogs
+from fargate_audit.checks import domain_approved, domain_matches
+from fargate_audit.events import EventError
+from fargate_audit.record import range_at, utc_second
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "events" / "resolver-query-logs.json"
+NOW = datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+VPC, IP = "vpc-0a1b2c3d4e5f67890", "10.20.1.37"
+
+
+def record(name="registry-1.docker.io.", at="2026-06-02T08:14:05Z", ip=IP, qtype="A", **extra) -> dict:
+    """Route 53 developer guide, "Resolver query log example" (values ours)."""
+    doc = {
+        "version": "1.100000",
+        "account_id": "123456789012",
+        "region": "eu-west-1",
+        "vpc_id": VPC,
+        "query_timestamp": at,
+        "query_name": name,
+        "query_type": qtype,
+        "query_class": "IN",
+        "rcode": "NOERROR",
+        "answers": [{"Rdata": "203.0.113.9", "Type": qtype, "Class": "IN"}],
+        "srcaddr": ip,
+        "srcport": "56067",
+        "transport": "UDP",
+        "srcids": {"instance": "i-0d15cd0d3example"},
+    }
+    doc.update(extra)
+    return doc
+
+
+def payload(*messages, message_type="DATA_MESSAGE") -> dict:
+    return {
+        "messageType": message_type,
+        "owner": "123456789012",
+        "logGroup": "/aws/route53resolver/prod",
+        "logStream": "vpc-0a1b2c3d4e5f67890_i-0d15cd0d3example",
+        "subscriptionFilters": ["fargate-audit-dns-logs"],
+        "logEvents": [
+            {
+                "id": str(36_000_000 + i),
+                "timestamp": 1_780_000_000_000,
+                "message": m if isinstance(m, str) else json.dumps(m),
+            }
+            for i, m in enumerate(messages)
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def test_a_subscription_event_is_base64_of_gzipped_json():
+    sent = payload(record())
+    data = base64.b64encode(gzip.compress(json.dumps(sent).encode())).decode()
+    assert dnslogs.decode_subscription({"awslogs": {"data": data}}) == sent
+    assert dnslogs.decode_subscription(dnslogs.encode_subscription(sent)) == sent
+
+
+def test_the_sample_event_decodes_to_documented_records():
+    decoded = dnslogs.decode_subscription(json.loads(SAMPLE.read_text()))
+    assert decoded["messageType"] == "DATA_MESSAGE" and decoded["subscriptionFilters"]
+    records, malformed = dnslogs.parse_records(decoded)
+    assert records and malformed == []
+    first = json.loads(decoded["logEvents"][0]["message"])
+    documented = {
+        "version", "account_id", "region", "vpc_id", "query_timestamp", "query_name", "query_type",
+        "query_class", "rcode", "answers", "srcaddr", "srcport", "transport", "srcids",
+    }  # fmt: skip
+    assert documented <= set(first)
+    assert first["query_name"].endswith(".")
+
+
+@pytest.mark.parametrize(
+    ("event", "fragment"),
+    [
+        ({}, "no awslogs object"),
+        ({"awslogs": {}}, "awslogs.data: missing"),
+        ({"awslogs": {"data": "***"}}, "not base64 of gzipped JSON"),
+        ({"awslogs": {"data": base64.b64encode(b"plain").decode()}}, "not base64 of gzipped JSON"),
+        (dnslogs.encode_subscription({"messageType": "X"}), "messageType 'X'"),
+        (dnslogs.encode_subscription({"messageType": "DATA_MESSAGE"}), "logEvents"),
+        ({"awslogs": {"data": base64.b64encode(gzip.compress(b"[1]")).decode()}}, "not a JSON object"),
+    ],
+)
+def test_an_undecodable_event_is_one_event_error(event, fragment):
+    with pytest.raises(EventError, match=fragment.replace("(", r"\(").replace("'", "'")):
+        dnslogs.decode_subscription(event)
+
+
+def test_control_messages_decode_and_carry_no_records():
+    decoded = dnslogs.decode_subscription(
+        dnslogs.encode_subscription(payload(message_type="CONTROL_MESSAGE"))
+    )
+    assert decoded["messageType"] == dnslogs.CONTROL_MESSAGE
+
+
+def test_the_batch_id_ignores_event_order_and_changes_with_any_event():
+    batch = payload(record(), record(name="a.example."))
+    reordered = dict(batch, logEvents=list(reversed(batch["logEvents"])))
+    assert dnslogs.batch_id(batch) == dnslogs.batch_id(reordered)
+    fewer = dict(batch, logEvents=batch["logEvents"][:1])
+    other_stream = dict(batch, logStream="another")
+    assert len({dnslogs.batch_id(b) for b in (batch, fewer, other_stream)}) == 3
+
+
+# --------------------------------------------------------------------------- records
+
+
+def test_a_record_is_parsed_and_its_name_normalised():
+    parsed = dnslogs.parse_record(json.dumps(record(name="Registry-1.Docker.IO.")), "e1")
+    assert parsed == dnslogs.QueryRecord(
+        event_id="e1",
+        account_id="123456789012",
+        region="eu-west-1",
+        vpc_id=VPC,
+        srcaddr=IP,
+        at="2026-06-02T08:14:05Z",
+        name="registry-1.docker.io",
+        query_type="A",
+        answers=("203.0.113.9",),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-06-02T08:14:05Z", "2026-06-02T08:14:05Z"),
+        ("2026-06-02T08:14:05.999Z", "2026-06-02T08:14:05Z"),
+        ("2026-06-02T10:14:05+02:00", "2026-06-02T08:14:05Z"),
+        ("2017-03-16T19:20:177Z", "2017-03-16T19:20:17Z"),  # the documentation's own example
+    ],
+)
+def test_query_timestamps_become_utc_seconds(value, expected):
+    assert dnslogs.parse_record(json.dumps(record(at=value))).at == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("{oops", "message is not JSON"),
+        ("[1, 2]", "message is not a JSON object"),
+        (json.dumps(record(name=None)), "query_name is not a string"),
+        (json.dumps(record(name=".")), "query_name is empty"),
+        (json.dumps(record(name="a" * 254 + ".")), "longer than 253"),
+        (json.dumps(record(name="bad name.example.")), "whitespace or control"),
+        (json.dumps(record(name="bell\x07.example.")), "whitespace or control"),
+        (json.dumps(record(at="yesterday")), "query_timestamp"),
+        (json.dumps(record(vpc_id="")), "vpc_id missing"),
+        (json.dumps({k: v for k, v in record().items() if k != "srcaddr"}), "srcaddr missing"),
+        (json.dumps(record(query_type="X" * 40)), "query_type longer"),
+    ],
+)
+def test_a_malformed_record_is_reported_by_reason_never_by_content(message, reason):
+    records, malformed = dnslogs.parse_records(payload(record(), message))
+    assert len(records) == 1
+    (bad,) = malformed
+    assert bad["id"] == "36000001" and reason in bad["reason"]
+    assert "bad name" not in bad["reason"] and "yesterday" not in bad["reason"]
+
+
+def test_a_log_event_that_is_not_an_object_is_malformed_not_fatal():
+    batch = payload(record())
+    batch["logEvents"].append("just a string")
+    records, malformed = dnslogs.parse_records(batch)
+    assert len(records) == 1 and malformed == [{"id": "", "reason": "log event is not an object"}]
+
+
+def test_answers_are_deduplicated_and_bounded():
+    answers = [{"Rdata": f"203.0.113.{i % 20}", "Type": "A", "Class": "IN"} for i in range(50)]
+    parsed = dnslogs.parse_record(json.dumps(record(answers=answers)))
+    assert len(parsed.answers) == dnslogs.MAX_ANSWERS and len(set(parsed.answers)) == dnslogs.MAX_ANSWERS
+
+
+# --------------------------------------------------------------------------- EGR-01 patterns
+
+
+@pytest.mark.parametrize(
+    ("name", "pattern", "matches"),
+    [
+        ("a.example.com", "*.example.com", True),
+        ("a.b.example.com", "*.example.com", True),
+        ("example.com", "*.example.com", False),  # not the domain itself
+        ("evilexample.com", "*.example.com", False),  # a label boundary
+        ("example.com", "example.com", True),
+        ("www.example.com", "example.com", False),  # a plain name only itself
+        ("WWW.Example.COM.", "www.example.com", True),  # case and trailing dot
+        ("www.example.com", "*.EXAMPLE.com.", True),
+        ("", "*.example.com", False),
+        ("", "", False),
+    ],
+)
+def test_domain_pattern_semantics(name, pattern, matches):
+    assert domain_matches(name, pattern) is matches
+
+
+def test_registry_hosts_are_approved_with_their_own_semantics_and_ports_dropped():
+    registries = [
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+        "registry.example.com:5000",
+        "*.mirror.example",
+    ]
+    assert domain_approved("registry.example.com", [], registries)
+    assert domain_approved("eu.mirror.example.", [], registries)
+    assert not domain_approved("a.eu.mirror.example", [], registries)  # * is one label there
+    assert not domain_approved("registry.example.com.evil", [], registries)
+
+
+# --------------------------------------------------------------------------- attribution
+
+
+def ranges(*entries):
+    return [
+        {"from": f, "to": t, "task_arn": arn, "workload_key": f"WL#123456789012#eu-west-1#prod#{group}",
+         "workload": f"prod/{group}", "task_definition_arn": None}
+        for f, t, arn, group in entries
+    ]  # fmt: skip
+
+
+def test_range_at_picks_the_range_holding_the_moment():
+    found = ranges(
+        ("2026-06-02T08:00:00Z", "2026-06-02T08:30:00Z", "task/a", "service:a"),
+        ("2026-06-02T08:45:00Z", None, "task/b", "service:b"),
+    )
+    assert range_at(found, "2026-06-02T08:00:00Z")["task_arn"] == "task/a"
+    assert range_at(found, "2026-06-02T08:30:00Z")["task_arn"] == "task/a"
+    assert range_at(found, "2026-06-02T08:31:00Z") is None  # between the two tasks
+    assert range_at(found, "2026-06-02T09:00:00Z")["task_arn"] == "task/b"
+    assert range_at(found, "2026-06-02T07:59:59Z") is None
+    assert range_at([], "2026-06-02T09:00:00Z") is None
+
+
+def test_utc_second_reads_every_form_a_task_time_comes_in():
+    assert utc_second("2026-06-02T08:14:03.512000+00:00") == "2026-06-02T08:14:03Z"
+    assert utc_second("2026-06-02T08:14:03.512Z") == "2026-06-02T08:14:03Z"
+    assert utc_second(1_780_388_043.5) == utc_second(datetime.fromtimestamp(1_780_388_043, tz=UTC))
+    assert utc_second(None) is None and utc_second("soon") is None
+
+
+def parse_all(*docs):
+    records, malformed = dnslogs.parse_records(payload(*docs))
+    assert malformed == []
+    return records
+
+
+def test_aggregation_attributes_by_time_and_keeps_the_unknown():
+    records = parse_all(
+        record(name="a.example.", at="2026-06-02T08:10:00Z"),
+        record(name="A.example", at="2026-06-02T08:20:00Z"),
+        record(name="a.example.", at="2026-06-02T08:40:00Z"),  # gap: nobody held the address
+        record(name="b.example.", at="2026-06-02T08:50:00Z", qtype="AAAA"),
+        record(name="c.example.", at="2026-06-02T08:50:00Z", ip="10.20.9.9"),
+    )
+    index = {
+        (VPC, IP): ranges(
+            ("2026-06-02T08:00:00Z", "2026-06-02T08:30:00Z", "task/a", "service:a"),
+            ("2026-06-02T08:45:00Z", None, "task/b", "service:b"),
+        )
+    }
+    out = dnslogs.aggregate(records, index)
+    assert (out.attributed, out.unattributed) == (3, 2)
+    by_key = {(k[0].rsplit("#", 1)[-1], k[1], k[2]): a for k, a in out.aggregates.items()}
+    a = by_key[("service:a", "a.example", "A")]
+    assert (a.count, a.first_seen, a.last_seen) == (2, "2026-06-02T08:10:00Z", "2026-06-02T08:20:00Z")
+    assert by_key[("service:b", "b.example", "AAAA")].count == 1
+    unknown = {k[1]: v for k, v in out.aggregates.items() if not v.attributed}
+    assert set(unknown) == {"a.example", "c.example"} and unknown["c.example"].sources == ["10.20.9.9"]
+    assert out.workloads(attributed_only=True) == [
+        "WL#123456789012#eu-west-1#prod#service:a",
+        "WL#123456789012#eu-west-1#prod#service:b",
+    ]
+
+
+def test_aggregation_is_bounded_by_destinations_not_records():
+    records = parse_all(*[record(name=f"n{i % 5}.example.", ip=f"10.0.0.{i % 40}") for i in range(2000)])
+    out = dnslogs.aggregate(records, {})
+    assert len(out.aggregates) == 5 and sum(a.count for a in out.aggregates.values()) == 2000
+    assert all(len(a.sources) == dnslogs.MAX_SOURCES for a in out.aggregates.values())
+    assert all(len(a.answers) <= dnslogs.MAX_ANSWERS for a in out.aggregates.values())
+
+
+# --------------------------------------------------------------------------- chunks
+
+
+def test_chunks_hold_at_most_99_updates_and_a_summary_before_each_workloads_first_destination():
+    records = parse_all(*[record(name=f"n{i}.example.", ip=f"10.0.{i % 3}.1") for i in range(300)])
+    index = {
+        (VPC, f"10.0.{n}.1"): ranges(("2026-06-02T00:00:00Z", None, f"task/{n}", f"service:s{n}"))
+        for n in range(3)
+    }
+    aggregation = dnslogs.aggregate(records, index)
+    chunks = dnslogs.plan_chunks(aggregation, NOW)
+    flat = [action for chunk in chunks for action in chunk]
+    assert len(flat) == 300 + 3 and [len(c) for c in chunks] == [99, 99, 99, 6]
+    summaries = [i for i, a in enumerate(flat) if a["Update"]["Key"]["sk"]["S"] == "SUMMARY"]
+    assert summaries == [0, 101, 202]
+    assert (
+        dnslogs.plan_chunks(dnslogs.aggregate(list(reversed(records)), index), NOW) == chunks
+    )  # deterministic
+
+
+def test_destination_updates_add_counts_and_keep_first_seen_and_samples():
+    (agg,) = dnslogs.aggregate(parse_all(record()), {}).aggregates.values()
+    update = dnslogs.destination_update(agg, NOW)["Update"]
+    assert update["UpdateExpression"].startswith("ADD #c :n SET first_seen = if_not_exists(first_seen, :fs)")
+    assert "answers = if_not_exists(answers, :ans)" in update["UpdateExpression"]
+    assert update["ExpressionAttributeValues"][":n"] == {"N": "1"}
+    assert update["Key"] == {
+        "pk": {"S": "DISC#UNATTRIBUTED#123456789012#eu-west-1"},
+        "sk": {"S": "DEST#registry-1.docker.io#A"},
+    }
+
+
+def test_the_attribution_snapshot_round_trips_and_refuses_to_outgrow_an_item():
+    index = {(VPC, IP): ranges(("2026-06-02T08:00:00Z", None, "task/a", "service:a"))}
+    assert dnslogs.decode_snapshot(dnslogs.encode_snapshot(index)) == index
+    huge = {
+        (VPC, f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"): ranges(
+            (f"2026-06-02T08:{i % 60:02d}:00Z", None, f"task/{i:032x}", f"service:s{i}")
+        )
+        for i in range(20000)
+    }
+    assert dnslogs.encode_snapshot(huge) is None
