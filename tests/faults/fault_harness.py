@@ -1,0 +1,909 @@
+"""The fault-injection harness: an emulated account (moto, in-process), the real handlers,
+faults injected into the runtime's own boto3 clients, and the checks every scenario ends
+with (nothing lost, nothing leaked, no ERROR turned into PASS).
+
+The estate is built once per test module (``build_estate``) and each scenario gets a fresh
+table, an empty Security Hub, empty queues and a new runtime (``Run``), so one module pays
+the emulator's start-up once. Estate: VPC 10.30.0.0/16 with a public subnet (default route
+to an internet gateway, NAT gateway) and a private one (default route to the NAT gateway),
+security group ``prod-web-tasks`` open to the world on TCP 443, clusters ``prod-web``
+(two ``web`` service tasks with public IPs, private ECR image, a plain-text
+``DB_PASSWORD`` whose value is the canary ``CANARY_DEFINITION``) and ``batch`` (one
+``etl`` task in the private subnet, egress through the NAT gateway).
+
+Time is virtual: botocore's retry sleeps, the recorder's and the publisher's backoffs and
+the handlers' clock all move one ``Clock``; a scenario's Lambda context counts its
+remaining time on that clock. Faults are botocore event hooks on the runtime's clients:
+
+- ``Faults.fail(service, operation, code, times)``: the call is answered with AWS's error
+  (the protocol's own wire format) at ``before-send`` (the request never reaches the
+  emulator), so botocore's standard retries see it exactly as a real throttle or denial;
+- ``Faults.drop_items`` / ``Faults.on_call``: a call's parameters and parsed response
+  rewritten (FailedFindings, UnprocessedItems) or a callback run inside a call (two
+  concurrent audits interleaved).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.endpoint
+from botocore.awsrequest import AWSResponse
+from fargate_audit import collect, estate, lambda_handlers, record, rules, scan
+from fargate_audit.aws import Clients
+from fargate_audit.template import DEFAULT_TABLE_NAME, load_template, table_create_kwargs
+from moto.core.botocore_stubber import MockRawResponse
+from moto.securityhub.models import securityhub_backends
+from moto.sqs.models import sqs_backends
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EVENTS = REPO_ROOT / "events"
+REGION, ACCOUNT = "eu-west-1", "123456789012"
+FOREIGN_ACCOUNT, FOREIGN_REGION = "999988887777", "us-west-2"
+TABLE = DEFAULT_TABLE_NAME  # the CLI's history / findings / invoke read it by default
+WORLD4 = "0.0.0.0/0"
+T0 = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
+
+# Canaries: a task definition's environment value and an event's containerOverrides value.
+CANARY_DEFINITION = estate.CANARY_SECRET
+CANARY_OVERRIDE = "CANARY-OVERRIDE-VALUE-DO-NOT-LEAK"  # noqa: S105 (a canary, not a secret)
+CANARIES = (CANARY_DEFINITION, CANARY_OVERRIDE)
+
+ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "TABLE_NAME": TABLE,
+    "RULE_PARAMS": "{}",
+    "PUBLISH_FINDINGS": "true",
+    "VPC_CACHE_TTL_SECONDS": "300",
+    "POWERTOOLS_SERVICE_NAME": "fargate-audit",
+    "POWERTOOLS_METRICS_NAMESPACE": "FargateAudit",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "LOG_LEVEL": "INFO",
+}
+UNSET = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "SWEEP_QUEUE_URL", "EVENTS_DLQ_URL", "FARGATE_AUDIT_TABLE")
+for _name in ("ALLOWED_ACCOUNTS", "ALLOWED_REGIONS", "AUDIT_ROLE_ARN", "AUDIT_ROLE_EXTERNAL_ID"):
+    UNSET += (_name,)
+
+# Each API the event path reads -> the posture facts it produces (docs/design.md section 2).
+NETWORK_FACTS = ("eni", "security_groups", "route_table", "egress", "nacl", "flow_logs", "vpc_endpoints")
+API_FACTS = {
+    ("ec2", "DescribeNetworkInterfaces"): set(NETWORK_FACTS),
+    ("ec2", "DescribeSecurityGroups"): {"security_groups"},
+    ("ec2", "DescribeRouteTables"): {"route_table", "egress"},
+    ("ec2", "DescribeNetworkAcls"): {"nacl"},
+    ("ec2", "DescribeFlowLogs"): {"flow_logs"},
+    ("ec2", "DescribeVpcEndpoints"): {"vpc_endpoints"},
+    ("ec2", "DescribeNatGateways"): {"egress"},  # only when the path goes through a NAT gateway
+    ("ecs", "DescribeTaskDefinition"): {"containers"},
+    ("ecs", "DescribeClusters"): {"cluster"},
+}
+
+_CATALOG = None
+_LOADER = None
+
+
+def new_session():
+    """A boto3 Session (a new Lambda container's) sharing one botocore data loader, so the
+    service models are parsed once per process, not once per scenario."""
+    global _LOADER
+    import botocore.loaders
+    import botocore.session
+
+    if _LOADER is None:
+        _LOADER = botocore.loaders.create_loader()
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _LOADER)
+    return boto3.session.Session(botocore_session=core, region_name=REGION)
+
+
+def catalog():
+    """The rule catalog, loaded once per process."""
+    global _CATALOG
+    if _CATALOG is None:
+        _CATALOG = rules.load_catalog()
+    return _CATALOG
+
+
+# --------------------------------------------------------------------------- time
+
+
+class Clock:
+    """Virtual seconds since T0, moved only by sleeps and by ``advance``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def datetime(self) -> datetime:
+        return T0 + timedelta(seconds=self.now)
+
+
+class Context:
+    """A Lambda context whose remaining time runs on the virtual clock."""
+
+    function_name = "fargate-audit-faults"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    aws_request_id = "00000000-0000-4000-8000-00000000fa17"
+    log_group_name = "/aws/lambda/fargate-audit-faults"
+    log_stream_name = "2026/11/20/[$LATEST]faults"
+
+    def __init__(self, clock: Clock, timeout_s: float = 60, account: str = ACCOUNT) -> None:
+        self.clock = clock
+        self.deadline = clock.now + timeout_s
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{account}:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - self.clock.now) * 1000))
+
+
+# --------------------------------------------------------------------------- spies
+
+
+class Spy:
+    """A Powertools-like logger and metrics recorder (every line kept for the leak scan)."""
+
+    def __init__(self) -> None:
+        self.logs: list[tuple[str, str, dict]] = []
+        self.metrics: Counter[str] = Counter()
+
+    def _log(self, level, message, *args, extra=None, **_):
+        self.logs.append((level, message % args if args else message, dict(extra or {})))
+
+    def debug(self, *a, **k):
+        self._log("debug", *a, **k)
+
+    def info(self, *a, **k):
+        self._log("info", *a, **k)
+
+    def warning(self, *a, **k):
+        self._log("warning", *a, **k)
+
+    def error(self, *a, **k):
+        self._log("error", *a, **k)
+
+    def exception(self, *a, **k):
+        self._log("error", *a, **k)
+
+    def add_metric(self, name, unit, value, **_):
+        self.metrics[name] += value
+
+    def lines(self, level: str | None = None) -> list[tuple[str, str, dict]]:
+        return [line for line in self.logs if level is None or line[0] == level]
+
+
+class CallLog:
+    """Calls (``before-parameter-build``: once per call) and attempts (``before-send``:
+    once per HTTP attempt, retries included) of a session's clients, by "service.Op"."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict]] = []
+        self.attempts: Counter[str] = Counter()
+
+    def on_call(self, params=None, model=None, **_):
+        self.calls.append((model.service_model.signing_name, model.name, copy.deepcopy(params or {})))
+
+    def on_send(self, event_name: str = "", **_):
+        _, _, rest = event_name.partition(".")
+        self.attempts[rest] += 1
+
+    def attach(self, session) -> None:
+        session.events.register("before-parameter-build", self.on_call)
+        session.events.register("before-send", self.on_send)
+
+    def operations(self, services: Iterable[str] | None = None) -> Counter:
+        services = set(services) if services is not None else None
+        return Counter(f"{s}.{op}" for s, op, _ in self.calls if services is None or s in services)
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.attempts.clear()
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def _error_response(aws_client, url: str, code: str, message: str, status: int) -> AWSResponse:
+    """AWS's error in the service protocol's wire format."""
+    protocol = aws_client.meta.service_model.protocol
+    headers: dict[str, str] = {}
+    if protocol == "ec2":
+        body = (
+            f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+            "<RequestID>fault-injected</RequestID></Response>"
+        )
+    elif protocol == "query":
+        body = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
+            "</Error><RequestId>fault-injected</RequestId></ErrorResponse>"
+        )
+    elif protocol == "json":
+        headers["content-type"] = "application/x-amz-json-1.1"
+        body = json.dumps({"__type": code, "message": message})
+    else:  # rest-json
+        headers |= {"content-type": "application/json", "x-amzn-ErrorType": code}
+        body = json.dumps({"message": message})
+    return AWSResponse(url, status, headers, MockRawResponse(body.encode()))
+
+
+THROTTLING = {"ec2": ("RequestLimitExceeded", 503), "ecs": ("ThrottlingException", 400)}
+DENIED = {"ec2": ("UnauthorizedOperation", 403), "ecs": ("AccessDeniedException", 400)}
+
+
+class Faults:
+    """Faults injected into one runtime's clients (``Clients``), removed by ``clear``."""
+
+    def __init__(self, clients: Clients, region: str = REGION) -> None:
+        self.clients = clients
+        self.region = region
+        self._hooks: list[tuple[Any, str, Callable]] = []
+        self.injected: Counter[str] = Counter()
+
+    def _register(self, service: str, event: str, handler: Callable, first: bool = True) -> None:
+        events = self.clients.get(service, self.region).meta.events
+        (events.register_first if first else events.register)(event, handler)
+        self._hooks.append((events, event, handler))
+
+    def fail(
+        self,
+        service: str,
+        operation: str,
+        code: str,
+        status: int = 400,
+        times: int | None = None,
+        when: Callable[[dict], bool] | None = None,
+    ):
+        """Answer ``operation`` with AWS error ``code`` (``times`` attempts; None: always;
+        ``when(api_params)``: only the calls it selects)."""
+        aws_client = self.clients.get(service, self.region)
+        key = f"{service}.{operation}"
+        selected = [True]
+
+        def before_send(request=None, **_):
+            if not selected[0] or (times is not None and self.injected[key] >= times):
+                return None
+            self.injected[key] += 1
+            request.url = "https://fault-injected.invalid/"  # the emulator never sees it
+            return _error_response(aws_client, request.url, code, f"injected {code}", status)
+
+        name = aws_client.meta.service_model.service_id.hyphenize()
+        if when is not None:
+
+            def select(params=None, **_):
+                selected[0] = bool(when(params or {}))
+
+            self._register(service, f"before-parameter-build.{name}.{operation}", select, first=False)
+        self._register(service, f"before-send.{name}.{operation}", before_send)
+
+    def respond(self, service: str, operation: str, responder: Callable[[Any], tuple[int, dict] | None]):
+        """Answer ``operation`` with ``responder(request) -> (status, JSON body)`` (None:
+        let the emulator answer)."""
+        aws_client = self.clients.get(service, self.region)
+        name = aws_client.meta.service_model.service_id.hyphenize()
+
+        def before_send(request=None, **_):
+            answer = responder(request)
+            if answer is None:
+                return None
+            status, body = answer
+            request.url = "https://fault-injected.invalid/"
+            headers = {"content-type": "application/json"}
+            return AWSResponse(request.url, status, headers, MockRawResponse(json.dumps(body).encode()))
+
+        self._register(service, f"before-send.{name}.{operation}", before_send)
+
+    def throttle(self, service: str, operation: str, times: int | None = None) -> None:
+        code, status = THROTTLING[service]
+        self.fail(service, operation, code, status, times)
+
+    def deny(self, service: str, operation: str, when: Callable[[dict], bool] | None = None) -> None:
+        code, status = DENIED[service]
+        self.fail(service, operation, code, status, when=when)
+
+    def rewrite(
+        self,
+        service: str,
+        operation: str,
+        on_params: Callable[[dict], Any] | None = None,
+        on_parsed: Callable[[dict, Any], None] | None = None,
+    ) -> None:
+        """``on_params(api_params) -> state`` before the call (may mutate them);
+        ``on_parsed(response, state)`` after it (may mutate the parsed response)."""
+        aws_client = self.clients.get(service, self.region)
+        name = aws_client.meta.service_model.service_id.hyphenize()
+        pending: list[Any] = []
+
+        def before(params=None, **_):
+            pending.append(on_params(params) if on_params else None)
+
+        def after(parsed=None, **_):
+            state = pending.pop() if pending else None
+            if on_parsed is not None and parsed is not None:
+                on_parsed(parsed, state)
+
+        self._register(service, f"before-parameter-build.{name}.{operation}", before, first=False)
+        self._register(service, f"after-call.{name}.{operation}", after, first=False)
+
+    def on_call(self, service: str, operation: str, callback: Callable[[], None], times: int = 1) -> None:
+        """Run ``callback`` inside the next ``times`` calls of ``operation`` (before they
+        reach AWS): what another invocation does meanwhile."""
+        aws_client = self.clients.get(service, self.region)
+        name = aws_client.meta.service_model.service_id.hyphenize()
+        left = [times]
+
+        def before_call(**_):
+            if left[0] > 0:
+                left[0] -= 1
+                callback()
+
+        self._register(service, f"before-call.{name}.{operation}", before_call)
+
+    def clear(self) -> None:
+        for events, event, handler in self._hooks:
+            events.unregister(event, handler)
+        self._hooks.clear()
+
+
+# --------------------------------------------------------------------------- estate
+
+
+@dataclass
+class Task:
+    arn: str
+    eni: str
+    subnet: str
+    private_ip: str
+    task_definition_arn: str
+    cluster: str
+    group: str
+
+
+@dataclass
+class Estate:
+    session: Any
+    sweep_queue: str
+    sweep_dlq: str
+    events_dlq: str
+    clusters: dict[str, str]
+    vpc: str
+    security_group: str
+    web: list[Task]
+    etl: list[Task]
+    baseline: dict[str, dict] = field(default_factory=dict)  # task ARN -> {"statuses", "errors", "posture"}
+    table_kwargs: dict = field(default_factory=dict)  # create_table arguments of the template's table
+    _clients: dict = field(default_factory=dict)
+
+    def client(self, service: str):
+        """The test's own client (set-up and assertions; no fault, no spy)."""
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service, region_name=REGION)
+        return self._clients[service]
+
+    @property
+    def tasks(self) -> list[Task]:
+        return self.web + self.etl
+
+
+def _task(ecs, arn: str, cluster: str) -> Task:
+    (described,) = ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"]
+    (attachment,) = described["attachments"]
+    details = {d["name"]: d["value"] for d in attachment["details"]}
+    return Task(
+        arn=arn,
+        eni=details["networkInterfaceId"],
+        subnet=details["subnetId"],
+        private_ip=details["privateIPv4Address"],
+        task_definition_arn=described["taskDefinitionArn"],
+        cluster=cluster,
+        group=described["group"],
+    )
+
+
+def build_estate(monkeypatch) -> Estate:
+    """The emulated account (call inside ``mock_aws``)."""
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in UNSET:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(botocore.endpoint, "time", _VirtualTime)  # retry sleeps: virtual
+    session = new_session()
+    session.client("securityhub", region_name=REGION).enable_security_hub(EnableDefaultStandards=False)
+    sqs = session.client("sqs", region_name=REGION)
+    sweep_dlq = sqs.create_queue(QueueName="fargate-audit-SweepDeadLetterQueue")["QueueUrl"]
+    sweep_dlq_arn = sqs.get_queue_attributes(QueueUrl=sweep_dlq, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    template = load_template(REPO_ROOT / "template.yaml")
+    max_receive = template["Resources"]["SweepQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+    sweep_queue = sqs.create_queue(
+        QueueName="fargate-audit-SweepQueue",
+        Attributes={
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": sweep_dlq_arn, "maxReceiveCount": max_receive}
+            )
+        },
+    )["QueueUrl"]
+    events_dlq = sqs.create_queue(QueueName="fargate-audit-EventsDeadLetterQueue")["QueueUrl"]
+
+    b = estate._Builder(session, REGION)
+    vpc = b.vpc("prod", "10.30.0.0/16")
+    igw = b.internet_gateway(vpc, "prod-igw")
+    public = b.subnet("prod-public-a", vpc, "10.30.1.0/24", "a")
+    private = b.subnet("prod-private-a", vpc, "10.30.2.0/24", "a")
+    b.route_table("prod-public", vpc, [public], [{"DestinationCidrBlock": WORLD4, "GatewayId": igw}])
+    nat = b.nat_gateway("prod-nat-a", public)
+    b.route_table("prod-private", vpc, [private], [{"DestinationCidrBlock": WORLD4, "NatGatewayId": nat}])
+    sg = b.security_group(
+        "prod",
+        "prod-web-tasks",
+        "web service tasks",
+        ingress=[estate._ports("tcp", 443, 443, cidrs4=[WORLD4])],
+    )
+    ecr = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+    b.task_definition(
+        "web",
+        [
+            estate._container("log-router", "public.ecr.aws/aws-observability/aws-for-fluent-bit:2.32.4"),
+            estate._container(
+                "web", f"{ecr}/web:1.8.3", ports=[443], environment={"DB_PASSWORD": CANARY_DEFINITION}
+            ),
+        ],
+    )
+    b.task_definition("etl", [estate._container("etl", f"{ecr}/etl:2.0")])
+    b.cluster("prod-web", "enabled")
+    b.cluster("batch", "disabled")
+    b.cluster("idle", "enabled")  # no task: a cheap valid sweep message
+    web = b.run_tasks("prod-web", "web", [public], [sg], 2, "1.4.0", service="web", public_ip=True)
+    etl = b.run_tasks("batch", "etl", [private], [sg], 1, "1.4.0", started_by="ops/etl")
+    world = Estate(
+        session=session,
+        sweep_queue=sweep_queue,
+        sweep_dlq=sweep_dlq,
+        events_dlq=events_dlq,
+        clusters=dict(b.info.clusters),
+        vpc=vpc,
+        security_group=sg,
+        web=[_task(b.ecs, arn, "prod-web") for arn in web],
+        etl=[_task(b.ecs, arn, "batch") for arn in etl],
+        table_kwargs=table_create_kwargs(template, TABLE),
+    )
+    # the baseline: each task audited from its RUNNING event with no fault
+    clients = Clients(session)
+    for task in world.tasks:
+        detail = running_event(world, task)["detail"]
+        collected = collect.collect_tasks(clients, REGION, world.clusters[task.cluster], [detail])
+        evaluation = scan.evaluate_raw(collected.raw_tasks, catalog(), None, T0)
+        (posture,) = evaluation.postures
+        world.baseline[task.arn] = {
+            "statuses": {r["rule_id"]: r["status"] for r in evaluation.results},
+            "errors": set(posture["errors"]),
+            "posture": posture,
+        }
+    return world
+
+
+class _VirtualTime:
+    """Stands in for ``time`` in botocore.endpoint (its only use: the retry sleep)."""
+
+    clock: Clock | None = None
+
+    @classmethod
+    def sleep(cls, seconds: float) -> None:
+        if cls.clock is not None:
+            cls.clock.sleep(seconds)
+
+
+# --------------------------------------------------------------------------- events
+
+
+def _sample(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text(encoding="utf-8"))
+
+
+def running_event(
+    world: Estate,
+    task: Task,
+    version: int = 4,
+    event_id: str | None = None,
+    override_env: dict[str, str] | None = None,
+    account: str = ACCOUNT,
+    region: str = REGION,
+    last_status: str = "RUNNING",
+) -> dict:
+    """An "ECS Task State Change" of ``task`` in the documented shape (events/ sample)."""
+    event = _sample("ecs-task-running.json" if last_status != "STOPPED" else "ecs-task-stopped.json")
+    sample_task = event["detail"]["taskArn"]
+    text = json.dumps(event)
+    for old, new in (
+        (sample_task, task.arn),
+        (event["detail"]["clusterArn"], world.clusters[task.cluster]),
+        (event["detail"]["taskDefinitionArn"], task.task_definition_arn),
+    ):
+        text = text.replace(old, new)
+    event = json.loads(text)
+    detail = event["detail"]
+    detail["group"] = task.group
+    detail["lastStatus"] = last_status
+    detail["version"] = version
+    for attachment in detail.get("attachments", []):
+        for item in attachment.get("details", []):
+            item["value"] = {
+                "subnetId": task.subnet,
+                "networkInterfaceId": task.eni,
+                "privateIPv4Address": task.private_ip,
+            }.get(item["name"], item["value"])
+    container_names = ["log-router", "web"] if task.group == "service:web" else ["etl"]
+    detail["overrides"] = {"containerOverrides": [{"name": n} for n in container_names]}
+    if override_env:
+        detail["overrides"]["containerOverrides"][-1]["environment"] = [
+            {"name": k, "value": v} for k, v in override_env.items()
+        ]
+    if account != ACCOUNT or region != REGION:
+        text = json.dumps(event).replace(f":{REGION}:{ACCOUNT}:", f":{region}:{account}:")
+        event = json.loads(text)
+    event["account"], event["region"] = account, region
+    event["id"] = event_id or f"{last_status.lower()}-{task.arn.rsplit('/', 1)[-1][:12]}-v{version}"
+    return event
+
+
+def config_event(world: Estate, resource_id: str | None = None, account: str = ACCOUNT) -> dict:
+    """A "Config Configuration Item Change" of the tasks' security group."""
+    event = _sample("config-security-group-change.json")
+    item = event["detail"]["configurationItem"]
+    text = json.dumps(event).replace(item["resourceId"], resource_id or world.security_group)
+    event = json.loads(text)
+    item = event["detail"]["configurationItem"]
+    if account != ACCOUNT:
+        text = json.dumps(event).replace(ACCOUNT, account)
+        event = json.loads(text)
+    return event
+
+
+def scheduled_event() -> dict:
+    return _sample("scheduled-event.json")
+
+
+def sweep_body(world: Estate, cluster: str, account: str = ACCOUNT, region: str = REGION) -> str:
+    arn = world.clusters[cluster]
+    if account != ACCOUNT or region != REGION:
+        arn = arn.replace(f":{REGION}:{ACCOUNT}:", f":{region}:{account}:")
+    return json.dumps({"account_id": account, "region": region, "cluster_arn": arn})
+
+
+def sqs_record(message_id: str, body: str, receive_count: int = 1) -> dict:
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"handle-{message_id}",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "1795176001204"},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:fargate-audit-SweepQueue",
+        "awsRegion": REGION,
+    }
+
+
+# --------------------------------------------------------------------------- one scenario's run
+
+
+class Run:
+    """One scenario: a fresh table, Security Hub and queues, a new runtime (a new Lambda
+    container) on the module's estate, and the checks that end every scenario."""
+
+    def __init__(self, world: Estate, monkeypatch, capsys, caplog, env: dict | None = None) -> None:
+        self.world = world
+        self.capsys = capsys
+        self.caplog = caplog
+        self.clock = Clock()
+        self.outcomes: list[Any] = []
+        self.texts: list[str] = []  # other outputs to scan (CLI output, reports, ...)
+        self._snapshot: dict[str, Any] = {}  # table scan / findings, until the next change
+        _VirtualTime.clock = self.clock
+        monkeypatch.setattr(lambda_handlers, "_now", self.clock.datetime)
+        caplog.set_level(logging.INFO)
+        self._reset_state()
+        self.runtimes: list[Any] = []
+        self.rt, self.spy, self.calls = self.new_runtime(env)
+        lambda_handlers.set_runtime(self.rt)
+        self.faults = Faults(self.rt.clients)
+
+    # -- set-up
+
+    def _reset_state(self) -> None:
+        dynamodb = self.world.client("dynamodb")
+        if TABLE in dynamodb.list_tables()["TableNames"]:
+            dynamodb.delete_table(TableName=TABLE)
+        dynamodb.create_table(**self.world.table_kwargs)
+        securityhub_backends[ACCOUNT][REGION].findings.clear()
+        for url in (self.world.sweep_queue, self.world.sweep_dlq, self.world.events_dlq):
+            queue = sqs_backends[ACCOUNT][REGION].queues[url.rsplit("/", 1)[-1]]
+            queue._messages.clear()  # PurgeQueue: once a minute only
+            queue._pending_messages.clear()
+
+    def environment(self, env: dict | None = None) -> dict:
+        import os
+
+        return dict(os.environ) | {"EVENTS_DLQ_URL": self.world.events_dlq} | (env or {})
+
+    def new_runtime(self, env: dict | None = None, session=None):
+        """A runtime as a new Lambda container builds it, with its own call log and spy."""
+        calls = CallLog()
+        rt_session = session or new_session()
+        calls.attach(rt_session)
+        spy = Spy()
+        rt = lambda_handlers.build_runtime(environ=self.environment(env), session=rt_session, logger=spy)
+        rt.recorder.sleep = self.clock.sleep
+        if rt.publisher is not None:
+            rt.publisher.sleep = self.clock.sleep
+        self.runtimes.append((rt, spy, calls))
+        return rt, spy, calls
+
+    def use(self, env: dict) -> None:
+        """From now on, a runtime built with ``env`` over the defaults (a redeployed stack)."""
+        self.faults.clear()
+        self.rt, self.spy, self.calls = self.new_runtime(env)
+        lambda_handlers.set_runtime(self.rt)
+        self.faults = Faults(self.rt.clients)
+
+    def context(self, timeout_s: float = 60) -> Context:
+        return Context(self.clock, timeout_s)
+
+    # -- handlers (through fargate_audit.lambda_handlers, with the spy)
+
+    def changed(self) -> None:
+        """Forget the cached table scan and findings (call after changing AWS state)."""
+        self._snapshot.clear()
+
+    def _call(self, handler, event, context=None, rt=None, spy=None):
+        self.changed()
+        previous = lambda_handlers._RUNTIME
+        if rt is not None:
+            lambda_handlers.set_runtime(rt)
+        try:
+            outcome = handler(
+                event, context or self.context(), logger=spy or self.spy, metrics=spy or self.spy
+            )
+        finally:
+            lambda_handlers.set_runtime(previous)
+            self.changed()
+        self.outcomes.append(outcome)
+        return outcome
+
+    def task_events(self, event, context=None, rt=None, spy=None):
+        return self._call(lambda_handlers.task_events, event, context, rt, spy)
+
+    def config_events(self, event, context=None):
+        return self._call(lambda_handlers.config_events, event, context)
+
+    def sweep_planner(self, event, context=None):
+        return self._call(lambda_handlers.sweep_planner, event, context)
+
+    def sweep_worker(self, records: list[dict], context=None):
+        """The worker, by default with its template timeout (300 s) ahead of it."""
+        return self._call(lambda_handlers.sweep_worker, {"Records": records}, context or self.context(300))
+
+    # -- events
+
+    def running(self, task: Task, **kwargs) -> dict:
+        return running_event(self.world, task, **kwargs)
+
+    def stopped(self, task: Task, version: int = 7, **kwargs) -> dict:
+        return running_event(self.world, task, version=version, last_status="STOPPED", **kwargs)
+
+    # -- state
+
+    def table_items(self) -> list[dict]:
+        if "items" not in self._snapshot:
+            self._snapshot["items"] = self._scan()
+        return self._snapshot["items"]
+
+    def _scan(self) -> list[dict]:
+        dynamodb = self.world.client("dynamodb")
+        items, start = [], None
+        while True:
+            kwargs = {"TableName": TABLE} | ({"ExclusiveStartKey": start} if start else {})
+            page = dynamodb.scan(**kwargs)
+            items += [record.from_attributes(i) for i in page["Items"]]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return items
+
+    def latest(self, task: Task) -> dict | None:
+        return self.rt.recorder.latest(task.arn)
+
+    def statuses(self, task: Task) -> dict[str, str]:
+        return (self.latest(task) or {}).get("statuses") or {}
+
+    def history(self, task: Task) -> list[dict]:
+        return self.rt.recorder.history(task.arn)
+
+    def outbox(self) -> list[dict]:
+        return [i for i in self.table_items() if i["pk"] == record.OUTBOX_PK]
+
+    def findings(self) -> dict[str, dict]:
+        """Security Hub's fargate-audit findings by Id."""
+        if "findings" not in self._snapshot:
+            self._snapshot["findings"] = self._findings()
+        return copy.deepcopy(self._snapshot["findings"])
+
+    def _findings(self) -> dict[str, dict]:
+        hub = self.world.client("securityhub")
+        found = [f for page in hub.get_paginator("get_findings").paginate() for f in page["Findings"]]
+        return {f["Id"]: f for f in found if f["Id"].startswith("fargate-audit/")}
+
+    def queue_messages(self, url: str) -> list[dict]:
+        """Every message of a queue, left in it (received with a zero visibility timeout)."""
+        sqs = self.world.client("sqs")
+        seen: dict[str, dict] = {}
+        for _ in range(20):
+            got = sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, MessageAttributeNames=["All"]
+            ).get("Messages", [])
+            new = [m for m in got if m["MessageId"] not in seen]
+            if not got or not new:
+                break
+            seen.update({m["MessageId"]: m for m in new})
+        return list(seen.values())
+
+    def dead_letters(self) -> list[dict]:
+        return [json.loads(m["Body"]) for m in self.queue_messages(self.world.events_dlq)]
+
+    # -- the checks every scenario ends with
+
+    def leaks(self) -> int:
+        """Occurrences of a canary in every output: logs (spies, stdout/stderr, logging),
+        handler outcomes, the table, Security Hub, every queue, other texts given."""
+        captured = self.capsys.readouterr()
+        self.texts += [captured.out, captured.err]
+        parts = [
+            json.dumps([spy.logs for _, spy, _ in self.runtimes], default=str),
+            json.dumps(self.outcomes, default=str),
+            self.caplog.text,
+            json.dumps(self.table_items(), default=str),
+            json.dumps(self.findings(), default=str),
+            *(
+                json.dumps(self.queue_messages(url), default=str)
+                for url in (self.world.events_dlq, self.world.sweep_queue, self.world.sweep_dlq)
+            ),
+            *self.texts,
+        ]
+        return sum(part.count(canary) for part in parts for canary in CANARIES)
+
+    def passed_on_failed_facts(self) -> list[str]:
+        """Results recorded PASSED although a fact their rule needs is in error, and
+        Security Hub findings PASSED although a running task of the workload is ERROR."""
+        rules_by_id = {rule.id: rule for rule in catalog().rules}
+        wrong: list[str] = []
+        compliance: dict[str, set[str]] = {}
+        for item in self.table_items():
+            if item.get("sk") != record.LATEST_SK or item.get("lifecycle") != record.RUNNING:
+                continue
+            latest = record.decode_latest(item)
+            errors = set((latest["posture"] or {}).get("errors") or {})
+            posture = latest["posture"] or {}
+            for result in latest["results"]:
+                rule = rules_by_id.get(result["rule_id"])
+                needs = set(rule.requires) if rule else set()
+                if rule is not None and rule.applicability:
+                    needs |= set(rule.applicability.requires)
+                if result["status"] == "PASSED" and needs & errors:
+                    wrong.append(f"{latest['task_arn']} {result['rule_id']} PASSED with {needs & errors}")
+                finding_id = "fargate-audit/{}/{}/{}/{}/{}".format(
+                    posture.get("account_id"),
+                    posture.get("region"),
+                    posture.get("cluster_name"),
+                    posture.get("group"),
+                    result["rule_id"],
+                )
+                compliance.setdefault(finding_id, set()).add(result["status"])
+        for finding_id, finding in self.findings().items():
+            statuses = compliance.get(finding_id, set())
+            active_pass = (
+                finding.get("RecordState") == "ACTIVE" and finding["Compliance"]["Status"] == "PASSED"
+            )
+            if active_pass and statuses & {"ERROR", "FAILED"}:
+                wrong.append(f"{finding_id} PASSED over {sorted(statuses)}")
+        return wrong
+
+    def findings_lost(self) -> int:
+        """Findings the recorded running tasks call for that Security Hub does not hold with
+        that compliance (interface.md: FAILED > NOT_AVAILABLE (ERROR) > PASSED), plus
+        findings still waiting in the outbox."""
+        expected: dict[str, str] = {}
+        by_finding: dict[str, set[str]] = {}
+        for item in self.table_items():
+            if item.get("sk") != record.LATEST_SK or item.get("lifecycle") != record.RUNNING:
+                continue
+            latest = record.decode_latest(item)
+            posture = latest["posture"] or {}
+            prefix = "fargate-audit/{}/{}/{}/{}/".format(
+                *(posture.get(key) for key in ("account_id", "region", "cluster_name", "group"))
+            )
+            for result in latest["results"]:
+                by_finding.setdefault(prefix + result["rule_id"], set()).add(result["status"])
+        for finding_id, statuses in by_finding.items():
+            if "FAILED" in statuses:
+                expected[finding_id] = "FAILED"
+            elif "ERROR" in statuses:
+                expected[finding_id] = "NOT_AVAILABLE"
+            elif "PASSED" in statuses:
+                expected[finding_id] = "PASSED"
+        held = {
+            finding_id: f["Compliance"]["Status"]
+            for finding_id, f in self.findings().items()
+            if f.get("RecordState") == "ACTIVE"
+        }
+        missing = sum(1 for finding_id, status in expected.items() if held.get(finding_id) != status)
+        return missing + len(self.outbox())
+
+    def tasks_lost(self, running: Iterable[Task] = (), stopped: Iterable[Task] = ()) -> int:
+        """Tasks not recorded in the lifecycle they must have."""
+        lost = 0
+        for task in running:
+            latest = self.latest(task)
+            lost += latest is None or latest["lifecycle"] != record.RUNNING or latest["posture"] is None
+        for task in stopped:
+            latest = self.latest(task)
+            lost += latest is None or latest["lifecycle"] != record.STOPPED
+        return lost
+
+    def close(self) -> None:
+        self.faults.clear()
+        for rt, _, _ in self.runtimes:
+            rt.clients.deadline = None
+        _VirtualTime.clock = None
+        lambda_handlers.reset_runtime()
+
+
+def expected_statuses(world: Estate, task: Task, failed_facts: set[str]) -> dict[str, str]:
+    """The statuses ``task`` must show when ``failed_facts`` (posture facts) could not be
+    collected: every rule needing one of them ERROR (a rule whose applicability needs one:
+    ERROR; one not applicable by its container facts: unchanged), the others as in the
+    fault-free baseline."""
+    baseline = world.baseline[task.arn]["statuses"]
+    by_id = {rule.id: rule for rule in catalog().rules}
+    expected = {}
+    for rule_id, status in baseline.items():
+        rule = by_id[rule_id]
+        applicability = set(rule.applicability.requires) if rule.applicability else set()
+        if applicability & failed_facts:
+            expected[rule_id] = "ERROR"
+        elif rule.applicability and status == "NOT_APPLICABLE":
+            expected[rule_id] = status
+        elif set(rule.requires) & failed_facts:
+            expected[rule_id] = "ERROR"
+        else:
+            expected[rule_id] = status
+    return expected
+
+
+def facts_of(world: Estate, task: Task, service: str, operation: str) -> set[str]:
+    """The posture facts a failed ``service.operation`` spoils for ``task``."""
+    facts = set(API_FACTS[(service, operation)])
+    if operation == "DescribeNatGateways":
+        egress = world.baseline[task.arn]["posture"]["network"]["egress"]
+        through_nat = any(str(path.get("path", "")).startswith("nat-gateway") for path in egress.values())
+        return facts if through_nat else set()
+    return facts
