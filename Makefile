@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_scan.py
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_event.py
+	$(BIN)/python bench/bench_dns.py
 
 clean:
 	rm -rf $(VENV) .venv-sam .venv-checkov .aws-sam build dist .pytest_cache .ruff_cache layers/*.egg-info

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 REGION = "eu-west-1"
 TARGETS = {"cold_reads": 10, "warm_reads": 3, "import_ms": 400}
 FACT_SERVICES = ("ecs.", "ec2.")
-FUNCTIONS = ("task_events", "config_events", "sweep_planner", "sweep_worker")
+FUNCTIONS = ("task_events", "config_events", "sweep_planner", "sweep_worker", "dns_logs")
 
 _IMPORT_PROBE = """
 import sys, time

@@ -125,7 +125,8 @@ if any(pkg.rglob("*.egg-info")):
     problems.append("egg-info inside the package")
 
 # functions: app.py only (no vendored deps), handler present
-for fn in ("TaskEventsFunction", "ConfigEventsFunction", "SweepPlannerFunction", "SweepWorkerFunction"):
+for fn in ("TaskEventsFunction", "ConfigEventsFunction", "SweepPlannerFunction", "SweepWorkerFunction",
+           "DnsLogsFunction"):
     app = build / fn / "app.py"
     if not app.is_file() or "def handler(event, context)" not in app.read_text():
         problems.append(f"{fn}/app.py missing or without handler(event, context)")

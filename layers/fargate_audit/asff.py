@@ -439,3 +439,78 @@ def build_findings(
             elif prior is not None and prior.get("RecordState") != "ARCHIVED":
                 findings.append(archive_finding(prior, now))
     return sorted(findings, key=lambda f: f["Id"])
+
+
+def build_discovery_finding(
+    result: Mapping[str, Any],
+    workload_postures: list[dict],
+    catalog: Catalog,
+    now: datetime,
+    prior: dict | None = None,
+) -> dict:
+    """The finding of a workload-discovery rule (EGR-01) for one workload.
+
+    ``result``: :func:`engine.evaluate_discovery`'s result for the workload (PASSED or
+    FAILED; the evidence names the unapproved domains); ``workload_postures``: the
+    workload's running tasks (for the service / task definition resources and its ids).
+    Same Id, product, types and compliance fields as a posture rule's finding; the
+    resources are the workload's own (DNS logs name addresses, not ENIs or groups)."""
+    rule_id = result["rule_id"]
+    rule = catalog.rule(rule_id)
+    first = sorted(workload_postures, key=lambda p: p["task_arn"])[0]
+    account, region, partition = first["account_id"], first["region"], _partition(first["task_arn"])
+    workload = first.get("workload") or f"{first['cluster_name']}/{first['group']}"
+    status = "FAILED" if result["status"] == "FAILED" else "PASSED"
+    evidence = result.get("evidence") or {}
+    requirements, extra_types = _related_requirements(catalog.mappings.get(rule_id) or {})
+    stamp = asff_time(now)
+    domains = list(evidence.get("unapproved_domains") or [])
+    count = int(evidence.get("unapproved_count") or len(domains))
+    if status == "FAILED":
+        shown = ", ".join(domains[:10]) + (f" (+{count - 10} more)" if count > 10 else "")
+        lead = f"Tasks of {workload} resolved {count} domains no approved pattern matches: {shown}."
+    else:
+        lead = f"Every domain the tasks of {workload} were seen resolving is approved."
+    exempted = evidence.get("exempted")
+    if isinstance(exempted, Mapping):
+        lead += f" Exempted: {exempted.get('reason')} (until {exempted.get('expires')})."
+    product_fields = {
+        "fargate-audit/RuleId": rule_id,
+        "fargate-audit/Workload": workload,
+        "fargate-audit/Cluster": first["cluster_arn"],
+        "fargate-audit/Group": first["group"],
+        "fargate-audit/UnapprovedDomains": str(count),
+    }
+    line = summarize_evidence(evidence, limit=MAX_PRODUCT_FIELD_VALUE)
+    if line and status == "FAILED":
+        product_fields["fargate-audit/Evidence"] = line
+    compliance: dict[str, Any] = {"Status": status}
+    if requirements:
+        compliance["RelatedRequirements"] = requirements
+    finding: dict[str, Any] = {
+        "SchemaVersion": SCHEMA_VERSION,
+        "Id": finding_id(account, region, first["cluster_name"], first["group"], rule_id),
+        "ProductArn": product_arn(account, region, partition),
+        "ProductName": PRODUCT_NAME,
+        "GeneratorId": generator_id(rule_id),
+        "AwsAccountId": account,
+        "Region": region,
+        "Types": _types(rule_id, extra_types),
+        "CreatedAt": (prior or {}).get("CreatedAt") or stamp,
+        "UpdatedAt": _updated_at(now, prior),
+        "FirstObservedAt": (prior or {}).get("FirstObservedAt") or stamp,
+        "LastObservedAt": stamp,
+        "Severity": {"Label": rule.severity},
+        "Title": _clip(rule.title, MAX_TITLE),
+        "Description": _clip(f"{lead} {rule.description}", MAX_DESCRIPTION),
+        "Remediation": {"Recommendation": {"Text": _clip(rule.remediation, MAX_REMEDIATION)}},
+        "ProductFields": product_fields,
+        "Compliance": compliance,
+        "RecordState": "ACTIVE",
+        "Resources": _workload_resources(sorted(workload_postures, key=lambda p: p["task_arn"]))[
+            :MAX_RESOURCES
+        ],
+    }
+    if prior is None:
+        finding["Workflow"] = {"Status": "NEW"}
+    return finding

@@ -7,6 +7,7 @@ from boto3's own chain only (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from fargate_audit.errors import CredentialsError
+from fargate_audit.errors import ConfigError, CredentialsError
 
 USER_AGENT_EXTRA = "fargate-audit/0.1"
 
@@ -53,6 +54,17 @@ REJECTED_CREDENTIALS_CODES = frozenset(
 
 ClientFactory = Callable[[str, str], Any]
 
+# botocore's standard mode sleeps rand(0, 1) * min(2 ** (attempt - 1), 20) s before a retry,
+# plus up to 5 s more when AWS sends x-amz-retry-after.
+RETRY_MAX_BACKOFF_SECONDS = 20
+RETRY_AFTER_MAX_ADDITIONAL_SECONDS = 5
+
+# Cross-account reads (scan --role-arn, the stack's AuditRoleArn): the session name and the
+# forms IAM accepts for a role ARN and an external id (2-1,224 characters of [\w+=,.@:/-]).
+ROLE_SESSION_NAME = "fargate-audit"
+ROLE_ARN_PATTERN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}")
+EXTERNAL_ID_PATTERN = re.compile(r"[\w+=,.@:/-]{2,1224}")
+
 
 def session_from_env(region: str | None = None):
     """A boto3 Session from the standard chain (AWS_PROFILE, credentials, AWS_ENDPOINT_URL).
@@ -67,6 +79,80 @@ def session_from_env(region: str | None = None):
         return boto3.session.Session(region_name=region or os.environ.get("AWS_REGION") or None)
     except BotoCoreError as exc:  # e.g. ProfileNotFound for a bad AWS_PROFILE
         raise CredentialsError(" ".join(str(exc).split())) from exc
+
+
+def role_account(role_arn: str) -> str:
+    """The account id of an IAM role ARN."""
+    return role_arn.split(":")[4]
+
+
+def check_role(role_arn: str, external_id: str | None, what: str = "role") -> None:
+    """ConfigError (one line) when ``role_arn`` is not an IAM role ARN or ``external_id`` is
+    not a possible external id. The external id itself is never echoed."""
+    if not ROLE_ARN_PATTERN.fullmatch(role_arn or ""):
+        raise ConfigError(f"{what}: {role_arn!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+    if external_id is not None and not EXTERNAL_ID_PATTERN.fullmatch(external_id):
+        raise ConfigError(
+            f"{what}: the external id must be 2 to 1224 characters of letters, digits and +=,.@:/-"
+        )
+
+
+def assume_role_session(session, role_arn: str, external_id: str | None = None, *, eager: bool = True):
+    """A boto3 Session whose credentials come from ``sts:AssumeRole`` on ``role_arn`` (session
+    name ``fargate-audit``, ``ExternalId`` when given), made with ``session``'s credentials
+    and refreshed before they expire (a warm Lambda container outlives one hour).
+
+    ``eager``: assume the role now, so that a refusal is one CredentialsError line (the
+    CLI); else on the first call made with the session (no AWS call at build time: the
+    Lambda runtime). Region and endpoint chain: those of ``session``.
+    """
+    import functools
+
+    import boto3
+    import botocore.session
+    from botocore.credentials import (
+        AssumeRoleCredentialFetcher,
+        CredentialProvider,
+        CredentialResolver,
+        DeferredRefreshableCredentials,
+    )
+
+    check_role(role_arn, external_id)
+    region = session.region_name
+    source = session.get_credentials()
+    if source is None:
+        raise CredentialsError(NO_CREDENTIALS_MESSAGE)
+    extra_args = {"RoleSessionName": ROLE_SESSION_NAME}
+    if external_id:
+        extra_args["ExternalId"] = external_id
+    fetcher = AssumeRoleCredentialFetcher(
+        client_creator=functools.partial(session.client, region_name=region, config=CLIENT_CONFIG),
+        source_credentials=source,
+        role_arn=role_arn,
+        extra_args=extra_args,
+    )
+    credentials = DeferredRefreshableCredentials(
+        refresh_using=fetcher.fetch_credentials, method="assume-role"
+    )
+
+    class _AssumedRole(CredentialProvider):
+        METHOD = "assume-role"
+
+        def load(self):
+            return credentials
+
+    core = botocore.session.Session()
+    core.register_component("credential_provider", CredentialResolver([_AssumedRole()]))
+    source_core = getattr(session, "_session", None)  # reuse its parsed service models
+    if source_core is not None:
+        core.register_component("data_loader", source_core.get_component("data_loader"))
+    assumed = boto3.session.Session(botocore_session=core, region_name=region)
+    if eager:
+        try:
+            credentials.get_frozen_credentials()
+        except AWS_ERRORS as exc:
+            raise CredentialsError(f"cannot assume {role_arn}: {describe_error(exc, 'AssumeRole')}") from exc
+    return assumed
 
 
 def client(session, service: str, region: str):
@@ -158,11 +244,44 @@ class CallCounter:
         return sum(self.counts.values())
 
 
+class Deadline:
+    """When an invocation must be done: ``remaining_ms()`` (Lambda's
+    ``context.get_remaining_time_in_millis``) minus ``reserve_seconds`` kept for what
+    follows the reads (recording, publishing, answering)."""
+
+    def __init__(self, remaining_ms: Callable[[], int], reserve_seconds: float) -> None:
+        self.remaining_ms = remaining_ms
+        self.reserve_seconds = float(reserve_seconds)
+
+    def remaining_seconds(self) -> float:
+        return self.remaining_ms() / 1000.0
+
+    def allows(self, seconds: float) -> bool:
+        """True when ``seconds`` more still leave the reserve."""
+        return self.remaining_seconds() - seconds >= self.reserve_seconds
+
+
+def worst_retry_delay(attempts: int, response: Any = None) -> float:
+    """The longest sleep botocore's standard mode may take after ``attempts`` attempts."""
+    delay = float(min(2 ** max(attempts - 1, 0), RETRY_MAX_BACKOFF_SECONDS))
+    http = response[0] if isinstance(response, tuple) and response else None
+    headers = getattr(http, "headers", None) or {}
+    if headers.get("x-amz-retry-after"):
+        delay += RETRY_AFTER_MAX_ADDITIONAL_SECONDS
+    return delay
+
+
 class Clients:
     """boto3 clients per (service, region), created on first use and counted by one counter.
 
     `factory(service, region)` builds a client; the default uses `client(session, ...)`.
     Tests inject clients wrapped in botocore's Stubber through `factory`.
+
+    ``deadline`` (a :class:`Deadline`, None: none): while set, a failed call is not retried
+    when botocore's next backoff could eat into the deadline's reserve; the call then fails
+    with AWS's own error (e.g. ``RequestLimitExceeded``), which the collector records as an
+    unavailable fact (``ERROR`` results) instead of the function timing out mid-write.
+    ``retries_stopped`` counts those cut-short retries.
     """
 
     def __init__(self, session=None, factory: ClientFactory | None = None) -> None:
@@ -177,12 +296,33 @@ class Clients:
         self._factory = factory
         self._cache: dict[tuple[str, str], Any] = {}
         self.counter = CallCounter()
+        self.deadline: Deadline | None = None
+        self.retries_stopped = 0
 
     def get(self, service: str, region: str):
         key = (service, region)
         if key not in self._cache:
-            self._cache[key] = self.counter.attach(self._factory(service, region))
+            aws_client = self.counter.attach(self._factory(service, region))
+            events = aws_client.meta.events
+            name = aws_client.meta.service_model.service_id.hyphenize()
+            # first: its False vetoes the retry before botocore's own handler asks for one
+            events.register_first(
+                f"needs-retry.{name}", self._veto_retry, unique_id=f"fargate-audit-deadline-{id(self)}"
+            )
+            self._cache[key] = aws_client
         return self._cache[key]
+
+    def _veto_retry(self, attempts: int = 1, response: Any = None, caught_exception: Any = None, **_: Any):
+        """botocore ``needs-retry`` handler: False (no retry) when the deadline is too near."""
+        if self.deadline is None:
+            return None
+        failed = caught_exception is not None or (
+            isinstance(response, tuple) and response and getattr(response[0], "status_code", 200) >= 400
+        )
+        if not failed or self.deadline.allows(worst_retry_delay(attempts, response)):
+            return None
+        self.retries_stopped += 1
+        return False
 
     def ecs(self, region: str):
         return self.get("ecs", region)

@@ -15,6 +15,10 @@ gathers every violation before deciding.
 Applicability functions (``applicability(posture, params) -> bool``) say whether a rule
 concerns the task at all; ``False`` gives ``NOT_APPLICABLE``.
 
+A rule whose ``evaluation`` is ``workload-discovery`` (EGR-01) reads a Discovery instead of
+a Posture: ``{"account_id", "region", "workload", "destinations": [{"name", "query_type",
+...}]}`` (docs/design.md section 6), built by the dns_logs function from DNS query logs.
+
 The vocabulary is closed: :data:`CHECKS` and :data:`APPLICABILITY` list every function a
 rule file may name (``rules/schema.json`` enumerates the same names).
 """
@@ -475,6 +479,70 @@ def writable_root_filesystem(posture: Mapping, params: Mapping) -> CheckResult:
     return _verdict(bool(containers)), {"containers": containers}
 
 
+# --------------------------------------------------------------------------- EGR
+
+QUERY_LOG_LIVE_STATUSES = frozenset({"ACTIVE", "CREATING"})
+MAX_EVIDENCE_DOMAINS = 50
+
+
+def dns_queries_not_logged(posture: Mapping, params: Mapping) -> CheckResult:
+    """EGR-02: no Resolver query-log configuration is associated with the task's VPC (an
+    association counts while its status is ACTIVE or CREATING)."""
+    network = _network(posture)
+    found = [
+        {key: item.get(key) for key in ("id", "config_id", "status")}
+        for item in network.get("query_log_configs") or []
+    ]
+    logged = any(str(item["status"] or "").upper() in QUERY_LOG_LIVE_STATUSES for item in found)
+    return _verdict(not logged), {"vpc_id": network.get("vpc_id"), "query_log_configs": found}
+
+
+def normalize_domain(name: str | None) -> str:
+    """A DNS name as compared: stripped, lower-cased, one trailing dot removed."""
+    text = (name or "").strip().lower()
+    return text[:-1] if text.endswith(".") else text
+
+
+def domain_matches(name: str, pattern: str) -> bool:
+    """rules.md EGR-01: ``*.d`` matches every name ending in ``.d`` (not ``d`` itself), a
+    plain name only itself; case-insensitive, trailing dot ignored on both sides."""
+    name, pattern = normalize_domain(name), normalize_domain(pattern)
+    if pattern.startswith("*."):
+        suffix = pattern[1:]
+        return len(name) > len(suffix) and name.endswith(suffix)
+    return bool(name) and name == pattern
+
+
+def _registry_host(pattern: str) -> str:
+    """The host of an ``approved_registries`` pattern (``host[:port]``)."""
+    host, sep, port = pattern.rpartition(":")
+    return host if sep and (port.isdigit() or port == "*") else pattern
+
+
+def domain_approved(name: str, domains: Iterable[str], registries: Iterable[str] = ()) -> bool:
+    """EGR-01: ``name`` matches an ``approved_domains`` pattern or the host of an
+    ``approved_registries`` pattern (with IMG-01's own ``*`` = one label semantics)."""
+    if any(domain_matches(name, pattern) for pattern in domains):
+        return True
+    text = normalize_domain(name)
+    return any(_registry_regex(_registry_host(pattern)).fullmatch(text) for pattern in registries)
+
+
+def unapproved_domains(discovery: Mapping, params: Mapping) -> CheckResult:
+    """EGR-01 (workload-discovery): a name the workload's tasks resolved matches no pattern
+    of ``approved_domains`` nor the host of an ``approved_registries`` pattern. Evidence:
+    the unapproved names (sorted, at most 50) and their count."""
+    domains = list(params["approved_domains"])
+    registries = list(params["approved_registries"])
+    names = {normalize_domain(d.get("name")) for d in discovery.get("destinations") or []} - {""}
+    unapproved = sorted(name for name in names if not domain_approved(name, domains, registries))
+    evidence = {
+        "unapproved_domains": unapproved[:MAX_EVIDENCE_DOMAINS],
+        "unapproved_count": len(unapproved),
+    }
+    return _verdict(bool(unapproved)), evidence
+
+
 # --------------------------------------------------------------------------- vocabulary
 
 CheckFunction = Callable[[Mapping, Mapping], CheckResult]
@@ -498,6 +566,8 @@ CHECKS: dict[str, CheckFunction] = {
     "platform_version_outdated": platform_version_outdated,
     "secrets_in_environment": secrets_in_environment,
     "writable_root_filesystem": writable_root_filesystem,
+    "dns_queries_not_logged": dns_queries_not_logged,
+    "unapproved_domains": unapproved_domains,
 }
 
 APPLICABILITY: dict[str, ApplicabilityFunction] = {

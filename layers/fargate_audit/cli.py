@@ -2,12 +2,16 @@
 
     fargate-audit scan [--region R]... [--cluster C]... [--params FILE]
                        [--format table|json|asff] [--output FILE] [--fail-on SEVERITY]
+                       [--role-arn ARN [--external-id ID]]
     fargate-audit rules list [--format table|json]
     fargate-audit rules validate [DIR]
     fargate-audit demo
     fargate-audit invoke FUNCTION EVENT_FILE
     fargate-audit history TASK_ARN [--format table|json] [--table NAME]
     fargate-audit findings [--format table|json] [--table NAME]
+    fargate-audit discovered [--workload W] [--since T] [--format table|json]
+                             [--export network-firewall|dns-firewall FILE] [--approved-only] [--wildcards]
+                             [--params FILE] [--table NAME]
     fargate-audit --version
 
 Exit status of ``scan``: 0 no FAILED result at or above ``--fail-on`` (default LOW); 1 such
@@ -147,9 +151,15 @@ def cmd_scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     out.check_writable()  # before the scan, not after it
 
     from . import scan
-    from .aws import session_from_env
+    from .aws import assume_role_session, check_role, session_from_env
 
+    if args.external_id is not None and not args.role_arn:
+        raise ConfigError("--external-id needs --role-arn")
+    if args.role_arn:
+        check_role(args.role_arn, args.external_id, "--role-arn")
     session = session_from_env()  # AWS_REGION first: botocore does not read it
+    if args.role_arn:  # read another account: one AssumeRole now, one clear line if refused
+        session = assume_role_session(session, args.role_arn, args.external_id)
     progress = _StderrProgress(stderr) if _isatty(stderr) else None
     try:
         outcome = scan.run_scan(
@@ -276,6 +286,61 @@ def cmd_findings(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     return EXIT_OK
 
 
+def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Destinations observed per workload from DNS query logs; optionally an allow list."""
+    from datetime import UTC, datetime
+
+    from . import egress
+    from .dnslogs import DiscoveryStore
+    from .local import open_recorder, read_table, table_name
+
+    catalog = _load_catalog()
+    overrides = {}
+    if args.params:
+        from . import params as params_mod
+
+        if not os.path.isfile(args.params):
+            raise ConfigError(f"{args.params}: params file not found")
+        overrides = params_mod.load_params(args.params, catalog)
+    from .params import effective_params
+
+    values = effective_params(catalog, overrides)
+    kind, path = args.export if args.export else (None, None)
+    if kind is not None and kind not in egress.EXPORT_KINDS:
+        raise UsageError(f"--export: {kind!r} is not one of {', '.join(egress.EXPORT_KINDS)}")
+    target = _Output(None if path == "-" else path, stdout)
+    target.check_writable()
+    try:
+        since = egress.parse_since(args.since, datetime.now(UTC))
+    except egress.SelectionError as exc:
+        raise UsageError(str(exc)) from None
+
+    recorder = open_recorder(table_name(args.table))
+    store = DiscoveryStore(recorder.table_name, recorder.client)
+    summaries = read_table(recorder, "Query", store.summaries)
+    selected = egress.select(summaries, args.workload, include_unattributed=kind is None)
+    view = egress.discovered_view(
+        selected, lambda key: read_table(recorder, "Query", lambda: store.destinations(key)), values, since
+    )
+    if kind is not None:
+        domains = egress.export_domains(
+            view, values, approved_only=args.approved_only, wildcards=args.wildcards
+        )
+        if kind == egress.NETWORK_FIREWALL:
+            request = egress.network_firewall_rule_group(domains)
+            egress.validate_rule_group_request(request)
+            text = _json(request)
+        else:
+            text = egress.dns_firewall_domain_list(domains)
+        target.write(text)
+        stderr.write(f"{PROG}: wrote {len(domains)} domains from {len(view)} workloads to {path} ({kind})\n")
+    if args.format == "json":
+        stdout.write(_json(view))
+    elif kind is None or path != "-":
+        stdout.write(egress.format_discovered(view))
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -316,6 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
         + ", ".join(SEVERITY_CHOICES)
         + ")",
     )
+    scan.add_argument(
+        "--role-arn",
+        metavar="ARN",
+        help="read through this IAM role, e.g. another account's (sts:AssumeRole, session fargate-audit)",
+    )
+    scan.add_argument("--external-id", metavar="ID", help="the ExternalId the role's trust policy requires")
     scan.set_defaults(func=cmd_scan)
 
     rules = commands.add_parser("rules", parents=[common], help="the rule catalog")
@@ -364,6 +435,43 @@ def build_parser() -> argparse.ArgumentParser:
     findings.add_argument("--format", choices=("table", "json"), default="table")
     findings.add_argument("--table", metavar="NAME", help=table_help)
     findings.set_defaults(func=cmd_findings)
+
+    discovered = commands.add_parser(
+        "discovered",
+        parents=[common],
+        help="destinations each workload was seen resolving (DNS query logs); allow-list exports",
+        description="Destinations observed per workload from Route 53 Resolver query logs (the dns_logs "
+        "function records them). DNS logs show names, not protocols: the protocol column is a hint.",
+    )
+    discovered.add_argument(
+        "--workload",
+        metavar="W",
+        help="glob over cluster/group or group (e.g. service:web), or 'unattributed'",
+    )
+    discovered.add_argument(
+        "--since", metavar="T", help="last seen since: a duration (30m, 24h, 7d) or ISO time"
+    )
+    discovered.add_argument("--format", choices=("table", "json"), default="table")
+    discovered.add_argument(
+        "--export",
+        nargs=2,
+        metavar=("KIND", "FILE"),
+        help="also write an allow list of the observed names: network-firewall (CreateRuleGroup input, "
+        "--cli-input-json) or dns-firewall (ImportFirewallDomains file)",
+    )
+    discovered.add_argument(
+        "--approved-only", action="store_true", help="export only names approved_domains already approves"
+    )
+    discovered.add_argument(
+        "--wildcards",
+        action="store_true",
+        help="export names an approved *.d pattern covers as that pattern (shorter, broader)",
+    )
+    discovered.add_argument(
+        "--params", metavar="FILE", help="params file (approved_domains, approved_registries)"
+    )
+    discovered.add_argument("--table", metavar="NAME", help=table_help)
+    discovered.set_defaults(func=cmd_discovered)
     return parser
 
 

@@ -15,6 +15,9 @@ Batched and paginated so the request count grows with pages, not tasks (design.m
                                  groups, route tables, NACLs, VPC endpoints, NAT gateways
                DescribeFlowLogs  unfiltered, pages of 1,000, assigned to the VPC whose id,
                                  subnet or task ENI each flow log names
+               ListResolverQueryLogConfigAssociations  unfiltered, pages of 100 (its
+                                 ResourceId filter is not documented to take several
+                                 values), assigned to the VPC each association names
 
 An optional `FactCache` (a warm Lambda container keeps one) spares repeated reads:
 task definitions (immutable per ARN) without expiry, cluster items and per-VPC network facts
@@ -54,9 +57,11 @@ RAW_FACTS = (
     "flow_logs",
     "vpc_endpoints",
     "nat_gateways",
+    "query_log_associations",
 )
 
 ECS_PAGE_SIZE = 100  # ListClusters, ListTasks
+RESOLVER_PAGE_SIZE = 100  # ListResolverQueryLogConfigAssociations (1-100)
 DESCRIBE_TASKS_BATCH = 100
 DESCRIBE_CLUSTERS_BATCH = 100
 EC2_PAGE_SIZE = 1000
@@ -93,7 +98,7 @@ VPC_FACT_CALLS = (
     _VpcFactCall("vpc_endpoints", "DescribeVpcEndpoints", 1000),
     _VpcFactCall("nat_gateways", "DescribeNatGateways", 1000, "Filter"),
 )
-VPC_FACTS = tuple(spec.fact for spec in VPC_FACT_CALLS) + ("flow_logs",)
+VPC_FACTS = tuple(spec.fact for spec in VPC_FACT_CALLS) + ("flow_logs", "query_log_associations")
 # The event path: every VPC fact a posture is derived from (not the subnet list).
 EVENT_VPC_FACT_CALLS = tuple(spec for spec in VPC_FACT_CALLS if spec.fact != "subnets")
 
@@ -351,6 +356,7 @@ class _RegionScan:
     ) -> None:
         self.ecs = clients.ecs(region)
         self.ec2 = clients.ec2(region)
+        self._clients = clients
         self.region = self.ecs.meta.region_name or region
         self.result = result
         self.cache = cache
@@ -643,12 +649,33 @@ class _RegionScan:
                     for vpc_id in chunk:
                         vpcs[vpc_id][spec.fact] = []  # a partial list must not be trusted
                         errors[vpc_id][spec.fact] = message
+        if to_fetch:
+            self._query_log_associations(vpcs, errors, to_fetch)
         if self.cache is not None:
             for vpc_id in to_fetch:
                 if not errors[vpc_id]:
                     self.cache.put_vpc(self.region, vpc_id, dict(vpcs[vpc_id], flow_logs=[]))
         self._flow_logs(vpcs, errors, enis)
         return vpcs, errors
+
+    def _query_log_associations(
+        self, vpcs: dict[str, dict], errors: dict[str, dict[str, str]], vpc_ids: list[str]
+    ) -> None:
+        """Resolver query-log associations of the VPCs (EGR-02): the region's associations,
+        paged, each assigned to the VPC its ResourceId names (one listing for all VPCs)."""
+        wanted = set(vpc_ids)
+        try:
+            resolver = self._clients.get("route53resolver", self.region)
+            for page in _pages(resolver, "list_resolver_query_log_config_associations", RESOLVER_PAGE_SIZE):
+                for association in page.get("ResolverQueryLogConfigAssociations", []):
+                    vpc_id = association.get("ResourceId")
+                    if vpc_id in wanted:
+                        vpcs[vpc_id]["query_log_associations"].append(jsonable(association))
+        except AWS_ERRORS as exc:
+            message = failure_message(exc, "ListResolverQueryLogConfigAssociations")
+            for vpc_id in vpc_ids:
+                vpcs[vpc_id]["query_log_associations"] = []
+                errors[vpc_id]["query_log_associations"] = message
 
     def _flow_logs(
         self, vpcs: dict[str, dict], errors: dict[str, dict[str, str]], enis: dict[str, dict]

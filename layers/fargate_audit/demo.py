@@ -165,6 +165,7 @@ def run_demo(out: TextIO = sys.stdout, err: TextIO = sys.stderr, fmt: str = "tab
         raise ValueError(f"unknown demo format {fmt!r} (table or json)")
     render_demo(build_and_scan(), out, err, fmt)
     run_event_story(err if fmt == "json" else out)
+    run_dns_story(err if fmt == "json" else out)
     return 0
 
 
@@ -338,7 +339,7 @@ def _tell_event_story(out: TextIO, b, securityhub, lambda_handlers, local) -> No
     workload = f"{STORY_CLUSTER}/service:{STORY_SERVICE}"
     finding_id = f"fargate-audit/{account}/{region}/{workload}/NET-03"
     short = task_arn.rsplit("/", 1)[-1][:8]
-    context = local.LambdaContext("fargate-audit-demo", 512, 60, region)
+    context = local.LambdaContext("fargate-audit-demo", 512, 60, region, account=account)
 
     def net03() -> dict:
         found = {}
@@ -382,4 +383,223 @@ def _tell_event_story(out: TextIO, b, securityhub, lambda_handlers, local) -> No
         f"  3. ECS reports the task STOPPED: no task of {workload} runs any more, so its "
         f"{stopped['findings']['archived']} findings are archived (NET-03 now {net03().get('RecordState')}).",
     ]
+    out.write("\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------- egress discovery
+#
+# The demo estate's prod VPC logs its DNS queries (Route 53 Resolver query logging). Records
+# in the documented format (event-shapes.md) for three of its workloads are delivered to the
+# dns_logs handler as a CloudWatch Logs subscription batch: what each workload resolved is
+# recorded, EGR-01 is evaluated per workload, and the observed names become allow lists.
+
+DNS_STORY_WORKLOADS = {  # workload -> (names resolved while pulling, names resolved running)
+    "prod-web/service:edge-proxy": (  # nginx from Docker Hub
+        ["registry-1.docker.io", "auth.docker.io", "production.cloudflare.docker.com"],
+        [],
+    ),
+    "batch/family:report-worker": (  # from ghcr.io, and it reports to a vendor nobody approved
+        ["ghcr.io", "pkg-containers.githubusercontent.com"],
+        ["telemetry.insights-vendor.example", "s3.eu-west-1.amazonaws.com"],
+    ),
+    "prod-web/service:checkout-api": (  # private ECR; only AWS endpoints
+        [
+            "api.ecr.{region}.amazonaws.com",
+            "{account}.dkr.ecr.{region}.amazonaws.com",
+            "prod-{region}-starport-layer-bucket.s3.{region}.amazonaws.com",
+        ],
+        [
+            "dynamodb.{region}.amazonaws.com",
+            "secretsmanager.{region}.amazonaws.com",
+            "checkout.cluster-abc.{region}.rds.amazonaws.com",
+            "logs.{region}.amazonaws.com",
+        ],
+    ),
+}
+
+
+def resolver_record(
+    account: str, region: str, vpc_id: str, srcaddr: str, name: str, at: str, query_type: str = "A"
+) -> dict:
+    """One Route 53 Resolver query-log record, as Resolver writes it (a fully qualified
+    name with its trailing dot; answers from the documentation address ranges)."""
+    digest = sum(name.encode()) % 250 + 1
+    rdata = f"203.0.113.{digest}" if query_type == "A" else f"2001:db8::{digest:x}"
+    return {
+        "version": "1.100000",
+        "account_id": account,
+        "region": region,
+        "vpc_id": vpc_id,
+        "query_timestamp": at,
+        "query_name": name + ".",
+        "query_type": query_type,
+        "query_class": "IN",
+        "rcode": "NOERROR",
+        "answers": [{"Rdata": rdata, "Type": query_type, "Class": "IN"}],
+        "srcaddr": srcaddr,
+        "srcport": str(30000 + digest),
+        "transport": "UDP",
+        "srcids": {},
+    }
+
+
+def run_dns_story(out: TextIO, region: str = DEMO_REGION) -> None:
+    """Egress discovery on the demo estate: query logs through the dns_logs handler, the
+    ``discovered`` view, EGR-01 findings and the allow-list exports (to a temp dir)."""
+    try:
+        from .template import load_template
+
+        template = load_template()
+    except FileNotFoundError:
+        out.write(
+            "\n(The egress discovery part of the demo needs template.yaml: run it from the repository.)\n"
+        )
+        return
+    with demo_environment():
+        os.environ.update(_STORY_ENVIRONMENT)
+        _dns_story(out, region, template)
+
+
+def _dns_story(out: TextIO, region: str, template: dict) -> None:
+    import boto3
+    from moto import mock_aws
+    from moto.moto_api._internal import mock_random
+
+    from . import estate, lambda_handlers
+    from .template import DEFAULT_TABLE_NAME, table_create_kwargs, table_ttl_attribute
+
+    with mock_aws():
+        mock_random.seed(DEMO_SEED)
+        os.environ["TABLE_NAME"] = DEFAULT_TABLE_NAME
+        session = boto3.session.Session(region_name=region)
+        dynamodb = session.client("dynamodb", region_name=region)
+        dynamodb.create_table(**table_create_kwargs(template, DEFAULT_TABLE_NAME))
+        dynamodb.update_time_to_live(
+            TableName=DEFAULT_TABLE_NAME,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": table_ttl_attribute(template)},
+        )
+        session.client("securityhub", region_name=region).enable_security_hub(EnableDefaultStandards=False)
+        info = estate.build_demo_estate(session, region)
+        lambda_handlers.reset_runtime()
+        try:
+            _tell_dns_story(out, session, info, lambda_handlers)
+        finally:
+            lambda_handlers.reset_runtime()
+            estate.release_task_states(session.client("ecs", region_name=region))
+
+
+def _tell_dns_story(out: TextIO, session, info, lambda_handlers) -> None:
+    import tempfile
+    from datetime import UTC, datetime, timedelta
+    from pathlib import Path
+
+    from . import dnslogs, egress, local
+    from .estate import DEMO_QUERY_LOG_GROUP
+
+    account, region = info.account_id, info.region
+    ecs = session.client("ecs", region_name=region)
+    context = local.LambdaContext("fargate-audit-demo", 512, 120, region, account=account)
+    now = datetime.now(UTC).replace(microsecond=0)
+    attached = now - timedelta(minutes=30)  # the ENIs attach, then the images are pulled
+
+    def stamp(moment: datetime) -> str:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    # The tasks start: their RUNNING events (connectivityAt: when their ENI was attached).
+    records: list[dict] = []
+    for workload, (pulls, calls) in DNS_STORY_WORKLOADS.items():
+        cluster = workload.split("/", 1)[0]
+        described = ecs.describe_tasks(cluster=cluster, tasks=info.workloads[workload])["tasks"]
+        for n, task in enumerate(described):
+            task = dict(
+                task, connectivityAt=stamp(attached), pullStartedAt=stamp(attached + timedelta(seconds=3))
+            )
+            lambda_handlers.task_events(task_state_change(task, account, region, "RUNNING", 2), context)
+            details = {
+                d["name"]: d["value"]
+                for a in task["attachments"]
+                if a["type"] == "ElasticNetworkInterface"
+                for d in a["details"]
+            }
+            ip = details["privateIPv4Address"]
+            vpc = info.vpcs["prod"]
+            for i, name in enumerate(pulls):  # before the task started: the image pull
+                name = name.format(account=account, region=region)
+                at = stamp(attached + timedelta(seconds=5 + i))
+                records.append(resolver_record(account, region, vpc, ip, name, at))
+                records.append(resolver_record(account, region, vpc, ip, name, at, "AAAA"))
+            for minute in range(1, 25, 3):  # then while it runs (cache misses only are logged)
+                for name in calls:
+                    name = name.format(account=account, region=region)
+                    at = stamp(attached + timedelta(minutes=minute, seconds=n))
+                    records.append(resolver_record(account, region, vpc, ip, name, at))
+    # an instance nobody audits (no Fargate task held the address)
+    records.append(
+        resolver_record(account, region, info.vpcs["prod"], "10.0.10.250", "ntp.ubuntu.com", stamp(now))
+    )
+    events = [
+        {"id": f"{37_000_000_000 + i}", "timestamp": 0, "message": json.dumps(r, separators=(",", ":"))}
+        for i, r in enumerate(records)
+    ]
+    payload = {
+        "messageType": dnslogs.DATA_MESSAGE,
+        "owner": account,
+        "logGroup": DEMO_QUERY_LOG_GROUP,
+        "logStream": f"{info.vpcs['prod']}_demo",
+        "subscriptionFilters": ["fargate-audit-dns-logs"],
+        "logEvents": events,
+    }
+    event = dnslogs.encode_subscription(payload)
+    first = lambda_handlers.dns_logs(event, context)
+    again = lambda_handlers.dns_logs(event, context)  # CloudWatch Logs redelivers it
+
+    rt = lambda_handlers.runtime()
+    store = dnslogs.DiscoveryStore(rt.recorder.table_name, rt.recorder.client)
+    params = rt.catalog.defaults()
+    selected = egress.select(store.summaries(), None, include_unattributed=True)
+    view = egress.discovered_view(selected, store.destinations, params)
+    lines = [
+        "",
+        "Egress discovery: Route 53 Resolver query logs of VPC prod, through the dns_logs handler:",
+        f"  - one CloudWatch Logs subscription batch of {first['records']} records: "
+        f"{first['attributed']} attributed to the task that held the source address at the time "
+        f"(registry pulls included: they happen between connectivityAt and startedAt), "
+        f"{first['unattributed']} unattributed; {first['destinations']} destinations written in "
+        f"{first['chunks_written']} transaction(s), {first['item_writes']} item writes.",
+        f"  - the same batch delivered again: {again['status']}, {again['chunks_skipped']} chunk(s) skipped, "
+        "nothing counted twice.",
+        "  - `fargate-audit discovered`:",
+    ]
+    lines += [
+        "      " + line if line else "" for line in egress.format_discovered(view).rstrip("\n").splitlines()
+    ]
+    lines.append("  - EGR-01 findings in Security Hub (one per workload; evidence: the unapproved names):")
+    securityhub = session.client("securityhub", region_name=region)
+    for page in securityhub.get_paginator("get_findings").paginate():
+        for finding in sorted(page["Findings"], key=lambda f: f["Id"]):
+            if finding.get("GeneratorId") != "fargate-audit/EGR-01":
+                continue
+            evidence = finding["ProductFields"].get("fargate-audit/Evidence", "")
+            lines.append(
+                f"      {finding['ProductFields']['fargate-audit/Workload']}: "
+                f"{finding['Compliance']['Status']}" + (f" ({evidence})" if evidence else "")
+            )
+    folder = Path(tempfile.mkdtemp(prefix="fargate-audit-demo-"))
+    checkout = egress.select(store.summaries(), "prod-web/service:checkout-api")
+    checkout_view = egress.discovered_view(checkout, store.destinations, params)
+    domains = egress.export_domains(checkout_view, params)
+    rule_group = egress.network_firewall_rule_group(domains, name="checkout-api-egress")
+    egress.validate_rule_group_request(rule_group)
+    nfw = folder / "checkout-api.network-firewall.json"
+    nfw.write_text(json.dumps(rule_group, indent=2) + "\n", encoding="utf-8")
+    dnsfw = folder / "checkout-api.dns-firewall.txt"
+    dnsfw.write_text(egress.dns_firewall_domain_list(domains), encoding="utf-8")
+    targets = rule_group["RuleGroup"]["RulesSource"]["RulesSourceList"]["Targets"]
+    lines += [
+        "  - from discovery to enforcement, `fargate-audit discovered --workload "
+        "prod-web/service:checkout-api --export network-firewall FILE` (and dns-firewall):",
+        f"      {nfw}  (CreateRuleGroup input, ALLOWLIST on TLS_SNI and HTTP_HOST: {', '.join(targets)})",
+        f"      {dnsfw}  (ImportFirewallDomains file):",
+    ]
+    lines += ["        " + line for line in dnsfw.read_text(encoding="utf-8").splitlines()[:4]]
     out.write("\n".join(lines) + "\n")

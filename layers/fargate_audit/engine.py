@@ -11,6 +11,11 @@ For each task (ordered by task ARN) and each rule (in id order):
 4. a ``FAILED`` result matched by an active exemption -> ``PASSED`` with
    ``evidence.exempted = {reason, expires}``; expired exemptions are ignored and listed.
 
+Only the catalog's ``task-posture`` rules are evaluated on postures; ``workload-discovery``
+rules (EGR-01) need DNS query logs, which a posture does not hold: :func:`evaluate_discovery`
+evaluates them on one workload's Discovery (the dns_logs function does), with the same
+steps 3 and 4.
+
 Pure: no boto3, no clock (``today`` is an argument), no environment; postures are never
 mutated and evidence never aliases them (checks build fresh evidence rather than the
 engine copying it: ``test_no_rule_evidence_aliases_its_posture_for_any_fixture`` holds
@@ -119,6 +124,7 @@ def evaluate(
     expired_seen: dict[int, dict] = {}
     ordered = sorted(postures, key=lambda p: str(p.get("task_arn")))
     resolved_for: dict[tuple, dict] = {}  # params depend only on the task's account and region
+    posture_rules = catalog.posture_rules
     with _cyclic_gc_paused():
         for posture in ordered:
             if posture.get("posture_version") != POSTURE_VERSION:
@@ -130,7 +136,7 @@ def evaluate(
             resolved = resolved_for.get(scope)
             if resolved is None:
                 resolved = resolved_for[scope] = resolve_params(values, posture)
-            for rule in catalog.rules:
+            for rule in posture_rules:
                 status, evidence = evaluate_rule(rule, posture, resolved)
                 if status == FAILED and exemptions:
                     active, expired = match_exemptions(
@@ -159,3 +165,51 @@ def evaluate(
         counts[result["status"]] += 1
     expired_list = [expired_seen[i] for i in sorted(expired_seen)]
     return EvalResult(results=results, expired_exemptions=expired_list, counts=counts)
+
+
+def evaluate_discovery(
+    catalog: Catalog,
+    discovery: Mapping,
+    params: Mapping | None = None,
+    today: dt.date | None = None,
+) -> EvalResult:
+    """Evaluate every ``workload-discovery`` rule on one workload's Discovery
+    (``{"account_id", "region", "workload", "destinations": [...]}``, docs/design.md
+    section 6). Results are per workload: ``{"workload", "rule_id", "status", "severity",
+    "title", "evidence"}``; exemptions match the workload like they do for postures."""
+    overrides = validate_params(params, catalog) if params is not None else {}
+    exemptions = overrides.get(EXEMPTIONS) or []
+    if exemptions and today is None:
+        raise ValueError("evaluate_discovery: 'today' is required when there are exemptions")
+    resolved = resolve_params(effective_params(catalog, overrides), discovery)
+    workload = str(discovery.get("workload"))
+    results: list[dict] = []
+    expired_seen: dict[int, dict] = {}
+    for rule in catalog.discovery_rules:
+        status, evidence = evaluate_rule(rule, discovery, resolved)
+        if status == FAILED and exemptions:
+            active, expired = match_exemptions(exemptions, rule.id, workload, today)
+            for exemption in expired:
+                expired_seen.setdefault(
+                    exemptions.index(exemption),
+                    {key: exemption[key] for key in ("rule", "workload", "expires", "reason")},
+                )
+            if active is not None:
+                status = PASSED
+                evidence["exempted"] = {"reason": active["reason"], "expires": active["expires"]}
+        results.append(
+            {
+                "workload": workload,
+                "rule_id": rule.id,
+                "status": status,
+                "severity": rule.severity,
+                "title": rule.title,
+                "evidence": evidence,
+            }
+        )
+    counts = dict.fromkeys(STATUSES, 0)
+    for result in results:
+        counts[result["status"]] += 1
+    return EvalResult(
+        results=results, expired_exemptions=[expired_seen[i] for i in sorted(expired_seen)], counts=counts
+    )

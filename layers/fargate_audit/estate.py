@@ -46,6 +46,7 @@ FROZEN = {"progression": "manual", "times": 10**9}
 WORLD4 = "0.0.0.0/0"
 WORLD6 = "::/0"
 RUN_TASK_MAX_COUNT = 10  # RunTask starts at most 10 tasks per call
+DEMO_QUERY_LOG_GROUP = "/vpc/prod/dns-queries"  # Resolver query logs of the demo's prod VPC
 
 
 @dataclass
@@ -485,7 +486,7 @@ def build_demo_estate(session, region: str) -> EstateInfo:
     info = b.info
     account, ecr = info.account_id, f"{info.account_id}.dkr.ecr.{region}.amazonaws.com"
     logs = session.client("logs", region_name=region, config=BUILDER_CONFIG)
-    for group in ("/vpc/prod/flow-logs", "/vpc/shared-services/flow-logs"):
+    for group in ("/vpc/prod/flow-logs", "/vpc/shared-services/flow-logs", DEMO_QUERY_LOG_GROUP):
         logs.create_log_group(logGroupName=group)
 
     # -- VPC "prod": public, NAT, firewall-inspected and isolated subnets --------
@@ -554,6 +555,14 @@ def build_demo_estate(session, region: str) -> EstateInfo:
         ],
     )
     b.flow_log(prod, "VPC", "ALL", "/vpc/prod/flow-logs")
+    # Resolver query logging for prod only (EGR-02: shared-services has none).
+    resolver = session.client("route53resolver", region_name=region, config=BUILDER_CONFIG)
+    query_logs = resolver.create_resolver_query_log_config(
+        Name="prod-dns-queries",
+        DestinationArn=f"arn:aws:logs:{region}:{account}:log-group:{DEMO_QUERY_LOG_GROUP}",
+        CreatorRequestId="fargate-audit-demo-prod-dns-queries",
+    )["ResolverQueryLogConfig"]
+    resolver.associate_resolver_query_log_config(ResolverQueryLogConfigId=query_logs["Id"], ResourceId=prod)
     s3 = f"com.amazonaws.{region}.s3"
     b.endpoint(
         "prod-s3-approved",
@@ -843,7 +852,7 @@ def build_demo_estate(session, region: str) -> EstateInfo:
         "(10.1.0.0/16, dual-stack)",
         "prod: public subnets (IGW), private subnets behind a NAT gateway, a subnet whose NAT "
         "gateway sends traffic through a Gateway Load Balancer inspection endpoint, an isolated "
-        "subnet with S3/ECR/logs endpoints; flow logs ALL",
+        "subnet with S3/ECR/logs endpoints; flow logs ALL; Resolver query logging on",
         "shared-services: dual-stack public subnet (SSH open in its NACL), IPv6 egress-only "
         "private subnet, a transit-gateway subnet; VPC flow logs REJECT only",
         f"clusters {', '.join(info.clusters)}: {len(info.running_fargate_tasks)} running Fargate tasks "

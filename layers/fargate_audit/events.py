@@ -16,11 +16,16 @@ Shapes returned:
                          "cluster_arn", "group", "last_status", "launch_type",
                          "capacity_provider", "fargate", "version", "updated_at",
                          "stopped_at", "detail"}
-``parse_config_event``  {"event_id", "event_time", "message_type", "oversized",
-                         "resource_type", "resource_id", "account_id", "region",
-                         "capture_time", "change_type", "status"}
+``parse_config_event``  {"event_id", "event_time", "account", "event_region",
+                         "message_type", "oversized", "resource_type", "resource_id",
+                         "account_id", "region", "capture_time", "change_type", "status"}
+                         (``account`` / ``event_region``: the envelope's; ``account_id`` /
+                         ``region``: the configuration item's)
 ``parse_scheduled_event`` {"event_id", "event_time", "account", "region"}
 ``parse_sweep_message`` {"account_id", "region", "cluster_arn", "task_arns"}
+
+``redact(event)`` is a copy of any input with every environment variable value replaced,
+for the dead-letter queue; ``dead_letter_body`` the message sent there for a rejected one.
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ FARGATE_CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
 OVERSIZED = "OversizedConfigurationItemChangeNotification"
 _SECRET_BEARING = frozenset({"overrides", "containers", "environment"})
 _MAX_ECHO = 80
+REDACTED = "(redacted)"
+# A dead letter stays under SQS's 256 KiB message limit; a larger event is sent as its
+# envelope (ids, source, detail-type, account, region, time) only.
+MAX_DEAD_LETTER_BYTES = 200 * 1024
+_ENVELOPE_KEYS = ("version", "id", "detail-type", "source", "account", "time", "region", "resources")
 
 
 class EventError(FargateAuditError):
@@ -221,6 +231,8 @@ def parse_config_event(event: Any) -> dict:
     return {
         "event_id": event["id"],
         "event_time": event["time"],
+        "account": event["account"],
+        "event_region": event["region"],
         "message_type": detail["messageType"],
         "oversized": oversized,
         "resource_type": item["resourceType"],
@@ -271,3 +283,51 @@ def sweep_message(account_id: str, region: str, cluster_arn: str) -> str:
     return json.dumps(
         {"account_id": account_id, "region": region, "cluster_arn": cluster_arn}, separators=(",", ":")
     )
+
+
+# --------------------------------------------------------------------------- dead letters
+
+
+def _redact_environment(value: Any) -> Any:
+    """An ``environment`` value with names kept and values replaced."""
+    if not isinstance(value, list):
+        return REDACTED
+    kept = []
+    for item in value:
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            kept.append({"name": item["name"], "value": REDACTED})
+        else:
+            kept.append(REDACTED)
+    return kept
+
+
+def redact(value: Any) -> Any:
+    """A deep copy of an event (or any JSON value) in which every ``environment`` entry, at
+    any depth and whatever its shape (ECS ``overrides.containerOverrides[].environment``, a
+    task definition's ``containerDefinitions[].environment``, a malformed variant), keeps
+    only variable names: no environment value survives (rules.md CFG-02)."""
+    if isinstance(value, dict):
+        return {
+            key: _redact_environment(item) if key == "environment" else redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
+def dead_letter_body(event: Any, error: str, function: str) -> str:
+    """The events DLQ message for an input rejected as malformed: why, by which function,
+    and the input itself with environment values redacted (its envelope only when too
+    large for one SQS message)."""
+    document = {
+        "fargate_audit": {"rejected": "malformed", "function": function, "error": error},
+        "event_id": event_id(event),
+        "event": redact(event),
+    }
+    text = json.dumps(document, separators=(",", ":"), default=str)  # ASCII: SQS-safe
+    if len(text.encode("utf-8")) <= MAX_DEAD_LETTER_BYTES:
+        return text
+    envelope = {k: event[k] for k in _ENVELOPE_KEYS if k in event} if isinstance(event, dict) else {}
+    document["event"] = redact(envelope) | {"truncated": True}
+    return json.dumps(document, separators=(",", ":"), default=str)

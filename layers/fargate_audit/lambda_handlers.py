@@ -1,4 +1,4 @@
-"""The four Lambda functions' logic; ``functions/<name>/app.py`` only sets up Powertools
+"""The Lambda functions' logic; ``functions/<name>/app.py`` only sets up Powertools
 ``Logger`` / ``Metrics`` and calls ``<name>(event, context, logger=logger, metrics=metrics)``.
 
 The runtime (boto3 session and clients, rule catalog, RULE_PARAMS, recorder, publisher, VPC
@@ -6,15 +6,30 @@ fact cache) is built once per container, on the first call: importing this modul
 no AWS call, creates no client and imports neither boto3 nor the pipeline.
 
 Environment (template.yaml Globals): TABLE_NAME, RULE_PARAMS (JSON params; ``{}``),
-PUBLISH_FINDINGS (``true``/``false``), VPC_CACHE_TTL_SECONDS (300), SWEEP_QUEUE_URL
-(planner); the region from AWS_REGION. A bad value is one clear error, logged and raised.
+PUBLISH_FINDINGS (``true``/``false``), VPC_CACHE_TTL_SECONDS (300), ALLOWED_ACCOUNTS /
+ALLOWED_REGIONS (comma-separated; empty: the account the function reads and its own
+region), AUDIT_ROLE_ARN / AUDIT_ROLE_EXTERNAL_ID (optional: read ECS/EC2 and import
+findings through that role), SWEEP_QUEUE_URL (planner), EVENTS_DLQ_URL (the asynchronous
+functions); the region from AWS_REGION. A bad value is one clear error, logged and raised.
 
-Malformed input: EventBridge invokes the task, config and planner functions
-asynchronously, where a raise means retries of a poison event; those return
-``{"status": "rejected", "error": ...}`` after one structured error log line (ids only)
-and a ``MalformedEvents`` metric. Real failures (AWS, DynamoDB) raise: Lambda retries, then
-the OnFailure destination keeps the event. The sweep worker reports each failed SQS record
-(a malformed body included) as a partial batch failure; SQS retries it, then its DLQ.
+Malformed input: EventBridge (and CloudWatch Logs, for dns_logs) invokes the task, config,
+planner and DNS log functions asynchronously, where a raise means retries of a poison
+event; those return ``{"status": "rejected", "error": ...}`` after one structured error
+log line (ids only), a ``MalformedEvents`` metric and one message to EVENTS_DLQ_URL
+holding the event with every environment value redacted (``events.dead_letter_body``; if
+that send fails it is logged and counted, ``DeadLetterFailures``, rather than retried into
+Lambda's own failure record, which would carry the unredacted event). An event from an
+account or region outside the allowlist is rejected the same way without a dead letter
+(``ForeignEvents``). Real failures (AWS, DynamoDB) raise: Lambda retries, then the
+OnFailure destination keeps the event. The sweep worker reports each failed SQS record (a
+malformed body included) as a partial batch failure; SQS retries it, then its DLQ.
+
+Time: each invocation gives the runtime's clients a deadline from the Lambda context
+(``aws.Deadline``, keeping RETRY_RESERVE_SECONDS): throttled calls are retried with
+botocore's backoff only while that leaves the reserve, then fail as ``ERROR`` facts
+(``RetriesStoppedByDeadline``). The sweep worker starts a cluster only with
+SWEEP_START_MIN_SECONDS left; the records it did not start are reported as batch item
+failures and redelivered (``SweepsDeferred``).
 
 Logs carry ids and counts only: never environment values, never a raw event (whose
 ``overrides`` may hold environment values).
@@ -35,6 +50,11 @@ _RUNTIME = None  # service.Runtime, built on first use
 TRUE_VALUES = ("true", "1", "yes")
 FALSE_VALUES = ("false", "0", "no")
 DEFAULT_VPC_CACHE_TTL = 300.0
+RETRY_RESERVE_SECONDS = 10.0  # kept for recording and publishing after the reads
+SWEEP_START_MIN_SECONDS = 60.0  # the sweep worker starts a cluster only with this much left
+# Services read through AUDIT_ROLE_ARN (the audited account's); DynamoDB and SQS stay the stack's.
+AUDIT_ROLE_SERVICES = frozenset({"ecs", "ec2", "route53resolver", "securityhub"})
+DEAD_LETTER_ATTRIBUTE = "fargate-audit-rejected"
 
 
 # --------------------------------------------------------------------------- runtime
@@ -62,6 +82,16 @@ def _ttl(environ: Mapping[str, str]) -> float:
     if ttl < 0:
         raise ConfigError(f"VPC_CACHE_TTL_SECONDS: {text!r} is negative")
     return ttl
+
+
+def _id_list(environ: Mapping[str, str], name: str, pattern: str, what: str) -> frozenset[str]:
+    import re
+
+    values = [v.strip() for v in (environ.get(name) or "").split(",") if v.strip()]
+    for value in values:
+        if not re.fullmatch(pattern, value):
+            raise ConfigError(f"{name}: {value!r} is not {what}")
+    return frozenset(values)
 
 
 def _rule_params(environ: Mapping[str, str], catalog) -> dict | None:
@@ -96,11 +126,28 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
     ttl = _ttl(environ)
     catalog = rules.load_catalog()
     params = _rule_params(environ, catalog)
+    accounts = _id_list(environ, "ALLOWED_ACCOUNTS", r"[0-9]{12}", "a 12-digit account id")
+    regions = _id_list(environ, "ALLOWED_REGIONS", r"[a-z]{2}(-[a-z]+)+-[0-9]+", "a region name")
+    role_arn = (environ.get("AUDIT_ROLE_ARN") or "").strip()
+    external_id = (environ.get("AUDIT_ROLE_EXTERNAL_ID") or "").strip() or None
+    if role_arn:
+        aws.check_role(role_arn, external_id, "AUDIT_ROLE_ARN")
+    elif external_id:
+        raise ConfigError("AUDIT_ROLE_EXTERNAL_ID is set without AUDIT_ROLE_ARN")
     session = session if session is not None else aws.session_from_env()
     region = session.region_name
     if not region:
         raise CredentialsError(aws.NO_REGION_MESSAGE)
-    clients = aws.Clients(session)
+    if role_arn:
+        reader = aws.assume_role_session(session, role_arn, external_id, eager=False)
+
+        def factory(service: str, client_region: str):
+            chosen = reader if service in AUDIT_ROLE_SERVICES else session
+            return aws.client(chosen, service, client_region)
+
+        clients = aws.Clients(session, factory=factory)
+    else:
+        clients = aws.Clients(session)
     recorder = record.Recorder(table, clients.get("dynamodb", region))
     publisher = None
     if publish_findings:
@@ -115,6 +162,10 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
         recorder=recorder,
         publisher=publisher,
         cache=collect.FactCache(ttl),
+        allowed_accounts=accounts,
+        allowed_regions=regions,
+        audit_role_account=aws.role_account(role_arn) if role_arn else None,
+        events_dlq_url=(environ.get("EVENTS_DLQ_URL") or "").strip() or None,
     )
 
 
@@ -159,10 +210,72 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _rejected(exc: EventError, event: Any, logger, metrics) -> dict:
+def _begin(rt, context) -> int:
+    """Per invocation: the function's own account (from the context's ARN) and the clients'
+    deadline (from its remaining time). Returns the clients' cut-short retry count so far."""
+    from .aws import Deadline
+
+    arn = getattr(context, "invoked_function_arn", None)
+    if isinstance(arn, str) and arn.startswith("arn:") and arn.count(":") >= 5:
+        rt.own_account = arn.split(":")[4] or rt.own_account
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    rt.clients.deadline = Deadline(remaining, RETRY_RESERVE_SECONDS) if callable(remaining) else None
+    return rt.clients.retries_stopped
+
+
+def _end(rt, metrics, stopped_before: int) -> None:
+    _metric(metrics, "RetriesStoppedByDeadline", rt.clients.retries_stopped - stopped_before)
+
+
+def _dead_letter(rt, event: Any, error: str, function: str, logger, metrics) -> bool:
+    """Send a rejected event (environment values redacted) to EVENTS_DLQ_URL. False when
+    none is configured or the send failed (logged and counted: never retried, see above)."""
+    if not rt.events_dlq_url:
+        return False
+    from .aws import AWS_ERRORS, describe_error
+    from .events import dead_letter_body
+
+    try:
+        rt.clients.get("sqs", rt.region).send_message(
+            QueueUrl=rt.events_dlq_url,
+            MessageBody=dead_letter_body(event, error, function),
+            MessageAttributes={DEAD_LETTER_ATTRIBUTE: {"DataType": "String", "StringValue": "malformed"}},
+        )
+    except AWS_ERRORS as exc:
+        _log(
+            logger,
+            "error",
+            "malformed event not dead-lettered",
+            error=describe_error(exc, "SendMessage"),
+            event_id=event_id(event),
+        )
+        _metric(metrics, "DeadLetterFailures")
+        return False
+    _metric(metrics, "DeadLetteredEvents")
+    return True
+
+
+def _rejected(exc: EventError, event: Any, logger, metrics, rt=None, function: str = "") -> dict:
     _log(logger, "error", "malformed event rejected", error=str(exc), event_id=event_id(event))
     _metric(metrics, "MalformedEvents")
-    return {"status": "rejected", "event_id": event_id(event), "error": str(exc)}
+    outcome = {"status": "rejected", "event_id": event_id(event), "error": str(exc)}
+    if rt is not None and rt.events_dlq_url:
+        outcome["dead_lettered"] = _dead_letter(rt, event, str(exc), function, logger, metrics)
+    return outcome
+
+
+def _foreign(exc, event: Any, logger, metrics) -> dict:
+    _log(
+        logger,
+        "warning",
+        "event from outside the allowed accounts and regions rejected",
+        error=str(exc),
+        event_id=event_id(event),
+        account=exc.account,
+        region=exc.region,
+    )
+    _metric(metrics, "ForeignEvents")
+    return {"status": "rejected", "event_id": event_id(event), "reason": str(exc)}
 
 
 def _findings_metrics(metrics, findings: Mapping[str, Any] | None) -> None:
@@ -189,10 +302,15 @@ def task_events(event, context, logger=None, metrics=None) -> dict:
     from . import service
 
     rt = runtime(logger)
+    stopped = _begin(rt, context)
     try:
         outcome = service.handle_task_event(event, rt, _now())
     except EventError as exc:
-        return _rejected(exc, event, logger, metrics)
+        return _rejected(exc, event, logger, metrics, rt, "task_events")
+    except service.ForeignEventError as exc:
+        return _foreign(exc, event, logger, metrics)
+    finally:
+        _end(rt, metrics, stopped)
     status = outcome["status"]
     if status == service.IGNORED:
         _metric(metrics, "IgnoredEvents")
@@ -205,6 +323,7 @@ def task_events(event, context, logger=None, metrics=None) -> dict:
     elif status == service.STOPPED:
         _metric(metrics, "StoppedTasks")
     _findings_metrics(metrics, outcome.get("findings"))
+    _findings_metrics(metrics, outcome.get("flushed"))
     _log(
         logger,
         "info",
@@ -217,6 +336,7 @@ def task_events(event, context, logger=None, metrics=None) -> dict:
         record=outcome.get("record"),
         rules_changed=outcome.get("rules_changed"),
         findings=outcome.get("findings"),
+        flushed=outcome.get("flushed") or None,
     )
     return outcome
 
@@ -226,13 +346,19 @@ def config_events(event, context, logger=None, metrics=None) -> dict:
     from . import service
 
     rt = runtime(logger)
+    stopped = _begin(rt, context)
     try:
         outcome = service.handle_config_event(event, rt, _now())
     except EventError as exc:
-        return _rejected(exc, event, logger, metrics)
+        return _rejected(exc, event, logger, metrics, rt, "config_events")
+    except service.ForeignEventError as exc:
+        return _foreign(exc, event, logger, metrics)
+    finally:
+        _end(rt, metrics, stopped)
     if outcome["status"] == service.IGNORED:
         _metric(metrics, "IgnoredEvents")
     _batch_metrics(metrics, outcome)
+    _findings_metrics(metrics, outcome.get("flushed"))
     _metric(metrics, "DescribeFailures", len(outcome.get("errors") or []))
     _log(
         logger,
@@ -255,10 +381,14 @@ def sweep_planner(event, context, logger=None, metrics=None) -> dict:
     from . import events, service
 
     rt = runtime(logger)
+    _begin(rt, context)
     try:
         parsed = events.parse_scheduled_event(event)
+        service.check_origin(rt, events.SCHEDULED_EVENT, (parsed["account"], parsed["region"]))
     except EventError as exc:
-        return _rejected(exc, event, logger, metrics)
+        return _rejected(exc, event, logger, metrics, rt, "sweep_planner")
+    except service.ForeignEventError as exc:
+        return _foreign(exc, event, logger, metrics)
     queue_url = (os.environ.get("SWEEP_QUEUE_URL") or "").strip()
     if not queue_url:
         error = ConfigError("SWEEP_QUEUE_URL is not set (the sweep queue's URL)")
@@ -278,12 +408,27 @@ def sweep_worker(event, context, logger=None, metrics=None) -> dict:
     from . import service
 
     rt = runtime(logger)
+    stopped = _begin(rt, context)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
 
     def record_handler(record) -> dict:
         sqs_record = record
         message_id = sqs_record.message_id
+        if callable(remaining) and remaining() < SWEEP_START_MIN_SECONDS * 1000:
+            _log(
+                logger,
+                "warning",
+                "sweep deferred: too little time left in the invocation",
+                message_id=message_id,
+                remaining_ms=remaining(),
+            )
+            _metric(metrics, "SweepsDeferred")
+            raise SweepDeferred(f"{message_id}: deferred with {remaining()} ms left")
         try:
             outcome = service.sweep_cluster(sqs_record.body, rt, _now(), message_id=message_id)
+        except service.ForeignEventError as exc:
+            _foreign(exc, {"messageId": message_id}, logger, metrics)
+            return {"status": "rejected", "reason": str(exc)}
         except EventError as exc:
             _log(logger, "error", "malformed sweep message", error=str(exc), message_id=message_id)
             _metric(metrics, "MalformedEvents")
@@ -312,6 +457,58 @@ def sweep_worker(event, context, logger=None, metrics=None) -> dict:
         return outcome
 
     processor = BatchProcessor(event_type=EventType.SQS)
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+    try:
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    finally:
+        _end(rt, metrics, stopped)
+
+
+class SweepDeferred(Exception):
+    """A sweep message not started for lack of time: reported as a batch item failure."""
+
+
+def dns_logs(event, context, logger=None, metrics=None) -> dict:
+    """A CloudWatch Logs subscription batch of Route 53 Resolver query logs (asynchronous).
+    A malformed record is counted, logged by its event id only and skipped; the batch goes
+    on. A redelivered batch is recognised and not counted twice."""
+    from . import service
+
+    rt = runtime(logger)
+    try:
+        outcome = service.handle_dns_logs(event, rt, _now())
+    except EventError as exc:
+        return _rejected(exc, event, logger, metrics, rt, "dns_logs")
+    malformed = outcome.get("malformed") or []
+    _metric(metrics, "DnsQueryRecords", outcome.get("records", 0))
+    _metric(metrics, "MalformedDnsRecords", len(malformed))
+    _metric(metrics, "UnattributedDnsQueries", outcome.get("unattributed", 0))
+    _metric(metrics, "DuplicateDnsBatches", int(outcome["status"] == "duplicate"))
+    _findings_metrics(metrics, outcome.get("findings"))
+    if malformed:
+        _log(
+            logger,
+            "warning",
+            "malformed query-log records skipped",
+            batch_id=outcome.get("batch_id"),
+            count=len(malformed),
+            event_ids=[m["id"] for m in malformed[:20]],
+            reasons=sorted({m["reason"] for m in malformed}),
+        )
+    _log(
+        logger,
+        "info",
+        f"dns log batch {outcome['status']}",
+        batch_id=outcome.get("batch_id"),
+        log_group=outcome.get("log_group"),
+        records=outcome.get("records"),
+        attributed=outcome.get("attributed"),
+        unattributed=outcome.get("unattributed"),
+        destinations=outcome.get("destinations"),
+        chunks_written=outcome.get("chunks_written"),
+        chunks_skipped=outcome.get("chunks_skipped"),
+        reason=outcome.get("reason"),
+        findings=outcome.get("findings"),
     )
+    return outcome

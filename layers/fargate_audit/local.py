@@ -4,13 +4,16 @@ container runtime) and the table views behind ``history`` and ``findings``.
 ``invoke(function, event_file, out)``: FUNCTION is a folder under ``functions/`` or a
 logical id in ``template.yaml``. The handler runs in this process with the function's
 environment from the template (Globals + its own ``Environment``; ``!Ref`` of a parameter
--> its Default, of the table -> the local table name, of the sweep queue -> a local queue)
-and a Lambda-like context. Against an emulator (``AWS_ENDPOINT_URL`` set) the table is
-first created from the template's definition, Security Hub enabled and the sweep queue
-created when missing; without one it runs against the account of the caller's
-credentials and creates nothing (the table must exist: deploy the stack; the planner
-needs ``SWEEP_QUEUE_URL``). The handler's logs and metrics go to stderr, its return value
-to ``out`` as JSON.
+-> its Default, ``!Join`` of parameters joined, of the table -> the local table name, of a
+queue -> a local queue ``fargate-audit-<LogicalId>``) and a Lambda-like context whose ARN
+names the caller's account (STS GetCallerIdentity, which needs no permission: the
+handlers accept events of the account they read). Against an emulator
+(``AWS_ENDPOINT_URL`` set) the table is first created from the template's definition,
+Security Hub enabled and the function's queues created when missing; without one it runs
+against the account of the caller's credentials and creates nothing (the table must
+exist: deploy the stack; a queue's URL comes from the environment variable of the same
+name, e.g. ``SWEEP_QUEUE_URL``, required for the planner; ``EVENTS_DLQ_URL`` is optional).
+The handler's logs and metrics go to stderr, its return value to ``out`` as JSON.
 
 Table name for ``history`` / ``findings`` (interface.md): ``--table``, else
 ``FARGATE_AUDIT_TABLE``, else ``fargate-audit-posture`` (what ``invoke`` creates).
@@ -33,7 +36,10 @@ from .errors import ConfigError, FargateAuditError
 
 TABLE_ENV = "FARGATE_AUDIT_TABLE"
 LOCAL_QUEUE_NAME = "fargate-audit-SweepQueue"
-LOCAL_ACCOUNT = "000000000000"  # only in the context's ARN: invoke makes no STS call
+LOCAL_QUEUE_PREFIX = "fargate-audit-"  # + the queue's logical id
+LOCAL_ACCOUNT = "000000000000"  # the context's account when the caller's cannot be read
+# Queue variables a local run may leave unset (the handler then only logs what it would send).
+OPTIONAL_QUEUE_VARIABLES = frozenset({"EVENTS_DLQ_URL"})
 MISSING_TABLE = (
     "table {name} not found (deploy the stack or run `fargate-audit invoke` against an emulator first)"
 )
@@ -49,10 +55,14 @@ class InvokeError(FargateAuditError):
 class LambdaContext:
     """What Lambda passes as ``context`` (the attributes Powertools and handlers read)."""
 
-    def __init__(self, function_name: str, memory_mb: int, timeout_s: float, region: str) -> None:
+    def __init__(
+        self, function_name: str, memory_mb: int, timeout_s: float, region: str, account: str | None = None
+    ) -> None:
         self.function_name = function_name
         self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:{region}:{LOCAL_ACCOUNT}:function:{function_name}"
+        self.invoked_function_arn = (
+            f"arn:aws:lambda:{region}:{account or LOCAL_ACCOUNT}:function:{function_name}"
+        )
         self.memory_limit_in_mb = int(memory_mb)
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
@@ -91,11 +101,24 @@ def resolve_function(template: dict, function: str) -> tuple[str, str]:
     raise ConfigError(f"{function}: no such function in template.yaml (one of {known}, or a logical id)")
 
 
+def _parameter_default(parameters: dict, ref: str, logical_id: str, name: str) -> str:
+    default = parameters[ref].get("Default")
+    if default is None:
+        raise ConfigError(f"{logical_id}: {name}: parameter {ref} has no Default")
+    return str(default).lower() if isinstance(default, bool) else str(default)
+
+
 def function_environment(
-    template: dict, logical_id: str, table: str, queue_url: str | None = None
+    template: dict,
+    logical_id: str,
+    table: str,
+    queue_url: str | None = None,
+    queue_urls: Mapping[str, str | None] | None = None,
 ) -> dict[str, str]:
     """The function's environment variables as Lambda would see them, ``!Ref`` resolved:
-    a parameter -> its Default, the table -> ``table``, an SQS queue -> ``queue_url``."""
+    a parameter -> its Default, the table -> ``table``, an SQS queue -> ``queue_urls``'s
+    URL for its logical id (``queue_url``: for any queue not named there); ``!Join`` of a
+    list parameter -> its Default (a comma-separated text) joined."""
     from .template import TABLE_LOGICAL_ID, effective_function_properties
 
     variables = (effective_function_properties(template, logical_id).get("Environment") or {}).get(
@@ -103,6 +126,7 @@ def function_environment(
     ) or {}
     parameters = template.get("Parameters") or {}
     resources = template.get("Resources") or {}
+    queue_urls = dict(queue_urls or {})
     environment: dict[str, str] = {}
     for name, value in variables.items():
         if isinstance(value, bool):
@@ -112,37 +136,69 @@ def function_environment(
         elif isinstance(value, dict) and set(value) == {"Ref"}:
             ref = value["Ref"]
             if ref in parameters:
-                default = parameters[ref].get("Default")
-                if default is None:
-                    raise ConfigError(f"{logical_id}: {name}: parameter {ref} has no Default")
-                environment[name] = str(default).lower() if isinstance(default, bool) else str(default)
+                environment[name] = _parameter_default(parameters, ref, logical_id, name)
             elif ref == TABLE_LOGICAL_ID:
                 environment[name] = table
             elif (resources.get(ref) or {}).get("Type") == "AWS::SQS::Queue":
-                if not queue_url:
+                url = queue_urls.get(ref) or queue_url
+                if url:
+                    environment[name] = url
+                elif name not in OPTIONAL_QUEUE_VARIABLES:
                     raise ConfigError(
-                        f"{name}: set it to the deployed stack's queue URL (output SweepQueueUrl) "
+                        f"{name}: set it to the deployed stack's queue URL (output {ref}Url) "
                         "to invoke this function against an account"
                     )
-                environment[name] = queue_url
             else:
                 raise ConfigError(f"{logical_id}: {name}: cannot resolve !Ref {ref} locally")
+        elif (
+            isinstance(value, dict)
+            and set(value) == {"Fn::Join"}
+            and isinstance(value["Fn::Join"][1], dict)
+            and value["Fn::Join"][1].get("Ref") in parameters
+        ):
+            separator, listed = value["Fn::Join"]
+            text = _parameter_default(parameters, listed["Ref"], logical_id, name)
+            environment[name] = separator.join(item.strip() for item in text.split(",") if item.strip())
         else:
             raise ConfigError(f"{logical_id}: {name}: cannot resolve {json.dumps(value)} locally")
     return environment
 
 
-def _needs_queue(template: dict, logical_id: str) -> bool:
+def function_queues(template: dict, logical_id: str) -> dict[str, str]:
+    """``{queue logical id: environment variable}`` of the SQS queues the function's
+    environment refers to."""
     from .template import effective_function_properties
 
     variables = (effective_function_properties(template, logical_id).get("Environment") or {}).get(
         "Variables"
     ) or {}
     resources = template.get("Resources") or {}
-    return any(
-        isinstance(v, dict) and (resources.get(v.get("Ref")) or {}).get("Type") == "AWS::SQS::Queue"
-        for v in variables.values()
-    )
+    return {
+        value["Ref"]: name
+        for name, value in variables.items()
+        if isinstance(value, dict)
+        and (resources.get(value.get("Ref")) or {}).get("Type") == "AWS::SQS::Queue"
+    }
+
+
+def _needs_queue(template: dict, logical_id: str) -> bool:
+    return bool(function_queues(template, logical_id))
+
+
+def local_queue_name(queue_logical_id: str) -> str:
+    """The queue ``invoke`` creates on an emulator (the sweep queue keeps its old name)."""
+    return LOCAL_QUEUE_NAME if queue_logical_id == "SweepQueue" else LOCAL_QUEUE_PREFIX + queue_logical_id
+
+
+def caller_account(session) -> str | None:
+    """The account of the session's credentials (STS GetCallerIdentity needs no
+    permission), or None when it cannot be read."""
+    from .aws import AWS_ERRORS, client
+
+    try:
+        return client(session, "sts", session.region_name).get_caller_identity()["Account"]
+    except AWS_ERRORS:
+        return None
 
 
 # --------------------------------------------------------------------------- emulator set-up
@@ -154,9 +210,12 @@ def _code(exc: Exception) -> str:
     return error_code(exc)
 
 
-def ensure_local_resources(session, template: dict, table: str, with_queue: bool) -> str | None:
+def ensure_local_resources(
+    session, template: dict, table: str, with_queue: bool, queue_names: list[str] | None = None
+) -> str | None:
     """On an emulator: create the table (from the template), enable Security Hub and (when
-    ``with_queue``) create the sweep queue, each only when missing. Returns the queue URL."""
+    ``with_queue``) the queues named ``queue_names`` (default: the sweep queue), each only
+    when missing. Returns the URL of the last queue."""
     from botocore.exceptions import ClientError
 
     from .aws import client
@@ -188,12 +247,15 @@ def ensure_local_resources(session, template: dict, table: str, with_queue: bool
     if not with_queue:
         return None
     sqs = client(session, "sqs", region)
-    try:
-        return sqs.get_queue_url(QueueName=LOCAL_QUEUE_NAME)["QueueUrl"]
-    except ClientError as exc:
-        if _code(exc) not in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
-            raise
-        return sqs.create_queue(QueueName=LOCAL_QUEUE_NAME)["QueueUrl"]
+    url = None
+    for name in queue_names or [LOCAL_QUEUE_NAME]:
+        try:
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        except ClientError as exc:
+            if _code(exc) not in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+                raise
+            url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    return url
 
 
 # --------------------------------------------------------------------------- invoke
@@ -260,12 +322,17 @@ def invoke(
 
         raise CredentialsError(NO_REGION_MESSAGE)
     table = table_name()
-    with_queue = _needs_queue(template, logical_id)
+    queues = function_queues(template, logical_id)  # logical id -> variable
     if os.environ.get("AWS_ENDPOINT_URL"):
-        queue_url = ensure_local_resources(session, template, table, with_queue)
+        queue_urls = {
+            queue: ensure_local_resources(session, template, table, True, [local_queue_name(queue)])
+            for queue in queues
+        }
+        if not queues:
+            ensure_local_resources(session, template, table, False)
     else:
-        queue_url = os.environ.get("SWEEP_QUEUE_URL") if with_queue else None
-    variables = function_environment(template, logical_id, table, queue_url)
+        queue_urls = {queue: os.environ.get(variable) for queue, variable in queues.items()}
+    variables = function_environment(template, logical_id, table, queue_urls=queue_urls)
     properties = effective_function_properties(template, logical_id)
     function_name = f"{STACK_NAME}-{logical_id}"
     variables |= {
@@ -275,7 +342,11 @@ def invoke(
         "AWS_REGION": region,
     }
     context = LambdaContext(
-        function_name, properties.get("MemorySize", 128), properties.get("Timeout", 3), region
+        function_name,
+        properties.get("MemorySize", 128),
+        properties.get("Timeout", 3),
+        region,
+        account=caller_account(session),
     )
 
     with _environment(variables), contextlib.redirect_stdout(err):

@@ -23,7 +23,16 @@ POSTURE_VERSION = 1
 
 # Posture facts derived from the task's ENI (design.md: "When eni is in error every
 # network fact above is in error").
-NETWORK_FACTS = ("eni", "security_groups", "route_table", "egress", "nacl", "flow_logs", "vpc_endpoints")
+NETWORK_FACTS = (
+    "eni",
+    "security_groups",
+    "route_table",
+    "egress",
+    "nacl",
+    "flow_logs",
+    "vpc_endpoints",
+    "dns_query_logging",
+)
 
 ENI_ATTACHMENT_TYPES = frozenset({"elasticnetworkinterface", "eni"})
 UNUSABLE_ENDPOINT_STATES = frozenset({"deleted", "deleting", "failed", "rejected", "expired"})
@@ -456,6 +465,7 @@ def _empty_network(eni_id=None, private_ip=None, subnet_id=None, vpc_id=None) ->
         "nacl": {"id": None, "inbound_world_allowed": {"ipv4": [], "ipv6": []}},
         "flow_logs": [],
         "vpc_endpoints": [],
+        "query_log_configs": [],
     }
 
 
@@ -627,6 +637,25 @@ def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors) 
         ),
         key=lambda e: _sort_key_none_last(e["id"], e["service_name"]),
     )
+
+    # -- Resolver query-log associations of the VPC (EGR-02)
+    if "query_log_associations" in raw_errors:
+        errors.add("dns_query_logging", str(raw_errors["query_log_associations"]))
+    elif vpc is None or "query_log_associations" not in vpc:
+        errors.add("dns_query_logging", f"Resolver query-log associations {_NOT_COLLECTED}")
+    else:
+        network["query_log_configs"] = sorted(
+            (
+                {
+                    "id": association.get("Id"),
+                    "config_id": association.get("ResolverQueryLogConfigId"),
+                    "status": association.get("Status"),
+                }
+                for association in vpc.get("query_log_associations") or []
+                if not vpc_id or association.get("ResourceId") in (None, vpc_id)
+            ),
+            key=lambda q: _sort_key_none_last(q["id"], q["config_id"]),
+        )
     return network
 
 

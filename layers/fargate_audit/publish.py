@@ -189,10 +189,18 @@ class Publisher:
         self.log = logger or _log
 
     def sync_workload(
-        self, workload_key: str, findings_now: Iterable[Mapping[str, Any]], now: datetime
+        self,
+        workload_key: str,
+        findings_now: Iterable[Mapping[str, Any]],
+        now: datetime,
+        rules: Iterable[str] | None = None,
     ) -> PublishOutcome:
         """Bring Security Hub in line with ``findings_now`` for one workload (all of its
-        findings from the results of all its running tasks; empty: none running)."""
+        findings from the results of all its running tasks; empty: none running).
+
+        ``rules``: the rule ids ``findings_now`` speaks for (None: every rule). The findings
+        of other rules are left as they are: the task path does not archive the EGR-01
+        finding that the dns_logs function keeps, nor the other way round."""
         findings_now = list(findings_now)
         prefix = finding_id_prefix(workload_key)
         stray = [f["Id"] for f in findings_now if not f["Id"].startswith(prefix)]
@@ -200,6 +208,13 @@ class Publisher:
             raise ValueError(f"findings {stray[:3]} are not of workload {workload_key}")
         states = self.recorder.finding_states(workload_key)
         waiting_list = self.recorder.pending_outbox(workload_key=workload_key)
+        if rules is not None:
+            scope = set(rules)
+            states = {rule_id: state for rule_id, state in states.items() if rule_id in scope}
+            waiting_list = [f for f in waiting_list if finding_rule_id(f) in scope]
+            stray = [f["Id"] for f in findings_now if finding_rule_id(f) not in scope]
+            if stray:
+                raise ValueError(f"findings {stray[:3]} are outside the rules {sorted(scope)}")
         waiting, _ = _newest_by_id(waiting_list)
         to_import, new_states = plan_workload_findings(findings_now, states, now, pending=waiting)
         produced = {f["Id"] for f in findings_now}

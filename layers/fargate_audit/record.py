@@ -22,6 +22,14 @@ Items (``pk`` / ``sk``):
   import, deleted after it). The UpdatedAt in the key makes every version its own entry,
   so one writer clearing the version it delivered never deletes a newer one that another
   writer queued meanwhile.
+- ``IP#<vpc_id>#<private ip>`` / ``<from>#<task_arn>``: the IP-to-task index with time
+  ranges (DNS query logs name a source address, not a task). ``from`` = the task's
+  ``connectivityAt`` (its ENI is attached and resolving before ``startedAt``: image pulls),
+  else its first observation; ``to`` = ``stoppedAt`` once the task is STOPPED. Written with
+  the task's first RUNNING audit (LATEST keeps its key in ``ip_index``), closed by
+  :meth:`Recorder.mark_stopped`; times are UTC seconds (``2025-06-02T08:14:03Z``), so a sort
+  key orders ranges by start and :func:`range_at` finds the one holding a moment. An
+  address reused by a later task is a new range, attributed to that task only.
 
 Ordering rules (AWS delivers events at least once and unordered), all in
 :func:`stale_reason`: a stored STOPPED is terminal; a higher stored ``task_version`` wins;
@@ -57,6 +65,7 @@ OUTBOX_PK = "OUTBOX"
 
 HISTORY_TTL_DAYS = 90
 STOPPED_TTL_DAYS = 30
+IP_INDEX_PREFIX = "IP#"
 ARCHIVED_FINDING_TTL_DAYS = 90
 
 MAX_TRANSACT_ACTIONS = 100  # TransactWriteItems limit
@@ -150,6 +159,14 @@ def outbox_sk(finding: Mapping[str, Any]) -> str:
     return f"{finding['Id']}#{finding['UpdatedAt']}"
 
 
+def ip_pk(vpc_id: str, ip: str) -> str:
+    return f"{IP_INDEX_PREFIX}{vpc_id}#{ip}"
+
+
+def ip_sk(from_at: str, task_arn: str) -> str:
+    return f"{from_at}#{task_arn}"
+
+
 # --------------------------------------------------------------------------- small helpers
 
 
@@ -158,6 +175,27 @@ def iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def utc_second(value: Any) -> str | None:
+    """A moment as ``YYYY-MM-DDTHH:MM:SSZ`` (UTC, floored to the second): the form of the
+    IP index's times and of Resolver's ``query_timestamp``, so both compare as text.
+    Accepts datetimes, ISO strings (``Z`` or an offset) and epoch seconds; None when absent
+    or unreadable."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        moment = datetime.fromtimestamp(value, tz=UTC)
+    elif isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _iso_or_none(value: Any) -> str | None:
@@ -288,6 +326,7 @@ FACT_PATHS: tuple[tuple[str, Callable[[Mapping], Any]], ...] = (
     ),
     ("network.flow_logs", lambda p: _network(p).get("flow_logs")),
     ("network.vpc_endpoints", lambda p: [_endpoint_fact(e) for e in _network(p).get("vpc_endpoints") or []]),
+    ("network.query_log_configs", lambda p: _network(p).get("query_log_configs")),
     ("errors", lambda p: sorted(p.get("errors") or {})),
 )
 
@@ -381,6 +420,7 @@ def decode_latest(item: Mapping[str, Any] | None) -> dict | None:
         "rev": item.get("rev", 0),
         "cause": _loads(item.get("cause")),
         "deps": _loads(item.get("deps"), []),
+        "ip_index": _loads(item.get("ip_index")),
     }
 
 
@@ -394,8 +434,10 @@ def latest_item(
     observed_at: str,
     rev: int,
     deps: list[str],
+    ip_index: Mapping[str, str] | None = None,
 ) -> dict:
-    """The LATEST item of a RUNNING task (in the workload's running set via gsi1)."""
+    """The LATEST item of a RUNNING task (in the workload's running set via gsi1).
+    ``ip_index``: the key (``{"pk", "sk"}``) of its IP index entry, once written."""
     key = workload_key(posture)
     item = {
         **_key(task_pk(posture["task_arn"]), LATEST_SK),
@@ -411,6 +453,7 @@ def latest_item(
         "rev": rev,
         "cause": _dumps(cause),
         "deps": _dumps(deps),
+        "ip_index": _dumps(dict(ip_index)) if ip_index else None,
         "gsi1pk": key,
         "gsi1sk": posture["task_arn"],
     }
@@ -460,6 +503,66 @@ def dependency_item(resource_id: str, task_arn: str, key: str | None) -> dict:
     }
 
 
+def ip_index_item(
+    posture: Mapping[str, Any], from_at: str, to_at: str | None = None, now: datetime | None = None
+) -> dict:
+    """The IP index entry of a task: its private IPv4 address in its VPC from ``from_at``
+    (to ``to_at`` once stopped; then it expires like the task's other items)."""
+    network = posture.get("network") or {}
+    vpc_id, ip, task_arn = network["vpc_id"], network["private_ip"], posture["task_arn"]
+    return {
+        **_key(ip_pk(vpc_id, ip), ip_sk(from_at, task_arn)),
+        "task_arn": task_arn,
+        "workload": workload_key(posture),
+        "workload_name": posture.get("workload"),
+        "vpc_id": vpc_id,
+        "ip": ip,
+        "from": from_at,
+        "to": to_at,
+        "task_definition_arn": posture.get("task_definition_arn"),
+        "ttl": ttl_after(now, STOPPED_TTL_DAYS) if to_at and now is not None else None,
+    }
+
+
+def _ip_index_put(
+    stored: Mapping[str, Any] | None, posture: Mapping[str, Any], observed_at: str
+) -> dict | None:
+    """The IP index entry an audit writes: only the task's first one (or the first since
+    this index existed) that knows its address and VPC."""
+    network = posture.get("network") or {}
+    if (stored or {}).get("ip_index") or not network.get("vpc_id") or not network.get("private_ip"):
+        return None
+    from_at = utc_second(posture.get("connectivity_at")) or utc_second(observed_at)
+    return ip_index_item(posture, from_at)
+
+
+def decode_ip_range(item: Mapping[str, Any]) -> dict:
+    """An IP index entry: ``{"task_arn", "workload_key", "workload", "vpc_id", "ip", "from",
+    "to", "task_definition_arn"}`` (``to`` None while the task runs)."""
+    return {
+        "task_arn": item.get("task_arn"),
+        "workload_key": item.get("workload"),
+        "workload": item.get("workload_name"),
+        "vpc_id": item.get("vpc_id"),
+        "ip": item.get("ip"),
+        "from": item.get("from"),
+        "to": item.get("to"),
+        "task_definition_arn": item.get("task_definition_arn"),
+    }
+
+
+def range_at(ranges: Iterable[Mapping[str, Any]], moment: str) -> Mapping[str, Any] | None:
+    """The range holding ``moment`` (UTC seconds text): the latest to start at or before it,
+    if it had not ended before it; None when the address belonged to no known task then."""
+    best = None
+    for entry in ranges:
+        if entry.get("from") and entry["from"] <= moment and (best is None or entry["from"] > best["from"]):
+            best = entry
+    if best is None or (best.get("to") and best["to"] < moment):
+        return None
+    return best
+
+
 @dataclass(frozen=True)
 class WritePlan:
     """What one audit or STOPPED event writes. ``expected_rev`` None: LATEST must not
@@ -475,6 +578,7 @@ class WritePlan:
     dep_puts: list[dict] = field(default_factory=list)
     dep_deletes: list[dict] = field(default_factory=list)
     change: dict | None = None
+    ip_index: dict | None = None  # the IP index entry to put (opened, or closed on stop)
 
     @property
     def writes(self) -> list[tuple[str, dict]]:
@@ -484,6 +588,8 @@ class WritePlan:
             actions.append(("put", self.latest))
         if self.history is not None:
             actions.append(("put", self.history))
+        if self.ip_index is not None:
+            actions.append(("put", self.ip_index))
         actions += [("put", item) for item in self.dep_puts]
         actions += [("delete", key) for key in self.dep_deletes]
         return actions
@@ -542,6 +648,8 @@ def plan_audit(
         version = stored.get("task_version")
     rev = (stored or {}).get("rev", 0) + 1
     expected = stored.get("rev") if stored is not None else None
+    ip_put = _ip_index_put(stored, posture, observed_at)
+    ip_ref = _key(ip_put["pk"], ip_put["sk"]) if ip_put else (stored or {}).get("ip_index")
     latest = latest_item(
         posture,
         listed,
@@ -551,9 +659,10 @@ def plan_audit(
         observed_at=observed_at,
         rev=rev,
         deps=deps,
+        ip_index=ip_ref,
     )
     if stored is not None and stored.get("digest") == digest:
-        return WritePlan(UNCHANGED, task_arn, key, expected_rev=expected, latest=latest)
+        return WritePlan(UNCHANGED, task_arn, key, expected_rev=expected, latest=latest, ip_index=ip_put)
 
     change = diff(
         stored.get("posture") if stored else None, stored.get("statuses") if stored else None, posture, listed
@@ -572,6 +681,7 @@ def plan_audit(
         dep_puts=[dependency_item(r, task_arn, key) for r in deps if r not in before],
         dep_deletes=[_key(dependency_pk(r), task_pk(task_arn)) for r in sorted(before - set(deps))],
         change=change,
+        ip_index=ip_put,
     )
 
 
@@ -629,8 +739,14 @@ def plan_stop(
         "rev": rev,
         "cause": _dumps(cause),
         "deps": _dumps([]),
+        "ip_index": _dumps(stored["ip_index"]) if stored.get("ip_index") else None,
         "ttl": ttl,
     }
+    ip_closed = None
+    if stored.get("ip_index") and posture is not None:  # the address is free from now on
+        from_at = str(stored["ip_index"]["sk"]).split("#", 1)[0]
+        to_at = utc_second(stopped_at) or utc_second(latest["observed_at"])
+        ip_closed = ip_index_item(posture, from_at, max(to_at, from_at), now)
     change = diff(None, stored.get("statuses"), None, None)
     change["facts"] = [{"path": "lifecycle", "before": RUNNING, "after": STOPPED}]
     history = history_item(task_arn, latest["observed_at"], rev, cause, change, key, now)
@@ -643,6 +759,7 @@ def plan_stop(
         history=history,
         dep_deletes=[_key(dependency_pk(r), task_pk(task_arn)) for r in stored.get("deps") or []],
         change=change,
+        ip_index=ip_closed,
     )
 
 
@@ -939,6 +1056,34 @@ class Recorder:
             ExpressionAttributeValues={":pk": {"S": dependency_pk(resource_id)}},
         )
         return sorted(item["task_arn"] for item in items)
+
+    def ip_ranges(self, vpc_id: str, ip: str, until: str, since: str | None = None) -> list[dict]:
+        """The IP index ranges of an address that may hold a moment in ``[since, until]``
+        (UTC seconds text): newest first, down to the first one starting at or before
+        ``since`` (``until`` when None). Strongly consistent; usually one small read."""
+        since = since or until
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND sk <= :upper",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": ip_pk(vpc_id, ip)},
+                ":upper": {"S": f"{until}#~"},  # "~" sorts after every task ARN character
+            },
+            "ScanIndexForward": False,
+            "ConsistentRead": True,
+            "Limit": 10,
+        }
+        ranges: list[dict] = []
+        while True:
+            response = self.client.query(**request)
+            for item in response.get("Items", []):
+                entry = decode_ip_range(from_attributes(item))
+                ranges.append(entry)
+                if entry["from"] and entry["from"] <= since:
+                    return ranges
+            if not response.get("LastEvaluatedKey"):
+                return ranges
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def history(self, task_arn: str) -> list[dict]:
         """The task's recorded changes, oldest first (interface.md ``history``)."""

@@ -47,6 +47,9 @@ _YamlLoader.yaml_implicit_resolvers = {
 }
 
 SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+# What a rule's check reads (rule file ``evaluation``): a task Posture (scans, task and
+# config events, sweeps) or a workload's Discovery (DNS query logs, the dns_logs function).
+TASK_POSTURE, WORKLOAD_DISCOVERY = "task-posture", "workload-discovery"
 RULES_DIR_ENV = "FARGATE_AUDIT_RULES_DIR"
 SCHEMA_FILE = "schema.json"
 PARAMETERS_FILE = "parameters.yaml"
@@ -75,6 +78,7 @@ class Rule:
     parameters: tuple[str, ...]
     fixtures: dict = field(repr=False, compare=False)
     source: str = field(default="", compare=False)
+    evaluation: str = TASK_POSTURE
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,16 @@ class Catalog:
     @property
     def ids(self) -> tuple[str, ...]:
         return tuple(rule.id for rule in self.rules)
+
+    @property
+    def posture_rules(self) -> tuple[Rule, ...]:
+        """The rules evaluated on task postures (scans, events, sweeps), in id order."""
+        return tuple(rule for rule in self.rules if rule.evaluation == TASK_POSTURE)
+
+    @property
+    def discovery_rules(self) -> tuple[Rule, ...]:
+        """The rules evaluated on a workload's discovered destinations (DNS query logs)."""
+        return tuple(rule for rule in self.rules if rule.evaluation == WORKLOAD_DISCOVERY)
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
@@ -310,6 +324,13 @@ def _load(rules_dir: Path, check_schemas: bool) -> tuple[Catalog | None, list[st
         if doc["check"] not in checks.CHECKS:
             rule_problems.append(problem(source, "check", f"{doc['check']!r} is not a function of checks"))
         applicability = doc.get("applicability")
+        evaluation = doc.get("evaluation", TASK_POSTURE)
+        if evaluation == WORKLOAD_DISCOVERY:  # a Discovery has no posture facts to require
+            for key in ("requires", "applicability"):
+                if doc.get(key):
+                    rule_problems.append(
+                        problem(source, key, f"a {WORKLOAD_DISCOVERY} rule reads no posture facts")
+                    )
         if applicability and applicability["check"] not in checks.APPLICABILITY:
             rule_problems.append(
                 problem(
@@ -337,6 +358,7 @@ def _load(rules_dir: Path, check_schemas: bool) -> tuple[Catalog | None, list[st
             parameters=tuple(doc["parameters"]),
             fixtures=doc["fixtures"],
             source=source,
+            evaluation=evaluation,
         )
 
     # mappings.yaml

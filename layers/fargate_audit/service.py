@@ -15,6 +15,8 @@ Entry points (each returns a small JSON-serialisable outcome dict; malformed inp
 - ``handle_config_event(event, rt, now)`` AWS Config change of a network resource
 - ``plan_sweep(rt, queue_url, now)``      one SQS message per cluster
 - ``sweep_cluster(message, rt, now)``     audit one cluster (a SweepQueue message body)
+- ``handle_dns_logs(event, rt, now)``     a batch of Route 53 Resolver query logs (CloudWatch
+  Logs subscription): destinations per workload, then EGR-01 per workload touched
 
 No clock is read here: ``now`` comes from the caller. AWS clients, the rule catalog, the
 params, the recorder, the publisher and the VPC fact cache come in a :class:`Runtime`
@@ -28,18 +30,32 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import asff, collect, events, record, scan
+from . import asff, collect, dnslogs, engine, events, record, scan
 from .aws import AWS_ERRORS, Clients, failure_message
-from .errors import FargateAuditError
+from .errors import FargateAuditError, ScanError
 
 DESCRIBE_TASKS_BATCH = 100  # DescribeTasks: 100 tasks, one cluster per call
 SEND_MESSAGE_BATCH = 10  # SendMessageBatch: 10 entries per call
-FACT_SERVICES = ("ecs.", "ec2.")  # api_calls keys of the reads a posture is built from
+FACT_SERVICES = ("ecs.", "ec2.", "route53resolver.")  # api_calls keys of the fact reads
 FLUSH_MIN_AGE_SECONDS = 60  # outbox entries younger than this belong to their own writer
+# Every event invocation also delivers a bounded part of the outbox (one BatchImportFindings
+# call's worth), so findings left undelivered are not waiting for the next sweep only.
+EVENT_FLUSH_LIMIT = 100
+SWEEP_FLUSH_LIMIT = 1000
 # DescribeTasks lastStatus values after RUNNING: the task is going or gone.
 ENDED_STATUSES = frozenset({"DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED", "DELETED"})
 
 IGNORED, STALE, AUDITED, STOPPED, REJECTED = "ignored", "stale", "audited", "stopped", "rejected"
+
+
+class ForeignEventError(FargateAuditError):
+    """An event or message from an account or region outside the allowlist (the text says
+    which). Not malformed: it is rejected and counted, never retried."""
+
+    def __init__(self, message: str, account: str | None = None, region: str | None = None) -> None:
+        super().__init__(message)
+        self.account = account
+        self.region = region
 
 
 class SweepError(FargateAuditError):
@@ -59,6 +75,12 @@ class Runtime:
     ``params``: the rule catalog and the validated RULE_PARAMS (None: defaults);
     ``recorder``: the DynamoDB recorder; ``publisher``: the Security Hub writer, None when
     PUBLISH_FINDINGS is false; ``cache``: network facts reused across invocations.
+
+    Origins (``origin_error``): ``allowed_accounts`` / ``allowed_regions`` (ALLOWED_ACCOUNTS /
+    ALLOWED_REGIONS; empty: the account the runtime reads, i.e. ``audit_role_account`` when
+    reads go through AUDIT_ROLE_ARN, else ``own_account``, and its own region);
+    ``own_account`` is set by the handlers from the Lambda context. ``events_dlq_url``:
+    where malformed events go (EVENTS_DLQ_URL; None: logged and counted only).
     """
 
     clients: Clients
@@ -68,9 +90,58 @@ class Runtime:
     recorder: record.Recorder
     publisher: Any | None
     cache: collect.FactCache = field(default_factory=collect.FactCache)
+    allowed_accounts: frozenset[str] = frozenset()
+    allowed_regions: frozenset[str] = frozenset()
+    own_account: str | None = None
+    audit_role_account: str | None = None
+    events_dlq_url: str | None = None
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def allowed_accounts(rt: Runtime) -> frozenset[str]:
+    """The accounts events may come from: the explicit allowlist, else the account the
+    runtime reads (the audit role's when reads go through one, else its own)."""
+    if rt.allowed_accounts:
+        return rt.allowed_accounts
+    account = rt.audit_role_account or rt.own_account
+    return frozenset({account}) if account else frozenset()
+
+
+def allowed_regions(rt: Runtime) -> frozenset[str]:
+    return rt.allowed_regions or frozenset({rt.region})
+
+
+def origin_error(rt: Runtime, account: Any, region: Any) -> str | None:
+    """Why an event of ``account`` / ``region`` is refused, or None. ``aws.*`` events cannot
+    be forged with PutEvents, but a cross-account event bus can forward another account's."""
+    accounts = allowed_accounts(rt)
+    if not accounts:
+        return "the function's own account is unknown (no Lambda context) and ALLOWED_ACCOUNTS is empty"
+    if account not in accounts:
+        return f"account {account} is not in the allowed accounts ({', '.join(sorted(accounts))})"
+    regions = allowed_regions(rt)
+    if region not in regions:
+        return f"region {region} is not in the allowed regions ({', '.join(sorted(regions))})"
+    return None
+
+
+def check_origin(rt: Runtime, kind: str, *origins: tuple[Any, Any]) -> None:
+    """ForeignEventError unless every (account, region) pair is allowed."""
+    for account, region in origins:
+        reason = origin_error(rt, account, region)
+        if reason:
+            raise ForeignEventError(f"{kind}: {reason}", account=account, region=region)
+
+
+def flush_outbox(rt: Runtime, now: datetime, limit: int = EVENT_FLUSH_LIMIT) -> dict | None:
+    """Deliver up to ``limit`` findings an earlier invocation left in the outbox (those
+    queued at least FLUSH_MIN_AGE_SECONDS ago); None when publishing is off."""
+    if rt.publisher is None:
+        return None
+    outcome = rt.publisher.flush_outbox(now, limit=limit, min_age_seconds=FLUSH_MIN_AGE_SECONDS)
+    return _publish_summary([outcome]) | {"pending": outcome.pending}
 
 
 def _cause(kind: str, cause_id: str | None, task_version: Any, event_time: str | None) -> dict:
@@ -192,7 +263,10 @@ def publish_workload(
     postures = [task["posture"] for task in tasks]
     results = [result for task in tasks for result in task["results"]]
     findings = asff.build_findings(postures, results, rt.catalog, now) if postures else []
-    return rt.publisher.sync_workload(workload_key, findings, now)
+    # While tasks run, the workload-discovery findings (EGR-01) are the dns_logs function's
+    # to keep; once none runs, every finding of the workload is archived.
+    rules = [rule.id for rule in rt.catalog.posture_rules] if postures else None
+    return rt.publisher.sync_workload(workload_key, findings, now, rules=rules)
 
 
 # --------------------------------------------------------------------------- ECS task events
@@ -204,6 +278,26 @@ def handle_task_event(event: Any, rt: Runtime, now: datetime) -> dict:
     gone: nothing is described) and publish its workload (archived when none runs).
     Anything else, or a task not on Fargate: ignored."""
     parsed = events.parse_task_event(event)
+    check_origin(rt, events.TASK_EVENT, (parsed["account"], parsed["region"]))
+    outcome = _task_event(parsed, rt, now)
+    if outcome["status"] in (AUDITED, STALE, STOPPED):
+        outcome["flushed"] = flush_outbox(rt, now)
+    return outcome
+
+
+def _resync_redelivery(rt: Runtime, stored: Mapping[str, Any] | None, parsed: dict, now: datetime) -> dict:
+    """The very event that wrote the stored state, delivered again: Lambda retrying an
+    invocation that failed after recording (e.g. while queueing its findings) or EventBridge
+    delivering twice. Its workload is published again (changes only: nothing is imported
+    when Security Hub already holds it), so a retry completes what the failure left."""
+    previous = (stored or {}).get("cause") or {}
+    key = (stored or {}).get("workload_key")
+    if not key or rt.publisher is None or previous.get("id") != parsed["event_id"]:
+        return {}
+    return {"findings": _publish_summary([publish_workload(rt, key, now)]) | {"workloads": 1}}
+
+
+def _task_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
     base = {
         "event_id": parsed["event_id"],
         "task_arn": parsed["task_arn"],
@@ -218,9 +312,10 @@ def handle_task_event(event: Any, rt: Runtime, now: datetime) -> dict:
 
     if parsed["last_status"] == "RUNNING":
         # A duplicate or out-of-order event needs no AWS read: the recorder's order test first.
-        reason = record.stale_reason(rt.recorder.latest(parsed["task_arn"]), cause, record.iso(now))
+        stored = rt.recorder.latest(parsed["task_arn"])
+        reason = record.stale_reason(stored, cause, record.iso(now))
         if reason:
-            return base | {"status": STALE, "reason": reason}
+            return base | {"status": STALE, "reason": reason} | _resync_redelivery(rt, stored, parsed, now)
         collected = collect.collect_tasks(
             rt.clients, parsed["region"], parsed["cluster_arn"], [parsed["detail"]], cache=rt.cache
         )
@@ -244,7 +339,8 @@ def handle_task_event(event: Any, rt: Runtime, now: datetime) -> dict:
     if parsed["last_status"] == "STOPPED":
         stored = rt.recorder.latest(parsed["task_arn"])
         if stored is not None and stored.get("lifecycle") == record.STOPPED:
-            return base | {"status": STALE, "reason": "task already recorded STOPPED"}
+            resync = _resync_redelivery(rt, stored, parsed, now)
+            return base | {"status": STALE, "reason": "task already recorded STOPPED"} | resync
         key = record.workload_key_from_cluster_arn(parsed["cluster_arn"], parsed["group"])
         batch.stopped(parsed["task_arn"], parsed["version"], parsed["stopped_at"], cause, key)
         return base | {"status": STOPPED, "workload": key, "findings": batch.publish()}
@@ -328,6 +424,18 @@ def handle_config_event(event: Any, rt: Runtime, now: datetime) -> dict:
     (fresh VPC facts: the cache is bypassed and refilled), retire those no longer running,
     publish every workload touched."""
     parsed = events.parse_config_event(event)
+    check_origin(
+        rt,
+        events.CONFIG_EVENT,
+        (parsed["account"], parsed["event_region"]),
+        (parsed["account_id"], parsed["region"]),
+    )
+    outcome = _config_event(parsed, rt, now)
+    outcome["flushed"] = flush_outbox(rt, now)
+    return outcome
+
+
+def _config_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
     base = {
         "event_id": parsed["event_id"],
         "resource_type": parsed["resource_type"],
@@ -424,6 +532,7 @@ def sweep_cluster(message: Any, rt: Runtime, now: datetime, message_id: str | No
     A message with ``task_arns`` narrows the sweep to those tasks. SweepError when the
     cluster could not be fully listed or described (the message is retried)."""
     parsed = events.parse_sweep_message(message)
+    check_origin(rt, events.SWEEP_MESSAGE, (parsed["account_id"], parsed["region"]))
     region, cluster_arn = parsed["region"], parsed["cluster_arn"]
     batch = _Batch(rt, now)
 
@@ -435,14 +544,17 @@ def sweep_cluster(message: Any, rt: Runtime, now: datetime, message_id: str | No
         errors, api_calls = outcome["errors"], outcome["api_calls"]
         listed = None
     else:
-        collected = collect.collect(
-            None,
-            regions=[region],
-            clusters=[cluster_arn],
-            clients=rt.clients,
-            cache=rt.cache,
-            refresh_vpcs=True,
-        )
+        try:
+            collected = collect.collect(
+                None,
+                regions=[region],
+                clusters=[cluster_arn],
+                clients=rt.clients,
+                cache=rt.cache,
+                refresh_vpcs=True,
+            )
+        except ScanError as exc:  # the cluster could not be listed at all: retry the message
+            raise SweepError(f"sweep of {cluster_arn} failed: {exc}", {"cluster_arn": cluster_arn}) from exc
         errors, api_calls = collected.errors, collected.api_calls
         batch.record_audits(collected.raw_tasks, cause_of)
         listed = {raw["task"].get("taskArn") for raw in collected.raw_tasks}
@@ -454,10 +566,7 @@ def sweep_cluster(message: Any, rt: Runtime, now: datetime, message_id: str | No
                             task["task_arn"], None, None, _cause("sweep", message_id, None, None), key
                         )
     findings = batch.publish()
-    flushed = None
-    if rt.publisher is not None:
-        flush = rt.publisher.flush_outbox(now, min_age_seconds=FLUSH_MIN_AGE_SECONDS)
-        flushed = _publish_summary([flush])
+    flushed = flush_outbox(rt, now, limit=SWEEP_FLUSH_LIMIT)
     result = {
         "status": "swept",
         "cluster_arn": cluster_arn,
@@ -471,3 +580,106 @@ def sweep_cluster(message: Any, rt: Runtime, now: datetime, message_id: str | No
     if errors:
         raise SweepError(f"sweep of {cluster_arn} incomplete: {errors[0].get('message')}", result)
     return result
+
+
+# --------------------------------------------------------------------------- DNS query logs
+
+
+def _read_ranges(rt: Runtime, records: list) -> dict:
+    """The IP index ranges of every source address of a batch that may hold its queries
+    (one Query per distinct address)."""
+    return {
+        (vpc, ip): rt.recorder.ip_ranges(vpc, ip, until=high, since=low)
+        for (vpc, ip), (low, high) in sorted(dnslogs.source_windows(records).items())
+    }
+
+
+def evaluate_workload_discovery(
+    rt: Runtime, store: dnslogs.DiscoveryStore, workload_key: str, now: datetime
+) -> tuple[list[dict], Any]:
+    """The workload-discovery rules (EGR-01) on everything recorded for one workload, and
+    their findings synchronised with Security Hub. Nothing is published for a workload
+    with no running task (its findings were archived when the last one stopped) or when
+    publishing is off. Returns (results, publish outcome or None)."""
+    running = rt.recorder.running_tasks(workload_key)
+    if not running or rt.publisher is None:
+        return [], None
+    postures = [task["posture"] for task in running]
+    first = postures[0]
+    discovery = {
+        "account_id": first["account_id"],
+        "region": first["region"],
+        "workload": first.get("workload"),
+        "workload_key": workload_key,
+        "cluster_name": first.get("cluster_name"),
+        "group": first.get("group"),
+        "destinations": store.destinations(workload_key),
+    }
+    evaluation = engine.evaluate_discovery(rt.catalog, discovery, rt.params, today=now.date())
+    findings = [asff.build_discovery_finding(r, postures, rt.catalog, now) for r in evaluation.results]
+    rules = [rule.id for rule in rt.catalog.discovery_rules]
+    return evaluation.results, rt.publisher.sync_workload(workload_key, findings, now, rules=rules)
+
+
+def handle_dns_logs(event: Any, rt: Runtime, now: datetime) -> dict:
+    """One CloudWatch Logs subscription batch of Resolver query logs: parse (malformed
+    records counted and skipped), attribute each query to the task holding its source
+    address then (the IP index; unknown sources go to ``unattributed``), aggregate per
+    (workload, name, query type), write once per batch however often it is delivered,
+    then evaluate EGR-01 for every attributed workload it touched and publish."""
+    payload = dnslogs.decode_subscription(event)
+    base = {"log_group": payload.get("logGroup"), "log_stream": payload.get("logStream")}
+    if payload["messageType"] == dnslogs.CONTROL_MESSAGE:
+        return base | {"status": IGNORED, "reason": "CONTROL_MESSAGE"}
+    records, malformed = dnslogs.parse_records(payload)
+    batch = dnslogs.batch_id(payload)
+    store = dnslogs.DiscoveryStore(rt.recorder.table_name, rt.recorder.client)
+    base |= {"batch_id": batch, "records": len(records), "malformed": malformed}
+    if not records:
+        return base | {"status": IGNORED, "reason": "no query-log record in the batch"}
+
+    def stored_attribution(markers: dict) -> dict | None:
+        first = markers.get(0)
+        return dnslogs.decode_snapshot(first["attribution"]) if first and first.get("attribution") else None
+
+    applied = store.markers(batch)  # the chunks an earlier delivery applied
+    ranges = stored_attribution(applied)  # a redelivery re-uses the first delivery's attribution
+    redelivered = ranges is not None
+    if ranges is None:
+        ranges = _read_ranges(rt, records)
+    aggregation = dnslogs.aggregate(records, ranges)
+
+    def replan():
+        theirs = stored_attribution(store.markers(batch))
+        return dnslogs.aggregate(records, theirs) if theirs is not None else None
+
+    stats, aggregation = dnslogs.write_batch(
+        store,
+        batch,
+        aggregation,
+        len(records),
+        now,
+        None if redelivered else dnslogs.encode_snapshot(ranges),
+        replan=None if redelivered else replan,
+        applied=applied,
+    )
+    results, outcomes = {}, []
+    for key in aggregation.workloads(attributed_only=True):
+        found, outcome = evaluate_workload_discovery(rt, store, key, now)
+        results.update({f"{key}/{r['rule_id']}": r["status"] for r in found})
+        outcomes.append(outcome)
+    findings = _publish_summary(outcomes)
+    findings["workloads"] = sum(1 for outcome in outcomes if outcome is not None)
+    return base | {
+        "status": "recorded" if stats.written else "duplicate",
+        "attributed": aggregation.attributed,
+        "unattributed": aggregation.unattributed,
+        "destinations": len(aggregation.aggregates),
+        "workloads": aggregation.workloads(),
+        "chunks": stats.chunks,
+        "chunks_written": stats.written,
+        "chunks_skipped": stats.skipped,
+        "item_writes": stats.actions,
+        "results": results,
+        "findings": findings,
+    }

@@ -129,7 +129,8 @@ def function_policies(template: dict) -> dict[str, list[tuple[tuple[str, ...], t
 
     Only inline policy documents are supported: a managed policy name/ARN or a SAM policy
     template hides its actions, so it raises ``ValueError`` (least privilege is reviewed
-    from the template itself).
+    from the template itself). A statement under ``Fn::If`` counts with both of its
+    branches (``AWS::NoValue`` is none): what a condition may grant is reviewed too.
     """
     result: dict[str, list[tuple[tuple[str, ...], tuple[Any, ...]]]] = {}
     for logical_id, resource in functions(template).items():
@@ -140,7 +141,7 @@ def function_policies(template: dict) -> dict[str, list[tuple[tuple[str, ...], t
         for policy in policies:
             if not isinstance(policy, dict) or "Statement" not in policy:
                 raise ValueError(f"{logical_id}: Policies entry {policy!r} is not an inline policy document")
-            for statement in _as_list(policy["Statement"]):
+            for statement in _conditional_items(_as_list(policy["Statement"])):
                 if statement.get("Effect") != "Allow":
                     continue
                 if "NotAction" in statement or "NotResource" in statement:
@@ -154,6 +155,19 @@ def function_policies(template: dict) -> dict[str, list[tuple[tuple[str, ...], t
 
 def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
+
+
+def _conditional_items(items: list) -> list:
+    """List items with every ``{"Fn::If": [condition, a, b]}`` replaced by its branches
+    (``{"Ref": "AWS::NoValue"}`` dropped)."""
+    found = []
+    for item in items:
+        if isinstance(item, dict) and set(item) == {"Fn::If"}:
+            _, when_true, when_false = item["Fn::If"]
+            found += _conditional_items([when_true, when_false])
+        elif item != {"Ref": "AWS::NoValue"}:
+            found.append(item)
+    return found
 
 
 def event_patterns(template: dict) -> dict[str, dict]:

@@ -27,6 +27,7 @@ VPC_KEYS = {
     "flow_logs",
     "vpc_endpoints",
     "nat_gateways",
+    "query_log_associations",
 }
 
 
@@ -241,7 +242,8 @@ def test_vpc_facts_are_shared_objects_fetched_once_for_ten_tasks_in_two_vpcs(wor
     assert calls["ecs.DescribeTasks"] == 2  # one per cluster, <= 100 tasks each
     assert calls["ecs.ListTasks"] == 2 and calls["ecs.ListClusters"] == 1
     assert calls["ecs.DescribeClusters"] == 1 and calls["ecs.DescribeTaskDefinition"] == 2
-    assert sum(calls.values()) == 16
+    assert calls["route53resolver.ListResolverQueryLogConfigAssociations"] == 1  # once for both VPCs
+    assert sum(calls.values()) == 17
     vpcs: dict[str, dict] = {}
     for raw in world["result"].raw_tasks:
         if raw["vpc"] is not None:

@@ -133,6 +133,7 @@ class World:
     spy: Spy
     calls: CallLog
     queue_url: str
+    dlq_url: str
     vpc: str
     subnet: str
     route_table: str
@@ -266,13 +267,15 @@ def build_world(monkeypatch, env: dict | None = None) -> World:
     """The estate and a runtime whose clients record every call (inside mock_aws)."""
     for name, value in (ENV | (env or {})).items():
         monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "SWEEP_QUEUE_URL"):
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "SWEEP_QUEUE_URL", "EVENTS_DLQ_URL"):
         monkeypatch.delenv(name, raising=False)
     session = boto3.session.Session(region_name=REGION)
     create_table(session)
     session.client("securityhub", region_name=REGION).enable_security_hub()
     queue_url = session.client("sqs", region_name=REGION).create_queue(QueueName="sweep")["QueueUrl"]
     monkeypatch.setenv("SWEEP_QUEUE_URL", queue_url)
+    dlq_url = session.client("sqs", region_name=REGION).create_queue(QueueName="events-dlq")["QueueUrl"]
+    monkeypatch.setenv("EVENTS_DLQ_URL", dlq_url)  # as the template gives the asynchronous functions
 
     b = estate._Builder(session, REGION)
     vpc = b.vpc("prod", "10.20.0.0/16")
@@ -313,6 +316,7 @@ def build_world(monkeypatch, env: dict | None = None) -> World:
         spy=spy,
         calls=calls,
         queue_url=queue_url,
+        dlq_url=dlq_url,
         vpc=vpc,
         subnet=subnet,
         route_table=rtb,
@@ -352,7 +356,7 @@ def test_running_event_audits_records_and_publishes_the_workload_findings(world)
     assert first["cause"]["type"] == "ecs-event" and first["cause"]["task_version"] == 4
     assert all(before is None for before, _ in first["rules"].values())
     findings = world.findings()
-    assert len(findings) == len(world.rt.catalog.rules) == outcome["findings"]["imported"]
+    assert len(findings) == len(world.rt.catalog.posture_rules) == outcome["findings"]["imported"]
     assert {f["RecordState"] for f in findings.values()} == {"ACTIVE"}
     assert world.finding("NET-02")["Compliance"]["Status"] == "FAILED"  # public IP, IGW, 443 open
     assert world.finding("NET-03")["Compliance"]["Status"] == "PASSED"  # 443 is an approved port
@@ -530,11 +534,20 @@ def test_malformed_event_is_rejected_with_one_log_line_and_a_metric(world):
         "status": "rejected",
         "event_id": event["id"],
         "error": "ECS event: detail.taskArn missing",
+        "dead_lettered": True,
     }
     (line,) = [log for log in world.spy.logs if log[0] == "error"]
     assert line[2] == {"error": "ECS event: detail.taskArn missing", "event_id": event["id"]}
-    assert world.spy.metrics["MalformedEvents"] == 1
-    assert world.calls.calls == []
+    assert world.spy.metrics["MalformedEvents"] == world.spy.metrics["DeadLetteredEvents"] == 1
+    assert world.calls.operations() == Counter({"sqs.SendMessage": 1})  # the dead letter only
+    (message,) = world.client("sqs").receive_message(QueueUrl=world.dlq_url)["Messages"]
+    letter = json.loads(message["Body"])
+    assert letter["fargate_audit"] == {
+        "rejected": "malformed",
+        "function": "task_events",
+        "error": "ECS event: detail.taskArn missing",
+    }
+    assert letter["event"] == event  # no environment in this one: nothing to redact
 
 
 def test_logs_carry_no_environment_value_from_the_event(world):

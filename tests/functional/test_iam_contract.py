@@ -7,23 +7,36 @@ mapped to IAM actions (the service's signing name + the operation; DynamoDB tran
 to their item actions, SQS batch calls to the single action that authorises them) and
 checked against the function's inline policy statements (tests/template_util
 .function_policies). DynamoDB index reads must be granted on the table's ``/index/*``.
+SQS sends are checked against the queue too (the events DLQ only, for the asynchronous
+functions' dead letters); sts:AssumeRole is exercised by a runtime reading through an audit
+role (the reads made with the role's credentials are the role's, not the function's).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from fargate_audit import estate, lambda_handlers
+from fargate_audit import dnslogs, estate, lambda_handlers
 from moto import mock_aws
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from template_util import function_policies, load_template  # noqa: E402
-from test_handlers import EVENTS, WORLD4, _sqs_record, build_world  # noqa: E402
+from test_handlers import (  # noqa: E402
+    ACCOUNT,
+    EVENTS,
+    REGION,
+    WORLD4,
+    LambdaContext,
+    _sqs_record,
+    build_world,
+)
 
 # Batch operations authorised by another action (IAM has no action of their own name).
 AUTHORISED_BY = {
@@ -45,12 +58,15 @@ class IamCallLog:
     def __init__(self, calls) -> None:
         self.calls = calls  # test_handlers.CallLog of the runtime's session
         self.actions: dict[str, set[tuple[str, bool]]] = defaultdict(set)
+        self.queues: dict[str, set[str]] = defaultdict(set)  # function -> QueueUrls sent to
 
     def take(self, function: str) -> None:
         """File the calls made since the last take under ``function``."""
         for prefix, operation, params in self.calls.calls:
             for action in iam_actions(prefix, operation, params):
                 self.actions[function].add((action, bool(params.get("IndexName"))))
+            if prefix == "sqs" and operation.startswith("SendMessage"):
+                self.queues[function].add(params["QueueUrl"])
         self.calls.reset()
 
 
@@ -96,8 +112,15 @@ def recorded():
             world.task_events(json.loads((EVENTS / "ecs-task-ec2.json").read_text()))
             malformed = world.running(first)
             del malformed["detail"]["version"]
-            world.task_events(malformed)
+            world.task_events(malformed)  # dead-lettered
             log.take("TaskEventsFunction")
+
+            # Resolver query logs while both web tasks run (attributed, unattributed, a
+            # malformed record), the same batch again, an undecodable event
+            dns_event = _query_log_batch(world, [first.private_ip, second.private_ip, "10.20.9.250"])
+            for event in (dns_event, dns_event, {"awslogs": {"data": "bm90IGd6aXA="}}):
+                lambda_handlers.dns_logs(event, LambdaContext(), logger=world.spy, metrics=world.spy)
+            log.take("DnsLogsFunction")
 
             world.client("ec2").authorize_security_group_ingress(
                 GroupId=world.sg, IpPermissions=[estate._ports("tcp", 22, 22, cidrs4=[WORLD4])]
@@ -107,12 +130,18 @@ def recorded():
             world.config_events(world.config("config-route-table-change.json"))
             world.client("ecs").stop_task(cluster="prod-web", task=second.arn, reason="scale in")
             world.config_events(world.config("config-security-group-change.json"))
+            malformed = world.config("config-security-group-change.json")
+            del malformed["detail"]["configurationItem"]
+            world.config_events(malformed)  # dead-lettered
             log.take("ConfigEventsFunction")
 
             world.task_events(world.stopped(first))
             log.take("TaskEventsFunction")
 
             world.sweep_planner(json.loads((EVENTS / "scheduled-event.json").read_text()))
+            malformed = json.loads((EVENTS / "scheduled-event.json").read_text())
+            malformed["detail-type"] = "Something Else"
+            world.sweep_planner(malformed)  # dead-lettered
             log.take("SweepPlannerFunction")
 
             event = world.sweep_records()
@@ -122,10 +151,77 @@ def recorded():
             world.client("ecs").stop_task(cluster="batch", task=world.etl[0].arn, reason="done")
             world.sweep("batch")
             log.take("SweepWorkerFunction")
+            queues = {"sweep": world.queue_url, "dlq": world.dlq_url}
         finally:
             estate.release_task_states(world.client("ecs"))
             lambda_handlers.reset_runtime()
-    return dict(log.actions)
+    return Recorded(log.actions, queues=dict(log.queues), urls=queues)
+
+
+def _query_log_batch(world, addresses: list[str]) -> dict:
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    messages = [
+        json.dumps(
+            {
+                "version": "1.100000",
+                "account_id": ACCOUNT,
+                "region": REGION,
+                "vpc_id": world.vpc,
+                "query_timestamp": at,
+                "query_name": f"{name}.",
+                "query_type": "A",
+                "query_class": "IN",
+                "rcode": "NOERROR",
+                "answers": [],
+                "srcaddr": ip,
+                "srcport": "53111",
+                "transport": "UDP",
+                "srcids": {},
+            }
+        )
+        for ip in addresses
+        for name in ("registry-1.docker.io", "sts.amazonaws.com")
+    ] + ["not a record"]
+    return dnslogs.encode_subscription(
+        {
+            "messageType": "DATA_MESSAGE",
+            "owner": ACCOUNT,
+            "logGroup": "/aws/route53resolver/prod",
+            "logStream": "iam-contract",
+            "subscriptionFilters": ["fargate-audit-dns-logs"],
+            "logEvents": [{"id": str(i), "timestamp": 0, "message": m} for i, m in enumerate(messages)],
+        }
+    )
+
+
+class Recorded(dict):
+    """{function: {(action, on_index)}}, plus ``queues`` {function: QueueUrls sent to} and
+    ``urls`` {"sweep", "dlq"}."""
+
+    def __init__(self, actions, queues, urls) -> None:
+        super().__init__(actions)
+        self.queues, self.urls = queues, urls
+
+
+AUDIT_ROLE = f"arn:aws:iam::{ACCOUNT}:role/fargate-audit-reader"
+
+
+@pytest.fixture(scope="module")
+def through_audit_role():
+    """A task event handled by a runtime that reads through AUDIT_ROLE_ARN: the actions
+    the function itself used, and the AssumeRole parameters."""
+    env = {"AUDIT_ROLE_ARN": AUDIT_ROLE, "AUDIT_ROLE_EXTERNAL_ID": "fargate-audit-4711"}
+    with pytest.MonkeyPatch.context() as monkeypatch, mock_aws():
+        world = build_world(monkeypatch, env)
+        log = IamCallLog(world.calls)
+        try:
+            outcome = world.task_events(world.running(world.web[0]))
+            assume = [params for s, op, params in world.calls.calls if (s, op) == ("sts", "AssumeRole")]
+            log.take("TaskEventsFunction")
+        finally:
+            estate.release_task_states(world.client("ecs"))
+            lambda_handlers.reset_runtime()
+    return outcome, dict(log.actions), assume
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +229,13 @@ def policies():
     return function_policies(load_template())
 
 
-FUNCTIONS = ["TaskEventsFunction", "ConfigEventsFunction", "SweepPlannerFunction", "SweepWorkerFunction"]
+FUNCTIONS = [
+    "TaskEventsFunction",
+    "ConfigEventsFunction",
+    "SweepPlannerFunction",
+    "SweepWorkerFunction",
+    "DnsLogsFunction",
+]
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -161,9 +263,66 @@ def test_the_scenarios_exercise_reads_writes_and_imports(recorded):
     assert ("dynamodb:Query", True) in recorded["TaskEventsFunction"]  # the workload index
 
 
-def test_the_event_functions_never_list_or_queue(recorded):
+def test_the_dns_function_writes_transactions_and_imports_but_reads_no_ecs_or_ec2(recorded):
+    used = {action for action, _ in recorded["DnsLogsFunction"]}
+    assert {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query"} <= used
+    assert "securityhub:BatchImportFindings" in used
+    assert not {a for a in used if a.startswith(("ecs:", "ec2:", "route53resolver:"))}
+
+
+def test_the_event_functions_never_list_and_queue_only_dead_letters(recorded):
     event_actions = {a for f in ("TaskEventsFunction", "ConfigEventsFunction") for a, _ in recorded[f]}
-    assert not {"ecs:ListClusters", "ecs:ListTasks", "sqs:SendMessage"} & event_actions
+    assert not {"ecs:ListClusters", "ecs:ListTasks"} & event_actions
+    urls = recorded.urls
+    assert recorded.queues == {
+        "TaskEventsFunction": {urls["dlq"]},
+        "ConfigEventsFunction": {urls["dlq"]},
+        "SweepPlannerFunction": {urls["sweep"], urls["dlq"]},
+        "DnsLogsFunction": {urls["dlq"]},
+    }
+
+
+def test_sqs_statements_name_exactly_the_queues_sent_to(policies):
+    sent_to = {
+        "TaskEventsFunction": ["EventsDeadLetterQueue"],
+        "ConfigEventsFunction": ["EventsDeadLetterQueue"],
+        "SweepPlannerFunction": ["SweepQueue", "EventsDeadLetterQueue"],
+        "SweepWorkerFunction": [],
+    }
+    for function, statements in policies.items():
+        queues = [
+            resource["Fn::GetAtt"][0]
+            for actions, resources in statements
+            if any(a.startswith("sqs:") for a in actions)
+            for resource in resources
+        ]
+        if function in sent_to:
+            assert queues == sent_to[function], function
+        else:  # a later function may dead-letter too, but send nowhere else
+            assert set(queues) <= {"EventsDeadLetterQueue"}, function
+
+
+def test_no_wildcard_action_but_ec2_describe(policies):
+    for function, statements in policies.items():
+        for actions, _ in statements:
+            for action in actions:
+                assert "*" not in action or re.fullmatch(r"ec2:Describe\*", action), f"{function}: {action}"
+                assert action.count(":") == 1 and action.split(":")[1], f"{function}: {action}"
+
+
+def test_reading_through_the_audit_role_needs_only_sts_assume_role_on_it(through_audit_role, policies):
+    outcome, actions, assume = through_audit_role
+    assert outcome["status"] == "audited"
+    assert assume == [
+        {"RoleArn": AUDIT_ROLE, "RoleSessionName": "fargate-audit", "ExternalId": "fargate-audit-4711"}
+    ]
+    used = {action for action, _ in actions["TaskEventsFunction"]}
+    assert "sts:AssumeRole" in used
+    assert not {a for a in used if a.startswith(("ecs:", "ec2:", "securityhub:"))}  # the role's, not ours
+    assert denied(actions["TaskEventsFunction"], policies["TaskEventsFunction"]) == []
+    for function, statements in policies.items():
+        resources = [r for acts, res in statements if "sts:AssumeRole" in acts for r in res]
+        assert resources == [{"Ref": "AuditRoleArn"}], function
 
 
 def test_the_checker_refuses_an_action_the_policy_lacks(policies):

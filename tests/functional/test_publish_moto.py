@@ -34,7 +34,8 @@ BASE = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "base_post
 WL = f"WL#{ACCOUNT}#{REGION}#prod#service:web"
 T0 = datetime(2026, 3, 4, 5, 0, 0, tzinfo=UTC)
 CATALOG = rules.load_catalog()
-RULE_COUNT = len(CATALOG.rules)
+RULE_COUNT = len(CATALOG.posture_rules)  # EGR-01 comes from DNS logs, not postures
+POSTURE_IDS = {rule.id for rule in CATALOG.posture_rules}
 
 
 def at(minutes: float) -> datetime:
@@ -144,7 +145,7 @@ def test_first_sync_imports_every_finding_of_the_workload(env):
     assert (outcome.imported, outcome.archived, outcome.unchanged, outcome.failed) == (RULE_COUNT, 0, 0, 0)
     assert set(hub_findings(env.hub)) == {f["Id"] for f in findings}
     assert [len(c) for c in env.calls] == [RULE_COUNT]
-    assert set(env.rec.finding_states(WL)) == set(CATALOG.ids)
+    assert set(env.rec.finding_states(WL)) == POSTURE_IDS
     assert env.rec.pending_outbox() == []
     held = by_rule(hub_findings(env.hub).values())["NET-03"]
     assert held["ProductFields"]["fargate-audit/TasksEvaluated"] == "2"
@@ -278,14 +279,14 @@ def test_refused_findings_are_retried_then_left_in_the_outbox_and_flushed_later(
     assert set(outcome.errors) == refused and "InternalException" in outcome.errors[min(refused)]
     assert len(sleeps) == 2  # three attempts in all
     assert sorted(f["Id"] for f in env.rec.pending_outbox()) == sorted(refused)
-    assert set(env.rec.finding_states(WL)) == set(CATALOG.ids) - {"NET-01", "NET-03"}
+    assert set(env.rec.finding_states(WL)) == POSTURE_IDS - {"NET-01", "NET-03"}
     assert set(hub_findings(env.hub)) == {f["Id"] for f in findings} - refused
     assert sum("left in the outbox" in r.getMessage() for r in caplog.records) == 2
 
     flushed = publisher(env).flush_outbox(at(5))
     assert (flushed.imported, flushed.failed, flushed.pending) == (2, 0, 0)
     assert env.rec.pending_outbox() == []
-    assert set(env.rec.finding_states(WL)) == set(CATALOG.ids)
+    assert set(env.rec.finding_states(WL)) == POSTURE_IDS
     assert set(hub_findings(env.hub)) == {f["Id"] for f in findings}
     # delivered and recorded: the same estate re-synced imports nothing
     assert (
@@ -389,3 +390,15 @@ def test_plan_refuses_two_findings_for_one_rule():
     finding = by_rule(findings_for([make_posture(1)], at(0)))["NET-03"]
     with pytest.raises(ValueError, match="two findings"):
         publish.plan_workload_findings([finding, dict(finding)], {}, at(0))
+
+
+def test_a_sync_scoped_to_some_rules_leaves_the_other_findings_alone(env):
+    findings = record_running(env, [make_posture(1)], at(0))
+    publisher(env).sync_workload(WL, findings, at(0))
+    only = [f for f in findings if f["Id"].endswith("/NET-01")]
+    outcome = publisher(env).sync_workload(WL, [], at(1), rules=["NET-03"])
+    assert (outcome.imported, outcome.archived) == (0, 1)  # NET-03 only: no longer produced
+    assert env.rec.finding_states(WL)["NET-01"]["record_state"] == "ACTIVE"
+    assert env.rec.finding_states(WL)["NET-03"]["record_state"] == "ARCHIVED"
+    with pytest.raises(ValueError, match="outside the rules"):
+        publisher(env).sync_workload(WL, only, at(2), rules=["NET-03"])

@@ -17,6 +17,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from unittest.mock import ANY
 
 import boto3
 import pytest
@@ -47,15 +48,27 @@ FUNCTIONS = {
     "ConfigEventsFunction": "config_events",
     "SweepPlannerFunction": "sweep_planner",
     "SweepWorkerFunction": "sweep_worker",
+    "DnsLogsFunction": "dns_logs",
 }
 TIMEOUTS = {
     "TaskEventsFunction": 60,
     "ConfigEventsFunction": 60,
     "SweepPlannerFunction": 60,
     "SweepWorkerFunction": 300,
+    "DnsLogsFunction": 120,
 }
-# Functions that EventBridge invokes asynchronously.
-ASYNC_FUNCTIONS = {"TaskEventsFunction", "ConfigEventsFunction", "SweepPlannerFunction"}
+# Functions that EventBridge (or, for DNS logs, CloudWatch Logs) invokes asynchronously.
+ASYNC_FUNCTIONS = {"TaskEventsFunction", "ConfigEventsFunction", "SweepPlannerFunction", "DnsLogsFunction"}
+# Egress discovery: resources that exist only with ResolverQueryLogGroupName set.
+DNS_CONDITIONS = {
+    "DnsLogsFunction": "DnsDiscovery",
+    "DnsLogsLogGroup": "DnsDiscovery",
+    "DnsLogsPermission": "DnsDiscovery",
+    "ResolverQueryLogSubscription": "DnsDiscovery",
+    "ResolverQueryLogGroup": "CreateQueryLogConfig",
+    "ResolverQueryLogConfig": "CreateQueryLogConfig",
+    "ResolverQueryLogAssociation": "AssociateQueryLogVpc",
+}
 NETWORK_RESOURCE_TYPES = [
     "AWS::EC2::SecurityGroup",
     "AWS::EC2::NetworkInterface",
@@ -100,20 +113,39 @@ TABLE_ACTIONS = {
     "dynamodb:BatchWriteItem",
     "dynamodb:ConditionCheckItem",  # with Put/Update/Delete: what TransactWriteItems needs
 }
+RESOLVER_READS = {"route53resolver:ListResolverQueryLogConfigAssociations"}  # EGR-02
 AUDIT_ACTIONS = (
     {"ecs:DescribeTasks", "ecs:DescribeClusters", "ecs:DescribeTaskDefinition"}
     | EC2_DESCRIBES
+    | RESOLVER_READS
     | TABLE_ACTIONS
     | {"securityhub:BatchImportFindings"}
 )
+# Every function may read through the optional audit role (sts:AssumeRole, only under the
+# HasAuditRole condition); the asynchronous ones dead-letter malformed events (sqs:SendMessage
+# on EventsDeadLetterQueue only).
+ASSUME_AUDIT_ROLE = {"sts:AssumeRole"}
+DEAD_LETTERS = {"sqs:SendMessage"}
 EXPECTED_ACTIONS = {
-    "TaskEventsFunction": AUDIT_ACTIONS,
-    "ConfigEventsFunction": AUDIT_ACTIONS,
-    "SweepWorkerFunction": AUDIT_ACTIONS | {"ecs:ListTasks"},
-    "SweepPlannerFunction": {"ecs:ListClusters", "ecs:ListTasks", "sqs:SendMessage"},
+    "TaskEventsFunction": AUDIT_ACTIONS | DEAD_LETTERS | ASSUME_AUDIT_ROLE,
+    "ConfigEventsFunction": AUDIT_ACTIONS | DEAD_LETTERS | ASSUME_AUDIT_ROLE,
+    "SweepWorkerFunction": AUDIT_ACTIONS | {"ecs:ListTasks"} | ASSUME_AUDIT_ROLE,
+    "SweepPlannerFunction": {"ecs:ListClusters", "ecs:ListTasks", "sqs:SendMessage"} | ASSUME_AUDIT_ROLE,
+    # batch markers, destinations, IP index, finding states, outbox; no ECS or EC2 read
+    "DnsLogsFunction": {
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "dynamodb:BatchWriteItem",
+        "securityhub:BatchImportFindings",
+    }
+    | DEAD_LETTERS
+    | ASSUME_AUDIT_ROLE,
 }
 # Actions that take no resource-level permission: "*" is the only possible resource.
-STAR_RESOURCE_ACTIONS = EC2_DESCRIBES | {"ecs:DescribeTaskDefinition", "ecs:ListClusters", "ecs:ListTasks"}
+STAR_RESOURCE_ACTIONS = (
+    EC2_DESCRIBES | RESOLVER_READS | {"ecs:DescribeTaskDefinition", "ecs:ListClusters", "ecs:ListTasks"}
+)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +173,7 @@ def _get_att(logical_id: str, attribute: str = "Arn") -> dict:
 # functions
 
 
-def test_functions_are_the_four_of_the_design_each_with_a_thin_app_handler(template):
+def test_functions_are_the_five_of_the_design_each_with_a_thin_app_handler(template):
     assert {fid: res["Properties"]["CodeUri"] for fid, res in functions(template).items()} == {
         fid: f"functions/{folder}/" for fid, folder in FUNCTIONS.items()
     }
@@ -180,6 +212,10 @@ def test_environment_is_the_design_one(template):
         "RULE_PARAMS": {"Ref": "RuleParams"},
         "PUBLISH_FINDINGS": {"Ref": "PublishFindings"},
         "VPC_CACHE_TTL_SECONDS": {"Ref": "VpcCacheTtlSeconds"},
+        "ALLOWED_ACCOUNTS": {"Fn::Join": [",", {"Ref": "AllowedAccounts"}]},
+        "ALLOWED_REGIONS": {"Fn::Join": [",", {"Ref": "AllowedRegions"}]},
+        "AUDIT_ROLE_ARN": {"Ref": "AuditRoleArn"},
+        "AUDIT_ROLE_EXTERNAL_ID": {"Ref": "AuditRoleExternalId"},
         "POWERTOOLS_SERVICE_NAME": "fargate-audit",
         "POWERTOOLS_METRICS_NAMESPACE": "FargateAudit",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -188,6 +224,8 @@ def test_environment_is_the_design_one(template):
     for function_id in FUNCTIONS:
         env = effective_function_properties(template, function_id)["Environment"]["Variables"]
         extra = {"SWEEP_QUEUE_URL": {"Ref": "SweepQueue"}} if function_id == "SweepPlannerFunction" else {}
+        if function_id in ASYNC_FUNCTIONS:
+            extra["EVENTS_DLQ_URL"] = {"Ref": "EventsDeadLetterQueue"}
         assert env == expected | extra, function_id
     params = template["Parameters"]
     assert params["SweepSchedule"]["Default"] == "rate(6 hours)"
@@ -195,6 +233,15 @@ def test_environment_is_the_design_one(template):
     assert params["PublishFindings"]["Default"] == "true"
     assert params["VpcCacheTtlSeconds"]["Default"] == 300
     assert params["LogRetentionDays"]["Default"] == 30
+    # empty: the account the stack reads and its own region only
+    for name in ("AllowedAccounts", "AllowedRegions"):
+        assert params[name] == {"Type": "CommaDelimitedList", "Default": "", "Description": ANY}, name
+    assert params["AuditRoleArn"]["Default"] == params["AuditRoleExternalId"]["Default"] == ""
+    assert re.fullmatch(params["AuditRoleArn"]["AllowedPattern"], "")
+    assert re.fullmatch(params["AuditRoleArn"]["AllowedPattern"], "arn:aws:iam::111122223333:role/audit")
+    assert not re.fullmatch(params["AuditRoleArn"]["AllowedPattern"], "arn:aws:iam::111122223333:user/x")
+    has_role = {"Fn::Not": [{"Fn::Equals": [{"Ref": "AuditRoleArn"}, ""]}]}
+    assert template["Conditions"]["HasAuditRole"] == has_role
 
 
 def test_every_function_logs_to_its_own_log_group_with_retention(template):
@@ -204,9 +251,11 @@ def test_every_function_logs_to_its_own_log_group_with_retention(template):
         ref = template["Resources"][function_id]["Properties"]["LoggingConfig"]["LogGroup"]
         group_id = ref["Ref"]
         assert group_id in log_groups, function_id
-        assert log_groups[group_id]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
         used.append(group_id)
-    assert len(set(used)) == len(FUNCTIONS) == len(log_groups)
+    for group in log_groups.values():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert len(set(used)) == len(FUNCTIONS)
+    assert set(log_groups) - set(used) == {"ResolverQueryLogGroup"}  # where Resolver writes
 
 
 # ---------------------------------------------------------------------------------------
@@ -410,6 +459,28 @@ def test_no_wildcard_action_and_star_resources_only_where_iam_offers_nothing_nar
                 assert set(actions) <= STAR_RESOURCE_ACTIONS, f"{function_id}: {actions} on '*'"
 
 
+def test_the_audit_role_may_be_assumed_only_when_the_stack_names_one(template):
+    for function_id in FUNCTIONS:
+        (policy,) = template["Resources"][function_id]["Properties"]["Policies"]
+        conditional = [s for s in policy["Statement"] if set(s) == {"Fn::If"}]
+        assert conditional == [
+            {
+                "Fn::If": [
+                    "HasAuditRole",
+                    {
+                        "Sid": "AssumeAuditRole",
+                        "Effect": "Allow",
+                        "Action": "sts:AssumeRole",
+                        "Resource": {"Ref": "AuditRoleArn"},
+                    },
+                    {"Ref": "AWS::NoValue"},
+                ]
+            }
+        ], function_id
+        plain = [s for s in policy["Statement"] if "Action" in s]
+        assert not any("sts:" in json.dumps(s["Action"]) for s in plain), function_id
+
+
 def test_every_action_exists_in_iam(template):
     catalogue = _iam_catalogue()
     for function_id, statements in function_policies(template).items():
@@ -432,7 +503,11 @@ def test_data_actions_are_scoped_to_this_stacks_resources(template):
             if services & {"dynamodb"}:
                 assert services == {"dynamodb"} and list(resources) == table_resources, function_id
             if services & {"sqs"}:
-                assert services == {"sqs"} and list(resources) == [_get_att("SweepQueue")], function_id
+                queues = [_get_att("EventsDeadLetterQueue")] * (function_id in ASYNC_FUNCTIONS)
+                queues += [_get_att("SweepQueue")] * (function_id == "SweepPlannerFunction")
+                assert services == {"sqs"} and len(resources) == 1 and resources[0] in queues, function_id
+            if services & {"sts"}:
+                assert actions == ("sts:AssumeRole",) and resources == ({"Ref": "AuditRoleArn"},), function_id
             if services & {"securityhub"}:
                 assert list(resources) == [{"Fn::Sub": product}], function_id
             if "ecs:DescribeTasks" in actions:
@@ -624,3 +699,75 @@ def test_template_helpers_do_not_mutate_the_template(template):
     for function_id in FUNCTIONS:
         effective_function_properties(template, function_id)
     assert template == before
+
+
+# ---------------------------------------------------------------------------------------
+# egress discovery (DNS query logs)
+
+
+def test_dns_discovery_resources_exist_only_when_a_query_log_group_is_named(template):
+    params = template["Parameters"]
+    assert params["ResolverQueryLogGroupName"]["Default"] == ""
+    assert params["CreateResolverQueryLogConfig"]["Default"] == "false"
+    assert params["QueryLogVpcId"]["Default"] == ""
+    conditions = template["Conditions"]
+    assert conditions["DnsDiscovery"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ResolverQueryLogGroupName"}, ""]}]
+    }
+    assert {"Condition": "DnsDiscovery"} in conditions["CreateQueryLogConfig"]["Fn::And"]
+    assert {"Condition": "CreateQueryLogConfig"} in conditions["AssociateQueryLogVpc"]["Fn::And"]
+    for logical_id, condition in DNS_CONDITIONS.items():
+        assert template["Resources"][logical_id].get("Condition") == condition, logical_id
+    # nothing unconditional names a conditional resource
+    for logical_id, resource in template["Resources"].items():
+        if logical_id in DNS_CONDITIONS:
+            continue
+        text = json.dumps(resource)
+        assert not any(f'"{dns_id}"' in text for dns_id in DNS_CONDITIONS), logical_id
+    for output in template["Outputs"].values():
+        if any(f'"{dns_id}"' in json.dumps(output["Value"]) for dns_id in DNS_CONDITIONS):
+            assert output.get("Condition") == "DnsDiscovery"
+
+
+def test_the_subscription_filter_sends_every_query_log_record_to_the_dns_function(template):
+    resources = template["Resources"]
+    subscription = resources["ResolverQueryLogSubscription"]
+    assert subscription["Type"] == "AWS::Logs::SubscriptionFilter"
+    assert subscription["DependsOn"] == "DnsLogsPermission"  # Logs tests the permission on creation
+    props = subscription["Properties"]
+    assert props["FilterPattern"] == ""
+    assert props["DestinationArn"] == _get_att("DnsLogsFunction")
+    assert props["LogGroupName"] == {
+        "Fn::If": [
+            "CreateQueryLogConfig",
+            {"Ref": "ResolverQueryLogGroup"},
+            {"Ref": "ResolverQueryLogGroupName"},
+        ]
+    }
+    permission = resources["DnsLogsPermission"]["Properties"]
+    assert permission["Action"] == "lambda:InvokeFunction"
+    assert permission["FunctionName"] == _get_att("DnsLogsFunction")
+    assert permission["Principal"] == "logs.amazonaws.com"
+    assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert permission["SourceArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+        "${ResolverQueryLogGroupName}:*"
+    }
+    assert "Events" not in resources["DnsLogsFunction"]["Properties"]  # the filter is the trigger
+
+
+def test_the_optional_query_log_config_delivers_to_the_created_group_for_one_vpc(template):
+    resources = template["Resources"]
+    group = resources["ResolverQueryLogGroup"]["Properties"]
+    assert group["LogGroupName"] == {"Ref": "ResolverQueryLogGroupName"}
+    config = resources["ResolverQueryLogConfig"]
+    assert config["Type"] == "AWS::Route53Resolver::ResolverQueryLoggingConfig"
+    assert config["Properties"]["DestinationArn"] == _get_att("ResolverQueryLogGroup")
+    association = resources["ResolverQueryLogAssociation"]
+    assert association["Type"] == "AWS::Route53Resolver::ResolverQueryLoggingConfigAssociation"
+    assert association["Properties"] == {
+        "ResolverQueryLogConfigId": _get_att("ResolverQueryLogConfig", "Id"),
+        "ResourceId": {"Ref": "QueryLogVpcId"},
+    }
+    pattern = template["Parameters"]["QueryLogVpcId"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "vpc-0a1b2c3d4e5f67890") and re.fullmatch(pattern, "")

@@ -31,9 +31,11 @@ V1_IDS = {
     "NET-01", "NET-02", "NET-03", "NET-04", "NET-05", "NET-06", "NET-07", "NET-08", "NET-09", "NET-10",
     "IMG-01", "IMG-02", "LOG-01", "LOG-02", "CFG-01", "CFG-02", "CFG-03",
 }  # fmt: skip
+EGRESS_IDS = {"EGR-01", "EGR-02"}  # rules.md "Egress discovery"
+DISCOVERY_IDS = {"EGR-01"}  # evaluated on a workload's DNS discoveries, not on task postures
 POSTURE_FACTS = {
     "containers", "cluster", "platform_version", "eni", "security_groups",
-    "route_table", "egress", "nacl", "flow_logs", "vpc_endpoints",
+    "route_table", "egress", "nacl", "flow_logs", "vpc_endpoints", "dns_query_logging",
 }  # fmt: skip
 SPEC_DEFAULTS = {  # rules.md, parameter by parameter
     "allowed_public_ports": [
@@ -83,9 +85,16 @@ def test_shipped_rules_directory_has_no_problem():
     assert validate_rules_dir(RULES) == []
 
 
-def test_catalog_holds_exactly_the_v1_rule_ids_in_id_order():
-    assert set(CATALOG.ids) == V1_IDS
-    assert list(CATALOG.ids) == sorted(V1_IDS)
+def test_catalog_holds_exactly_the_v1_and_egress_rule_ids_in_id_order():
+    assert set(CATALOG.ids) == V1_IDS | EGRESS_IDS
+    assert list(CATALOG.ids) == sorted(V1_IDS | EGRESS_IDS)
+
+
+def test_only_egr_01_is_a_workload_discovery_rule_and_it_reads_no_posture_fact():
+    assert {rule.id for rule in CATALOG.discovery_rules} == DISCOVERY_IDS
+    assert {rule.id for rule in CATALOG.posture_rules} == V1_IDS | EGRESS_IDS - DISCOVERY_IDS
+    for rule in CATALOG.discovery_rules:
+        assert rule.requires == () and rule.applicability is None, rule.id
 
 
 def test_each_rule_file_is_named_after_its_unique_id():
@@ -101,6 +110,7 @@ def test_titles_and_severities_equal_the_spec_table():
     table = _spec_table()
     v1 = {rule_id for rule_id, (_, _, later) in table.items() if not later}
     assert v1 == V1_IDS
+    assert {rule_id for rule_id, (_, _, later) in table.items() if later} == EGRESS_IDS
     for rule in CATALOG.rules:
         title, severity, _ = table[rule.id]
         assert (rule.title, rule.severity) == (title, severity), rule.id
@@ -138,10 +148,10 @@ def test_mappings_carry_the_security_hub_controls_the_spec_names():
         assert controls <= set(CATALOG.mappings[rule_id].get("securityhub", [])), rule_id
 
 
-def test_every_parameter_a_rule_reads_is_declared_and_only_approved_domains_awaits_a_rule():
+def test_every_parameter_is_declared_and_read_by_some_rule():
     used = {name for rule in CATALOG.rules for name in rule.parameters}
-    assert used <= set(CATALOG.parameters)
-    assert set(CATALOG.parameters) - used == {"approved_domains"}
+    assert used == set(CATALOG.parameters)
+    assert set(CATALOG.rule("EGR-01").parameters) == {"approved_domains", "approved_registries"}
 
 
 def test_parameter_defaults_equal_the_spec():
@@ -346,3 +356,15 @@ def test_invalid_schema_json_is_reported_by_validate(rules_copy):
     problems = validate_rules_dir(rules_copy)
     assert len(problems) == 1
     assert "schema.json: properties.severity.enum: not a valid JSON Schema" in problems[0]
+
+
+def test_a_workload_discovery_rule_may_not_require_posture_facts(rules_copy):
+    _edit(rules_copy / "EGR-01.yaml", lambda d: d.update(requires=["eni"]))
+    assert "EGR-01.yaml: requires: a workload-discovery rule reads no posture facts" in _single_error(
+        rules_copy
+    )
+
+
+def test_unknown_evaluation_kind_is_rejected(rules_copy):
+    _edit(rules_copy / "EGR-02.yaml", lambda d: d.update(evaluation="per-account"))
+    assert "EGR-02.yaml: evaluation: 'per-account' is not one of" in _single_error(rules_copy)

@@ -88,7 +88,10 @@ def make_eni(index: int, subnet: str = "subnet-a", vpc: str = "vpc-a") -> dict:
     }
 
 
-# One item per VPC for each VPC-level call, in the shapes EC2 returns.
+RESOLVER_CALL = "ListResolverQueryLogConfigAssociations"
+
+
+# One item per VPC for each VPC-level call, in the shapes EC2 (and Resolver) return.
 def fact_item(call: str, vpc: str, n: int = 0) -> dict:
     return {
         "DescribeSubnets": lambda: {
@@ -120,6 +123,13 @@ def fact_item(call: str, vpc: str, n: int = 0) -> dict:
             "TrafficType": "ALL",
             "CreationTime": CREATED,
         },
+        RESOLVER_CALL: lambda: {
+            "Id": f"rqlca-{vpc}-{n}",
+            "ResolverQueryLogConfigId": f"rqlc-{n}",
+            "ResourceId": vpc,
+            "Status": "ACTIVE",
+            "CreationTime": "2026-11-01T12:00:00Z",
+        },
     }[call]()
 
 
@@ -148,7 +158,7 @@ class Stubs:
         )
         self.stubbers: dict[tuple[str, str], Stubber] = {}
         for region in regions:
-            for service in ("ecs", "ec2"):
+            for service in ("ecs", "ec2", "route53resolver"):
                 stubber = Stubber(session.client(service, region_name=region))
                 stubber.activate()
                 self.stubbers[(service, region)] = stubber
@@ -159,6 +169,9 @@ class Stubs:
 
     def ec2(self, region: str = REGION) -> Stubber:
         return self.stubbers[("ec2", region)]
+
+    def resolver(self, region: str = REGION) -> Stubber:
+        return self.stubbers[("route53resolver", region)]
 
     def collect(self, **kwargs):
         kwargs.setdefault("regions", [REGION])
@@ -274,6 +287,18 @@ class Stubs:
                 params["NextToken"] = f"fl-{number}"
             self.ec2(region).add_response("describe_flow_logs", response, params)
 
+    def query_log_associations(self, pages: list[list[dict]], region: str = REGION) -> None:
+        for number, items in enumerate(pages):
+            response = {"ResolverQueryLogConfigAssociations": items}
+            params = {"MaxResults": 100}
+            if number + 1 < len(pages):
+                response["NextToken"] = f"rqlca-{number + 1}"
+            if number:
+                params["NextToken"] = f"rqlca-{number}"
+            self.resolver(region).add_response(
+                "list_resolver_query_log_config_associations", response, params
+            )
+
     def vpc_facts(
         self,
         vpcs: list[str],
@@ -293,6 +318,16 @@ class Stubs:
                 self.flow_logs(pages.get(call) or [[fact_item(call, vpc) for vpc in vpcs]], region)
             else:
                 self.vpc_call(call, vpcs, pages.get(call), region)
+        if RESOLVER_CALL in errors:
+            self.resolver(region).add_client_error(
+                "list_resolver_query_log_config_associations",
+                errors[RESOLVER_CALL],
+                f"{RESOLVER_CALL} refused",
+                400,
+            )
+        else:
+            default = [[fact_item(RESOLVER_CALL, vpc) for vpc in vpcs]]
+            self.query_log_associations(pages.get(RESOLVER_CALL) or default, region)
 
 
 def one_cluster_world(stubs: Stubs, count: int = 2, region: str = REGION) -> list[dict]:
@@ -683,3 +718,38 @@ def test_call_counter_counts_requests_by_service_and_operation():
     ecs.meta.events.emit("before-send.ecs.ListTasks", request=None)
 
     assert counter.since({}) == {"ecs.DescribeTasks": 2, "ecs.ListTasks": 1}
+
+
+# ---------------------------------------------------------------------------- Resolver query logs
+
+
+def test_query_log_associations_are_listed_once_paged_and_assigned_by_resource_id():
+    stubs = Stubs()
+    one_cluster_world(stubs, count=2)
+    stubs.network_interfaces([[make_eni(0), make_eni(1)]], "network-interface-id", [eni_id(0), eni_id(1)])
+    pages = [
+        [fact_item(RESOLVER_CALL, "vpc-other", 1), fact_item(RESOLVER_CALL, "vpc-a", 2)],
+        [fact_item(RESOLVER_CALL, "vpc-a", 3)],
+    ]
+    stubs.vpc_facts(["vpc-a"], pages={RESOLVER_CALL: pages})
+
+    result = stubs.collect(clusters=["alpha"])
+
+    stubs.verify()
+    vpc = result.raw_tasks[0]["vpc"]
+    assert [a["Id"] for a in vpc["query_log_associations"]] == ["rqlca-vpc-a-2", "rqlca-vpc-a-3"]
+
+
+def test_denied_query_log_listing_marks_only_that_fact():
+    stubs = Stubs()
+    one_cluster_world(stubs, count=1)
+    stubs.network_interfaces([[make_eni(0)]], "network-interface-id", [eni_id(0)])
+    stubs.vpc_facts(["vpc-a"], errors={RESOLVER_CALL: "AccessDeniedException"})
+
+    (raw,) = stubs.collect(clusters=["alpha"]).raw_tasks
+
+    stubs.verify()
+    assert raw["errors"] == {
+        "query_log_associations": f"{RESOLVER_CALL}: AccessDeniedException: {RESOLVER_CALL} refused"
+    }
+    assert raw["vpc"]["query_log_associations"] == [] and raw["vpc"]["security_groups"]

@@ -16,7 +16,7 @@ BASE = json.loads((REPO / "tests" / "fixtures" / "base_posture.json").read_text(
 CATALOG = load_catalog(REPO / "rules")
 FACTS = [
     "containers", "cluster", "platform_version", "eni", "security_groups",
-    "route_table", "egress", "nacl", "flow_logs", "vpc_endpoints",
+    "route_table", "egress", "nacl", "flow_logs", "vpc_endpoints", "dns_query_logging",
 ]  # fmt: skip
 TODAY = dt.date(2030, 6, 15)
 DIGEST = "sha256:9b2c6f0e4a1d8b7c3e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5"
@@ -63,7 +63,14 @@ PUBLIC_ONLY = {"containers": [container("public.ecr.aws/nginx/nginx:1.27", "publ
 
 def test_every_rule_passes_on_the_base_posture():
     outcome = engine.evaluate(CATALOG, [BASE])
-    assert {r["rule_id"]: r["status"] for r in outcome.results} == dict.fromkeys(CATALOG.ids, "PASSED")
+    posture_ids = [rule.id for rule in CATALOG.posture_rules]
+    assert {r["rule_id"]: r["status"] for r in outcome.results} == dict.fromkeys(posture_ids, "PASSED")
+
+
+def test_workload_discovery_rules_never_yield_a_posture_result():
+    outcome = engine.evaluate(CATALOG, [BASE])
+    assert CATALOG.discovery_rules
+    assert not {r["rule_id"] for r in outcome.results} & {rule.id for rule in CATALOG.discovery_rules}
 
 
 def test_result_shape_and_metadata_come_from_the_rule():
@@ -76,8 +83,8 @@ def test_result_shape_and_metadata_come_from_the_rule():
 def test_counts_cover_every_status():
     outcome = engine.evaluate(CATALOG, [BASE, posture({"errors": {"eni": "x"}}, task="b")])
     assert set(outcome.counts) == {"PASSED", "FAILED", "NOT_APPLICABLE", "ERROR"}
-    assert sum(outcome.counts.values()) == len(outcome.results) == 2 * len(CATALOG.rules)
-    assert outcome.counts["ERROR"] == 10
+    assert sum(outcome.counts.values()) == len(outcome.results) == 2 * len(CATALOG.posture_rules)
+    assert outcome.counts["ERROR"] == 11  # the ten NET rules and EGR-02
 
 
 # --------------------------------------------------------------------------- ERROR propagation
@@ -87,7 +94,7 @@ def test_counts_cover_every_status():
 def test_a_fact_in_error_makes_exactly_the_rules_needing_it_error(fact):
     message = "DescribeSomething: AccessDenied: not authorized"
     outcome = engine.evaluate(CATALOG, [posture({"errors": {fact: message}})])
-    for rule in CATALOG.rules:
+    for rule in CATALOG.posture_rules:
         result = by_rule(outcome)[rule.id]
         needs = fact in rule.requires or (rule.applicability and fact in rule.applicability.requires)
         if needs:
@@ -292,14 +299,14 @@ def test_each_check_receives_only_the_parameters_its_rule_declares(monkeypatch):
     for name, function in list(checks.CHECKS.items()):
         monkeypatch.setitem(checks.CHECKS, name, spy(name, function))
     engine.evaluate(CATALOG, [BASE])
-    assert {rule.check: set(rule.parameters) for rule in CATALOG.rules} == seen
+    assert {rule.check: set(rule.parameters) for rule in CATALOG.posture_rules} == seen
 
 
 # --------------------------------------------------------------------------- purity and order
 
 
 def _fixture_postures():
-    for rule in CATALOG.rules:
+    for rule in CATALOG.posture_rules:
         for fixtures in rule.fixtures.values():
             for i, fixture in enumerate(fixtures):
                 yield posture(fixture["patch"], task=f"{rule.id}-{i}-{fixture['name']}")
@@ -360,3 +367,56 @@ def test_no_environment_value_reaches_evidence():
     outcome = engine.evaluate(CATALOG, [posture(patch)])
     assert by_rule(outcome)["CFG-02"]["status"] == "FAILED"
     assert "hunter2-s3cr3t" not in json.dumps(outcome.results)
+
+
+# --------------------------------------------------------------------------- discoveries
+
+BASE_DISCOVERY = json.loads((REPO / "tests" / "fixtures" / "base_discovery.json").read_text())
+
+
+def discovery(*names, **top):
+    result = copy.deepcopy(BASE_DISCOVERY)
+    result["destinations"] += [{"name": name, "query_type": "A", "count": 1} for name in names]
+    result.update(top)
+    return result
+
+
+def test_evaluate_discovery_yields_one_result_per_discovery_rule_for_the_workload():
+    outcome = engine.evaluate_discovery(CATALOG, discovery("registry-1.docker.io"))
+    (result,) = outcome.results
+    assert result == {
+        "workload": "prod/service:web",
+        "rule_id": "EGR-01",
+        "status": "FAILED",
+        "severity": "HIGH",
+        "title": "Task resolved an unapproved domain",
+        "evidence": {"unapproved_domains": ["registry-1.docker.io"], "unapproved_count": 1},
+    }
+    assert engine.evaluate_discovery(CATALOG, discovery()).results[0]["status"] == "PASSED"
+
+
+def test_discovery_registry_placeholders_resolve_to_the_workloads_account_and_region():
+    own = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    params = {"approved_domains": [], "approved_registries": ["{account}.dkr.ecr.{region}.amazonaws.com"]}
+    outcome = engine.evaluate_discovery(CATALOG, discovery(own, own.upper() + "."), params)
+    assert outcome.results[0]["status"] == "FAILED"  # the base destinations are not approved now
+    only_own = dict(BASE_DISCOVERY, destinations=[{"name": own + ".", "query_type": "A"}])
+    assert engine.evaluate_discovery(CATALOG, only_own, params).results[0]["status"] == "PASSED"
+    other = dict(only_own, account_id="210987654321")
+    assert engine.evaluate_discovery(CATALOG, other, params).results[0]["status"] == "FAILED"
+
+
+def test_discovery_exemption_matches_the_workload_and_expired_ones_are_reported():
+    params = {
+        "exemptions": [
+            {"rule": "EGR-01", "workload": "prod/*", "reason": "vendor SDK, SEC-7", "expires": "2030-12-31"},
+            {"rule": "*", "workload": "prod/service:web", "reason": "old", "expires": "2020-01-01"},
+        ]
+    }
+    outcome = engine.evaluate_discovery(CATALOG, discovery("telemetry.vendor.example"), params, TODAY)
+    (result,) = outcome.results
+    assert result["status"] == "PASSED"
+    assert result["evidence"]["exempted"] == {"reason": "vendor SDK, SEC-7", "expires": "2030-12-31"}
+    assert [e["reason"] for e in outcome.expired_exemptions] == ["old"]
+    with pytest.raises(ValueError, match="today"):
+        engine.evaluate_discovery(CATALOG, discovery(), params)

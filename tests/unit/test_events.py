@@ -140,6 +140,14 @@ def test_planner_message_round_trips():
     }
 
 
+def decode_query_log_batch(event):
+    """The dns_logs function's input: a CloudWatch Logs subscription batch (dnslogs.py)."""
+    from fargate_audit import dnslogs
+
+    records, malformed = dnslogs.parse_records(dnslogs.decode_subscription(event))
+    assert records and not malformed
+
+
 def test_every_sample_file_is_covered_by_a_parser():
     parsers = {
         "ecs-task-running.json": events.parse_task_event,
@@ -149,6 +157,7 @@ def test_every_sample_file_is_covered_by_a_parser():
         "config-route-table-change.json": events.parse_config_event,
         "config-oversized-change.json": events.parse_config_event,
         "scheduled-event.json": events.parse_scheduled_event,
+        "resolver-query-logs.json": decode_query_log_batch,
     }
     for name, parse in parsers.items():
         parse(sample(name))

@@ -418,6 +418,19 @@ def vpc_endpoint(vpce_id, service, vtype="Interface", state="available", route_t
     return ep
 
 
+def query_log_association(assoc_id="rqlca-0a1b2c3d4e5f60718", status="ACTIVE", vpc=VPC):
+    """One ListResolverQueryLogConfigAssociations ``ResolverQueryLogConfigAssociations[]`` item."""
+    return {
+        "Id": assoc_id,
+        "ResolverQueryLogConfigId": "rqlc-0f1e2d3c4b5a69788",
+        "ResourceId": vpc,
+        "Status": status,
+        "Error": "NONE",
+        "ErrorMessage": "",
+        "CreationTime": "2024-05-01T09:00:00Z",
+    }
+
+
 def bundle():
     """A running Fargate task in a private subnet: NAT -> IGW egress, SG open on 443."""
     return {
@@ -452,6 +465,7 @@ def bundle():
                 vpc_endpoint("vpce-0api00000000000003", "ecr.api", policy=None),
             ],
             "nat_gateways": [nat_gateway()],
+            "query_log_associations": [query_log_association()],
         },
         "errors": {},
     }
@@ -502,6 +516,7 @@ def test_posture_has_exactly_the_design_keys():
         "eni_id", "private_ip", "subnet_id", "vpc_id", "public_ipv4", "ipv6_addresses",
         "public_address", "security_groups", "world_ingress_rules", "world_ingress",
         "world_egress_rules", "route_table_id", "egress", "nacl", "flow_logs", "vpc_endpoints",
+        "query_log_configs",
     }  # fmt: skip
     assert set(p["containers"][0]) == {
         "name", "image", "registry", "digest", "private_ecr", "log_driver", "readonly_root_filesystem",
@@ -1184,7 +1199,10 @@ def test_vpc_endpoints_call_error_maps_to_vpc_endpoints_fact():
 
 # --- ENI failures -----------------------------------------------------------------------------
 
-NETWORK_FACTS = {"eni", "security_groups", "route_table", "egress", "nacl", "flow_logs", "vpc_endpoints"}
+NETWORK_FACTS = {
+    "eni", "security_groups", "route_table", "egress", "nacl", "flow_logs", "vpc_endpoints",
+    "dns_query_logging",
+}  # fmt: skip
 
 
 def test_vanished_eni_puts_every_network_fact_in_error():
@@ -1270,3 +1288,39 @@ def test_posture_module_imports_no_io_or_clock():
     assert not imported & {"boto3", "botocore", "os", "time", "fargate_audit.collect"}
     assert "fargate_audit.collect" not in imported and "collect" not in imported
     assert ".now(" not in source and "os.environ" not in source
+
+
+# --- Resolver query logging (EGR-02) ---------------------------------------------------------
+
+
+def test_query_log_associations_of_the_vpc_become_query_log_configs():
+    raw = bundle()
+    raw["vpc"]["query_log_associations"] = [
+        query_log_association("rqlca-0b", "FAILED"),
+        query_log_association("rqlca-0a", "ACTIVE"),
+        query_log_association("rqlca-0c", "ACTIVE", vpc="vpc-0other0000000000"),
+    ]
+    p = build_posture(raw)
+    assert p["network"]["query_log_configs"] == [
+        {"id": "rqlca-0a", "config_id": "rqlc-0f1e2d3c4b5a69788", "status": "ACTIVE"},
+        {"id": "rqlca-0b", "config_id": "rqlc-0f1e2d3c4b5a69788", "status": "FAILED"},
+    ]
+    assert "dns_query_logging" not in p["errors"]
+
+
+def test_denied_query_log_listing_is_a_dns_query_logging_error():
+    raw = bundle()
+    raw["vpc"]["query_log_associations"] = []
+    denied = "ListResolverQueryLogConfigAssociations: AccessDeniedException: no"
+    raw["errors"] = {"query_log_associations": denied}
+    p = build_posture(raw)
+    assert p["errors"] == {
+        "dns_query_logging": "ListResolverQueryLogConfigAssociations: AccessDeniedException: no"
+    }
+    assert p["network"]["query_log_configs"] == []
+
+
+def test_query_log_associations_absent_from_the_bundle_are_an_error_not_an_empty_list():
+    raw = bundle()
+    del raw["vpc"]["query_log_associations"]
+    assert set(build_posture(raw)["errors"]) == {"dns_query_logging"}

@@ -245,7 +245,7 @@ def test_first_audit_plan_writes_latest_history_and_every_dependency():
     assert plan.latest["rev"] == 1 and plan.latest["task_version"] == 2
     assert json.loads(plan.history["rules"]) == {rule: [None, "PASSED"] for rule in PASSING}
     assert [i["resource_id"] for i in plan.dep_puts] == record.dependencies(BASE)
-    assert len(plan.writes) == 2 + len(record.dependencies(BASE))
+    assert len(plan.writes) == 3 + len(record.dependencies(BASE))  # LATEST, history, IP index
 
 
 def test_unchanged_plan_writes_only_latest_with_a_later_observed_at():
@@ -334,3 +334,60 @@ def test_a_newer_version_observed_a_moment_earlier_keeps_history_in_write_order(
     assert plan.status == "changed"
     assert plan.latest["observed_at"] == record.iso(NOW)
     assert plan.history["sk"] > first.history["sk"]
+
+
+# --------------------------------------------------------------------------- IP index
+
+
+def test_the_first_audit_opens_the_ip_range_at_connectivity_to_the_second():
+    plan = record.plan_audit(None, BASE, PASSING, ecs_event(2), NOW)
+    item = plan.ip_index
+    assert (item["pk"], item["sk"]) == (
+        "IP#vpc-0e1f2a3b4c5d6e7f8#10.20.12.34",
+        f"2025-06-02T08:14:03Z#{TASK}",  # connectivity_at, not started_at; floored to the second
+    )
+    assert item["from"] == "2025-06-02T08:14:03Z" and item["to"] is None and item["workload"] == WL
+    assert "ttl" not in record.to_attributes(item)  # kept while the task runs
+    assert stored_after(plan)["ip_index"] == {"pk": item["pk"], "sk": item["sk"]}
+
+
+def test_without_connectivity_the_range_starts_at_the_first_observation():
+    plan = record.plan_audit(None, dict(copy.deepcopy(BASE), connectivity_at=None), PASSING, SWEEP, NOW)
+    assert plan.ip_index["from"] == "2026-03-04T05:06:07Z"
+
+
+def test_later_audits_open_no_new_range_and_keep_the_key():
+    first = record.plan_audit(None, BASE, PASSING, ecs_event(2), NOW)
+    unchanged = record.plan_audit(stored_after(first), BASE, PASSING, SWEEP, NOW + timedelta(hours=1))
+    changed = record.plan_audit(
+        stored_after(first), posture(security_groups=[]), PASSING, ecs_event(3, "e3"), NOW + timedelta(1)
+    )
+    for plan in (unchanged, changed):
+        assert plan.ip_index is None
+        assert stored_after(plan)["ip_index"] == stored_after(first)["ip_index"]
+
+
+def test_a_task_recorded_before_the_index_existed_gets_its_range_on_its_next_audit():
+    first = record.plan_audit(None, BASE, PASSING, ecs_event(2), NOW)
+    legacy = dict(stored_after(first), ip_index=None)
+    plan = record.plan_audit(legacy, BASE, PASSING, SWEEP, NOW + timedelta(hours=1))
+    assert plan.status == "unchanged" and plan.ip_index is not None
+    assert [kind for kind, _ in plan.writes] == ["put", "put"]  # LATEST and the range
+
+
+def test_no_range_without_an_address_or_a_vpc():
+    assert record.plan_audit(None, posture(private_ip=None), PASSING, SWEEP, NOW).ip_index is None
+    assert record.plan_audit(None, posture(vpc_id=None), PASSING, SWEEP, NOW).ip_index is None
+
+
+def test_stopping_closes_the_range_at_stopped_at_and_lets_it_expire():
+    first = record.plan_audit(None, BASE, PASSING, ecs_event(2), NOW)
+    plan = record.plan_stop(
+        stored_after(first), TASK, 7, "2026-03-04T06:00:00.250Z", ecs_event(7, "ev-7"), NOW
+    )
+    closed = plan.ip_index
+    assert (closed["pk"], closed["sk"]) == (first.ip_index["pk"], first.ip_index["sk"])
+    assert (closed["from"], closed["to"]) == ("2025-06-02T08:14:03Z", "2026-03-04T06:00:00Z")
+    assert closed["ttl"] == record.ttl_after(NOW, 30)
+    swept = record.plan_stop(stored_after(first), TASK, None, None, SWEEP, NOW)  # no stoppedAt
+    assert swept.ip_index["to"] == "2026-03-04T05:06:07Z"

@@ -1,7 +1,8 @@
 """Every fixture of every rule file, run through the engine's per-rule evaluation.
 
-A fixture is a deep-merge patch over tests/fixtures/base_posture.json (objects merge key by
-key; lists and scalars replace), optional parameter overrides (validated as a params file
+A fixture is a deep-merge patch over tests/fixtures/base_posture.json (a workload-discovery
+rule, EGR-01: over tests/fixtures/base_discovery.json; objects merge key by key; lists and
+scalars replace), optional parameter overrides (validated as a params file
 would be, then resolved for the task like the engine does) and an optional evidence subset.
 pass -> PASSED, fail -> FAILED with the expected evidence, not_applicable -> NOT_APPLICABLE.
 """
@@ -13,10 +14,11 @@ from pathlib import Path
 import pytest
 from fargate_audit import engine
 from fargate_audit.params import effective_params, resolve_params, validate_params
-from fargate_audit.rules import load_catalog
+from fargate_audit.rules import WORKLOAD_DISCOVERY, load_catalog
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_POSTURE = json.loads((REPO / "tests" / "fixtures" / "base_posture.json").read_text())
+BASE_DISCOVERY = json.loads((REPO / "tests" / "fixtures" / "base_discovery.json").read_text())
 CATALOG = load_catalog(REPO / "rules")
 EXPECTED_STATUS = {"pass": "PASSED", "fail": "FAILED", "not_applicable": "NOT_APPLICABLE"}
 
@@ -55,7 +57,8 @@ def _cases():
 
 
 def run_fixture(rule, fixture):
-    posture = deep_merge(BASE_POSTURE, fixture.get("patch") or {})
+    base = BASE_DISCOVERY if rule.evaluation == WORKLOAD_DISCOVERY else BASE_POSTURE
+    posture = deep_merge(base, fixture.get("patch") or {})
     overrides = validate_params(fixture.get("params"), CATALOG, source=f"{rule.id} fixture {fixture['name']}")
     params = resolve_params(effective_params(CATALOG, overrides), posture)
     return engine.evaluate_rule(rule, posture, params)
@@ -88,3 +91,11 @@ def test_fixture_runner_detects_a_wrong_expectation():
     rule = CATALOG.rule("NET-06")
     status, _ = run_fixture(rule, rule.fixtures["fail"][0])
     assert status != EXPECTED_STATUS["pass"]
+
+
+def test_discovery_fixtures_run_on_a_discovery_not_a_posture():
+    rule = CATALOG.rule("EGR-01")
+    assert rule.evaluation == WORKLOAD_DISCOVERY and rule in CATALOG.discovery_rules
+    assert rule not in CATALOG.posture_rules
+    status, evidence = run_fixture(rule, rule.fixtures["fail"][0])
+    assert status == "FAILED" and evidence["unapproved_domains"]
