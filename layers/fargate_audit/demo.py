@@ -292,20 +292,14 @@ def _event_story(out: TextIO, region: str, template: dict) -> None:
     from moto.moto_api._internal import mock_random
 
     from . import estate, lambda_handlers, local
-    from .template import DEFAULT_TABLE_NAME, table_create_kwargs, table_ttl_attribute
+    from .template import DEFAULT_TABLE_NAME
 
     with mock_aws():
         mock_random.seed(DEMO_SEED)
         os.environ["TABLE_NAME"] = DEFAULT_TABLE_NAME
         session = boto3.session.Session(region_name=region)
-        dynamodb = session.client("dynamodb", region_name=region)
-        dynamodb.create_table(**table_create_kwargs(template, DEFAULT_TABLE_NAME))
-        dynamodb.update_time_to_live(
-            TableName=DEFAULT_TABLE_NAME,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": table_ttl_attribute(template)},
-        )
+        local.ensure_local_resources(session, template, DEFAULT_TABLE_NAME, with_queue=False)
         securityhub = session.client("securityhub", region_name=region)
-        securityhub.enable_security_hub(EnableDefaultStandards=False)
         b = estate._Builder(session, region)
         lambda_handlers.reset_runtime()
         try:
@@ -465,20 +459,14 @@ def _dns_story(out: TextIO, region: str, template: dict) -> None:
     from moto import mock_aws
     from moto.moto_api._internal import mock_random
 
-    from . import estate, lambda_handlers
-    from .template import DEFAULT_TABLE_NAME, table_create_kwargs, table_ttl_attribute
+    from . import estate, lambda_handlers, local
+    from .template import DEFAULT_TABLE_NAME
 
     with mock_aws():
         mock_random.seed(DEMO_SEED)
         os.environ["TABLE_NAME"] = DEFAULT_TABLE_NAME
         session = boto3.session.Session(region_name=region)
-        dynamodb = session.client("dynamodb", region_name=region)
-        dynamodb.create_table(**table_create_kwargs(template, DEFAULT_TABLE_NAME))
-        dynamodb.update_time_to_live(
-            TableName=DEFAULT_TABLE_NAME,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": table_ttl_attribute(template)},
-        )
-        session.client("securityhub", region_name=region).enable_security_hub(EnableDefaultStandards=False)
+        local.ensure_local_resources(session, template, DEFAULT_TABLE_NAME, with_queue=False)
         info = estate.build_demo_estate(session, region)
         lambda_handlers.reset_runtime()
         try:

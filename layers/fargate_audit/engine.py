@@ -102,6 +102,33 @@ def evaluate_rule(rule: Rule, posture: Mapping, params: Mapping) -> tuple[str, d
     return status, evidence
 
 
+def _exempt(
+    evidence: dict, exemptions: list, rule_id: str, workload: str, today, expired_seen: dict[int, dict]
+) -> str:
+    """The status of a FAILED result after exemptions: PASSED with ``evidence.exempted``
+    when an active exemption matches, else FAILED. Expired matching exemptions are noted
+    in ``expired_seen`` (by their index in the params file, each once)."""
+    active, expired = match_exemptions(exemptions, rule_id, workload, today)
+    for exemption in expired:
+        expired_seen.setdefault(
+            exemptions.index(exemption),
+            {key: exemption[key] for key in ("rule", "workload", "expires", "reason")},
+        )
+    if active is None:
+        return FAILED
+    evidence["exempted"] = {"reason": active["reason"], "expires": active["expires"]}
+    return PASSED
+
+
+def _eval_result(results: list[dict], expired_seen: dict[int, dict]) -> EvalResult:
+    counts = dict.fromkeys(STATUSES, 0)
+    for result in results:
+        counts[result["status"]] += 1
+    return EvalResult(
+        results=results, expired_exemptions=[expired_seen[i] for i in sorted(expired_seen)], counts=counts
+    )
+
+
 def evaluate(
     catalog: Catalog,
     postures: Iterable[Mapping],
@@ -139,17 +166,9 @@ def evaluate(
             for rule in posture_rules:
                 status, evidence = evaluate_rule(rule, posture, resolved)
                 if status == FAILED and exemptions:
-                    active, expired = match_exemptions(
-                        exemptions, rule.id, str(posture.get("workload")), today
+                    status = _exempt(
+                        evidence, exemptions, rule.id, str(posture.get("workload")), today, expired_seen
                     )
-                    for exemption in expired:
-                        expired_seen.setdefault(
-                            exemptions.index(exemption),
-                            {key: exemption[key] for key in ("rule", "workload", "expires", "reason")},
-                        )
-                    if active is not None:
-                        status = PASSED
-                        evidence["exempted"] = {"reason": active["reason"], "expires": active["expires"]}
                 results.append(
                     {
                         "task_arn": posture.get("task_arn"),
@@ -160,11 +179,7 @@ def evaluate(
                         "evidence": evidence,
                     }
                 )
-    counts = dict.fromkeys(STATUSES, 0)
-    for result in results:
-        counts[result["status"]] += 1
-    expired_list = [expired_seen[i] for i in sorted(expired_seen)]
-    return EvalResult(results=results, expired_exemptions=expired_list, counts=counts)
+    return _eval_result(results, expired_seen)
 
 
 def evaluate_discovery(
@@ -188,15 +203,7 @@ def evaluate_discovery(
     for rule in catalog.discovery_rules:
         status, evidence = evaluate_rule(rule, discovery, resolved)
         if status == FAILED and exemptions:
-            active, expired = match_exemptions(exemptions, rule.id, workload, today)
-            for exemption in expired:
-                expired_seen.setdefault(
-                    exemptions.index(exemption),
-                    {key: exemption[key] for key in ("rule", "workload", "expires", "reason")},
-                )
-            if active is not None:
-                status = PASSED
-                evidence["exempted"] = {"reason": active["reason"], "expires": active["expires"]}
+            status = _exempt(evidence, exemptions, rule.id, workload, today, expired_seen)
         results.append(
             {
                 "workload": workload,
@@ -207,9 +214,4 @@ def evaluate_discovery(
                 "evidence": evidence,
             }
         )
-    counts = dict.fromkeys(STATUSES, 0)
-    for result in results:
-        counts[result["status"]] += 1
-    return EvalResult(
-        results=results, expired_exemptions=[expired_seen[i] for i in sorted(expired_seen)], counts=counts
-    )
+    return _eval_result(results, expired_seen)
