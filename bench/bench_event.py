@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 REGION = "eu-west-1"
 TARGETS = {"cold_reads": 10, "warm_reads": 3, "import_ms": 400}
-FACT_SERVICES = ("ecs.", "ec2.")
+FACT_SERVICES = ("ecs.", "ec2.", "route53resolver.")  # the reads that collect facts
 FUNCTIONS = ("task_events", "config_events", "sweep_planner", "sweep_worker", "dns_logs")
 
 _IMPORT_PROBE = """
@@ -187,7 +187,7 @@ def main() -> int:
     args = parser.parse_args()
 
     reads = measure_reads()
-    print("AWS read calls (ECS + EC2) for one RUNNING task event:")
+    print("AWS read calls (ECS, EC2, Route 53 Resolver) for one RUNNING task event:")
     for label in ("cold", "warm"):
         run = reads[label]
         total = sum(run["reads"].values())
