@@ -335,11 +335,8 @@ def build_finding(
         return None
     compliance = _COMPLIANCE[worst]
     first = workload_postures[0]
-    account, region, partition = first["account_id"], first["region"], _partition(first["task_arn"])
     workload = first.get("workload") or f"{first['cluster_name']}/{first['group']}"
     rule = catalog.rule(rule_id)
-    requirements, extra_types = _related_requirements(catalog.mappings.get(rule_id) or {})
-    stamp = asff_time(now)
 
     implicated = {"FAILED": by_status["FAILED"], "NOT_AVAILABLE": by_status["ERROR"]}.get(compliance, [])
     implicated = sorted(implicated, key=lambda pr: pr[0]["task_arn"])[:MAX_TASK_RESOURCES]
@@ -349,10 +346,6 @@ def build_finding(
 
     total = len({p["task_arn"] for p, _ in items})
     product_fields = {
-        "fargate-audit/RuleId": rule_id,
-        "fargate-audit/Workload": workload,
-        "fargate-audit/Cluster": first["cluster_arn"],
-        "fargate-audit/Group": first["group"],
         "fargate-audit/TasksEvaluated": str(total),
         "fargate-audit/TasksFailed": str(len(by_status["FAILED"])),
         "fargate-audit/TasksError": str(len(by_status["ERROR"])),
@@ -362,29 +355,58 @@ def build_finding(
     evidence = _evidence_line(by_status["FAILED"] or by_status["ERROR"], limit=10)
     if evidence:
         product_fields["fargate-audit/Evidence"] = _clip(evidence, MAX_PRODUCT_FIELD_VALUE)
+    description = _description(rule, workload, compliance, by_status, total)
+    return _finding(
+        catalog, rule, first, workload, now, prior, description, product_fields, compliance, resources
+    )
 
+
+def _finding(
+    catalog: Catalog,
+    rule: Any,
+    first: dict,
+    workload: str,
+    now: datetime,
+    prior: dict | None,
+    description: str,
+    product_fields: dict[str, str],
+    compliance: str,
+    resources: list[dict],
+) -> dict:
+    """The one ASFF shape of every finding (posture and discovery rules alike): Id,
+    product, types, timestamps (kept from ``prior``; UpdatedAt strictly after it),
+    severity, remediation, compliance with the rule's mapped requirements, and Workflow
+    NEW only on creation. ``product_fields`` are added after the identifying ones."""
+    account, region, partition = first["account_id"], first["region"], _partition(first["task_arn"])
+    requirements, extra_types = _related_requirements(catalog.mappings.get(rule.id) or {})
+    stamp = asff_time(now)
     compliance_field: dict[str, Any] = {"Status": compliance}
     if requirements:
         compliance_field["RelatedRequirements"] = requirements
-
     finding: dict[str, Any] = {
         "SchemaVersion": SCHEMA_VERSION,
-        "Id": finding_id(account, region, first["cluster_name"], first["group"], rule_id),
+        "Id": finding_id(account, region, first["cluster_name"], first["group"], rule.id),
         "ProductArn": product_arn(account, region, partition),
         "ProductName": PRODUCT_NAME,
-        "GeneratorId": generator_id(rule_id),
+        "GeneratorId": generator_id(rule.id),
         "AwsAccountId": account,
         "Region": region,
-        "Types": _types(rule_id, extra_types),
+        "Types": _types(rule.id, extra_types),
         "CreatedAt": (prior or {}).get("CreatedAt") or stamp,
         "UpdatedAt": _updated_at(now, prior),
         "FirstObservedAt": (prior or {}).get("FirstObservedAt") or stamp,
         "LastObservedAt": stamp,
         "Severity": {"Label": rule.severity},
         "Title": _clip(rule.title, MAX_TITLE),
-        "Description": _description(rule, workload, compliance, by_status, total),
+        "Description": description,
         "Remediation": {"Recommendation": {"Text": _clip(rule.remediation, MAX_REMEDIATION)}},
-        "ProductFields": product_fields,
+        "ProductFields": {
+            "fargate-audit/RuleId": rule.id,
+            "fargate-audit/Workload": workload,
+            "fargate-audit/Cluster": first["cluster_arn"],
+            "fargate-audit/Group": first["group"],
+            **product_fields,
+        },
         "Compliance": compliance_field,
         "RecordState": "ACTIVE",
         "Resources": resources[:MAX_RESOURCES],
@@ -458,12 +480,9 @@ def build_discovery_finding(
     rule_id = result["rule_id"]
     rule = catalog.rule(rule_id)
     first = sorted(workload_postures, key=lambda p: p["task_arn"])[0]
-    account, region, partition = first["account_id"], first["region"], _partition(first["task_arn"])
     workload = first.get("workload") or f"{first['cluster_name']}/{first['group']}"
     status = "FAILED" if result["status"] == "FAILED" else "PASSED"
     evidence = result.get("evidence") or {}
-    requirements, extra_types = _related_requirements(catalog.mappings.get(rule_id) or {})
-    stamp = asff_time(now)
     domains = list(evidence.get("unapproved_domains") or [])
     count = int(evidence.get("unapproved_count") or len(domains))
     if status == "FAILED":
@@ -474,43 +493,12 @@ def build_discovery_finding(
     exempted = evidence.get("exempted")
     if isinstance(exempted, Mapping):
         lead += f" Exempted: {exempted.get('reason')} (until {exempted.get('expires')})."
-    product_fields = {
-        "fargate-audit/RuleId": rule_id,
-        "fargate-audit/Workload": workload,
-        "fargate-audit/Cluster": first["cluster_arn"],
-        "fargate-audit/Group": first["group"],
-        "fargate-audit/UnapprovedDomains": str(count),
-    }
+    product_fields = {"fargate-audit/UnapprovedDomains": str(count)}
     line = summarize_evidence(evidence, limit=MAX_PRODUCT_FIELD_VALUE)
     if line and status == "FAILED":
         product_fields["fargate-audit/Evidence"] = line
-    compliance: dict[str, Any] = {"Status": status}
-    if requirements:
-        compliance["RelatedRequirements"] = requirements
-    finding: dict[str, Any] = {
-        "SchemaVersion": SCHEMA_VERSION,
-        "Id": finding_id(account, region, first["cluster_name"], first["group"], rule_id),
-        "ProductArn": product_arn(account, region, partition),
-        "ProductName": PRODUCT_NAME,
-        "GeneratorId": generator_id(rule_id),
-        "AwsAccountId": account,
-        "Region": region,
-        "Types": _types(rule_id, extra_types),
-        "CreatedAt": (prior or {}).get("CreatedAt") or stamp,
-        "UpdatedAt": _updated_at(now, prior),
-        "FirstObservedAt": (prior or {}).get("FirstObservedAt") or stamp,
-        "LastObservedAt": stamp,
-        "Severity": {"Label": rule.severity},
-        "Title": _clip(rule.title, MAX_TITLE),
-        "Description": _clip(f"{lead} {rule.description}", MAX_DESCRIPTION),
-        "Remediation": {"Recommendation": {"Text": _clip(rule.remediation, MAX_REMEDIATION)}},
-        "ProductFields": product_fields,
-        "Compliance": compliance,
-        "RecordState": "ACTIVE",
-        "Resources": _workload_resources(sorted(workload_postures, key=lambda p: p["task_arn"]))[
-            :MAX_RESOURCES
-        ],
-    }
-    if prior is None:
-        finding["Workflow"] = {"Status": "NEW"}
-    return finding
+    description = _clip(f"{lead} {rule.description}", MAX_DESCRIPTION)
+    resources = _workload_resources(sorted(workload_postures, key=lambda p: p["task_arn"]))
+    return _finding(
+        catalog, rule, first, workload, now, prior, description, product_fields, status, resources
+    )
