@@ -72,7 +72,7 @@ def _environment() -> dict[str, str]:
 
 def _running_event(task: dict, version: int) -> dict:
     """The events/ sample with the emulator's task in it (documented shape kept)."""
-    from fargate_audit.demo import task_state_change
+    from fargate_audit.local.demo import task_state_change
 
     return task_state_change(task, task["taskArn"].split(":")[4], REGION, "RUNNING", version)
 
@@ -82,7 +82,8 @@ def measure_reads() -> dict:
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
         os.environ.pop(name, None)
     import boto3
-    from fargate_audit import estate, lambda_handlers
+    from fargate_audit import lambda_handlers
+    from fargate_audit.local import estate
     from fargate_audit.template import load_template, table_create_kwargs
     from moto import mock_aws
 

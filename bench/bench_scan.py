@@ -23,7 +23,7 @@ import tempfile
 import time
 
 import boto3
-from fargate_audit import estate
+from fargate_audit.local import estate
 from moto.server import ThreadedMotoServer
 
 REGION = "eu-west-1"

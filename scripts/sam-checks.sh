@@ -105,11 +105,14 @@ if stale:
     problems.append(f"{len(stale)} .pyc not unchecked-hash, e.g. {stale[0].relative_to(layer)}")
 
 # the rule catalog, file for file
-want = sorted(p.relative_to(root / "rules").as_posix() for p in (root / "rules").rglob("*") if p.is_file())
-have = sorted(p.relative_to(pkg / "rules").as_posix() for p in (pkg / "rules").rglob("*") if p.is_file())
+catalog = root / "layers" / "fargate_audit" / "catalog"
+want = sorted(p.relative_to(catalog).as_posix() for p in catalog.rglob("*") if p.is_file())
+have = sorted(p.relative_to(pkg / "catalog").as_posix() for p in (pkg / "catalog").rglob("*") if p.is_file())
 if want != have:
-    problems.append(f"layer rules differ from rules/: missing {sorted(set(want) - set(have))[:5]}, "
+    problems.append(f"layer catalog differs from the package's: missing {sorted(set(want) - set(have))[:5]}, "
                     f"extra {sorted(set(have) - set(want))[:5]}")
+if (pkg / "local").exists():
+    problems.append("fargate_audit/local (emulator, demo, local invoke) must not ship in the layer")
 
 # runtime deps present, aarch64, cp313; nothing the runtime already provides
 for module in ("yaml", "jsonschema", "referencing", "rpds", "aws_lambda_powertools"):

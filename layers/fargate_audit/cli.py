@@ -251,25 +251,39 @@ def cmd_rules_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO)
     return EXIT_OK
 
 
+LOCAL_EXTRA_MODULES = {"demo": ("moto", "aws_lambda_powertools"), "invoke": ("aws_lambda_powertools",)}
+LOCAL_EXTRA_PACKAGES = {"moto": "moto", "aws_lambda_powertools": "aws-lambda-powertools"}
+
+
+def require_local_extra(command: str) -> None:
+    """``demo`` and ``invoke`` need the ``[local]`` extra: say so in one line (exit 2)."""
+    import importlib.util
+
+    missing = [m for m in LOCAL_EXTRA_MODULES[command] if importlib.util.find_spec(m) is None]
+    if missing:
+        names = ", ".join(LOCAL_EXTRA_PACKAGES[m] for m in missing)
+        raise ConfigError(
+            f"{command} needs the local extra ({names} not installed): pip install 'fargate-audit[local]'"
+        )
+
+
 def cmd_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    try:
-        from .demo import run_demo
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] == "moto":
-            raise ConfigError("the demo needs moto: pip install 'fargate-audit[demo]'") from exc
-        raise ConfigError(f"the demo is not available in this build ({exc.name} missing)") from exc
+    require_local_extra("demo")
+    from .local.demo import run_demo
+
     return run_demo(out=stdout, err=stderr, fmt=args.format)
 
 
 def cmd_invoke(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from .local import invoke
+    require_local_extra("invoke")
+    from .local.invoke import invoke
 
     invoke(args.function, args.event_file, out=stdout, err=stderr)
     return EXIT_OK
 
 
 def cmd_history(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from .local import format_history, open_recorder, read_table, table_name
+    from .views import format_history, open_recorder, read_table, table_name
 
     recorder = open_recorder(table_name(args.table))
     entries = read_table(recorder, "Query", lambda: recorder.history(args.task_arn))
@@ -278,7 +292,7 @@ def cmd_history(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
 
 
 def cmd_findings(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from .local import findings_view, format_findings, open_recorder, read_table, table_name
+    from .views import findings_view, format_findings, open_recorder, read_table, table_name
 
     recorder = open_recorder(table_name(args.table))
     findings = read_table(recorder, "Query", recorder.active_findings)
@@ -292,7 +306,7 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
 
     from . import egress
     from .dnslogs import DiscoveryStore
-    from .local import open_recorder, read_table, table_name
+    from .views import open_recorder, read_table, table_name
 
     catalog = _load_catalog()
     overrides = {}

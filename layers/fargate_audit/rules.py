@@ -1,6 +1,6 @@
-"""The rule catalog: ``rules/<ID>.yaml``, ``rules/parameters.yaml``, ``rules/mappings.yaml``.
+"""The rule catalog: ``<ID>.yaml``, ``parameters.yaml``, ``mappings.yaml`` (``rules/`` in a checkout).
 
-Every file is validated against ``rules/schema.json`` (rule files against the schema
+Every file is validated against ``schema.json`` (rule files against the schema
 itself, the two others against its ``$defs``) plus the checks a schema cannot express:
 the id matches the file name, ids are unique, every parameter a rule names is declared,
 every check names a function of :mod:`fargate_audit.checks`, every mapping names a rule,
@@ -8,8 +8,9 @@ every parameter's default satisfies its schema. Loading fails closed: any proble
 :class:`~fargate_audit.errors.ConfigError` with one line naming the file and the field.
 
 Where the rules live (first match): the ``rules_dir`` argument, the environment variable
-``FARGATE_AUDIT_RULES_DIR``, ``rules/`` at the repository root (beside ``layers/``),
-``rules/`` inside this package (a Lambda layer build copies it there), ``/opt/rules``.
+``FARGATE_AUDIT_RULES_DIR`` (people who keep their own catalog), else the shipped catalog,
+``fargate_audit/catalog/``: package data, the one copy that a checkout (where ``rules/`` is a
+symlink to it), the wheel and the Lambda layer all read.
 
 Loading is cheap enough for a Lambda cold start: libyaml's loader when available and
 ``jsonschema`` imported only when validating.
@@ -51,6 +52,8 @@ SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 # config events, sweeps) or a workload's Discovery (DNS query logs, the dns_logs function).
 TASK_POSTURE, WORKLOAD_DISCOVERY = "task-posture", "workload-discovery"
 RULES_DIR_ENV = "FARGATE_AUDIT_RULES_DIR"
+# The shipped catalog: package data, the one copy the checkout, the wheel and the layer read.
+CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
 SCHEMA_FILE = "schema.json"
 PARAMETERS_FILE = "parameters.yaml"
 MAPPINGS_FILE = "mappings.yaml"
@@ -141,18 +144,10 @@ def find_rules_dir(rules_dir: str | os.PathLike | None = None) -> Path:
         if not path.is_dir():
             raise ConfigError(f"{RULES_DIR_ENV}: {path}: rules directory not found")
         return path
-    package = Path(__file__).resolve().parent
-    candidates = (package.parent.parent / "rules", package / "rules", Path("/opt/rules"))
-    for path in candidates:
-        if (path / SCHEMA_FILE).is_file():
-            return path
-    raise ConfigError(
-        "rules directory not found (set "
-        + RULES_DIR_ENV
-        + "; looked in "
-        + ", ".join(str(p) for p in candidates)
-        + ")"
-    )
+    path = CATALOG_DIR
+    if not (path / SCHEMA_FILE).is_file():
+        raise ConfigError(f"{path}: shipped rule catalog missing (broken install?); set {RULES_DIR_ENV}")
+    return path
 
 
 # --------------------------------------------------------------------------- messages

@@ -13,8 +13,8 @@ table, the functions or their IAM is retyped anywhere else:
   template's ``Globals.Function`` applied (as SAM merges them);
 - ``event_patterns(template)``: every EventBridge event pattern, keyed by the logical id of
   the rule that SAM generates (function logical id + event name) or declares explicitly;
-- ``find_template()``: where ``template.yaml`` is (the working directory's, else the
-  repository's this package was installed from in editable mode).
+- ``find_template()``: where ``template.yaml`` is (the checkout's, else the copy an installed
+  wheel carries in ``fargate_audit/_sam/``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import yaml
 TEMPLATE_NAME = "template.yaml"
 # The repository root when running from a checkout (layers/fargate_audit/template.py).
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# An installed wheel's copy of template.yaml and functions/ (setup.py copies them at build).
+PACKAGED_ROOT = Path(__file__).resolve().parent / "_sam"
 # The table name `fargate-audit invoke` uses for local runs: the template names the table
 # `${AWS::StackName}-posture`, with the stack called `fargate-audit`.
 STACK_NAME = "fargate-audit"
@@ -37,9 +39,10 @@ SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 
 
 def find_template(path: str | Path | None = None) -> Path:
-    """``path`` when given; else ``./template.yaml``; else the checkout's ``template.yaml``.
+    """``path`` when given; else the checkout's ``template.yaml``; else the installed wheel's
+    copy. Never the working directory's: the product's own template, wherever the CLI runs.
     FileNotFoundError (naming where it looked) when there is none."""
-    candidates = [Path(path)] if path else [Path.cwd() / TEMPLATE_NAME, REPO_ROOT / TEMPLATE_NAME]
+    candidates = [Path(path)] if path else [REPO_ROOT / TEMPLATE_NAME, PACKAGED_ROOT / TEMPLATE_NAME]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -10,7 +10,8 @@ import os
 import re
 
 import pytest
-from fargate_audit import demo, estate, lambda_handlers
+from fargate_audit import lambda_handlers
+from fargate_audit.local import demo, estate
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from fargate_audit import demo
+from fargate_audit.local import demo
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -29,7 +29,7 @@ def world():
         try:
             yield built
         finally:
-            from fargate_audit import estate
+            from fargate_audit.local import estate
 
             estate.release_task_states(built.client("ecs"))
 

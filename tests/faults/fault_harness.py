@@ -38,8 +38,9 @@ from typing import Any
 import boto3
 import botocore.endpoint
 from botocore.awsrequest import AWSResponse
-from fargate_audit import collect, estate, lambda_handlers, record, rules, scan
+from fargate_audit import collect, lambda_handlers, record, rules, scan
 from fargate_audit.aws import Clients
+from fargate_audit.local import estate
 from fargate_audit.template import DEFAULT_TABLE_NAME, load_template, table_create_kwargs
 from moto.core.botocore_stubber import MockRawResponse
 from moto.securityhub.models import securityhub_backends

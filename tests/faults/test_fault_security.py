@@ -19,7 +19,9 @@ import json
 import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
-from fargate_audit import aws, cli, estate, local
+from fargate_audit import aws, cli
+from fargate_audit.local import estate
+from fargate_audit.local import invoke as local
 from fault_harness import (
     ACCOUNT,
     CANARY_OVERRIDE,

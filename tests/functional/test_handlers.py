@@ -21,8 +21,10 @@ from pathlib import Path
 
 import boto3
 import pytest
-from fargate_audit import estate, lambda_handlers, local
+from fargate_audit import lambda_handlers
 from fargate_audit.errors import ConfigError
+from fargate_audit.local import estate
+from fargate_audit.local import invoke as local
 from moto import mock_aws
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: shared helpers

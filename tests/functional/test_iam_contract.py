@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from fargate_audit import dnslogs, estate, lambda_handlers
+from fargate_audit import dnslogs, lambda_handlers
+from fargate_audit.local import estate
 from moto import mock_aws
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -72,7 +72,8 @@ def build_and_scan(region: str = DEMO_REGION) -> DemoRun:
     from moto import mock_aws
     from moto.moto_api._internal import mock_random
 
-    from . import estate, scan
+    from .. import scan
+    from . import estate
 
     with demo_environment(), mock_aws():
         mock_random.seed(DEMO_SEED)
@@ -147,7 +148,7 @@ def _footer(run: DemoRun) -> str:
 def render_demo(run: DemoRun, out: TextIO, err: TextIO, fmt: str = "table") -> None:
     """Write a demo run as a user sees it: ``table`` (narrative, the scan table, what to
     look at) or ``json`` (the scan report only on ``out``; the narrative on ``err``)."""
-    from . import table
+    from .. import table
 
     if fmt == "json":
         err.write(_header(run))
@@ -212,7 +213,7 @@ def task_state_change(task: dict, account: str, region: str, status: str, versio
     type "eni", ISO timestamps, ``version``)."""
     from datetime import UTC, datetime
 
-    from .collect import jsonable
+    from ..collect import jsonable
 
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     detail = jsonable(task)
@@ -275,7 +276,7 @@ def run_event_story(out: TextIO, region: str = DEMO_REGION) -> None:
     """A task starts, its security group is opened, it stops: each step sent through the
     Lambda handlers on an in-process emulator, told as a short narrative on ``out``."""
     try:
-        from .template import load_template
+        from ..template import load_template
 
         template = load_template()
     except FileNotFoundError:
@@ -291,8 +292,10 @@ def _event_story(out: TextIO, region: str, template: dict) -> None:
     from moto import mock_aws
     from moto.moto_api._internal import mock_random
 
-    from . import estate, lambda_handlers, local
-    from .template import DEFAULT_TABLE_NAME
+    from .. import lambda_handlers
+    from ..template import DEFAULT_TABLE_NAME
+    from . import estate
+    from . import invoke as local
 
     with mock_aws():
         mock_random.seed(DEMO_SEED)
@@ -310,6 +313,7 @@ def _event_story(out: TextIO, region: str, template: dict) -> None:
 
 
 def _tell_event_story(out: TextIO, b, securityhub, lambda_handlers, local) -> None:
+    from .. import views
     from . import estate
 
     account, region = b.info.account_id, b.region
@@ -366,7 +370,8 @@ def _tell_event_story(out: TextIO, b, securityhub, lambda_handlers, local) -> No
         f"     {changed['tasks']} task depending on it is re-audited with fresh VPC facts.",
         "     `fargate-audit history` of the task:",
     ]
-    lines += ["       " + line for line in local.format_history(task_arn, history).rstrip("\n").splitlines()]
+    shown = views.format_history(task_arn, history).rstrip("\n").splitlines()
+    lines += ["       " + line for line in shown]
     lines.append(
         f"     Security Hub finding NET-03: {before['Compliance']['Status']} -> "
         f"{after['Compliance']['Status']}, UpdatedAt {before['UpdatedAt']} -> {after['UpdatedAt']}."
@@ -441,7 +446,7 @@ def run_dns_story(out: TextIO, region: str = DEMO_REGION) -> None:
     """Egress discovery on the demo estate: query logs through the dns_logs handler, the
     ``discovered`` view, EGR-01 findings and the allow-list exports (to a temp dir)."""
     try:
-        from .template import load_template
+        from ..template import load_template
 
         template = load_template()
     except FileNotFoundError:
@@ -459,8 +464,10 @@ def _dns_story(out: TextIO, region: str, template: dict) -> None:
     from moto import mock_aws
     from moto.moto_api._internal import mock_random
 
-    from . import estate, lambda_handlers, local
-    from .template import DEFAULT_TABLE_NAME
+    from .. import lambda_handlers
+    from ..template import DEFAULT_TABLE_NAME
+    from . import estate
+    from . import invoke as local
 
     with mock_aws():
         mock_random.seed(DEMO_SEED)
@@ -481,7 +488,8 @@ def _tell_dns_story(out: TextIO, session, info, lambda_handlers) -> None:
     from datetime import UTC, datetime, timedelta
     from pathlib import Path
 
-    from . import dnslogs, egress, local
+    from .. import dnslogs, egress
+    from . import invoke as local
     from .estate import DEMO_QUERY_LOG_GROUP
 
     account, region = info.account_id, info.region

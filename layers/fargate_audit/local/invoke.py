@@ -32,17 +32,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import ConfigError, FargateAuditError
+from ..errors import ConfigError, FargateAuditError
+from ..views import table_name
 
-TABLE_ENV = "FARGATE_AUDIT_TABLE"
 LOCAL_QUEUE_NAME = "fargate-audit-SweepQueue"
 LOCAL_QUEUE_PREFIX = "fargate-audit-"  # + the queue's logical id
 LOCAL_ACCOUNT = "000000000000"  # the context's account when the caller's cannot be read
 # Queue variables a local run may leave unset (the handler then only logs what it would send).
 OPTIONAL_QUEUE_VARIABLES = frozenset({"EVENTS_DLQ_URL"})
-MISSING_TABLE = (
-    "table {name} not found (deploy the stack or run `fargate-audit invoke` against an emulator first)"
-)
 
 
 class InvokeError(FargateAuditError):
@@ -76,17 +73,9 @@ class LambdaContext:
 # --------------------------------------------------------------------------- template
 
 
-def table_name(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """``--table``, else FARGATE_AUDIT_TABLE, else the local default name."""
-    from .template import DEFAULT_TABLE_NAME
-
-    environ = os.environ if environ is None else environ
-    return explicit or environ.get(TABLE_ENV) or DEFAULT_TABLE_NAME
-
-
 def resolve_function(template: dict, function: str) -> tuple[str, str]:
     """(logical id, folder under functions/) of FUNCTION (a folder or a logical id)."""
-    from .template import functions
+    from ..template import functions
 
     folders = {}
     for logical_id, resource in functions(template).items():
@@ -119,7 +108,7 @@ def function_environment(
     a parameter -> its Default, the table -> ``table``, an SQS queue -> ``queue_urls``'s
     URL for its logical id (``queue_url``: for any queue not named there); ``!Join`` of a
     list parameter -> its Default (a comma-separated text) joined."""
-    from .template import TABLE_LOGICAL_ID, effective_function_properties
+    from ..template import TABLE_LOGICAL_ID, effective_function_properties
 
     variables = (effective_function_properties(template, logical_id).get("Environment") or {}).get(
         "Variables"
@@ -167,7 +156,7 @@ def function_environment(
 def function_queues(template: dict, logical_id: str) -> dict[str, str]:
     """``{queue logical id: environment variable}`` of the SQS queues the function's
     environment refers to."""
-    from .template import effective_function_properties
+    from ..template import effective_function_properties
 
     variables = (effective_function_properties(template, logical_id).get("Environment") or {}).get(
         "Variables"
@@ -193,7 +182,7 @@ def local_queue_name(queue_logical_id: str) -> str:
 def caller_account(session) -> str | None:
     """The account of the session's credentials (STS GetCallerIdentity needs no
     permission), or None when it cannot be read."""
-    from .aws import AWS_ERRORS, client
+    from ..aws import AWS_ERRORS, client
 
     try:
         return client(session, "sts", session.region_name).get_caller_identity()["Account"]
@@ -205,7 +194,7 @@ def caller_account(session) -> str | None:
 
 
 def _code(exc: Exception) -> str:
-    from .aws import error_code
+    from ..aws import error_code
 
     return error_code(exc)
 
@@ -218,8 +207,8 @@ def ensure_local_resources(
     when missing. Returns the URL of the last queue."""
     from botocore.exceptions import ClientError
 
-    from .aws import client
-    from .template import table_create_kwargs, table_ttl_attribute
+    from ..aws import client
+    from ..template import table_create_kwargs, table_ttl_attribute
 
     region = session.region_name
     dynamodb = client(session, "dynamodb", region)
@@ -301,10 +290,10 @@ def invoke(
 ) -> Any:
     """Run one function's handler on one event file; writes its return value to ``out``
     as JSON and returns it. Logs and metrics (stdout in Lambda) go to ``err``."""
-    from . import lambda_handlers
-    from .aws import session_from_env
-    from .errors import CredentialsError
-    from .template import STACK_NAME, effective_function_properties, find_template, load_template
+    from .. import lambda_handlers
+    from ..aws import session_from_env
+    from ..errors import CredentialsError
+    from ..template import STACK_NAME, effective_function_properties, find_template, load_template
 
     err = err or sys.stderr
     path = find_template(template_path)
@@ -318,7 +307,7 @@ def invoke(
     session = session_from_env()
     region = session.region_name
     if not region:
-        from .aws import NO_REGION_MESSAGE
+        from ..aws import NO_REGION_MESSAGE
 
         raise CredentialsError(NO_REGION_MESSAGE)
     table = table_name()
@@ -364,118 +353,3 @@ def invoke(
     out.write(json.dumps(result, indent=2, default=str) + "\n")
     out.flush()
     return result
-
-
-# --------------------------------------------------------------------------- history, findings
-
-
-def open_recorder(table: str, session=None):
-    """A Recorder on ``table`` with a client from the standard chain."""
-    from .aws import NO_REGION_MESSAGE, client, session_from_env
-    from .errors import CredentialsError
-    from .record import Recorder
-
-    session = session if session is not None else session_from_env()
-    if not session.region_name:
-        raise CredentialsError(NO_REGION_MESSAGE)
-    return Recorder(table, client(session, "dynamodb", session.region_name))
-
-
-def read_table(recorder, call: str, read):
-    """``read()`` with the table's AWS errors turned into one line."""
-    from .aws import AWS_ERRORS, error_code, failure_message
-
-    try:
-        return read()
-    except AWS_ERRORS as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            raise ConfigError(MISSING_TABLE.format(name=recorder.table_name)) from None
-        raise FargateAuditError(failure_message(exc, call)) from None
-
-
-def _short(value: Any, limit: int = 90) -> str:
-    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _describe_cause(cause: Mapping[str, Any] | None) -> str:
-    cause = cause or {}
-    text = str(cause.get("type") or "?")
-    if cause.get("id"):
-        text += f" {cause['id']}"
-    if cause.get("task_version") is not None:
-        text += f" (task version {cause['task_version']})"
-    return text
-
-
-def format_history(task_arn: str, entries: list[dict]) -> str:
-    """``history --format table``: one block per recorded change, oldest first."""
-    if not entries:
-        return f"no recorded history for {task_arn}\n"
-    lines = [f"history of {task_arn}"]
-    for entry in entries:
-        lines.append(f"{entry.get('at')}  {_describe_cause(entry.get('cause'))}")
-        rules = entry.get("rules") or {}
-        facts = entry.get("facts") or []
-        if rules and all(before is None for before, _ in rules.values()):
-            by_status: dict[str, list[str]] = {}
-            for rule_id, (_, after) in sorted(rules.items()):
-                by_status.setdefault(str(after), []).append(rule_id)
-            parts = [f"{len(ids)} {status} ({', '.join(ids)})" for status, ids in sorted(by_status.items())]
-            lines.append(f"    first audit: {'; '.join(parts)}")
-            lines.append(f"    {len(facts)} facts recorded")
-            continue
-        for rule_id, (before, after) in sorted(rules.items()):
-            lines.append(f"    rule {rule_id}: {before} -> {after}")
-        for fact in facts:
-            lines.append(
-                f"    {fact.get('path')}: {_short(fact.get('before'))} -> {_short(fact.get('after'))}"
-            )
-        if not rules and not facts:
-            lines.append("    (no change)")
-    return "\n".join(lines) + "\n"
-
-
-def findings_view(findings: list[dict]) -> list[dict]:
-    """``findings --format json``: the active findings, worst first then by workload."""
-    order = {"FAILED": 0, "NOT_AVAILABLE": 1, "PASSED": 2}
-    items = [
-        {
-            "finding_id": f.get("finding_id"),
-            "workload": f.get("workload"),
-            "rule_id": f.get("rule_id"),
-            "severity": f.get("severity"),
-            "status": f.get("status"),
-            "title": f.get("title"),
-            "updated_at": f.get("updated_at"),
-        }
-        for f in findings
-    ]
-    return sorted(items, key=lambda f: (order.get(f["status"], 3), str(f["workload"]), str(f["rule_id"])))
-
-
-def format_findings(findings: list[dict]) -> str:
-    """``findings --format table``."""
-    items = findings_view(findings)
-    if not items:
-        return "no active findings\n"
-    header = ("WORKLOAD", "RULE", "SEVERITY", "STATUS", "UPDATED", "TITLE")
-    rows = [
-        (
-            str(f["workload"]),
-            str(f["rule_id"]),
-            str(f["severity"]),
-            str(f["status"]),
-            str(f["updated_at"]),
-            str(f["title"]),
-        )
-        for f in items
-    ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
-    lines = [
-        "  ".join(cell.ljust(widths[i]) if i < len(widths) else cell for i, cell in enumerate(row))
-        for row in [header, *rows]
-    ]
-    failed = sum(1 for f in items if f["status"] == "FAILED")
-    lines.append(f"{len(items)} active findings, {failed} FAILED")
-    return "\n".join(line.rstrip() for line in lines) + "\n"

@@ -1,0 +1,143 @@
+"""The stored views behind ``history`` and ``findings``: the stack's table read back and
+rendered (interface.md). Runtime CLI code: needs boto3 only, no ``[local]`` extra.
+
+Table name (interface.md): ``--table``, else ``FARGATE_AUDIT_TABLE``, else
+``fargate-audit-posture`` (what ``invoke`` creates).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import ConfigError, FargateAuditError
+
+TABLE_ENV = "FARGATE_AUDIT_TABLE"
+MISSING_TABLE = (
+    "table {name} not found (deploy the stack or run `fargate-audit invoke` against an emulator first)"
+)
+
+
+def table_name(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """``--table``, else FARGATE_AUDIT_TABLE, else the local default name."""
+    from .template import DEFAULT_TABLE_NAME
+
+    environ = os.environ if environ is None else environ
+    return explicit or environ.get(TABLE_ENV) or DEFAULT_TABLE_NAME
+
+
+# --------------------------------------------------------------------------- history, findings
+
+
+def open_recorder(table: str, session=None):
+    """A Recorder on ``table`` with a client from the standard chain."""
+    from .aws import NO_REGION_MESSAGE, client, session_from_env
+    from .errors import CredentialsError
+    from .record import Recorder
+
+    session = session if session is not None else session_from_env()
+    if not session.region_name:
+        raise CredentialsError(NO_REGION_MESSAGE)
+    return Recorder(table, client(session, "dynamodb", session.region_name))
+
+
+def read_table(recorder, call: str, read):
+    """``read()`` with the table's AWS errors turned into one line."""
+    from .aws import AWS_ERRORS, error_code, failure_message
+
+    try:
+        return read()
+    except AWS_ERRORS as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            raise ConfigError(MISSING_TABLE.format(name=recorder.table_name)) from None
+        raise FargateAuditError(failure_message(exc, call)) from None
+
+
+def _short(value: Any, limit: int = 90) -> str:
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe_cause(cause: Mapping[str, Any] | None) -> str:
+    cause = cause or {}
+    text = str(cause.get("type") or "?")
+    if cause.get("id"):
+        text += f" {cause['id']}"
+    if cause.get("task_version") is not None:
+        text += f" (task version {cause['task_version']})"
+    return text
+
+
+def format_history(task_arn: str, entries: list[dict]) -> str:
+    """``history --format table``: one block per recorded change, oldest first."""
+    if not entries:
+        return f"no recorded history for {task_arn}\n"
+    lines = [f"history of {task_arn}"]
+    for entry in entries:
+        lines.append(f"{entry.get('at')}  {_describe_cause(entry.get('cause'))}")
+        rules = entry.get("rules") or {}
+        facts = entry.get("facts") or []
+        if rules and all(before is None for before, _ in rules.values()):
+            by_status: dict[str, list[str]] = {}
+            for rule_id, (_, after) in sorted(rules.items()):
+                by_status.setdefault(str(after), []).append(rule_id)
+            parts = [f"{len(ids)} {status} ({', '.join(ids)})" for status, ids in sorted(by_status.items())]
+            lines.append(f"    first audit: {'; '.join(parts)}")
+            lines.append(f"    {len(facts)} facts recorded")
+            continue
+        for rule_id, (before, after) in sorted(rules.items()):
+            lines.append(f"    rule {rule_id}: {before} -> {after}")
+        for fact in facts:
+            lines.append(
+                f"    {fact.get('path')}: {_short(fact.get('before'))} -> {_short(fact.get('after'))}"
+            )
+        if not rules and not facts:
+            lines.append("    (no change)")
+    return "\n".join(lines) + "\n"
+
+
+def findings_view(findings: list[dict]) -> list[dict]:
+    """``findings --format json``: the active findings, worst first then by workload."""
+    order = {"FAILED": 0, "NOT_AVAILABLE": 1, "PASSED": 2}
+    items = [
+        {
+            "finding_id": f.get("finding_id"),
+            "workload": f.get("workload"),
+            "rule_id": f.get("rule_id"),
+            "severity": f.get("severity"),
+            "status": f.get("status"),
+            "title": f.get("title"),
+            "updated_at": f.get("updated_at"),
+        }
+        for f in findings
+    ]
+    return sorted(items, key=lambda f: (order.get(f["status"], 3), str(f["workload"]), str(f["rule_id"])))
+
+
+def format_findings(findings: list[dict]) -> str:
+    """``findings --format table``."""
+    items = findings_view(findings)
+    if not items:
+        return "no active findings\n"
+    header = ("WORKLOAD", "RULE", "SEVERITY", "STATUS", "UPDATED", "TITLE")
+    rows = [
+        (
+            str(f["workload"]),
+            str(f["rule_id"]),
+            str(f["severity"]),
+            str(f["status"]),
+            str(f["updated_at"]),
+            str(f["title"]),
+        )
+        for f in items
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) if i < len(widths) else cell for i, cell in enumerate(row))
+        for row in [header, *rows]
+    ]
+    failed = sum(1 for f in items if f["status"] == "FAILED")
+    lines.append(f"{len(items)} active findings, {failed} FAILED")
+    return "\n".join(line.rstrip() for line in lines) + "\n"
