@@ -30,7 +30,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from . import __version__
@@ -79,6 +79,26 @@ class _Output:
             os.path.exists(self.path) and not os.access(self.path, os.W_OK)
         ):
             raise ConfigError(f"{self.path}: cannot write output: permission denied")
+
+    @contextlib.contextmanager
+    def stream(self) -> Iterator[TextIO]:
+        """A stream to write a large output piece by piece: stdout, or a temporary file
+        beside ``--output`` that replaces it only once complete (no half-written report)."""
+        if not self.path:
+            yield self.stdout
+            self.stdout.flush()
+            return
+        folder = os.path.dirname(os.path.abspath(self.path))
+        temporary = os.path.join(folder, f".{os.path.basename(self.path)}.{os.getpid()}.tmp")
+        try:
+            with open(temporary, "w", encoding="utf-8", buffering=1 << 20) as handle:
+                yield handle
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: cannot write output: {exc.strerror or exc}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
 
     def write(self, text: str) -> None:
         if not self.path:
@@ -175,7 +195,10 @@ def cmd_scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             progress.close()
 
     if args.format == "json":
-        out.write(_json(outcome.report))
+        from .engine import cyclic_gc_paused
+
+        with cyclic_gc_paused(), out.stream() as stream:
+            outcome.write_report(stream)
     elif args.format == "asff":
         from . import asff
 

@@ -8,11 +8,11 @@ rule's evidence reads the same in a terminal and in Security Hub.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, date, datetime
 from importlib import resources
-from typing import Any
+from typing import Any, TextIO
 
 REPORT_VERSION = 1
 
@@ -105,20 +105,20 @@ def task_entry(posture: dict) -> dict:
 _NULLABLE = frozenset({"eni_id", "private_ip", "public_ip", "subnet_id", "vpc_id"})
 
 
-def _result_entry(result: dict) -> dict:
+def _result_entry(result: dict, evidence: Any) -> dict:
     entry = {
         "task_arn": result["task_arn"],
         "rule_id": result["rule_id"],
         "status": result["status"],
         "severity": result["severity"],
-        "evidence": jsonable(result.get("evidence") or {}),
+        "evidence": evidence,
     }
     if result.get("title"):
         entry["title"] = result["title"]
     return entry
 
 
-def summarize(tasks: list[dict], results: list[dict], skipped_tasks: int) -> dict:
+def summarize(tasks: list[dict], results: Iterable[dict], skipped_tasks: int) -> dict:
     by_status = dict.fromkeys(STATUSES, 0)
     by_rule: dict[str, dict[str, int]] = {}
     for result in results:
@@ -132,6 +132,58 @@ def summarize(tasks: list[dict], results: list[dict], skipped_tasks: int) -> dic
         "by_status": by_status,
         "by_rule": {rule_id: by_rule[rule_id] for rule_id in sorted(by_rule)},
     }
+
+
+class _Entries:
+    """The ``results`` of a report, made one at a time from the engine's results (sorted
+    by task ARN and rule id), so that a streamed report never holds a second copy."""
+
+    def __init__(self, results: list[dict], copy_evidence: bool):
+        self.results = results
+        self.copy_evidence = copy_evidence
+
+    def __iter__(self) -> Iterator[dict]:
+        copy_evidence = self.copy_evidence
+        for result in self.results:
+            evidence = result.get("evidence") or {}
+            yield _result_entry(result, jsonable(evidence) if copy_evidence else evidence)
+
+
+def _document(
+    postures, results, *, now, scope, skipped, api_calls, duration_s, errors, expired_exemptions, stream
+):
+    scope = dict(scope or {})
+    tasks = sorted((task_entry(p) for p in postures), key=lambda t: t["task_arn"])
+    accounts = set(scope.get("accounts") or []) | {t["account_id"] for t in tasks}
+    regions = set(scope.get("regions") or []) | {t["region"] for t in tasks}
+    clusters = set(scope.get("clusters") or []) | {t["cluster_arn"] for t in tasks}
+    skipped_list = [] if isinstance(skipped, int) else list(skipped)
+    skipped_count = skipped if isinstance(skipped, int) else len(skipped_list)
+    ordered = sorted(results, key=_result_order)  # references only; the engine's order already
+    entries: Any = _Entries(ordered, copy_evidence=not stream)
+    return {
+        "report_version": REPORT_VERSION,
+        "generated_at": iso_utc(now),
+        "scope": {
+            "accounts": sorted(accounts),
+            "regions": sorted(regions),
+            "clusters": sorted(clusters),
+        },
+        "tasks": tasks,
+        "results": entries if stream else list(entries),
+        "summary": summarize(tasks, ordered, skipped_count),
+        "stats": {
+            "api_calls": {name: int(n) for name, n in sorted((api_calls or {}).items())},
+            "duration_s": round(max(float(duration_s), 0.0), 3),
+        },
+        "skipped": sorted(skipped_list, key=lambda s: str(s.get("task_arn", ""))),
+        "errors": jsonable(list(errors or [])),
+        "expired_exemptions": jsonable(list(expired_exemptions or [])),
+    }
+
+
+def _result_order(result: dict) -> tuple:
+    return (result["task_arn"], result["rule_id"])
 
 
 def build_report(
@@ -155,33 +207,48 @@ def build_report(
     exemptions the engine ignored because they expired. Both are extra top-level keys,
     always present so that tools need not test for them.
     """
-    scope = dict(scope or {})
-    tasks = sorted((task_entry(p) for p in postures), key=lambda t: t["task_arn"])
-    accounts = set(scope.get("accounts") or []) | {t["account_id"] for t in tasks}
-    regions = set(scope.get("regions") or []) | {t["region"] for t in tasks}
-    clusters = set(scope.get("clusters") or []) | {t["cluster_arn"] for t in tasks}
-    skipped_list = [] if isinstance(skipped, int) else list(skipped)
-    skipped_count = skipped if isinstance(skipped, int) else len(skipped_list)
-    result_entries = sorted((_result_entry(r) for r in results), key=lambda r: (r["task_arn"], r["rule_id"]))
-    return {
-        "report_version": REPORT_VERSION,
-        "generated_at": iso_utc(now),
-        "scope": {
-            "accounts": sorted(accounts),
-            "regions": sorted(regions),
-            "clusters": sorted(clusters),
-        },
-        "tasks": tasks,
-        "results": result_entries,
-        "summary": summarize(tasks, result_entries, skipped_count),
-        "stats": {
-            "api_calls": {name: int(n) for name, n in sorted((api_calls or {}).items())},
-            "duration_s": round(max(float(duration_s), 0.0), 3),
-        },
-        "skipped": sorted(skipped_list, key=lambda s: str(s.get("task_arn", ""))),
-        "errors": jsonable(list(errors or [])),
-        "expired_exemptions": jsonable(list(expired_exemptions or [])),
-    }
+    return _document(
+        postures, results, now=now, scope=scope, skipped=skipped, api_calls=api_calls,
+        duration_s=duration_s, errors=errors, expired_exemptions=expired_exemptions, stream=False,
+    )  # fmt: skip
+
+
+def _json_default(value: Any) -> Any:
+    """What :func:`jsonable` converts, converted as the encoder meets it (no deep copy)."""
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(jsonable(v) for v in value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def write_report(stream: TextIO, postures: list[dict], results: list[dict], **kwargs: Any) -> None:
+    """Write the report of :func:`build_report` (same arguments) to ``stream`` as JSON,
+    piece by piece: one task or result per line, each encoded by the C encoder, so that
+    neither a second copy of the results nor the whole text is ever held in memory. The
+    text parses to exactly ``build_report(...)``."""
+    document = _document(postures, results, stream=True, **kwargs)
+    encode = json.JSONEncoder(ensure_ascii=False, default=_json_default).encode
+    write = stream.write
+    write("{")
+    for index, (key, value) in enumerate(document.items()):
+        write(("," if index else "") + "\n" + encode(key) + ":")
+        if key in ("tasks", "results"):
+            first = True
+            write("[")
+            for item in value:
+                write(("\n" if first else ",\n") + encode(item))
+                first = False
+            write("]")
+        else:
+            write(encode(value))
+    write("\n}\n")
 
 
 # --------------------------------------------------------------------------- evidence

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TextIO
 
 from . import collect, engine, posture, report, rules
 
@@ -31,10 +32,22 @@ class Evaluation:
 class ScanOutcome:
     postures: list[dict]
     results: list[dict]
-    report: dict
+    report_args: dict  # report.build_report's keyword arguments beside postures and results
     collect_result: collect.CollectResult
     now: datetime  # the scan's time: report.generated_at, exemption expiry, ASFF timestamps
     expired_exemptions: list[dict] = field(default_factory=list)
+    _report: dict | None = field(default=None, repr=False)
+
+    @property
+    def report(self) -> dict:
+        """The scan report dict (built on first use: a JSON output streams instead)."""
+        if self._report is None:
+            self._report = report.build_report(self.postures, self.results, **self.report_args)
+        return self._report
+
+    def write_report(self, stream: TextIO) -> None:
+        """The report as JSON on ``stream``, streamed (report.write_report)."""
+        report.write_report(stream, self.postures, self.results, **self.report_args)
 
 
 def _now(now: datetime | None) -> datetime:
@@ -80,26 +93,25 @@ def run_scan(
     moment = _now(now)
     if catalog is None:
         catalog = rules.load_catalog()
-    collected = collect.collect(session, regions=regions, clusters=clusters, progress=progress)
-    evaluation = evaluate_raw(collected.raw_tasks, catalog, params, moment)
-    # The raw responses are no longer needed once they are postures: release them before
-    # the report is built (a third of a large scan's peak memory).
-    collected.raw_tasks = []
-    scan_report = report.build_report(
-        evaluation.postures,
-        evaluation.results,
-        now=moment,
-        scope=collected.scope,
-        skipped=collected.skipped,
-        api_calls=collected.api_calls,
-        duration_s=time.monotonic() - started,
-        errors=collected.errors,
-        expired_exemptions=evaluation.expired_exemptions,
-    )
+    with engine.cyclic_gc_paused():
+        collected = collect.collect(session, regions=regions, clusters=clusters, progress=progress)
+        evaluation = evaluate_raw(collected.raw_tasks, catalog, params, moment)
+        # The raw responses are no longer needed once they are postures: release them
+        # before the report is built (a third of a large scan's peak memory).
+        collected.raw_tasks = []
+    report_args = {
+        "now": moment,
+        "scope": collected.scope,
+        "skipped": collected.skipped,
+        "api_calls": collected.api_calls,
+        "duration_s": time.monotonic() - started,
+        "errors": collected.errors,
+        "expired_exemptions": evaluation.expired_exemptions,
+    }
     return ScanOutcome(
         postures=evaluation.postures,
         results=evaluation.results,
-        report=scan_report,
+        report_args=report_args,
         collect_result=collected,
         now=moment,
         expired_exemptions=evaluation.expired_exemptions,

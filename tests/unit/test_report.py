@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -71,7 +72,7 @@ def validator():
     )
 
 
-def sample_report(**kwargs) -> dict:
+def sample_inputs(**kwargs) -> tuple[list, list, dict]:
     p1, p2 = posture(1), posture(2, public_ipv4="54.1.2.3")
     p3 = posture(3, group="family:batch", cluster="jobs", eni_id=None, subnet_id=None, vpc_id=None, egress={})
     results = [
@@ -94,7 +95,37 @@ def sample_report(**kwargs) -> dict:
         ],
     )
     defaults.update(kwargs)
-    return report.build_report([p3, p2, p1], results, **defaults)
+    return [p3, p2, p1], results, defaults
+
+
+def sample_report(**kwargs) -> dict:
+    postures, results, args = sample_inputs(**kwargs)
+    return report.build_report(postures, results, **args)
+
+
+def test_streamed_report_parses_to_exactly_the_built_report(validator):
+    postures, results, args = sample_inputs()
+    # evidence as the engine leaves it: an exemption's date, a tuple, a set
+    results[0]["evidence"]["exempted"] = {"reason": "r", "expires": date(2030, 1, 2)}
+    results[1]["evidence"]["families"] = ("ipv4",)
+    results[2]["evidence"]["seen"] = {"b", "a"}
+    out = io.StringIO()
+    report.write_report(out, postures, results, **args)
+    streamed = json.loads(out.getvalue())
+    assert streamed == report.build_report(postures, results, **args)
+    exempted = [r["evidence"]["exempted"] for r in streamed["results"] if "exempted" in r["evidence"]]
+    assert exempted == [{"reason": "r", "expires": "2030-01-02"}]
+    validator.validate(streamed)
+    # one task or result per line: a large report is greppable and never one huge line
+    lines = out.getvalue().splitlines()
+    assert sum(line.startswith('{"task_arn"') for line in lines) == len(postures) + len(results)
+
+
+def test_streamed_report_leaves_the_results_as_they_were():
+    postures, results, args = sample_inputs()
+    results[0]["evidence"]["exempted"] = {"expires": date(2030, 1, 2)}
+    report.write_report(io.StringIO(), postures, results, **args)
+    assert results[0]["evidence"]["exempted"]["expires"] == date(2030, 1, 2)
 
 
 def test_shipped_schema_is_byte_identical_to_the_shared_spec():
