@@ -434,19 +434,46 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 def platform_version_outdated(posture: Mapping, params: Mapping) -> CheckResult:
     """CFG-01: ``platformVersion`` below the minimum of the task's platform family
-    (dotted numbers); ``LATEST`` passes; an absent or unparsable version is an ERROR."""
+    (dotted numbers); ``LATEST`` passes; an absent or unparsable version is an ERROR.
+
+    An unknown family (``platform_family`` None: the task reports none and its task
+    definition could not be read) is judged under both minimums: when they agree that
+    verdict stands (evidence ``minimums`` names both); when they differ the result is an
+    ERROR naming the call that failed (``posture["errors"]["platform_family"]``)."""
     version = posture.get("platform_version")
-    family = str(posture.get("platform_family") or "LINUX")
-    windows = family.upper().startswith("WINDOWS")
-    minimum = params["min_platform_version_windows" if windows else "min_platform_version"]
-    evidence = {"platform_version": version, "platform_family": family, "minimum": minimum}
+    family = posture.get("platform_family")
     if version is None:
         raise FactError("platform_version", "not reported by AWS")
-    if version == "LATEST":
-        return PASSED, evidence
-    if not isinstance(version, str) or not _VERSION.fullmatch(version):
+    if version != "LATEST" and (not isinstance(version, str) or not _VERSION.fullmatch(version)):
         raise FactError("platform_version", f"{version!r} is not a dotted version number")
-    return _verdict(_version_tuple(version) < _version_tuple(minimum)), evidence
+
+    def below(minimum: str) -> bool:
+        return version != "LATEST" and _version_tuple(version) < _version_tuple(minimum)
+
+    if family is None:
+        minimums = {
+            "LINUX": params["min_platform_version"],
+            "WINDOWS": params["min_platform_version_windows"],
+        }
+        verdicts = {name: below(minimum) for name, minimum in minimums.items()}
+        if verdicts["LINUX"] != verdicts["WINDOWS"]:
+            failing = "LINUX" if verdicts["LINUX"] else "WINDOWS"
+            passing = "WINDOWS" if failing == "LINUX" else "LINUX"
+            problem = (posture.get("errors") or {}).get("platform_family") or "not known"
+            raise FactError(
+                "platform_family",
+                f"{problem} (unknown family: platform version {version} is below the {failing} "
+                f"minimum {minimums[failing]} but not the {passing} minimum {minimums[passing]})",
+            )
+        return _verdict(verdicts["LINUX"]), {
+            "platform_version": version,
+            "platform_family": None,
+            "minimums": dict(minimums),
+        }
+    windows = str(family).upper().startswith("WINDOWS")
+    minimum = params["min_platform_version_windows" if windows else "min_platform_version"]
+    evidence = {"platform_version": version, "platform_family": family, "minimum": minimum}
+    return _verdict(below(minimum)), evidence
 
 
 @lru_cache(maxsize=16)

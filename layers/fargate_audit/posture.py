@@ -243,10 +243,17 @@ def _container_insights(cluster: Mapping | None) -> str | None:
     return None
 
 
-def _platform_family(task: Mapping, task_definition: Mapping | None) -> str:
-    family = task.get("platformFamily") or (
-        ((task_definition or {}).get("runtimePlatform") or {}).get("operatingSystemFamily")
-    )
+def _platform_family(
+    task: Mapping, task_definition: Mapping | None, definition_problem: str | None
+) -> str | None:
+    """``WINDOWS`` or ``LINUX`` (rules.md "Platform family"); ``None`` (unknown) when the
+    task reports no ``platformFamily`` and its task definition could not be read
+    (``definition_problem``): the definition's ``runtimePlatform`` might have said Windows."""
+    family = task.get("platformFamily")
+    if not family:
+        if definition_problem:
+            return None
+        family = ((task_definition or {}).get("runtimePlatform") or {}).get("operatingSystemFamily")
     if isinstance(family, str) and family.strip().upper().startswith("WINDOWS"):
         return "WINDOWS"
     return "LINUX"
@@ -685,10 +692,16 @@ def build_posture(raw: Mapping) -> dict:
         group[len("service:") :] if isinstance(group, str) and group.startswith("service:") else None
     )
 
+    definition_problem = None
     if "task_definition" in raw_errors:
-        errors.add("containers", str(raw_errors["task_definition"]))
+        definition_problem = str(raw_errors["task_definition"])
     elif not task_definition:
-        errors.add("containers", f"task definition {task.get('taskDefinitionArn')} {_NOT_COLLECTED}")
+        definition_problem = f"task definition {task.get('taskDefinitionArn')} {_NOT_COLLECTED}"
+    if definition_problem:
+        errors.add("containers", definition_problem)
+    platform_family = _platform_family(task, task_definition, definition_problem)
+    if platform_family is None:
+        errors.add("platform_family", definition_problem)
     if "cluster" in raw_errors:
         errors.add("cluster", str(raw_errors["cluster"]))
     elif not cluster:
@@ -712,7 +725,7 @@ def build_posture(raw: Mapping) -> dict:
         "task_definition_arn": task.get("taskDefinitionArn"),
         "launch_type": task.get("launchType"),
         "last_status": task.get("lastStatus"),
-        "platform_family": _platform_family(task, task_definition),
+        "platform_family": platform_family,
         "platform_version": platform_version,
         "connectivity_at": _iso(task.get("connectivityAt")),
         "started_at": _iso(task.get("startedAt")),

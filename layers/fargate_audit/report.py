@@ -261,7 +261,16 @@ def write_report(stream: TextIO, postures: list[dict], results: list[dict], **kw
 
 _NEVER_SHOWN = frozenset({"value", "values", "environment_value", "secret", "secrets"})
 _NOT_SHOWN = frozenset(
-    {"eni_id", "families", "route_table_id", "minimum", "platform_family", "exempted", "endpoint_id"}
+    {
+        "eni_id",
+        "families",
+        "route_table_id",
+        "minimum",
+        "minimums",
+        "platform_family",
+        "exempted",
+        "endpoint_id",
+    }
 )
 
 
@@ -356,6 +365,10 @@ def _variables(variables: list) -> str:
 
 def _platform(evidence: Mapping) -> str:
     version, minimum = evidence.get("platform_version"), evidence.get("minimum")
+    minimums = evidence.get("minimums")
+    if isinstance(minimums, Mapping) and minimums:  # CFG-01, platform family unknown
+        floors = ", ".join(f"{family.lower()} {floor}" for family, floor in sorted(minimums.items()))
+        return f"platform version {version} (family unknown; minimum {floors})"
     return f"platform version {version}" + (f" (minimum {minimum})" if minimum else "")
 
 

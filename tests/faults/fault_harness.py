@@ -89,7 +89,8 @@ API_FACTS = {
     ("ec2", "DescribeFlowLogs"): {"flow_logs"},
     ("ec2", "DescribeVpcEndpoints"): {"vpc_endpoints"},
     ("ec2", "DescribeNatGateways"): {"egress"},  # only when the path goes through a NAT gateway
-    ("ecs", "DescribeTaskDefinition"): {"containers"},
+    # platform_family too: moto's tasks report no platformFamily (rules.md "Platform family")
+    ("ecs", "DescribeTaskDefinition"): {"containers", "platform_family"},
     ("ecs", "DescribeClusters"): {"cluster"},
 }
 

@@ -37,7 +37,7 @@ EGRESS_IDS = {"EGR-01", "EGR-02"}  # rules.md "Egress discovery"
 SPEC_PENDING_IDS = {"NET-11", "NET-12", "EGR-03"}
 DISCOVERY_IDS = {"EGR-01"}  # evaluated on a workload's DNS discoveries, not on task postures
 POSTURE_FACTS = {
-    "containers", "cluster", "platform_version", "eni", "security_groups",
+    "containers", "cluster", "platform_version", "platform_family", "eni", "security_groups",
     "route_table", "egress", "nacl", "flow_logs", "vpc_endpoints", "dns_query_logging",
 }  # fmt: skip
 SPEC_DEFAULTS = {  # rules.md, parameter by parameter

@@ -591,6 +591,76 @@ def test_platform_family_without_any_report_is_linux():
     assert build_posture(raw)["platform_family"] == "LINUX"
 
 
+DENIED_DEFINITION = (
+    "DescribeTaskDefinition: AccessDeniedException: not authorized to perform ecs:DescribeTaskDefinition"
+)
+
+
+def test_platform_family_is_unknown_when_the_task_reports_none_and_its_definition_is_denied():
+    raw = bundle()
+    del raw["task"]["platformFamily"]
+    raw["task_definition"] = None
+    raw["errors"] = {"task_definition": DENIED_DEFINITION}
+    p = build_posture(raw)
+    assert p["platform_family"] is None  # not defaulted to LINUX: a Windows definition is possible
+    assert p["errors"] == {"containers": DENIED_DEFINITION, "platform_family": DENIED_DEFINITION}
+    assert p["platform_version"] == "1.4.0"
+
+
+def test_platform_family_is_unknown_when_the_definition_is_absent_without_an_error():
+    raw = bundle()
+    del raw["task"]["platformFamily"]
+    raw["task_definition"] = None
+    p = build_posture(raw)
+    assert p["platform_family"] is None
+    assert p["errors"]["platform_family"] == p["errors"]["containers"]
+    assert TASKDEF_ARN in p["errors"]["platform_family"]
+
+
+def test_task_platform_family_is_known_even_when_the_definition_is_denied():
+    raw = bundle()
+    raw["task"]["platformFamily"] = "WINDOWS_SERVER_2019_CORE"
+    raw["task_definition"] = None
+    raw["errors"] = {"task_definition": DENIED_DEFINITION}
+    p = build_posture(raw)
+    assert p["platform_family"] == "WINDOWS"
+    assert p["errors"] == {"containers": DENIED_DEFINITION}
+
+
+@pytest.mark.parametrize(
+    ("version", "status"),
+    [("1.0.0", "ERROR"), ("1.3.0", "ERROR"), ("LATEST", "PASSED"), ("1.4.0", "PASSED"), ("0.9.0", "FAILED")],
+)
+def test_cfg_01_of_a_task_whose_family_is_unknown(version, status):
+    """The issue: a Windows task on 1.0.0 whose definition is denied was FAILED (taken
+    for Linux). Its family is unknown, the two minimums disagree: ERROR naming the call."""
+    from fargate_audit import engine
+    from fargate_audit.rules import load_catalog
+
+    raw = bundle()
+    del raw["task"]["platformFamily"]
+    raw["task"]["platformVersion"] = version
+    raw["task_definition"] = None
+    raw["errors"] = {"task_definition": DENIED_DEFINITION}
+    result = engine.evaluate(load_catalog(), [build_posture(raw)])
+    (cfg_01,) = [r for r in result.results if r["rule_id"] == "CFG-01"]
+    assert cfg_01["status"] == status, cfg_01
+    if status == "ERROR":
+        assert cfg_01["evidence"]["error"].startswith(f"platform_family: {DENIED_DEFINITION} (unknown family")
+    else:
+        assert cfg_01["evidence"]["platform_family"] is None
+        assert cfg_01["evidence"]["minimums"] == {"LINUX": "1.4.0", "WINDOWS": "1.0.0"}
+
+
+def test_readable_windows_definition_gives_windows_without_a_platform_family_error():
+    raw = bundle()
+    del raw["task"]["platformFamily"]
+    raw["task_definition"]["runtimePlatform"]["operatingSystemFamily"] = "WINDOWS_SERVER_2019_CORE"
+    p = build_posture(raw)
+    assert p["platform_family"] == "WINDOWS"
+    assert "platform_family" not in p["errors"]
+
+
 # --- containers and environment -------------------------------------------------------
 
 

@@ -310,6 +310,18 @@ def test_severity_rank_orders_labels_and_rejects_unknown_ones():
             "variables app:DB_PASSWORD",
         ),
         ({"open_ports": [{"protocol": "udp", "from": 0, "to": 65535}]}, "open udp all"),
+        (
+            {"platform_version": "1.3.0", "platform_family": "LINUX", "minimum": "1.4.0"},
+            "platform version 1.3.0 (minimum 1.4.0)",
+        ),
+        (
+            {
+                "platform_version": "0.9.0",
+                "platform_family": None,
+                "minimums": {"LINUX": "1.4.0", "WINDOWS": "1.0.0"},
+            },
+            "platform version 0.9.0 (family unknown; minimum linux 1.4.0, windows 1.0.0)",
+        ),
     ],
 )
 def test_summarize_evidence_gives_a_short_human_line(evidence, expected):

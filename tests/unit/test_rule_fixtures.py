@@ -4,7 +4,8 @@ A fixture is a deep-merge patch over tests/fixtures/base_posture.json (a workloa
 rule, EGR-01: over tests/fixtures/base_discovery.json; objects merge key by key; lists and
 scalars replace), optional parameter overrides (validated as a params file
 would be, then resolved for the task like the engine does) and an optional evidence subset.
-pass -> PASSED, fail -> FAILED with the expected evidence, not_applicable -> NOT_APPLICABLE.
+pass -> PASSED, fail -> FAILED with the expected evidence, not_applicable -> NOT_APPLICABLE,
+error -> ERROR (its expected evidence usually the exact ``error`` line).
 """
 
 import copy
@@ -20,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 BASE_POSTURE = json.loads((REPO / "tests" / "fixtures" / "base_posture.json").read_text())
 BASE_DISCOVERY = json.loads((REPO / "tests" / "fixtures" / "base_discovery.json").read_text())
 CATALOG = load_catalog(REPO / "rules")
-EXPECTED_STATUS = {"pass": "PASSED", "fail": "FAILED", "not_applicable": "NOT_APPLICABLE"}
+CATALOG_SCHEMA = json.loads((REPO / "rules" / "schema.json").read_text())
+EXPECTED_STATUS = {"pass": "PASSED", "fail": "FAILED", "not_applicable": "NOT_APPLICABLE", "error": "ERROR"}
 
 
 def deep_merge(base, patch):
@@ -91,6 +93,11 @@ def test_fixture_runner_detects_a_wrong_expectation():
     rule = CATALOG.rule("NET-06")
     status, _ = run_fixture(rule, rule.fixtures["fail"][0])
     assert status != EXPECTED_STATUS["pass"]
+
+
+def test_every_fixture_kind_the_schema_allows_has_an_expected_status():
+    kinds = CATALOG_SCHEMA["properties"]["fixtures"]["properties"]
+    assert set(kinds) == set(EXPECTED_STATUS)
 
 
 def test_discovery_fixtures_run_on_a_discovery_not_a_posture():
