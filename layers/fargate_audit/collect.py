@@ -11,8 +11,10 @@ Batched and paginated so the request count grows with pages, not tasks (design.m
                                  1,000 ENIs a `subnet-id` filter (200 subnets a call, pages
                                  of 1,000) keeping the wanted ones
                VPC facts         once for all VPCs of the region (`vpc-id` filter, 200 VPCs a
-                                 call, pages of 1,000 / 100 for route tables): subnets, security
-                                 groups, route tables, NACLs, VPC endpoints, NAT gateways
+                                 call, pages of 1,000 / 100 for route tables): security
+                                 groups, route tables, NACLs, VPC endpoints, NAT gateways (no
+                                 DescribeSubnets: no fact is derived from the subnet list, the
+                                 task's subnet id comes from its ENI)
                DescribeFlowLogs  unfiltered, pages of 1,000, assigned to the VPC whose id,
                                  subnet or task ENI each flow log names
                ListResolverQueryLogConfigAssociations  unfiltered, pages of 100 (its
@@ -21,9 +23,7 @@ Batched and paginated so the request count grows with pages, not tasks (design.m
 
 An optional `FactCache` (a warm Lambda container keeps one) spares repeated reads:
 task definitions (immutable per ARN) without expiry, cluster items and per-VPC network facts
-for a TTL. Flow logs are never cached (one may name a task ENI created since). The event
-path (`collect_tasks`) skips DescribeSubnets: no posture fact is derived from the subnet
-list (the task's subnet id comes from its ENI).
+for a TTL. Flow logs are never cached (one may name a task ENI created since).
 
 A failed call marks the raw facts it would have produced as unavailable (bundle
 `errors[fact]`) for the tasks concerned and the scan goes on; failures that lose tasks
@@ -50,7 +50,6 @@ RAW_FACTS = (
     "task_definition",
     "cluster",
     "eni",
-    "subnets",
     "security_groups",
     "route_tables",
     "network_acls",
@@ -91,7 +90,6 @@ class _VpcFactCall(NamedTuple):
 
 
 VPC_FACT_CALLS = (
-    _VpcFactCall("subnets", "DescribeSubnets", 1000),
     _VpcFactCall("security_groups", "DescribeSecurityGroups", 1000),
     _VpcFactCall("route_tables", "DescribeRouteTables", 100),
     _VpcFactCall("network_acls", "DescribeNetworkAcls", 1000),
@@ -99,8 +97,8 @@ VPC_FACT_CALLS = (
     _VpcFactCall("nat_gateways", "DescribeNatGateways", 1000, "Filter"),
 )
 VPC_FACTS = tuple(spec.fact for spec in VPC_FACT_CALLS) + ("flow_logs", "query_log_associations")
-# The event path: every VPC fact a posture is derived from (not the subnet list).
-EVENT_VPC_FACT_CALLS = tuple(spec for spec in VPC_FACT_CALLS if spec.fact != "subnets")
+# The event path reads the same VPC facts as a scan.
+EVENT_VPC_FACT_CALLS = VPC_FACT_CALLS
 
 
 class FactCache:
@@ -236,7 +234,6 @@ def collect_tasks(
 ) -> CollectResult:
     """The same as `collect` for tasks already described: `DescribeTasks` items or ECS task
     state change `detail` objects (event path). `clients` is a `Clients` or a boto3 Session.
-    No DescribeSubnets (the bundle's `vpc.subnets` stays empty: nothing is derived from it).
     cache / refresh_vpcs: as for `collect` (a Config change of a VPC's resource refreshes)."""
     if not isinstance(clients, Clients):
         clients = Clients(clients)
@@ -270,6 +267,31 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return value
+
+
+def own_jsonable(value: Any) -> Any:
+    """:func:`jsonable` for a response this module owns (botocore's parsed response):
+    converted in place, without a deep copy, which at thousands of tasks costs more CPU
+    and transient memory than the conversion itself. Returns ``value``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, dict | list):
+                own_jsonable(item)
+            elif isinstance(item, datetime | date):
+                value[key] = item.isoformat()
+            elif isinstance(item, tuple):
+                value[key] = own_jsonable(list(item))
+        return value
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, dict | list):
+                own_jsonable(item)
+            elif isinstance(item, datetime | date):
+                value[index] = item.isoformat()
+            elif isinstance(item, tuple):
+                value[index] = own_jsonable(list(item))
+        return value
+    return jsonable(value)
 
 
 def account_of(arn: str) -> str | None:
@@ -436,7 +458,7 @@ class _RegionScan:
             response = self.ecs.describe_clusters(clusters=batch, include=["SETTINGS"])
         except AWS_ERRORS as exc:
             return [], {}, failure_message(exc, "DescribeClusters")
-        items = [jsonable(item) for item in response.get("clusters", [])]
+        items = [own_jsonable(item) for item in response.get("clusters", [])]
         for item in items:
             self._clusters[item["clusterArn"]] = (item, None)
             if self.cache is not None:
@@ -477,7 +499,7 @@ class _RegionScan:
                     wanted = set(batch)
                     for task in response.get("tasks", []):
                         if task.get("taskArn") in wanted:
-                            self.add_described(jsonable(task))
+                            self.add_described(own_jsonable(task))
                     for failure in response.get("failures", []):
                         arn = failure.get("arn", "")
                         self._lost(
@@ -569,7 +591,7 @@ class _RegionScan:
             except AWS_ERRORS as exc:
                 definitions[arn] = (None, failure_message(exc, "DescribeTaskDefinition"))
             else:
-                definitions[arn] = (jsonable(response.get("taskDefinition")), None)
+                definitions[arn] = (own_jsonable(response.get("taskDefinition")), None)
                 if self.cache is not None and definitions[arn][0]:
                     self.cache.put_task_definition(arn, definitions[arn][0])
         return definitions
@@ -595,7 +617,7 @@ class _RegionScan:
                 ):
                     for eni in page.get("NetworkInterfaces", []):
                         if eni.get("NetworkInterfaceId") in wanted:
-                            found[eni["NetworkInterfaceId"]] = jsonable(eni)
+                            found[eni["NetworkInterfaceId"]] = own_jsonable(eni)
             except AWS_ERRORS as exc:
                 message = failure_message(exc, "DescribeNetworkInterfaces")
                 for eni_id in affected:
@@ -643,7 +665,7 @@ class _RegionScan:
                     ):
                         for item in page.get(spec.result_key, []):
                             if item.get("VpcId") in vpcs:
-                                vpcs[item["VpcId"]][spec.fact].append(jsonable(item))
+                                vpcs[item["VpcId"]][spec.fact].append(own_jsonable(item))
                 except AWS_ERRORS as exc:
                     message = failure_message(exc, spec.call)
                     for vpc_id in chunk:
@@ -680,10 +702,8 @@ class _RegionScan:
     def _flow_logs(
         self, vpcs: dict[str, dict], errors: dict[str, dict[str, str]], enis: dict[str, dict]
     ) -> None:
+        # a flow log counts when it names a VPC, or the ENI or subnet of an audited task
         owner: dict[str, str] = {vpc_id: vpc_id for vpc_id in vpcs}
-        for vpc_id, vpc in vpcs.items():
-            for subnet in vpc["subnets"]:
-                owner[subnet["SubnetId"]] = vpc_id
         for eni_id, eni in enis.items():
             if eni.get("VpcId") in vpcs:
                 owner[eni_id] = eni["VpcId"]

@@ -135,6 +135,31 @@ class _Errors:
     def as_dict(self) -> dict[str, str]:
         return {fact: "; ".join(self._by_fact[fact]) for fact in sorted(self._by_fact)}
 
+    def extend(self, found: Mapping[str, list[str]]) -> None:
+        for fact, messages in found.items():
+            for message in messages:
+                self.add(fact, message)
+
+
+def _memoized(memo: dict | None, key: tuple, anchor: object, errors: _Errors, compute):
+    """``compute(errors)``, once per ``key`` in one ``memo`` (see :func:`build_posture`).
+
+    The tasks of one subnet, VPC or set of security groups share their derived network
+    facts: those are computed once per scan and the same (never mutated) objects are
+    shared by the postures, which saves both the work and the memory at thousands of
+    tasks. ``anchor`` (the raw VPC facts the key names by ``id``) is kept alive with the
+    entry so that its id cannot be reused while the memo lives; the errors the
+    computation found are replayed into each task's ``errors``.
+    """
+    if memo is None:
+        return compute(errors)
+    hit = memo.get(key)
+    if hit is None:
+        found = _Errors()
+        hit = memo[key] = (compute(found), found._by_fact, anchor)
+    errors.extend(hit[1])
+    return hit[0]
+
 
 def _iso(value: object) -> str | None:
     """A timestamp as ISO-8601 UTC: epoch seconds (API), ISO strings (events, collector)
@@ -454,6 +479,44 @@ def _vpc_endpoint(endpoint: Mapping) -> dict:
     }
 
 
+_VPC_RAW_FACTS = ("security_groups", "route_tables", "nat_gateways", "network_acls", "vpc_endpoints")
+
+
+def _sg_facts(groups: list[Mapping]) -> tuple[list[dict], dict, list[dict]]:
+    """(world ingress rules, world ingress ports per family, world egress rules) of groups."""
+    ingress_rules, egress_rules = _sg_rules(groups)
+    world_ingress = {
+        family: netalgebra.union(*(r["ports"] for r in ingress_rules if r["family"] == family))
+        for family in netalgebra.FAMILIES
+    }
+    return ingress_rules, world_ingress, egress_rules
+
+
+def _nacl_fact(acls: list[Mapping], subnet_id: str | None, vpc_id: str | None) -> dict | None:
+    acl = _nacl_for_subnet(acls, subnet_id, vpc_id)
+    if acl is None:
+        return None
+    return {
+        "id": acl.get("NetworkAclId"),
+        "inbound_world_allowed": {
+            family: netalgebra.nacl_world_allowed(acl.get("Entries") or [], False, family)
+            for family in netalgebra.FAMILIES
+        },
+    }
+
+
+def _vpc_endpoints(endpoints: list[Mapping], vpc_id: str | None) -> list[dict]:
+    return sorted(
+        (
+            _vpc_endpoint(ep)
+            for ep in endpoints
+            if str(ep.get("State") or "").strip().lower() not in UNUSABLE_ENDPOINT_STATES
+            and (not vpc_id or ep.get("VpcId") in (None, vpc_id))
+        ),
+        key=lambda e: _sort_key_none_last(e["id"], e["service_name"]),
+    )
+
+
 def _empty_network(eni_id=None, private_ip=None, subnet_id=None, vpc_id=None) -> dict:
     return {
         "eni_id": eni_id,
@@ -486,7 +549,7 @@ def _public_ipv4(eni: Mapping) -> str | None:
     return None
 
 
-def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors) -> dict:
+def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors, memo: dict | None) -> dict:
     eni = raw.get("eni")
     vpc = raw.get("vpc")
     attachment = _eni_attachment(task)
@@ -539,7 +602,15 @@ def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors) 
     sg_list, sg_problem = vpc_list("security_groups")
     if sg_problem:
         errors.add("security_groups", sg_problem)
-    by_id = {sg.get("GroupId"): sg for sg in sg_list if sg.get("GroupId")}
+    # what the shared facts depend on: the VPC's raw facts (by identity) and their errors
+    vpc_key = (id(vpc), *(str(raw_errors.get(fact)) for fact in _VPC_RAW_FACTS))
+    by_id = _memoized(
+        memo,
+        ("sg-index", *vpc_key),
+        vpc,
+        errors,
+        lambda _: {sg.get("GroupId"): sg for sg in sg_list if sg.get("GroupId")},
+    )
     attached: dict[str, dict] = {}
     found: list[Mapping] = []
     missing: list[str] = []
@@ -559,13 +630,12 @@ def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors) 
             f"security group(s) {', '.join(sorted(missing))} attached to {eni_id} "
             f"not found by DescribeSecurityGroups",
         )
-    ingress_rules, egress_rules = _sg_rules(found)
+    ingress_rules, world_ingress, egress_rules = _memoized(
+        memo, ("sg-rules", *vpc_key, tuple(id(g) for g in found)), vpc, errors, lambda _: _sg_facts(found)
+    )
     network["security_groups"] = [attached[g] for g in sorted(attached)]
     network["world_ingress_rules"] = ingress_rules
-    network["world_ingress"] = {
-        family: netalgebra.union(*(r["ports"] for r in ingress_rules if r["family"] == family))
-        for family in netalgebra.FAMILIES
-    }
+    network["world_ingress"] = world_ingress
     network["world_egress_rules"] = egress_rules
 
     # -- route table and egress paths
@@ -576,7 +646,18 @@ def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors) 
     elif not subnet_id:
         rt_message = f"subnet of ENI {eni_id} unknown"
     else:
-        route_table = _route_table_for_subnet(route_tables, subnet_id, vpc_id)
+
+        def route(found: _Errors) -> tuple[Mapping | None, dict | None]:
+            table = _route_table_for_subnet(route_tables, subnet_id, vpc_id)
+            if table is None:
+                return None, None
+            nat_gateways, nat_problem = vpc_list("nat_gateways")
+            return table, {
+                family: _egress_path(table, family, route_tables, vpc_id, nat_gateways, nat_problem, found)
+                for family in netalgebra.FAMILIES
+            }
+
+        route_table, egress = _memoized(memo, ("route", *vpc_key, subnet_id, vpc_id), vpc, errors, route)
         rt_message = (
             None
             if route_table
@@ -587,30 +668,26 @@ def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors) 
         errors.add("egress", rt_message)
     else:
         network["route_table_id"] = route_table.get("RouteTableId")
-        nat_gateways, nat_problem = vpc_list("nat_gateways")
-        network["egress"] = {
-            family: _egress_path(route_table, family, route_tables, vpc_id, nat_gateways, nat_problem, errors)
-            for family in netalgebra.FAMILIES
-        }
+        network["egress"] = egress
 
     # -- network ACL
     acls, acl_problem = vpc_list("network_acls")
     if acl_problem:
         errors.add("nacl", acl_problem)
     else:
-        acl = _nacl_for_subnet(acls, subnet_id, vpc_id)
-        if acl is None:
+        nacl = _memoized(
+            memo,
+            ("nacl", *vpc_key, subnet_id, vpc_id),
+            vpc,
+            errors,
+            lambda _: _nacl_fact(acls, subnet_id, vpc_id),
+        )
+        if nacl is None:
             errors.add(
                 "nacl", f"no network ACL associated with {subnet_id} and no default network ACL in {vpc_id}"
             )
         else:
-            network["nacl"] = {
-                "id": acl.get("NetworkAclId"),
-                "inbound_world_allowed": {
-                    family: netalgebra.nacl_world_allowed(acl.get("Entries") or [], False, family)
-                    for family in netalgebra.FAMILIES
-                },
-            }
+            network["nacl"] = nacl
 
     # -- flow logs on the ENI, its subnet or its VPC
     flow_logs, fl_problem = vpc_list("flow_logs")
@@ -635,14 +712,8 @@ def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors) 
     endpoints, ep_problem = vpc_list("vpc_endpoints")
     if ep_problem:
         errors.add("vpc_endpoints", ep_problem)
-    network["vpc_endpoints"] = sorted(
-        (
-            _vpc_endpoint(ep)
-            for ep in endpoints
-            if str(ep.get("State") or "").strip().lower() not in UNUSABLE_ENDPOINT_STATES
-            and (not vpc_id or ep.get("VpcId") in (None, vpc_id))
-        ),
-        key=lambda e: _sort_key_none_last(e["id"], e["service_name"]),
+    network["vpc_endpoints"] = _memoized(
+        memo, ("endpoints", *vpc_key, vpc_id), vpc, errors, lambda _: _vpc_endpoints(endpoints, vpc_id)
     )
 
     # -- Resolver query-log associations of the VPC (EGR-02)
@@ -670,8 +741,13 @@ def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors) 
 # the normaliser
 
 
-def build_posture(raw: Mapping) -> dict:
+def build_posture(raw: Mapping, memo: dict | None = None) -> dict:
     """The Posture (docs/design.md section 2) of one raw task bundle (section 1).
+
+    ``memo``: optional, one dict per batch of bundles collected together (a scan). The
+    network facts derived from the shared VPC facts (security-group rules, route and
+    egress path, NACL decision, endpoints) are then computed once per subnet, VPC or set
+    of groups and shared, unchanged, by the postures; the result is equal either way.
 
     ``raw["task"]`` may be a ``DescribeTasks`` task (attachment type
     ``ElasticNetworkInterface``, epoch or ISO timestamps) or an ECS task state change
@@ -710,7 +786,7 @@ def build_posture(raw: Mapping) -> dict:
     if platform_version is None:
         errors.add("platform_version", "platformVersion not reported by AWS")
 
-    network = _network(raw, task, raw_errors, errors)
+    network = _network(raw, task, raw_errors, errors, memo)
 
     return {
         "posture_version": POSTURE_VERSION,

@@ -64,7 +64,8 @@ def evaluate_raw(
     Shared by the scan and the event path. ``now`` decides which exemptions have expired.
     """
     moment = _now(now)
-    postures = [posture.build_posture(raw) for raw in raw_tasks]
+    memo: dict = {}  # derived network facts shared by the tasks of a subnet / VPC / group set
+    postures = [posture.build_posture(raw, memo) for raw in raw_tasks]
     postures.sort(key=lambda p: p["task_arn"] or "")
     outcome = engine.evaluate(catalog, postures, params=params, today=moment.date())
     return Evaluation(

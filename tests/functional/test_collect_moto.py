@@ -20,7 +20,6 @@ REGION = "eu-west-1"
 BUNDLE_KEYS = {"account_id", "region", "task", "task_definition", "cluster", "eni", "vpc", "errors"}
 VPC_KEYS = {
     "vpc_id",
-    "subnets",
     "security_groups",
     "route_tables",
     "network_acls",
@@ -194,7 +193,6 @@ def test_network_facts_match_each_tasks_own_vpc(world):
             assert raw["eni"]["NetworkInterfaceId"] == _eni_of(task)
             assert raw["eni"]["VpcId"] == net["vpc"] and raw["eni"]["SubnetId"] == net["subnet"]
             assert set(raw["vpc"]) == VPC_KEYS and raw["vpc"]["vpc_id"] == net["vpc"]
-            assert net["subnet"] in {s["SubnetId"] for s in raw["vpc"]["subnets"]}
             assert net["group"] in {g["GroupId"] for g in raw["vpc"]["security_groups"]}
             assert {g["GroupId"] for g in raw["eni"]["Groups"]} == {net["group"]}
             assert any(a.get("Main") for rt in raw["vpc"]["route_tables"] for a in rt["Associations"])
@@ -230,7 +228,6 @@ def test_vpc_facts_are_shared_objects_fetched_once_for_ten_tasks_in_two_vpcs(wor
     calls = world["result"].api_calls
     for call in (
         "DescribeSecurityGroups",
-        "DescribeSubnets",
         "DescribeRouteTables",
         "DescribeNetworkAcls",
         "DescribeVpcEndpoints",
@@ -243,7 +240,7 @@ def test_vpc_facts_are_shared_objects_fetched_once_for_ten_tasks_in_two_vpcs(wor
     assert calls["ecs.ListTasks"] == 2 and calls["ecs.ListClusters"] == 1
     assert calls["ecs.DescribeClusters"] == 1 and calls["ecs.DescribeTaskDefinition"] == 2
     assert calls["route53resolver.ListResolverQueryLogConfigAssociations"] == 1  # once for both VPCs
-    assert sum(calls.values()) == 17
+    assert sum(calls.values()) == 16  # no DescribeSubnets: no fact is derived from the subnet list
     vpcs: dict[str, dict] = {}
     for raw in world["result"].raw_tasks:
         if raw["vpc"] is not None:
@@ -296,3 +293,33 @@ def test_collect_tasks_enriches_an_event_shaped_task(world):
     assert raw["vpc"]["vpc_id"] == world["net_b"]["vpc"]
     assert raw["task"]["createdAt"] == "2026-11-01T12:00:00Z"
     assert result.api_calls["ec2.DescribeNetworkInterfaces"] == 1
+
+
+def test_postures_built_with_a_shared_memo_equal_postures_built_alone(world):
+    """scan.evaluate_raw shares derived network facts between the tasks of a subnet, VPC or
+    group set (posture.build_posture's memo): the postures are equal either way, also when
+    some tasks of a VPC saw its facts fail and others did not."""
+    import copy
+
+    from fargate_audit import posture
+
+    raws = copy.deepcopy(world["result"].raw_tasks)
+    # half the tasks of each VPC lost their route tables and NACLs to an error
+    for index, raw in enumerate(raws):
+        if raw["vpc"] is not None and index % 2:
+            raw["errors"] = {**raw["errors"], "route_tables": "DescribeRouteTables: Throttling: slow down"}
+    alone = [posture.build_posture(raw) for raw in raws]
+    memo: dict = {}
+    shared = [posture.build_posture(raw, memo) for raw in raws]
+    assert shared == alone
+    assert json.dumps(shared, sort_keys=True) == json.dumps(alone, sort_keys=True)
+    assert any(p["errors"].get("route_table") for p in shared)
+    assert any(p["network"].get("route_table_id") for p in shared)
+    # the tasks of one VPC whose facts all came hold the very same derived objects
+    by_vpc: dict[str, list[dict]] = {}
+    for raw, p in zip(raws, shared, strict=True):
+        if p["network"]["vpc_id"] and p["network"]["nacl"] and not raw["errors"]:
+            by_vpc.setdefault(p["network"]["vpc_id"], []).append(p)
+    assert by_vpc and all(len(ps) > 1 for ps in by_vpc.values())
+    for ps in by_vpc.values():
+        assert all(p["network"]["nacl"] is ps[0]["network"]["nacl"] for p in ps)

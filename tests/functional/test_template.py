@@ -97,7 +97,6 @@ SAMPLE_ROUTES = {
 EC2_DESCRIBES = {
     "ec2:DescribeNetworkInterfaces",
     "ec2:DescribeSecurityGroups",
-    "ec2:DescribeSubnets",
     "ec2:DescribeRouteTables",
     "ec2:DescribeNetworkAcls",
     "ec2:DescribeFlowLogs",

@@ -94,11 +94,6 @@ RESOLVER_CALL = "ListResolverQueryLogConfigAssociations"
 # One item per VPC for each VPC-level call, in the shapes EC2 (and Resolver) return.
 def fact_item(call: str, vpc: str, n: int = 0) -> dict:
     return {
-        "DescribeSubnets": lambda: {
-            "SubnetId": f"subnet-{vpc}-{n}",
-            "VpcId": vpc,
-            "CidrBlock": "10.0.0.0/24",
-        },
         "DescribeSecurityGroups": lambda: {"GroupId": f"sg-{vpc}-{n}", "GroupName": "web", "VpcId": vpc},
         "DescribeRouteTables": lambda: {
             "RouteTableId": f"rtb-{vpc}-{n}",
@@ -134,7 +129,6 @@ def fact_item(call: str, vpc: str, n: int = 0) -> dict:
 
 
 VPC_CALLS = {  # call -> (method, result key, fact, filter param, page size)
-    "DescribeSubnets": ("describe_subnets", "Subnets", "subnets", "Filters", 1000),
     "DescribeSecurityGroups": (
         "describe_security_groups",
         "SecurityGroups",
@@ -573,7 +567,7 @@ def test_failed_task_definition_and_cluster_describes_mark_only_those_facts():
         "cluster": "DescribeClusters: AccessDeniedException: no clusters",
         "task_definition": "DescribeTaskDefinition: ClientException: gone",
     }
-    assert raw["cluster"] is None and raw["task_definition"] is None and raw["vpc"]["subnets"]
+    assert raw["cluster"] is None and raw["task_definition"] is None and raw["vpc"]["security_groups"]
 
 
 def test_list_tasks_failure_is_a_scan_error_entry_and_other_clusters_go_on():
@@ -753,3 +747,20 @@ def test_denied_query_log_listing_marks_only_that_fact():
         "query_log_associations": f"{RESOLVER_CALL}: AccessDeniedException: {RESOLVER_CALL} refused"
     }
     assert raw["vpc"]["query_log_associations"] == [] and raw["vpc"]["security_groups"]
+
+
+def test_own_jsonable_converts_a_response_in_place_as_jsonable_would_copy_it():
+    from datetime import UTC, date, datetime
+
+    from fargate_audit.collect import jsonable, own_jsonable
+
+    response = {
+        "at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "items": [{"day": date(2026, 1, 2), "pair": (1, datetime(2026, 1, 2, tzinfo=UTC))}, "x", 3],
+        "nested": {"deep": [[date(2026, 2, 3)]]},
+    }
+    copied = jsonable(response)
+    inner = response["items"][0]
+    assert own_jsonable(response) is response and response["items"][0] is inner
+    assert response == copied
+    assert json.loads(json.dumps(response)) == copied
