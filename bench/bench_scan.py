@@ -2,9 +2,12 @@
 
 A moto server runs in this process; for each size the server is reset, an estate is built
 (estate.build_bench_estate) and `fargate-audit scan --format json` runs in a separate
-process against it, so that the scan's own CPU time (os.wait4) and peak RSS (the child's
-VmHWM) are measured apart from the emulator's. AWS request counts come from the report's
-stats.api_calls.
+process against it (through bench/cpu_split.py), so that the scan's own CPU time
+(os.wait4) and peak RSS (the child's VmHWM) are measured apart from the emulator's. AWS
+request counts come from the report's stats.api_calls. Then, per size, where the CPU went:
+interpreter start-up, imports, client creation, catalog and schema loading, AWS calls
+(botocore), collect, posture, engine, report and rendering, other (cpu_split.py says how).
+Custodian side by side: bench_peers.py.
 
     .venv/bin/python bench/bench_scan.py --sizes 100,1000,5000
 
@@ -28,28 +31,20 @@ from moto.server import ThreadedMotoServer
 
 REGION = "eu-west-1"
 # requests per task the scan should stay within (docs: aws-limits.md, design.md section 4)
-TARGETS = {1000: 0.04, 5000: 0.015}
+TARGETS = {1000: 0.03, 5000: 0.015}
 ESTATE_SHAPE = {"vpcs": 3, "security_groups": 24, "task_definitions": 8, "clusters": 5}
 
 
-# The child reports its own peak RSS from /proc/self/status VmHWM: the ru_maxrss that wait4
-# returns also counts the parent's memory (the emulator's), inherited until exec.
-_RUNNER = """
-import json, sys
-from fargate_audit.cli import main
-code = main(sys.argv[2:])
-with open("/proc/self/status") as status:
-    hwm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-with open(sys.argv[1], "w") as out:
-    json.dump({"exit": code, "vm_hwm_kb": hwm_kb}, out)
-sys.exit(code)
-"""
+# The child reports its own peak RSS from /proc/self/status VmHWM (the ru_maxrss that wait4
+# returns also counts the parent's memory, the emulator's, inherited until exec) and the
+# split of its CPU time by phase.
+_RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_split.py")
 
 
-def _scan_in_child(env: dict, tmp: str) -> tuple[float, float, float, dict]:
-    """Run the CLI scan in a child process: (wall s, CPU s, peak RSS MB, report)."""
+def _scan_in_child(env: dict, tmp: str) -> tuple[float, float, float, dict, dict]:
+    """Run the CLI scan in a child process: (wall s, CPU s, peak RSS MB, report, CPU split)."""
     output, measures = os.path.join(tmp, "report.json"), os.path.join(tmp, "measures.json")
-    command = [sys.executable, "-c", _RUNNER, measures, "scan", "--format", "json", "--output", output]
+    command = [sys.executable, _RUNNER, measures, "scan", "--format", "json", "--output", output]
     started = time.perf_counter()
     child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
@@ -61,10 +56,10 @@ def _scan_in_child(env: dict, tmp: str) -> tuple[float, float, float, dict]:
     if child.returncode not in (0, 1):  # 1 = FAILED results exist, the normal case here
         raise SystemExit(f"scan exited {child.returncode}: {stderr.strip()}")
     with open(measures) as handle:
-        peak_mb = json.load(handle)["vm_hwm_kb"] / 1024
+        measured = json.load(handle)
     with open(output) as handle:
         report = json.load(handle)
-    return wall, usage.ru_utime + usage.ru_stime, peak_mb, report
+    return wall, usage.ru_utime + usage.ru_stime, measured["vm_hwm_kb"] / 1024, report, measured["split"]
 
 
 def main() -> int:
@@ -93,6 +88,7 @@ def main() -> int:
     )
     header += " | target |"
     rows, notes = [header], []
+    splits: dict[int, tuple[float, dict]] = {}
     try:
         for size in sizes:
             estate.reset_server(endpoint)
@@ -101,7 +97,8 @@ def main() -> int:
             info = estate.build_bench_estate(session, REGION, tasks=size, **ESTATE_SHAPE)
             build_s = time.perf_counter() - started
             with tempfile.TemporaryDirectory() as tmp:
-                wall, cpu, rss, report = _scan_in_child(env, tmp)
+                wall, cpu, rss, report, split = _scan_in_child(env, tmp)
+            splits[size] = (cpu, split)
             calls = report["stats"]["api_calls"]
             requests, audited = sum(calls.values()), report["summary"]["tasks"]
             per_task = requests / max(audited, 1)
@@ -124,7 +121,29 @@ def main() -> int:
     print("\n".join(rows))
     print("requests by call (moto answers ListTasks and EC2 describes in one page):")
     print("\n".join(notes))
+    print(_split_table(splits))
     return 0
+
+
+def _split_table(splits: dict[int, tuple[float, dict]]) -> str:
+    """Where the scan's CPU went, per size (seconds and share of the child's CPU)."""
+    sizes = sorted(splits)
+    phases = sorted(
+        {p for _, split in splits.values() for p in split}, key=lambda p: -splits[sizes[-1]][1].get(p, 0)
+    )
+    lines = [
+        "CPU split (cpu_split.py; exclusive seconds per phase):",
+        "phase | " + " | ".join(f"{n} tasks" for n in sizes),
+    ]
+    for phase in phases:
+        cells = []
+        for size in sizes:
+            cpu, split = splits[size]
+            value = split.get(phase, 0.0)
+            cells.append(f"{value:.3f} s ({100 * value / max(cpu, 1e-9):.0f}%)")
+        lines.append(f"{phase} | " + " | ".join(cells))
+    lines.append("total (os.wait4) | " + " | ".join(f"{splits[n][0]:.3f} s" for n in sizes))
+    return "\n".join(lines)
 
 
 def _unpaged_requests(info: estate.EstateInfo, calls: dict) -> int:

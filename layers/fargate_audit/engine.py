@@ -84,8 +84,16 @@ def _fact_errors(facts: Iterable[str], errors: Mapping) -> str | None:
 def evaluate_rule(rule: Rule, posture: Mapping, params: Mapping) -> tuple[str, dict]:
     """Steps 1-3 for one rule and task (no exemptions). ``params``: every parameter,
     already resolved for the task; the check gets only those the rule declares."""
-    errors = posture.get("errors") or _NO_ERRORS
-    rule_params = {name: params[name] for name in rule.parameters} if rule.parameters else _NO_PARAMS
+    return _evaluate(rule, _rule_params(rule, params), posture, posture.get("errors") or _NO_ERRORS)
+
+
+def _rule_params(rule: Rule, params: Mapping) -> Mapping:
+    return {name: params[name] for name in rule.parameters} if rule.parameters else _NO_PARAMS
+
+
+def _evaluate(rule: Rule, rule_params: Mapping, posture: Mapping, errors: Mapping) -> tuple[str, dict]:
+    """:func:`evaluate_rule` with the rule's parameters and the posture's errors at hand
+    (the loop in :func:`evaluate` prepares them once per scope and per task)."""
     if rule.applicability is not None:
         error = _fact_errors(rule.applicability.requires, errors)
         if error:
@@ -153,8 +161,10 @@ def evaluate(
     results: list[dict] = []
     expired_seen: dict[int, dict] = {}
     ordered = sorted(postures, key=lambda p: str(p.get("task_arn")))
-    resolved_for: dict[tuple, dict] = {}  # params depend only on the task's account and region
+    # params depend only on the task's account and region: each rule's, once per scope
+    prepared_for: dict[tuple, list[tuple[Rule, Mapping]]] = {}
     posture_rules = catalog.posture_rules
+    append = results.append
     with cyclic_gc_paused():
         for posture in ordered:
             if posture.get("posture_version") != POSTURE_VERSION:
@@ -163,18 +173,22 @@ def evaluate(
                     f"is not {POSTURE_VERSION}"
                 )
             scope = (posture.get("account_id"), posture.get("region"))
-            resolved = resolved_for.get(scope)
-            if resolved is None:
-                resolved = resolved_for[scope] = resolve_params(values, posture)
-            for rule in posture_rules:
-                status, evidence = evaluate_rule(rule, posture, resolved)
+            prepared = prepared_for.get(scope)
+            if prepared is None:
+                resolved = resolve_params(values, posture)
+                prepared = [(rule, _rule_params(rule, resolved)) for rule in posture_rules]
+                prepared_for[scope] = prepared
+            task_arn = posture.get("task_arn")
+            errors = posture.get("errors") or _NO_ERRORS
+            for rule, rule_params in prepared:
+                status, evidence = _evaluate(rule, rule_params, posture, errors)
                 if status == FAILED and exemptions:
                     status = _exempt(
                         evidence, exemptions, rule.id, str(posture.get("workload")), today, expired_seen
                     )
-                results.append(
+                append(
                     {
-                        "task_arn": posture.get("task_arn"),
+                        "task_arn": task_arn,
                         "rule_id": rule.id,
                         "status": status,
                         "severity": rule.severity,

@@ -150,8 +150,18 @@ class _Entries:
 
 
 def _document(
-    postures, results, *, now, scope, skipped, api_calls, duration_s, errors, expired_exemptions, stream
-):
+    postures: list[dict],
+    results: list[dict],
+    *,
+    now: datetime,
+    scope: dict | None = None,
+    skipped: list[dict] | int = 0,
+    api_calls: dict[str, int] | None = None,
+    duration_s: float = 0.0,
+    errors: list[dict] | None = None,
+    expired_exemptions: list[dict] | None = None,
+    stream: bool,
+) -> dict:
     scope = dict(scope or {})
     tasks = sorted((task_entry(p) for p in postures), key=lambda t: t["task_arn"])
     accounts = set(scope.get("accounts") or []) | {t["account_id"] for t in tasks}
