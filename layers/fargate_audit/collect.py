@@ -272,26 +272,33 @@ def jsonable(value: Any) -> Any:
 def own_jsonable(value: Any) -> Any:
     """:func:`jsonable` for a response this module owns (botocore's parsed response):
     converted in place, without a deep copy, which at thousands of tasks costs more CPU
-    and transient memory than the conversion itself. Returns ``value``."""
-    if isinstance(value, dict):
+    and transient memory than the conversion itself. Returns ``value``. Exact type tests
+    (botocore builds plain dicts, lists and datetimes) keep the walk cheap; anything else
+    goes through :func:`jsonable`."""
+    kind = type(value)
+    if kind is dict:
         for key, item in value.items():
-            if isinstance(item, dict | list):
+            kind = type(item)
+            if kind is dict or kind is list:
                 own_jsonable(item)
-            elif isinstance(item, datetime | date):
-                value[key] = item.isoformat()
-            elif isinstance(item, tuple):
-                value[key] = own_jsonable(list(item))
+            elif kind is not str and kind is not int and kind is not bool and item is not None:
+                value[key] = _scalar(item)
         return value
-    if isinstance(value, list):
+    if kind is list:
         for index, item in enumerate(value):
-            if isinstance(item, dict | list):
+            kind = type(item)
+            if kind is dict or kind is list:
                 own_jsonable(item)
-            elif isinstance(item, datetime | date):
-                value[index] = item.isoformat()
-            elif isinstance(item, tuple):
-                value[index] = own_jsonable(list(item))
+            elif kind is not str and kind is not int and kind is not bool and item is not None:
+                value[index] = _scalar(item)
         return value
     return jsonable(value)
+
+
+def _scalar(item: Any) -> Any:
+    if isinstance(item, dict | list):
+        return own_jsonable(item)
+    return jsonable(item)
 
 
 def account_of(arn: str) -> str | None:
