@@ -7,6 +7,7 @@ relative layout), so an installed CLI needs no checkout. Nothing is committed tw
 copy exists only in the build. Everything else is declared in pyproject.toml.
 """
 
+import shutil
 from pathlib import Path
 
 from setuptools import setup
@@ -18,6 +19,11 @@ SAM_FILES = ["template.yaml", *sorted(p.relative_to(ROOT).as_posix() for p in RO
 
 class BuildPyWithSam(build_py):
     def run(self):
+        if not self.editable_mode:
+            # pip builds a checkout in place: build/lib keeps what an earlier build put there
+            # (a module since moved or deleted, a removed function's app.py) and the wheel
+            # would ship it. Start from an empty package directory every time.
+            shutil.rmtree(Path(self.build_lib) / "fargate_audit", ignore_errors=True)
         super().run()
         if self.editable_mode:  # an editable install reads the checkout's own files
             return
