@@ -45,7 +45,9 @@ asserts nothing. Reproduce (first run also creates .venv-c7n, about a minute):
 
     PYTHONPATH=$PWD/layers .venv/bin/python bench/bench_peers.py --sizes 1000,5000
 
-with a dev venv that has the project (and moto) installed.
+with a dev venv that has the project (and moto) installed. Each tool runs --repeat times
+per size (default 3), alternating with the other; the table holds the medians, and every
+run's CPU time is printed below it (the machine's noise is visible, not hidden).
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ policies:
 """
 
 # Runs a tool's Python entry point, then writes the process's own peak RSS (VmHWM) and the
-# exit code. argv: measures-file tool args...
+# exit code, then exits as the tool's console script does (ours: cli.run, which skips
+# freeing memory at exit). argv: measures-file tool args...
 _RUNNER = """
 import json, sys
 measures, tool, *args = sys.argv[1:]
@@ -129,6 +132,10 @@ finally:
         hwm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     with open(measures, "w") as out:
         json.dump({"exit": code, "vm_hwm_kb": hwm_kb}, out)
+if tool == "fargate-audit":  # what its console script (cli.run) does after main: exit at once
+    import logging, os
+    sys.stdout.flush(); sys.stderr.flush(); logging.shutdown()
+    os._exit(code or 0)
 sys.exit(code or 0)
 """
 
@@ -295,9 +302,22 @@ def run_custodian(python: Path, env: dict, tmp: str) -> tuple[dict, dict]:
 # --------------------------------------------------------------------------- main
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """Median CPU, wall and peak RSS over the runs; the requests of the first (they are the
+    same every run: the tools are deterministic over one estate)."""
+    middle = len(runs) // 2
+    return {
+        **runs[0],
+        **{key: sorted(r[key] for r in runs)[middle] for key in ("cpu", "wall", "rss")},
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,5000", help="comma-separated task counts")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each tool per size, alternating; medians reported"
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     c7n_python = ensure_c7n_venv()
@@ -327,13 +347,18 @@ def main() -> int:
             )
             build_s = time.perf_counter() - started
             running = len(info.running_fargate_tasks)
-            measured = {}
-            with tempfile.TemporaryDirectory() as tmp:
-                server.counter.take()  # drop the build's requests
-                measured["ours"], report = run_ours(env, tmp)
-                measured["ours"]["requests"] = server.counter.take()
-                measured["custodian"], c7n_counts = run_custodian(c7n_python, env, tmp)
-                measured["custodian"]["requests"] = server.counter.take()
+            runs: dict[str, list[dict]] = {"ours": [], "custodian": []}
+            server.counter.take()  # drop the build's requests
+            for _ in range(max(args.repeat, 1)):  # alternating, so that drift hits both alike
+                with tempfile.TemporaryDirectory() as tmp:
+                    run, report = run_ours(env, tmp)
+                    run["requests"] = server.counter.take()
+                    runs["ours"].append(run)
+                with tempfile.TemporaryDirectory() as tmp:
+                    run, c7n_counts = run_custodian(c7n_python, env, tmp)
+                    run["requests"] = server.counter.take()
+                    runs["custodian"].append(run)
+            measured = {tool: _median_run(tool_runs) for tool, tool_runs in runs.items()}
             for tool, m in measured.items():
                 total = sum(m["requests"].values())
                 rows.append(
@@ -360,6 +385,10 @@ def main() -> int:
                 coverage.append(
                     f"{size}: custodian {policy} evaluated {c['evaluated']}, matched {c['matched']} "
                     f"(resources.json); ours {rule} FAILED {failed}"
+                )
+            for tool, tool_runs in runs.items():
+                coverage.append(
+                    f"{size}: {tool} CPU s of each run: " + ", ".join(f"{r['cpu']:.2f}" for r in tool_runs)
                 )
             print(f"size {size}: built in {build_s:.1f} s, both tools ran", file=sys.stderr)
     finally:

@@ -15,7 +15,9 @@ call made by the collector counts as an AWS call. The phases:
 - AWS calls (botocore: HTTP, parsing): ``BaseClient._make_api_call``;
 - collect (our code): the collector around those calls;
 - posture, engine, report and rendering: the pure pipeline and the output;
-- other: the rest (argument parsing, exit code, freeing memory...).
+- other: the rest (argument parsing, exit code, freeing the raw responses...).
+
+Like the console script (cli.run), the process then exits without freeing its memory.
 
 The wrappers cost about a microsecond a call (posture: one call per task). Not a profiler:
 it needs no extra package and barely changes what it measures.
@@ -129,4 +131,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # then exit as the console script (cli.run) does: without freeing memory
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import traceback
@@ -156,6 +157,16 @@ def _load_catalog(rules_dir: str | None = None):
 
 
 def cmd_scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from .engine import cyclic_gc_paused
+
+    # One pause of the cyclic GC for the whole command: re-enabled between the scan and
+    # its output, its first collection would traverse every object the scan holds (about
+    # a million at 5,000 tasks, 0.2 s) to free nothing.
+    with cyclic_gc_paused():
+        return _scan(args, stdout, stderr)
+
+
+def _scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from . import report as report_mod
 
     catalog = _load_catalog()
@@ -195,9 +206,7 @@ def cmd_scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             progress.close()
 
     if args.format == "json":
-        from .engine import cyclic_gc_paused
-
-        with cyclic_gc_paused(), out.stream() as stream:
+        with out.stream() as stream:
             outcome.write_report(stream)
     elif args.format == "asff":
         from . import asff
@@ -555,5 +564,20 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         return EXIT_ERROR
 
 
+def run() -> None:
+    """The console script and ``python -m fargate_audit``: :func:`main`, then exit at once.
+
+    Once the output is written and flushed there is nothing left to do but free memory: a
+    5,000-task scan holds about a million small objects whose deallocation at interpreter
+    exit costs a tenth of a second of CPU for nothing. ``os._exit`` skips it (as mypy's
+    command line does); no atexit handler or non-daemon thread of ours has work left."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

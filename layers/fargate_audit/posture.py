@@ -596,7 +596,7 @@ def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors, 
             return [], str(raw_errors[raw_fact])
         if vpc is None:
             return [], f"VPC facts {_NOT_COLLECTED}"
-        return list(vpc.get(raw_fact) or []), None
+        return vpc.get(raw_fact) or [], None  # read only: no copy per task
 
     # -- security groups: the ENI's groups are authoritative
     sg_list, sg_problem = vpc_list("security_groups")

@@ -7,6 +7,7 @@ rule's evidence reads the same in a terminal and in Security Hub.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, is_dataclass
@@ -105,17 +106,28 @@ def task_entry(posture: dict) -> dict:
 _NULLABLE = frozenset({"eni_id", "private_ip", "public_ip", "subnet_id", "vpc_id"})
 
 
+_ENTRY_KEYS = ("task_arn", "rule_id", "status", "severity", "title", "evidence")
+
+
 def _result_entry(result: dict, evidence: Any) -> dict:
     entry = {
         "task_arn": result["task_arn"],
         "rule_id": result["rule_id"],
         "status": result["status"],
         "severity": result["severity"],
-        "evidence": evidence,
     }
     if result.get("title"):
         entry["title"] = result["title"]
+    entry["evidence"] = evidence
     return entry
+
+
+def _streamable(result: dict) -> dict:
+    """The result itself when it already is its report entry (the engine's results are:
+    the same keys in the same order), else its entry."""
+    if type(result) is dict and tuple(result) == _ENTRY_KEYS and result["title"] and result["evidence"]:
+        return result
+    return _result_entry(result, result.get("evidence") or {})
 
 
 def summarize(tasks: list[dict], results: Iterable[dict], skipped_tasks: int) -> dict:
@@ -238,26 +250,41 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+_CHUNK = 1000  # tasks or results encoded per call
+
+
 def write_report(stream: TextIO, postures: list[dict], results: list[dict], **kwargs: Any) -> None:
     """Write the report of :func:`build_report` (same arguments) to ``stream`` as JSON,
-    piece by piece: one task or result per line, each encoded by the C encoder, so that
-    neither a second copy of the results nor the whole text is ever held in memory. The
-    text parses to exactly ``build_report(...)``."""
+    exactly the text ``json.dumps(build_report(...), indent=2, ensure_ascii=False)`` gives,
+    piece by piece: neither a second copy of the results nor the whole text is ever held.
+
+    orjson encodes 1,000 tasks or results a call, about ten times the speed of the
+    standard library's encoder (which, above all with ``indent``, took more CPU than the
+    rest of a 5,000-task scan's pipeline together); each chunk is re-indented one level to
+    sit inside the document."""
+    import orjson
+
     document = _document(postures, results, stream=True, **kwargs)
-    encode = json.JSONEncoder(ensure_ascii=False, default=_json_default).encode
+    options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+    options |= orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+    def encode(value: Any) -> str:
+        return orjson.dumps(value, default=_json_default, option=options).decode().replace("\n", "\n  ")
+
     write = stream.write
     write("{")
     for index, (key, value) in enumerate(document.items()):
-        write(("," if index else "") + "\n" + encode(key) + ":")
-        if key in ("tasks", "results"):
-            first = True
-            write("[")
-            for item in value:
-                write(("\n" if first else ",\n") + encode(item))
-                first = False
-            write("]")
-        else:
+        write(("," if index else "") + "\n  " + encode(key) + ": ")
+        if key not in ("tasks", "results"):
             write(encode(value))
+            continue
+        items = iter(value) if key == "tasks" else map(_streamable, value.results)
+        written = False
+        while chunk := list(itertools.islice(items, _CHUNK)):
+            text = encode(chunk)  # "[\n    {...},\n    {...}\n  ]"
+            write(("," if written else "[") + text[1:-4])
+            written = True
+        write("\n  ]" if written else "[]")
     write("\n}\n")
 
 

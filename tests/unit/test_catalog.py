@@ -371,3 +371,52 @@ def test_a_workload_discovery_rule_may_not_require_posture_facts(rules_copy):
 def test_unknown_evaluation_kind_is_rejected(rules_copy):
     _edit(rules_copy / "EGR-02.yaml", lambda d: d.update(evaluation="per-account"))
     assert "EGR-02.yaml: evaluation: 'per-account' is not one of" in _single_error(rules_copy)
+
+
+# --------------------------------------------------------------------------- the shipped catalog, trusted
+
+
+def test_the_shipped_catalog_loads_without_schema_validation_into_the_validated_catalog(monkeypatch):
+    from fargate_audit import rules as rules_mod
+
+    monkeypatch.delenv(RULES_DIR_ENV, raising=False)
+    trusted = load_catalog()
+    validated, problems = rules_mod._load(rules_mod.CATALOG_DIR, check_schemas=True)
+    assert problems == []
+    for part in ("rules", "parameters", "mappings", "rules_dir"):  # Catalog compares by identity
+        assert getattr(trusted, part) == getattr(validated, part), part
+    assert trusted.rules_dir == rules_mod.CATALOG_DIR
+
+
+def test_loading_the_shipped_catalog_does_not_import_jsonschema():
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys; os.environ.pop('FARGATE_AUDIT_RULES_DIR', None)\n"
+        "from fargate_audit.rules import load_catalog\n"
+        "catalog = load_catalog()\n"
+        "print(len(catalog.rules), 'jsonschema' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == [str(len(CATALOG.rules)), "False"]
+
+
+def test_a_broken_shipped_catalog_still_fails_with_one_line_naming_the_file(monkeypatch, tmp_path):
+    from fargate_audit import rules as rules_mod
+
+    broken = tmp_path / "catalog"
+    shutil.copytree(RULES, broken)
+    doc = yaml.safe_load((broken / "NET-01.yaml").read_text())
+    del doc["severity"]
+    (broken / "NET-01.yaml").write_text(yaml.safe_dump(doc))
+    monkeypatch.setattr(rules_mod, "CATALOG_DIR", broken)
+    monkeypatch.delenv(RULES_DIR_ENV, raising=False)
+    with pytest.raises(ConfigError, match=r"NET-01\.yaml.*severity"):
+        load_catalog()
+    # a catalog of one's own is always validated in full
+    doc["severity"] = "SUPER"
+    (broken / "NET-01.yaml").write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv(RULES_DIR_ENV, str(broken))
+    with pytest.raises(ConfigError, match=r"NET-01\.yaml: severity"):
+        load_catalog()

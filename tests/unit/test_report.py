@@ -116,9 +116,23 @@ def test_streamed_report_parses_to_exactly_the_built_report(validator):
     exempted = [r["evidence"]["exempted"] for r in streamed["results"] if "exempted" in r["evidence"]]
     assert exempted == [{"reason": "r", "expires": "2030-01-02"}]
     validator.validate(streamed)
-    # one task or result per line: a large report is greppable and never one huge line
-    lines = out.getvalue().splitlines()
-    assert sum(line.startswith('{"task_arn"') for line in lines) == len(postures) + len(results)
+    # the very text of the standard library's indented encoding of the built report
+    built = report.build_report(postures, results, **args)
+    assert out.getvalue() == json.dumps(built, indent=2, ensure_ascii=False) + "\n"
+
+
+def test_streamed_report_chunks_join_into_the_same_text(monkeypatch):
+    postures, results, args = sample_inputs()
+    results[0]["evidence"]["note"] = 'd\u00e9j\u00e0 vu \u2603, a "quote" and a \u0007 bell'
+    expected = json.dumps(report.build_report(postures, results, **args), indent=2, ensure_ascii=False) + "\n"
+    for chunk in (1, 2, 1000):
+        monkeypatch.setattr(report, "_CHUNK", chunk)
+        out = io.StringIO()
+        report.write_report(out, postures, results, **args)
+        assert out.getvalue() == expected, chunk
+    out = io.StringIO()
+    report.write_report(out, [], [], now=NOW)
+    assert out.getvalue() == json.dumps(report.build_report([], [], now=NOW), indent=2) + "\n"
 
 
 def test_streamed_report_leaves_the_results_as_they_were():
