@@ -113,6 +113,20 @@ def _evaluate(rule: Rule, rule_params: Mapping, posture: Mapping, errors: Mappin
     return status, evidence
 
 
+def _evaluate_complete(rule: Rule, rule_params: Mapping, posture: Mapping) -> tuple[str, dict]:
+    """:func:`_evaluate` for a posture without errors: no fact error to look up."""
+    applicability = rule.applicability
+    if applicability is not None and not checks.APPLICABILITY[applicability.check](posture, rule_params):
+        return NOT_APPLICABLE, {}
+    try:
+        status, evidence = checks.CHECKS[rule.check](posture, rule_params)
+    except checks.FactError as exc:
+        return ERROR, {"error": str(exc)}
+    if status not in _CHECK_STATUSES or not isinstance(evidence, dict):
+        raise TypeError(f"check {rule.check} of {rule.id} returned {status!r}, {type(evidence).__name__}")
+    return status, evidence
+
+
 def _exempt(
     evidence: dict, exemptions: list, rule_id: str, workload: str, today, expired_seen: dict[int, dict]
 ) -> str:
@@ -181,7 +195,10 @@ def evaluate(
             task_arn = posture.get("task_arn")
             errors = posture.get("errors") or _NO_ERRORS
             for rule, rule_params in prepared:
-                status, evidence = _evaluate(rule, rule_params, posture, errors)
+                if errors:
+                    status, evidence = _evaluate(rule, rule_params, posture, errors)
+                else:  # the common case, inlined: every fact collected, no error to report
+                    status, evidence = _evaluate_complete(rule, rule_params, posture)
                 if status == FAILED and exemptions:
                     status = _exempt(
                         evidence, exemptions, rule.id, str(posture.get("workload")), today, expired_seen

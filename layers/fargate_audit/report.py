@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import operator
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, date, datetime
@@ -133,11 +135,11 @@ def _streamable(result: dict) -> dict:
 def summarize(tasks: list[dict], results: Iterable[dict], skipped_tasks: int) -> dict:
     by_status = dict.fromkeys(STATUSES, 0)
     by_rule: dict[str, dict[str, int]] = {}
-    for result in results:
-        status = result["status"]
-        by_status[status] = by_status.get(status, 0) + 1
-        rule = by_rule.setdefault(result["rule_id"], {})
-        rule[status] = rule.get(status, 0) + 1
+    pairs = Counter(map(_rule_and_status, results))  # counted in C: 90,000 results at 5,000 tasks
+    for (rule_id, status), count in sorted(pairs.items()):
+        by_status[status] = by_status.get(status, 0) + count
+        rule = by_rule.setdefault(rule_id, {})
+        rule[status] = count
     return {
         "tasks": len(tasks),
         "skipped_tasks": skipped_tasks,
@@ -181,7 +183,7 @@ def _document(
     clusters = set(scope.get("clusters") or []) | {t["cluster_arn"] for t in tasks}
     skipped_list = [] if isinstance(skipped, int) else list(skipped)
     skipped_count = skipped if isinstance(skipped, int) else len(skipped_list)
-    ordered = sorted(results, key=_result_order)  # references only; the engine's order already
+    ordered = _in_order(results)
     entries: Any = _Entries(ordered, copy_evidence=not stream)
     return {
         "report_version": REPORT_VERSION,
@@ -204,8 +206,20 @@ def _document(
     }
 
 
-def _result_order(result: dict) -> tuple:
-    return (result["task_arn"], result["rule_id"])
+_result_order = operator.itemgetter("task_arn", "rule_id")
+_rule_and_status = operator.itemgetter("rule_id", "status")
+
+
+def _in_order(results: list[dict]) -> list[dict]:
+    """``results`` sorted by task and rule: as they are when the engine made them (checked
+    in one pass), else a sorted list of the same references."""
+    keys = map(_result_order, results)
+    previous = next(keys, None)
+    for key in keys:
+        if key < previous:
+            return sorted(results, key=_result_order)
+        previous = key
+    return results
 
 
 def build_report(
