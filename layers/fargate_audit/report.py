@@ -282,24 +282,35 @@ def write_report(stream: TextIO, postures: list[dict], results: list[dict], **kw
     options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
     options |= orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
-    def encode(value: Any) -> str:
-        return orjson.dumps(value, default=_json_default, option=options).decode().replace("\n", "\n  ")
+    def encode(value: Any) -> bytes:
+        return orjson.dumps(value, default=_json_default, option=options).replace(b"\n", b"\n  ")
 
-    write = stream.write
-    write("{")
+    write = _bytes_writer(stream)
+    write(b"{")
     for index, (key, value) in enumerate(document.items()):
-        write(("," if index else "") + "\n  " + encode(key) + ": ")
+        write((b"," if index else b"") + b"\n  " + encode(key) + b": ")
         if key not in ("tasks", "results"):
             write(encode(value))
             continue
         items = iter(value) if key == "tasks" else map(_streamable, value.results)
         written = False
         while chunk := list(itertools.islice(items, _CHUNK)):
-            text = encode(chunk)  # "[\n    {...},\n    {...}\n  ]"
-            write(("," if written else "[") + text[1:-4])
+            text = encode(chunk)  # b"[\n    {...},\n    {...}\n  ]"
+            write((b"," if written else b"[") + text[1:-4])
             written = True
-        write("\n  ]" if written else "[]")
-    write("\n}\n")
+        write(b"\n  ]" if written else b"[]")
+    write(b"\n}\n")
+
+
+def _bytes_writer(stream: TextIO):
+    """A function writing UTF-8 bytes to ``stream``: straight to its binary buffer when it
+    has one (a file, stdout: no decoding and re-encoding of the whole report), else
+    decoded (an in-memory text stream)."""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None or getattr(stream, "encoding", "").lower().replace("-", "") != "utf8":
+        return lambda data: stream.write(data.decode())
+    stream.flush()  # whatever was written as text goes first
+    return buffer.write
 
 
 # --------------------------------------------------------------------------- evidence
