@@ -1,7 +1,7 @@
 """Small AWS access helpers: client construction, request counting, one-line error messages.
 
 Nothing here calls AWS or builds a client at import time. Endpoints and credentials come
-from boto3's own chain only (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).
+from botocore's standard chain only (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).
 """
 
 from __future__ import annotations
@@ -66,17 +66,43 @@ ROLE_ARN_PATTERN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1
 EXTERNAL_ID_PATTERN = re.compile(r"[\w+=,.@:/-]{2,1224}")
 
 
-def session_from_env(region: str | None = None):
-    """A boto3 Session from the standard chain (AWS_PROFILE, credentials, AWS_ENDPOINT_URL).
+class Session:
+    """The part of a boto3 ``Session`` this library uses (``client``, ``region_name``,
+    ``get_credentials``, ``_session``), over botocore's own session: the same credential,
+    region and endpoint chain, the same clients. boto3 adds resources and S3 transfer
+    helpers that nothing here uses, and importing it costs about 75 ms of CPU on every CLI
+    run and Lambda cold start. Every function that takes a session accepts a boto3 one too.
+    """
+
+    def __init__(self, region_name: str | None = None, botocore_session: Any = None) -> None:
+        import botocore.session
+
+        self._session = botocore_session if botocore_session is not None else botocore.session.Session()
+        if region_name:
+            self._session.set_config_variable("region", region_name)
+
+    @property
+    def region_name(self) -> str | None:
+        return self._session.get_config_variable("region")
+
+    def client(self, service_name: str, region_name: str | None = None, config: Any = None, **kwargs: Any):
+        return self._session.create_client(service_name, region_name=region_name, config=config, **kwargs)
+
+    def get_credentials(self):
+        return self._session.get_credentials()
+
+
+def session_from_env(region: str | None = None) -> Session:
+    """A session from the standard chain (AWS_PROFILE, credentials, AWS_ENDPOINT_URL).
 
     The region: ``region`` when given, else ``AWS_REGION`` (interface.md; botocore itself
-    does not read it, and the Lambda runtime sets it), else boto3's own chain
+    does not read it, and the Lambda runtime sets it), else botocore's own chain
     (AWS_DEFAULT_REGION, the profile). A bad profile raises CredentialsError (one line).
     """
-    import boto3
-
     try:
-        return boto3.session.Session(region_name=region or os.environ.get("AWS_REGION") or None)
+        session = Session(region_name=region or os.environ.get("AWS_REGION") or None)
+        session.region_name  # noqa: B018 - reads the profile now: a bad AWS_PROFILE fails here
+        return session
     except BotoCoreError as exc:  # e.g. ProfileNotFound for a bad AWS_PROFILE
         raise CredentialsError(" ".join(str(exc).split())) from exc
 
@@ -98,7 +124,7 @@ def check_role(role_arn: str, external_id: str | None, what: str = "role") -> No
 
 
 def assume_role_session(session, role_arn: str, external_id: str | None = None, *, eager: bool = True):
-    """A boto3 Session whose credentials come from ``sts:AssumeRole`` on ``role_arn`` (session
+    """A session whose credentials come from ``sts:AssumeRole`` on ``role_arn`` (session
     name ``fargate-audit``, ``ExternalId`` when given), made with ``session``'s credentials
     and refreshed before they expire (a warm Lambda container outlives one hour).
 
@@ -108,7 +134,6 @@ def assume_role_session(session, role_arn: str, external_id: str | None = None, 
     """
     import functools
 
-    import boto3
     import botocore.session
     from botocore.credentials import (
         AssumeRoleCredentialFetcher,
@@ -146,7 +171,7 @@ def assume_role_session(session, role_arn: str, external_id: str | None = None, 
     source_core = getattr(session, "_session", None)  # reuse its parsed service models
     if source_core is not None:
         core.register_component("data_loader", source_core.get_component("data_loader"))
-    assumed = boto3.session.Session(botocore_session=core, region_name=region)
+    assumed = Session(region_name=region, botocore_session=core)
     if eager:
         try:
             credentials.get_frozen_credentials()
