@@ -600,3 +600,19 @@ CHECKS: dict[str, CheckFunction] = {
 APPLICABILITY: dict[str, ApplicabilityFunction] = {
     "uses_private_ecr_image": uses_private_ecr_image,
 }
+
+# Checks whose verdict and evidence depend on these posture parts (dotted paths) and the
+# rule's parameters, and on nothing else of the posture. A scan's postures share such
+# parts between the tasks of a subnet, a set of security groups or a task definition
+# (posture.build_posture's memo), so the engine evaluates these checks once per distinct
+# part instead of once per task. tests/unit/test_engine.py runs each of them on every
+# fixture reduced to exactly these parts: a check that reads anything else fails it.
+INPUTS: dict[str, tuple[str, ...]] = {
+    "world_ingress_unapproved_ports": ("network.world_ingress_rules",),
+    "unrestricted_egress": ("network.world_egress_rules",),
+    "nacl_admin_ports_open": ("network.nacl",),
+    "unapproved_registry": ("containers",),
+    "image_not_pinned": ("containers",),
+    "logs_not_collected": ("containers",),
+    "writable_root_filesystem": ("containers",),
+}

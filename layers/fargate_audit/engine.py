@@ -29,6 +29,7 @@ import gc
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import checks
 from .params import EXEMPTIONS, effective_params, match_exemptions, resolve_params, validate_params
@@ -127,6 +128,37 @@ def _evaluate_complete(rule: Rule, rule_params: Mapping, posture: Mapping) -> tu
     return status, evidence
 
 
+def _part(posture: Mapping, path: tuple[str, ...]) -> Any:
+    value: Any = posture
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def _evaluate_shared(
+    rule: Rule, rule_params: Mapping, posture: Mapping, paths: tuple[tuple[str, ...], ...], memo: dict
+) -> tuple[str, dict]:
+    """:func:`_evaluate` for a check declared in ``checks.INPUTS`` on a posture without
+    errors: once per distinct (parameters, input parts), by identity; the parts are kept
+    alive with the entry (their ids stay theirs). Each result gets its own evidence dict
+    (an exemption adds ``exempted`` to it)."""
+    parts = tuple(_part(posture, path) for path in paths)
+    key = (rule.id, id(rule_params), *map(id, parts))
+    hit = memo.get(key)
+    if hit is None:
+        status, evidence = _evaluate(rule, rule_params, posture, _NO_ERRORS)
+        hit = memo[key] = (status, evidence, parts)
+    return hit[0], dict(hit[1])
+
+
+def _input_paths(rule: Rule) -> tuple[tuple[str, ...], ...] | None:
+    """The posture parts the rule's check depends on alone (checks.INPUTS), split."""
+    paths = checks.INPUTS.get(rule.check)
+    if paths is None or rule.applicability is not None:
+        return None
+    return tuple(tuple(path.split(".")) for path in paths)
+
+
 def _exempt(
     evidence: dict, exemptions: list, rule_id: str, workload: str, today, expired_seen: dict[int, dict]
 ) -> str:
@@ -176,7 +208,8 @@ def evaluate(
     expired_seen: dict[int, dict] = {}
     ordered = sorted(postures, key=lambda p: str(p.get("task_arn")))
     # params depend only on the task's account and region: each rule's, once per scope
-    prepared_for: dict[tuple, list[tuple[Rule, Mapping]]] = {}
+    prepared_for: dict[tuple, list[tuple[Rule, Mapping, tuple | None]]] = {}
+    shared: dict[tuple, tuple] = {}  # checks.INPUTS results, see _evaluate_shared
     posture_rules = catalog.posture_rules
     append = results.append
     with cyclic_gc_paused():
@@ -190,13 +223,22 @@ def evaluate(
             prepared = prepared_for.get(scope)
             if prepared is None:
                 resolved = resolve_params(values, posture)
-                prepared = [(rule, _rule_params(rule, resolved)) for rule in posture_rules]
+                prepared = [
+                    (
+                        rule,
+                        _rule_params(rule, resolved),
+                        _input_paths(rule),
+                    )
+                    for rule in posture_rules
+                ]
                 prepared_for[scope] = prepared
             task_arn = posture.get("task_arn")
             errors = posture.get("errors") or _NO_ERRORS
-            for rule, rule_params in prepared:
+            for rule, rule_params, paths in prepared:
                 if errors:
                     status, evidence = _evaluate(rule, rule_params, posture, errors)
+                elif paths is not None:
+                    status, evidence = _evaluate_shared(rule, rule_params, posture, paths, shared)
                 else:  # the common case, inlined: every fact collected, no error to report
                     status, evidence = _evaluate_complete(rule, rule_params, posture)
                 if status == FAILED and exemptions:

@@ -420,3 +420,101 @@ def test_discovery_exemption_matches_the_workload_and_expired_ones_are_reported(
     assert [e["reason"] for e in outcome.expired_exemptions] == ["old"]
     with pytest.raises(ValueError, match="today"):
         engine.evaluate_discovery(CATALOG, discovery(), params)
+
+
+# --------------------------------------------------------------------------- checks.INPUTS
+
+
+def _fixtures_with_postures():
+    from fargate_audit.rules import WORKLOAD_DISCOVERY
+
+    for rule in CATALOG.rules:
+        if rule.evaluation == WORKLOAD_DISCOVERY:
+            continue
+        for fixtures in rule.fixtures.values():
+            for fixture in fixtures:
+                yield fixture, deep_merge(BASE, fixture.get("patch") or {})
+
+
+def _reduced(full: dict, paths) -> dict:
+    """A posture holding exactly the declared parts of ``full`` and nothing else."""
+    reduced: dict = {}
+    for path in paths:
+        *parents, last = path.split(".")
+        source, target = full, reduced
+        for key in parents:
+            source = source.get(key) or {}
+            target = target.setdefault(key, {})
+        if last in source:
+            target[last] = copy.deepcopy(source[last])
+    return reduced
+
+
+def _outcome(check, posture_doc, params):
+    try:
+        return check(posture_doc, params)
+    except checks.FactError as exc:
+        return ("FactError", exc.fact, exc.message)
+
+
+@pytest.mark.parametrize("name", sorted(checks.INPUTS))
+def test_a_check_declared_in_inputs_reads_nothing_but_its_declared_parts(name):
+    """The engine computes such a check once per distinct input part (by identity): it must
+    give the same answer on a posture reduced to those parts, for every fixture posture of
+    every rule (so every variation the fixtures know of is exercised)."""
+    from fargate_audit.params import effective_params, resolve_params
+
+    check = checks.CHECKS[name]
+    rules_of_check = [rule for rule in CATALOG.rules if rule.check == name]
+    assert rules_of_check, name
+    tried = 0
+    for fixture, full in _fixtures_with_postures():
+        overrides = fixture.get("params") or {}
+        params = resolve_params(effective_params(CATALOG, overrides), full)
+        for rule in rules_of_check:
+            rule_params = {p: params[p] for p in rule.parameters}
+            assert _outcome(check, _reduced(full, checks.INPUTS[name]), rule_params) == _outcome(
+                check, full, rule_params
+            ), (name, fixture["name"])
+            tried += 1
+    assert tried > 50
+
+
+def test_reduced_posture_drops_everything_but_the_declared_parts():
+    full = posture()
+    reduced = _reduced(full, ("network.nacl", "containers"))
+    assert set(reduced) == {"network", "containers"} and set(reduced["network"]) == {"nacl"}
+    # and so a check reading an undeclared part would see it missing
+    assert _outcome(checks.public_address, reduced, {}) != _outcome(
+        checks.public_address, posture({"network": {"public_ipv4": "54.1.2.3"}}), {}
+    )
+
+
+def test_checks_on_shared_parts_give_each_task_its_own_result_and_exemption():
+    """Two tasks of different workloads share their NACL and containers objects (as a scan's
+    postures do): each gets its own evidence dict, and an exemption of one workload does
+    not leak into the other's result."""
+    admin_open = {
+        "network": {
+            "nacl": {
+                "id": "acl-1",
+                "inbound_world_allowed": {
+                    "ipv4": [{"protocol": "tcp", "from": 0, "to": 65535}],
+                    "ipv6": [],
+                },
+            }
+        }
+    }
+    first = posture(admin_open, task="a" * 32, workload="prod/service:a", group="service:a")
+    second = posture(admin_open, task="b" * 32, workload="prod/service:b", group="service:b")
+    second["network"]["nacl"] = first["network"]["nacl"]
+    second["containers"] = first["containers"]
+    exempt_a = {"rule": "NET-08", "workload": "prod/service:a", "reason": "bastion", "expires": "2099-01-01"}
+    outcome = engine.evaluate(CATALOG, [first, second], {"exemptions": [exempt_a]}, today=TODAY)
+    a, b = by_rule(outcome, first["task_arn"]), by_rule(outcome, second["task_arn"])
+    assert a["NET-08"]["status"] == "PASSED" and a["NET-08"]["evidence"]["exempted"]["reason"] == "bastion"
+    assert b["NET-08"]["status"] == "FAILED" and "exempted" not in b["NET-08"]["evidence"]
+    assert a["NET-08"]["evidence"] is not b["NET-08"]["evidence"]
+    apart = [copy.deepcopy(first), copy.deepcopy(second)]
+    alone = engine.evaluate(CATALOG, apart, {"exemptions": [exempt_a]}, today=TODAY)
+    assert alone.results == outcome.results
