@@ -611,6 +611,8 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "world_ingress_unapproved_ports": ("network.world_ingress_rules",),
     "unrestricted_egress": ("network.world_egress_rules",),
     "nacl_admin_ports_open": ("network.nacl",),
+    "s3_not_confined": ("network.route_table_id", "network.vpc_endpoints"),
+    "container_insights_off": ("cluster.container_insights",),
     "unapproved_registry": ("containers",),
     "image_not_pinned": ("containers",),
     "logs_not_collected": ("containers",),
