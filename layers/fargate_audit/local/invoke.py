@@ -1,5 +1,6 @@
-"""Local tooling: ``fargate-audit invoke`` (a Lambda handler run as Lambda would, without a
-container runtime) and the table views behind ``history`` and ``findings``.
+"""``fargate-audit invoke``: a Lambda handler run as Lambda would, without a container
+runtime (the ``[local]`` extra; the table views behind ``history`` and ``findings`` are in
+``fargate_audit.views``).
 
 ``invoke(function, event_file, out)``: FUNCTION is a folder under ``functions/`` or a
 logical id in ``template.yaml``. The handler runs in this process with the function's
@@ -13,10 +14,9 @@ Security Hub enabled and the function's queues created when missing; without one
 against the account of the caller's credentials and creates nothing (the table must
 exist: deploy the stack; a queue's URL comes from the environment variable of the same
 name, e.g. ``SWEEP_QUEUE_URL``, required for the planner; ``EVENTS_DLQ_URL`` is optional).
-The handler's logs and metrics go to stderr, its return value to ``out`` as JSON.
-
-Table name for ``history`` / ``findings`` (interface.md): ``--table``, else
-``FARGATE_AUDIT_TABLE``, else ``fargate-audit-posture`` (what ``invoke`` creates).
+The handler's logs and metrics go to stderr, its return value to ``out`` as JSON. The
+template and the handlers are the checkout's, or the copies an installed wheel carries
+(template.find_template).
 """
 
 from __future__ import annotations
