@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_scan.py
 	$(BIN)/python bench/bench_peers.py
 	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_report.py
 	$(BIN)/python bench/bench_event.py
 	$(BIN)/python bench/bench_dns.py
 
