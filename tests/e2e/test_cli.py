@@ -268,6 +268,38 @@ def test_output_option_writes_the_file_and_nothing_to_stdout(estate, tmp_path):
     assert json.loads(target.read_text())["report_version"] == 1
 
 
+def test_a_report_that_fails_half_written_leaves_the_previous_file_and_no_temporary(
+    estate, tmp_path, monkeypatch
+):
+    """--output streams into a temporary file beside the target and renames it only once
+    complete: a write that fails midway (disk full) is one error line, and whatever the
+    target held before is still there."""
+    from fargate_audit import report
+
+    target = tmp_path / "report.json"
+    target.write_text("previous report\n")
+    real_writer = report._bytes_writer
+
+    def failing_writer(stream):
+        write = real_writer(stream)
+        written = []
+
+        def write_then_fail(data: bytes):
+            written.append(data)
+            if len(written) > 3:
+                raise OSError(28, "No space left on device")
+            return write(data)
+
+        return write_then_fail
+
+    monkeypatch.setattr(report, "_bytes_writer", failing_writer)
+    code, out, err = run_cli("scan", "--format", "json", "--cluster", "prod", "--output", str(target))
+    assert (code, out) == (2, "")
+    assert_one_error_line(err, "report.json", "No space left on device")
+    assert target.read_text() == "previous report\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
 def test_output_to_an_unwritable_place_is_one_error_line(estate, tmp_path):
     code, _, err = run_cli(
         "scan", "--cluster", "quiet", "--output", str(tmp_path / "no" / "such" / "dir.txt")
