@@ -218,7 +218,7 @@ def _scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
         terminal = out.terminal
         color = terminal is not None and table.use_color(terminal, os.environ)
-        out.write(table.render(outcome.report, color=color))
+        out.write(table.render(outcome.report_view(), color=color))
     return report_mod.exit_code(outcome.results, args.fail_on)
 
 

@@ -45,6 +45,12 @@ class ScanOutcome:
             self._report = report.build_report(self.postures, self.results, **self.report_args)
         return self._report
 
+    def report_view(self) -> dict:
+        """The report for reading only (the table): the results' evidence is not copied."""
+        if self._report is not None:
+            return self._report
+        return report.build_report(self.postures, self.results, json_ready=False, **self.report_args)
+
     def write_report(self, stream: TextIO) -> None:
         """The report as JSON on ``stream``, streamed (report.write_report)."""
         report.write_report(stream, self.postures, self.results, **self.report_args)

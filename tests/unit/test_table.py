@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from fargate_audit import report, table
 
@@ -67,6 +67,24 @@ def estate_report(**kwargs) -> dict:
     )
     args.update(kwargs)
     return report.build_report([*web, batch], results, **args)
+
+
+def test_the_table_reads_the_same_from_the_engines_own_evidence():
+    """The CLI renders the table from a report whose evidence is not copied into JSON-ready
+    form (scan.ScanOutcome.report_view): the text is the same as from the JSON-ready one,
+    exempted results (a date in their evidence) included."""
+    web = [posture(i) for i in range(1, 4)]
+    exempted = {"reason": "bastion", "expires": date(2030, 1, 2)}
+    results = [result(p, "NET-03", "PASSED", "MEDIUM", open_ports=OPEN_22, exempted=exempted) for p in web]
+    results += [result(p, "NET-01", "FAILED", "HIGH", public_ip=["54.0.0.1"]) for p in web]
+    ready = report.build_report(web, results, now=NOW)
+    view = report.build_report(web, results, now=NOW, json_ready=False)
+
+    def expires(doc):
+        return {r["evidence"]["exempted"]["expires"] for r in doc["results"] if r["rule_id"] == "NET-03"}
+
+    assert expires(view) == {date(2030, 1, 2)} and expires(ready) == {"2030-01-02"}
+    assert table.render(view) == table.render(ready)
 
 
 def test_output_is_grouped_by_workload_with_a_header_each():
