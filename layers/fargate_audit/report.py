@@ -276,7 +276,8 @@ _CHUNK = 1000  # tasks or results encoded per call
 
 def write_report(stream: TextIO, postures: list[dict], results: list[dict], **kwargs: Any) -> None:
     """Write the report of :func:`build_report` (same arguments) to ``stream`` as JSON,
-    exactly the text ``json.dumps(build_report(...), indent=2, ensure_ascii=False)`` gives,
+    the text ``json.dumps(build_report(...), indent=2, ensure_ascii=False)`` gives (but for
+    the spelling of very small or large floats: ``0.00001`` for ``1e-05``, the same number),
     piece by piece: neither a second copy of the results nor the whole text is ever held.
 
     orjson encodes 1,000 tasks or results a call, about ten times the speed of the
