@@ -276,23 +276,15 @@ def own_jsonable(value: Any) -> Any:
     (botocore builds plain dicts, lists and datetimes) keep the walk cheap; anything else
     goes through :func:`jsonable`."""
     kind = type(value)
-    if kind is dict:
-        for key, item in value.items():
-            kind = type(item)
-            if kind is dict or kind is list:
-                own_jsonable(item)
-            elif kind is not str and kind is not int and kind is not bool and item is not None:
-                value[key] = _scalar(item)
-        return value
-    if kind is list:
-        for index, item in enumerate(value):
-            kind = type(item)
-            if kind is dict or kind is list:
-                own_jsonable(item)
-            elif kind is not str and kind is not int and kind is not bool and item is not None:
-                value[index] = _scalar(item)
-        return value
-    return jsonable(value)
+    if kind is not dict and kind is not list:
+        return jsonable(value)
+    for key, item in value.items() if kind is dict else enumerate(value):
+        item_kind = type(item)
+        if item_kind is dict or item_kind is list:
+            own_jsonable(item)
+        elif item_kind is not str and item_kind is not int and item_kind is not bool and item is not None:
+            value[key] = _scalar(item)
+    return value
 
 
 def _scalar(item: Any) -> Any:

@@ -114,20 +114,6 @@ def _evaluate(rule: Rule, rule_params: Mapping, posture: Mapping, errors: Mappin
     return status, evidence
 
 
-def _evaluate_complete(rule: Rule, rule_params: Mapping, posture: Mapping) -> tuple[str, dict]:
-    """:func:`_evaluate` for a posture without errors: no fact error to look up."""
-    applicability = rule.applicability
-    if applicability is not None and not checks.APPLICABILITY[applicability.check](posture, rule_params):
-        return NOT_APPLICABLE, {}
-    try:
-        status, evidence = checks.CHECKS[rule.check](posture, rule_params)
-    except checks.FactError as exc:
-        return ERROR, {"error": str(exc)}
-    if status not in _CHECK_STATUSES or not isinstance(evidence, dict):
-        raise TypeError(f"check {rule.check} of {rule.id} returned {status!r}, {type(evidence).__name__}")
-    return status, evidence
-
-
 def _part(posture: Mapping, path: tuple[str, ...]) -> Any:
     value: Any = posture
     for key in path:
@@ -235,12 +221,10 @@ def evaluate(
             task_arn = posture.get("task_arn")
             errors = posture.get("errors") or _NO_ERRORS
             for rule, rule_params, paths in prepared:
-                if errors:
-                    status, evidence = _evaluate(rule, rule_params, posture, errors)
-                elif paths is not None:
+                if paths is not None and not errors:  # a check of shared parts, all collected
                     status, evidence = _evaluate_shared(rule, rule_params, posture, paths, shared)
-                else:  # the common case, inlined: every fact collected, no error to report
-                    status, evidence = _evaluate_complete(rule, rule_params, posture)
+                else:
+                    status, evidence = _evaluate(rule, rule_params, posture, errors)
                 if status == FAILED and exemptions:
                     status = _exempt(
                         evidence, exemptions, rule.id, str(posture.get("workload")), today, expired_seen
