@@ -73,7 +73,7 @@ LAYERS = ROOT / "layers"
 sys.path.insert(0, str(LAYERS))  # this checkout's code, whatever the venv has installed
 
 import boto3  # noqa: E402
-from bench_scan import ESTATE_SHAPE, REGION  # noqa: E402  (same estate as bench_scan.py)
+from bench_scan import ESTATE_SHAPE, REGION, emulator_env  # noqa: E402  (same estate as bench_scan.py)
 from fargate_audit.local import estate  # noqa: E402
 from moto.moto_server.werkzeug_app import (  # noqa: E402
     DomainDispatcherApplication,
@@ -326,16 +326,7 @@ def main() -> int:
     server = CountingMotoServer()
     server.start()
     endpoint = server.endpoint
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "NO_COLOR": "1",
-    }
-    os.environ.update(env)  # the builder's boto3 session finds the server the same way
+    env = emulator_env(endpoint)
     rows = ["tasks | tool | CPU s | peak RSS MB | wall s | requests | requests/task", "--- | " * 6 + "---"]
     ratios, calls, coverage = [], [], []
     try:

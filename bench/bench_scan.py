@@ -41,6 +41,23 @@ ESTATE_SHAPE = {"vpcs": 3, "security_groups": 24, "task_definitions": 8, "cluste
 _RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_split.py")
 
 
+def emulator_env(endpoint: str) -> dict:
+    """The environment a measured child runs in: this one without any AWS_* variable, plus
+    the emulator's endpoint and dummy credentials. Also applied to this process, so that the
+    estate builder's boto3 session finds the server the same way."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "NO_COLOR": "1",
+    }
+    os.environ.update(env)
+    return env
+
+
 def _scan_in_child(env: dict, tmp: str) -> tuple[float, float, float, dict, dict]:
     """Run the CLI scan in a child process: (wall s, CPU s, peak RSS MB, report, CPU split)."""
     output, measures = os.path.join(tmp, "report.json"), os.path.join(tmp, "measures.json")
@@ -73,16 +90,7 @@ def main() -> int:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "NO_COLOR": "1",
-    }
-    os.environ.update(env)  # the builder's boto3 session finds the server the same way
+    env = emulator_env(endpoint)
     header = (
         "tasks | audited | build s | wall s | scan s | scan CPU s | peak RSS MB | AWS requests | req/task"
     )
