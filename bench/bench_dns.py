@@ -136,8 +136,9 @@ def main() -> None:
     from moto import mock_aws
 
     sys.path.insert(0, str(REPO / "layers"))
-    from fargate_audit import dnslogs, engine, lambda_handlers
-    from fargate_audit.template import load_template, table_create_kwargs
+    from fargate_audit.app import dnslogs, lambda_handlers
+    from fargate_audit.cli.template import load_template, table_create_kwargs
+    from fargate_audit.core import engine
 
     base = json.loads((REPO / "tests" / "fixtures" / "base_posture.json").read_text())
 

@@ -20,7 +20,7 @@ import sys
 import time
 from collections import Counter
 
-from fargate_audit import engine, rules
+from fargate_audit.core import engine, rules
 from fargate_audit.local import demo
 
 TARGET_CPU_S = 1.0

@@ -45,7 +45,8 @@ print(round(elapsed * 1000, 1), int("boto3" in sys.modules), int("botocore.sessi
 _INIT_PROBE = """
 import time
 import app
-from fargate_audit import events, lambda_handlers
+from fargate_audit.app import events
+from fargate_audit.app import lambda_handlers
 started = time.perf_counter()
 lambda_handlers.runtime()
 events.schema(events.TASK_EVENT)
@@ -82,9 +83,9 @@ def measure_reads() -> dict:
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
         os.environ.pop(name, None)
     import boto3
-    from fargate_audit import lambda_handlers
+    from fargate_audit.app import lambda_handlers
+    from fargate_audit.cli.template import load_template, table_create_kwargs
     from fargate_audit.local import estate
-    from fargate_audit.template import load_template, table_create_kwargs
     from moto import mock_aws
 
     class Context:

@@ -29,7 +29,7 @@ on that same estate:
 Each tool runs in a child process started by exec, stdout and stderr to files:
 - CPU s: user + sys of the child, from os.wait4 (the emulator's CPU is this process's);
 - peak RSS MB: the child's own VmHWM, read from /proc/self/status by a small runner wrapped
-  around the tool's Python entry point (fargate_audit.cli.main, c7n.cli.main) just before it
+  around the tool's Python entry point (fargate_audit.cli.commands.main, c7n.cli.main) just before it
   exits (ru_maxrss would do for an exec'd child too; VmHWM is what bench_scan.py reports);
 - wall s: from spawn to exit;
 - requests: counted SERVER-SIDE, every HTTP request the moto server receives while that tool
@@ -119,7 +119,7 @@ measures, tool, *args = sys.argv[1:]
 code = 0
 try:
     if tool == "fargate-audit":
-        from fargate_audit.cli import main
+        from fargate_audit.cli.commands import main
         code = main(args)
     else:
         from c7n.cli import main

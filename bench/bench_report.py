@@ -24,7 +24,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fargate_audit import engine, report, rules
+from fargate_audit.core import engine, report, rules
 
 BASE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "base_posture.json"
 

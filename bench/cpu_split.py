@@ -37,20 +37,20 @@ import os  # noqa: E402
 import sys  # noqa: E402
 
 PHASES = [  # (module, attribute, phase)
-    ("fargate_audit.aws", "session_from_env", "client creation"),
-    ("fargate_audit.aws", "client", "client creation"),
-    ("fargate_audit.aws", "Clients.get", "client creation"),
-    ("fargate_audit.rules", "load_catalog", "catalog and schema loading"),
-    ("fargate_audit.params", "load_params", "catalog and schema loading"),
-    ("fargate_audit.report", "load_schema", "catalog and schema loading"),
+    ("fargate_audit.edge.aws", "session_from_env", "client creation"),
+    ("fargate_audit.edge.aws", "client", "client creation"),
+    ("fargate_audit.edge.aws", "Clients.get", "client creation"),
+    ("fargate_audit.core.rules", "load_catalog", "catalog and schema loading"),
+    ("fargate_audit.core.params", "load_params", "catalog and schema loading"),
+    ("fargate_audit.core.report", "load_schema", "catalog and schema loading"),
     ("botocore.client", "BaseClient._make_api_call", "AWS calls (botocore: HTTP, parsing)"),
-    ("fargate_audit.collect", "collect", "collect (our code)"),
-    ("fargate_audit.posture", "build_posture", "posture"),
-    ("fargate_audit.engine", "evaluate", "engine"),
-    ("fargate_audit.report", "build_report", "report and rendering"),
-    ("fargate_audit.report", "write_report", "report and rendering"),
-    ("fargate_audit.table", "render", "report and rendering"),
-    ("fargate_audit.asff", "build_findings", "report and rendering"),
+    ("fargate_audit.edge.collect", "collect", "collect (our code)"),
+    ("fargate_audit.core.posture", "build_posture", "posture"),
+    ("fargate_audit.core.engine", "evaluate", "engine"),
+    ("fargate_audit.core.report", "build_report", "report and rendering"),
+    ("fargate_audit.core.report", "write_report", "report and rendering"),
+    ("fargate_audit.cli.table", "render", "report and rendering"),
+    ("fargate_audit.findings.asff", "build_findings", "report and rendering"),
 ]
 
 
@@ -116,7 +116,7 @@ def main() -> int:
     measures, argv = sys.argv[1], sys.argv[2:]
     SPLIT.enter("imports")  # the modules wrapped below would be imported by the run anyway
     _install()
-    from fargate_audit.cli import main as cli_main
+    from fargate_audit.cli.commands import main as cli_main
 
     SPLIT.leave()
     code = cli_main(argv)

@@ -111,8 +111,9 @@ have = sorted(p.relative_to(pkg / "catalog").as_posix() for p in (pkg / "catalog
 if want != have:
     problems.append(f"layer catalog differs from the package's: missing {sorted(set(want) - set(have))[:5]}, "
                     f"extra {sorted(set(have) - set(want))[:5]}")
-if (pkg / "local").exists():
-    problems.append("fargate_audit/local (emulator, demo, local invoke) must not ship in the layer")
+for tree in ("local", "cli", "__main__.py"):
+    if (pkg / tree).exists():
+        problems.append(f"fargate_audit/{tree} (command line or emulator tooling) must not ship in the layer")
 
 # runtime deps present, aarch64, cp313; nothing the runtime already provides
 for module in ("yaml", "jsonschema", "referencing", "rpds", "aws_lambda_powertools"):

@@ -1,4 +1,4 @@
-"""Read ``template.yaml`` in tests: the helpers live in the library (fargate_audit.template,
+"""Read ``template.yaml`` in tests: the helpers live in the library (fargate_audit.cli.template,
 also used by ``fargate-audit invoke``); this module pins them to the repository's template.
 
 ``load_template()`` parses the SAM template with the CloudFormation short tags;
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fargate_audit import template as _template
-from fargate_audit.template import (  # noqa: F401 (re-exported for the tests)
+from fargate_audit.cli import template as _template
+from fargate_audit.cli.template import (  # noqa: F401 (re-exported for the tests)
     DEFAULT_TABLE_NAME,
     SERVERLESS_FUNCTION,
     TABLE_LOGICAL_ID,

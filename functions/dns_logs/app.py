@@ -1,11 +1,11 @@
 """Lambda entry point for Route 53 Resolver query logs (CloudWatch Logs subscription filter).
 
 Thin on purpose: logging and metrics set-up, then one call into the layer's
-fargate_audit.lambda_handlers, which owns decoding, attribution, aggregation and findings.
+fargate_audit.app.lambda_handlers, which owns decoding, attribution, aggregation and findings.
 """
 
 from aws_lambda_powertools import Logger, Metrics
-from fargate_audit import lambda_handlers
+from fargate_audit.app import lambda_handlers
 
 logger = Logger()  # service name and level from POWERTOOLS_SERVICE_NAME / LOG_LEVEL
 metrics = Metrics()  # namespace from POWERTOOLS_METRICS_NAMESPACE (EMF in the logs)

@@ -1,5 +1,5 @@
 """``python -m fargate_audit``: the same command line as the ``fargate-audit`` script."""
 
-from .cli import run
+from fargate_audit.cli.commands import run
 
 run()

@@ -22,7 +22,8 @@ import botocore.session
 import jsonschema
 import pytest
 from botocore.validate import ParamValidator
-from fargate_audit import cli, rules
+from fargate_audit.cli import commands as cli
+from fargate_audit.core import rules
 from moto import mock_aws
 from moto.moto_api import state_manager
 
@@ -274,7 +275,7 @@ def test_a_report_that_fails_half_written_leaves_the_previous_file_and_no_tempor
     """--output streams into a temporary file beside the target and renames it only once
     complete: a write that fails midway (disk full) is one error line, and whatever the
     target held before is still there."""
-    from fargate_audit import report
+    from fargate_audit.core import report
 
     target = tmp_path / "report.json"
     target.write_text("previous report\n")

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from fargate_audit import rules
+from fargate_audit.core import rules
 from fargate_audit.local import demo, estate
 
 # The demo is designed to produce no ERROR result: every fact the rules need is collected.

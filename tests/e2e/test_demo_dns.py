@@ -11,7 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
-from fargate_audit import egress, lambda_handlers
+from fargate_audit.app import lambda_handlers
+from fargate_audit.cli import egress
 from fargate_audit.local import demo, estate
 
 

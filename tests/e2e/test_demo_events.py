@@ -10,7 +10,7 @@ import os
 import re
 
 import pytest
-from fargate_audit import lambda_handlers
+from fargate_audit.app import lambda_handlers
 from fargate_audit.local import demo, estate
 
 

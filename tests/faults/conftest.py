@@ -36,7 +36,7 @@ def world():
 
 @pytest.fixture
 def run(world, monkeypatch, capsys, caplog):
-    from fargate_audit import rules
+    from fargate_audit.core import rules
 
     monkeypatch.setattr(rules, "load_catalog", lambda *args, **kwargs: fault_harness.catalog())
     scenario_run = fault_harness.Run(world, monkeypatch, capsys, caplog)

@@ -38,10 +38,13 @@ from typing import Any
 import boto3
 import botocore.endpoint
 from botocore.awsrequest import AWSResponse
-from fargate_audit import collect, lambda_handlers, record, rules, scan
-from fargate_audit.aws import Clients
+from fargate_audit.app import lambda_handlers, scan
+from fargate_audit.cli.template import DEFAULT_TABLE_NAME, load_template, table_create_kwargs
+from fargate_audit.core import rules
+from fargate_audit.edge import collect
+from fargate_audit.edge.aws import Clients
 from fargate_audit.local import estate
-from fargate_audit.template import DEFAULT_TABLE_NAME, load_template, table_create_kwargs
+from fargate_audit.stores import record
 from moto.core.botocore_stubber import MockRawResponse
 from moto.securityhub.models import securityhub_backends
 from moto.sqs.models import sqs_backends
@@ -672,7 +675,7 @@ class Run:
     def context(self, timeout_s: float = 60) -> Context:
         return Context(self.clock, timeout_s)
 
-    # -- handlers (through fargate_audit.lambda_handlers, with the spy)
+    # -- handlers (through fargate_audit.app.lambda_handlers, with the spy)
 
     def changed(self) -> None:
         """Forget the cached table scan and findings (call after changing AWS state)."""

@@ -11,7 +11,7 @@ import json
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-from fargate_audit import events
+from fargate_audit.app import events
 from fault_harness import (
     CANARY_DEFINITION,
     CANARY_OVERRIDE,

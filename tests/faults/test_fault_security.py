@@ -19,7 +19,8 @@ import json
 import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
-from fargate_audit import aws, cli
+from fargate_audit.cli import commands as cli
+from fargate_audit.edge import aws
 from fargate_audit.local import estate
 from fargate_audit.local import invoke as local
 from fault_harness import (

@@ -11,8 +11,8 @@ import json
 
 import boto3
 import pytest
-from fargate_audit.aws import Clients
-from fargate_audit.collect import RAW_FACTS, collect, collect_tasks
+from fargate_audit.edge.aws import Clients
+from fargate_audit.edge.collect import RAW_FACTS, collect, collect_tasks
 from moto import mock_aws
 from moto.moto_api import state_manager
 
@@ -301,7 +301,7 @@ def test_postures_built_with_a_shared_memo_equal_postures_built_alone(world):
     some tasks of a VPC saw its facts fail and others did not."""
     import copy
 
-    from fargate_audit import posture
+    from fargate_audit.core import posture
 
     raws = copy.deepcopy(world["result"].raw_tasks)
     # half the tasks of each VPC lost their route tables and NACLs to an error
@@ -325,8 +325,8 @@ def test_postures_built_with_a_shared_memo_equal_postures_built_alone(world):
         assert all(p["network"]["nacl"] is ps[0]["network"]["nacl"] for p in ps)
     # and the engine, which evaluates the checks of checks.INPUTS once per shared part,
     # gives the same results as on postures that share nothing
-    from fargate_audit import engine
-    from fargate_audit.rules import load_catalog
+    from fargate_audit.core import engine
+    from fargate_audit.core.rules import load_catalog
 
     catalog = load_catalog()
     assert engine.evaluate(catalog, shared).results == engine.evaluate(catalog, copy.deepcopy(alone)).results

@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fargate_audit import cli, egress, lambda_handlers
+from fargate_audit.app import lambda_handlers
+from fargate_audit.cli import commands as cli
+from fargate_audit.cli import egress
 from fargate_audit.local import estate
 from moto import mock_aws
 

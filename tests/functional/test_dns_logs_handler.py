@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fargate_audit import dnslogs, engine, lambda_handlers
+from fargate_audit.app import dnslogs, lambda_handlers
+from fargate_audit.core import engine
 from fargate_audit.local import estate
 from moto import mock_aws
 

@@ -7,7 +7,7 @@ with a public subnet (default route to an internet gateway), security group
 service ``web`` with public IPs, cluster ``batch`` running one ``etl`` task. Samples are
 rewritten to the emulator's ids (task, ENI, subnet, security group, ...) by plain text
 substitution, so their documented shape is kept. Handlers are called through
-``fargate_audit.lambda_handlers`` with a spy logger/metrics (and through each
+``fargate_audit.app.lambda_handlers`` with a spy logger/metrics (and through each
 ``functions/<name>/app.py`` once); the runtime's own session records every AWS call.
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from fargate_audit import lambda_handlers
-from fargate_audit.errors import ConfigError
+from fargate_audit.app import lambda_handlers
+from fargate_audit.core.errors import ConfigError
 from fargate_audit.local import estate
 from fargate_audit.local import invoke as local
 from moto import mock_aws
@@ -403,7 +403,7 @@ def test_a_zero_cache_ttl_reads_the_vpc_facts_for_every_event(monkeypatch):
 
 
 def test_fact_cache_expires_clusters_and_vpcs_after_the_ttl_but_keeps_task_definitions():
-    from fargate_audit.collect import FactCache
+    from fargate_audit.edge.collect import FactCache
 
     clock = [100.0]
     cache = FactCache(ttl_seconds=300, clock=lambda: clock[0])
@@ -807,9 +807,9 @@ def test_importing_the_handlers_module_makes_no_client():
     import subprocess
 
     code = (
-        "import sys, fargate_audit.lambda_handlers as h; "
+        "import sys, fargate_audit.app.lambda_handlers as h; "
         "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, sorted(sys.modules); "
         "assert h._RUNTIME is None"
     )
-    importlib.import_module("fargate_audit.lambda_handlers")
+    importlib.import_module("fargate_audit.app.lambda_handlers")
     subprocess.run([sys.executable, "-c", code], check=True)

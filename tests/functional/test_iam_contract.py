@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from fargate_audit import dnslogs, lambda_handlers
+from fargate_audit.app import dnslogs, lambda_handlers
 from fargate_audit.local import estate
 from moto import mock_aws
 

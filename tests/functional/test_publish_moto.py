@@ -19,10 +19,12 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 from botocore.validate import validate_parameters
-from fargate_audit import asff, engine, publish, record, rules
-from fargate_audit.publish import Publisher
-from fargate_audit.record import Recorder
-from fargate_audit.rules import Catalog, Rule
+from fargate_audit.core import engine, rules
+from fargate_audit.core.rules import Catalog, Rule
+from fargate_audit.findings import asff, publish
+from fargate_audit.findings.publish import Publisher
+from fargate_audit.stores import record
+from fargate_audit.stores.record import Recorder
 from moto import mock_aws
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -273,7 +275,7 @@ def test_refused_findings_are_retried_then_left_in_the_outbox_and_flushed_later(
     refused = {by_rule(findings)["NET-01"]["Id"], by_rule(findings)["NET-03"]["Id"]}
     flaky = FlakyHub(env.hub, refused)
     sleeps: list[float] = []
-    with caplog.at_level(logging.WARNING, logger="fargate_audit.publish"):
+    with caplog.at_level(logging.WARNING, logger="fargate_audit.findings.publish"):
         outcome = publisher(env, flaky, sleep=sleeps.append).sync_workload(WL, findings, at(0))
     assert (outcome.imported, outcome.failed, outcome.pending) == (RULE_COUNT - 2, 2, 2)
     assert set(outcome.errors) == refused and "InternalException" in outcome.errors[min(refused)]

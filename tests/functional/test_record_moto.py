@@ -15,8 +15,9 @@ from pathlib import Path
 
 import boto3
 import pytest
-from fargate_audit import engine, record, rules
-from fargate_audit.record import Recorder, RecordError
+from fargate_audit.core import engine, rules
+from fargate_audit.stores import record
+from fargate_audit.stores.record import Recorder, RecordError
 from moto import mock_aws
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -260,7 +260,7 @@ def test_the_sdist_carries_what_the_wheel_build_copies_and_builds_the_same_wheel
 def test_the_installed_package_is_the_wheel_in_site_packages_with_its_sam_copy(
     venv, site_packages, elsewhere, clean_env
 ):
-    code = "import fargate_audit as f, fargate_audit.template as t; print(f.__file__, t.find_template())"
+    code = "import fargate_audit as f, fargate_audit.cli.template as t; print(f.__file__, t.find_template())"
     done = subprocess.run(
         [str(venv / "bin" / "python"), "-c", code],
         capture_output=True,

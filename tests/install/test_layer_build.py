@@ -34,7 +34,9 @@ PLATFORM = {
 PY_VER = f"{sys.version_info.major}.{sys.version_info.minor}"
 # What the Lambda Python runtime provides beside the standard library (boto3 and its closure).
 RUNTIME_PACKAGES = ("boto3", "botocore", "jmespath", "s3transfer", "python-dateutil", "six", "urllib3")
-LOCAL_MODULES = {"local", "estate", "demo", "invoke"}
+# The command line and the emulator tooling: no Lambda imports them.
+LOCAL_TREES = {"local", "cli", "__main__"}
+LOCAL_MODULES = {*LOCAL_TREES, "estate", "demo", "invoke", "commands"}
 TIMEOUT = 600
 
 
@@ -116,18 +118,21 @@ def test_the_layer_has_no_local_tooling_and_nothing_that_imports_moto(built):
     assert (package / "__init__.py").is_file()
     names = {p.relative_to(package).with_suffix("").as_posix() for p in package.rglob("*.py")}
     assert not {part for name in names for part in name.split("/")} & LOCAL_MODULES, sorted(names)
-    assert not (package / "local").exists()
+    assert not (package / "local").exists() and not (package / "cli").exists()
     moto_import = re.compile(r"^\s*(import\s+moto\b|from\s+moto\b)", re.M)
     assert [str(p) for p in _layer_sources(layer) if moto_import.search(p.read_text())] == []
     assert not (layer / "moto").exists()
 
 
-def test_the_layer_library_is_the_package_without_local(built):
+def test_the_layer_library_is_the_package_without_cli_and_local(built):
     layer_package = built["layer"] / "fargate_audit"
     source = {
         p.relative_to(PACKAGE).as_posix(): p.read_bytes()
         for p in PACKAGE.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and "local" not in p.relative_to(PACKAGE).parts
+        if p.is_file()
+        and "__pycache__" not in p.parts
+        and not {p.relative_to(PACKAGE).parts[0], p.relative_to(PACKAGE).with_suffix("").parts[0]}
+        & LOCAL_TREES
     }
     layer = {
         p.relative_to(layer_package).as_posix(): p.read_bytes()

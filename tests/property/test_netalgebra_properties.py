@@ -1,4 +1,4 @@
-"""Property tests of fargate_audit.netalgebra against brute-force models of the spec
+"""Property tests of fargate_audit.core.netalgebra against brute-force models of the spec
 (shared/spec/rules.md "Shared definitions": port coverage, world, NACL world decision).
 
 An interval list is modelled as the set of ``(protocol, port)`` pairs it covers. The
@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 
-from fargate_audit import netalgebra as na
+from fargate_audit.core import netalgebra as na
 from hypothesis import given
 from hypothesis import strategies as st
 

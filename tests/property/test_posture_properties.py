@@ -1,4 +1,4 @@
-"""Property tests of the egress-path derivation in fargate_audit.posture.build_posture,
+"""Property tests of the egress-path derivation in fargate_audit.core.posture.build_posture,
 against a brute-force model written from shared/spec/rules.md ("Route table of the task's
 subnet", "Default route", "Egress path").
 
@@ -13,7 +13,7 @@ baseline. ``pytest --hypothesis-show-statistics`` shows the paths the examples r
 
 from __future__ import annotations
 
-from fargate_audit.posture import build_posture
+from fargate_audit.core.posture import build_posture
 from hypothesis import event, given
 from hypothesis import strategies as st
 from unit.test_posture import ACCOUNT, PUBLIC_SUBNET, SUBNET, VPC, bundle, route, route_table

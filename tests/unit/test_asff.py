@@ -10,8 +10,9 @@ from pathlib import Path
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
-from fargate_audit import asff, checks, posture
-from fargate_audit.rules import Catalog, Rule
+from fargate_audit.core import checks, posture
+from fargate_audit.core.rules import Catalog, Rule
+from fargate_audit.findings import asff
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fargate_audit import checks
-from fargate_audit.errors import ConfigError
-from fargate_audit.rules import (
+from fargate_audit.core import checks
+from fargate_audit.core.errors import ConfigError
+from fargate_audit.core.rules import (
     RULES_DIR_ENV,
     SEVERITIES,
     find_rules_dir,
@@ -377,7 +377,7 @@ def test_unknown_evaluation_kind_is_rejected(rules_copy):
 
 
 def test_the_shipped_catalog_loads_without_schema_validation_into_the_validated_catalog(monkeypatch):
-    from fargate_audit import rules as rules_mod
+    from fargate_audit.core import rules as rules_mod
 
     monkeypatch.delenv(RULES_DIR_ENV, raising=False)
     trusted = load_catalog()
@@ -394,7 +394,7 @@ def test_loading_the_shipped_catalog_does_not_import_jsonschema():
 
     code = (
         "import os, sys; os.environ.pop('FARGATE_AUDIT_RULES_DIR', None)\n"
-        "from fargate_audit.rules import load_catalog\n"
+        "from fargate_audit.core.rules import load_catalog\n"
         "catalog = load_catalog()\n"
         "print(len(catalog.rules), 'jsonschema' in sys.modules)"
     )
@@ -403,7 +403,7 @@ def test_loading_the_shipped_catalog_does_not_import_jsonschema():
 
 
 def test_a_broken_shipped_catalog_still_fails_with_one_line_naming_the_file(monkeypatch, tmp_path):
-    from fargate_audit import rules as rules_mod
+    from fargate_audit.core import rules as rules_mod
 
     broken = tmp_path / "catalog"
     shutil.copytree(RULES, broken)

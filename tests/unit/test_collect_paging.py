@@ -14,9 +14,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from fargate_audit.aws import CallCounter, Clients, describe_error
-from fargate_audit.collect import collect
-from fargate_audit.errors import CredentialsError, ScanError
+from fargate_audit.core.errors import CredentialsError, ScanError
+from fargate_audit.edge.aws import CallCounter, Clients, describe_error
+from fargate_audit.edge.collect import collect
 
 REGION = "eu-west-1"
 OTHER_REGION = "us-east-1"
@@ -752,7 +752,7 @@ def test_denied_query_log_listing_marks_only_that_fact():
 def test_own_jsonable_converts_a_response_in_place_as_jsonable_would_copy_it():
     from datetime import UTC, date, datetime
 
-    from fargate_audit.collect import jsonable, own_jsonable
+    from fargate_audit.edge.collect import jsonable, own_jsonable
 
     response = {
         "at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),

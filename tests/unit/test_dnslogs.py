@@ -1,4 +1,4 @@
-"""The dns_logs function's pure part (fargate_audit.dnslogs) and the EGR-01 name matching:
+"""The dns_logs function's pure part (fargate_audit.app.dnslogs) and the EGR-01 name matching:
 subscription decoding, record parsing, name normalisation, attribution over IP ranges,
 aggregation bounds, chunk planning, the attribution snapshot."""
 
@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from fargate_audit import dnslogs
-from fargate_audit.checks import domain_approved, domain_matches
-from fargate_audit.events import EventError
-from fargate_audit.record import range_at, utc_second
+from fargate_audit.app import dnslogs
+from fargate_audit.app.events import EventError
+from fargate_audit.core.checks import domain_approved, domain_matches
+from fargate_audit.stores.record import range_at, utc_second
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "events" / "resolver-query-logs.json"

@@ -7,9 +7,9 @@ import random
 from pathlib import Path
 
 import pytest
-from fargate_audit import checks, engine
-from fargate_audit.errors import ConfigError
-from fargate_audit.rules import load_catalog
+from fargate_audit.core import checks, engine
+from fargate_audit.core.errors import ConfigError
+from fargate_audit.core.rules import load_catalog
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = json.loads((REPO / "tests" / "fixtures" / "base_posture.json").read_text())
@@ -426,7 +426,7 @@ def test_discovery_exemption_matches_the_workload_and_expired_ones_are_reported(
 
 
 def _fixtures_with_postures():
-    from fargate_audit.rules import WORKLOAD_DISCOVERY
+    from fargate_audit.core.rules import WORKLOAD_DISCOVERY
 
     for rule in CATALOG.rules:
         if rule.evaluation == WORKLOAD_DISCOVERY:
@@ -462,7 +462,7 @@ def test_a_check_declared_in_inputs_reads_nothing_but_its_declared_parts(name):
     """The engine computes such a check once per distinct input part (by identity): it must
     give the same answer on a posture reduced to those parts, for every fixture posture of
     every rule (so every variation the fixtures know of is exercised)."""
-    from fargate_audit.params import effective_params, resolve_params
+    from fargate_audit.core.params import effective_params, resolve_params
 
     check = checks.CHECKS[name]
     rules_of_check = [rule for rule in CATALOG.rules if rule.check == name]

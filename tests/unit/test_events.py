@@ -1,4 +1,4 @@
-"""fargate_audit.events: every events/ sample parses into the small dict the pipeline reads,
+"""fargate_audit.app.events: every events/ sample parses into the small dict the pipeline reads,
 and a malformed variant is refused with one line naming the input and the field."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-from fargate_audit import events
-from fargate_audit.errors import FargateAuditError
-from fargate_audit.events import EventError
+from fargate_audit.app import events
+from fargate_audit.app.events import EventError
+from fargate_audit.core.errors import FargateAuditError
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 TASK_ARN = "arn:aws:ecs:eu-west-1:123456789012:task/prod-web/7f3c2a1b9d8e4f60a1b2c3d4e5f60718"
@@ -142,7 +142,7 @@ def test_planner_message_round_trips():
 
 def decode_query_log_batch(event):
     """The dns_logs function's input: a CloudWatch Logs subscription batch (dnslogs.py)."""
-    from fargate_audit import dnslogs
+    from fargate_audit.app import dnslogs
 
     records, malformed = dnslogs.parse_records(dnslogs.decode_subscription(event))
     assert records and not malformed

@@ -1,4 +1,4 @@
-"""Unit tests of fargate_audit.netalgebra: intervals, world CIDRs, protocols, NACL decision.
+"""Unit tests of fargate_audit.core.netalgebra: intervals, world CIDRs, protocols, NACL decision.
 
 Semantics: shared/spec/rules.md "Shared definitions". The randomised cases compare the
 interval arithmetic against brute-force per-port models written here from the spec.
@@ -7,7 +7,7 @@ interval arithmetic against brute-force per-port models written here from the sp
 import random
 
 import pytest
-from fargate_audit import netalgebra as na
+from fargate_audit.core import netalgebra as na
 
 FULL = 65535
 

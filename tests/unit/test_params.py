@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
-from fargate_audit.errors import ConfigError
-from fargate_audit.params import (
+from fargate_audit.core.errors import ConfigError
+from fargate_audit.core.params import (
     effective_params,
     exemption_expired,
     load_params,
@@ -15,7 +15,7 @@ from fargate_audit.params import (
     resolve_params,
     validate_params,
 )
-from fargate_audit.rules import load_catalog
+from fargate_audit.core.rules import load_catalog
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOG = load_catalog(REPO / "rules")

@@ -1,4 +1,4 @@
-"""Unit tests of fargate_audit.posture.build_posture: raw bundle (design.md section 1) ->
+"""Unit tests of fargate_audit.core.posture.build_posture: raw bundle (design.md section 1) ->
 Posture (section 2), with the derivations of shared/spec/rules.md "Shared definitions".
 
 Raw inputs are written in the shapes boto3 returns (field names checked against botocore's
@@ -7,13 +7,14 @@ ec2/ecs service models); ``bundle()`` builds a realistic baseline that each test
 
 import ast
 import copy
+import importlib
 import json
 import random
 from pathlib import Path
 
 import pytest
-from fargate_audit import netalgebra
-from fargate_audit.posture import (
+from fargate_audit.core import netalgebra
+from fargate_audit.core.posture import (
     build_posture,
     endpoint_service,
     image_digest,
@@ -634,8 +635,8 @@ def test_task_platform_family_is_known_even_when_the_definition_is_denied():
 def test_cfg_01_of_a_task_whose_family_is_unknown(version, status):
     """The issue: a Windows task on 1.0.0 whose definition is denied was FAILED (taken
     for Linux). Its family is unknown, the two minimums disagree: ERROR naming the call."""
-    from fargate_audit import engine
-    from fargate_audit.rules import load_catalog
+    from fargate_audit.core import engine
+    from fargate_audit.core.rules import load_catalog
 
     raw = bundle()
     del raw["task"]["platformFamily"]
@@ -1346,7 +1347,7 @@ def test_build_posture_does_not_mutate_its_input():
 
 
 def test_posture_module_imports_no_io_or_clock():
-    source = Path(__import__("fargate_audit.posture").posture.__file__).read_text()
+    source = Path(importlib.import_module("fargate_audit.core.posture").__file__).read_text()
     tree = ast.parse(source)
     imported = set()
     for node in ast.walk(tree):
@@ -1355,8 +1356,8 @@ def test_posture_module_imports_no_io_or_clock():
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
             imported |= {f"{node.module}.{a.name}" for a in node.names}
-    assert not imported & {"boto3", "botocore", "os", "time", "fargate_audit.collect"}
-    assert "fargate_audit.collect" not in imported and "collect" not in imported
+    assert not imported & {"boto3", "botocore", "os", "time", "fargate_audit.edge.collect"}
+    assert "fargate_audit.edge.collect" not in imported and "collect" not in imported
     assert ".now(" not in source and "os.environ" not in source
 
 

@@ -4,7 +4,7 @@ import io
 import re
 from pathlib import Path
 
-from fargate_audit import cli
+from fargate_audit.cli import commands as cli
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -28,6 +28,6 @@ def test_readme_names_the_two_setup_commands():
 
 
 def test_readme_parameter_table_is_the_templates():
-    from fargate_audit.template import load_template, parameters_markdown
+    from fargate_audit.cli.template import load_template, parameters_markdown
 
     assert _block("template-parameters") == parameters_markdown(load_template())

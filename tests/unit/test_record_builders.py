@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fargate_audit import record
+from fargate_audit.stores import record
 
 BASE = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "base_posture.json").read_text())
 TASK = BASE["task_arn"]

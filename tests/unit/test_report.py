@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from fargate_audit import report
+from fargate_audit.core import report
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_SCHEMA = REPO.parent / "shared" / "spec" / "scan-report.schema.json"

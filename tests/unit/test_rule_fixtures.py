@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 
 import pytest
-from fargate_audit import engine
-from fargate_audit.params import effective_params, resolve_params, validate_params
-from fargate_audit.rules import WORKLOAD_DISCOVERY, load_catalog
+from fargate_audit.core import engine
+from fargate_audit.core.params import effective_params, resolve_params, validate_params
+from fargate_audit.core.rules import WORKLOAD_DISCOVERY, load_catalog
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_POSTURE = json.loads((REPO / "tests" / "fixtures" / "base_posture.json").read_text())

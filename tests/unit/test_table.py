@@ -6,7 +6,8 @@ import io
 import re
 from datetime import UTC, date, datetime
 
-from fargate_audit import report, table
+from fargate_audit.cli import table
+from fargate_audit.core import report
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"

@@ -72,8 +72,8 @@ def build_and_scan(region: str = DEMO_REGION) -> DemoRun:
     from moto import mock_aws
     from moto.moto_api._internal import mock_random
 
-    from .. import scan
-    from . import estate
+    from fargate_audit.app import scan
+    from fargate_audit.local import estate
 
     with demo_environment(), mock_aws():
         mock_random.seed(DEMO_SEED)
@@ -148,7 +148,7 @@ def _footer(run: DemoRun) -> str:
 def render_demo(run: DemoRun, out: TextIO, err: TextIO, fmt: str = "table") -> None:
     """Write a demo run as a user sees it: ``table`` (narrative, the scan table, what to
     look at) or ``json`` (the scan report only on ``out``; the narrative on ``err``)."""
-    from .. import table
+    from fargate_audit.cli import table
 
     if fmt == "json":
         err.write(_header(run))
@@ -172,7 +172,7 @@ def run_demo(out: TextIO = sys.stdout, err: TextIO = sys.stderr, fmt: str = "tab
 
 # --------------------------------------------------------------------------- the event path
 #
-# The same emulator, driven through the Lambda handlers (fargate_audit.lambda_handlers) the
+# The same emulator, driven through the Lambda handlers (fargate_audit.app.lambda_handlers) the
 # way EventBridge would: a task starts, a security group is opened, the task stops. Events
 # are built in the shapes AWS documents (events/*.json): an ECS "Task State Change" whose
 # detail is the task as DescribeTasks gives it but with an "eni" attachment and ISO times,
@@ -213,7 +213,7 @@ def task_state_change(task: dict, account: str, region: str, status: str, versio
     type "eni", ISO timestamps, ``version``)."""
     from datetime import UTC, datetime
 
-    from ..collect import jsonable
+    from fargate_audit.edge.collect import jsonable
 
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     detail = jsonable(task)
@@ -276,7 +276,7 @@ def run_event_story(out: TextIO, region: str = DEMO_REGION) -> None:
     """A task starts, its security group is opened, it stops: each step sent through the
     Lambda handlers on an in-process emulator, told as a short narrative on ``out``."""
     try:
-        from ..template import load_template
+        from fargate_audit.cli.template import load_template
 
         template = load_template()
     except FileNotFoundError:
@@ -292,10 +292,10 @@ def _event_story(out: TextIO, region: str, template: dict) -> None:
     from moto import mock_aws
     from moto.moto_api._internal import mock_random
 
-    from .. import lambda_handlers
-    from ..template import DEFAULT_TABLE_NAME
-    from . import estate
-    from . import invoke as local
+    from fargate_audit.app import lambda_handlers
+    from fargate_audit.cli.template import DEFAULT_TABLE_NAME
+    from fargate_audit.local import estate
+    from fargate_audit.local import invoke as local
 
     with mock_aws():
         mock_random.seed(DEMO_SEED)
@@ -313,8 +313,8 @@ def _event_story(out: TextIO, region: str, template: dict) -> None:
 
 
 def _tell_event_story(out: TextIO, b, securityhub, lambda_handlers, local) -> None:
-    from .. import views
-    from . import estate
+    from fargate_audit.cli import views
+    from fargate_audit.local import estate
 
     account, region = b.info.account_id, b.region
     vpc = b.vpc("shop", "10.42.0.0/16")
@@ -446,7 +446,7 @@ def run_dns_story(out: TextIO, region: str = DEMO_REGION) -> None:
     """Egress discovery on the demo estate: query logs through the dns_logs handler, the
     ``discovered`` view, EGR-01 findings and the allow-list exports (to a temp dir)."""
     try:
-        from ..template import load_template
+        from fargate_audit.cli.template import load_template
 
         template = load_template()
     except FileNotFoundError:
@@ -464,10 +464,10 @@ def _dns_story(out: TextIO, region: str, template: dict) -> None:
     from moto import mock_aws
     from moto.moto_api._internal import mock_random
 
-    from .. import lambda_handlers
-    from ..template import DEFAULT_TABLE_NAME
-    from . import estate
-    from . import invoke as local
+    from fargate_audit.app import lambda_handlers
+    from fargate_audit.cli.template import DEFAULT_TABLE_NAME
+    from fargate_audit.local import estate
+    from fargate_audit.local import invoke as local
 
     with mock_aws():
         mock_random.seed(DEMO_SEED)
@@ -488,9 +488,10 @@ def _tell_dns_story(out: TextIO, session, info, lambda_handlers) -> None:
     from datetime import UTC, datetime, timedelta
     from pathlib import Path
 
-    from .. import dnslogs, egress
-    from . import invoke as local
-    from .estate import DEMO_QUERY_LOG_GROUP
+    from fargate_audit.app import dnslogs
+    from fargate_audit.cli import egress
+    from fargate_audit.local import invoke as local
+    from fargate_audit.local.estate import DEMO_QUERY_LOG_GROUP
 
     account, region = info.account_id, info.region
     ecs = session.client("ecs", region_name=region)

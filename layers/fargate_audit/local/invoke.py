@@ -1,6 +1,6 @@
 """``fargate-audit invoke``: a Lambda handler run as Lambda would, without a container
 runtime (the ``[local]`` extra; the table views behind ``history`` and ``findings`` are in
-``fargate_audit.views``).
+``fargate_audit.cli.views``).
 
 ``invoke(function, event_file, out)``: FUNCTION is a folder under ``functions/`` or a
 logical id in ``template.yaml``. The handler runs in this process with the function's
@@ -32,8 +32,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..errors import ConfigError, FargateAuditError
-from ..views import table_name
+from fargate_audit.cli.views import table_name
+from fargate_audit.core.errors import ConfigError, FargateAuditError
 
 LOCAL_QUEUE_NAME = "fargate-audit-SweepQueue"
 LOCAL_QUEUE_PREFIX = "fargate-audit-"  # + the queue's logical id
@@ -75,7 +75,7 @@ class LambdaContext:
 
 def resolve_function(template: dict, function: str) -> tuple[str, str]:
     """(logical id, folder under functions/) of FUNCTION (a folder or a logical id)."""
-    from ..template import functions
+    from fargate_audit.cli.template import functions
 
     folders = {}
     for logical_id, resource in functions(template).items():
@@ -108,7 +108,7 @@ def function_environment(
     a parameter -> its Default, the table -> ``table``, an SQS queue -> ``queue_urls``'s
     URL for its logical id (``queue_url``: for any queue not named there); ``!Join`` of a
     list parameter -> its Default (a comma-separated text) joined."""
-    from ..template import TABLE_LOGICAL_ID, effective_function_properties
+    from fargate_audit.cli.template import TABLE_LOGICAL_ID, effective_function_properties
 
     variables = (effective_function_properties(template, logical_id).get("Environment") or {}).get(
         "Variables"
@@ -156,7 +156,7 @@ def function_environment(
 def function_queues(template: dict, logical_id: str) -> dict[str, str]:
     """``{queue logical id: environment variable}`` of the SQS queues the function's
     environment refers to."""
-    from ..template import effective_function_properties
+    from fargate_audit.cli.template import effective_function_properties
 
     variables = (effective_function_properties(template, logical_id).get("Environment") or {}).get(
         "Variables"
@@ -182,7 +182,7 @@ def local_queue_name(queue_logical_id: str) -> str:
 def caller_account(session) -> str | None:
     """The account of the session's credentials (STS GetCallerIdentity needs no
     permission), or None when it cannot be read."""
-    from ..aws import AWS_ERRORS, client
+    from fargate_audit.edge.aws import AWS_ERRORS, client
 
     try:
         return client(session, "sts", session.region_name).get_caller_identity()["Account"]
@@ -194,7 +194,7 @@ def caller_account(session) -> str | None:
 
 
 def _code(exc: Exception) -> str:
-    from ..aws import error_code
+    from fargate_audit.edge.aws import error_code
 
     return error_code(exc)
 
@@ -207,8 +207,8 @@ def ensure_local_resources(
     when missing. Returns the URL of the last queue."""
     from botocore.exceptions import ClientError
 
-    from ..aws import client
-    from ..template import table_create_kwargs, table_ttl_attribute
+    from fargate_audit.cli.template import table_create_kwargs, table_ttl_attribute
+    from fargate_audit.edge.aws import client
 
     region = session.region_name
     dynamodb = client(session, "dynamodb", region)
@@ -290,10 +290,15 @@ def invoke(
 ) -> Any:
     """Run one function's handler on one event file; writes its return value to ``out``
     as JSON and returns it. Logs and metrics (stdout in Lambda) go to ``err``."""
-    from .. import lambda_handlers
-    from ..aws import session_from_env
-    from ..errors import CredentialsError
-    from ..template import STACK_NAME, effective_function_properties, find_template, load_template
+    from fargate_audit.app import lambda_handlers
+    from fargate_audit.cli.template import (
+        STACK_NAME,
+        effective_function_properties,
+        find_template,
+        load_template,
+    )
+    from fargate_audit.core.errors import CredentialsError
+    from fargate_audit.edge.aws import session_from_env
 
     err = err or sys.stderr
     path = find_template(template_path)
@@ -307,7 +312,7 @@ def invoke(
     session = session_from_env()
     region = session.region_name
     if not region:
-        from ..aws import NO_REGION_MESSAGE
+        from fargate_audit.edge.aws import NO_REGION_MESSAGE
 
         raise CredentialsError(NO_REGION_MESSAGE)
     table = table_name()

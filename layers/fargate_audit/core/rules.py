@@ -3,9 +3,9 @@
 Every file is validated against ``schema.json`` (rule files against the schema
 itself, the two others against its ``$defs``) plus the checks a schema cannot express:
 the id matches the file name, ids are unique, every parameter a rule names is declared,
-every check names a function of :mod:`fargate_audit.checks`, every mapping names a rule,
+every check names a function of :mod:`fargate_audit.core.checks`, every mapping names a rule,
 every parameter's default satisfies its schema. Loading fails closed: any problem raises
-:class:`~fargate_audit.errors.ConfigError` with one line naming the file and the field.
+:class:`~fargate_audit.core.errors.ConfigError` with one line naming the file and the field.
 
 Where the rules live (first match): the ``rules_dir`` argument, the environment variable
 ``FARGATE_AUDIT_RULES_DIR`` (people who keep their own catalog), else the shipped catalog,
@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from fargate_audit.core.errors import ConfigError
 
 try:
     _BaseLoader: type = yaml.CSafeLoader
@@ -53,7 +53,7 @@ SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 TASK_POSTURE, WORKLOAD_DISCOVERY = "task-posture", "workload-discovery"
 RULES_DIR_ENV = "FARGATE_AUDIT_RULES_DIR"
 # The shipped catalog: package data, the one copy the checkout, the wheel and the layer read.
-CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
+CATALOG_DIR = Path(__file__).resolve().parents[1] / "catalog"
 SCHEMA_FILE = "schema.json"
 PARAMETERS_FILE = "parameters.yaml"
 MAPPINGS_FILE = "mappings.yaml"
@@ -264,7 +264,7 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
         from jsonschema import Draft202012Validator
         from jsonschema.exceptions import SchemaError
 
-    from . import checks
+    from fargate_audit.core import checks
 
     problems: list[str] = []
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from .report import SEVERITIES, severity_rank, summarize_evidence
+from fargate_audit.core.report import SEVERITIES, severity_rank, summarize_evidence
 
 RESET = "\033[0m"
 _COLORS = {

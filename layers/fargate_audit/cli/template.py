@@ -26,10 +26,10 @@ from typing import Any
 import yaml
 
 TEMPLATE_NAME = "template.yaml"
-# The repository root when running from a checkout (layers/fargate_audit/template.py).
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# The repository root when running from a checkout (layers/fargate_audit/cli/template.py).
+REPO_ROOT = Path(__file__).resolve().parents[3]
 # An installed wheel's copy of template.yaml and functions/ (setup.py copies them at build).
-PACKAGED_ROOT = Path(__file__).resolve().parent / "_sam"
+PACKAGED_ROOT = Path(__file__).resolve().parents[1] / "_sam"
 # The table name `fargate-audit invoke` uses for local runs: the template names the table
 # `${AWS::StackName}-posture`, with the stack called `fargate-audit`.
 STACK_NAME = "fargate-audit"

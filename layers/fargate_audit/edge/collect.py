@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from fargate_audit.aws import AWS_ERRORS, NO_REGION_MESSAGE, Clients, failure_message
-from fargate_audit.errors import CredentialsError, ScanError
+from fargate_audit.core.errors import CredentialsError, ScanError
+from fargate_audit.edge.aws import AWS_ERRORS, NO_REGION_MESSAGE, Clients, failure_message
 
 RawTask = dict[str, Any]
 Progress = Callable[[int, int, str], None]

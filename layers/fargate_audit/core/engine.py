@@ -7,7 +7,7 @@ For each task (ordered by task ARN) and each rule (in id order):
 2. the rule's ``requires``: any of them in ``posture["errors"]`` -> ``ERROR`` with
    ``evidence.error`` = ``"fact: message; fact2: message"`` (in the rule's order);
 3. the check, given only the parameters the rule declares, resolved for the task
-   (``{account}``/``{region}``); a :class:`~fargate_audit.checks.FactError` -> ``ERROR``;
+   (``{account}``/``{region}``); a :class:`~fargate_audit.core.checks.FactError` -> ``ERROR``;
 4. a ``FAILED`` result matched by an active exemption -> ``PASSED`` with
    ``evidence.exempted = {reason, expires}``; expired exemptions are ignored and listed.
 
@@ -31,9 +31,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import checks
-from .params import EXEMPTIONS, effective_params, match_exemptions, resolve_params, validate_params
-from .rules import Catalog, Rule
+from fargate_audit.core import checks
+from fargate_audit.core.params import (
+    EXEMPTIONS,
+    effective_params,
+    match_exemptions,
+    resolve_params,
+    validate_params,
+)
+from fargate_audit.core.rules import Catalog, Rule
 
 PASSED, FAILED, NOT_APPLICABLE, ERROR = "PASSED", "FAILED", "NOT_APPLICABLE", "ERROR"
 STATUSES = (PASSED, FAILED, NOT_APPLICABLE, ERROR)

@@ -27,8 +27,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from .asff import archive_finding, asff_time, finding_content_digest, parse_asff_time
-from .record import (
+from fargate_audit.findings.asff import archive_finding, asff_time, finding_content_digest, parse_asff_time
+from fargate_audit.stores.record import (
     ARCHIVED,
     Recorder,
     finding_id_prefix,
@@ -167,7 +167,7 @@ class PublishOutcome:
 
 class Publisher:
     """Security Hub writer. ``securityhub_client``: a boto3 ``securityhub`` client (for the
-    findings' account and Region); ``recorder``: the :class:`~fargate_audit.record.Recorder`
+    findings' account and Region); ``recorder``: the :class:`~fargate_audit.stores.record.Recorder`
     holding finding states and the outbox; ``logger``: a Powertools ``Logger`` (or any
     ``logging``-style logger)."""
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import ConfigError, FargateAuditError
+from fargate_audit.core.errors import ConfigError, FargateAuditError
 
 TABLE_ENV = "FARGATE_AUDIT_TABLE"
 MISSING_TABLE = (
@@ -22,7 +22,7 @@ MISSING_TABLE = (
 
 def table_name(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> str:
     """``--table``, else FARGATE_AUDIT_TABLE, else the local default name."""
-    from .template import DEFAULT_TABLE_NAME
+    from fargate_audit.cli.template import DEFAULT_TABLE_NAME
 
     environ = os.environ if environ is None else environ
     return explicit or environ.get(TABLE_ENV) or DEFAULT_TABLE_NAME
@@ -33,9 +33,9 @@ def table_name(explicit: str | None = None, environ: Mapping[str, str] | None = 
 
 def open_recorder(table: str, session=None):
     """A Recorder on ``table`` with a client from the standard chain."""
-    from .aws import NO_REGION_MESSAGE, client, session_from_env
-    from .errors import CredentialsError
-    from .record import Recorder
+    from fargate_audit.core.errors import CredentialsError
+    from fargate_audit.edge.aws import NO_REGION_MESSAGE, client, session_from_env
+    from fargate_audit.stores.record import Recorder
 
     session = session if session is not None else session_from_env()
     if not session.region_name:
@@ -45,7 +45,7 @@ def open_recorder(table: str, session=None):
 
 def read_table(recorder, call: str, read):
     """``read()`` with the table's AWS errors turned into one line."""
-    from .aws import AWS_ERRORS, error_code, failure_message
+    from fargate_audit.edge.aws import AWS_ERRORS, error_code, failure_message
 
     try:
         return read()

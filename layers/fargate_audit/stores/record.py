@@ -51,8 +51,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .asff import asff_time, finding_content_digest, parse_asff_time
-from .errors import FargateAuditError
+from fargate_audit.core.errors import FargateAuditError
+from fargate_audit.findings.asff import asff_time, finding_content_digest, parse_asff_time
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from fargate_audit.errors import ConfigError, CredentialsError
+from fargate_audit.core.errors import ConfigError, CredentialsError
 
 USER_AGENT_EXTRA = "fargate-audit/0.1"
 

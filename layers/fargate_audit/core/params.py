@@ -3,7 +3,7 @@
 A params file is YAML or JSON (``.json`` is JSON, ``.yaml``/``.yml`` YAML, anything else
 decided by its content) validated against a JSON Schema built from
 ``rules/parameters.yaml`` plus ``exemptions``. Every problem is a one-line
-:class:`~fargate_audit.errors.ConfigError` naming the file and the key path, e.g.
+:class:`~fargate_audit.core.errors.ConfigError` naming the file and the key path, e.g.
 ``params.yaml: exemptions[0].expires: 'soon' is not a date (YYYY-MM-DD)``.
 
 Pure: no clock (``today`` is an argument), no environment.
@@ -21,8 +21,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .rules import Catalog, problem, read_yaml, schema_problems
+from fargate_audit.core.errors import ConfigError
+from fargate_audit.core.rules import Catalog, problem, read_yaml, schema_problems
 
 EXEMPTIONS = "exemptions"
 ALL_RULES = "*"

@@ -35,7 +35,7 @@ import json
 from functools import cache
 from typing import Any
 
-from .errors import FargateAuditError
+from fargate_audit.core.errors import FargateAuditError
 
 TASK_EVENT = "ECS event"
 CONFIG_EVENT = "Config event"

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
-from . import collect, engine, posture, report, rules
+from fargate_audit.core import engine, posture, report, rules
+from fargate_audit.edge import collect
 
 Progress = Callable[[int, int, str], None]
 

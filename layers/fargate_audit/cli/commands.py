@@ -33,8 +33,8 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from . import __version__
-from .errors import ConfigError, FargateAuditError
+from fargate_audit import __version__
+from fargate_audit.core.errors import ConfigError, FargateAuditError
 
 PROG = "fargate-audit"
 SEVERITY_CHOICES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -152,7 +152,7 @@ def _json(value: Any) -> str:
 
 
 def _load_catalog(rules_dir: str | None = None):
-    from . import rules
+    from fargate_audit.core import rules
 
     return rules.load_catalog(rules_dir)
 
@@ -161,7 +161,7 @@ def _load_catalog(rules_dir: str | None = None):
 
 
 def cmd_scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from .engine import cyclic_gc_paused
+    from fargate_audit.core.engine import cyclic_gc_paused
 
     # One pause of the cyclic GC for the whole command: re-enabled between the scan and
     # its output, its first collection would traverse every object the scan holds (about
@@ -171,12 +171,12 @@ def cmd_scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 
 def _scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from . import report as report_mod
+    from fargate_audit.core import report as report_mod
 
     catalog = _load_catalog()
     params = None
     if args.params:
-        from . import params as params_mod
+        from fargate_audit.core import params as params_mod
 
         if not os.path.isfile(args.params):
             raise ConfigError(f"{args.params}: params file not found")
@@ -185,8 +185,8 @@ def _scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     out = _Output(args.output, stdout)
     out.check_writable()  # before the scan, not after it
 
-    from . import scan
-    from .aws import assume_role_session, check_role, session_from_env
+    from fargate_audit.app import scan
+    from fargate_audit.edge.aws import assume_role_session, check_role, session_from_env
 
     if args.external_id is not None and not args.role_arn:
         raise ConfigError("--external-id needs --role-arn")
@@ -213,12 +213,12 @@ def _scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         with out.stream() as stream:
             outcome.write_report(stream)
     elif args.format == "asff":
-        from . import asff
+        from fargate_audit.findings import asff
 
         findings = asff.build_findings(outcome.postures, outcome.results, catalog, outcome.now)
         out.write(_json(findings))
     else:
-        from . import table
+        from fargate_audit.cli import table
 
         terminal = out.terminal
         color = terminal is not None and table.use_color(terminal, os.environ)
@@ -273,7 +273,7 @@ def cmd_rules_list(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
 
 
 def cmd_rules_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from .rules import find_rules_dir, validate_rules_dir
+    from fargate_audit.core.rules import find_rules_dir, validate_rules_dir
 
     rules_dir = find_rules_dir(args.dir)
     problems = validate_rules_dir(rules_dir)
@@ -305,21 +305,21 @@ def require_local_extra(command: str) -> None:
 
 def cmd_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     require_local_extra("demo")
-    from .local.demo import run_demo
+    from fargate_audit.local.demo import run_demo
 
     return run_demo(out=stdout, err=stderr, fmt=args.format)
 
 
 def cmd_invoke(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     require_local_extra("invoke")
-    from .local.invoke import invoke
+    from fargate_audit.local.invoke import invoke
 
     invoke(args.function, args.event_file, out=stdout, err=stderr)
     return EXIT_OK
 
 
 def cmd_history(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from .views import format_history, open_recorder, read_table, table_name
+    from fargate_audit.cli.views import format_history, open_recorder, read_table, table_name
 
     recorder = open_recorder(table_name(args.table))
     entries = read_table(recorder, "Query", lambda: recorder.history(args.task_arn))
@@ -328,7 +328,7 @@ def cmd_history(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
 
 
 def cmd_findings(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from .views import findings_view, format_findings, open_recorder, read_table, table_name
+    from fargate_audit.cli.views import findings_view, format_findings, open_recorder, read_table, table_name
 
     recorder = open_recorder(table_name(args.table))
     findings = read_table(recorder, "Query", recorder.active_findings)
@@ -340,19 +340,19 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     """Destinations observed per workload from DNS query logs; optionally an allow list."""
     from datetime import UTC, datetime
 
-    from . import egress
-    from .dnslogs import DiscoveryStore
-    from .views import open_recorder, read_table, table_name
+    from fargate_audit.app.dnslogs import DiscoveryStore
+    from fargate_audit.cli import egress
+    from fargate_audit.cli.views import open_recorder, read_table, table_name
 
     catalog = _load_catalog()
     overrides = {}
     if args.params:
-        from . import params as params_mod
+        from fargate_audit.core import params as params_mod
 
         if not os.path.isfile(args.params):
             raise ConfigError(f"{args.params}: params file not found")
         overrides = params_mod.load_params(args.params, catalog)
-    from .params import effective_params
+    from fargate_audit.core.params import effective_params
 
     values = effective_params(catalog, overrides)
     kind, path = args.export if args.export else (None, None)

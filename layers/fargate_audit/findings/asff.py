@@ -21,10 +21,10 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .report import summarize_evidence
+from fargate_audit.core.report import summarize_evidence
 
 if TYPE_CHECKING:
-    from .rules import Catalog, Rule
+    from fargate_audit.core.rules import Catalog, Rule
 
 SCHEMA_VERSION = "2018-10-08"
 PRODUCT_NAME = "fargate-audit"

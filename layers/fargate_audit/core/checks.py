@@ -31,7 +31,7 @@ from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import Any
 
-from .netalgebra import contains, intersect, merge, subtract, union
+from fargate_audit.core.netalgebra import contains, intersect, merge, subtract, union
 
 PASSED = "PASSED"
 FAILED = "FAILED"

@@ -30,9 +30,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import asff, collect, dnslogs, engine, events, record, scan
-from .aws import AWS_ERRORS, Clients, failure_message
-from .errors import FargateAuditError, ScanError
+from fargate_audit.app import dnslogs, events, scan
+from fargate_audit.core import engine
+from fargate_audit.core.errors import FargateAuditError, ScanError
+from fargate_audit.edge import collect
+from fargate_audit.edge.aws import AWS_ERRORS, Clients, failure_message
+from fargate_audit.findings import asff
+from fargate_audit.stores import record
 
 DESCRIBE_TASKS_BATCH = 100  # DescribeTasks: 100 tasks, one cluster per call
 SEND_MESSAGE_BATCH = 10  # SendMessageBatch: 10 entries per call

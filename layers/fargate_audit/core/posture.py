@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
-from fargate_audit import netalgebra
+from fargate_audit.core import netalgebra
 
 POSTURE_VERSION = 1
 

@@ -42,8 +42,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import ConfigError
-from .events import EventError, event_id
+from fargate_audit.app.events import EventError, event_id
+from fargate_audit.core.errors import ConfigError
 
 _RUNTIME = None  # service.Runtime, built on first use
 
@@ -99,7 +99,7 @@ def _rule_params(environ: Mapping[str, str], catalog) -> dict | None:
     unset or ``{}`` (defaults). The text itself is never echoed (it may be long)."""
     import json
 
-    from .params import validate_params
+    from fargate_audit.core.params import validate_params
 
     text = (environ.get("RULE_PARAMS") or "").strip()
     if not text:
@@ -115,8 +115,11 @@ def _rule_params(environ: Mapping[str, str], catalog) -> dict | None:
 
 def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger=None):
     """A :class:`service.Runtime` from the environment (no AWS call is made)."""
-    from . import aws, collect, record, rules, service
-    from .errors import CredentialsError
+    from fargate_audit.app import service
+    from fargate_audit.core import rules
+    from fargate_audit.core.errors import CredentialsError
+    from fargate_audit.edge import aws, collect
+    from fargate_audit.stores import record
 
     environ = os.environ if environ is None else environ
     table = (environ.get("TABLE_NAME") or "").strip()
@@ -151,7 +154,7 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
     recorder = record.Recorder(table, clients.get("dynamodb", region))
     publisher = None
     if publish_findings:
-        from .publish import Publisher
+        from fargate_audit.findings.publish import Publisher
 
         publisher = Publisher(clients.get("securityhub", region), recorder, logger=logger)
     return service.Runtime(
@@ -213,7 +216,7 @@ def _now() -> datetime:
 def _begin(rt, context) -> int:
     """Per invocation: the function's own account (from the context's ARN) and the clients'
     deadline (from its remaining time). Returns the clients' cut-short retry count so far."""
-    from .aws import Deadline
+    from fargate_audit.edge.aws import Deadline
 
     arn = getattr(context, "invoked_function_arn", None)
     if isinstance(arn, str) and arn.startswith("arn:") and arn.count(":") >= 5:
@@ -232,8 +235,8 @@ def _dead_letter(rt, event: Any, error: str, function: str, logger, metrics) -> 
     none is configured or the send failed (logged and counted: never retried, see above)."""
     if not rt.events_dlq_url:
         return False
-    from .aws import AWS_ERRORS, describe_error
-    from .events import dead_letter_body
+    from fargate_audit.app.events import dead_letter_body
+    from fargate_audit.edge.aws import AWS_ERRORS, describe_error
 
     try:
         rt.clients.get("sqs", rt.region).send_message(
@@ -299,7 +302,7 @@ def _batch_metrics(metrics, outcome: Mapping[str, Any]) -> None:
 
 def task_events(event, context, logger=None, metrics=None) -> dict:
     """ECS task state change (EventBridge, asynchronous)."""
-    from . import service
+    from fargate_audit.app import service
 
     rt = runtime(logger)
     stopped = _begin(rt, context)
@@ -343,7 +346,7 @@ def task_events(event, context, logger=None, metrics=None) -> dict:
 
 def config_events(event, context, logger=None, metrics=None) -> dict:
     """AWS Config configuration item change of a network resource (EventBridge, async)."""
-    from . import service
+    from fargate_audit.app import service
 
     rt = runtime(logger)
     stopped = _begin(rt, context)
@@ -378,7 +381,7 @@ def config_events(event, context, logger=None, metrics=None) -> dict:
 
 def sweep_planner(event, context, logger=None, metrics=None) -> dict:
     """The schedule: queue one sweep message per cluster (SWEEP_QUEUE_URL)."""
-    from . import events, service
+    from fargate_audit.app import events, service
 
     rt = runtime(logger)
     _begin(rt, context)
@@ -405,7 +408,7 @@ def sweep_worker(event, context, logger=None, metrics=None) -> dict:
     Powertools raises when every record of a batch failed (the whole batch is retried)."""
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-    from . import service
+    from fargate_audit.app import service
 
     rt = runtime(logger)
     stopped = _begin(rt, context)
@@ -473,7 +476,7 @@ def dns_logs(event, context, logger=None, metrics=None) -> dict:
     """A CloudWatch Logs subscription batch of Route 53 Resolver query logs (asynchronous).
     A malformed record is counted, logged by its event id only and skipped; the batch goes
     on. A redelivered batch is recognised and not counted twice."""
-    from . import service
+    from fargate_audit.app import service
 
     rt = runtime(logger)
     try:

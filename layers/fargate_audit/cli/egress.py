@@ -33,8 +33,8 @@ from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
-from .checks import domain_approved, domain_matches, normalize_domain
-from .dnslogs import UNATTRIBUTED
+from fargate_audit.app.dnslogs import UNATTRIBUTED
+from fargate_audit.core.checks import domain_approved, domain_matches, normalize_domain
 
 NETWORK_FIREWALL, DNS_FIREWALL = "network-firewall", "dns-firewall"
 EXPORT_KINDS = (NETWORK_FIREWALL, DNS_FIREWALL)

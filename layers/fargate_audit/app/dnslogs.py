@@ -51,10 +51,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .checks import normalize_domain
-from .errors import FargateAuditError
-from .events import EventError
-from .record import (
+from fargate_audit.app.events import EventError
+from fargate_audit.core.checks import normalize_domain
+from fargate_audit.core.errors import FargateAuditError
+from fargate_audit.stores.record import (
     GSI1,
     MAX_TRANSACT_ACTIONS,
     from_attributes,
