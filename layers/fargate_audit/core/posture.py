@@ -17,22 +17,14 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
-from fargate_audit.core import netalgebra
+from fargate_audit.core import facts, netalgebra
+from fargate_audit.core.facts import Posture
 
 POSTURE_VERSION = 1
 
 # Posture facts derived from the task's ENI (design.md: "When eni is in error every
-# network fact above is in error").
-NETWORK_FACTS = (
-    "eni",
-    "security_groups",
-    "route_table",
-    "egress",
-    "nacl",
-    "flow_logs",
-    "vpc_endpoints",
-    "dns_query_logging",
-)
+# network fact above is in error"): those read through it, "eni" first (core/facts.py).
+NETWORK_FACTS = facts.NETWORK_FACTS
 
 ENI_ATTACHMENT_TYPES = frozenset({"elasticnetworkinterface", "eni"})
 UNUSABLE_ENDPOINT_STATES = frozenset({"deleted", "deleting", "failed", "rejected", "expired"})
@@ -741,8 +733,8 @@ def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors, 
 # the normaliser
 
 
-def build_posture(raw: Mapping, memo: dict | None = None) -> dict:
-    """The Posture (docs/design.md section 2) of one raw task bundle (section 1).
+def build_posture(raw: Mapping, memo: dict | None = None) -> Posture:
+    """The Posture (core/facts.py, docs/design.md section 2) of one raw task bundle (section 1).
 
     ``memo``: optional, one dict per batch of bundles collected together (a scan). The
     network facts derived from the shared VPC facts (security-group rules, route and

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from fargate_audit.core.facts import ASFF_RESOURCES
 from fargate_audit.core.report import summarize_evidence
 
 if TYPE_CHECKING:
@@ -58,16 +59,9 @@ _NOT_CONTENT = frozenset(
 _WORST_FIRST = ("FAILED", "ERROR", "PASSED")
 _COMPLIANCE = {"FAILED": "FAILED", "ERROR": "NOT_AVAILABLE", "PASSED": "PASSED"}
 
-# Posture facts (rule `requires`) -> which network resources of a failing task they implicate.
-_FACT_RESOURCES = {
-    "eni": ("eni",),
-    "security_groups": ("security_groups",),
-    "route_table": ("subnet",),
-    "egress": ("subnet",),
-    "nacl": ("subnet",),
-    "flow_logs": ("eni", "subnet"),
-    "vpc_endpoints": ("subnet",),
-}
+# Posture facts (rule `requires`) -> which network resources of a failing task they
+# implicate (each fact's ``asff_resources`` in core/facts.py).
+_FACT_RESOURCES = ASFF_RESOURCES
 
 
 # --------------------------------------------------------------------------- ids and time

@@ -51,6 +51,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from fargate_audit.core import facts as posture_facts
 from fargate_audit.core.errors import FargateAuditError
 from fargate_audit.findings.asff import asff_time, finding_content_digest, parse_asff_time
 
@@ -272,63 +273,13 @@ def dependencies(posture: Mapping[str, Any] | None) -> list[str]:
     """Sorted ids of the resources whose change can change this task's posture: ENI,
     subnet, VPC, security groups, route table, NACL, the egress targets followed (NAT
     gateway, gateway load balancer endpoint, internet/transit gateway, ...) and the VPC
-    endpoints."""
-    network = (posture or {}).get("network") or {}
-    ids = {network.get(name) for name in ("eni_id", "subnet_id", "vpc_id", "route_table_id")}
-    ids.add((network.get("nacl") or {}).get("id"))
-    ids.update(sg.get("id") for sg in network.get("security_groups") or [])
-    for family in ("ipv4", "ipv6"):
-        ids.update(((network.get("egress") or {}).get(family) or {}).get("targets") or [])
-    ids.update(ep.get("id") for ep in network.get("vpc_endpoints") or [])
-    return sorted(i for i in ids if isinstance(i, str) and i)
+    endpoints (each fact's ``depends_on`` in core/facts.py)."""
+    return posture_facts.dependencies(posture)
 
 
-def _network(posture: Mapping) -> Mapping:
-    return posture.get("network") or {}
-
-
-def _endpoint_fact(endpoint: Mapping) -> dict:
-    keys = ("id", "service_name", "type", "state", "route_table_ids", "policy", "policy_error")
-    return {key: endpoint.get(key) for key in keys}
-
-
-# The curated facts a history entry tracks: (path, extractor over a posture).
-FACT_PATHS: tuple[tuple[str, Callable[[Mapping], Any]], ...] = (
-    ("task_definition_arn", lambda p: p.get("task_definition_arn")),
-    ("platform_version", lambda p: p.get("platform_version")),
-    ("cluster.container_insights", lambda p: (p.get("cluster") or {}).get("container_insights")),
-    ("containers.images", lambda p: {c.get("name"): c.get("image") for c in p.get("containers") or []}),
-    (
-        "containers.registries",
-        lambda p: sorted({c.get("registry") for c in p.get("containers") or []} - {None}),
-    ),
-    (
-        "containers.log_drivers",
-        lambda p: {c.get("name"): c.get("log_driver") for c in p.get("containers") or []},
-    ),
-    ("network.subnet_id", lambda p: _network(p).get("subnet_id")),
-    ("network.public_ipv4", lambda p: _network(p).get("public_ipv4")),
-    ("network.ipv6_addresses", lambda p: _network(p).get("ipv6_addresses")),
-    ("network.public_address", lambda p: _network(p).get("public_address")),
-    (
-        "network.security_groups",
-        lambda p: sorted(sg.get("id") for sg in _network(p).get("security_groups") or []),
-    ),
-    ("network.world_ingress", lambda p: _network(p).get("world_ingress")),
-    ("network.world_egress_rules", lambda p: _network(p).get("world_egress_rules")),
-    ("network.route_table_id", lambda p: _network(p).get("route_table_id")),
-    ("network.egress.ipv4", lambda p: (_network(p).get("egress") or {}).get("ipv4")),
-    ("network.egress.ipv6", lambda p: (_network(p).get("egress") or {}).get("ipv6")),
-    ("network.nacl.id", lambda p: (_network(p).get("nacl") or {}).get("id")),
-    (
-        "network.nacl.inbound_world_allowed",
-        lambda p: (_network(p).get("nacl") or {}).get("inbound_world_allowed"),
-    ),
-    ("network.flow_logs", lambda p: _network(p).get("flow_logs")),
-    ("network.vpc_endpoints", lambda p: [_endpoint_fact(e) for e in _network(p).get("vpc_endpoints") or []]),
-    ("network.query_log_configs", lambda p: _network(p).get("query_log_configs")),
-    ("errors", lambda p: sorted(p.get("errors") or {})),
-)
+# The curated facts a history entry tracks: (path, extractor over a posture), each
+# declared with its posture fact in core/facts.py.
+FACT_PATHS = posture_facts.HISTORY_PATHS
 
 
 def diff(
