@@ -30,7 +30,9 @@ from fargate_audit.core import facts  # noqa: E402
 POSTURE_SCHEMA = REPO / "layers" / "fargate_audit" / "schemas" / "posture.schema.json"
 CATALOG_SCHEMA = REPO / "layers" / "fargate_audit" / "catalog" / "schema.json"
 README = REPO / "README.md"
-_POLICY_BLOCK = re.compile(r"(<!-- scan-iam-policy:begin -->\n```json\n)(.*?)(```\n<!-- scan-iam-policy:end -->)", re.S)
+_POLICY_BLOCK = re.compile(
+    r"(<!-- scan-iam-policy:begin -->\n```json\n)(.*?)(```\n<!-- scan-iam-policy:end -->)", re.S
+)
 
 
 def catalog_schema_text(current: str) -> str:

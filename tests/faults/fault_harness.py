@@ -40,7 +40,7 @@ import botocore.endpoint
 from botocore.awsrequest import AWSResponse
 from fargate_audit.app import lambda_handlers, scan
 from fargate_audit.cli.template import DEFAULT_TABLE_NAME, load_template, table_create_kwargs
-from fargate_audit.core import rules
+from fargate_audit.core import facts, rules
 from fargate_audit.edge import collect
 from fargate_audit.edge.aws import Clients
 from fargate_audit.local import estate
@@ -82,20 +82,16 @@ UNSET = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "SWEEP_QUEUE_URL", "EVENTS_DLQ_URL",
 for _name in ("ALLOWED_ACCOUNTS", "ALLOWED_REGIONS", "AUDIT_ROLE_ARN", "AUDIT_ROLE_EXTERNAL_ID"):
     UNSET += (_name,)
 
-# Each API the event path reads -> the posture facts it produces (docs/design.md section 2).
-NETWORK_FACTS = ("eni", "security_groups", "route_table", "egress", "nacl", "flow_logs", "vpc_endpoints")
+# Each API the event path reads -> the posture facts it produces (core/facts.py declares
+# each fact's calls; DescribeNatGateways matters only when the path goes through a NAT
+# gateway, DescribeTaskDefinition spoils platform_family too: moto's tasks report no
+# platformFamily, rules.md "Platform family").
+NETWORK_FACTS = facts.NETWORK_FACTS
 API_FACTS = {
-    ("ec2", "DescribeNetworkInterfaces"): set(NETWORK_FACTS),
-    ("ec2", "DescribeSecurityGroups"): {"security_groups"},
-    ("ec2", "DescribeRouteTables"): {"route_table", "egress"},
-    ("ec2", "DescribeNetworkAcls"): {"nacl"},
-    ("ec2", "DescribeFlowLogs"): {"flow_logs"},
-    ("ec2", "DescribeVpcEndpoints"): {"vpc_endpoints"},
-    ("ec2", "DescribeNatGateways"): {"egress"},  # only when the path goes through a NAT gateway
-    # platform_family too: moto's tasks report no platformFamily (rules.md "Platform family")
-    ("ecs", "DescribeTaskDefinition"): {"containers", "platform_family"},
-    ("ecs", "DescribeClusters"): {"cluster"},
+    tuple(action.split(":")): {fact.name for fact in facts.FACTS if action in fact.actions}
+    for action in facts.read_actions()
 }
+
 
 _CATALOG = None
 _LOADER = None

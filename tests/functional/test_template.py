@@ -21,6 +21,7 @@ from unittest.mock import ANY
 
 import boto3
 import pytest
+from fargate_audit.core import facts
 from moto import mock_aws
 from moto.events.models import EventPattern
 
@@ -94,15 +95,18 @@ SAMPLE_ROUTES = {
 
 # The least-privilege contract: exactly the actions each function calls (SAM adds the
 # basic logging role, the SQS poller role of the worker and the OnFailure destination).
-EC2_DESCRIBES = {
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeSecurityGroups",
-    "ec2:DescribeRouteTables",
-    "ec2:DescribeNetworkAcls",
-    "ec2:DescribeFlowLogs",
-    "ec2:DescribeVpcEndpoints",
-    "ec2:DescribeNatGateways",
+# The reads (ECS, EC2, Route 53 Resolver) are derived from the fact declarations
+# (core/facts.py): an auditing function collects every posture fact of a task it describes
+# (ecs:DescribeTasks); the worker also lists a cluster's tasks, the planner only lists.
+AUDIT_SCOPE = ("ecs:DescribeTasks",)
+FUNCTION_READS = {
+    "TaskEventsFunction": set(facts.read_actions(scope=AUDIT_SCOPE)),
+    "ConfigEventsFunction": set(facts.read_actions(scope=AUDIT_SCOPE)),
+    "SweepWorkerFunction": set(facts.read_actions(scope=(*AUDIT_SCOPE, "ecs:ListTasks"))),
+    "SweepPlannerFunction": set(facts.read_actions([], scope=("ecs:ListClusters", "ecs:ListTasks"))),
+    "DnsLogsFunction": set(),
 }
+READ_SERVICES = {action.split(":")[0] for action in facts.read_actions()}
 TABLE_ACTIONS = {
     "dynamodb:GetItem",
     "dynamodb:PutItem",
@@ -112,24 +116,17 @@ TABLE_ACTIONS = {
     "dynamodb:BatchWriteItem",
     "dynamodb:ConditionCheckItem",  # with Put/Update/Delete: what TransactWriteItems needs
 }
-RESOLVER_READS = {"route53resolver:ListResolverQueryLogConfigAssociations"}  # EGR-02
-AUDIT_ACTIONS = (
-    {"ecs:DescribeTasks", "ecs:DescribeClusters", "ecs:DescribeTaskDefinition"}
-    | EC2_DESCRIBES
-    | RESOLVER_READS
-    | TABLE_ACTIONS
-    | {"securityhub:BatchImportFindings"}
-)
+AUDIT_ACTIONS = TABLE_ACTIONS | {"securityhub:BatchImportFindings"}
 # Every function may read through the optional audit role (sts:AssumeRole, only under the
 # HasAuditRole condition); the asynchronous ones dead-letter malformed events (sqs:SendMessage
 # on EventsDeadLetterQueue only).
 ASSUME_AUDIT_ROLE = {"sts:AssumeRole"}
 DEAD_LETTERS = {"sqs:SendMessage"}
-EXPECTED_ACTIONS = {
+OTHER_ACTIONS = {  # beside the reads
     "TaskEventsFunction": AUDIT_ACTIONS | DEAD_LETTERS | ASSUME_AUDIT_ROLE,
     "ConfigEventsFunction": AUDIT_ACTIONS | DEAD_LETTERS | ASSUME_AUDIT_ROLE,
-    "SweepWorkerFunction": AUDIT_ACTIONS | {"ecs:ListTasks"} | ASSUME_AUDIT_ROLE,
-    "SweepPlannerFunction": {"ecs:ListClusters", "ecs:ListTasks", "sqs:SendMessage"} | ASSUME_AUDIT_ROLE,
+    "SweepWorkerFunction": AUDIT_ACTIONS | ASSUME_AUDIT_ROLE,
+    "SweepPlannerFunction": {"sqs:SendMessage"} | ASSUME_AUDIT_ROLE,
     # batch markers, destinations, IP index, finding states, outbox; no ECS or EC2 read
     "DnsLogsFunction": {
         "dynamodb:PutItem",
@@ -141,10 +138,12 @@ EXPECTED_ACTIONS = {
     | DEAD_LETTERS
     | ASSUME_AUDIT_ROLE,
 }
-# Actions that take no resource-level permission: "*" is the only possible resource.
-STAR_RESOURCE_ACTIONS = (
-    EC2_DESCRIBES | RESOLVER_READS | {"ecs:DescribeTaskDefinition", "ecs:ListClusters", "ecs:ListTasks"}
-)
+EXPECTED_ACTIONS = {
+    function: actions | FUNCTION_READS[function] for function, actions in OTHER_ACTIONS.items()
+}
+# Actions that take no resource-level permission: "*" is the only possible resource. Of the
+# reads, only DescribeTasks and DescribeClusters name a resource (a task, a cluster).
+STAR_RESOURCE_ACTIONS = set(facts.read_actions()) - {"ecs:DescribeTasks", "ecs:DescribeClusters"}
 
 
 @pytest.fixture(scope="module")
@@ -445,6 +444,14 @@ def test_each_function_has_exactly_the_actions_it_calls(template):
     for function_id, statements in policies.items():
         actions = {action for acts, _ in statements for action in acts}
         assert actions == EXPECTED_ACTIONS[function_id], function_id
+
+
+def test_each_function_reads_exactly_what_the_facts_it_collects_need(template):
+    for function_id, statements in function_policies(template).items():
+        reads = {a for acts, _ in statements for a in acts if a.split(":")[0] in READ_SERVICES}
+        assert reads == FUNCTION_READS[function_id], function_id
+    assert "ec2:DescribeNatGateways" in FUNCTION_READS["TaskEventsFunction"]  # declared by "egress"
+    assert {"ecs", "ec2", "route53resolver"} == READ_SERVICES
 
 
 def test_no_wildcard_action_and_star_resources_only_where_iam_offers_nothing_narrower(template):

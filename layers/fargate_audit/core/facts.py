@@ -342,9 +342,12 @@ HISTORY_PATHS: tuple[tuple[str, Callable[[Mapping], Any]], ...] = (
 )
 
 
-def read_actions(facts: Iterable[str] = FACT_NAMES, scope: Iterable[str] = SCOPE_ACTIONS) -> list[str]:
-    """Sorted IAM actions that collecting ``facts`` (with the ``scope`` calls) needs."""
-    return sorted({action for name in facts for action in BY_NAME[name].actions} | set(scope))
+def read_actions(facts: Iterable[str] | None = None, scope: Iterable[str] | None = None) -> list[str]:
+    """Sorted IAM actions that collecting ``facts`` (default: all) with the ``scope`` calls
+    (default: :data:`SCOPE_ACTIONS`) needs."""
+    names = FACT_NAMES if facts is None else facts
+    calls = SCOPE_ACTIONS if scope is None else scope
+    return sorted({action for name in names for action in BY_NAME[name].actions} | set(calls))
 
 
 def dependencies(posture: Mapping | None) -> list[str]:
