@@ -153,7 +153,7 @@ class Network(TypedDict):
     nacl: Nacl
     flow_logs: list[FlowLog]  # those on the ENI, its subnet or its VPC
     vpc_endpoints: list[VpcEndpoint]
-    query_log_configs: list[QueryLogConfig]  # Resolver query-log associations of the VPC
+    query_log_configs: list[QueryLogConfig]  # the VPC's Resolver query-log associations, any status
 
 
 class Posture(TypedDict):
