@@ -464,7 +464,7 @@ def test_stopped_event_archives_the_findings_when_no_task_of_the_workload_runs(w
 
     assert outcome["status"] == "stopped" and outcome["workload"].endswith("#prod-web#service:web")
     assert {f["RecordState"] for f in world.findings().values()} == {"ARCHIVED"}
-    assert world.rt.recorder.active_findings() == []
+    assert world.rt.findings.active_findings() == []
     assert world.rt.recorder.latest(task.arn)["lifecycle"] == "STOPPED"
     assert world.rt.recorder.history(task.arn)[-1]["facts"] == [
         {"path": "lifecycle", "before": "RUNNING", "after": "STOPPED"}

@@ -119,7 +119,9 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
     from fargate_audit.core import rules
     from fargate_audit.core.errors import CredentialsError
     from fargate_audit.edge import aws, collect
+    from fargate_audit.findings.state import FindingStore
     from fargate_audit.stores import record
+    from fargate_audit.stores.table import Table
 
     environ = os.environ if environ is None else environ
     table = (environ.get("TABLE_NAME") or "").strip()
@@ -151,18 +153,21 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
         clients = aws.Clients(session, factory=factory)
     else:
         clients = aws.Clients(session)
-    recorder = record.Recorder(table, clients.get("dynamodb", region))
+    store = Table(table, clients.get("dynamodb", region))
+    recorder = record.Recorder(store)
+    findings = FindingStore(store)
     publisher = None
     if publish_findings:
         from fargate_audit.findings.publish import Publisher
 
-        publisher = Publisher(clients.get("securityhub", region), recorder, logger=logger)
+        publisher = Publisher(clients.get("securityhub", region), findings, logger=logger)
     return service.Runtime(
         clients=clients,
         region=region,
         catalog=catalog,
         params=params,
         recorder=recorder,
+        findings=findings,
         publisher=publisher,
         cache=collect.FactCache(ttl),
         allowed_accounts=accounts,
