@@ -465,6 +465,14 @@ def _config_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
 # --------------------------------------------------------------------------- sweep
 
 
+def accept_scheduled_event(event: Any, rt: Runtime, now: datetime) -> dict:
+    """The planner's schedule event, parsed and its origin checked (``now`` unused: the
+    handler envelope's signature)."""
+    parsed = events.parse_scheduled_event(event)
+    check_origin(rt, events.SCHEDULED_EVENT, (parsed["account"], parsed["region"]))
+    return parsed
+
+
 def plan_sweep(rt: Runtime, queue_url: str, now: datetime, region: str | None = None) -> dict:
     """List every cluster of the region and queue one sweep message per cluster
     (SendMessageBatch, 10 a call). SweepError when listing fails or messages could not
