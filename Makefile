@@ -20,7 +20,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check layers functions tests bench
 	$(BIN)/ruff format --check layers functions tests bench
-	cd layers && ../$(BIN)/lint-imports --config ../pyproject.toml
+	cd layers && ../$(BIN)/lint-imports --no-cache ../pyproject.toml
 
 format: $(STAMP)
 	$(BIN)/ruff format layers functions tests bench

@@ -43,6 +43,7 @@ from fargate_audit.cli.template import DEFAULT_TABLE_NAME, load_template, table_
 from fargate_audit.core import facts, rules
 from fargate_audit.edge import collect
 from fargate_audit.edge.aws import Clients
+from fargate_audit.findings.state import OUTBOX_PK
 from fargate_audit.local import estate
 from fargate_audit.stores import record
 from moto.core.botocore_stubber import MockRawResponse
@@ -741,7 +742,7 @@ class Run:
         return self.rt.recorder.history(task.arn)
 
     def outbox(self) -> list[dict]:
-        return [i for i in self.table_items() if i["pk"] == record.OUTBOX_PK]
+        return [i for i in self.table_items() if i["pk"] == OUTBOX_PK]
 
     def findings(self) -> dict[str, dict]:
         """Security Hub's fargate-audit findings by Id."""

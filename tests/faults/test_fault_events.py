@@ -143,7 +143,7 @@ def test_stopped_of_the_last_task_archives_the_workload(run, report):
     assert stopped["status"] == "stopped" and stopped["findings"]["archived"] > 0
     assert again["status"] == "stale"
     assert {f["RecordState"] for f in run.findings().values()} == {"ARCHIVED"}
-    assert run.rt.recorder.active_findings() == []
+    assert run.rt.findings.active_findings() == []
     report(STOPPED_LAST, run.tasks_lost(stopped=[task]) + run.findings_lost())
 
 

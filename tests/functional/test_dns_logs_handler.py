@@ -96,7 +96,7 @@ def dns(world, event):
 
 
 def store(world) -> dnslogs.DiscoveryStore:
-    return dnslogs.DiscoveryStore(world.rt.recorder.table_name, world.rt.recorder.client)
+    return dnslogs.DiscoveryStore(world.rt.recorder.table)
 
 
 def counts(world, key) -> dict[tuple[str, str], int]:

@@ -375,6 +375,22 @@ def test_running_event_is_audited_from_its_own_detail_without_describe_tasks(wor
     assert sum(operations.values()) <= 10
 
 
+def test_an_audit_of_one_task_event_reads_its_latest_item_once(world):
+    # DynamoDB reads of a RUNNING event (first audit, publishing on): LATEST once (the
+    # order test and the recorder's plan share it), the workload's running set, its finding
+    # states, its outbox entries, and the outbox flush: 5 (6 before the read was shared)
+    outcome = world.task_events(world.running(world.web[0]))
+
+    reads = world.calls.operations(("dynamodb",))
+    assert outcome["status"] == "audited" and outcome["record"] == "created"
+    assert reads["dynamodb.GetItem"] == 1
+    assert reads["dynamodb.GetItem"] + reads["dynamodb.Query"] == 5, reads
+
+    world.calls.reset()
+    assert world.task_events(world.stopped(world.web[0]))["status"] == "stopped"
+    assert world.calls.operations(("dynamodb",))["dynamodb.GetItem"] == 1
+
+
 def test_a_warm_container_reads_at_most_three_facts_for_the_next_task_event(world):
     world.task_events(world.running(world.web[0]))
     world.calls.reset()
@@ -464,7 +480,7 @@ def test_stopped_event_archives_the_findings_when_no_task_of_the_workload_runs(w
 
     assert outcome["status"] == "stopped" and outcome["workload"].endswith("#prod-web#service:web")
     assert {f["RecordState"] for f in world.findings().values()} == {"ARCHIVED"}
-    assert world.rt.recorder.active_findings() == []
+    assert world.rt.findings.active_findings() == []
     assert world.rt.recorder.latest(task.arn)["lifecycle"] == "STOPPED"
     assert world.rt.recorder.history(task.arn)[-1]["facts"] == [
         {"path": "lifecycle", "before": "RUNNING", "after": "STOPPED"}

@@ -23,8 +23,9 @@ from fargate_audit.core import engine, rules
 from fargate_audit.core.rules import Catalog, Rule
 from fargate_audit.findings import asff, publish
 from fargate_audit.findings.publish import Publisher
-from fargate_audit.stores import record
+from fargate_audit.findings.state import FindingStore, finding_rule_id, finding_state
 from fargate_audit.stores.record import Recorder
+from fargate_audit.stores.table import Table
 from moto import mock_aws
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -71,13 +72,13 @@ def findings_for(postures: list[dict], now: datetime, catalog: Catalog = CATALOG
 
 
 def by_rule(findings) -> dict[str, dict]:
-    return {record.finding_rule_id(f): f for f in findings}
+    return {finding_rule_id(f): f for f in findings}
 
 
 @pytest.fixture
 def env():
-    """Fresh emulated account: the template's table, a Recorder, a Security Hub client
-    counting its BatchImportFindings calls (``env.calls``: the findings of each call)."""
+    """Fresh emulated account: the template's table, a Recorder and a FindingStore on it, a
+    Security Hub client counting its BatchImportFindings calls (``env.calls``: the findings of each call)."""
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name=REGION)
         name = f"posture-{uuid.uuid4().hex[:8]}"
@@ -88,13 +89,16 @@ def env():
             "before-parameter-build.securityhub.BatchImportFindings",
             lambda params, **_: calls.append(copy.deepcopy(params["Findings"])),
         )
-        rec = Recorder(name, ddb, sleep=lambda _: None)
-        yield type("Env", (), {"rec": rec, "hub": hub, "calls": calls, "ddb": ddb, "table": name})
+        table = Table(name, ddb, sleep=lambda _: None)
+        rec, store = Recorder(table), FindingStore(table)
+        yield type(
+            "Env", (), {"rec": rec, "store": store, "hub": hub, "calls": calls, "ddb": ddb, "table": name}
+        )
 
 
 def publisher(env, hub=None, **kwargs) -> Publisher:
     kwargs.setdefault("sleep", lambda _: None)
-    return Publisher(hub or env.hub, env.rec, **kwargs)
+    return Publisher(hub or env.hub, env.store, **kwargs)
 
 
 def hub_findings(hub) -> dict[str, dict]:
@@ -147,8 +151,8 @@ def test_first_sync_imports_every_finding_of_the_workload(env):
     assert (outcome.imported, outcome.archived, outcome.unchanged, outcome.failed) == (RULE_COUNT, 0, 0, 0)
     assert set(hub_findings(env.hub)) == {f["Id"] for f in findings}
     assert [len(c) for c in env.calls] == [RULE_COUNT]
-    assert set(env.rec.finding_states(WL)) == POSTURE_IDS
-    assert env.rec.pending_outbox() == []
+    assert set(env.store.finding_states(WL)) == POSTURE_IDS
+    assert env.store.pending_outbox() == []
     held = by_rule(hub_findings(env.hub).values())["NET-03"]
     assert held["ProductFields"]["fargate-audit/TasksEvaluated"] == "2"
 
@@ -189,7 +193,7 @@ def test_a_workload_without_running_tasks_is_archived_once(env):
     outcome = publisher(env).sync_workload(WL, [], at(5))
     assert (outcome.imported, outcome.archived) == (0, RULE_COUNT)
     assert {f["RecordState"] for f in hub_findings(env.hub).values()} == {"ARCHIVED"}
-    assert env.rec.active_findings() == []
+    assert env.store.active_findings() == []
     again = publisher(env).sync_workload(WL, [], at(10))
     assert (again.imported, again.archived) == (0, 0)
     assert len(env.calls) == 2
@@ -214,12 +218,12 @@ def test_an_archived_finding_that_comes_back_is_active_again(env):
     assert outcome.imported == RULE_COUNT
     held = by_rule(hub_findings(env.hub).values())["NET-03"]
     assert held["RecordState"] == "ACTIVE" and held["UpdatedAt"] > archived
-    assert len(env.rec.active_findings()) == RULE_COUNT
+    assert len(env.store.active_findings()) == RULE_COUNT
 
 
 def test_active_findings_name_their_workload_and_status(env):
     publisher(env).sync_workload(WL, findings_for([open_port_22(make_posture(1))], at(0)), at(0))
-    active = {f["rule_id"]: f for f in env.rec.active_findings()}
+    active = {f["rule_id"]: f for f in env.store.active_findings()}
     assert active["NET-03"]["status"] == "FAILED" and active["NET-03"]["workload"] == "prod/service:web"
     assert active["NET-01"]["status"] == "PASSED"
 
@@ -280,15 +284,15 @@ def test_refused_findings_are_retried_then_left_in_the_outbox_and_flushed_later(
     assert (outcome.imported, outcome.failed, outcome.pending) == (RULE_COUNT - 2, 2, 2)
     assert set(outcome.errors) == refused and "InternalException" in outcome.errors[min(refused)]
     assert len(sleeps) == 2  # three attempts in all
-    assert sorted(f["Id"] for f in env.rec.pending_outbox()) == sorted(refused)
-    assert set(env.rec.finding_states(WL)) == POSTURE_IDS - {"NET-01", "NET-03"}
+    assert sorted(f["Id"] for f in env.store.pending_outbox()) == sorted(refused)
+    assert set(env.store.finding_states(WL)) == POSTURE_IDS - {"NET-01", "NET-03"}
     assert set(hub_findings(env.hub)) == {f["Id"] for f in findings} - refused
     assert sum("left in the outbox" in r.getMessage() for r in caplog.records) == 2
 
     flushed = publisher(env).flush_outbox(at(5))
     assert (flushed.imported, flushed.failed, flushed.pending) == (2, 0, 0)
-    assert env.rec.pending_outbox() == []
-    assert set(env.rec.finding_states(WL)) == POSTURE_IDS
+    assert env.store.pending_outbox() == []
+    assert set(env.store.finding_states(WL)) == POSTURE_IDS
     assert set(hub_findings(env.hub)) == {f["Id"] for f in findings}
     # delivered and recorded: the same estate re-synced imports nothing
     assert (
@@ -302,7 +306,7 @@ def test_a_finding_refused_once_is_delivered_by_the_retry(env):
     target = by_rule(findings)["NET-03"]["Id"]
     outcome = publisher(env, FlakyHub(env.hub, {target}, times=1)).sync_workload(WL, findings, at(0))
     assert (outcome.imported, outcome.failed, outcome.pending) == (RULE_COUNT, 0, 0)
-    assert env.rec.pending_outbox() == []
+    assert env.store.pending_outbox() == []
 
 
 def test_a_failed_call_leaves_every_finding_pending_instead_of_raising(env):
@@ -318,8 +322,8 @@ def test_a_failed_call_leaves_every_finding_pending_instead_of_raising(env):
     outcome = publisher(env, Unsubscribed()).sync_workload(WL, findings, at(0))
     assert (outcome.imported, outcome.failed, outcome.pending) == (0, RULE_COUNT, RULE_COUNT)
     assert "InvalidAccessException" in next(iter(outcome.errors.values()))
-    assert len(env.rec.pending_outbox()) == RULE_COUNT
-    assert env.rec.finding_states(WL) == {}
+    assert len(env.store.pending_outbox()) == RULE_COUNT
+    assert env.store.finding_states(WL) == {}
 
 
 def test_a_pending_version_is_superseded_by_the_next_sync(env):
@@ -328,13 +332,13 @@ def test_a_pending_version_is_superseded_by_the_next_sync(env):
     changed = findings_for([open_port_22(task)], at(1))
     net03 = by_rule(changed)["NET-03"]["Id"]
     publisher(env, FlakyHub(env.hub, {net03})).sync_workload(WL, changed, at(1))
-    [waiting] = env.rec.pending_outbox()
+    [waiting] = env.store.pending_outbox()
     assert waiting["Compliance"]["Status"] == "FAILED"
     # the port is closed again before the failed version was delivered: Security Hub must
     # end with the current (PASSED) content, not the stale pending one
     outcome = publisher(env).sync_workload(WL, findings_for([task], at(2)), at(2))
     assert outcome.imported == 1
-    assert env.rec.pending_outbox() == []
+    assert env.store.pending_outbox() == []
     held = hub_findings(env.hub)[net03]
     assert held["Compliance"]["Status"] == "PASSED" and held["UpdatedAt"] > waiting["UpdatedAt"]
     assert publisher(env).flush_outbox(at(3)).imported == 0
@@ -342,13 +346,13 @@ def test_a_pending_version_is_superseded_by_the_next_sync(env):
 
 def test_flush_delivers_only_the_newest_version_of_a_finding(env):
     v1 = findings_for([make_posture(1)], at(0))
-    env.rec.put_outbox(v1)
+    env.store.put_outbox(v1)
     v2 = publish.plan_workload_findings(findings_for([open_port_22(make_posture(1))], at(1)), {}, at(1))[0]
-    env.rec.put_outbox(v2)
+    env.store.put_outbox(v2)
     outcome = publisher(env).flush_outbox(at(2))
     assert outcome.imported == RULE_COUNT and [len(c) for c in env.calls] == [RULE_COUNT]
     assert by_rule(hub_findings(env.hub).values())["NET-03"]["Compliance"]["Status"] == "FAILED"
-    assert env.rec.pending_outbox() == []
+    assert env.store.pending_outbox() == []
 
 
 def test_boto3_client_side_validation_stays_on(env):
@@ -368,7 +372,7 @@ def test_findings_of_another_workload_are_refused(env):
 
 
 def state_of(finding: dict) -> dict:
-    return record.finding_state(finding)
+    return finding_state(finding)
 
 
 def test_plan_updated_at_increases_even_when_the_clock_goes_back():
@@ -400,7 +404,7 @@ def test_a_sync_scoped_to_some_rules_leaves_the_other_findings_alone(env):
     only = [f for f in findings if f["Id"].endswith("/NET-01")]
     outcome = publisher(env).sync_workload(WL, [], at(1), rules=["NET-03"])
     assert (outcome.imported, outcome.archived) == (0, 1)  # NET-03 only: no longer produced
-    assert env.rec.finding_states(WL)["NET-01"]["record_state"] == "ACTIVE"
-    assert env.rec.finding_states(WL)["NET-03"]["record_state"] == "ARCHIVED"
+    assert env.store.finding_states(WL)["NET-01"]["record_state"] == "ACTIVE"
+    assert env.store.finding_states(WL)["NET-03"]["record_state"] == "ARCHIVED"
     with pytest.raises(ValueError, match="outside the rules"):
         publisher(env).sync_workload(WL, only, at(2), rules=["NET-03"])

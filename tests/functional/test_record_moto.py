@@ -16,8 +16,10 @@ from pathlib import Path
 import boto3
 import pytest
 from fargate_audit.core import engine, rules
+from fargate_audit.findings.state import FindingStore, finding_state
 from fargate_audit.stores import record
 from fargate_audit.stores.record import Recorder, RecordError
+from fargate_audit.stores.table import Table
 from moto import mock_aws
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -88,7 +90,13 @@ def ddb(aws):
 @pytest.fixture
 def rec(ddb):
     client, name = ddb
-    return Recorder(name, client, sleep=lambda _: None)
+    return Recorder(Table(name, client, sleep=lambda _: None))
+
+
+@pytest.fixture
+def store(ddb):
+    client, name = ddb
+    return FindingStore(Table(name, client, sleep=lambda _: None))
 
 
 def raw_item(ddb, pk: str, sk: str) -> dict | None:
@@ -287,8 +295,8 @@ def test_a_stopped_task_is_not_revived_by_a_later_reaudit(rec):
 def test_two_concurrent_audits_of_one_task_both_land_without_losing_history(ddb):
     client, name = ddb
     p = make_posture()
-    Recorder(name, client).record_audit(p, results_of(p), ecs(2), at(0))
-    writer_a = Recorder(name, client)
+    Recorder(Table(name, client)).record_audit(p, results_of(p), ecs(2), at(0))
+    writer_a = Recorder(Table(name, client))
     opened = open_port_22(p)
     public = copy.deepcopy(opened)
     public["network"].update(public_ipv4="203.0.113.9", public_address={"ipv4": True, "ipv6": False})
@@ -302,7 +310,9 @@ def test_two_concurrent_audits_of_one_task_both_land_without_losing_history(ddb)
             assert writer_a.record_audit(opened, results_of(opened), sweep("a"), at(1)).status == "changed"
         return response
 
-    writer_b = Recorder(name, Wrapped(client, get_item=get_item_then_let_a_write), sleep=lambda _: None)
+    writer_b = Recorder(
+        Table(name, Wrapped(client, get_item=get_item_then_let_a_write), sleep=lambda _: None)
+    )
     outcome = writer_b.record_audit(public, results_of(public), sweep("b"), at(2))
     assert outcome.status == "changed" and outcome.attempts == 2
     latest = writer_b.latest(p["task_arn"])
@@ -316,19 +326,21 @@ def test_two_concurrent_audits_of_one_task_both_land_without_losing_history(ddb)
 def test_a_concurrent_older_audit_is_stale_after_its_retry(ddb):
     client, name = ddb
     p = make_posture()
-    Recorder(name, client).record_audit(p, results_of(p), ecs(2), at(0))
+    Recorder(Table(name, client)).record_audit(p, results_of(p), ecs(2), at(0))
     newer = open_port_22(p)
     done = []
 
     def get_item_then_let_a_write(**kwargs):
         response = client.get_item(**kwargs)
         if not done:
-            done.append(Recorder(name, client).record_audit(newer, results_of(newer), sweep("new"), at(5)))
+            done.append(
+                Recorder(Table(name, client)).record_audit(newer, results_of(newer), sweep("new"), at(5))
+            )
         return response
 
     older = copy.deepcopy(p)
     older["platform_version"] = "1.3.0"
-    writer = Recorder(name, Wrapped(client, get_item=get_item_then_let_a_write), sleep=lambda _: None)
+    writer = Recorder(Table(name, Wrapped(client, get_item=get_item_then_let_a_write), sleep=lambda _: None))
     outcome = writer.record_audit(older, results_of(older), sweep("old"), at(3))
     assert outcome.status == "stale" and outcome.attempts == 2
     assert writer.latest(p["task_arn"])["posture"] == newer
@@ -337,7 +349,7 @@ def test_a_concurrent_older_audit_is_stale_after_its_retry(ddb):
 def test_endless_concurrent_writers_raise_after_the_retry_bound(ddb):
     client, name = ddb
     p = make_posture()
-    Recorder(name, client).record_audit(p, results_of(p), ecs(2), at(0))
+    Recorder(Table(name, client)).record_audit(p, results_of(p), ecs(2), at(0))
     bumps = []
 
     def get_item_then_let_another_write(**kwargs):
@@ -345,13 +357,15 @@ def test_endless_concurrent_writers_raise_after_the_retry_bound(ddb):
         bumps.append(1)
         changed = copy.deepcopy(p)
         changed["platform_version"] = f"1.{len(bumps)}.0"
-        Recorder(name, client).record_audit(
+        Recorder(Table(name, client)).record_audit(
             changed, results_of(changed), sweep(f"x{len(bumps)}"), at(len(bumps))
         )
         return response
 
     sleeps = []
-    writer = Recorder(name, Wrapped(client, get_item=get_item_then_let_another_write), sleep=sleeps.append)
+    writer = Recorder(
+        Table(name, Wrapped(client, get_item=get_item_then_let_another_write), sleep=sleeps.append)
+    )
     opened = open_port_22(p)
     with pytest.raises(RecordError, match="5 attempts"):
         writer.record_audit(opened, results_of(opened), sweep("late"), at(100))
@@ -410,7 +424,7 @@ def test_running_tasks_pages_through_the_workload_and_returns_full_results(ddb):
         queries.append(kwargs)
         return client.query(**{"Limit": 1, **kwargs})
 
-    rec = Recorder(name, Wrapped(client, query=query_one_item_per_page))
+    rec = Recorder(Table(name, Wrapped(client, query=query_one_item_per_page)))
     mine = [make_posture(n) for n in (1, 2, 3)]
     theirs = make_posture(4, group="family:batch")
     for task in [*mine, theirs]:
@@ -440,52 +454,52 @@ def finding(rule: str, updated: str, state: str = "ACTIVE", group: str = "servic
     }
 
 
-def test_finding_state_only_moves_forward_in_updated_at(rec):
+def test_finding_state_only_moves_forward_in_updated_at(store):
     t1, t2, t3 = "2026-03-04T05:00:00.001Z", "2026-03-04T05:00:00.002Z", "2026-03-04T05:00:00.003Z"
-    assert rec.save_finding_state(WL, record.finding_state(finding("NET-03", t2)))
-    assert not rec.save_finding_state(WL, record.finding_state(finding("NET-03", t1)))
-    assert not rec.save_finding_state(WL, record.finding_state(finding("NET-03", t2)))
-    assert rec.finding_states(WL)["NET-03"]["updated_at"] == t2
-    assert rec.save_finding_state(WL, record.finding_state(finding("NET-03", t3)))
-    state = rec.finding_states(WL)["NET-03"]
+    assert store.save_finding_state(WL, finding_state(finding("NET-03", t2)))
+    assert not store.save_finding_state(WL, finding_state(finding("NET-03", t1)))
+    assert not store.save_finding_state(WL, finding_state(finding("NET-03", t2)))
+    assert store.finding_states(WL)["NET-03"]["updated_at"] == t2
+    assert store.save_finding_state(WL, finding_state(finding("NET-03", t3)))
+    state = store.finding_states(WL)["NET-03"]
     assert state["updated_at"] == t3 and state["finding"]["UpdatedAt"] == t3
 
 
-def test_active_findings_lists_active_ones_with_workload_and_status(rec):
+def test_active_findings_lists_active_ones_with_workload_and_status(store):
     t = "2026-03-04T05:00:00.001Z"
     batch = "WL#123456789012#eu-west-1#prod#family:batch"
-    rec.save_finding_state(WL, record.finding_state(finding("NET-03", t)))
-    rec.save_finding_state(WL, record.finding_state(finding("NET-01", t, state="ARCHIVED")))
-    rec.save_finding_state(batch, record.finding_state(finding("NET-05", t, group="family:batch")))
-    active = rec.active_findings()
+    store.save_finding_state(WL, finding_state(finding("NET-03", t)))
+    store.save_finding_state(WL, finding_state(finding("NET-01", t, state="ARCHIVED")))
+    store.save_finding_state(batch, finding_state(finding("NET-05", t, group="family:batch")))
+    active = store.active_findings()
     assert [(f["workload"], f["rule_id"], f["status"]) for f in active] == [
         ("prod/family:batch", "NET-05", "FAILED"),
         ("prod/service:web", "NET-03", "FAILED"),
     ]
-    assert set(rec.finding_states(WL)) == {"NET-01", "NET-03"}
+    assert set(store.finding_states(WL)) == {"NET-01", "NET-03"}
 
 
 # --------------------------------------------------------------------------- outbox
 
 
-def test_outbox_put_pending_and_clear(rec):
+def test_outbox_put_pending_and_clear(store):
     queued = [finding(f"R-{i:03d}", "2026-03-04T05:00:00.001Z") for i in range(30)]
-    assert rec.put_outbox(queued) == 30
-    pending = rec.pending_outbox()
+    assert store.put_outbox(queued) == 30
+    pending = store.pending_outbox()
     assert pending == sorted(queued, key=lambda f: f["Id"])
-    assert len(rec.pending_outbox(limit=7)) == 7
-    assert rec.pending_outbox(workload_key="WL#123456789012#eu-west-1#prod#family:batch") == []
-    rec.clear_outbox(pending[:26])
-    assert rec.pending_outbox() == pending[26:]
+    assert len(store.pending_outbox(limit=7)) == 7
+    assert store.pending_outbox(workload_key="WL#123456789012#eu-west-1#prod#family:batch") == []
+    store.clear_outbox(pending[:26])
+    assert store.pending_outbox() == pending[26:]
 
 
-def test_outbox_keeps_each_version_until_that_version_is_cleared(rec):
+def test_outbox_keeps_each_version_until_that_version_is_cleared(store):
     v1 = finding("NET-03", "2026-03-04T05:00:00.001Z")
     v2 = finding("NET-03", "2026-03-04T05:00:00.002Z")
-    rec.put_outbox([v1])
-    rec.put_outbox([v2])
-    rec.clear_outbox([v1])  # a writer that delivered v1 does not delete v2
-    assert rec.pending_outbox() == [v2]
+    store.put_outbox([v1])
+    store.put_outbox([v2])
+    store.clear_outbox([v1])  # a writer that delivered v1 does not delete v2
+    assert store.pending_outbox() == [v2]
 
 
 def test_unprocessed_batch_items_are_retried_with_backoff(ddb):
@@ -501,7 +515,9 @@ def test_unprocessed_batch_items_are_retried_with_backoff(ddb):
         return client.batch_write_item(**kwargs)
 
     sleeps = []
-    rec = Recorder(name, Wrapped(client, batch_write_item=batch_write_half_then_all), sleep=sleeps.append)
+    rec = FindingStore(
+        Table(name, Wrapped(client, batch_write_item=batch_write_half_then_all), sleep=sleeps.append)
+    )
     queued = [finding(f"R-{i:03d}", "2026-03-04T05:00:00.001Z") for i in range(25)]
     rec.put_outbox(queued)
     assert calls == [25, 15] and len(sleeps) == 1
@@ -514,8 +530,8 @@ def test_items_still_unprocessed_after_the_bound_raise(ddb):
     def never_processed(**kwargs):
         return {"UnprocessedItems": kwargs["RequestItems"]}
 
-    rec = Recorder(
-        name, Wrapped(client, batch_write_item=never_processed), batch_attempts=4, sleep=lambda _: None
+    rec = FindingStore(
+        Table(name, Wrapped(client, batch_write_item=never_processed), batch_attempts=4, sleep=lambda _: None)
     )
     with pytest.raises(RecordError, match="3 items .* unprocessed after 4 attempts"):
         rec.put_outbox([finding(f"R-{i}", "2026-03-04T05:00:00.001Z") for i in range(3)])

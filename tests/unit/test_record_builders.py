@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fargate_audit.findings.state import finding_state, finding_state_item
 from fargate_audit.stores import record
 
 BASE = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "base_posture.json").read_text())
@@ -317,11 +318,11 @@ def test_archived_finding_state_leaves_the_active_index_and_expires():
         "Compliance": {"Status": "PASSED"},
         "ProductFields": {"fargate-audit/RuleId": "NET-03", "fargate-audit/Workload": "prod/service:web"},
     }
-    item = record.finding_state_item(WL, record.finding_state(finding))
+    item = finding_state_item(WL, finding_state(finding))
     assert item["gsi1pk"] == "FINDINGS"
     assert item["gsi1sk"] == "ARCHIVED#" + finding["Id"]
     assert item["ttl"] == record.ttl_after(datetime(2026, 3, 4, 5, 6, 7, 891000, tzinfo=UTC), 90)
-    active = record.finding_state_item(WL, record.finding_state({**finding, "RecordState": "ACTIVE"}))
+    active = finding_state_item(WL, finding_state({**finding, "RecordState": "ACTIVE"}))
     assert active["gsi1sk"].startswith("ACTIVE#") and active["ttl"] is None
 
 

@@ -10,7 +10,7 @@ Pure part (no boto3, no clock): decoding, parsing (a malformed record is counted
 skipped, never fails the batch), name normalisation, attribution of each query to the
 task that held its source address at that moment (``record.range_at`` over the IP index
 ranges), aggregation per (workload, name, query type) in memory, and the plan of the
-batch's writes. Writer: :class:`DiscoveryStore`, a few DynamoDB calls per batch.
+batch's writes. Writer: ``stores.discovery.DiscoveryStore``, a few DynamoDB calls per batch.
 
 Items (``pk`` / ``sk``), next to the recorder's (record.py):
 
@@ -41,33 +41,30 @@ import binascii
 import gzip
 import hashlib
 import json
-import random
-import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from fargate_audit.app.events import EventError
 from fargate_audit.core.checks import normalize_domain
-from fargate_audit.core.errors import FargateAuditError
-from fargate_audit.stores.record import (
-    GSI1,
-    MAX_TRANSACT_ACTIONS,
-    from_attributes,
-    range_at,
-    to_attributes,
-    ttl_after,
-    utc_second,
+from fargate_audit.stores.discovery import (  # noqa: F401 - the store, named here too
+    DISCOVERED_GSI_PK,
+    SUMMARY_SK,
+    DiscoveryError,
+    DiscoveryStore,
+    decode_destination,
+    decode_summary,
+    destination_sk,
+    discovery_pk,
+    marker_key,
 )
+from fargate_audit.stores.record import range_at
+from fargate_audit.stores.table import MAX_TRANSACT_ACTIONS, to_attributes, ttl_after, utc_second
 
 DATA_MESSAGE, CONTROL_MESSAGE = "DATA_MESSAGE", "CONTROL_MESSAGE"
 UNATTRIBUTED = "unattributed"
-DISCOVERED_GSI_PK = "DISCOVERED"
-SUMMARY_SK = "SUMMARY"
 MAX_NAME_LENGTH = 253  # a DNS name (RFC 1035), without the trailing dot
 MAX_QUERY_TYPE_LENGTH = 16
 MAX_ANSWERS = 8  # Rdata values kept per destination (a sample, deduplicated)
@@ -79,10 +76,6 @@ MAX_SNAPSHOT_BYTES = 300 * 1024  # the attribution kept in chunk 0's marker (ite
 CHUNK_ACTIONS = MAX_TRANSACT_ACTIONS - 1  # one action of each transaction is its marker
 
 Source = tuple[str, str]  # (vpc id, source address)
-
-
-class DiscoveryError(FargateAuditError):
-    """A batch could not be written (transaction conflicts past the retry bound)."""
 
 
 # --------------------------------------------------------------------------- decoding
@@ -338,18 +331,6 @@ def aggregate(
 # --------------------------------------------------------------------------- items
 
 
-def discovery_pk(workload_key: str) -> str:
-    return f"DISC#{workload_key}"
-
-
-def destination_sk(name: str, query_type: str) -> str:
-    return f"DEST#{name}#{query_type}"
-
-
-def marker_key(batch: str, index: int) -> dict:
-    return {"pk": f"DNSBATCH#{batch}", "sk": f"CHUNK#{index:05d}"}
-
-
 def _ttl_from(at: str, now: datetime) -> int:
     moment = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else now
     return ttl_after(max(moment, now), DISCOVERY_TTL_DAYS)
@@ -450,32 +431,6 @@ def plan_chunks(aggregation: Aggregation, now: datetime, capacity: int = CHUNK_A
     return [actions[start : start + capacity] for start in range(0, len(actions), capacity)]
 
 
-def decode_destination(item: Mapping[str, Any]) -> dict:
-    """A destination item -> ``{"name", "query_type", "count", "first_seen", "last_seen",
-    "answers", "sources"}``."""
-    return {
-        "name": item.get("query_name"),
-        "query_type": item.get("query_type"),
-        "count": item.get("count", 0),
-        "first_seen": item.get("first_seen"),
-        "last_seen": item.get("last_seen"),
-        "answers": json.loads(item.get("answers") or "[]"),
-        "sources": json.loads(item.get("sources") or "[]"),
-    }
-
-
-def decode_summary(item: Mapping[str, Any]) -> dict:
-    return {
-        "workload_key": item.get("workload_key"),
-        "workload": item.get("workload_name"),
-        "account_id": item.get("account_id"),
-        "region": item.get("region"),
-        "queries": item.get("queries", 0),
-        "first_seen": item.get("first_seen"),
-        "last_seen": item.get("last_seen"),
-    }
-
-
 def workload_parts(workload_key: str) -> dict:
     """``{"account_id", "region", "cluster_name", "group"}`` of a ``WL#...`` key (cluster
     and group None for the unattributed bucket)."""
@@ -497,91 +452,6 @@ class WriteStats:
     skipped: int = 0  # chunks whose marker was there (an earlier delivery applied them)
     actions: int = 0  # item writes of the applied chunks (markers included)
     conflicts: int = 0
-
-
-class DiscoveryStore:
-    """The discovery items' writer and reader, on the recorder's table and client."""
-
-    def __init__(
-        self,
-        table_name: str,
-        dynamodb_client: Any,
-        *,
-        max_attempts: int = 6,
-        backoff_seconds: float = 0.05,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.table_name = table_name
-        self.client = dynamodb_client
-        self.max_attempts = max_attempts
-        self.backoff_seconds = backoff_seconds
-        self.sleep = sleep
-
-    def markers(self, batch: str) -> dict[int, dict]:
-        """``{chunk index: marker}`` of the chunks of a batch already applied (one
-        strongly consistent Query: the markers share their partition)."""
-        items = self._query(
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues=to_attributes({":pk": marker_key(batch, 0)["pk"]}),
-            ConsistentRead=True,
-        )
-        return {int(str(item["sk"]).split("#", 1)[1]): item for item in items}
-
-    def apply_chunk(self, chunk: list[dict], marker: dict) -> bool:
-        """One chunk and its marker in one transaction. False when the marker was already
-        there (the chunk was applied by an earlier delivery); transaction conflicts with
-        concurrent writers are retried with backoff, then DiscoveryError."""
-        items = [self._with_table(marker)] + [self._with_table(action) for action in chunk]
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                self.client.transact_write_items(TransactItems=items)
-                return True
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                    raise
-                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
-                if reasons and reasons[0] == "ConditionalCheckFailed":
-                    return False
-                if attempt == self.max_attempts:
-                    codes = ", ".join(map(str, reasons))
-                    raise DiscoveryError(
-                        f"TransactWriteItems: chunk cancelled {attempt} times ({codes})"
-                    ) from exc
-                delay = min(self.backoff_seconds * 2 ** (attempt - 1), 2.0)
-                self.sleep(delay * (0.5 + random.random() / 2))
-        return False  # pragma: no cover - the loop returns or raises
-
-    def _with_table(self, action: dict) -> dict:
-        ((kind, body),) = action.items()
-        return {kind: {"TableName": self.table_name, **body}}
-
-    def destinations(self, workload_key: str) -> list[dict]:
-        """The destinations recorded for a workload, by name then query type."""
-        items = self._query(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :d)",
-            ExpressionAttributeValues=to_attributes({":pk": discovery_pk(workload_key), ":d": "DEST#"}),
-        )
-        found = [decode_destination(item) for item in items]
-        return sorted(found, key=lambda d: (str(d["name"]), str(d["query_type"])))
-
-    def summaries(self) -> list[dict]:
-        """Every workload with discoveries (the DISCOVERED index), by workload key."""
-        items = self._query(
-            IndexName=GSI1,
-            KeyConditionExpression="gsi1pk = :g",
-            ExpressionAttributeValues=to_attributes({":g": DISCOVERED_GSI_PK}),
-        )
-        return sorted((decode_summary(item) for item in items), key=lambda s: str(s["workload_key"]))
-
-    def _query(self, **kwargs: Any) -> list[dict]:
-        items: list[dict] = []
-        request = dict(kwargs, TableName=self.table_name)
-        while True:
-            response = self.client.query(**request)
-            items += [from_attributes(i) for i in response.get("Items", [])]
-            if not response.get("LastEvaluatedKey"):
-                return items
-            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
 def write_batch(

@@ -24,6 +24,10 @@ account or region outside the allowlist is rejected the same way without a dead 
 OnFailure destination keeps the event. The sweep worker reports each failed SQS record (a
 malformed body included) as a partial batch failure; SQS retries it, then its DLQ.
 
+The envelope (runtime, deadline, rejection of malformed and foreign events, dead
+letters, the error metrics) is one decorator, :func:`handler_envelope`, around the four
+asynchronous handlers; each handler body only reports on its outcome.
+
 Time: each invocation gives the runtime's clients a deadline from the Lambda context
 (``aws.Deadline``, keeping RETRY_RESERVE_SECONDS): throttled calls are retried with
 botocore's backoff only while that leaves the reserve, then fail as ``ERROR`` facts
@@ -119,7 +123,9 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
     from fargate_audit.core import rules
     from fargate_audit.core.errors import CredentialsError
     from fargate_audit.edge import aws, collect
+    from fargate_audit.findings.state import FindingStore
     from fargate_audit.stores import record
+    from fargate_audit.stores.table import Table
 
     environ = os.environ if environ is None else environ
     table = (environ.get("TABLE_NAME") or "").strip()
@@ -151,18 +157,21 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
         clients = aws.Clients(session, factory=factory)
     else:
         clients = aws.Clients(session)
-    recorder = record.Recorder(table, clients.get("dynamodb", region))
+    store = Table(table, clients.get("dynamodb", region))
+    recorder = record.Recorder(store)
+    findings = FindingStore(store)
     publisher = None
     if publish_findings:
         from fargate_audit.findings.publish import Publisher
 
-        publisher = Publisher(clients.get("securityhub", region), recorder, logger=logger)
+        publisher = Publisher(clients.get("securityhub", region), findings, logger=logger)
     return service.Runtime(
         clients=clients,
         region=region,
         catalog=catalog,
         params=params,
         recorder=recorder,
+        findings=findings,
         publisher=publisher,
         cache=collect.FactCache(ttl),
         allowed_accounts=accounts,
@@ -236,13 +245,16 @@ def _dead_letter(rt, event: Any, error: str, function: str, logger, metrics) -> 
     if not rt.events_dlq_url:
         return False
     from fargate_audit.app.events import dead_letter_body
+    from fargate_audit.edge import queue
     from fargate_audit.edge.aws import AWS_ERRORS, describe_error
 
     try:
-        rt.clients.get("sqs", rt.region).send_message(
-            QueueUrl=rt.events_dlq_url,
-            MessageBody=dead_letter_body(event, error, function),
-            MessageAttributes={DEAD_LETTER_ATTRIBUTE: {"DataType": "String", "StringValue": "malformed"}},
+        queue.send_message(
+            rt.clients,
+            rt.region,
+            rt.events_dlq_url,
+            dead_letter_body(event, error, function),
+            {DEAD_LETTER_ATTRIBUTE: {"DataType": "String", "StringValue": "malformed"}},
         )
     except AWS_ERRORS as exc:
         _log(
@@ -297,23 +309,55 @@ def _batch_metrics(metrics, outcome: Mapping[str, Any]) -> None:
     _findings_metrics(metrics, outcome.get("findings"))
 
 
+# --------------------------------------------------------------------------- the envelope
+
+
+def handler_envelope(function: str, run: str, *, deadline: bool = True, retries_metric: bool = True):
+    """The one envelope of the asynchronous handlers: the decorated function only reports
+    (metrics, the outcome's log line) on what ``service.<run>(event, rt, now)`` returned.
+
+    Around that call: the container's runtime (``runtime``); with ``deadline``, the
+    function's account and the clients' deadline from the context (``_begin``) and, with
+    ``retries_metric``, ``RetriesStoppedByDeadline`` once the call is over (``_end``); a
+    malformed event (``EventError``) is rejected: one error log line, ``MalformedEvents``,
+    a dead letter to EVENTS_DLQ_URL (``_rejected``); an event from outside the allowlist
+    likewise, without a dead letter (``ForeignEvents``, ``_foreign``). Anything else
+    raises: Lambda retries, then the OnFailure destination keeps the event."""
+
+    def decorate(report):
+        def handler(event, context, logger=None, metrics=None) -> dict:
+            from fargate_audit.app import service
+
+            rt = runtime(logger)
+            stopped = _begin(rt, context) if deadline else 0
+            try:
+                outcome = getattr(service, run)(event, rt, _now())
+            except EventError as exc:
+                return _rejected(exc, event, logger, metrics, rt, function)
+            except service.ForeignEventError as exc:
+                return _foreign(exc, event, logger, metrics)
+            finally:
+                if deadline and retries_metric:
+                    _end(rt, metrics, stopped)
+            return report(outcome, rt, logger, metrics)
+
+        # the handler's name and text; not functools.wraps: its signature is the handler's
+        for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(handler, name, getattr(report, name))
+        handler.report = report
+        return handler
+
+    return decorate
+
+
 # --------------------------------------------------------------------------- handlers
 
 
-def task_events(event, context, logger=None, metrics=None) -> dict:
+@handler_envelope("task_events", "handle_task_event")
+def task_events(outcome: dict, rt, logger, metrics) -> dict:
     """ECS task state change (EventBridge, asynchronous)."""
     from fargate_audit.app import service
 
-    rt = runtime(logger)
-    stopped = _begin(rt, context)
-    try:
-        outcome = service.handle_task_event(event, rt, _now())
-    except EventError as exc:
-        return _rejected(exc, event, logger, metrics, rt, "task_events")
-    except service.ForeignEventError as exc:
-        return _foreign(exc, event, logger, metrics)
-    finally:
-        _end(rt, metrics, stopped)
     status = outcome["status"]
     if status == service.IGNORED:
         _metric(metrics, "IgnoredEvents")
@@ -344,20 +388,11 @@ def task_events(event, context, logger=None, metrics=None) -> dict:
     return outcome
 
 
-def config_events(event, context, logger=None, metrics=None) -> dict:
+@handler_envelope("config_events", "handle_config_event")
+def config_events(outcome: dict, rt, logger, metrics) -> dict:
     """AWS Config configuration item change of a network resource (EventBridge, async)."""
     from fargate_audit.app import service
 
-    rt = runtime(logger)
-    stopped = _begin(rt, context)
-    try:
-        outcome = service.handle_config_event(event, rt, _now())
-    except EventError as exc:
-        return _rejected(exc, event, logger, metrics, rt, "config_events")
-    except service.ForeignEventError as exc:
-        return _foreign(exc, event, logger, metrics)
-    finally:
-        _end(rt, metrics, stopped)
     if outcome["status"] == service.IGNORED:
         _metric(metrics, "IgnoredEvents")
     _batch_metrics(metrics, outcome)
@@ -379,19 +414,11 @@ def config_events(event, context, logger=None, metrics=None) -> dict:
     return outcome
 
 
-def sweep_planner(event, context, logger=None, metrics=None) -> dict:
+@handler_envelope("sweep_planner", "accept_scheduled_event", retries_metric=False)
+def sweep_planner(parsed: dict, rt, logger, metrics) -> dict:
     """The schedule: queue one sweep message per cluster (SWEEP_QUEUE_URL)."""
-    from fargate_audit.app import events, service
+    from fargate_audit.app import service
 
-    rt = runtime(logger)
-    _begin(rt, context)
-    try:
-        parsed = events.parse_scheduled_event(event)
-        service.check_origin(rt, events.SCHEDULED_EVENT, (parsed["account"], parsed["region"]))
-    except EventError as exc:
-        return _rejected(exc, event, logger, metrics, rt, "sweep_planner")
-    except service.ForeignEventError as exc:
-        return _foreign(exc, event, logger, metrics)
     queue_url = (os.environ.get("SWEEP_QUEUE_URL") or "").strip()
     if not queue_url:
         error = ConfigError("SWEEP_QUEUE_URL is not set (the sweep queue's URL)")
@@ -472,17 +499,11 @@ class SweepDeferred(Exception):
     """A sweep message not started for lack of time: reported as a batch item failure."""
 
 
-def dns_logs(event, context, logger=None, metrics=None) -> dict:
+@handler_envelope("dns_logs", "handle_dns_logs", deadline=False)
+def dns_logs(outcome: dict, rt, logger, metrics) -> dict:
     """A CloudWatch Logs subscription batch of Route 53 Resolver query logs (asynchronous).
     A malformed record is counted, logged by its event id only and skipped; the batch goes
     on. A redelivered batch is recognised and not counted twice."""
-    from fargate_audit.app import service
-
-    rt = runtime(logger)
-    try:
-        outcome = service.handle_dns_logs(event, rt, _now())
-    except EventError as exc:
-        return _rejected(exc, event, logger, metrics, rt, "dns_logs")
     malformed = outcome.get("malformed") or []
     _metric(metrics, "DnsQueryRecords", outcome.get("records", 0))
     _metric(metrics, "MalformedDnsRecords", len(malformed))

@@ -33,13 +33,13 @@ from typing import Any
 from fargate_audit.app import dnslogs, events, scan
 from fargate_audit.core import engine
 from fargate_audit.core.errors import FargateAuditError, ScanError
-from fargate_audit.edge import collect
+from fargate_audit.edge import collect, queue
 from fargate_audit.edge.aws import AWS_ERRORS, Clients, failure_message
 from fargate_audit.findings import asff
+from fargate_audit.findings.state import FindingStore
 from fargate_audit.stores import record
+from fargate_audit.stores.discovery import DiscoveryStore
 
-DESCRIBE_TASKS_BATCH = 100  # DescribeTasks: 100 tasks, one cluster per call
-SEND_MESSAGE_BATCH = 10  # SendMessageBatch: 10 entries per call
 FACT_SERVICES = ("ecs.", "ec2.", "route53resolver.")  # api_calls keys of the fact reads
 FLUSH_MIN_AGE_SECONDS = 60  # outbox entries younger than this belong to their own writer
 # Every event invocation also delivers a bounded part of the outbox (one BatchImportFindings
@@ -77,8 +77,9 @@ class Runtime:
 
     ``clients``: counted boto3 clients; ``region``: the function's region; ``catalog`` /
     ``params``: the rule catalog and the validated RULE_PARAMS (None: defaults);
-    ``recorder``: the DynamoDB recorder; ``publisher``: the Security Hub writer, None when
-    PUBLISH_FINDINGS is false; ``cache``: network facts reused across invocations.
+    ``recorder``: the task history store; ``findings``: the finding state and outbox store
+    (both on one ``stores.table.Table``); ``publisher``: the Security Hub writer (on
+    ``findings``), None when PUBLISH_FINDINGS is false; ``cache``: network facts reused across invocations.
 
     Origins (``origin_error``): ``allowed_accounts`` / ``allowed_regions`` (ALLOWED_ACCOUNTS /
     ALLOWED_REGIONS; empty: the account the runtime reads, i.e. ``audit_role_account`` when
@@ -92,6 +93,7 @@ class Runtime:
     catalog: Any
     params: dict | None
     recorder: record.Recorder
+    findings: FindingStore
     publisher: Any | None
     cache: collect.FactCache = field(default_factory=collect.FactCache)
     allowed_accounts: frozenset[str] = frozenset()
@@ -192,8 +194,9 @@ class _Batch:
         if key and key not in self.touched:
             self.touched.append(key)
 
-    def record_audits(self, raw_tasks: list[dict], cause_of) -> None:
-        """Evaluate bundles and record each; ``cause_of(raw)`` gives the task's cause."""
+    def record_audits(self, raw_tasks: list[dict], cause_of, stored: Mapping[str, Any] | None = None) -> None:
+        """Evaluate bundles and record each; ``cause_of(raw)`` gives the task's cause;
+        ``stored``: ``{task ARN: LATEST}`` already read (those are not read again)."""
         if not raw_tasks:
             return
         evaluation = scan.evaluate_raw(raw_tasks, self.rt.catalog, self.rt.params, self.now)
@@ -204,7 +207,10 @@ class _Batch:
         for posture in evaluation.postures:
             arn = posture["task_arn"]
             results = by_task.get(arn, [])
-            outcome = self.rt.recorder.record_audit(posture, results, cause_of(raw_by_arn[arn]), self.now)
+            known = {"stored": stored[arn]} if stored and arn in stored else {}
+            outcome = self.rt.recorder.record_audit(
+                posture, results, cause_of(raw_by_arn[arn]), self.now, **known
+            )
             entry = {"task_arn": arn, "status": outcome.status, "workload": posture.get("workload")}
             if outcome.status == record.STALE:
                 self.counts["stale"] += 1
@@ -221,7 +227,10 @@ class _Batch:
                 self._touch(outcome.workload_key)
             self.tasks.append(entry)
 
-    def stopped(self, task_arn: str, version: Any, stopped_at: Any, cause: dict, key: str | None) -> None:
+    def stopped(
+        self, task_arn: str, version: Any, stopped_at: Any, cause: dict, key: str | None, **known: Any
+    ) -> None:
+        """Retire a task; ``known``: ``stored=`` its LATEST when already read."""
         workload = self.rt.recorder.mark_stopped(
             task_arn,
             version if isinstance(version, int) else None,
@@ -229,6 +238,7 @@ class _Batch:
             cause,
             self.now,
             workload_key=key,
+            **known,
         )
         self.counts["stopped"] += 1
         self.tasks.append({"task_arn": task_arn, "status": STOPPED})
@@ -326,7 +336,8 @@ def _task_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
         if not collected.raw_tasks:
             reason = collected.skipped[0]["reason"] if collected.skipped else "not audited"
             return base | {"status": IGNORED, "reason": reason}
-        batch.record_audits(collected.raw_tasks, lambda raw: cause)
+        # the LATEST just read is the one the audit plans on (read again only on a conflict)
+        batch.record_audits(collected.raw_tasks, lambda raw: cause, stored={parsed["task_arn"]: stored})
         (task,) = batch.tasks
         if task["status"] == record.STALE:  # a concurrent writer recorded a newer state
             return base | {"status": STALE, "reason": task.get("reason"), "api_calls": collected.api_calls}
@@ -346,7 +357,7 @@ def _task_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
             resync = _resync_redelivery(rt, stored, parsed, now)
             return base | {"status": STALE, "reason": "task already recorded STOPPED"} | resync
         key = record.workload_key_from_cluster_arn(parsed["cluster_arn"], parsed["group"])
-        batch.stopped(parsed["task_arn"], parsed["version"], parsed["stopped_at"], cause, key)
+        batch.stopped(parsed["task_arn"], parsed["version"], parsed["stopped_at"], cause, key, stored=stored)
         return base | {"status": STOPPED, "workload": key, "findings": batch.publish()}
 
     return base | {"status": IGNORED, "reason": f"lastStatus {parsed['last_status']}"}
@@ -356,9 +367,8 @@ def _task_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
 
 
 def _describe_tasks(rt: Runtime, region: str, task_arns: list[str]) -> tuple[dict[str, dict], dict[str, str]]:
-    """DescribeTasks (100 per call, per cluster): ({ARN: task}, {ARN: failure}) where a
-    failure is AWS's reason for that task (e.g. ``MISSING``: the task is gone) or the
-    call's one-line error (``DescribeTasks: Code: message``)."""
+    """The tasks grouped by cluster (a short ARN's cluster from its recorded posture),
+    then ``collect.describe_tasks``: ({ARN: task}, {ARN: failure})."""
     by_cluster: dict[str, list[str]] = {}
     failures: dict[str, str] = {}
     for arn in task_arns:
@@ -372,22 +382,8 @@ def _describe_tasks(rt: Runtime, region: str, task_arns: list[str]) -> tuple[dic
         else:
             cluster_arn = _cluster_arn(arn, cluster)
         by_cluster.setdefault(cluster_arn, []).append(arn)
-    ecs = rt.clients.ecs(region)
-    found: dict[str, dict] = {}
-    for cluster_arn, arns in sorted(by_cluster.items()):
-        for start in range(0, len(arns), DESCRIBE_TASKS_BATCH):
-            batch = arns[start : start + DESCRIBE_TASKS_BATCH]
-            try:
-                response = ecs.describe_tasks(cluster=cluster_arn, tasks=batch)
-            except AWS_ERRORS as exc:
-                message = failure_message(exc, "DescribeTasks")
-                failures.update(dict.fromkeys(batch, message))
-                continue
-            for task in response.get("tasks", []):
-                found[task["taskArn"]] = collect.jsonable(task)
-            for failure in response.get("failures", []):
-                failures[failure.get("arn", "")] = failure.get("reason") or "failure"
-    return found, failures
+    found, failed = collect.describe_tasks(rt.clients, region, by_cluster)
+    return found, failures | failed
 
 
 def _audit_described(
@@ -469,41 +465,29 @@ def _config_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
 # --------------------------------------------------------------------------- sweep
 
 
+def accept_scheduled_event(event: Any, rt: Runtime, now: datetime) -> dict:
+    """The planner's schedule event, parsed and its origin checked (``now`` unused: the
+    handler envelope's signature)."""
+    parsed = events.parse_scheduled_event(event)
+    check_origin(rt, events.SCHEDULED_EVENT, (parsed["account"], parsed["region"]))
+    return parsed
+
+
 def plan_sweep(rt: Runtime, queue_url: str, now: datetime, region: str | None = None) -> dict:
     """List every cluster of the region and queue one sweep message per cluster
     (SendMessageBatch, 10 a call). SweepError when listing fails or messages could not
     be queued (after one retry of the failed entries): the invocation is retried."""
     region = region or rt.region
-    ecs = rt.clients.ecs(region)
-    clusters: list[str] = []
     try:
-        paginator = ecs.get_paginator("list_clusters")
-        for page in paginator.paginate(PaginationConfig={"PageSize": collect.ECS_PAGE_SIZE}):
-            clusters.extend(page.get("clusterArns", []))
+        clusters = collect.list_clusters(rt.clients, region)
     except AWS_ERRORS as exc:
         raise SweepError(failure_message(exc, "ListClusters")) from exc
-    clusters = list(dict.fromkeys(clusters))
-    sqs = rt.clients.get("sqs", region)
-    sent, failed = 0, []
-    for start in range(0, len(clusters), SEND_MESSAGE_BATCH):
-        chunk = clusters[start : start + SEND_MESSAGE_BATCH]
-        entries = [
-            {"Id": str(i), "MessageBody": events.sweep_message(collect.account_of(arn) or "", region, arn)}
-            for i, arn in enumerate(chunk)
-        ]
-        for _attempt in range(2):
-            try:
-                response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-            except AWS_ERRORS as exc:
-                raise SweepError(failure_message(exc, "SendMessageBatch")) from exc
-            sent += len(response.get("Successful") or [])
-            retry = {item["Id"] for item in response.get("Failed") or [] if not item.get("SenderFault")}
-            refused = [item for item in response.get("Failed") or [] if item.get("SenderFault")]
-            failed += [f"{chunk[int(item['Id'])]}: {item.get('Code')}" for item in refused]
-            entries = [entry for entry in entries if entry["Id"] in retry]
-            if not entries:
-                break
-        failed += [f"{chunk[int(entry['Id'])]}: not queued after a retry" for entry in entries]
+    bodies = [events.sweep_message(collect.account_of(arn) or "", region, arn) for arn in clusters]
+    try:
+        sent, refused = queue.send_batches(rt.clients, region, queue_url, bodies)
+    except AWS_ERRORS as exc:
+        raise SweepError(failure_message(exc, "SendMessageBatch")) from exc
+    failed = [f"{clusters[index]}: {why}" for index, why in refused]
     if failed:
         raise SweepError(
             f"SendMessageBatch: {len(failed)} of {len(clusters)} sweep messages not queued: {failed[0]}",
@@ -520,7 +504,7 @@ def _known_workloads(rt: Runtime, cluster_arn: str, seen: Iterable[str]) -> list
     cluster = [parts[4], parts[3], parts[5].split("/", 1)[1]]  # account, region, cluster name
     keys = dict.fromkeys(seen)
     if rt.publisher is not None:
-        for finding in rt.recorder.active_findings():
+        for finding in rt.findings.active_findings():
             key = finding.get("workload_key") or ""
             if key.split("#", 4)[1:4] == cluster:
                 keys[key] = None
@@ -599,7 +583,7 @@ def _read_ranges(rt: Runtime, records: list) -> dict:
 
 
 def evaluate_workload_discovery(
-    rt: Runtime, store: dnslogs.DiscoveryStore, workload_key: str, now: datetime
+    rt: Runtime, store: DiscoveryStore, workload_key: str, now: datetime
 ) -> tuple[list[dict], Any]:
     """The workload-discovery rules (EGR-01) on everything recorded for one workload, and
     their findings synchronised with Security Hub. Nothing is published for a workload
@@ -637,7 +621,7 @@ def handle_dns_logs(event: Any, rt: Runtime, now: datetime) -> dict:
         return base | {"status": IGNORED, "reason": "CONTROL_MESSAGE"}
     records, malformed = dnslogs.parse_records(payload)
     batch = dnslogs.batch_id(payload)
-    store = dnslogs.DiscoveryStore(rt.recorder.table_name, rt.recorder.client)
+    store = DiscoveryStore(rt.recorder.table)
     base |= {"batch_id": batch, "records": len(records), "malformed": malformed}
     if not records:
         return base | {"status": IGNORED, "reason": "no query-log record in the batch"}

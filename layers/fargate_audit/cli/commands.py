@@ -319,19 +319,21 @@ def cmd_invoke(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 
 def cmd_history(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from fargate_audit.cli.views import format_history, open_recorder, read_table, table_name
+    from fargate_audit.cli.views import format_history, open_table, read_table, table_name
+    from fargate_audit.stores.record import Recorder
 
-    recorder = open_recorder(table_name(args.table))
-    entries = read_table(recorder, "Query", lambda: recorder.history(args.task_arn))
+    table = open_table(table_name(args.table))
+    entries = read_table(table, "Query", lambda: Recorder(table).history(args.task_arn))
     stdout.write(_json(entries) if args.format == "json" else format_history(args.task_arn, entries))
     return EXIT_OK
 
 
 def cmd_findings(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from fargate_audit.cli.views import findings_view, format_findings, open_recorder, read_table, table_name
+    from fargate_audit.cli.views import findings_view, format_findings, open_table, read_table, table_name
+    from fargate_audit.findings.state import FindingStore
 
-    recorder = open_recorder(table_name(args.table))
-    findings = read_table(recorder, "Query", recorder.active_findings)
+    table = open_table(table_name(args.table))
+    findings = read_table(table, "Query", FindingStore(table).active_findings)
     stdout.write(_json(findings_view(findings)) if args.format == "json" else format_findings(findings))
     return EXIT_OK
 
@@ -340,9 +342,9 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     """Destinations observed per workload from DNS query logs; optionally an allow list."""
     from datetime import UTC, datetime
 
-    from fargate_audit.app.dnslogs import DiscoveryStore
     from fargate_audit.cli import egress
-    from fargate_audit.cli.views import open_recorder, read_table, table_name
+    from fargate_audit.cli.views import open_table, read_table, table_name
+    from fargate_audit.stores.discovery import DiscoveryStore
 
     catalog = _load_catalog()
     overrides = {}
@@ -365,12 +367,12 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     except egress.SelectionError as exc:
         raise UsageError(str(exc)) from None
 
-    recorder = open_recorder(table_name(args.table))
-    store = DiscoveryStore(recorder.table_name, recorder.client)
-    summaries = read_table(recorder, "Query", store.summaries)
+    table = open_table(table_name(args.table))
+    store = DiscoveryStore(table)
+    summaries = read_table(table, "Query", store.summaries)
     selected = egress.select(summaries, args.workload, include_unattributed=kind is None)
     view = egress.discovered_view(
-        selected, lambda key: read_table(recorder, "Query", lambda: store.destinations(key)), values, since
+        selected, lambda key: read_table(table, "Query", lambda: store.destinations(key)), values, since
     )
     if kind is not None:
         domains = egress.export_domains(

@@ -1,6 +1,6 @@
 """``fargate-audit discovered``: what each workload was seen resolving, and allow lists.
 
-Pure: the views and the exports are built from what :class:`dnslogs.DiscoveryStore` reads
+Pure: the views and the exports are built from what ``stores.discovery.DiscoveryStore`` reads
 (workload summaries and their destinations); no boto3 call, no clock (``now`` comes in).
 
 DNS query logs show the *names* a task resolved and the record type it asked for, never

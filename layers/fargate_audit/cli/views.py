@@ -31,19 +31,20 @@ def table_name(explicit: str | None = None, environ: Mapping[str, str] | None = 
 # --------------------------------------------------------------------------- history, findings
 
 
-def open_recorder(table: str, session=None):
-    """A Recorder on ``table`` with a client from the standard chain."""
+def open_table(table: str, session=None):
+    """The stores' :class:`~fargate_audit.stores.table.Table` ``table``, with a client from
+    the standard chain (the stores are built on it)."""
     from fargate_audit.core.errors import CredentialsError
     from fargate_audit.edge.aws import NO_REGION_MESSAGE, client, session_from_env
-    from fargate_audit.stores.record import Recorder
+    from fargate_audit.stores.table import Table
 
     session = session if session is not None else session_from_env()
     if not session.region_name:
         raise CredentialsError(NO_REGION_MESSAGE)
-    return Recorder(table, client(session, "dynamodb", session.region_name))
+    return Table(table, client(session, "dynamodb", session.region_name))
 
 
-def read_table(recorder, call: str, read):
+def read_table(table, call: str, read):
     """``read()`` with the table's AWS errors turned into one line."""
     from fargate_audit.edge.aws import AWS_ERRORS, error_code, failure_message
 
@@ -51,7 +52,7 @@ def read_table(recorder, call: str, read):
         return read()
     except AWS_ERRORS as exc:
         if error_code(exc) == "ResourceNotFoundException":
-            raise ConfigError(MISSING_TABLE.format(name=recorder.table_name)) from None
+            raise ConfigError(MISSING_TABLE.format(name=table.table_name)) from None
         raise FargateAuditError(failure_message(exc, call)) from None
 
 

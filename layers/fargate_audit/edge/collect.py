@@ -719,3 +719,40 @@ class _RegionScan:
             for vpc_id, vpc in vpcs.items():
                 vpc["flow_logs"] = []
                 errors[vpc_id]["flow_logs"] = message
+
+
+# --------------------------------------------------------------------------- event pipeline reads
+
+
+def list_clusters(clients: Clients, region: str) -> list[str]:
+    """Every cluster ARN of the region, once each (ListClusters, pages of 100). AWS errors
+    propagate: the caller decides what a failed listing means."""
+    arns: list[str] = []
+    for page in _pages(clients.ecs(region), "list_clusters", ECS_PAGE_SIZE):
+        arns.extend(page.get("clusterArns", []))
+    return list(dict.fromkeys(arns))
+
+
+def describe_tasks(
+    clients: Clients, region: str, by_cluster: dict[str, list[str]]
+) -> tuple[dict[str, dict], dict[str, str]]:
+    """DescribeTasks (100 per call, per cluster) of ``{cluster ARN: [task ARN]}``:
+    ({ARN: task}, {ARN: failure}) where a failure is AWS's reason for that task (e.g.
+    ``MISSING``: the task is gone) or the call's one-line error (``DescribeTasks: Code:
+    message``)."""
+    ecs = clients.ecs(region)
+    found: dict[str, dict] = {}
+    failures: dict[str, str] = {}
+    for cluster_arn, arns in sorted(by_cluster.items()):
+        for batch in _chunks(arns, DESCRIBE_TASKS_BATCH):
+            try:
+                response = ecs.describe_tasks(cluster=cluster_arn, tasks=batch)
+            except AWS_ERRORS as exc:
+                message = failure_message(exc, "DescribeTasks")
+                failures.update(dict.fromkeys(batch, message))
+                continue
+            for task in response.get("tasks", []):
+                found[task["taskArn"]] = jsonable(task)
+            for failure in response.get("failures", []):
+                failures[failure.get("arn", "")] = failure.get("reason") or "failure"
+    return found, failures

@@ -1,13 +1,13 @@
 """Security Hub lifecycle of the auditor's findings (interface.md "Security Hub findings").
 
 Pure part: :func:`plan_workload_findings` decides, for one workload, which findings to
-import given what was last delivered (the finding states the recorder keeps): only those
+import given what was last delivered (the finding states, ``findings.state``): only those
 whose content changed (an unchanged estate re-swept imports nothing), each with an
 ``UpdatedAt`` strictly after the previous one and its original ``CreatedAt`` /
 ``FirstObservedAt``; a finding no longer produced is imported once more as ``ARCHIVED``.
 
-Writer: :class:`Publisher` queues the findings in the recorder's outbox first, imports them
-with ``BatchImportFindings`` (at most 100 and under 6 MB per call), retries the
+Writer: :class:`Publisher` queues the findings in the outbox (``findings.state``) first,
+imports them with ``BatchImportFindings`` (at most 100 and under 6 MB per call), retries the
 ``FailedFindings`` with backoff, then saves the state of what was delivered and clears it
 from the outbox. What still fails stays in the outbox (counted and logged, never dropped)
 until :meth:`Publisher.flush_outbox` delivers it. Whether to publish at all
@@ -28,15 +28,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from fargate_audit.findings.asff import archive_finding, asff_time, finding_content_digest, parse_asff_time
-from fargate_audit.stores.record import (
-    ARCHIVED,
-    Recorder,
-    finding_id_prefix,
-    finding_rule_id,
-    finding_state,
-    outbox_sk,
-    workload_key_of_finding,
-)
+from fargate_audit.findings.state import ARCHIVED, FindingStore, finding_rule_id, finding_state, outbox_sk
+from fargate_audit.stores.keys import finding_id_prefix, workload_key_of_finding
 
 MAX_FINDINGS_PER_CALL = 100
 MAX_REQUEST_BYTES = 6 * 1024 * 1024 - 64 * 1024  # 6 MB per call, with room for the envelope
@@ -71,7 +64,7 @@ def plan_workload_findings(
 
     ``findings_now``: what ``asff.build_findings`` gives for the workload from the results
     of all its running tasks (empty when it has none); ``states``: ``{rule_id: state}``
-    (``Recorder.finding_states``); ``pending``: ``{finding Id: finding}`` still waiting in
+    (``FindingStore.finding_states``); ``pending``: ``{finding Id: finding}`` still waiting in
     the outbox (its fate unknown: Security Hub may or may not hold it), which forces a
     re-import and raises the ``UpdatedAt`` floor. ``new_states``: ``{rule_id: state}`` of
     the findings in ``to_import``, to save once Security Hub accepted them.
@@ -167,14 +160,14 @@ class PublishOutcome:
 
 class Publisher:
     """Security Hub writer. ``securityhub_client``: a boto3 ``securityhub`` client (for the
-    findings' account and Region); ``recorder``: the :class:`~fargate_audit.stores.record.Recorder`
-    holding finding states and the outbox; ``logger``: a Powertools ``Logger`` (or any
-    ``logging``-style logger)."""
+    findings' account and Region); ``store``: the
+    :class:`~fargate_audit.findings.state.FindingStore` holding finding states and the
+    outbox; ``logger``: a Powertools ``Logger`` (or any ``logging``-style logger)."""
 
     def __init__(
         self,
         securityhub_client: Any,
-        recorder: Recorder,
+        store: FindingStore,
         *,
         max_attempts: int = 3,
         backoff_seconds: float = 0.5,
@@ -182,7 +175,7 @@ class Publisher:
         logger: Any = None,
     ) -> None:
         self.client = securityhub_client
-        self.recorder = recorder
+        self.store = store
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.sleep = sleep
@@ -206,8 +199,8 @@ class Publisher:
         stray = [f["Id"] for f in findings_now if not f["Id"].startswith(prefix)]
         if stray:
             raise ValueError(f"findings {stray[:3]} are not of workload {workload_key}")
-        states = self.recorder.finding_states(workload_key)
-        waiting_list = self.recorder.pending_outbox(workload_key=workload_key)
+        states = self.store.finding_states(workload_key)
+        waiting_list = self.store.pending_outbox(workload_key=workload_key)
         if rules is not None:
             scope = set(rules)
             states = {rule_id: state for rule_id, state in states.items() if rule_id in scope}
@@ -221,7 +214,7 @@ class Publisher:
         outcome = PublishOutcome(unchanged=len(produced) - sum(1 for f in to_import if f["Id"] in produced))
         if not to_import:
             return outcome
-        self.recorder.put_outbox(to_import)
+        self.store.put_outbox(to_import)
         # entries queued earlier for the same findings are superseded by these
         importing = {f["Id"] for f in to_import}
         superseded = [f for f in waiting_list if f["Id"] in importing]
@@ -233,7 +226,7 @@ class Publisher:
         finding; older versions are cleared). Entries queued less than ``min_age_seconds``
         before ``now`` (by their UpdatedAt) are left to the call that queued them."""
         outcome = PublishOutcome()
-        waiting = self.recorder.pending_outbox(limit=limit)
+        waiting = self.store.pending_outbox(limit=limit)
         if not waiting:
             return outcome
         cutoff = asff_time(
@@ -265,7 +258,7 @@ class Publisher:
         for finding in delivered:
             key = workload_key_of_finding(finding["Id"])
             state = states[key][finding_rule_id(finding)]
-            if not self.recorder.save_finding_state(key, state):
+            if not self.store.save_finding_state(key, state):
                 outcome.superseded += 1
             if finding.get("RecordState") == ARCHIVED:
                 outcome.archived += 1
@@ -273,7 +266,7 @@ class Publisher:
                 outcome.imported += 1
             cleared.append(finding)
         if cleared:
-            self.recorder.clear_outbox(outbox_sk(f) for f in cleared)
+            self.store.clear_outbox(outbox_sk(f) for f in cleared)
         outcome.failed += len(errors)
         outcome.pending += len(errors)
         outcome.errors.update(errors)

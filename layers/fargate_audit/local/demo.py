@@ -551,7 +551,7 @@ def _tell_dns_story(out: TextIO, session, info, lambda_handlers) -> None:
     again = lambda_handlers.dns_logs(event, context)  # CloudWatch Logs redelivers it
 
     rt = lambda_handlers.runtime()
-    store = dnslogs.DiscoveryStore(rt.recorder.table_name, rt.recorder.client)
+    store = dnslogs.DiscoveryStore(rt.recorder.table)
     params = rt.catalog.defaults()
     selected = egress.select(store.summaries(), None, include_unattributed=True)
     view = egress.discovered_view(selected, store.destinations, params)

@@ -1,9 +1,10 @@
-"""The DynamoDB recorder: one table, single-table design (docs/design.md section 5).
+"""The task history store: one table, single-table design (docs/design.md section 5).
 
 Pure part (no boto3 call, no clock: ``now`` comes in): keys, item builders, the diff of
 two audits and the plan of what one audit or one STOPPED event writes. Writer part: the
-small :class:`Recorder` that reads the current item, asks the planner what to write and
-sends it, with optimistic concurrency on the ``rev`` counter of the task's LATEST item.
+small :class:`Recorder` that takes the current item (read by the caller, or here), asks
+the planner what to write and sends it through ``stores.table``, with optimistic
+concurrency on the ``rev`` counter of the task's LATEST item.
 
 Items (``pk`` / ``sk``):
 
@@ -15,13 +16,6 @@ Items (``pk`` / ``sk``):
 - ``TASK#<task_arn>`` / ``HIST#<observed_at>#<rev>``: one change (at, cause, rules, facts);
   ``ttl`` 90 days.
 - ``DEP#<resource_id>`` / ``TASK#<task_arn>``: which running task depends on a resource.
-- ``WL#...`` / ``FINDING#<rule_id>``: the Security Hub finding last delivered for a
-  workload and rule (digest, compliance, record_state, updated_at, the finding JSON);
-  ``gsi1pk`` ``FINDINGS`` / ``gsi1sk`` ``<record_state>#<finding id>``.
-- ``OUTBOX`` / ``<finding id>#<UpdatedAt>``: a finding to deliver (written before the
-  import, deleted after it). The UpdatedAt in the key makes every version its own entry,
-  so one writer clearing the version it delivered never deletes a newer one that another
-  writer queued meanwhile.
 - ``IP#<vpc_id>#<private ip>`` / ``<from>#<task_arn>``: the IP-to-task index with time
   ranges (DNS query logs name a source address, not a task). ``from`` = the task's
   ``connectivityAt`` (its ENI is attached and resolving before ``startedAt``: image pulls),
@@ -35,54 +29,63 @@ Ordering rules (AWS delivers events at least once and unordered), all in
 :func:`stale_reason`: a stored STOPPED is terminal; a higher stored ``task_version`` wins;
 for equal versions (or when either is unknown) the newer ``observed_at`` wins; the same
 ECS event delivered twice is a no-op.
+
+The finding state and the outbox (``WL#...`` / ``FINDING#...``, ``OUTBOX``) are the
+findings package's (``findings.state``); the discovery items are ``stores.discovery``'s.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import random
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from fargate_audit.core import facts as posture_facts
-from fargate_audit.core.errors import FargateAuditError
-from fargate_audit.findings.asff import asff_time, finding_content_digest, parse_asff_time
+from fargate_audit.stores.keys import (  # noqa: F401 - the workload keys, named here too
+    finding_id_prefix,
+    workload_key,
+    workload_key_for,
+    workload_key_from_cluster_arn,
+    workload_key_of_finding,
+)
+from fargate_audit.stores.table import (  # noqa: F401 - the codec, named here too
+    GSI1,
+    MAX_ITEM_BYTES,
+    MAX_TRANSACT_ACTIONS,
+    Cancelled,
+    RecordError,
+    Table,
+    from_attributes,
+    iso,
+    item_size,
+    to_attributes,
+    ttl_after,
+    utc_second,
+)
+from fargate_audit.stores.table import dumps as _dumps
+from fargate_audit.stores.table import iso_or_none as _iso_or_none
+from fargate_audit.stores.table import key as _key
+from fargate_audit.stores.table import loads as _loads
 
 logger = logging.getLogger(__name__)
 
 LATEST_SK = "LATEST"
 RUNNING, STOPPED = "RUNNING", "STOPPED"
-ACTIVE, ARCHIVED = "ACTIVE", "ARCHIVED"
-GSI1 = "gsi1"
-FINDINGS_GSI_PK = "FINDINGS"
-OUTBOX_PK = "OUTBOX"
 
 HISTORY_TTL_DAYS = 90
 STOPPED_TTL_DAYS = 30
 IP_INDEX_PREFIX = "IP#"
-ARCHIVED_FINDING_TTL_DAYS = 90
-
-MAX_TRANSACT_ACTIONS = 100  # TransactWriteItems limit
-BATCH_WRITE_MAX = 25  # BatchWriteItem limit
-MAX_ITEM_BYTES = 380 * 1024  # DynamoDB's limit is 400 KB; keep a margin for attribute names
 
 CAUSE_TYPES = ("ecs-event", "config-event", "sweep", "scan", "cli")
 # Causes whose id names one delivery of one event: the same id twice is a duplicate.
 _EVENT_CAUSES = frozenset({"ecs-event"})
 
 CREATED, CHANGED, UNCHANGED, STALE = "created", "changed", "unchanged", "stale"
-
-
-class RecordError(FargateAuditError):
-    """The table could not be written as planned (concurrent writers past the retry bound,
-    unprocessed batch items past the retry bound, an item too large)."""
+# record_audit / mark_stopped without ``stored``: LATEST is read first
+UNREAD: Any = object()
 
 
 # --------------------------------------------------------------------------- keys
@@ -101,65 +104,6 @@ def dependency_pk(resource_id: str) -> str:
     return f"DEP#{resource_id}"
 
 
-def finding_sk(rule_id: str) -> str:
-    return f"FINDING#{rule_id}"
-
-
-def workload_key_for(account: str, region: str, cluster_name: str, group: str) -> str:
-    parts = {"account": account, "region": region, "cluster_name": cluster_name, "group": group}
-    missing = [name for name, value in parts.items() if not value]
-    if missing:
-        raise ValueError(f"workload key: {', '.join(missing)} missing")
-    return f"WL#{account}#{region}#{cluster_name}#{group}"
-
-
-def workload_key(posture: Mapping[str, Any]) -> str:
-    """``WL#<account>#<region>#<cluster_name>#<group>`` of a posture."""
-    return workload_key_for(
-        posture.get("account_id"), posture.get("region"), posture.get("cluster_name"), posture.get("group")
-    )
-
-
-def workload_key_from_cluster_arn(cluster_arn: str, group: str) -> str:
-    """The workload key from an ECS event's ``clusterArn`` and ``group`` (for a STOPPED
-    event of a task never audited: no posture to read it from)."""
-    parts = (cluster_arn or "").split(":", 5)
-    if len(parts) < 6 or parts[0] != "arn" or not parts[5].startswith("cluster/"):
-        raise ValueError(f"not an ECS cluster ARN: {cluster_arn!r}")
-    return workload_key_for(parts[4], parts[3], parts[5].split("/", 1)[1], group)
-
-
-def _workload_parts(key: str) -> list[str]:
-    parts = key.split("#")
-    if len(parts) != 5 or parts[0] != "WL" or not all(parts[1:]):
-        raise ValueError(f"not a workload key: {key!r}")
-    return parts[1:]
-
-
-def finding_id_prefix(key: str) -> str:
-    """The common beginning of the finding Ids of one workload (asff.finding_id)."""
-    account, region, cluster_name, group = _workload_parts(key)
-    return f"fargate-audit/{account}/{region}/{cluster_name}/{group}/"
-
-
-def workload_key_of_finding(finding_id: str) -> str:
-    """The workload key of a finding Id ``fargate-audit/acct/region/cluster/group/rule``."""
-    parts = finding_id.split("/")
-    if len(parts) != 6 or parts[0] != "fargate-audit":
-        raise ValueError(f"not a fargate-audit finding Id: {finding_id!r}")
-    return workload_key_for(*parts[1:5])
-
-
-def finding_rule_id(finding: Mapping[str, Any]) -> str:
-    """The rule of a finding: ProductFields ``fargate-audit/RuleId``, else the Id's end."""
-    rule_id = (finding.get("ProductFields") or {}).get("fargate-audit/RuleId")
-    return rule_id or str(finding["Id"]).rsplit("/", 1)[-1]
-
-
-def outbox_sk(finding: Mapping[str, Any]) -> str:
-    return f"{finding['Id']}#{finding['UpdatedAt']}"
-
-
 def ip_pk(vpc_id: str, ip: str) -> str:
     return f"{IP_INDEX_PREFIX}{vpc_id}#{ip}"
 
@@ -169,57 +113,6 @@ def ip_sk(from_at: str, task_arn: str) -> str:
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def iso(moment: datetime) -> str:
-    """Fixed-width ISO-8601 UTC with microseconds: sorts as text in time order."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def utc_second(value: Any) -> str | None:
-    """A moment as ``YYYY-MM-DDTHH:MM:SSZ`` (UTC, floored to the second): the form of the
-    IP index's times and of Resolver's ``query_timestamp``, so both compare as text.
-    Accepts datetimes, ISO strings (``Z`` or an offset) and epoch seconds; None when absent
-    or unreadable."""
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        moment = datetime.fromtimestamp(value, tz=UTC)
-    elif isinstance(value, datetime):
-        moment = value
-    else:
-        try:
-            moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _iso_or_none(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return iso(value)
-    return str(value)
-
-
-def ttl_after(now: datetime, days: int) -> int:
-    """Epoch seconds ``days`` after ``now`` (DynamoDB TTL attribute)."""
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    return int((now + timedelta(days=days)).timestamp())
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def _loads(text: str | None, default: Any = None) -> Any:
-    return json.loads(text) if text else default
 
 
 def normalize_cause(cause: Mapping[str, Any]) -> dict:
@@ -303,51 +196,6 @@ def diff(
         if before != after:
             facts.append({"path": path, "before": before, "after": after})
     return {"rules": rules, "facts": facts}
-
-
-# --------------------------------------------------------------------------- item codec
-
-
-def to_attributes(item: Mapping[str, Any]) -> dict:
-    """Plain item (str / int / bool values; None = absent) -> DynamoDB attribute values."""
-    encoded: dict[str, dict] = {}
-    for name, value in item.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            encoded[name] = {"BOOL": value}
-        elif isinstance(value, int):
-            encoded[name] = {"N": str(value)}
-        elif isinstance(value, str):
-            encoded[name] = {"S": value}
-        else:
-            raise TypeError(f"attribute {name}: {type(value).__name__} (serialise JSON to a string first)")
-    return encoded
-
-
-def from_attributes(item: Mapping[str, Mapping[str, Any]]) -> dict:
-    decoded: dict[str, Any] = {}
-    for name, value in item.items():
-        if "S" in value:
-            decoded[name] = value["S"]
-        elif "N" in value:
-            decoded[name] = int(value["N"])
-        elif "BOOL" in value:
-            decoded[name] = value["BOOL"]
-        elif "NULL" in value:
-            decoded[name] = None
-        else:
-            raise TypeError(f"attribute {name}: unsupported type {sorted(value)}")
-    return decoded
-
-
-def _key(pk: str, sk: str) -> dict:
-    return {"pk": pk, "sk": sk}
-
-
-def item_size(item: Mapping[str, Any]) -> int:
-    """Approximate DynamoDB size: attribute names plus UTF-8 values."""
-    return sum(len(k.encode()) + len(str(v).encode()) for k, v in item.items() if v is not None)
 
 
 # --------------------------------------------------------------------------- task items (pure)
@@ -714,90 +562,6 @@ def plan_stop(
     )
 
 
-# --------------------------------------------------------------------------- finding state (pure)
-
-
-def finding_state(finding: Mapping[str, Any]) -> dict:
-    """The state kept for a finding once Security Hub has it."""
-    fields = finding.get("ProductFields") or {}
-    return {
-        "finding_id": finding["Id"],
-        "rule_id": finding_rule_id(finding),
-        "workload_key": workload_key_of_finding(finding["Id"]),
-        "workload": fields.get("fargate-audit/Workload"),
-        "digest": finding_content_digest(finding),
-        "compliance": (finding.get("Compliance") or {}).get("Status"),
-        "record_state": finding.get("RecordState") or ACTIVE,
-        "severity": (finding.get("Severity") or {}).get("Label"),
-        "title": finding.get("Title"),
-        "created_at": finding.get("CreatedAt"),
-        "first_observed_at": finding.get("FirstObservedAt"),
-        "updated_at": asff_time(parse_asff_time(finding["UpdatedAt"])),
-        "finding": dict(finding),
-    }
-
-
-def finding_state_item(key: str, state: Mapping[str, Any]) -> dict:
-    archived = state["record_state"] == ARCHIVED
-    return {
-        **_key(key, finding_sk(state["rule_id"])),
-        "finding_id": state["finding_id"],
-        "rule_id": state["rule_id"],
-        "workload_key": key,
-        "workload": state.get("workload"),
-        "digest": state["digest"],
-        "compliance": state.get("compliance"),
-        "record_state": state["record_state"],
-        "severity": state.get("severity"),
-        "title": state.get("title"),
-        "created_at": state.get("created_at"),
-        "first_observed_at": state.get("first_observed_at"),
-        "updated_at": state["updated_at"],
-        "finding": _dumps(state["finding"]),
-        "gsi1pk": FINDINGS_GSI_PK,
-        "gsi1sk": f"{state['record_state']}#{state['finding_id']}",
-        # Security Hub keeps findings 90 days after their last update; so does the state
-        "ttl": ttl_after(parse_asff_time(state["updated_at"]), ARCHIVED_FINDING_TTL_DAYS)
-        if archived
-        else None,
-    }
-
-
-def decode_finding_state(item: Mapping[str, Any]) -> dict:
-    state = {
-        name: item.get(name)
-        for name in (
-            "finding_id",
-            "rule_id",
-            "workload_key",
-            "workload",
-            "digest",
-            "compliance",
-            "record_state",
-            "severity",
-            "title",
-            "created_at",
-            "first_observed_at",
-            "updated_at",
-        )
-    }
-    state["finding"] = _loads(item.get("finding"), {})
-    return state
-
-
-def outbox_item(finding: Mapping[str, Any]) -> dict:
-    item = {
-        **_key(OUTBOX_PK, outbox_sk(finding)),
-        "finding_id": finding["Id"],
-        "updated_at": finding["UpdatedAt"],
-        "workload_key": workload_key_of_finding(finding["Id"]),
-        "finding": _dumps(finding),
-    }
-    if item_size(item) > MAX_ITEM_BYTES:
-        raise RecordError(f"outbox: finding {finding['Id']} is too large for one item")
-    return item
-
-
 # --------------------------------------------------------------------------- writer
 
 
@@ -829,29 +593,27 @@ class _Conflict(Exception):
 
 
 class Recorder:
-    """The writer: one table, a low-level ``dynamodb`` client passed in.
+    """The task history writer and reader, on the one table (:class:`Table`).
 
-    ``max_attempts`` bounds the optimistic-concurrency retries of one audit and the
-    UnprocessedItems retries of one BatchWriteItem; ``sleep`` is ``time.sleep``
-    (replaceable in tests).
+    ``max_attempts`` bounds the optimistic-concurrency retries of one audit or stop; the
+    table's ``backoff`` spaces them (its ``sleep`` is replaceable in tests).
     """
 
-    def __init__(
-        self,
-        table_name: str,
-        dynamodb_client: Any,
-        *,
-        max_attempts: int = 5,
-        batch_attempts: int = 8,
-        backoff_seconds: float = 0.05,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.table_name = table_name
-        self.client = dynamodb_client
+    def __init__(self, table: Table, *, max_attempts: int = 5) -> None:
+        self.table = table
         self.max_attempts = max_attempts
-        self.batch_attempts = batch_attempts
-        self.backoff_seconds = backoff_seconds
-        self.sleep = sleep
+
+    @property
+    def table_name(self) -> str:
+        return self.table.name
+
+    @property
+    def sleep(self) -> Callable[[float], None]:
+        return self.table.sleep
+
+    @sleep.setter
+    def sleep(self, sleep: Callable[[float], None]) -> None:
+        self.table.sleep = sleep
 
     # ---------------------------------------------------------------- task lifecycle
 
@@ -861,10 +623,16 @@ class Recorder:
         results: Mapping[str, str] | Iterable[Mapping[str, Any]],
         cause: Mapping[str, Any],
         now: datetime,
+        stored: Mapping[str, Any] | None = UNREAD,
     ) -> RecordOutcome:
-        """Record one audit of one task (results: the engine's results for this task)."""
+        """Record one audit of one task (results: the engine's results for this task).
+        ``stored``: the task's LATEST (decoded; None: there is none) when the caller has
+        just read it; the first attempt plans on it, and LATEST is read again only after
+        a concurrent write. Omitted: read here."""
         results = list(results) if not isinstance(results, Mapping) else results
-        return self._run(posture["task_arn"], lambda stored: plan_audit(stored, posture, results, cause, now))
+        return self._run(
+            posture["task_arn"], lambda before: plan_audit(before, posture, results, cause, now), stored
+        )
 
     def mark_stopped(
         self,
@@ -874,18 +642,25 @@ class Recorder:
         cause: Mapping[str, Any],
         now: datetime,
         workload_key: str | None = None,
+        stored: Mapping[str, Any] | None = UNREAD,
     ) -> str | None:
         """Record that a task stopped; returns its workload key (the stored one, else the
-        ``workload_key`` given, e.g. from :func:`workload_key_from_cluster_arn`)."""
+        ``workload_key`` given, e.g. from :func:`workload_key_from_cluster_arn`).
+        ``stored``: as for :meth:`record_audit`."""
         outcome = self._run(
             task_arn,
-            lambda stored: plan_stop(stored, task_arn, task_version, stopped_at, cause, now, workload_key),
+            lambda before: plan_stop(before, task_arn, task_version, stopped_at, cause, now, workload_key),
+            stored,
         )
         return outcome.workload_key
 
-    def _run(self, task_arn: str, planner: Callable[[dict | None], WritePlan]) -> RecordOutcome:
+    def _run(
+        self, task_arn: str, planner: Callable[[dict | None], WritePlan], stored: Any = UNREAD
+    ) -> RecordOutcome:
         for attempt in range(1, self.max_attempts + 1):
-            plan = planner(self.latest(task_arn))
+            if attempt > 1 or stored is UNREAD:
+                stored = self.latest(task_arn)
+            plan = planner(stored)
             if plan.status == STALE:
                 logger.debug("stale: %s: %s", task_arn, plan.reason)
                 return RecordOutcome(STALE, task_arn, plan.workload_key, reason=plan.reason, attempts=attempt)
@@ -893,7 +668,7 @@ class Recorder:
                 written = self._apply(plan)
             except _Conflict:
                 logger.info("concurrent write on %s (attempt %d of %d)", task_arn, attempt, self.max_attempts)
-                self._backoff(attempt)
+                self.table.backoff(attempt)
                 continue
             change = plan.change or {}
             return RecordOutcome(
@@ -922,38 +697,27 @@ class Recorder:
     def _apply(self, plan: WritePlan) -> int:
         actions = plan.writes
         if len(actions) == 1:
-            try:
-                self.client.put_item(
-                    TableName=self.table_name, Item=to_attributes(plan.latest), **self._condition(plan)
-                )
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                    raise _Conflict from exc
-                raise
+            if not self.table.put(plan.latest, **self._condition(plan)):
+                raise _Conflict
             return 1
         in_transaction, overflow = actions[:MAX_TRANSACT_ACTIONS], actions[MAX_TRANSACT_ACTIONS:]
         items = []
         for index, (kind, value) in enumerate(in_transaction):
             if kind == "put":
-                put = {"TableName": self.table_name, "Item": to_attributes(value)}
+                put = {"Item": to_attributes(value)}
                 if index == 0:
                     put.update(self._condition(plan))
                 items.append({"Put": put})
             else:
-                items.append({"Delete": {"TableName": self.table_name, "Key": to_attributes(value)}})
+                items.append({"Delete": {"Key": to_attributes(value)}})
         try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            reasons = {r.get("Code") for r in exc.response.get("CancellationReasons") or []}
-            if error.get("Code") == "TransactionCanceledException" and reasons & {
-                "ConditionalCheckFailed",
-                "TransactionConflict",
-            }:
+            self.table.transact(items)
+        except Cancelled as exc:
+            if set(exc.reasons) & {"ConditionalCheckFailed", "TransactionConflict"}:
                 raise _Conflict from exc
-            raise
+            raise exc.cause from None
         if overflow:  # dependency index entries past the transaction limit
-            self._batch_write(
+            self.table.batch_write(
                 [
                     {"PutRequest": {"Item": to_attributes(v)}}
                     if kind == "put"
@@ -963,26 +727,17 @@ class Recorder:
             )
         return len(actions)
 
-    def _backoff(self, attempt: int) -> None:
-        delay = min(self.backoff_seconds * (2 ** (attempt - 1)), 2.0)
-        self.sleep(delay * (0.5 + random.random() / 2))
-
     # ---------------------------------------------------------------- task reads
 
     def latest(self, task_arn: str) -> dict | None:
         """The task's LATEST item, decoded (strongly consistent read), or None."""
-        response = self.client.get_item(
-            TableName=self.table_name,
-            Key=to_attributes(_key(task_pk(task_arn), LATEST_SK)),
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
-        return decode_latest(from_attributes(item)) if item else None
+        item = self.table.get(_key(task_pk(task_arn), LATEST_SK))
+        return decode_latest(item) if item else None
 
     def running_tasks(self, workload_key: str) -> list[dict]:
         """``[{"task_arn", "posture", "results"}]`` of the workload's RUNNING tasks (gsi1,
         eventually consistent), by task ARN. ``results``: the engine's result dicts."""
-        items = self._query(
+        items = self.table.query(
             IndexName=GSI1,
             KeyConditionExpression="gsi1pk = :pk",
             ExpressionAttributeValues={":pk": {"S": workload_key}},
@@ -1002,7 +757,7 @@ class Recorder:
 
     def tasks_for_resource(self, resource_id: str) -> list[str]:
         """ARNs of the running tasks recorded as depending on ``resource_id``."""
-        items = self._query(
+        items = self.table.query(
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues={":pk": {"S": dependency_pk(resource_id)}},
         )
@@ -1013,155 +768,28 @@ class Recorder:
         (UTC seconds text): newest first, down to the first one starting at or before
         ``since`` (``until`` when None). Strongly consistent; usually one small read."""
         since = since or until
-        request: dict[str, Any] = {
-            "TableName": self.table_name,
-            "KeyConditionExpression": "pk = :pk AND sk <= :upper",
-            "ExpressionAttributeValues": {
+        ranges: list[dict] = []
+        for item in self.table.query_iter(
+            KeyConditionExpression="pk = :pk AND sk <= :upper",
+            ExpressionAttributeValues={
                 ":pk": {"S": ip_pk(vpc_id, ip)},
                 ":upper": {"S": f"{until}#~"},  # "~" sorts after every task ARN character
             },
-            "ScanIndexForward": False,
-            "ConsistentRead": True,
-            "Limit": 10,
-        }
-        ranges: list[dict] = []
-        while True:
-            response = self.client.query(**request)
-            for item in response.get("Items", []):
-                entry = decode_ip_range(from_attributes(item))
-                ranges.append(entry)
-                if entry["from"] and entry["from"] <= since:
-                    return ranges
-            if not response.get("LastEvaluatedKey"):
-                return ranges
-            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            ScanIndexForward=False,
+            ConsistentRead=True,
+            Limit=10,
+        ):
+            entry = decode_ip_range(item)
+            ranges.append(entry)
+            if entry["from"] and entry["from"] <= since:
+                break
+        return ranges
 
     def history(self, task_arn: str) -> list[dict]:
         """The task's recorded changes, oldest first (interface.md ``history``)."""
-        items = self._query(
+        items = self.table.query(
             KeyConditionExpression="pk = :pk AND begins_with(sk, :hist)",
             ExpressionAttributeValues={":pk": {"S": task_pk(task_arn)}, ":hist": {"S": "HIST#"}},
             ConsistentRead=True,
         )
         return [decode_history(item) for item in items]
-
-    # ---------------------------------------------------------------- finding state
-
-    def finding_states(self, workload_key: str) -> dict[str, dict]:
-        """``{rule_id: state}`` of the findings last delivered for a workload."""
-        items = self._query(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :f)",
-            ExpressionAttributeValues={":pk": {"S": workload_key}, ":f": {"S": "FINDING#"}},
-            ConsistentRead=True,
-        )
-        states = [decode_finding_state(item) for item in items]
-        return {state["rule_id"]: state for state in states}
-
-    def save_finding_state(self, workload_key: str, state: Mapping[str, Any]) -> bool:
-        """Store a delivered finding's state unless a state with the same or a later
-        ``updated_at`` is already there (Security Hub keeps the latest UpdatedAt too).
-        False when a newer state won."""
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=to_attributes(finding_state_item(workload_key, state)),
-                ConditionExpression="attribute_not_exists(pk) OR updated_at < :u",
-                ExpressionAttributeValues={":u": {"S": state["updated_at"]}},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
-
-    def active_findings(self) -> list[dict]:
-        """interface.md ``findings``: the ACTIVE findings with their workload and status,
-        by finding Id (one Query on gsi1)."""
-        items = self._query(
-            IndexName=GSI1,
-            KeyConditionExpression="gsi1pk = :pk AND begins_with(gsi1sk, :active)",
-            ExpressionAttributeValues={":pk": {"S": FINDINGS_GSI_PK}, ":active": {"S": f"{ACTIVE}#"}},
-        )
-        found = []
-        for item in items:
-            state = decode_finding_state(item)
-            found.append(
-                {
-                    "finding_id": state["finding_id"],
-                    "workload": state["workload"],
-                    "workload_key": state["workload_key"],
-                    "rule_id": state["rule_id"],
-                    "status": state["compliance"],
-                    "severity": state["severity"],
-                    "title": state["title"],
-                    "record_state": state["record_state"],
-                    "updated_at": state["updated_at"],
-                }
-            )
-        return found
-
-    # ---------------------------------------------------------------- outbox
-
-    def put_outbox(self, findings: Iterable[Mapping[str, Any]]) -> int:
-        """Queue findings for delivery (before importing them). Returns the count."""
-        requests = [{"PutRequest": {"Item": to_attributes(outbox_item(f))}} for f in findings]
-        self._batch_write(requests)
-        return len(requests)
-
-    def pending_outbox(self, limit: int | None = None, workload_key: str | None = None) -> list[dict]:
-        """Queued findings (by Id, then UpdatedAt), at most ``limit``; only one workload's
-        when ``workload_key`` is given."""
-        condition = "pk = :pk"
-        values = {":pk": {"S": OUTBOX_PK}}
-        if workload_key is not None:
-            condition += " AND begins_with(sk, :prefix)"
-            values[":prefix"] = {"S": finding_id_prefix(workload_key)}
-        items = self._query(
-            KeyConditionExpression=condition,
-            ExpressionAttributeValues=values,
-            ConsistentRead=True,
-            limit=limit,
-        )
-        return [json.loads(item["finding"]) for item in items]
-
-    def clear_outbox(self, ids: Iterable[str | Mapping[str, Any]]) -> int:
-        """Delete delivered entries: each an outbox sort key (``<Id>#<UpdatedAt>``) or the
-        finding itself. Returns the count."""
-        keys = sorted({i if isinstance(i, str) else outbox_sk(i) for i in ids})
-        self._batch_write([{"DeleteRequest": {"Key": to_attributes(_key(OUTBOX_PK, k))}} for k in keys])
-        return len(keys)
-
-    # ---------------------------------------------------------------- low level
-
-    def _query(self, limit: int | None = None, **kwargs: Any) -> list[dict]:
-        items: list[dict] = []
-        start = None
-        while True:
-            request = dict(kwargs, TableName=self.table_name)
-            if start:
-                request["ExclusiveStartKey"] = start
-            if limit is not None:
-                request["Limit"] = limit - len(items)
-            response = self.client.query(**request)
-            items += [from_attributes(i) for i in response.get("Items", [])]
-            start = response.get("LastEvaluatedKey")
-            if not start or (limit is not None and len(items) >= limit):
-                return items
-
-    def _batch_write(self, requests: list[dict]) -> None:
-        """BatchWriteItem, 25 per call; UnprocessedItems retried with backoff up to
-        ``batch_attempts`` times, then RecordError (nothing is dropped silently)."""
-        for start in range(0, len(requests), BATCH_WRITE_MAX):
-            pending = requests[start : start + BATCH_WRITE_MAX]
-            for attempt in range(1, self.batch_attempts + 1):
-                response = self.client.batch_write_item(RequestItems={self.table_name: pending})
-                pending = (response.get("UnprocessedItems") or {}).get(self.table_name) or []
-                if not pending:
-                    break
-                if attempt < self.batch_attempts:
-                    self._backoff(attempt)
-            else:
-                raise RecordError(
-                    f"BatchWriteItem: {len(pending)} items of {self.table_name} still unprocessed "
-                    f"after {self.batch_attempts} attempts"
-                )

@@ -1,0 +1,121 @@
+"""The egress discovery store (the ``dns_logs`` function's items, app/dnslogs.py), on the
+one table through ``stores.table``.
+
+Items (``pk`` / ``sk``):
+
+- ``DISC#<workload key>`` / ``DEST#<name>#<query type>``: one destination of a workload.
+- ``DISC#<workload key>`` / ``SUMMARY``: the workload's discovery summary; ``gsi1pk``
+  ``DISCOVERED`` lists every workload with discoveries (``fargate-audit discovered``).
+- ``DNSBATCH#<batch id>`` / ``CHUNK#<i>``: the marker of one applied chunk of a batch.
+
+What goes in them (aggregation, chunks, markers) is planned in ``app.dnslogs``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from fargate_audit.core.errors import FargateAuditError
+from fargate_audit.stores.table import GSI1, Cancelled, Table, to_attributes
+
+DISCOVERED_GSI_PK = "DISCOVERED"
+SUMMARY_SK = "SUMMARY"
+
+
+class DiscoveryError(FargateAuditError):
+    """A batch could not be written (transaction conflicts past the retry bound)."""
+
+
+def discovery_pk(workload_key: str) -> str:
+    return f"DISC#{workload_key}"
+
+
+def destination_sk(name: str, query_type: str) -> str:
+    return f"DEST#{name}#{query_type}"
+
+
+def marker_key(batch: str, index: int) -> dict:
+    return {"pk": f"DNSBATCH#{batch}", "sk": f"CHUNK#{index:05d}"}
+
+
+def decode_destination(item: Mapping[str, Any]) -> dict:
+    """A destination item -> ``{"name", "query_type", "count", "first_seen", "last_seen",
+    "answers", "sources"}``."""
+    return {
+        "name": item.get("query_name"),
+        "query_type": item.get("query_type"),
+        "count": item.get("count", 0),
+        "first_seen": item.get("first_seen"),
+        "last_seen": item.get("last_seen"),
+        "answers": json.loads(item.get("answers") or "[]"),
+        "sources": json.loads(item.get("sources") or "[]"),
+    }
+
+
+def decode_summary(item: Mapping[str, Any]) -> dict:
+    return {
+        "workload_key": item.get("workload_key"),
+        "workload": item.get("workload_name"),
+        "account_id": item.get("account_id"),
+        "region": item.get("region"),
+        "queries": item.get("queries", 0),
+        "first_seen": item.get("first_seen"),
+        "last_seen": item.get("last_seen"),
+    }
+
+
+class DiscoveryStore:
+    """The discovery items' writer and reader, on the recorder's table and client."""
+
+    def __init__(self, table: Table, *, max_attempts: int = 6) -> None:
+        self.table = table
+        self.max_attempts = max_attempts
+
+    def markers(self, batch: str) -> dict[int, dict]:
+        """``{chunk index: marker}`` of the chunks of a batch already applied (one
+        strongly consistent Query: the markers share their partition)."""
+        items = self.table.query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=to_attributes({":pk": marker_key(batch, 0)["pk"]}),
+            ConsistentRead=True,
+        )
+        return {int(str(item["sk"]).split("#", 1)[1]): item for item in items}
+
+    def apply_chunk(self, chunk: list[dict], marker: dict) -> bool:
+        """One chunk and its marker in one transaction. False when the marker was already
+        there (the chunk was applied by an earlier delivery); transaction conflicts with
+        concurrent writers are retried with backoff, then DiscoveryError."""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                self.table.transact([marker, *chunk])
+                return True
+            except Cancelled as exc:
+                if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+                    return False
+                if attempt == self.max_attempts:
+                    codes = ", ".join(map(str, exc.reasons))
+                    raise DiscoveryError(
+                        f"TransactWriteItems: chunk cancelled {attempt} times ({codes})"
+                    ) from exc.cause
+                self.table.backoff(attempt)
+        return False  # pragma: no cover - the loop returns or raises
+
+    def destinations(self, workload_key: str) -> list[dict]:
+        """The destinations recorded for a workload, by name then query type."""
+        items = self.table.query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :d)",
+            ExpressionAttributeValues=to_attributes({":pk": discovery_pk(workload_key), ":d": "DEST#"}),
+        )
+        found = [decode_destination(item) for item in items]
+        return sorted(found, key=lambda d: (str(d["name"]), str(d["query_type"])))
+
+    def summaries(self) -> list[dict]:
+        """Every workload with discoveries (the DISCOVERED index), by workload key."""
+        items = self.table.query(
+            IndexName=GSI1,
+            KeyConditionExpression="gsi1pk = :g",
+            ExpressionAttributeValues=to_attributes({":g": DISCOVERED_GSI_PK}),
+        )
+        return sorted((decode_summary(item) for item in items), key=lambda s: str(s["workload_key"]))
