@@ -294,7 +294,7 @@ def test_python_m_lists_the_shipped_rules(venv, elsewhere, clean_env):
     done = run(venv, elsewhere, clean_env, "rules", "list", "--format", "json", module=True)
     assert done.returncode == 0, done.stderr
     assert sorted(rule["id"] for rule in json.loads(done.stdout)) == RULE_IDS
-    assert "NET-02" in RULE_IDS and len(RULE_IDS) == 19
+    assert "NET-02" in RULE_IDS and len(RULE_IDS) >= 19  # the shipped folders were found
 
     table = run(venv, elsewhere, clean_env, "rules", "list", module=True)
     assert table.returncode == 0 and "NET-02  CRITICAL" in table.stdout

@@ -39,7 +39,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -284,7 +284,7 @@ def registered_checks(catalog_dir: Path | None = None) -> Registry:
     return _registry((catalog_dir or CATALOG_DIR).resolve())
 
 
-@lru_cache(maxsize=8)
+@cache  # never evicted: a registry's functions stay the ones every loaded catalog holds
 def _registry(catalog_dir: Path) -> Registry:
     """Imports every ``<ID>/check.py`` of ``catalog_dir`` and collects what each registers
     (its module attributes that are a ``Check``)."""
@@ -305,7 +305,13 @@ def _registry(catalog_dir: Path) -> Registry:
         own = [c for c in found if c.kind == CHECK]
         if len(own) != 1:
             names = ", ".join(c.name for c in own) or "none"
-            problems.append(problem(source, "", f"registers {len(own)} checks with @check ({names}); one"))
+            problems.append(
+                problem(
+                    source,
+                    "",
+                    f"registers {len(own)} checks with @check ({names}): a rule folder's registers one",
+                )
+            )
             continue
         by_rule[rule_id] = own[0]
         for registered in found:
@@ -317,6 +323,7 @@ def _registry(catalog_dir: Path) -> Registry:
                         source, registered.name, f"also registered by {other.function.__code__.co_filename}"
                     )
                 )
+                continue
             table[registered.name] = registered
     return Registry(checks, applicability, by_rule, files, tuple(problems))
 
