@@ -104,13 +104,18 @@ if missing:
 if stale:
     problems.append(f"{len(stale)} .pyc not unchecked-hash, e.g. {stale[0].relative_to(layer)}")
 
-# the rule catalog, file for file
+# the rule catalog, file for file (rule folders: rule.yaml and check.py; the .pyc aside)
 catalog = root / "layers" / "fargate_audit" / "catalog"
-want = sorted(p.relative_to(catalog).as_posix() for p in catalog.rglob("*") if p.is_file())
-have = sorted(p.relative_to(pkg / "catalog").as_posix() for p in (pkg / "catalog").rglob("*") if p.is_file())
+def catalog_files(top):
+    return {p.relative_to(top).as_posix(): p.read_bytes() for p in top.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts}
+want, have = catalog_files(catalog), catalog_files(pkg / "catalog")
+if not any(name.endswith("/check.py") for name in want):
+    problems.append("no rule folder (<ID>/rule.yaml, <ID>/check.py) in the package's catalog")
 if want != have:
+    changed = sorted(name for name in set(want) & set(have) if want[name] != have[name])
     problems.append(f"layer catalog differs from the package's: missing {sorted(set(want) - set(have))[:5]}, "
-                    f"extra {sorted(set(have) - set(want))[:5]}")
+                    f"extra {sorted(set(have) - set(want))[:5]}, changed {changed[:5]}")
 for tree in ("local", "cli", "__main__.py"):
     if (pkg / tree).exists():
         problems.append(f"fargate_audit/{tree} (command line or emulator tooling) must not ship in the layer")
@@ -143,7 +148,7 @@ for problem in problems:
     print("    " + problem, file=sys.stderr)
 py_count = sum(1 for _ in layer.rglob("*.py"))
 print(f"    layer: {size / 2**20:.1f} MiB, {py_count} .py all with unchecked-hash .pyc, "
-      f"{len(have)} rule files, deps {sorted(p.name for p in layer.iterdir() if p.is_dir() and '.' not in p.name and p.name != '__pycache__')}")
+      f"{len(have)} catalog files, deps {sorted(p.name for p in layer.iterdir() if p.is_dir() and '.' not in p.name and p.name != '__pycache__')}")
 sys.exit(1 if problems else 0)
 PY
 done_step

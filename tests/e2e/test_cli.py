@@ -189,13 +189,13 @@ def test_rules_validate_accepts_the_repository_rules(catalog):
 def test_rules_validate_rejects_a_broken_copy_naming_file_and_field(tmp_path):
     broken = tmp_path / "rules"
     shutil.copytree(REPO / "rules", broken)
-    path = broken / "NET-01.yaml"
+    path = broken / "NET-01" / "rule.yaml"
     text = path.read_text()
     assert "severity: HIGH" in text
     path.write_text(text.replace("severity: HIGH", "severity: SEVERE"))
     code, out, err = run_cli("rules", "validate", str(broken))
     assert (code, out) == (2, "")
-    assert_one_error_line(err, "NET-01.yaml", "severity")
+    assert_one_error_line(err, "NET-01/rule.yaml", "severity")
 
 
 def test_rules_validate_of_a_missing_directory_is_one_error_line(tmp_path):

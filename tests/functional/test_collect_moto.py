@@ -323,7 +323,7 @@ def test_postures_built_with_a_shared_memo_equal_postures_built_alone(world):
     assert by_vpc and all(len(ps) > 1 for ps in by_vpc.values())
     for ps in by_vpc.values():
         assert all(p["network"]["nacl"] is ps[0]["network"]["nacl"] for p in ps)
-    # and the engine, which evaluates the checks of checks.INPUTS once per shared part,
+    # and the engine, which evaluates the checks registered with inputs once per shared part,
     # gives the same results as on postures that share nothing
     from fargate_audit.core import engine
     from fargate_audit.core.rules import load_catalog

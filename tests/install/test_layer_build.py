@@ -143,12 +143,20 @@ def test_the_layer_library_is_the_package_without_cli_and_local(built):
     assert layer == source
 
 
+def _catalog_files(catalog: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(catalog).as_posix(): p.read_bytes()
+        for p in catalog.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
 def test_the_layers_catalog_equals_the_packages(built):
-    catalog = PACKAGE / "catalog"
-    layer_catalog = built["layer"] / "fargate_audit" / "catalog"
-    assert sorted(p.name for p in layer_catalog.iterdir()) == sorted(p.name for p in catalog.iterdir())
-    for path in catalog.iterdir():
-        assert (layer_catalog / path.name).read_bytes() == path.read_bytes(), path.name
+    catalog = _catalog_files(PACKAGE / "catalog")
+    layer_catalog = _catalog_files(built["layer"] / "fargate_audit" / "catalog")
+    assert "NET-02/rule.yaml" in catalog and "NET-02/check.py" in catalog
+    assert sorted(layer_catalog) == sorted(catalog)
+    assert layer_catalog == catalog
 
 
 def test_the_layer_leaves_boto3_to_the_runtime_and_ships_unchecked_hash_pycs(built):

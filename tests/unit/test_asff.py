@@ -10,8 +10,8 @@ from pathlib import Path
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
-from fargate_audit.core import checks, posture
-from fargate_audit.core.rules import Catalog, Rule
+from fargate_audit.core import posture
+from fargate_audit.core.rules import Catalog, Rule, registered_checks
 from fargate_audit.findings import asff
 
 ACCOUNT = "123456789012"
@@ -451,7 +451,7 @@ def test_no_environment_value_reaches_a_finding_through_posture_and_check():
     raw = raw_bundle_with_secret_env()
     raw["errors"] = {}
     built = posture.build_posture(raw)
-    status, evidence = checks.secrets_in_environment(
+    status, evidence = registered_checks().checks["secrets_in_environment"](
         built, {"secret_env_names": [], "secret_env_pattern": "(?i)(password|token)"}
     )
     assert status == "FAILED"

@@ -1,24 +1,28 @@
-"""Meta-tests over the rule catalog: rules/*.yaml, parameters.yaml, mappings.yaml, schema.json.
+"""Meta-tests over the rule catalog: rules/<ID>/ (rule.yaml and check.py), parameters.yaml,
+mappings.yaml, schema.json.
 
 The catalog is the contract of shared/spec/rules.md in data form: these tests pin its ids,
 titles, severities, parameter defaults and vocabulary to the spec, and prove that a bad
 rule file is rejected with one line naming the file and the field.
 """
 
+import ast
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from fargate_audit.core import checks
+from fargate_audit.core.checks import APPLICABILITY, CHECK
 from fargate_audit.core.errors import ConfigError
 from fargate_audit.core.rules import (
     RULES_DIR_ENV,
     SEVERITIES,
     find_rules_dir,
     load_catalog,
+    registered_checks,
     validate_rules_dir,
 )
 
@@ -26,6 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "rules"
 SCHEMA = json.loads((RULES / "schema.json").read_text())
 CATALOG = load_catalog(RULES)
+REGISTRY = registered_checks()
+RULE_FOLDERS = sorted(p for p in RULES.iterdir() if p.is_dir() and p.name != "__pycache__")
 
 V1_IDS = {
     "NET-01", "NET-02", "NET-03", "NET-04", "NET-05", "NET-06", "NET-07", "NET-08", "NET-09", "NET-10",
@@ -88,23 +94,31 @@ def test_shipped_rules_directory_has_no_problem():
     assert validate_rules_dir(RULES) == []
 
 
-def test_catalog_holds_exactly_the_v1_and_egress_rule_ids_in_id_order():
-    assert set(CATALOG.ids) == V1_IDS | EGRESS_IDS
-    assert list(CATALOG.ids) == sorted(V1_IDS | EGRESS_IDS)
+def test_catalog_holds_the_v1_and_egress_rule_ids_in_id_order():
+    """A new rule is its folder alone: the catalog may grow beyond these (each id a rule of
+    the spec's table, test_titles_and_severities_equal_the_spec_table), never lose one."""
+    assert set(CATALOG.ids) >= V1_IDS | EGRESS_IDS
+    assert list(CATALOG.ids) == sorted(CATALOG.ids)
 
 
 def test_only_egr_01_is_a_workload_discovery_rule_and_it_reads_no_posture_fact():
     assert {rule.id for rule in CATALOG.discovery_rules} == DISCOVERY_IDS
-    assert {rule.id for rule in CATALOG.posture_rules} == V1_IDS | EGRESS_IDS - DISCOVERY_IDS
+    assert {rule.id for rule in CATALOG.posture_rules} == set(CATALOG.ids) - DISCOVERY_IDS
     for rule in CATALOG.discovery_rules:
         assert rule.requires == () and rule.applicability is None, rule.id
 
 
-def test_each_rule_file_is_named_after_its_unique_id():
-    files = sorted(p for p in RULES.glob("*.yaml") if p.name not in ("parameters.yaml", "mappings.yaml"))
-    ids = [yaml.safe_load(p.read_text())["id"] for p in files]
-    assert ids == [p.stem for p in files]
-    assert len(ids) == len(set(ids))
+def test_each_rule_is_a_folder_named_after_its_unique_id_holding_its_rule_and_check():
+    assert sorted(p.name for p in RULES.iterdir() if p.is_file()) == [
+        "mappings.yaml",
+        "parameters.yaml",
+        "schema.json",
+    ]
+    ids = [yaml.safe_load((p / "rule.yaml").read_text())["id"] for p in RULE_FOLDERS]
+    assert ids == [p.name for p in RULE_FOLDERS] == list(CATALOG.ids)
+    for folder in RULE_FOLDERS:
+        assert (folder / "check.py").is_file(), folder.name
+        assert {p.name for p in folder.iterdir()} <= {"rule.yaml", "check.py", "__pycache__"}, folder.name
 
 
 def test_titles_and_severities_equal_the_spec_table():
@@ -166,13 +180,54 @@ def test_defaults_are_fresh_copies():
     assert CATALOG.defaults()["approved_registries"] == SPEC_DEFAULTS["approved_registries"]
 
 
-def test_check_vocabulary_of_the_schema_equals_the_functions_of_checks():
-    assert set(SCHEMA["properties"]["check"]["enum"]) == set(checks.CHECKS)
-    assert set(SCHEMA["properties"]["applicability"]["properties"]["check"]["enum"]) == set(
-        checks.APPLICABILITY
+def test_every_check_is_registered_once_by_its_rules_folder_and_run_by_that_rule_only():
+    assert REGISTRY.problems == ()
+    assert set(REGISTRY.by_rule) == set(CATALOG.ids)
+    assert len(REGISTRY.checks) == len(CATALOG.rules)  # one check per folder, no name twice
+    for rule in CATALOG.rules:
+        own = REGISTRY.by_rule[rule.id]
+        assert (own.kind, rule.check, rule.function, rule.inputs) == (
+            CHECK,
+            own.name,
+            own.function,
+            own.inputs,
+        ), rule.id
+        assert own.function.__name__ == own.name
+        assert "check" not in yaml.safe_load((RULES / rule.id / "rule.yaml").read_text()), rule.id
+    applied = {rule.applicability.check for rule in CATALOG.rules if rule.applicability}
+    assert applied == set(REGISTRY.applicability) == {"uses_private_ecr_image"}
+    for registered in REGISTRY.applicability.values():
+        assert registered.kind == APPLICABILITY
+    assert (
+        CATALOG.rule("NET-10").applicability.function
+        is REGISTRY.applicability["uses_private_ecr_image"].function
     )
-    for name, function in {**checks.CHECKS, **checks.APPLICABILITY}.items():
-        assert function.__name__ == name
+
+
+def test_the_schema_names_no_check_the_registry_holds_them():
+    assert "check" not in SCHEMA["required"]
+    assert "enum" not in SCHEMA["properties"]["check"]
+    assert "enum" not in SCHEMA["properties"]["applicability"]["properties"]["check"]
+
+
+def test_every_check_module_is_pure_it_imports_the_standard_library_and_the_core_only():
+    """The import-linter contracts see packages only; a rule folder is not one."""
+    for folder in RULE_FOLDERS:
+        tree = ast.parse((folder / "check.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 0, folder.name
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                assert top in sys.stdlib_module_names or name.startswith("fargate_audit.core"), (
+                    folder.name,
+                    name,
+                )
 
 
 def test_requires_vocabulary_is_the_posture_facts_of_the_design():
@@ -246,62 +301,64 @@ def _single_error(rules_dir):
 
 
 def test_bad_severity_names_file_and_field(rules_copy):
-    _edit(rules_copy / "NET-03.yaml", lambda d: d.update(severity="SEVERE"))
+    _edit(rules_copy / "NET-03" / "rule.yaml", lambda d: d.update(severity="SEVERE"))
     message = _single_error(rules_copy)
-    assert message.startswith(f"{rules_copy / 'NET-03.yaml'}: severity: 'SEVERE' is not one of [")
+    assert message.startswith(f"{rules_copy / 'NET-03' / 'rule.yaml'}: severity: 'SEVERE' is not one of [")
     assert validate_rules_dir(rules_copy) == [message]
 
 
 def test_unknown_key_is_named(rules_copy):
-    _edit(rules_copy / "LOG-02.yaml", lambda d: d.update(colour="red"))
-    assert "LOG-02.yaml: colour: unknown key" in _single_error(rules_copy)
+    _edit(rules_copy / "LOG-02" / "rule.yaml", lambda d: d.update(colour="red"))
+    assert "LOG-02/rule.yaml: colour: unknown key" in _single_error(rules_copy)
 
 
 def test_unknown_check_is_rejected_by_the_closed_vocabulary(rules_copy):
-    _edit(rules_copy / "CFG-03.yaml", lambda d: d.update(check="eval_anything"))
-    assert "CFG-03.yaml: check: 'eval_anything' is not one of" in _single_error(rules_copy)
+    _edit(rules_copy / "CFG-03" / "rule.yaml", lambda d: d.update(check="eval_anything"))
+    assert "CFG-03/rule.yaml: check: 'eval_anything' is not a registered check" in _single_error(rules_copy)
 
 
 def test_unknown_posture_fact_in_requires_is_named_with_its_index(rules_copy):
-    _edit(rules_copy / "NET-07.yaml", lambda d: d.update(requires=["eni", "flowlogs"]))
-    assert "NET-07.yaml: requires[1]: 'flowlogs' is not one of" in _single_error(rules_copy)
+    _edit(rules_copy / "NET-07" / "rule.yaml", lambda d: d.update(requires=["eni", "flowlogs"]))
+    assert "NET-07/rule.yaml: requires[1]: 'flowlogs' is not one of" in _single_error(rules_copy)
 
 
 def test_bad_fixture_field_is_named_with_its_path(rules_copy):
-    _edit(rules_copy / "NET-04.yaml", lambda d: d["fixtures"]["fail"][1].update(patch="oops"))
-    assert "NET-04.yaml: fixtures.fail[1].patch: 'oops' is not of type 'object'" in _single_error(rules_copy)
+    _edit(rules_copy / "NET-04" / "rule.yaml", lambda d: d["fixtures"]["fail"][1].update(patch="oops"))
+    assert "NET-04/rule.yaml: fixtures.fail[1].patch: 'oops' is not of type 'object'" in _single_error(
+        rules_copy
+    )
 
 
 def test_missing_fail_fixtures_are_rejected(rules_copy):
-    _edit(rules_copy / "IMG-02.yaml", lambda d: d["fixtures"].update(fail=[]))
-    assert "IMG-02.yaml: fixtures.fail: [] should be non-empty" in _single_error(rules_copy)
+    _edit(rules_copy / "IMG-02" / "rule.yaml", lambda d: d["fixtures"].update(fail=[]))
+    assert "IMG-02/rule.yaml: fixtures.fail: [] should be non-empty" in _single_error(rules_copy)
 
 
 def test_missing_required_field_is_named(rules_copy):
-    _edit(rules_copy / "IMG-01.yaml", lambda d: d.pop("remediation"))
-    assert "IMG-01.yaml: 'remediation' is a required property" in _single_error(rules_copy)
+    _edit(rules_copy / "IMG-01" / "rule.yaml", lambda d: d.pop("remediation"))
+    assert "IMG-01/rule.yaml: 'remediation' is a required property" in _single_error(rules_copy)
 
 
 def test_id_not_matching_file_name_is_rejected(rules_copy):
-    _edit(rules_copy / "NET-05.yaml", lambda d: d.update(id="NET-55"))
-    assert "NET-05.yaml: id: 'NET-55' does not match the file name" in _single_error(rules_copy)
+    _edit(rules_copy / "NET-05" / "rule.yaml", lambda d: d.update(id="NET-55"))
+    assert "NET-05/rule.yaml: id: 'NET-55' does not match the folder name" in _single_error(rules_copy)
 
 
 def test_bad_id_pattern_is_rejected(rules_copy):
-    _edit(rules_copy / "NET-05.yaml", lambda d: d.update(id="net-5"))
-    assert "NET-05.yaml: id: 'net-5' does not match" in _single_error(rules_copy)
+    _edit(rules_copy / "NET-05" / "rule.yaml", lambda d: d.update(id="net-5"))
+    assert "NET-05/rule.yaml: id: 'net-5' does not match" in _single_error(rules_copy)
 
 
 def test_duplicate_ids_are_rejected(rules_copy):
-    shutil.copy(rules_copy / "NET-06.yaml", rules_copy / "NET-06.yml")
+    shutil.copy(rules_copy / "NET-06" / "rule.yaml", rules_copy / "NET-06.yml")
     message = _single_error(rules_copy)
     assert "NET-06.yml: id: 'NET-06' duplicates" in message
 
 
 def test_unknown_parameter_name_is_rejected(rules_copy):
-    _edit(rules_copy / "NET-03.yaml", lambda d: d.update(parameters=["allowed_public_port"]))
+    _edit(rules_copy / "NET-03" / "rule.yaml", lambda d: d.update(parameters=["allowed_public_port"]))
     assert (
-        "NET-03.yaml: parameters[0]: 'allowed_public_port' is not declared in parameters.yaml"
+        "NET-03/rule.yaml: parameters[0]: 'allowed_public_port' is not declared in parameters.yaml"
         in _single_error(rules_copy)
     )
 
@@ -327,19 +384,19 @@ def test_parameter_default_must_satisfy_its_schema(rules_copy):
 
 
 def test_invalid_yaml_is_reported_with_its_line(rules_copy):
-    (rules_copy / "LOG-01.yaml").write_text("id: LOG-01\ntitle: [unclosed\n")
+    (rules_copy / "LOG-01" / "rule.yaml").write_text("id: LOG-01\ntitle: [unclosed\n")
     message = _single_error(rules_copy)
-    assert "LOG-01.yaml: invalid YAML: line " in message
+    assert "LOG-01/rule.yaml: invalid YAML: line " in message
 
 
 def test_stray_yaml_file_is_treated_as_a_rule_and_rejected(rules_copy):
-    shutil.copy(rules_copy / "CFG-01.yaml", rules_copy / "notes.yaml")
+    shutil.copy(rules_copy / "CFG-01" / "rule.yaml", rules_copy / "notes.yaml")
     assert "notes.yaml: id: 'CFG-01' does not match the file name" in _single_error(rules_copy)
 
 
 def test_several_problems_are_all_listed_by_validate_and_counted_by_load(rules_copy):
-    _edit(rules_copy / "NET-01.yaml", lambda d: d.update(severity="SEVERE"))
-    _edit(rules_copy / "NET-02.yaml", lambda d: d.update(title=""))
+    _edit(rules_copy / "NET-01" / "rule.yaml", lambda d: d.update(severity="SEVERE"))
+    _edit(rules_copy / "NET-02" / "rule.yaml", lambda d: d.update(title=""))
     problems = validate_rules_dir(rules_copy)
     assert len(problems) == 2
     assert all("\n" not in p for p in problems)
@@ -362,15 +419,15 @@ def test_invalid_schema_json_is_reported_by_validate(rules_copy):
 
 
 def test_a_workload_discovery_rule_may_not_require_posture_facts(rules_copy):
-    _edit(rules_copy / "EGR-01.yaml", lambda d: d.update(requires=["eni"]))
-    assert "EGR-01.yaml: requires: a workload-discovery rule reads no posture facts" in _single_error(
+    _edit(rules_copy / "EGR-01" / "rule.yaml", lambda d: d.update(requires=["eni"]))
+    assert "EGR-01/rule.yaml: requires: a workload-discovery rule reads no posture facts" in _single_error(
         rules_copy
     )
 
 
 def test_unknown_evaluation_kind_is_rejected(rules_copy):
-    _edit(rules_copy / "EGR-02.yaml", lambda d: d.update(evaluation="per-account"))
-    assert "EGR-02.yaml: evaluation: 'per-account' is not one of" in _single_error(rules_copy)
+    _edit(rules_copy / "EGR-02" / "rule.yaml", lambda d: d.update(evaluation="per-account"))
+    assert "EGR-02/rule.yaml: evaluation: 'per-account' is not one of" in _single_error(rules_copy)
 
 
 # --------------------------------------------------------------------------- the shipped catalog, trusted
@@ -407,16 +464,137 @@ def test_a_broken_shipped_catalog_still_fails_with_one_line_naming_the_file(monk
 
     broken = tmp_path / "catalog"
     shutil.copytree(RULES, broken)
-    doc = yaml.safe_load((broken / "NET-01.yaml").read_text())
+    doc = yaml.safe_load((broken / "NET-01" / "rule.yaml").read_text())
     del doc["severity"]
-    (broken / "NET-01.yaml").write_text(yaml.safe_dump(doc))
+    (broken / "NET-01" / "rule.yaml").write_text(yaml.safe_dump(doc))
     monkeypatch.setattr(rules_mod, "CATALOG_DIR", broken)
     monkeypatch.delenv(RULES_DIR_ENV, raising=False)
-    with pytest.raises(ConfigError, match=r"NET-01\.yaml.*severity"):
+    with pytest.raises(ConfigError, match=r"NET-01/rule\.yaml.*severity"):
         load_catalog()
     # a catalog of one's own is always validated in full
     doc["severity"] = "SUPER"
-    (broken / "NET-01.yaml").write_text(yaml.safe_dump(doc))
+    (broken / "NET-01" / "rule.yaml").write_text(yaml.safe_dump(doc))
     monkeypatch.setenv(RULES_DIR_ENV, str(broken))
-    with pytest.raises(ConfigError, match=r"NET-01\.yaml: severity"):
+    with pytest.raises(ConfigError, match=r"NET-01/rule\.yaml: severity"):
         load_catalog()
+
+
+# --------------------------------------------------------------------------- catalogs of one's own
+
+
+def test_a_catalog_of_ones_own_may_keep_the_flat_layout_naming_each_check(rules_copy):
+    for folder in sorted(p for p in rules_copy.iterdir() if p.is_dir()):
+        doc = yaml.safe_load((folder / "rule.yaml").read_text())
+        if folder.name != "NET-06":  # the id's shipped check when the file names none
+            doc["check"] = CATALOG.rule(folder.name).check
+        (rules_copy / f"{folder.name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        shutil.rmtree(folder)
+    assert validate_rules_dir(rules_copy) == []
+    flat = load_catalog(rules_copy)
+    assert flat.rules == CATALOG.rules
+    assert [r.function for r in flat.rules] == [r.function for r in CATALOG.rules]
+
+
+def test_a_rule_of_ones_own_reuses_a_shipped_check_by_its_registered_name(rules_copy):
+    (rules_copy / "XYZ-01").mkdir()
+    rule_file = rules_copy / "XYZ-01" / "rule.yaml"
+    shutil.copy(rules_copy / "NET-02" / "rule.yaml", rule_file)
+    _edit(rule_file, lambda d: d.update(id="XYZ-01", check="internet_reachable", severity="LOW"))
+    assert validate_rules_dir(rules_copy) == []
+    variant = load_catalog(rules_copy).rule("XYZ-01")
+    shipped = CATALOG.rule("NET-02")
+    assert (variant.check, variant.function, variant.severity) == (
+        "internet_reachable",
+        shipped.function,
+        "LOW",
+    )
+
+
+def test_a_new_rule_of_ones_own_without_a_check_is_named(rules_copy):
+    shutil.copytree(rules_copy / "NET-06", rules_copy / "XYZ-02", ignore=shutil.ignore_patterns("check.py"))
+    _edit(rules_copy / "XYZ-02" / "rule.yaml", lambda d: d.update(id="XYZ-02"))
+    assert "XYZ-02/rule.yaml: check: no XYZ-02/check.py registers a check" in _single_error(rules_copy)
+
+
+def test_an_unknown_applicability_function_is_named(rules_copy):
+    _edit(rules_copy / "NET-10" / "rule.yaml", lambda d: d["applicability"].update(check="always"))
+    assert "NET-10/rule.yaml: applicability.check: 'always' is not a registered applicability" in (
+        _single_error(rules_copy)
+    )
+
+
+def test_a_catalog_of_ones_own_runs_no_code_of_its_own(rules_copy):
+    path = rules_copy / "NET-03" / "check.py"
+    path.write_text(path.read_text() + "\nprint('never run')\n")
+    message = _single_error(rules_copy)
+    assert message.startswith(f"{path}: not the shipped check of this id: checks run only from the shipped")
+
+
+def test_a_rule_folder_without_its_rule_file_is_named(rules_copy):
+    (rules_copy / "NET-04" / "rule.yaml").rename(rules_copy / "NET-04" / "rules.yaml")
+    problems = validate_rules_dir(rules_copy)
+    assert f"{rules_copy / 'NET-04'}: a rule folder holds its rule.yaml; none here" in problems
+
+
+def test_check_modules_that_fail_or_register_other_than_one_check_are_named(tmp_path):
+    def folder(rule_id, code):
+        (tmp_path / rule_id).mkdir()
+        (tmp_path / rule_id / "check.py").write_text("from fargate_audit.core.checks import check\n" + code)
+
+    folder("AAA-01", "@check\ndef a(p, q): ...\n\n@check\ndef b(p, q): ...\n")
+    folder("AAA-02", "import no_such_module\n")
+    folder("AAA-03", "@check\ndef same(p, q): ...\n")
+    folder("AAA-04", "@check\ndef same(p, q): ...\n")
+    registry = registered_checks(tmp_path)
+    assert [line.split(": ", 1)[0] for line in registry.problems] == [
+        str(tmp_path / "AAA-01" / "check.py"),
+        str(tmp_path / "AAA-02" / "check.py"),
+        str(tmp_path / "AAA-04" / "check.py"),
+    ]
+    assert "registers 2 checks with @check (a, b)" in registry.problems[0]
+    assert "cannot import: ModuleNotFoundError" in registry.problems[1]
+    assert f"same: also registered by {tmp_path / 'AAA-03' / 'check.py'}" in registry.problems[2]
+    assert set(registry.checks) == {"same"}
+
+
+NEW_RULE_CHECK = '''"""The check of NET-99."""
+
+from fargate_audit.core.checks import check, network_of, verdict
+
+
+@check
+def legacy_security_group(posture, params):
+    groups = network_of(posture).get("security_groups") or []
+    groups = [g.get("id") for g in groups if g.get("name") == "legacy"]
+    return verdict(bool(groups)), {"security_groups": groups}
+'''
+
+
+def test_a_new_rule_on_existing_facts_is_its_folder_and_its_mapping(monkeypatch, tmp_path):
+    from fargate_audit.core import engine
+    from fargate_audit.core import rules as rules_mod
+
+    catalog = tmp_path / "catalog"
+    shutil.copytree(RULES, catalog, ignore=shutil.ignore_patterns("__pycache__"))
+    (catalog / "NET-99").mkdir()
+    (catalog / "NET-99" / "check.py").write_text(NEW_RULE_CHECK)
+    legacy = {"network": {"security_groups": [{"id": "sg-1", "name": "legacy"}]}}
+    rule_doc = {
+        **yaml.safe_load((catalog / "NET-06" / "rule.yaml").read_text()),
+        "id": "NET-99",
+        "title": "Legacy security group attached",
+        "fixtures": {"pass": [{"name": "none", "patch": {}}], "fail": [{"name": "legacy", "patch": legacy}]},
+    }
+    (catalog / "NET-99" / "rule.yaml").write_text(yaml.safe_dump(rule_doc))
+    with (catalog / "mappings.yaml").open("a") as mappings:
+        mappings.write("\nNET-99:\n  nist_800_53_rev5: [SC-7]\n")
+    monkeypatch.setattr(rules_mod, "CATALOG_DIR", catalog)
+    monkeypatch.delenv(RULES_DIR_ENV, raising=False)
+
+    assert validate_rules_dir(catalog) == []
+    rule = load_catalog().rule("NET-99")
+    assert rule.check == "legacy_security_group"
+    base = json.loads((REPO / "tests" / "fixtures" / "base_posture.json").read_text())
+    failing = {**base, "network": {**base["network"], **legacy["network"]}}
+    assert engine.evaluate_rule(rule, base, {})[0] == "PASSED"
+    assert engine.evaluate_rule(rule, failing, {}) == ("FAILED", {"security_groups": ["sg-1"]})

@@ -1,6 +1,7 @@
 """The engine: ERROR propagation, applicability, exemptions, parameter resolution, purity."""
 
 import copy
+import dataclasses
 import datetime as dt
 import json
 import random
@@ -286,7 +287,7 @@ def test_s3_bucket_placeholders_resolve_to_each_tasks_region():
     ]
 
 
-def test_each_check_receives_only_the_parameters_its_rule_declares(monkeypatch):
+def test_each_check_receives_only_the_parameters_its_rule_declares():
     seen = {}
 
     def spy(name, function):
@@ -296,9 +297,10 @@ def test_each_check_receives_only_the_parameters_its_rule_declares(monkeypatch):
 
         return wrapped
 
-    for name, function in list(checks.CHECKS.items()):
-        monkeypatch.setitem(checks.CHECKS, name, spy(name, function))
-    engine.evaluate(CATALOG, [BASE])
+    spied = dataclasses.replace(
+        CATALOG, rules=tuple(dataclasses.replace(r, function=spy(r.check, r.function)) for r in CATALOG.rules)
+    )
+    engine.evaluate(spied, [BASE])
     assert {rule.check: set(rule.parameters) for rule in CATALOG.posture_rules} == seen
 
 
@@ -422,7 +424,7 @@ def test_discovery_exemption_matches_the_workload_and_expired_ones_are_reported(
         engine.evaluate_discovery(CATALOG, discovery(), params)
 
 
-# --------------------------------------------------------------------------- checks.INPUTS
+# --------------------------------------------------------------------------- checks registered with inputs
 
 
 def _fixtures_with_postures():
@@ -457,14 +459,18 @@ def _outcome(check, posture_doc, params):
         return ("FactError", exc.fact, exc.message)
 
 
-@pytest.mark.parametrize("name", sorted(checks.INPUTS))
+CHECKS_WITH_INPUTS = {rule.check: rule for rule in CATALOG.rules if rule.inputs is not None}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS_WITH_INPUTS))
 def test_a_check_declared_in_inputs_reads_nothing_but_its_declared_parts(name):
     """The engine computes such a check once per distinct input part (by identity): it must
     give the same answer on a posture reduced to those parts, for every fixture posture of
     every rule (so every variation the fixtures know of is exercised)."""
     from fargate_audit.core.params import effective_params, resolve_params
 
-    check = checks.CHECKS[name]
+    check = CHECKS_WITH_INPUTS[name].function
+    inputs = CHECKS_WITH_INPUTS[name].inputs
     rules_of_check = [rule for rule in CATALOG.rules if rule.check == name]
     assert rules_of_check, name
     tried = 0
@@ -473,7 +479,7 @@ def test_a_check_declared_in_inputs_reads_nothing_but_its_declared_parts(name):
         params = resolve_params(effective_params(CATALOG, overrides), full)
         for rule in rules_of_check:
             rule_params = {p: params[p] for p in rule.parameters}
-            assert _outcome(check, _reduced(full, checks.INPUTS[name]), rule_params) == _outcome(
+            assert _outcome(check, _reduced(full, inputs), rule_params) == _outcome(
                 check, full, rule_params
             ), (name, fixture["name"])
             tried += 1
@@ -485,8 +491,9 @@ def test_reduced_posture_drops_everything_but_the_declared_parts():
     reduced = _reduced(full, ("network.nacl", "containers"))
     assert set(reduced) == {"network", "containers"} and set(reduced["network"]) == {"nacl"}
     # and so a check reading an undeclared part would see it missing
-    assert _outcome(checks.public_address, reduced, {}) != _outcome(
-        checks.public_address, posture({"network": {"public_ipv4": "54.1.2.3"}}), {}
+    public_address = CATALOG.rule("NET-01").function
+    assert _outcome(public_address, reduced, {}) != _outcome(
+        public_address, posture({"network": {"public_ipv4": "54.1.2.3"}}), {}
     )
 
 

@@ -1,4 +1,4 @@
-"""Every fixture of every rule file, run through the engine's per-rule evaluation.
+"""Every fixture of every rule (rules/<ID>/rule.yaml), run through the engine's per-rule evaluation.
 
 A fixture is a deep-merge patch over tests/fixtures/base_posture.json (a workload-discovery
 rule, EGR-01: over tests/fixtures/base_discovery.json; objects merge key by key; lists and

@@ -105,14 +105,14 @@ def _evaluate(rule: Rule, rule_params: Mapping, posture: Mapping, errors: Mappin
         error = _fact_errors(rule.applicability.requires, errors)
         if error:
             return ERROR, {"error": error}
-        applies = checks.APPLICABILITY[rule.applicability.check](posture, rule_params)
+        applies = rule.applicability.function(posture, rule_params)
         if not applies:
             return NOT_APPLICABLE, {}
     error = _fact_errors(rule.requires, errors)
     if error:
         return ERROR, {"error": error}
     try:
-        status, evidence = checks.CHECKS[rule.check](posture, rule_params)
+        status, evidence = rule.function(posture, rule_params)
     except checks.FactError as exc:
         return ERROR, {"error": str(exc)}
     if status not in _CHECK_STATUSES or not isinstance(evidence, dict):
@@ -130,7 +130,7 @@ def _part(posture: Mapping, path: tuple[str, ...]) -> Any:
 def _evaluate_shared(
     rule: Rule, rule_params: Mapping, posture: Mapping, paths: tuple[tuple[str, ...], ...], memo: dict
 ) -> tuple[str, dict]:
-    """:func:`_evaluate` for a check declared in ``checks.INPUTS`` on a posture without
+    """:func:`_evaluate` for a check registered with ``inputs`` on a posture without
     errors: once per distinct (parameters, input parts), by identity; the parts are kept
     alive with the entry (their ids stay theirs). Each result gets its own evidence dict
     (an exemption adds ``exempted`` to it)."""
@@ -144,8 +144,8 @@ def _evaluate_shared(
 
 
 def _input_paths(rule: Rule) -> tuple[tuple[str, ...], ...] | None:
-    """The posture parts the rule's check depends on alone (checks.INPUTS), split."""
-    paths = checks.INPUTS.get(rule.check)
+    """The posture parts the rule's check depends on alone (its registered inputs), split."""
+    paths = rule.inputs
     if paths is None or rule.applicability is not None:
         return None
     return tuple(tuple(path.split(".")) for path in paths)
@@ -201,7 +201,7 @@ def evaluate(
     ordered = sorted(postures, key=lambda p: str(p.get("task_arn")))
     # params depend only on the task's account and region: each rule's, once per scope
     prepared_for: dict[tuple, list[tuple[Rule, Mapping, tuple | None]]] = {}
-    shared: dict[tuple, tuple] = {}  # checks.INPUTS results, see _evaluate_shared
+    shared: dict[tuple, tuple] = {}  # results of checks with inputs, see _evaluate_shared
     posture_rules = catalog.posture_rules
     append = results.append
     with cyclic_gc_paused():

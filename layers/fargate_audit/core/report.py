@@ -323,7 +323,7 @@ def _bytes_writer(stream: TextIO):
 
 # --------------------------------------------------------------------------- evidence
 #
-# One short line per result, from the evidence keys the checks produce (checks.py). Keys
+# One short line per result, from the evidence keys the checks produce (catalog/<ID>/check.py). Keys
 # that only repeat what the resources or other keys say (eni_id, families, ...) are not
 # shown; an unknown key is shown generically so that a new rule's evidence is not lost.
 # No key named like a value (``value``, ``values``, ...) is ever shown, at any depth:

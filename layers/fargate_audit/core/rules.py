@@ -1,10 +1,22 @@
-"""The rule catalog: ``<ID>.yaml``, ``parameters.yaml``, ``mappings.yaml`` (``rules/`` in a checkout).
+"""The rule catalog (``rules/`` in a checkout): one folder per rule, ``<ID>/rule.yaml`` (its
+data: title, severity, parameters, fixtures...) beside ``<ID>/check.py`` (its check), plus
+``parameters.yaml``, ``mappings.yaml`` and ``schema.json``. A catalog of one's own may also
+keep the flat layout, one ``<ID>.yaml`` per rule.
+
+A rule's check is found by registration: the shipped catalog's ``<ID>/check.py`` files are
+imported (by path: a folder named after a rule id is not a package name) and each registers
+its rule's check with ``@check`` (:mod:`fargate_audit.core.checks`), an applicability
+function with ``@applicability``. A rule's check is the one its own folder registers, or the
+registered check its rule file names (``check: <name>``: a variant reusing a shipped check).
+Code runs only from the shipped catalog: a catalog of one's own is data, its rules reuse the
+shipped checks (by their id's folder or by name), and a ``check.py`` in it must be the
+shipped one of that id (a copy of the catalog) rather than silently not run.
 
 Every file is validated against ``schema.json`` (rule files against the schema
 itself, the two others against its ``$defs``) plus the checks a schema cannot express:
-the id matches the file name, ids are unique, every parameter a rule names is declared,
-every check names a function of :mod:`fargate_audit.core.checks`, every mapping names a rule,
-every parameter's default satisfies its schema. Loading fails closed: any problem raises
+the id matches the folder (or file) name, ids are unique, every parameter a rule names is
+declared, every check a rule reads is registered, every mapping names a rule, every
+parameter's default satisfies its schema. Loading fails closed: any problem raises
 :class:`~fargate_audit.core.errors.ConfigError` with one line naming the file and the field.
 
 Where the rules live (first match): the ``rules_dir`` argument, the environment variable
@@ -12,23 +24,28 @@ Where the rules live (first match): the ``rules_dir`` argument, the environment 
 ``fargate_audit/catalog/``: package data, the one copy that a checkout (where ``rules/`` is a
 symlink to it), the wheel and the Lambda layer all read.
 
-Loading is cheap enough for a Lambda cold start: libyaml's loader when available and
-``jsonschema`` imported only when validating.
+Loading is cheap enough for a Lambda cold start: libyaml's loader when available,
+``jsonschema`` imported only when validating, the check modules' cached bytecode (the
+layer ships unchecked-hash ``.pyc``).
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from fargate_audit.core.checks import CHECK, Check
 from fargate_audit.core.errors import ConfigError
 
 try:
@@ -57,6 +74,8 @@ CATALOG_DIR = Path(__file__).resolve().parents[1] / "catalog"
 SCHEMA_FILE = "schema.json"
 PARAMETERS_FILE = "parameters.yaml"
 MAPPINGS_FILE = "mappings.yaml"
+RULE_FILE = "rule.yaml"
+CHECK_FILE = "check.py"
 _RULE_SUFFIXES = (".yaml", ".yml")
 _NOT_RULE_FILES = frozenset({"parameters.yaml", "parameters.yml", "mappings.yaml", "mappings.yml"})
 _MAX_MESSAGE = 300
@@ -66,6 +85,7 @@ _MAX_MESSAGE = 300
 class Applicability:
     requires: tuple[str, ...]
     check: str
+    function: Callable[[Any, Any], bool] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -82,6 +102,9 @@ class Rule:
     fixtures: dict = field(repr=False, compare=False)
     source: str = field(default="", compare=False)
     evaluation: str = TASK_POSTURE
+    # The registered check named ``check`` (core.checks.Check): its function and inputs.
+    function: Callable[[Any, Any], tuple[str, dict]] | None = field(default=None, repr=False, compare=False)
+    inputs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +245,125 @@ def read_yaml(path: Path, source: str) -> tuple[Any, str | None]:
         return None, problem(source, "", f"invalid YAML: {where}{what}")
 
 
+# --------------------------------------------------------------------------- registered checks
+
+
+@dataclass(frozen=True)
+class Registry:
+    """What the ``<ID>/check.py`` files of a catalog register. ``checks`` and
+    ``applicability`` by name; ``by_rule``: the check of each rule folder; ``files``: each
+    rule folder's check.py; ``problems``: one line each (an import that failed, a check.py
+    registering no check or two, a name registered twice)."""
+
+    checks: dict[str, Check]
+    applicability: dict[str, Check]
+    by_rule: dict[str, Check]
+    files: dict[str, Path]
+    problems: tuple[str, ...]
+
+
+def _import_check_module(path: Path, rule_id: str) -> Any:
+    """The module of ``path``, imported by path (the importlib recipe for a source file)."""
+    name = f"fargate_audit.catalog.{rule_id}.check"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def registered_checks(catalog_dir: Path | None = None) -> Registry:
+    """What the check.py files of ``catalog_dir`` (default: the shipped catalog) register,
+    imported once per process."""
+    return _registry((catalog_dir or CATALOG_DIR).resolve())
+
+
+@cache  # never evicted: a registry's functions stay the ones every loaded catalog holds
+def _registry(catalog_dir: Path) -> Registry:
+    """Imports every ``<ID>/check.py`` of ``catalog_dir`` and collects what each registers
+    (its module attributes that are a ``Check``)."""
+    checks: dict[str, Check] = {}
+    applicability: dict[str, Check] = {}
+    by_rule: dict[str, Check] = {}
+    files: dict[str, Path] = {}
+    problems: list[str] = []
+    for path in sorted(catalog_dir.glob(f"*/{CHECK_FILE}")):
+        rule_id, source = path.parent.name, str(path)
+        try:
+            module = _import_check_module(path, rule_id)
+        except Exception as exc:  # any failure of a check module: one problem line
+            problems.append(problem(source, "", f"cannot import: {type(exc).__name__}: {exc}"))
+            continue
+        files[rule_id] = path
+        found = [value for value in vars(module).values() if isinstance(value, Check)]
+        own = [c for c in found if c.kind == CHECK]
+        if len(own) != 1:
+            names = ", ".join(c.name for c in own) or "none"
+            problems.append(
+                problem(
+                    source,
+                    "",
+                    f"registers {len(own)} checks with @check ({names}): a rule folder's registers one",
+                )
+            )
+            continue
+        by_rule[rule_id] = own[0]
+        for registered in found:
+            table = checks if registered.kind == CHECK else applicability
+            other = table.get(registered.name)
+            if other is not None and other is not registered:
+                problems.append(
+                    problem(
+                        source, registered.name, f"also registered by {other.function.__code__.co_filename}"
+                    )
+                )
+                continue
+            table[registered.name] = registered
+    return Registry(checks, applicability, by_rule, files, tuple(problems))
+
+
+def _rule_sources(rules_dir: Path) -> tuple[list[tuple[str, Path, str]], list[str]]:
+    """``[(id the name gives, rule file, what names it: "folder" | "file")]`` by name, and
+    the problems: a folder holding no rule.yaml (``__pycache__`` and hidden ones aside)."""
+    sources: list[tuple[str, Path, str]] = []
+    problems: list[str] = []
+    for path in sorted(rules_dir.iterdir()):
+        if path.is_dir():
+            if path.name.startswith((".", "__")):
+                continue
+            if (path / RULE_FILE).is_file():
+                sources.append((path.name, path / RULE_FILE, "folder"))
+            else:
+                problems.append(problem(str(path), "", f"a rule folder holds its {RULE_FILE}; none here"))
+        elif path.suffix in _RULE_SUFFIXES and path.name not in _NOT_RULE_FILES:
+            sources.append((path.stem, path, "file"))
+    return sources, problems
+
+
+def _foreign_check_files(rules_dir: Path, registry: Registry) -> list[str]:
+    """A catalog of one's own runs no code: its ``<ID>/check.py`` files must be the shipped
+    ones (a copy of the catalog), else they would silently not run."""
+    problems = []
+    for path in sorted(rules_dir.glob(f"*/{CHECK_FILE}")):
+        shipped = registry.files.get(path.parent.name)
+        if shipped is None or shipped.read_bytes() != path.read_bytes():
+            problems.append(
+                problem(
+                    str(path),
+                    "",
+                    "not the shipped check of this id: checks run only from the shipped catalog; "
+                    "a rule of one's own names a registered check (check: <name>)",
+                )
+            )
+    return problems
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -264,9 +406,11 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
         from jsonschema import Draft202012Validator
         from jsonschema.exceptions import SchemaError
 
-    from fargate_audit.core import checks
-
     problems: list[str] = []
+    registry = registered_checks()
+    problems.extend(registry.problems)
+    if rules_dir.resolve() != CATALOG_DIR.resolve():
+        problems.extend(_foreign_check_files(rules_dir, registry))
 
     def src(name: str) -> str:
         return str(rules_dir / name)
@@ -315,15 +459,12 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
     # rule files
     rule_validator = Draft202012Validator(schema)
     rules: dict[str, Rule] = {}
-    rule_files = sorted(
-        p
-        for p in rules_dir.iterdir()
-        if p.is_file() and p.suffix in _RULE_SUFFIXES and p.name not in _NOT_RULE_FILES
-    )
-    if not rule_files:
-        problems.append(problem(str(rules_dir), "", "no rule files (<ID>.yaml)"))
-    for path in rule_files:
-        source = src(path.name)
+    rule_sources, found = _rule_sources(rules_dir)
+    problems.extend(found)
+    if not rule_sources:
+        problems.append(problem(str(rules_dir), "", f"no rules (<ID>/{RULE_FILE} or <ID>.yaml)"))
+    for name_id, path, named_by in rule_sources:
+        source = str(path)
         doc, error = read_yaml(path, source)
         if error:
             problems.append(error)
@@ -333,8 +474,8 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
             problems.extend(found)
             continue
         rule_problems: list[str] = []
-        if doc["id"] != path.stem:
-            rule_problems.append(problem(source, "id", f"{doc['id']!r} does not match the file name"))
+        if doc["id"] != name_id:
+            rule_problems.append(problem(source, "id", f"{doc['id']!r} does not match the {named_by} name"))
         if doc["id"] in rules:
             rule_problems.append(problem(source, "id", f"{doc['id']!r} duplicates {rules[doc['id']].source}"))
         for i, name in enumerate(doc["parameters"]):
@@ -342,8 +483,24 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
                 rule_problems.append(
                     problem(source, ["parameters", i], f"{name!r} is not declared in {PARAMETERS_FILE}")
                 )
-        if doc["check"] not in checks.CHECKS:
-            rule_problems.append(problem(source, "check", f"{doc['check']!r} is not a function of checks"))
+        if "check" in doc:
+            registered = registry.checks.get(doc["check"])
+            if registered is None:
+                rule_problems.append(
+                    problem(
+                        source, "check", f"{doc['check']!r} is not a registered check (@check in a check.py)"
+                    )
+                )
+        else:
+            registered = registry.by_rule.get(doc["id"])
+            if registered is None:
+                rule_problems.append(
+                    problem(
+                        source,
+                        "check",
+                        f"no {doc['id']}/{CHECK_FILE} registers a check; name a registered one",
+                    )
+                )
         applicability = doc.get("applicability")
         evaluation = doc.get("evaluation", TASK_POSTURE)
         if evaluation == WORKLOAD_DISCOVERY:  # a Discovery has no posture facts to require
@@ -352,16 +509,17 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
                     rule_problems.append(
                         problem(source, key, f"a {WORKLOAD_DISCOVERY} rule reads no posture facts")
                     )
-        if applicability and applicability["check"] not in checks.APPLICABILITY:
+        applies = registry.applicability.get(applicability["check"]) if applicability else None
+        if applicability and applies is None:
             rule_problems.append(
                 problem(
                     source,
                     "applicability.check",
-                    f"{applicability['check']!r} is not an applicability function of checks",
+                    f"{applicability['check']!r} is not a registered applicability function (@applicability)",
                 )
             )
         problems.extend(rule_problems)
-        if rule_problems:
+        if rule_problems or registered is None:
             continue
         rules[doc["id"]] = Rule(
             id=doc["id"],
@@ -370,16 +528,18 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
             description=doc["description"],
             remediation=doc["remediation"],
             requires=tuple(doc["requires"]),
-            check=doc["check"],
+            check=registered.name,
             applicability=(
-                Applicability(tuple(applicability["requires"]), applicability["check"])
-                if applicability
+                Applicability(tuple(applicability["requires"]), applicability["check"], applies.function)
+                if applicability and applies is not None
                 else None
             ),
             parameters=tuple(doc["parameters"]),
             fixtures=doc["fixtures"],
             source=source,
             evaluation=evaluation,
+            function=registered.function,
+            inputs=registered.inputs,
         )
 
     # mappings.yaml
@@ -392,7 +552,7 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
         found = schema_problems(src(MAPPINGS_FILE), validator, mappings_doc)
         problems.extend(found)
         if not found:
-            declared = {path.stem for path in rule_files}
+            declared = {name_id for name_id, _, _ in rule_sources}
             for rule_id in mappings_doc:
                 if rule_id not in declared:
                     problems.append(problem(src(MAPPINGS_FILE), rule_id, "mapping for an unknown rule id"))

@@ -1,0 +1,28 @@
+"""The check of NET-05; the rule's data (title, severity, parameters, fixtures) is rule.yaml beside it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from fargate_audit.core.checks import FAMILIES, CheckResult, check, egress_of, is_public, verdict
+
+
+@check
+def uninspected_internet_egress(posture: Mapping, params: Mapping) -> CheckResult:
+    """NET-05: IPv4 leaves through an internet gateway with a public IPv4, or through a NAT
+    gateway whose next hop is not in ``inspected_egress_paths``; IPv6 leaves through an
+    internet or egress-only internet gateway from an ENI with an IPv6 address."""
+    inspected = set(params["inspected_egress_paths"])
+    paths = {family: egress_of(posture, family) for family in FAMILIES}
+    failing: list[str] = []
+    ipv4 = paths["ipv4"]["path"] or ""
+    if (ipv4 == "internet-gateway" and is_public(posture, "ipv4")) or (
+        ipv4.startswith("nat-gateway>") and ipv4 not in inspected
+    ):
+        failing.append("ipv4")
+    if is_public(posture, "ipv6") and paths["ipv6"]["path"] in (
+        "internet-gateway",
+        "egress-only-internet-gateway",
+    ):
+        failing.append("ipv6")
+    return verdict(bool(failing)), {"paths": paths, "families": failing}
