@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,9 +25,7 @@ from fargate_audit.findings.publish import Publisher
 from fargate_audit.stores import record
 from fargate_audit.stores.record import Recorder
 from moto import mock_aws
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from template_util import load_template, table_create_kwargs  # noqa: E402
+from support.template import load_template, table_create_kwargs
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"

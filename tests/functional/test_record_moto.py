@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,9 +18,7 @@ from fargate_audit.core import engine, rules
 from fargate_audit.stores import record
 from fargate_audit.stores.record import Recorder, RecordError
 from moto import mock_aws
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from template_util import load_template, table_create_kwargs  # noqa: E402
+from support.template import load_template, table_create_kwargs
 
 REGION = "eu-west-1"
 BASE = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "base_posture.json").read_text())

@@ -28,7 +28,7 @@ from fargate_audit.cli.template import (  # noqa: F401 (re-exported for the test
     table_ttl_attribute,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 
 

@@ -1,0 +1,12 @@
+"""What the tests (and the benchmarks) share; importable as ``support`` (pyproject's pytest
+``pythonpath`` puts tests/ on sys.path; a bench script adds it itself).
+
+- ``support.template``: the repository's template.yaml, read through the library's helpers.
+- ``support.env``: the emulated account's ids and the functions' environment (``ENV``).
+- ``support.spies``: ``Spy`` (Powertools-like logger and metrics), ``CallLog`` (every AWS
+  call of a session), ``LambdaContext``, ``sqs_record``.
+- ``support.world``: the handlers' emulated account (``build_world``, ``emulated_world``):
+  table from the template, Security Hub, queues and a small estate, with a spied runtime.
+
+Nothing here imports pytest: a module-scoped fixture and a bench script use it alike.
+"""
