@@ -35,7 +35,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.endpoint
 from botocore.awsrequest import AWSResponse
 from fargate_audit.app import lambda_handlers, scan
@@ -50,6 +49,7 @@ from moto.securityhub.models import securityhub_backends
 from moto.sqs.models import sqs_backends
 from support import env
 from support.env import ACCOUNT, REGION, WORLD4
+from support.sessions import new_session
 from support.spies import CallLog, Spy, sqs_record  # noqa: F401 (sqs_record: for the scenarios)
 from support.world import Task, task_of, web_and_etl
 
@@ -92,21 +92,6 @@ API_FACTS = {
 }
 
 _CATALOG = None
-_LOADER = None
-
-
-def new_session():
-    """A boto3 Session (a new Lambda container's) sharing one botocore data loader, so the
-    service models are parsed once per process, not once per scenario."""
-    global _LOADER
-    import botocore.loaders
-    import botocore.session
-
-    if _LOADER is None:
-        _LOADER = botocore.loaders.create_loader()
-    core = botocore.session.get_session()
-    core.register_component("data_loader", _LOADER)
-    return boto3.session.Session(botocore_session=core, region_name=REGION)
 
 
 def catalog():

@@ -3,6 +3,8 @@
 
 - ``support.template``: the repository's template.yaml, read through the library's helpers.
 - ``support.env``: the emulated account's ids and the functions' environment (``ENV``).
+- ``support.sessions``: boto3 sessions sharing one botocore data loader (tests/conftest.py
+  installs it for the whole suite: service models parsed once per worker).
 - ``support.spies``: ``Spy`` (Powertools-like logger and metrics), ``CallLog`` (every AWS
   call of a session), ``LambdaContext``, ``sqs_record``.
 - ``support.world``: the handlers' emulated account (``build_world``, ``emulated_world``):

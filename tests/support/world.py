@@ -21,12 +21,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import boto3
 from fargate_audit.app import lambda_handlers
 from fargate_audit.local import estate
 
 from support import env as environment
 from support.env import ACCOUNT, ENV, REGION, TABLE, WORLD4
+from support.sessions import new_session
 from support.spies import CallLog, LambdaContext, Spy, sqs_record
 from support.template import REPO_ROOT, load_template, table_create_kwargs, table_ttl_attribute
 
@@ -211,7 +211,8 @@ def create_table(session, template=None) -> None:
 def build_world(monkeypatch, env: dict | None = None) -> World:
     """The estate and a runtime whose clients record every call (inside mock_aws)."""
     environment.apply(monkeypatch, env)
-    session = boto3.session.Session(region_name=REGION)
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")  # no task uses an AMI
+    session = new_session()
     create_table(session)
     session.client("securityhub", region_name=REGION).enable_security_hub()
     queue_url = session.client("sqs", region_name=REGION).create_queue(QueueName="sweep")["QueueUrl"]
@@ -229,7 +230,7 @@ def build_world(monkeypatch, env: dict | None = None) -> World:
     sg, web, etl = web_and_etl(b, subnet, subnet)
 
     calls = CallLog()
-    rt_session = boto3.session.Session(region_name=REGION)
+    rt_session = new_session()
     calls.attach(rt_session)
     spy = Spy()
     rt = lambda_handlers.build_runtime(session=rt_session, logger=spy)
