@@ -19,11 +19,9 @@ import pytest
 from fargate_audit.app import dnslogs
 from fargate_audit.core import engine
 from support.env import ACCOUNT, REGION
+from support.postures import BASE_POSTURE
 from support.world import emulated_world
 
-BASE_POSTURE = json.loads(
-    (Path(__file__).resolve().parents[1] / "fixtures" / "base_posture.json").read_text()
-)
 WEB = "prod-web/service:web"
 WEB_KEY = f"WL#{ACCOUNT}#{REGION}#prod-web#service:web"
 ETL_KEY = f"WL#{ACCOUNT}#{REGION}#batch#family:etl"

@@ -10,7 +10,6 @@ import copy
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import boto3
 import pytest
@@ -18,10 +17,11 @@ from fargate_audit.core import engine, rules
 from fargate_audit.stores import record
 from fargate_audit.stores.record import Recorder, RecordError
 from moto import mock_aws
+from support.postures import BASE_POSTURE as BASE
+from support.postures import open_port_22
 from support.template import load_template, table_create_kwargs
 
 REGION = "eu-west-1"
-BASE = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "base_posture.json").read_text())
 WL = "WL#123456789012#eu-west-1#prod#service:web"
 T0 = datetime(2026, 3, 4, 5, 0, 0, tzinfo=UTC)
 CATALOG = rules.load_catalog()
@@ -57,14 +57,6 @@ def make_posture(n: int = 1, group: str = "service:web", **network) -> dict:
 
 def results_of(posture: dict) -> list[dict]:
     return engine.evaluate(CATALOG, [posture]).results
-
-
-def open_port_22(posture: dict) -> dict:
-    changed = copy.deepcopy(posture)
-    ports = [{"protocol": "tcp", "from": 22, "to": 22}, {"protocol": "tcp", "from": 443, "to": 443}]
-    changed["network"]["world_ingress"]["ipv4"] = ports
-    changed["network"]["world_ingress_rules"][0]["ports"] = ports
-    return changed
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,8 @@
 """What the tests (and the benchmarks) share; importable as ``support`` (pyproject's pytest
 ``pythonpath`` puts tests/ on sys.path; a bench script adds it itself).
 
+- ``support.postures``: the documented example posture (tests/fixtures) and ``open_port_22``.
+- ``support.demo``: ``tell``, a demo story told with a hostile environment around it.
 - ``support.template``: the repository's template.yaml, read through the library's helpers.
 - ``support.env``: the emulated account's ids and the functions' environment (``ENV``).
 - ``support.sessions``: boto3 sessions sharing one botocore data loader (tests/conftest.py
