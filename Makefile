@@ -33,7 +33,7 @@ format: $(STAMP)
 test: lint template-checks pytest
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
 template-checks:
 	bash scripts/sam-checks.sh

@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # support: what the tests and the benchmarks share
 REGION = "eu-west-1"
 TARGETS = {"cold_reads": 10, "warm_reads": 3, "import_ms": 400}
 FACT_SERVICES = ("ecs.", "ec2.", "route53resolver.")  # the reads that collect facts
@@ -55,20 +56,10 @@ print(round((time.perf_counter() - started) * 1000, 1))
 
 
 def _environment() -> dict[str, str]:
-    return {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-        "TABLE_NAME": "fargate-audit-posture",
-        "RULE_PARAMS": "{}",
-        "PUBLISH_FINDINGS": "true",
-        "VPC_CACHE_TTL_SECONDS": "300",
-        "POWERTOOLS_SERVICE_NAME": "fargate-audit",
-        "POWERTOOLS_METRICS_NAMESPACE": "FargateAudit",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-    }
+    """The functions' environment the tests use (tests/support/env.py), metrics not emitted."""
+    from support.env import ENV
+
+    return ENV | {"POWERTOOLS_METRICS_DISABLED": "true"}
 
 
 def _running_event(task: dict, version: int) -> dict:

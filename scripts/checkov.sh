@@ -20,28 +20,14 @@ ROOT=$PWD
 VENV="$ROOT/.venv-checkov"
 REQS="$ROOT/scripts/requirements-checkov.txt"
 TRANSFORMED="$ROOT/build/template.transformed.json"
-T0=$(date +%s)
-
-step() { printf '\n==> %s\n' "$*"; STEP_T0=$(date +%s); }
-done_step() { printf '    ok (%ss)\n' "$(($(date +%s) - STEP_T0))"; }
-fail() { printf 'checkov: FAILED: %s\n' "$*" >&2; exit 1; }
+CHECK=checkov
+# shellcheck source=scripts/venv.sh
+. "$ROOT/scripts/venv.sh" # step, done_step, fail, tool_venv
 
 # --- tools ---------------------------------------------------------------------------
 step "tool venv $VENV"
-REQS_SUM=$(sha256sum "$REQS" | cut -d' ' -f1)
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-    command -v python3.11 >/dev/null 2>&1 || fail "python3.11 not found"
-    rm -rf "$VENV"
-    python3.11 -m venv "$VENV"
-fi
-if [ "$(cat "$VENV/.requirements-checkov.sha256" 2>/dev/null || true)" != "$REQS_SUM" ]; then
-    if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS" 2>&1 \
-        | { grep -v "is ignored: it is neither a file nor a directory" || true; }; then
-        fail "pip install -r $REQS into $VENV"
-    fi
-    "$VENV/bin/python" -m pip check >/dev/null || fail "pip check in $VENV"
-    echo "$REQS_SUM" >"$VENV/.requirements-checkov.sha256"
-fi
+python311() { command -v python3.11; }
+tool_venv "$VENV" "$REQS" 3.11 python311 "python3.11 on PATH"
 # Offline: no platform mapping download, no update check, no telemetry of any kind.
 export BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true
 # The SAM translator resolves AWS::Region / AWS::Partition from a boto3 session.

@@ -14,11 +14,9 @@ ROOT=$PWD
 VENV="$ROOT/.venv-sam"
 REQS="$ROOT/scripts/requirements-sam.txt"
 BUILD_DIR="$ROOT/.aws-sam/build"
-T0=$(date +%s)
-
-step() { printf '\n==> %s\n' "$*"; STEP_T0=$(date +%s); }
-done_step() { printf '    ok (%ss)\n' "$(($(date +%s) - STEP_T0))"; }
-fail() { printf 'sam-checks: FAILED: %s\n' "$*" >&2; exit 1; }
+CHECK=sam-checks
+# shellcheck source=scripts/venv.sh
+. "$ROOT/scripts/venv.sh" # step, done_step, fail, tool_venv
 
 python313() {
     # pyenv's 3.13.0 (the python3.13 shim on PATH fails without PYENV_VERSION), else any
@@ -39,20 +37,7 @@ python313() {
 
 # --- tools ---------------------------------------------------------------------------
 step "tool venv $VENV"
-REQS_SUM=$(sha256sum "$REQS" | cut -d' ' -f1)
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))'; then
-    PY313=$(python313) || fail "no Python 3.13 found (pyenv 3.13.0 or python3.13 on PATH)"
-    rm -rf "$VENV"
-    "$PY313" -m venv "$VENV"
-fi
-if [ "$(cat "$VENV/.requirements-sam.sha256" 2>/dev/null || true)" != "$REQS_SUM" ]; then
-    if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS" 2>&1 \
-        | { grep -v "is ignored: it is neither a file nor a directory" || true; }; then
-        fail "pip install -r $REQS into $VENV"
-    fi
-    "$VENV/bin/python" -m pip check >/dev/null || fail "pip check in $VENV"
-    echo "$REQS_SUM" >"$VENV/.requirements-sam.sha256"
-fi
+tool_venv "$VENV" "$REQS" 3.13 python313 "pyenv 3.13.0 or python3.13 on PATH"
 export PATH="$VENV/bin:$PATH" # python3.13 (sam build, layer Makefile), sam, cfn-lint
 export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=eu-west-1
 printf '    %s, %s, %s\n' "$(python3.13 --version)" "$(sam --version)" "$(cfn-lint --version)"

@@ -4,9 +4,7 @@ and PASSED, a redelivery counted once, and allow-list exports written and valid.
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import re
 from pathlib import Path
 
@@ -14,18 +12,13 @@ import pytest
 from fargate_audit.app import lambda_handlers
 from fargate_audit.cli import egress
 from fargate_audit.local import demo, estate
+from support.demo import tell
 
 
 @pytest.fixture(scope="module")
 def story():
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # a real endpoint must be ignored
-        patch.setenv("AWS_PROFILE", "production-admin")
-        before = dict(os.environ)
-        out = io.StringIO()
-        demo.run_dns_story(out)
-        after = dict(os.environ)
-    return {"text": out.getvalue(), "before": before, "after": after}
+        return tell(demo.run_dns_story, patch)
 
 
 def test_the_batch_is_attributed_to_the_tasks_including_their_image_pulls(story):

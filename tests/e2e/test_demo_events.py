@@ -5,25 +5,18 @@ stops and its findings are archived."""
 
 from __future__ import annotations
 
-import io
-import os
 import re
 
 import pytest
 from fargate_audit.app import lambda_handlers
 from fargate_audit.local import demo, estate
+from support.demo import tell
 
 
 @pytest.fixture(scope="module")
 def story():
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # a real endpoint must be ignored
-        patch.setenv("AWS_PROFILE", "production-admin")
-        before = dict(os.environ)
-        out = io.StringIO()
-        demo.run_event_story(out)
-        after = dict(os.environ)
-    return {"text": out.getvalue(), "before": before, "after": after}
+        return tell(demo.run_event_story, patch)
 
 
 def _step(text: str, number: int) -> str:

@@ -35,7 +35,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.endpoint
 from botocore.awsrequest import AWSResponse
 from fargate_audit.app import lambda_handlers, scan
@@ -49,13 +48,16 @@ from fargate_audit.stores import record
 from moto.core.botocore_stubber import MockRawResponse
 from moto.securityhub.models import securityhub_backends
 from moto.sqs.models import sqs_backends
+from support import env
+from support.env import ACCOUNT, REGION, WORLD4
+from support.sessions import new_session
+from support.spies import CallLog, Spy, sqs_record  # noqa: F401 (sqs_record: for the scenarios)
+from support.world import Task, task_of, web_and_etl
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EVENTS = REPO_ROOT / "events"
-REGION, ACCOUNT = "eu-west-1", "123456789012"
 FOREIGN_ACCOUNT, FOREIGN_REGION = "999988887777", "us-west-2"
 TABLE = DEFAULT_TABLE_NAME  # the CLI's history / findings / invoke read it by default
-WORLD4 = "0.0.0.0/0"
 T0 = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
 
 # Canaries: a task definition's environment value and an event's containerOverrides value.
@@ -63,25 +65,17 @@ CANARY_DEFINITION = estate.CANARY_SECRET
 CANARY_OVERRIDE = "CANARY-OVERRIDE-VALUE-DO-NOT-LEAK"  # noqa: S105 (a canary, not a secret)
 CANARIES = (CANARY_DEFINITION, CANARY_OVERRIDE)
 
-ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "TABLE_NAME": TABLE,
-    "RULE_PARAMS": "{}",
-    "PUBLISH_FINDINGS": "true",
-    "VPC_CACHE_TTL_SECONDS": "300",
-    "POWERTOOLS_SERVICE_NAME": "fargate-audit",
-    "POWERTOOLS_METRICS_NAMESPACE": "FargateAudit",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "LOG_LEVEL": "INFO",
-}
-UNSET = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "SWEEP_QUEUE_URL", "EVENTS_DLQ_URL", "FARGATE_AUDIT_TABLE")
-for _name in ("ALLOWED_ACCOUNTS", "ALLOWED_REGIONS", "AUDIT_ROLE_ARN", "AUDIT_ROLE_EXTERNAL_ID"):
-    UNSET += (_name,)
+# The functions' environment (support.env.ENV) with what the scenarios add, and what they
+# must not inherit from the shell.
+EXTRA_ENV = {"AWS_EC2_METADATA_DISABLED": "true", "LOG_LEVEL": "INFO"}
+UNSET = (
+    *env.UNSET,
+    "FARGATE_AUDIT_TABLE",
+    "ALLOWED_ACCOUNTS",
+    "ALLOWED_REGIONS",
+    "AUDIT_ROLE_ARN",
+    "AUDIT_ROLE_EXTERNAL_ID",
+)
 
 # Each API the event path reads -> the posture facts it produces (core/facts.py declares
 # each fact's calls; DescribeNatGateways matters only when the path goes through a NAT
@@ -95,21 +89,6 @@ API_FACTS = {
 
 
 _CATALOG = None
-_LOADER = None
-
-
-def new_session():
-    """A boto3 Session (a new Lambda container's) sharing one botocore data loader, so the
-    service models are parsed once per process, not once per scenario."""
-    global _LOADER
-    import botocore.loaders
-    import botocore.session
-
-    if _LOADER is None:
-        _LOADER = botocore.loaders.create_loader()
-    core = botocore.session.get_session()
-    core.register_component("data_loader", _LOADER)
-    return boto3.session.Session(botocore_session=core, region_name=REGION)
 
 
 def catalog():
@@ -158,69 +137,6 @@ class Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - self.clock.now) * 1000))
-
-
-# --------------------------------------------------------------------------- spies
-
-
-class Spy:
-    """A Powertools-like logger and metrics recorder (every line kept for the leak scan)."""
-
-    def __init__(self) -> None:
-        self.logs: list[tuple[str, str, dict]] = []
-        self.metrics: Counter[str] = Counter()
-
-    def _log(self, level, message, *args, extra=None, **_):
-        self.logs.append((level, message % args if args else message, dict(extra or {})))
-
-    def debug(self, *a, **k):
-        self._log("debug", *a, **k)
-
-    def info(self, *a, **k):
-        self._log("info", *a, **k)
-
-    def warning(self, *a, **k):
-        self._log("warning", *a, **k)
-
-    def error(self, *a, **k):
-        self._log("error", *a, **k)
-
-    def exception(self, *a, **k):
-        self._log("error", *a, **k)
-
-    def add_metric(self, name, unit, value, **_):
-        self.metrics[name] += value
-
-    def lines(self, level: str | None = None) -> list[tuple[str, str, dict]]:
-        return [line for line in self.logs if level is None or line[0] == level]
-
-
-class CallLog:
-    """Calls (``before-parameter-build``: once per call) and attempts (``before-send``:
-    once per HTTP attempt, retries included) of a session's clients, by "service.Op"."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, dict]] = []
-        self.attempts: Counter[str] = Counter()
-
-    def on_call(self, params=None, model=None, **_):
-        self.calls.append((model.service_model.signing_name, model.name, copy.deepcopy(params or {})))
-
-    def on_send(self, event_name: str = "", **_):
-        _, _, rest = event_name.partition(".")
-        self.attempts[rest] += 1
-
-    def attach(self, session) -> None:
-        session.events.register("before-parameter-build", self.on_call)
-        session.events.register("before-send", self.on_send)
-
-    def operations(self, services: Iterable[str] | None = None) -> Counter:
-        services = set(services) if services is not None else None
-        return Counter(f"{s}.{op}" for s, op, _ in self.calls if services is None or s in services)
-
-    def reset(self) -> None:
-        self.calls.clear()
-        self.attempts.clear()
 
 
 # --------------------------------------------------------------------------- faults
@@ -371,17 +287,6 @@ class Faults:
 
 
 @dataclass
-class Task:
-    arn: str
-    eni: str
-    subnet: str
-    private_ip: str
-    task_definition_arn: str
-    cluster: str
-    group: str
-
-
-@dataclass
 class Estate:
     session: Any
     sweep_queue: str
@@ -407,27 +312,9 @@ class Estate:
         return self.web + self.etl
 
 
-def _task(ecs, arn: str, cluster: str) -> Task:
-    (described,) = ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"]
-    (attachment,) = described["attachments"]
-    details = {d["name"]: d["value"] for d in attachment["details"]}
-    return Task(
-        arn=arn,
-        eni=details["networkInterfaceId"],
-        subnet=details["subnetId"],
-        private_ip=details["privateIPv4Address"],
-        task_definition_arn=described["taskDefinitionArn"],
-        cluster=cluster,
-        group=described["group"],
-    )
-
-
 def build_estate(monkeypatch) -> Estate:
     """The emulated account (call inside ``mock_aws``)."""
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
-    for name in UNSET:
-        monkeypatch.delenv(name, raising=False)
+    env.apply(monkeypatch, EXTRA_ENV, UNSET)
     monkeypatch.setattr(botocore.endpoint, "time", _VirtualTime)  # retry sleeps: virtual
     session = new_session()
     session.client("securityhub", region_name=REGION).enable_security_hub(EnableDefaultStandards=False)
@@ -456,28 +343,8 @@ def build_estate(monkeypatch) -> Estate:
     b.route_table("prod-public", vpc, [public], [{"DestinationCidrBlock": WORLD4, "GatewayId": igw}])
     nat = b.nat_gateway("prod-nat-a", public)
     b.route_table("prod-private", vpc, [private], [{"DestinationCidrBlock": WORLD4, "NatGatewayId": nat}])
-    sg = b.security_group(
-        "prod",
-        "prod-web-tasks",
-        "web service tasks",
-        ingress=[estate._ports("tcp", 443, 443, cidrs4=[WORLD4])],
-    )
-    ecr = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
-    b.task_definition(
-        "web",
-        [
-            estate._container("log-router", "public.ecr.aws/aws-observability/aws-for-fluent-bit:2.32.4"),
-            estate._container(
-                "web", f"{ecr}/web:1.8.3", ports=[443], environment={"DB_PASSWORD": CANARY_DEFINITION}
-            ),
-        ],
-    )
-    b.task_definition("etl", [estate._container("etl", f"{ecr}/etl:2.0")])
-    b.cluster("prod-web", "enabled")
-    b.cluster("batch", "disabled")
+    sg, web, etl = web_and_etl(b, public, private, web_environment={"DB_PASSWORD": CANARY_DEFINITION})
     b.cluster("idle", "enabled")  # no task: a cheap valid sweep message
-    web = b.run_tasks("prod-web", "web", [public], [sg], 2, "1.4.0", service="web", public_ip=True)
-    etl = b.run_tasks("batch", "etl", [private], [sg], 1, "1.4.0", started_by="ops/etl")
     world = Estate(
         session=session,
         sweep_queue=sweep_queue,
@@ -486,8 +353,8 @@ def build_estate(monkeypatch) -> Estate:
         clusters=dict(b.info.clusters),
         vpc=vpc,
         security_group=sg,
-        web=[_task(b.ecs, arn, "prod-web") for arn in web],
-        etl=[_task(b.ecs, arn, "batch") for arn in etl],
+        web=[task_of(b.ecs, arn, "prod-web") for arn in web],
+        etl=[task_of(b.ecs, arn, "batch") for arn in etl],
         table_kwargs=table_create_kwargs(template, TABLE),
     )
     # the baseline: each task audited from its RUNNING event with no fault
@@ -591,20 +458,6 @@ def sweep_body(world: Estate, cluster: str, account: str = ACCOUNT, region: str 
     if account != ACCOUNT or region != REGION:
         arn = arn.replace(f":{REGION}:{ACCOUNT}:", f":{region}:{account}:")
     return json.dumps({"account_id": account, "region": region, "cluster_arn": arn})
-
-
-def sqs_record(message_id: str, body: str, receive_count: int = 1) -> dict:
-    return {
-        "messageId": message_id,
-        "receiptHandle": f"handle-{message_id}",
-        "body": body,
-        "attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "1795176001204"},
-        "messageAttributes": {},
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:fargate-audit-SweepQueue",
-        "awsRegion": REGION,
-    }
 
 
 # --------------------------------------------------------------------------- one scenario's run

@@ -22,18 +22,17 @@ from botocore.exceptions import ClientError
 from fargate_audit.cli import commands as cli
 from fargate_audit.edge import aws
 from fargate_audit.local import estate
-from fargate_audit.local import invoke as local
 from fault_harness import (
     ACCOUNT,
     CANARY_OVERRIDE,
     REGION,
-    REPO_ROOT,
     config_event,
     scheduled_event,
     sqs_record,
     sweep_body,
 )
 from reliability import scenario
+from support.world import load_app
 
 SECRETS = {"API_TOKEN": CANARY_OVERRIDE}
 LOGS = scenario(
@@ -106,7 +105,7 @@ def test_logs_and_metrics_of_every_function(run, report, capsys, monkeypatch):
     monkeypatch.setenv("SWEEP_QUEUE_URL", world.sweep_queue)  # the planner's, from the template
     context = run.context(300)
     handlers = {
-        folder: local.load_handler(REPO_ROOT / "functions" / folder / "app.py", f"faults_app_{folder}")
+        folder: load_app(folder, f"faults_app_{folder}")
         for folder in ("task_events", "config_events", "sweep_planner", "sweep_worker")
     }
     malformed = run.running(world.web[1], override_env=SECRETS)

@@ -10,13 +10,9 @@ needs no checkov: it reads the template like every other template test.
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: shared helpers
-from template_util import TEMPLATE_PATH, load_template  # noqa: E402
+from support.template import TEMPLATE_PATH, load_template
 
 CHECK_ID = re.compile(r"CKV2?_AWS_\d+")
 MIN_WORDS = 6

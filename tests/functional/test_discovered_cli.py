@@ -6,46 +6,34 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from fargate_audit.app import lambda_handlers
 from fargate_audit.cli import commands as cli
 from fargate_audit.cli import egress
-from fargate_audit.local import estate
-from moto import mock_aws
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_dns_logs_handler import batch, dns, record, running  # noqa: E402
-from test_handlers import TABLE, build_world  # noqa: E402
+from support.env import TABLE
+from support.world import emulated_world
+from test_dns_logs_handler import batch, dns, record, running
 
 
 @pytest.fixture(scope="module")
 def world():
-    with pytest.MonkeyPatch.context() as monkeypatch, mock_aws():
-        built = build_world(monkeypatch)
-        try:
-            web, etl = built.web[0], built.etl[0]
-            running(built, web, etl)
-            old = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            records = [
-                record(built.vpc, web.private_ip, "registry-1.docker.io", at),
-                record(built.vpc, web.private_ip, "registry-1.docker.io", at, "AAAA"),
-                record(built.vpc, web.private_ip, "auth.docker.io", at),
-                record(built.vpc, web.private_ip, "api.ecr.eu-west-1.amazonaws.com", at),
-                record(built.vpc, web.private_ip, "legacy.example", old),
-                record(built.vpc, etl.private_ip, "s3.eu-west-1.amazonaws.com", at),
-                record(built.vpc, "10.20.9.250", "ntp.ubuntu.com", at),
-            ]
-            dns(built, batch(records * 2))
-            yield built
-        finally:
-            estate.release_task_states(built.client("ecs"))
-            lambda_handlers.reset_runtime()
+    with pytest.MonkeyPatch.context() as monkeypatch, emulated_world(monkeypatch) as built:
+        web, etl = built.web[0], built.etl[0]
+        running(built, web, etl)
+        old = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        records = [
+            record(built.vpc, web.private_ip, "registry-1.docker.io", at),
+            record(built.vpc, web.private_ip, "registry-1.docker.io", at, "AAAA"),
+            record(built.vpc, web.private_ip, "auth.docker.io", at),
+            record(built.vpc, web.private_ip, "api.ecr.eu-west-1.amazonaws.com", at),
+            record(built.vpc, web.private_ip, "legacy.example", old),
+            record(built.vpc, etl.private_ip, "s3.eu-west-1.amazonaws.com", at),
+            record(built.vpc, "10.20.9.250", "ntp.ubuntu.com", at),
+        ]
+        dns(built, batch(records * 2))
+        yield built
 
 
 def run(*argv, code=0):

@@ -2,7 +2,7 @@
 CloudWatch Logs subscription event, attributed to tasks through the IP index, aggregated,
 written once per batch, and EGR-01 published per workload.
 
-The world is test_handlers.build_world (table from template.yaml, Security Hub, an estate
+The world is support.world.build_world (table from template.yaml, Security Hub, an estate
 with two `web` tasks and one `etl` task); the runtime's own session records every AWS call
 (botocore's before-parameter-build), which is how writes are counted.
 """
@@ -12,23 +12,16 @@ from __future__ import annotations
 import copy
 import json
 import math
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fargate_audit.app import dnslogs, lambda_handlers
+from fargate_audit.app import dnslogs
 from fargate_audit.core import engine
-from fargate_audit.local import estate
-from moto import mock_aws
+from support.env import ACCOUNT, REGION
+from support.postures import BASE_POSTURE
+from support.world import emulated_world
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_handlers import ACCOUNT, REGION, LambdaContext, build_world  # noqa: E402
-
-BASE_POSTURE = json.loads(
-    (Path(__file__).resolve().parents[1] / "fixtures" / "base_posture.json").read_text()
-)
 WEB = "prod-web/service:web"
 WEB_KEY = f"WL#{ACCOUNT}#{REGION}#prod-web#service:web"
 ETL_KEY = f"WL#{ACCOUNT}#{REGION}#batch#family:etl"
@@ -82,17 +75,12 @@ def batch(records, first_id=0, stream="vpc-stream", messages=None) -> dict:
 
 @pytest.fixture
 def world(monkeypatch):
-    with mock_aws():
-        built = build_world(monkeypatch)
-        try:
-            yield built
-        finally:
-            estate.release_task_states(built.client("ecs"))
-            lambda_handlers.reset_runtime()
+    with emulated_world(monkeypatch) as built:
+        yield built
 
 
 def dns(world, event):
-    return lambda_handlers.dns_logs(event, LambdaContext(), logger=world.spy, metrics=world.spy)
+    return world.dns_logs(event)
 
 
 def store(world) -> dnslogs.DiscoveryStore:

@@ -1,6 +1,6 @@
 """The four Lambda handlers on moto, in-process, with the documented-shape samples of events/.
 
-Each test gets a fresh emulated account: the posture table created from template.yaml's
+Each test gets a fresh emulated account (support.world): the posture table created from template.yaml's
 definition, Security Hub enabled, the sweep queue, and a small estate: VPC 10.20.0.0/16
 with a public subnet (default route to an internet gateway), security group
 ``prod-web-tasks`` open to the world on TCP 443, cluster ``prod-web`` running two tasks of
@@ -16,329 +16,22 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import boto3
 import pytest
 from fargate_audit.app import lambda_handlers
 from fargate_audit.core.errors import ConfigError
 from fargate_audit.local import estate
-from fargate_audit.local import invoke as local
-from moto import mock_aws
+from support.env import ACCOUNT, REGION, WORLD4
+from support.spies import LambdaContext, Spy, sqs_record
+from support.world import EVENTS, emulated_world, load_app
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: shared helpers
-from template_util import REPO_ROOT, load_template, table_create_kwargs, table_ttl_attribute  # noqa: E402
-
-REGION, ACCOUNT = "eu-west-1", "123456789012"
-EVENTS = REPO_ROOT / "events"
-TABLE = "fargate-audit-posture"
-WORLD4 = "0.0.0.0/0"
-# ids in the samples, replaced by the emulator's
-SAMPLE_TASK = "arn:aws:ecs:eu-west-1:123456789012:task/prod-web/7f3c2a1b9d8e4f60a1b2c3d4e5f60718"
-SAMPLE_TASK_DEFINITION = "arn:aws:ecs:eu-west-1:123456789012:task-definition/web:42"
-SAMPLE_ENI, SAMPLE_SUBNET, SAMPLE_IP = "eni-0f1e2d3c4b5a69788", "subnet-0123456789abcdef0", "10.20.1.37"
-SAMPLE_SG, SAMPLE_VPC, SAMPLE_RTB = "sg-0abc1234def567890", "vpc-0a1b2c3d4e5f67890", "rtb-0aa11bb22cc33dd44"
-SAMPLE_IGW = "igw-0d1c2b3a49586f7e0"
-ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "TABLE_NAME": TABLE,
-    "RULE_PARAMS": "{}",
-    "PUBLISH_FINDINGS": "true",
-    "VPC_CACHE_TTL_SECONDS": "300",
-    "POWERTOOLS_SERVICE_NAME": "fargate-audit",
-    "POWERTOOLS_METRICS_NAMESPACE": "FargateAudit",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-}
 FACT_SERVICES = ("ecs", "ec2")
-
-
-# --------------------------------------------------------------------------- spies
-
-
-class Spy:
-    """A Powertools-like logger and metrics recorder."""
-
-    def __init__(self) -> None:
-        self.logs: list[tuple[str, str, dict]] = []
-        self.metrics: Counter[str] = Counter()
-
-    def _log(self, level, message, *args, extra=None, **_):
-        self.logs.append((level, message % args if args else message, dict(extra or {})))
-
-    def debug(self, *a, **k):
-        self._log("debug", *a, **k)
-
-    def info(self, *a, **k):
-        self._log("info", *a, **k)
-
-    def warning(self, *a, **k):
-        self._log("warning", *a, **k)
-
-    def error(self, *a, **k):
-        self._log("error", *a, **k)
-
-    def add_metric(self, name, unit, value, **_):
-        assert unit == "Count"
-        self.metrics[name] += value
-
-
-class CallLog:
-    """Every AWS call of the runtime's clients: (service, operation, API params), by
-    botocore's before-parameter-build event (once per call, not per retry; before-call
-    would give the serialised request instead of the parameters)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, dict]] = []
-
-    def hook(self, params=None, model=None, **_):
-        # the signing name is the IAM service prefix (dynamodb, ec2, ecs, securityhub, sqs)
-        self.calls.append((model.service_model.signing_name, model.name, params or {}))
-
-    def reset(self) -> None:
-        self.calls.clear()
-
-    def operations(self, services=None) -> Counter:
-        return Counter(f"{s}.{op}" for s, op, _ in self.calls if services is None or s in services)
-
-
-class LambdaContext:
-    function_name = "fargate-audit-test"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:fargate-audit-test"
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
-
-
-# --------------------------------------------------------------------------- the world
-
-
-@dataclass
-class Task:
-    arn: str
-    eni: str
-    subnet: str
-    private_ip: str
-    task_definition_arn: str
-
-
-@dataclass
-class World:
-    session: object  # the test's own session (set-up and assertions)
-    rt: object
-    spy: Spy
-    calls: CallLog
-    queue_url: str
-    dlq_url: str
-    vpc: str
-    subnet: str
-    route_table: str
-    igw: str
-    sg: str
-    clusters: dict[str, str]
-    web: list[Task] = field(default_factory=list)
-    etl: list[Task] = field(default_factory=list)
-
-    def client(self, service: str):
-        return self.session.client(service, region_name=REGION)
-
-    # -- events
-
-    def _rewrite(self, name: str, task: Task | None = None) -> dict:
-        text = (EVENTS / name).read_text(encoding="utf-8")
-        replacements = {
-            SAMPLE_SG: self.sg,
-            SAMPLE_VPC: self.vpc,
-            SAMPLE_RTB: self.route_table,
-            SAMPLE_IGW: self.igw,
-        }
-        if task is not None:
-            replacements |= {
-                SAMPLE_TASK: task.arn,
-                SAMPLE_TASK_DEFINITION: task.task_definition_arn,
-                SAMPLE_ENI: task.eni,
-                SAMPLE_SUBNET: task.subnet,
-                SAMPLE_IP: task.private_ip,
-            }
-        else:
-            replacements[SAMPLE_SUBNET] = self.subnet
-        for old, new in replacements.items():
-            text = text.replace(old, new)
-        return json.loads(text)
-
-    def running(self, task: Task, version: int = 4, event_id: str | None = None) -> dict:
-        event = self._rewrite("ecs-task-running.json", task)
-        event["detail"]["version"] = version
-        event["id"] = event_id or f"running-{task.arn.rsplit('/', 1)[-1]}-{version}"
-        return event
-
-    def stopped(self, task: Task, version: int = 7) -> dict:
-        event = self._rewrite("ecs-task-stopped.json", task)
-        event["detail"]["version"] = version
-        event["id"] = f"stopped-{task.arn.rsplit('/', 1)[-1]}-{version}"
-        return event
-
-    def config(self, name: str, task: Task | None = None) -> dict:
-        return self._rewrite(name, task or self.web[0])
-
-    def sweep_records(self) -> dict:
-        event = json.loads((EVENTS / "sweep-message.json").read_text(encoding="utf-8"))
-        for item in event["Records"]:
-            body = json.loads(item["body"])
-            if "task_arns" in body:
-                body["task_arns"] = [self.web[0].arn]
-            item["body"] = json.dumps(body)
-        return event
-
-    # -- handlers
-
-    def task_events(self, event):
-        return lambda_handlers.task_events(event, LambdaContext(), logger=self.spy, metrics=self.spy)
-
-    def config_events(self, event):
-        return lambda_handlers.config_events(event, LambdaContext(), logger=self.spy, metrics=self.spy)
-
-    def sweep_planner(self, event):
-        return lambda_handlers.sweep_planner(event, LambdaContext(), logger=self.spy, metrics=self.spy)
-
-    def sweep_worker(self, event):
-        return lambda_handlers.sweep_worker(event, LambdaContext(), logger=self.spy, metrics=self.spy)
-
-    def sweep(self, cluster: str = "prod-web") -> dict:
-        body = json.dumps({"account_id": ACCOUNT, "region": REGION, "cluster_arn": self.clusters[cluster]})
-        event = {"Records": [_sqs_record("sweep-1", body)]}
-        return self.sweep_worker(event)
-
-    # -- state
-
-    def findings(self) -> dict[str, dict]:
-        """Security Hub's findings by Id (moto ignores filters)."""
-        found = {}
-        for page in self.client("securityhub").get_paginator("get_findings").paginate():
-            found.update({f["Id"]: f for f in page["Findings"]})
-        return found
-
-    def finding(self, rule_id: str, workload: str = "prod-web/service:web") -> dict:
-        return self.findings()[f"fargate-audit/{ACCOUNT}/{REGION}/{workload}/{rule_id}"]
-
-
-def _sqs_record(message_id: str, body: str) -> dict:
-    return {
-        "messageId": message_id,
-        "receiptHandle": f"handle-{message_id}",
-        "body": body,
-        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795176001204"},
-        "messageAttributes": {},
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:fargate-audit-SweepQueue",
-        "awsRegion": REGION,
-    }
-
-
-def create_table(session, template=None) -> None:
-    template = template or load_template()
-    dynamodb = session.client("dynamodb", region_name=REGION)
-    dynamodb.create_table(**table_create_kwargs(template, TABLE))
-    dynamodb.update_time_to_live(
-        TableName=TABLE,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": table_ttl_attribute(template)},
-    )
-
-
-def _task(ecs, arn: str) -> Task:
-    (described,) = ecs.describe_tasks(cluster=arn.split("/")[1], tasks=[arn])["tasks"]
-    (attachment,) = described["attachments"]
-    details = {d["name"]: d["value"] for d in attachment["details"]}
-    return Task(
-        arn=arn,
-        eni=details["networkInterfaceId"],
-        subnet=details["subnetId"],
-        private_ip=details["privateIPv4Address"],
-        task_definition_arn=described["taskDefinitionArn"],
-    )
-
-
-def build_world(monkeypatch, env: dict | None = None) -> World:
-    """The estate and a runtime whose clients record every call (inside mock_aws)."""
-    for name, value in (ENV | (env or {})).items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "SWEEP_QUEUE_URL", "EVENTS_DLQ_URL"):
-        monkeypatch.delenv(name, raising=False)
-    session = boto3.session.Session(region_name=REGION)
-    create_table(session)
-    session.client("securityhub", region_name=REGION).enable_security_hub()
-    queue_url = session.client("sqs", region_name=REGION).create_queue(QueueName="sweep")["QueueUrl"]
-    monkeypatch.setenv("SWEEP_QUEUE_URL", queue_url)
-    dlq_url = session.client("sqs", region_name=REGION).create_queue(QueueName="events-dlq")["QueueUrl"]
-    monkeypatch.setenv("EVENTS_DLQ_URL", dlq_url)  # as the template gives the asynchronous functions
-
-    b = estate._Builder(session, REGION)
-    vpc = b.vpc("prod", "10.20.0.0/16")
-    igw = b.internet_gateway(vpc, "prod-igw")
-    subnet = b.subnet("prod-web-public-a", vpc, "10.20.1.0/24", "a")
-    rtb = b.route_table(
-        "prod-web-public", vpc, [subnet], [{"DestinationCidrBlock": WORLD4, "GatewayId": igw}]
-    )
-    sg = b.security_group(
-        "prod",
-        "prod-web-tasks",
-        "web service tasks",
-        ingress=[estate._ports("tcp", 443, 443, cidrs4=[WORLD4])],
-    )
-    ecr = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
-    b.task_definition(
-        "web",
-        [
-            estate._container("log-router", "public.ecr.aws/aws-observability/aws-for-fluent-bit:2.32.4"),
-            estate._container("web", f"{ecr}/web:1.8.3", ports=[443]),
-        ],
-    )
-    b.task_definition("etl", [estate._container("etl", f"{ecr}/etl:2.0")])
-    b.cluster("prod-web", "enabled")
-    b.cluster("batch", "disabled")
-    web = b.run_tasks("prod-web", "web", [subnet], [sg], 2, "1.4.0", service="web", public_ip=True)
-    etl = b.run_tasks("batch", "etl", [subnet], [sg], 1, "1.4.0", started_by="ops/etl")
-
-    calls = CallLog()
-    rt_session = boto3.session.Session(region_name=REGION)
-    rt_session.events.register("before-parameter-build", calls.hook)
-    spy = Spy()
-    rt = lambda_handlers.build_runtime(session=rt_session, logger=spy)
-    lambda_handlers.set_runtime(rt)
-    return World(
-        session=session,
-        rt=rt,
-        spy=spy,
-        calls=calls,
-        queue_url=queue_url,
-        dlq_url=dlq_url,
-        vpc=vpc,
-        subnet=subnet,
-        route_table=rtb,
-        igw=igw,
-        sg=sg,
-        clusters=dict(b.info.clusters),
-        web=[_task(b.ecs, arn) for arn in web],
-        etl=[_task(b.ecs, arn) for arn in etl],
-    )
 
 
 @pytest.fixture
 def world(monkeypatch):
-    with mock_aws():
-        built = build_world(monkeypatch)
-        try:
-            yield built
-        finally:
-            estate.release_task_states(built.client("ecs"))
-            lambda_handlers.reset_runtime()
+    with emulated_world(monkeypatch) as built:
+        yield built
 
 
 # --------------------------------------------------------------------------- task events
@@ -404,15 +97,10 @@ def test_a_warm_container_reads_at_most_three_facts_for_the_next_task_event(worl
 
 
 def test_a_zero_cache_ttl_reads_the_vpc_facts_for_every_event(monkeypatch):
-    with mock_aws():
-        world = build_world(monkeypatch, {"VPC_CACHE_TTL_SECONDS": "0"})
-        try:
-            world.task_events(world.running(world.web[0]))
-            world.calls.reset()
-            world.task_events(world.running(world.web[1]))
-        finally:
-            estate.release_task_states(world.client("ecs"))
-            lambda_handlers.reset_runtime()
+    with emulated_world(monkeypatch, {"VPC_CACHE_TTL_SECONDS": "0"}) as world:
+        world.task_events(world.running(world.web[0]))
+        world.calls.reset()
+        world.task_events(world.running(world.web[1]))
     operations = world.calls.operations(FACT_SERVICES)
     assert operations["ec2.DescribeSecurityGroups"] == 1 and operations["ecs.DescribeClusters"] == 1
     assert "ecs.DescribeTaskDefinition" not in operations  # immutable per ARN: kept whatever the TTL
@@ -708,7 +396,7 @@ def test_worker_sweeps_the_sample_messages(world):
 
 def test_worker_reports_only_the_malformed_message_as_a_batch_failure(world):
     event = world.sweep_records()
-    event["Records"].append(_sqs_record("malformed-1", '{"account_id": "123456789012"}'))
+    event["Records"].append(sqs_record("malformed-1", '{"account_id": "123456789012"}'))
 
     result = world.sweep_worker(event)
 
@@ -807,7 +495,7 @@ def test_publish_findings_false_records_without_importing(world, monkeypatch):
     ],
 )
 def test_each_app_handler_runs_with_powertools_and_emits_its_metric(world, capsys, folder, sample, metric):
-    handler = local.load_handler(REPO_ROOT / "functions" / folder / "app.py", f"app_under_test_{folder}")
+    handler = load_app(folder, f"app_under_test_{folder}")
     event = world.sweep_records() if folder == "sweep_worker" else json.loads((EVENTS / sample).read_text())
     lambda_handlers.reset_runtime()  # the app builds its own runtime from the environment
 

@@ -16,28 +16,17 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections import defaultdict
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from fargate_audit.app import dnslogs, lambda_handlers
 from fargate_audit.local import estate
 from moto import mock_aws
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from template_util import function_policies, load_template  # noqa: E402
-from test_handlers import (  # noqa: E402
-    ACCOUNT,
-    EVENTS,
-    REGION,
-    WORLD4,
-    LambdaContext,
-    _sqs_record,
-    build_world,
-)
+from support.env import ACCOUNT, REGION, WORLD4
+from support.spies import LambdaContext, sqs_record
+from support.template import function_policies, load_template
+from support.world import EVENTS, build_world
 
 # Batch operations authorised by another action (IAM has no action of their own name).
 AUTHORISED_BY = {
@@ -57,7 +46,7 @@ class IamCallLog:
     """(IAM action, needs the DynamoDB index resource) per function, from a world's CallLog."""
 
     def __init__(self, calls) -> None:
-        self.calls = calls  # test_handlers.CallLog of the runtime's session
+        self.calls = calls  # support.spies.CallLog of the runtime's session
         self.actions: dict[str, set[tuple[str, bool]]] = defaultdict(set)
         self.queues: dict[str, set[str]] = defaultdict(set)  # function -> QueueUrls sent to
 
@@ -146,7 +135,7 @@ def recorded():
             log.take("SweepPlannerFunction")
 
             event = world.sweep_records()
-            event["Records"].append(_sqs_record("bad", "{}"))
+            event["Records"].append(sqs_record("bad", "{}"))
             world.sweep_worker(event)
             world.sweep("batch")
             world.client("ecs").stop_task(cluster="batch", task=world.etl[0].arn, reason="done")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,13 +26,12 @@ from fargate_audit.findings.state import FindingStore, finding_rule_id, finding_
 from fargate_audit.stores.record import Recorder
 from fargate_audit.stores.table import Table
 from moto import mock_aws
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from template_util import load_template, table_create_kwargs  # noqa: E402
+from support.postures import BASE_POSTURE as BASE
+from support.postures import open_port_22
+from support.template import load_template, table_create_kwargs
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
-BASE = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "base_posture.json").read_text())
 WL = f"WL#{ACCOUNT}#{REGION}#prod#service:web"
 T0 = datetime(2026, 3, 4, 5, 0, 0, tzinfo=UTC)
 CATALOG = rules.load_catalog()
@@ -50,14 +48,6 @@ def make_posture(n: int = 1) -> dict:
     p["task_arn"] = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/prod/{n:032x}"
     p["network"]["eni_id"] = f"eni-{n:017x}"
     return p
-
-
-def open_port_22(posture: dict) -> dict:
-    changed = copy.deepcopy(posture)
-    ports = [{"protocol": "tcp", "from": 22, "to": 22}, {"protocol": "tcp", "from": 443, "to": 443}]
-    changed["network"]["world_ingress"]["ipv4"] = ports
-    changed["network"]["world_ingress_rules"][0]["ports"] = ports
-    return changed
 
 
 def from_docker_hub(posture: dict) -> dict:

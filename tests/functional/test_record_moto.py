@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import boto3
 import pytest
@@ -21,12 +19,11 @@ from fargate_audit.stores import record
 from fargate_audit.stores.record import Recorder, RecordError
 from fargate_audit.stores.table import Table
 from moto import mock_aws
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from template_util import load_template, table_create_kwargs  # noqa: E402
+from support.postures import BASE_POSTURE as BASE
+from support.postures import open_port_22
+from support.template import load_template, table_create_kwargs
 
 REGION = "eu-west-1"
-BASE = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "base_posture.json").read_text())
 WL = "WL#123456789012#eu-west-1#prod#service:web"
 T0 = datetime(2026, 3, 4, 5, 0, 0, tzinfo=UTC)
 CATALOG = rules.load_catalog()
@@ -62,14 +59,6 @@ def make_posture(n: int = 1, group: str = "service:web", **network) -> dict:
 
 def results_of(posture: dict) -> list[dict]:
     return engine.evaluate(CATALOG, [posture]).results
-
-
-def open_port_22(posture: dict) -> dict:
-    changed = copy.deepcopy(posture)
-    ports = [{"protocol": "tcp", "from": 22, "to": 22}, {"protocol": "tcp", "from": 443, "to": 443}]
-    changed["network"]["world_ingress"]["ipv4"] = ports
-    changed["network"]["world_ingress_rules"][0]["ports"] = ports
-    return changed
 
 
 @pytest.fixture(scope="module")

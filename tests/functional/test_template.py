@@ -15,7 +15,6 @@ import hashlib
 import importlib.resources
 import json
 import re
-import sys
 from pathlib import Path
 from unittest.mock import ANY
 
@@ -24,9 +23,7 @@ import pytest
 from fargate_audit.core import facts
 from moto import mock_aws
 from moto.events.models import EventPattern
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: shared helpers
-from template_util import (  # noqa: E402
+from support.template import (
     REPO_ROOT,
     effective_function_properties,
     event_patterns,

@@ -10,6 +10,7 @@ retyped anywhere else.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from fargate_audit.cli import template as _template
@@ -28,10 +29,18 @@ from fargate_audit.cli.template import (  # noqa: F401 (re-exported for the test
     table_ttl_attribute,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 
 
+_PARSED: dict[tuple[Path, int], dict] = {}
+
+
 def load_template(path: str | Path = TEMPLATE_PATH) -> dict:
-    """The repository's template as plain data (intrinsics in their long JSON form)."""
-    return _template.load_template(path)
+    """The repository's template as plain data (intrinsics in their long JSON form): parsed
+    once per process and file version (a quarter of a second), a fresh copy each call."""
+    path = Path(path).resolve()
+    key = (path, path.stat().st_mtime_ns)
+    if key not in _PARSED:
+        _PARSED[key] = _template.load_template(path)
+    return copy.deepcopy(_PARSED[key])
