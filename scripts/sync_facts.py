@@ -7,7 +7,11 @@
   TypedDicts (``facts.posture_schema``);
 - ``rules/schema.json``: the ``$defs.facts`` enum (the posture facts a rule may require);
 - ``README.md``: the scan IAM policy between ``<!-- scan-iam-policy:begin -->`` and
-  ``<!-- scan-iam-policy:end -->`` (``facts.scan_policy``).
+  ``<!-- scan-iam-policy:end -->`` (``facts.scan_policy``);
+- ``template.yaml``: the ``Action`` list of every ``Sid: Ec2DescribeNetwork`` statement
+  (the EC2 reads of the declared facts; EC2 describes take no resource-level permission).
+  A fact read from another service needs its statement written once by hand;
+  tests/functional/test_template.py names an action a function lacks.
 
 Nothing else in those files is touched. ``--check``: list the stale files, change nothing
 (exit 1 when one is). ``--policy``: print the scan policy. tests/unit/test_facts.py fails
@@ -30,6 +34,10 @@ from fargate_audit.core import facts  # noqa: E402
 POSTURE_SCHEMA = REPO / "layers" / "fargate_audit" / "schemas" / "posture.schema.json"
 CATALOG_SCHEMA = REPO / "layers" / "fargate_audit" / "catalog" / "schema.json"
 README = REPO / "README.md"
+TEMPLATE = REPO / "template.yaml"
+_EC2_STATEMENT = re.compile(
+    r"(- Sid: Ec2DescribeNetwork\n\s+Effect: Allow\n\s+Action:\n)((?:( +)- ec2:\w+\n)+)"
+)
 _POLICY_BLOCK = re.compile(
     r"(<!-- scan-iam-policy:begin -->\n```json\n)(.*?)(```\n<!-- scan-iam-policy:end -->)", re.S
 )
@@ -51,12 +59,30 @@ def readme_text(current: str) -> str:
     return _POLICY_BLOCK.sub(lambda m: m.group(1) + facts.scan_policy_text() + m.group(3), current, count=1)
 
 
+def ec2_actions() -> list[str]:
+    """The EC2 actions of the declared facts, in declaration order."""
+    seen: dict[str, None] = {}
+    for name in facts.FACT_NAMES:
+        seen.update((action, None) for action in facts.BY_NAME[name].actions if action.startswith("ec2:"))
+    return list(seen)
+
+
+def template_text(current: str) -> str:
+    """template.yaml with each Ec2DescribeNetwork statement's actions set to the facts' EC2 reads."""
+    if not _EC2_STATEMENT.search(current):
+        raise ValueError("template.yaml has no Ec2DescribeNetwork statement")
+    return _EC2_STATEMENT.sub(
+        lambda m: m.group(1) + "".join(f"{m.group(3)}- {action}\n" for action in ec2_actions()), current
+    )
+
+
 def expected() -> dict[Path, str]:
     """Each generated file -> the text it should have."""
     return {
         POSTURE_SCHEMA: facts.posture_schema_text(),
         CATALOG_SCHEMA: catalog_schema_text(CATALOG_SCHEMA.read_text(encoding="utf-8")),
         README: readme_text(README.read_text(encoding="utf-8")),
+        TEMPLATE: template_text(TEMPLATE.read_text(encoding="utf-8")),
     }
 
 
