@@ -45,6 +45,7 @@ from fargate_audit.edge.aws import Clients
 from fargate_audit.findings.state import OUTBOX_PK
 from fargate_audit.local import estate
 from fargate_audit.stores import record
+from fargate_audit.stores import table as dynamo
 from moto.core.botocore_stubber import MockRawResponse
 from moto.securityhub.models import securityhub_backends
 from moto.sqs.models import sqs_backends
@@ -580,7 +581,7 @@ class Run:
         while True:
             kwargs = {"TableName": TABLE} | ({"ExclusiveStartKey": start} if start else {})
             page = dynamodb.scan(**kwargs)
-            items += [record.from_attributes(i) for i in page["Items"]]
+            items += [dynamo.from_attributes(i) for i in page["Items"]]
             start = page.get("LastEvaluatedKey")
             if not start:
                 return items

@@ -304,7 +304,7 @@ def test_dynamodb_unprocessed_items_are_retried(run, report):
 
 
 def test_dynamodb_unprocessed_past_every_retry_then_the_event_is_retried(run, report):
-    from fargate_audit.stores.record import RecordError
+    from fargate_audit.stores.table import RecordError
 
     task = run.world.web[0]
     event = run.running(task)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from fargate_audit.app import dnslogs
 from fargate_audit.core import engine
+from fargate_audit.stores.discovery import DiscoveryStore
 from support.env import ACCOUNT, REGION
 from support.postures import BASE_POSTURE
 from support.world import emulated_world
@@ -83,8 +84,8 @@ def dns(world, event):
     return world.dns_logs(event)
 
 
-def store(world) -> dnslogs.DiscoveryStore:
-    return dnslogs.DiscoveryStore(world.rt.recorder.table)
+def store(world) -> DiscoveryStore:
+    return DiscoveryStore(world.rt.recorder.table)
 
 
 def counts(world, key) -> dict[tuple[str, str], int]:

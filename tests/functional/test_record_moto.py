@@ -15,9 +15,10 @@ import boto3
 import pytest
 from fargate_audit.core import engine, rules
 from fargate_audit.findings.state import FindingStore, finding_state
-from fargate_audit.stores import record
-from fargate_audit.stores.record import Recorder, RecordError
-from fargate_audit.stores.table import Table
+from fargate_audit.stores import keys, record
+from fargate_audit.stores import table as dynamo
+from fargate_audit.stores.record import Recorder
+from fargate_audit.stores.table import RecordError, Table
 from moto import mock_aws
 from support.postures import BASE_POSTURE as BASE
 from support.postures import open_port_22
@@ -91,12 +92,12 @@ def store(ddb):
 def raw_item(ddb, pk: str, sk: str) -> dict | None:
     client, name = ddb
     item = client.get_item(TableName=name, Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item")
-    return record.from_attributes(item) if item else None
+    return dynamo.from_attributes(item) if item else None
 
 
 def all_items(ddb) -> list[dict]:
     client, name = ddb
-    return [record.from_attributes(i) for i in client.scan(TableName=name)["Items"]]
+    return [dynamo.from_attributes(i) for i in client.scan(TableName=name)["Items"]]
 
 
 class Wrapped:
@@ -147,7 +148,7 @@ def test_reaudit_of_an_unchanged_task_only_advances_observed_at(rec, ddb):
     outcome = rec.record_audit(copy.deepcopy(p), results_of(p), sweep(), at(360))
     assert outcome.status == "unchanged" and outcome.writes == 1 and not outcome.history_written
     latest = rec.latest(p["task_arn"])
-    assert latest["observed_at"] == record.iso(at(360))
+    assert latest["observed_at"] == dynamo.iso(at(360))
     assert latest["task_version"] == 2 and latest["rev"] == 2
     assert len(rec.history(p["task_arn"])) == 1
     assert len(all_items(ddb)) == items_before
@@ -175,7 +176,7 @@ def test_history_is_oldest_first_in_the_interface_shape(rec):
     rec.record_audit(opened, results_of(opened), ecs(3), at(5))
     rec.record_audit(p, results_of(p), ecs(4), at(9))
     history = rec.history(p["task_arn"])
-    assert [h["at"] for h in history] == [record.iso(at(0)), record.iso(at(5)), record.iso(at(9))]
+    assert [h["at"] for h in history] == [dynamo.iso(at(0)), dynamo.iso(at(5)), dynamo.iso(at(9))]
     assert all(set(h) == {"at", "cause", "rules", "facts"} for h in history)
     assert history[0]["rules"]["NET-03"] == [None, "PASSED"]
     assert {"path", "before", "after"} == set(history[0]["facts"][0])
@@ -234,7 +235,7 @@ def test_an_audit_observed_before_the_recorded_one_is_stale(rec):
 
 def test_stopped_before_running_leaves_a_tombstone_and_the_late_running_is_stale(rec):
     p = make_posture()
-    key = record.workload_key_from_cluster_arn(p["cluster_arn"], p["group"])
+    key = keys.workload_key_from_cluster_arn(p["cluster_arn"], p["group"])
     assert rec.mark_stopped(p["task_arn"], 6, "2026-03-04T05:01:00Z", ecs(6), at(1), workload_key=key) == WL
     outcome = rec.record_audit(p, results_of(p), ecs(4), at(2))
     assert outcome.status == "stale" and "STOPPED" in outcome.reason

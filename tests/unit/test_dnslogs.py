@@ -14,7 +14,8 @@ import pytest
 from fargate_audit.app import dnslogs
 from fargate_audit.app.events import EventError
 from fargate_audit.core.checks import domain_approved, domain_matches
-from fargate_audit.stores.record import range_at, utc_second
+from fargate_audit.stores.record import range_at
+from fargate_audit.stores.table import utc_second
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "events" / "resolver-query-logs.json"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from fargate_audit.findings.state import finding_state, finding_state_item
-from fargate_audit.stores import record
+from fargate_audit.stores import keys, record
+from fargate_audit.stores import table as dynamo
 
 BASE = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "base_posture.json").read_text())
 TASK = BASE["task_arn"]
@@ -39,36 +40,36 @@ SWEEP = {"type": "sweep", "id": "sweep-1", "task_version": None, "event_time": N
 
 def stored_after(plan: record.WritePlan) -> dict:
     """The decoded LATEST as the table would return it after the plan was written."""
-    return record.decode_latest(record.from_attributes(record.to_attributes(plan.latest)))
+    return record.decode_latest(dynamo.from_attributes(dynamo.to_attributes(plan.latest)))
 
 
 # --------------------------------------------------------------------------- keys
 
 
 def test_workload_key_joins_account_region_cluster_and_group():
-    assert record.workload_key(BASE) == WL
+    assert keys.workload_key(BASE) == WL
 
 
 def test_workload_key_from_a_stopped_event_matches_the_posture_key():
-    assert record.workload_key_from_cluster_arn(BASE["cluster_arn"], BASE["group"]) == WL
+    assert keys.workload_key_from_cluster_arn(BASE["cluster_arn"], BASE["group"]) == WL
 
 
 def test_workload_key_refuses_a_posture_without_group():
     with pytest.raises(ValueError, match="group"):
-        record.workload_key({**BASE, "group": None})
+        keys.workload_key({**BASE, "group": None})
 
 
 def test_finding_ids_map_back_to_their_workload_key():
     finding_id = "fargate-audit/123456789012/eu-west-1/prod/service:web/NET-03"
-    assert record.workload_key_of_finding(finding_id) == WL
-    assert finding_id.startswith(record.finding_id_prefix(WL))
+    assert keys.workload_key_of_finding(finding_id) == WL
+    assert finding_id.startswith(keys.finding_id_prefix(WL))
     assert not "fargate-audit/123456789012/eu-west-1/prod/service:web2/NET-03".startswith(
-        record.finding_id_prefix(WL)
+        keys.finding_id_prefix(WL)
     )
 
 
 def test_history_keys_sort_by_observation_time_then_rev():
-    early, late = record.iso(NOW), record.iso(NOW + timedelta(microseconds=1))
+    early, late = dynamo.iso(NOW), dynamo.iso(NOW + timedelta(microseconds=1))
     keys = [record.history_sk(late, 2), record.history_sk(early, 10), record.history_sk(early, 9)]
     assert sorted(keys) == [
         record.history_sk(early, 9),
@@ -181,10 +182,10 @@ def test_an_older_task_version_is_stale():
     stored = {
         "lifecycle": "RUNNING",
         "task_version": 5,
-        "observed_at": record.iso(NOW),
+        "observed_at": dynamo.iso(NOW),
         "cause": ecs_event(5),
     }
-    reason = record.stale_reason(stored, ecs_event(3, "ev-3"), record.iso(NOW + timedelta(minutes=1)))
+    reason = record.stale_reason(stored, ecs_event(3, "ev-3"), dynamo.iso(NOW + timedelta(minutes=1)))
     assert reason and "older" in reason
 
 
@@ -192,26 +193,26 @@ def test_a_newer_task_version_wins_even_when_observed_earlier():
     stored = {
         "lifecycle": "RUNNING",
         "task_version": 3,
-        "observed_at": record.iso(NOW),
+        "observed_at": dynamo.iso(NOW),
         "cause": ecs_event(3),
     }
-    assert record.stale_reason(stored, ecs_event(4, "ev-4"), record.iso(NOW - timedelta(seconds=1))) is None
+    assert record.stale_reason(stored, ecs_event(4, "ev-4"), dynamo.iso(NOW - timedelta(seconds=1))) is None
 
 
 def test_equal_versions_keep_the_newer_observation():
-    stored = {"lifecycle": "RUNNING", "task_version": 3, "observed_at": record.iso(NOW), "cause": SWEEP}
-    assert record.stale_reason(stored, ecs_event(3), record.iso(NOW - timedelta(seconds=1)))
-    assert record.stale_reason(stored, ecs_event(3), record.iso(NOW + timedelta(seconds=1))) is None
+    stored = {"lifecycle": "RUNNING", "task_version": 3, "observed_at": dynamo.iso(NOW), "cause": SWEEP}
+    assert record.stale_reason(stored, ecs_event(3), dynamo.iso(NOW - timedelta(seconds=1)))
+    assert record.stale_reason(stored, ecs_event(3), dynamo.iso(NOW + timedelta(seconds=1))) is None
 
 
 def test_the_same_ecs_event_delivered_twice_is_stale():
     stored = {
         "lifecycle": "RUNNING",
         "task_version": 3,
-        "observed_at": record.iso(NOW),
+        "observed_at": dynamo.iso(NOW),
         "cause": ecs_event(3),
     }
-    reason = record.stale_reason(stored, ecs_event(3), record.iso(NOW + timedelta(minutes=5)))
+    reason = record.stale_reason(stored, ecs_event(3), dynamo.iso(NOW + timedelta(minutes=5)))
     assert reason and "duplicate" in reason
 
 
@@ -219,21 +220,21 @@ def test_without_versions_the_newer_observation_wins():
     stored = {
         "lifecycle": "RUNNING",
         "task_version": 3,
-        "observed_at": record.iso(NOW),
+        "observed_at": dynamo.iso(NOW),
         "cause": ecs_event(3),
     }
-    assert record.stale_reason(stored, SWEEP, record.iso(NOW - timedelta(seconds=1)))
-    assert record.stale_reason(stored, SWEEP, record.iso(NOW + timedelta(seconds=1))) is None
+    assert record.stale_reason(stored, SWEEP, dynamo.iso(NOW - timedelta(seconds=1)))
+    assert record.stale_reason(stored, SWEEP, dynamo.iso(NOW + timedelta(seconds=1))) is None
 
 
 def test_a_stopped_task_is_never_revived():
     stored = {
         "lifecycle": "STOPPED",
         "task_version": 3,
-        "observed_at": record.iso(NOW),
+        "observed_at": dynamo.iso(NOW),
         "cause": ecs_event(3),
     }
-    assert record.stale_reason(stored, ecs_event(9, "ev-9"), record.iso(NOW + timedelta(hours=1)))
+    assert record.stale_reason(stored, ecs_event(9, "ev-9"), dynamo.iso(NOW + timedelta(hours=1)))
 
 
 # --------------------------------------------------------------------------- plans
@@ -255,7 +256,7 @@ def test_unchanged_plan_writes_only_latest_with_a_later_observed_at():
     plan = record.plan_audit(stored_after(first), copy.deepcopy(BASE), PASSING, SWEEP, later)
     assert plan.status == "unchanged"
     assert [kind for kind, _ in plan.writes] == ["put"]
-    assert plan.latest["observed_at"] == record.iso(later)
+    assert plan.latest["observed_at"] == dynamo.iso(later)
     assert plan.latest["task_version"] == 2  # a sweep without version keeps the event's
     assert plan.expected_rev == 1 and plan.latest["rev"] == 2
 
@@ -275,7 +276,7 @@ def test_stop_plan_ends_every_rule_and_drops_every_dependency():
     plan = record.plan_stop(stored_after(first), TASK, 7, "2026-03-04T06:00:00Z", ecs_event(7, "ev-7"), NOW)
     assert plan.latest["lifecycle"] == "STOPPED"
     assert "gsi1pk" not in plan.latest and "gsi1sk" not in plan.latest
-    assert plan.latest["ttl"] == record.ttl_after(NOW, 30)
+    assert plan.latest["ttl"] == dynamo.ttl_after(NOW, 30)
     assert json.loads(plan.history["rules"]) == {rule: ["PASSED", None] for rule in PASSING}
     assert len(plan.dep_deletes) == len(record.dependencies(BASE))
 
@@ -302,12 +303,12 @@ def test_an_unknown_cause_type_is_refused():
 
 def test_items_round_trip_through_dynamodb_attribute_values_without_floats():
     plan = record.plan_audit(None, BASE, PASSING, ecs_event(2), NOW)
-    encoded = record.to_attributes(plan.latest)
+    encoded = dynamo.to_attributes(plan.latest)
     assert encoded["task_version"] == {"N": "2"}
     assert all(set(value) <= {"S", "N", "BOOL"} for value in encoded.values())
-    assert record.from_attributes(encoded) == {k: v for k, v in plan.latest.items() if v is not None}
+    assert dynamo.from_attributes(encoded) == {k: v for k, v in plan.latest.items() if v is not None}
     with pytest.raises(TypeError):
-        record.to_attributes({"x": 1.5})
+        dynamo.to_attributes({"x": 1.5})
 
 
 def test_archived_finding_state_leaves_the_active_index_and_expires():
@@ -321,7 +322,7 @@ def test_archived_finding_state_leaves_the_active_index_and_expires():
     item = finding_state_item(WL, finding_state(finding))
     assert item["gsi1pk"] == "FINDINGS"
     assert item["gsi1sk"] == "ARCHIVED#" + finding["Id"]
-    assert item["ttl"] == record.ttl_after(datetime(2026, 3, 4, 5, 6, 7, 891000, tzinfo=UTC), 90)
+    assert item["ttl"] == dynamo.ttl_after(datetime(2026, 3, 4, 5, 6, 7, 891000, tzinfo=UTC), 90)
     active = finding_state_item(WL, finding_state({**finding, "RecordState": "ACTIVE"}))
     assert active["gsi1sk"].startswith("ACTIVE#") and active["ttl"] is None
 
@@ -333,7 +334,7 @@ def test_a_newer_version_observed_a_moment_earlier_keeps_history_in_write_order(
         stored_after(first), BASE, {**PASSING, "NET-03": "FAILED"}, ecs_event(4, "e4"), earlier
     )
     assert plan.status == "changed"
-    assert plan.latest["observed_at"] == record.iso(NOW)
+    assert plan.latest["observed_at"] == dynamo.iso(NOW)
     assert plan.history["sk"] > first.history["sk"]
 
 
@@ -348,7 +349,7 @@ def test_the_first_audit_opens_the_ip_range_at_connectivity_to_the_second():
         f"2025-06-02T08:14:03Z#{TASK}",  # connectivity_at, not started_at; floored to the second
     )
     assert item["from"] == "2025-06-02T08:14:03Z" and item["to"] is None and item["workload"] == WL
-    assert "ttl" not in record.to_attributes(item)  # kept while the task runs
+    assert "ttl" not in dynamo.to_attributes(item)  # kept while the task runs
     assert stored_after(plan)["ip_index"] == {"pk": item["pk"], "sk": item["sk"]}
 
 
@@ -389,6 +390,6 @@ def test_stopping_closes_the_range_at_stopped_at_and_lets_it_expire():
     closed = plan.ip_index
     assert (closed["pk"], closed["sk"]) == (first.ip_index["pk"], first.ip_index["sk"])
     assert (closed["from"], closed["to"]) == ("2025-06-02T08:14:03Z", "2026-03-04T06:00:00Z")
-    assert closed["ttl"] == record.ttl_after(NOW, 30)
+    assert closed["ttl"] == dynamo.ttl_after(NOW, 30)
     swept = record.plan_stop(stored_after(first), TASK, None, None, SWEEP, NOW)  # no stoppedAt
     assert swept.ip_index["to"] == "2026-03-04T05:06:07Z"

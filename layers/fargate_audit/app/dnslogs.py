@@ -49,13 +49,10 @@ from typing import Any
 
 from fargate_audit.app.events import EventError
 from fargate_audit.core.checks import normalize_domain
-from fargate_audit.stores.discovery import (  # noqa: F401 - the store, named here too
+from fargate_audit.stores.discovery import (
     DISCOVERED_GSI_PK,
     SUMMARY_SK,
-    DiscoveryError,
     DiscoveryStore,
-    decode_destination,
-    decode_summary,
     destination_sk,
     discovery_pk,
     marker_key,

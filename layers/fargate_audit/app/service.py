@@ -37,7 +37,8 @@ from fargate_audit.edge import collect, queue
 from fargate_audit.edge.aws import AWS_ERRORS, Clients, failure_message
 from fargate_audit.findings import asff
 from fargate_audit.findings.state import FindingStore
-from fargate_audit.stores import record
+from fargate_audit.stores import keys, record
+from fargate_audit.stores import table as dynamo
 from fargate_audit.stores.discovery import DiscoveryStore
 
 FACT_SERVICES = ("ecs.", "ec2.", "route53resolver.")  # api_calls keys of the fact reads
@@ -327,7 +328,7 @@ def _task_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
     if parsed["last_status"] == "RUNNING":
         # A duplicate or out-of-order event needs no AWS read: the recorder's order test first.
         stored = rt.recorder.latest(parsed["task_arn"])
-        reason = record.stale_reason(stored, cause, record.iso(now))
+        reason = record.stale_reason(stored, cause, dynamo.iso(now))
         if reason:
             return base | {"status": STALE, "reason": reason} | _resync_redelivery(rt, stored, parsed, now)
         collected = collect.collect_tasks(
@@ -356,7 +357,7 @@ def _task_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
         if stored is not None and stored.get("lifecycle") == record.STOPPED:
             resync = _resync_redelivery(rt, stored, parsed, now)
             return base | {"status": STALE, "reason": "task already recorded STOPPED"} | resync
-        key = record.workload_key_from_cluster_arn(parsed["cluster_arn"], parsed["group"])
+        key = keys.workload_key_from_cluster_arn(parsed["cluster_arn"], parsed["group"])
         batch.stopped(parsed["task_arn"], parsed["version"], parsed["stopped_at"], cause, key, stored=stored)
         return base | {"status": STOPPED, "workload": key, "findings": batch.publish()}
 

@@ -492,6 +492,7 @@ def _tell_dns_story(out: TextIO, session, info, lambda_handlers) -> None:
     from fargate_audit.cli import egress
     from fargate_audit.local import invoke as local
     from fargate_audit.local.estate import DEMO_QUERY_LOG_GROUP
+    from fargate_audit.stores.discovery import DiscoveryStore
 
     account, region = info.account_id, info.region
     ecs = session.client("ecs", region_name=region)
@@ -551,7 +552,7 @@ def _tell_dns_story(out: TextIO, session, info, lambda_handlers) -> None:
     again = lambda_handlers.dns_logs(event, context)  # CloudWatch Logs redelivers it
 
     rt = lambda_handlers.runtime()
-    store = dnslogs.DiscoveryStore(rt.recorder.table)
+    store = DiscoveryStore(rt.recorder.table)
     params = rt.catalog.defaults()
     selected = egress.select(store.summaries(), None, include_unattributed=True)
     view = egress.discovered_view(selected, store.destinations, params)

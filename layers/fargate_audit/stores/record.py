@@ -44,21 +44,16 @@ from datetime import datetime
 from typing import Any
 
 from fargate_audit.core import facts as posture_facts
-from fargate_audit.stores.keys import (  # noqa: F401 - the workload keys, named here too
-    finding_id_prefix,
+from fargate_audit.stores.keys import (
     workload_key,
-    workload_key_for,
-    workload_key_from_cluster_arn,
-    workload_key_of_finding,
 )
-from fargate_audit.stores.table import (  # noqa: F401 - the codec, named here too
+from fargate_audit.stores.table import (
     GSI1,
     MAX_ITEM_BYTES,
     MAX_TRANSACT_ACTIONS,
     Cancelled,
     RecordError,
     Table,
-    from_attributes,
     iso,
     item_size,
     to_attributes,
