@@ -275,19 +275,27 @@ def security_group_change(group: dict, account: str, region: str) -> dict:
 def run_event_story(out: TextIO, region: str = DEMO_REGION) -> None:
     """A task starts, its security group is opened, it stops: each step sent through the
     Lambda handlers on an in-process emulator, told as a short narrative on ``out``."""
+
+    def tell(session, estate, lambda_handlers, local) -> None:
+        b = estate._Builder(session, region)
+        securityhub = session.client("securityhub", region_name=region)
+        lambda_handlers.reset_runtime()
+        _tell_event_story(out, b, securityhub, lambda_handlers, local)
+
+    _run_story(out, region, "event-driven part", tell)
+
+
+def _run_story(out: TextIO, region: str, part: str, tell) -> None:
+    """The emulator a story runs on: the demo environment with the functions' settings, the
+    template's table (no queue), a fresh Lambda runtime before and after ``tell(session,
+    estate, lambda_handlers, local)``, the emulated task states released at the end."""
     try:
         from fargate_audit.cli.template import load_template
 
         template = load_template()
     except FileNotFoundError:
-        out.write("\n(The event-driven part of the demo needs template.yaml: run it from the repository.)\n")
+        out.write(f"\n(The {part} of the demo needs template.yaml: run it from the repository.)\n")
         return
-    with demo_environment():
-        os.environ.update(_STORY_ENVIRONMENT)
-        _event_story(out, region, template)
-
-
-def _event_story(out: TextIO, region: str, template: dict) -> None:
     import boto3
     from moto import mock_aws
     from moto.moto_api._internal import mock_random
@@ -297,19 +305,18 @@ def _event_story(out: TextIO, region: str, template: dict) -> None:
     from fargate_audit.local import estate
     from fargate_audit.local import invoke as local
 
-    with mock_aws():
-        mock_random.seed(DEMO_SEED)
-        os.environ["TABLE_NAME"] = DEFAULT_TABLE_NAME
-        session = boto3.session.Session(region_name=region)
-        local.ensure_local_resources(session, template, DEFAULT_TABLE_NAME, with_queue=False)
-        securityhub = session.client("securityhub", region_name=region)
-        b = estate._Builder(session, region)
-        lambda_handlers.reset_runtime()
-        try:
-            _tell_event_story(out, b, securityhub, lambda_handlers, local)
-        finally:
-            lambda_handlers.reset_runtime()
-            estate.release_task_states(b.ecs)
+    with demo_environment():
+        os.environ.update(_STORY_ENVIRONMENT)
+        with mock_aws():
+            mock_random.seed(DEMO_SEED)
+            os.environ["TABLE_NAME"] = DEFAULT_TABLE_NAME
+            session = boto3.session.Session(region_name=region)
+            local.ensure_local_resources(session, template, DEFAULT_TABLE_NAME, with_queue=False)
+            try:
+                tell(session, estate, lambda_handlers, local)
+            finally:
+                lambda_handlers.reset_runtime()
+                estate.release_task_states(session.client("ecs", region_name=region))
 
 
 def _tell_event_story(out: TextIO, b, securityhub, lambda_handlers, local) -> None:
@@ -445,42 +452,13 @@ def resolver_record(
 def run_dns_story(out: TextIO, region: str = DEMO_REGION) -> None:
     """Egress discovery on the demo estate: query logs through the dns_logs handler, the
     ``discovered`` view, EGR-01 findings and the allow-list exports (to a temp dir)."""
-    try:
-        from fargate_audit.cli.template import load_template
 
-        template = load_template()
-    except FileNotFoundError:
-        out.write(
-            "\n(The egress discovery part of the demo needs template.yaml: run it from the repository.)\n"
-        )
-        return
-    with demo_environment():
-        os.environ.update(_STORY_ENVIRONMENT)
-        _dns_story(out, region, template)
-
-
-def _dns_story(out: TextIO, region: str, template: dict) -> None:
-    import boto3
-    from moto import mock_aws
-    from moto.moto_api._internal import mock_random
-
-    from fargate_audit.app import lambda_handlers
-    from fargate_audit.cli.template import DEFAULT_TABLE_NAME
-    from fargate_audit.local import estate
-    from fargate_audit.local import invoke as local
-
-    with mock_aws():
-        mock_random.seed(DEMO_SEED)
-        os.environ["TABLE_NAME"] = DEFAULT_TABLE_NAME
-        session = boto3.session.Session(region_name=region)
-        local.ensure_local_resources(session, template, DEFAULT_TABLE_NAME, with_queue=False)
+    def tell(session, estate, lambda_handlers, _local) -> None:
         info = estate.build_demo_estate(session, region)
         lambda_handlers.reset_runtime()
-        try:
-            _tell_dns_story(out, session, info, lambda_handlers)
-        finally:
-            lambda_handlers.reset_runtime()
-            estate.release_task_states(session.client("ecs", region_name=region))
+        _tell_dns_story(out, session, info, lambda_handlers)
+
+    _run_story(out, region, "egress discovery part", tell)
 
 
 def _tell_dns_story(out: TextIO, session, info, lambda_handlers) -> None:
