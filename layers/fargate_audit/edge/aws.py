@@ -123,9 +123,16 @@ def check_role(role_arn: str, external_id: str | None, what: str = "role") -> No
         )
 
 
-def assume_role_session(session, role_arn: str, external_id: str | None = None, *, eager: bool = True):
+def assume_role_session(
+    session,
+    role_arn: str,
+    external_id: str | None = None,
+    *,
+    eager: bool = True,
+    session_name: str = ROLE_SESSION_NAME,
+):
     """A session whose credentials come from ``sts:AssumeRole`` on ``role_arn`` (session
-    name ``fargate-audit``, ``ExternalId`` when given), made with ``session``'s credentials
+    name ``session_name``, ``ExternalId`` when given), made with ``session``'s credentials
     and refreshed before they expire (a warm Lambda container outlives one hour).
 
     ``eager``: assume the role now, so that a refusal is one CredentialsError line (the
@@ -147,7 +154,7 @@ def assume_role_session(session, role_arn: str, external_id: str | None = None, 
     source = session.get_credentials()
     if source is None:
         raise CredentialsError(NO_CREDENTIALS_MESSAGE)
-    extra_args = {"RoleSessionName": ROLE_SESSION_NAME}
+    extra_args = {"RoleSessionName": session_name[:64]}
     if external_id:
         extra_args["ExternalId"] = external_id
     fetcher = AssumeRoleCredentialFetcher(

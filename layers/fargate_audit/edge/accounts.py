@@ -1,0 +1,188 @@
+"""Which accounts to audit, and a session in each (interface.md "Organization scale").
+
+- :func:`parse_account_ids` / :func:`read_accounts_file`: ids given on a command line, in
+  a template parameter or in a file (one 12-digit id per line, ``#`` comments and blank
+  lines allowed); duplicates are audited once; a malformed id is one ConfigError naming
+  the value (and the file and line).
+- :func:`organization_accounts`: the ACTIVE accounts of the organization
+  (``organizations:ListAccounts``, paginated), or those under the given OUs
+  (``ListAccountsForParent`` and ``ListOrganizationalUnitsForParent``, recursively).
+- :class:`MemberSessions`: one ``sts:AssumeRole`` session per account on
+  ``arn:<partition>:iam::<account>:role/<role name>`` (with the ExternalId), made on first
+  use and kept for the life of the process (a warm Lambda container): its credentials
+  refresh themselves before they expire, so an account costs one AssumeRole per process,
+  not one per task or event. The caller's own account is read with the caller's session
+  when ``own_account`` is given and the role is not needed there.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from fargate_audit.core.errors import ConfigError
+from fargate_audit.edge.aws import AWS_ERRORS, assume_role_session, check_role, describe_error
+
+ACCOUNT_ID = re.compile(r"[0-9]{12}")
+# The role the member template (templates/member.yaml) creates in every audited account.
+DEFAULT_MEMBER_ROLE_NAME = "fargate-audit-member"
+_ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}")
+
+
+def parse_account_ids(values: Iterable[str], source: str = "--accounts") -> list[str]:
+    """The account ids in ``values`` (each may be comma-separated), in first-seen order,
+    each once. ConfigError naming ``source`` and the value when one is not 12 digits."""
+    ids: dict[str, None] = {}
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if not ACCOUNT_ID.fullmatch(part):
+                raise ConfigError(f"{source}: {part!r} is not a 12-digit account id")
+            ids.setdefault(part, None)
+    return list(ids)
+
+
+def read_accounts_file(path: str | Path) -> list[str]:
+    """The ids of an accounts file: one per line, ``#`` starts a comment, blank lines are
+    skipped; each id once. ConfigError ``FILE:LINE: ...`` for a malformed line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the accounts file ({exc.strerror or exc})") from None
+    ids: dict[str, None] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        value = line.split("#", 1)[0].strip()
+        if not value:
+            continue
+        if not ACCOUNT_ID.fullmatch(value):
+            raise ConfigError(f"{path}:{number}: {value!r} is not a 12-digit account id")
+        ids.setdefault(value, None)
+    return list(ids)
+
+
+def organization_accounts(organizations_client, parent_ids: Iterable[str] = ()) -> list[str]:
+    """Sorted ids of the ACTIVE accounts of the organization, or of those under the OUs
+    (or roots) ``parent_ids``, recursively. AWS errors propagate (the caller names them)."""
+    parents = list(parent_ids)
+    accounts: list[dict] = []
+    if not parents:
+        for page in organizations_client.get_paginator("list_accounts").paginate():
+            accounts += page.get("Accounts") or []
+    else:
+        seen: set[str] = set()
+        pending = list(parents)
+        while pending:
+            parent = pending.pop()
+            if parent in seen:
+                continue
+            seen.add(parent)
+            for page in organizations_client.get_paginator("list_accounts_for_parent").paginate(
+                ParentId=parent
+            ):
+                accounts += page.get("Accounts") or []
+            for page in organizations_client.get_paginator("list_organizational_units_for_parent").paginate(
+                ParentId=parent
+            ):
+                pending += [ou["Id"] for ou in page.get("OrganizationalUnits") or []]
+    return sorted({a["Id"] for a in accounts if _active(a)})
+
+
+def _active(account: dict) -> bool:
+    # ListAccounts gives Status (ACTIVE | SUSPENDED | PENDING_CLOSURE) and, since 2025,
+    # State (ACTIVE | SUSPENDED | PENDING_CLOSURE | CLOSED ...): either must say ACTIVE.
+    state = account.get("State") or account.get("Status")
+    return state == "ACTIVE"
+
+
+def partition_of(region: str | None) -> str:
+    region = region or ""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def member_role_arn(account_id: str, role_name: str, region: str | None = None) -> str:
+    return f"arn:{partition_of(region)}:iam::{account_id}:role/{role_name}"
+
+
+def check_role_name(role_name: str, what: str = "--role-name") -> None:
+    if not _ROLE_NAME.fullmatch(role_name or ""):
+        raise ConfigError(f"{what}: {role_name!r} is not an IAM role name")
+
+
+class MemberSessions:
+    """One assumed-role session per audited account, made on first use and kept.
+
+    ``source``: the caller's session (its credentials assume the roles); ``role_name`` /
+    ``external_id``: the member role; ``eager``: assume the role when the session is made
+    (a refusal is a CredentialsError naming ``sts:AssumeRole`` right there: the CLI), else
+    on the first call made with it (Lambda: no AWS call while building the runtime);
+    ``session_name``: the RoleSessionName (e.g. the function's name, for CloudTrail);
+    ``own_account``: the caller's account, read with ``source`` itself (no role needed).
+    Thread-safe: the CLI scans accounts in parallel.
+    """
+
+    def __init__(
+        self,
+        source,
+        role_name: str = DEFAULT_MEMBER_ROLE_NAME,
+        external_id: str | None = None,
+        *,
+        eager: bool = True,
+        session_name: str = "fargate-audit",
+        own_account: str | None = None,
+    ) -> None:
+        check_role_name(role_name)
+        check_role(member_role_arn("000000000000", role_name), external_id, "member role")
+        self.source = source
+        self.role_name = role_name
+        self.external_id = external_id
+        self.eager = eager
+        self.session_name = session_name
+        self.own_account = own_account
+        self._sessions: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self.assumed = 0  # AssumeRole sessions made (one per account per process)
+
+    def role_arn(self, account_id: str) -> str:
+        return member_role_arn(account_id, self.role_name, getattr(self.source, "region_name", None))
+
+    def get(self, account_id: str):
+        """The session of ``account_id`` (CredentialsError when its role cannot be assumed:
+        the message names ``sts:AssumeRole`` and the role)."""
+        if not ACCOUNT_ID.fullmatch(account_id or ""):
+            raise ConfigError(f"{account_id!r} is not a 12-digit account id")
+        if account_id == self.own_account:
+            return self.source
+        with self._lock:
+            session = self._sessions.get(account_id)
+            if session is None:
+                session = assume_role_session(
+                    self.source,
+                    self.role_arn(account_id),
+                    self.external_id,
+                    eager=self.eager,
+                    session_name=self.session_name,
+                )
+                self._sessions[account_id] = session
+                self.assumed += 1
+            return session
+
+    def forget(self, account_id: str) -> None:
+        """Drop an account's session (its role was refused: the next use tries again)."""
+        with self._lock:
+            self._sessions.pop(account_id, None)
+
+
+def assume_error(exc: BaseException, role_arn: str) -> str:
+    """One line for a refused AssumeRole: ``sts:AssumeRole: <code>: <message> (<role>)``."""
+    if isinstance(exc, AWS_ERRORS):
+        return f"sts:{describe_error(exc, 'AssumeRole')} ({role_arn})"
+    return f"sts:AssumeRole: {' '.join(str(exc).split())} ({role_arn})"
