@@ -14,6 +14,7 @@ role (the reads made with the role's credentials are the role's, not the functio
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections import defaultdict
@@ -312,7 +313,29 @@ def test_reading_through_the_audit_role_needs_only_sts_assume_role_on_it(through
     assert denied(actions["TaskEventsFunction"], policies["TaskEventsFunction"]) == []
     for function, statements in policies.items():
         resources = [r for acts, res in statements if "sts:AssumeRole" in acts for r in res]
-        assert resources == [{"Ref": "AuditRoleArn"}], function
+        assert resources == [{"Ref": "AuditRoleArn"}, MEMBER_ROLES, {"Ref": "OrganizationsRoleArn"}], function
+
+
+# Organization scale: any account's member role, by name (template.yaml AssumeMemberRole).
+MEMBER_ROLES = {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"}
+
+
+@pytest.mark.parametrize(
+    ("role_arn", "allowed"),
+    [
+        ("arn:aws:iam::222222222222:role/fargate-audit-member", True),
+        ("arn:aws-us-gov:iam::222222222222:role/fargate-audit-member", False),  # another partition
+        ("arn:aws:iam::222222222222:role/fargate-audit-member-admin", False),
+        ("arn:aws:iam::222222222222:role/OrganizationAccountAccessRole", False),
+        ("arn:aws:iam::222222222222:role/path/fargate-audit-member", False),
+    ],
+)
+def test_the_member_statement_admits_only_the_member_role_of_each_account(role_arn, allowed):
+    template = load_template()
+    name = template["Parameters"]["MemberRoleName"]["Default"]
+    pattern = MEMBER_ROLES["Fn::Sub"].replace("${AWS::Partition}", "aws").replace("${MemberRoleName}", name)
+    # IAM resource matching: * spans any characters (here: the account id), case-sensitive.
+    assert fnmatch.fnmatchcase(role_arn, pattern) is allowed
 
 
 def test_the_checker_refuses_an_action_the_policy_lacks(policies):

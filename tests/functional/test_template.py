@@ -78,14 +78,21 @@ NETWORK_RESOURCE_TYPES = [
 ]
 TASK_RULE = "TaskEventsFunctionTaskStateChange"
 CONFIG_RULE = "ConfigEventsFunctionConfigItemChange"
+# The same patterns on the member event bus (only with OrganizationId set): rule -> function.
+MEMBER_RULES = {
+    "TaskEventsMemberRule": "TaskEventsFunction",
+    "ConfigEventsMemberRule": "ConfigEventsFunction",
+}
+TASK_RULES = {TASK_RULE, "TaskEventsMemberRule"}
+CONFIG_RULES = {CONFIG_RULE, "ConfigEventsMemberRule"}
 # Sample -> the pattern rules that must match it (every other rule must reject it).
 SAMPLE_ROUTES = {
-    "ecs-task-running.json": {TASK_RULE},
-    "ecs-task-stopped.json": {TASK_RULE},
+    "ecs-task-running.json": TASK_RULES,
+    "ecs-task-stopped.json": TASK_RULES,
     "ecs-task-ec2.json": set(),
-    "config-security-group-change.json": {CONFIG_RULE},
-    "config-route-table-change.json": {CONFIG_RULE},
-    "config-oversized-change.json": {CONFIG_RULE},
+    "config-security-group-change.json": CONFIG_RULES,
+    "config-route-table-change.json": CONFIG_RULES,
+    "config-oversized-change.json": CONFIG_RULES,
     "scheduled-event.json": set(),
     "sweep-message.json": set(),
 }
@@ -211,6 +218,13 @@ def test_environment_is_the_design_one(template):
         "ALLOWED_REGIONS": {"Fn::Join": [",", {"Ref": "AllowedRegions"}]},
         "AUDIT_ROLE_ARN": {"Ref": "AuditRoleArn"},
         "AUDIT_ROLE_EXTERNAL_ID": {"Ref": "AuditRoleExternalId"},
+        # organization scale (the Lambda code reads exactly these; empty when unset)
+        "AUDITED_ACCOUNTS": {"Fn::Join": [",", {"Ref": "AuditedAccounts"}]},
+        "ORGANIZATIONS_ROLE_ARN": {"Ref": "OrganizationsRoleArn"},
+        "AUDITED_ORGANIZATIONAL_UNITS": {"Fn::Join": [",", {"Ref": "AuditedOrganizationalUnits"}]},
+        "AUDITED_REGIONS": {"Fn::Join": [",", {"Ref": "AuditedRegions"}]},
+        "MEMBER_ROLE_NAME": {"Ref": "MemberRoleName"},
+        "MEMBER_EXTERNAL_ID": {"Ref": "MemberExternalId"},
         "POWERTOOLS_SERVICE_NAME": "fargate-audit",
         "POWERTOOLS_METRICS_NAMESPACE": "FargateAudit",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -273,7 +287,7 @@ def test_patterns_use_only_literal_values_that_the_offline_matcher_implements_ex
     # moto's matcher treats an unknown named filter as a match; literal lists (and $or) are
     # matched exactly like EventBridge does, so the routing tests below prove something.
     patterns = event_patterns(template)
-    assert set(patterns) == {TASK_RULE, CONFIG_RULE}
+    assert set(patterns) == TASK_RULES | CONFIG_RULES
     for rule_id, pattern in patterns.items():
         for path, filters in _pattern_filters(pattern):
             assert isinstance(filters, list) and filters, f"{rule_id} {path}"
@@ -315,8 +329,8 @@ def test_config_rule_takes_every_network_type_full_or_oversized(template, resour
     full["detail"]["configurationItem"]["resourceType"] = resource_type
     oversized = _sample("config-oversized-change.json")
     oversized["detail"]["configurationItemSummary"]["resourceType"] = resource_type
-    assert _matching_rules(patterns, full) == {CONFIG_RULE}
-    assert _matching_rules(patterns, oversized) == {CONFIG_RULE}
+    assert _matching_rules(patterns, full) == CONFIG_RULES
+    assert _matching_rules(patterns, oversized) == CONFIG_RULES
 
 
 @pytest.mark.parametrize("resource_type", ["AWS::EC2::Instance", "AWS::S3::Bucket", "AWS::EC2::VPC"])
@@ -421,7 +435,12 @@ def test_events_dlq_accepts_only_this_stacks_rules(template):
     assert statement["Resource"] == _get_att("EventsDeadLetterQueue")
     rules = function_events(template, "EventBridgeRule", "Schedule")
     source_arns = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
-    assert sorted(map(json.dumps, source_arns)) == sorted(json.dumps(_get_att(r)) for r in rules)
+    member_rules = [
+        {"Fn::If": ["HasOrganization", _get_att(rule_id), {"Ref": "AWS::NoValue"}]}
+        for rule_id in MEMBER_RULES
+    ]
+    expected = [_get_att(r) for r in rules] + member_rules
+    assert sorted(map(json.dumps, source_arns)) == sorted(map(json.dumps, expected))
 
 
 # ---------------------------------------------------------------------------------------
@@ -462,23 +481,29 @@ def test_no_wildcard_action_and_star_resources_only_where_iam_offers_nothing_nar
                 assert set(actions) <= STAR_RESOURCE_ACTIONS, f"{function_id}: {actions} on '*'"
 
 
-def test_the_audit_role_may_be_assumed_only_when_the_stack_names_one(template):
+# sts:AssumeRole, each only under its condition: the single audit role, any account's member
+# role (by name), the Organizations role.
+ASSUME_ROLE_STATEMENTS = [
+    ("HasAuditRole", "AssumeAuditRole", {"Ref": "AuditRoleArn"}),
+    ("AuditsMembers", "AssumeMemberRole", {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"}),
+    ("HasOrganizationsRole", "AssumeOrganizationsRole", {"Ref": "OrganizationsRoleArn"}),
+]
+ASSUME_ROLE_RESOURCES = [resource for _, _, resource in ASSUME_ROLE_STATEMENTS]
+
+
+def test_roles_may_be_assumed_only_when_the_stack_names_them(template):
     for function_id in FUNCTIONS:
         (policy,) = template["Resources"][function_id]["Properties"]["Policies"]
         conditional = [s for s in policy["Statement"] if set(s) == {"Fn::If"}]
         assert conditional == [
             {
                 "Fn::If": [
-                    "HasAuditRole",
-                    {
-                        "Sid": "AssumeAuditRole",
-                        "Effect": "Allow",
-                        "Action": "sts:AssumeRole",
-                        "Resource": {"Ref": "AuditRoleArn"},
-                    },
+                    condition,
+                    {"Sid": sid, "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": resource},
                     {"Ref": "AWS::NoValue"},
                 ]
             }
+            for condition, sid, resource in ASSUME_ROLE_STATEMENTS
         ], function_id
         plain = [s for s in policy["Statement"] if "Action" in s]
         assert not any("sts:" in json.dumps(s["Action"]) for s in plain), function_id
@@ -510,7 +535,8 @@ def test_data_actions_are_scoped_to_this_stacks_resources(template):
                 queues += [_get_att("SweepQueue")] * (function_id == "SweepPlannerFunction")
                 assert services == {"sqs"} and len(resources) == 1 and resources[0] in queues, function_id
             if services & {"sts"}:
-                assert actions == ("sts:AssumeRole",) and resources == ({"Ref": "AuditRoleArn"},), function_id
+                assert actions == ("sts:AssumeRole",) and len(resources) == 1, function_id
+                assert resources[0] in ASSUME_ROLE_RESOURCES, function_id
             if services & {"securityhub"}:
                 assert list(resources) == [{"Fn::Sub": product}], function_id
             if "ecs:DescribeTasks" in actions:
