@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of the serverless stack (no AWS account, no Docker):
 #   sam validate, sam validate --lint, cfn-lint, sam build (python3.13/arm64, no container),
+#   cfn-lint on templates/member.yaml (the member StackSet),
 #   then inspects the built layer (library + rules + .pyc + runtime deps, nothing extra).
 # Tools come from a Python 3.13 venv, .venv-sam, created on first use from
 # scripts/requirements-sam.txt (exact pins) and refreshed when that file changes.
@@ -54,6 +55,11 @@ done_step
 
 step "cfn-lint template.yaml"
 cfn-lint template.yaml || fail "cfn-lint"
+done_step
+
+# The member StackSet's template is plain CloudFormation (no SAM transform): cfn-lint only.
+step "cfn-lint templates/member.yaml"
+cfn-lint templates/member.yaml || fail "cfn-lint templates/member.yaml"
 done_step
 
 # --- build ---------------------------------------------------------------------------

@@ -8,8 +8,9 @@
 - ``rules/schema.json``: the ``$defs.facts`` enum (the posture facts a rule may require);
 - ``README.md``: the scan IAM policy between ``<!-- scan-iam-policy:begin -->`` and
   ``<!-- scan-iam-policy:end -->`` (``facts.scan_policy``);
-- ``template.yaml``: the ``Action`` list of every ``Sid: Ec2DescribeNetwork`` statement
-  (the EC2 reads of the declared facts; EC2 describes take no resource-level permission).
+- ``template.yaml`` and ``templates/member.yaml`` (the member accounts' audit role): the
+  ``Action`` list of every ``Sid: Ec2DescribeNetwork`` statement (the EC2 reads of the
+  declared facts; EC2 describes take no resource-level permission).
   A fact read from another service needs its statement written once by hand;
   tests/functional/test_template.py names an action a function lacks.
 
@@ -35,6 +36,7 @@ POSTURE_SCHEMA = REPO / "layers" / "fargate_audit" / "schemas" / "posture.schema
 CATALOG_SCHEMA = REPO / "layers" / "fargate_audit" / "catalog" / "schema.json"
 README = REPO / "README.md"
 TEMPLATE = REPO / "template.yaml"
+MEMBER_TEMPLATE = REPO / "templates" / "member.yaml"
 _EC2_STATEMENT = re.compile(
     r"(- Sid: Ec2DescribeNetwork\n\s+Effect: Allow\n\s+Action:\n)((?:( +)- ec2:\w+\n)+)"
 )
@@ -67,10 +69,10 @@ def ec2_actions() -> list[str]:
     return list(seen)
 
 
-def template_text(current: str) -> str:
-    """template.yaml with each Ec2DescribeNetwork statement's actions set to the facts' EC2 reads."""
+def template_text(current: str, name: str = "template.yaml") -> str:
+    """A template with each Ec2DescribeNetwork statement's actions set to the facts' EC2 reads."""
     if not _EC2_STATEMENT.search(current):
-        raise ValueError("template.yaml has no Ec2DescribeNetwork statement")
+        raise ValueError(f"{name} has no Ec2DescribeNetwork statement")
     return _EC2_STATEMENT.sub(
         lambda m: m.group(1) + "".join(f"{m.group(3)}- {action}\n" for action in ec2_actions()), current
     )
@@ -83,6 +85,7 @@ def expected() -> dict[Path, str]:
         CATALOG_SCHEMA: catalog_schema_text(CATALOG_SCHEMA.read_text(encoding="utf-8")),
         README: readme_text(README.read_text(encoding="utf-8")),
         TEMPLATE: template_text(TEMPLATE.read_text(encoding="utf-8")),
+        MEMBER_TEMPLATE: template_text(MEMBER_TEMPLATE.read_text(encoding="utf-8"), "templates/member.yaml"),
     }
 
 

@@ -1,7 +1,7 @@
-"""Every checkov skip in template.yaml says why.
+"""Every checkov skip in template.yaml and templates/member.yaml says why.
 
-scripts/checkov.sh runs checkov (in its own venv) on the template and on its SAM
-transform; a check that does not apply is skipped on the resource with
+scripts/checkov.sh runs checkov (in its own venv) on the template, on its SAM
+transform and on the member template; a check that does not apply is skipped on the resource with
 ``Metadata: {checkov: {skip: [{id, comment}]}}``. A skip without a reason would silence a
 check for good without review, so each one must carry a real justification. This test
 needs no checkov: it reads the template like every other template test.
@@ -12,19 +12,21 @@ from __future__ import annotations
 import re
 
 import pytest
-from support.template import TEMPLATE_PATH, load_template
+from support.template import REPO_ROOT, TEMPLATE_PATH, load_template
 
 CHECK_ID = re.compile(r"CKV2?_AWS_\d+")
 MIN_WORDS = 6
 # checkov also honours inline YAML comments: "# checkov:skip=CKV_AWS_1: reason"
 INLINE_SKIP = re.compile(r"checkov:skip=(?P<id>[^\s:]+)(?::(?P<reason>.*))?")
+TEMPLATES = (TEMPLATE_PATH, REPO_ROOT / "templates" / "member.yaml")
 PLACEHOLDERS = re.compile(r"^(todo|tbd|fixme|n/?a|none|skip(ped)?|not applicable|false positive)\b", re.I)
 
 
 def _skips():
-    """(resource logical id, skip entry) for every checkov skip in the template."""
+    """(resource logical id, skip entry) for every checkov skip in the templates."""
     found = []
-    for logical_id, resource in load_template()["Resources"].items():
+    resources = [item for path in TEMPLATES for item in load_template(path)["Resources"].items()]
+    for logical_id, resource in resources:
         checkov = (resource.get("Metadata") or {}).get("checkov")
         if checkov is None:
             continue
@@ -62,9 +64,10 @@ def test_a_check_is_skipped_at_most_once_per_resource():
     assert len(pairs) == len(set(pairs))
 
 
-def test_inline_skip_comments_also_carry_a_reason():
-    for number, line in enumerate(TEMPLATE_PATH.read_text().splitlines(), start=1):
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_inline_skip_comments_also_carry_a_reason(path):
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
         match = INLINE_SKIP.search(line)
         if match:
             reason = (match.group("reason") or "").strip()
-            assert len(reason.split()) >= MIN_WORDS, f"template.yaml:{number}: inline skip without a reason"
+            assert len(reason.split()) >= MIN_WORDS, f"{path.name}:{number}: inline skip without a reason"

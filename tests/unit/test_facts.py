@@ -53,6 +53,7 @@ def test_the_staleness_check_notices_a_changed_declaration(monkeypatch):
         sync_facts.CATALOG_SCHEMA,
         sync_facts.README,
         sync_facts.TEMPLATE,  # its Ec2DescribeNetwork statements gain ec2:DescribeSubnets
+        sync_facts.MEMBER_TEMPLATE,  # the member role's too
     }
 
 
