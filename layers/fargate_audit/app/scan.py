@@ -8,14 +8,20 @@ not given) and measures the scan's duration; everything it calls below it is pur
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
 from fargate_audit.core import engine, posture, report, rules
+from fargate_audit.core.errors import FargateAuditError
 from fargate_audit.edge import collect
+from fargate_audit.edge.accounts import MemberSessions, assume_error
+from fargate_audit.edge.aws import AWS_ERRORS
 
 Progress = Callable[[int, int, str], None]
 
@@ -123,4 +129,159 @@ def run_scan(
         collect_result=collected,
         now=moment,
         expired_exemptions=evaluation.expired_exemptions,
+    )
+
+
+# ---------------------------------------------------------------------------- organization
+
+
+@dataclass
+class ScopeResult:
+    """What one (account, region) of an organization scan gave: its postures and results,
+    or the one line saying why it could not be scanned (``error``)."""
+
+    account_id: str
+    region: str
+    error: str | None = None
+    postures: list[dict] = field(default_factory=list)
+    results: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    clusters: list[str] = field(default_factory=list)
+    api_calls: dict[str, int] = field(default_factory=dict)
+    expired_exemptions: list[dict] = field(default_factory=list)
+
+
+# account_done(account_id, its scopes, accounts done, accounts in all): called once per
+# account as it finishes, from the worker thread that scanned it.
+AccountDone = Callable[[str, list[ScopeResult], int, int], None]
+
+
+def _assume(sessions: MemberSessions, account_id: str):
+    """(session, None), or (None, the error line) when the account's role is refused."""
+    try:
+        return sessions.get(account_id), None
+    except FargateAuditError as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, AWS_ERRORS) else None
+        if cause is not None:
+            return None, assume_error(cause, sessions.role_arn(account_id))
+        return None, f"sts:AssumeRole: {' '.join(str(exc).split())} ({sessions.role_arn(account_id)})"
+    except AWS_ERRORS as exc:
+        return None, assume_error(exc, sessions.role_arn(account_id))
+
+
+def _scan_scope(session, account_id, region, clusters, catalog, params, moment) -> ScopeResult:
+    scope = ScopeResult(account_id, region)
+    try:
+        collected = collect.collect(session, regions=[region], clusters=clusters)
+    except FargateAuditError as exc:  # every call of the region refused, or credentials rejected
+        scope.error = " ".join(str(exc).split())
+        return scope
+    except AWS_ERRORS as exc:
+        scope.error = " ".join(str(exc).split())
+        return scope
+    evaluation = evaluate_raw(collected.raw_tasks, catalog, params, moment)
+    collected.raw_tasks = []
+    scope.postures, scope.results = evaluation.postures, evaluation.results
+    scope.expired_exemptions = evaluation.expired_exemptions
+    scope.skipped = collected.skipped
+    scope.errors = [{"account_id": account_id, **error} for error in collected.errors]
+    scope.clusters = list(collected.scope.get("clusters") or [])
+    scope.api_calls = collected.api_calls
+    return scope
+
+
+def scan_accounts(
+    sessions: MemberSessions,
+    accounts: list[str],
+    regions: list[str],
+    clusters: list[str] | None = None,
+    params: dict | None = None,
+    catalog: rules.Catalog | None = None,
+    now: datetime | None = None,
+    jobs: int = 4,
+    account_done: AccountDone | None = None,
+) -> ScanOutcome:
+    """An organization scan (interface.md "Organization scale"): every region of every
+    account, ``jobs`` accounts at a time, each account through ``sessions`` (one
+    AssumeRole per account; a refusal becomes the error of each of its scopes, the
+    others are scanned as usual). One report: tasks and results of every scope, sorted as
+    a single-account scan's, and ``summary.scopes``. Each worker makes its own clients
+    (botocore clients are not shared between threads)."""
+    started = time.monotonic()
+    moment = _now(now)
+    if catalog is None:
+        catalog = rules.load_catalog()
+    accounts = list(dict.fromkeys(accounts))
+    regions = list(dict.fromkeys(regions))
+    assumed_before = sessions.assumed
+    done = [0]
+    lock = threading.Lock()
+
+    def one_account(account_id: str) -> list[ScopeResult]:
+        session, error = _assume(sessions, account_id)
+        if error is not None:
+            scopes = [ScopeResult(account_id, region, error=error) for region in regions]
+        else:
+            scopes = [
+                _scan_scope(session, account_id, region, clusters, catalog, params, moment)
+                for region in regions
+            ]
+        with lock:
+            done[0] += 1
+            finished = done[0]
+        if account_done is not None:
+            account_done(account_id, scopes, finished, len(accounts))
+        return scopes
+
+    workers = max(1, min(jobs, len(accounts) or 1))
+    with engine.cyclic_gc_paused(), ThreadPoolExecutor(max_workers=workers) as pool:
+        per_account = list(pool.map(one_account, accounts))
+    scopes = [scope for account_scopes in per_account for scope in account_scopes]
+    return _merge(scopes, accounts, regions, moment, started, sessions.assumed - assumed_before)
+
+
+def _merge(
+    scopes: list[ScopeResult], accounts: list[str], regions: list[str], moment, started, assumed: int
+) -> ScanOutcome:
+    postures = sorted((p for s in scopes for p in s.postures), key=lambda p: p["task_arn"] or "")
+    results = sorted((r for s in scopes for r in s.results), key=lambda r: (r["task_arn"], r["rule_id"]))
+    api_calls: Counter = Counter()
+    for scope in scopes:
+        api_calls.update(scope.api_calls)
+    if assumed:
+        api_calls["sts.AssumeRole"] += assumed
+    expired: dict[str, dict] = {}
+    for scope in scopes:  # every scope ignores the same expired exemptions: list them once
+        for item in scope.expired_exemptions:
+            expired.setdefault(repr(sorted(item.items(), key=str)), item)
+    merged = collect.CollectResult(
+        skipped=[item for s in scopes for item in s.skipped],
+        scope={
+            "accounts": sorted(accounts),
+            "regions": regions,
+            "clusters": sorted({c for s in scopes for c in s.clusters}),
+        },
+        errors=[error for s in scopes for error in s.errors],
+        api_calls=dict(api_calls),
+    )
+    report_args = {
+        "now": moment,
+        "scope": merged.scope,
+        "skipped": merged.skipped,
+        "api_calls": merged.api_calls,
+        "duration_s": time.monotonic() - started,
+        "errors": merged.errors,
+        "expired_exemptions": list(expired.values()),
+        "scopes": [{"account_id": s.account_id, "region": s.region, "error": s.error} for s in scopes],
+    }
+    for scope in scopes:  # the merged lists hold them now
+        scope.postures, scope.results = [], []
+    return ScanOutcome(
+        postures=postures,
+        results=results,
+        report_args=report_args,
+        collect_result=merged,
+        now=moment,
+        expired_exemptions=list(expired.values()),
     )

@@ -3,6 +3,8 @@
     fargate-audit scan [--region R]... [--cluster C]... [--params FILE]
                        [--format table|json|asff] [--output FILE] [--fail-on SEVERITY]
                        [--role-arn ARN [--external-id ID]]
+                       [--accounts ID[,ID...] | --accounts-file FILE | --organization [--ou OU_ID]...]
+                       [--role-name NAME] [--external-id ID] [--jobs N]
     fargate-audit rules list [--format table|json]
     fargate-audit rules validate [DIR]
     fargate-audit demo
@@ -15,7 +17,9 @@
     fargate-audit --version
 
 Exit status of ``scan``: 0 no FAILED result at or above ``--fail-on`` (default LOW); 1 such
-results exist; 2 the scan could not run. Every error is one stderr line
+results exist; 2 the scan could not run. An organization scan (``--accounts``,
+``--accounts-file``, ``--organization``): 2 when no (account, region) could be scanned,
+else as above but at least 1 when one of them could not. Every error is one stderr line
 ``fargate-audit: error: <message>``, with a traceback only under ``--debug``.
 
 Heavy modules (boto3, jsonschema, yaml) are imported inside the commands that need them,
@@ -28,7 +32,9 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
@@ -132,6 +138,50 @@ class _StderrProgress:
             self.stream.flush()
 
 
+class _AccountProgress:
+    """Progress of an organization scan on stderr: a bar rewritten in place on a terminal
+    (an account that could not be scanned is printed above it), else one line per account."""
+
+    WIDTH = 24
+
+    def __init__(self, stream: TextIO, terminal: bool):
+        self.stream = stream
+        self.terminal = terminal
+        self.lock = threading.Lock()
+        self.shown = False
+
+    def __call__(self, account_id: str, scopes: list, done: int, total: int) -> None:
+        tasks = sum(len(scope.postures) for scope in scopes)
+        errors = {scope.error for scope in scopes if scope.error}
+        if len(errors) == 1 and all(scope.error for scope in scopes):  # e.g. its role was refused
+            failures = list(errors)
+        else:
+            failures = [f"{scope.region}: {scope.error}" for scope in scopes if scope.error]
+        scanned = f"{_plural(tasks, 'task')} in {_plural(len(scopes), 'region')}"
+        line = f"{PROG}: account {account_id} ({done}/{total}): " + ("; ".join(failures) or scanned)
+        with self.lock:
+            if not self.terminal:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+                return
+            if failures:
+                self.stream.write("\r\033[K" + line + "\n")
+            filled = self.WIDTH * done // max(total, 1)
+            bar = "#" * filled + "." * (self.WIDTH - filled)
+            self.stream.write(f"\r\033[Kaccounts [{bar}] {done}/{total}")
+            self.stream.flush()
+            self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _isatty(stream: Any) -> bool:
     try:
         return bool(stream.isatty())
@@ -188,8 +238,16 @@ def _scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from fargate_audit.app import scan
     from fargate_audit.edge.aws import assume_role_session, check_role, session_from_env
 
+    organization_scan = bool(args.accounts or args.accounts_file or args.organization)
+    for option, value in (("--role-name", args.role_name), ("--jobs", args.jobs)):
+        if value is not None and not organization_scan:
+            raise ConfigError(f"{option} needs --accounts, --accounts-file or --organization")
+    if args.ou and not args.organization:
+        raise ConfigError("--ou needs --organization")
+    if organization_scan:
+        return _organization_scan(args, stdout, stderr, catalog, params, out)
     if args.external_id is not None and not args.role_arn:
-        raise ConfigError("--external-id needs --role-arn")
+        raise ConfigError("--external-id needs --role-arn, --accounts, --accounts-file or --organization")
     if args.role_arn:
         check_role(args.role_arn, args.external_id, "--role-arn")
     session = session_from_env()  # AWS_REGION first: botocore does not read it
@@ -209,6 +267,102 @@ def _scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         if progress is not None:
             progress.close()
 
+    _write_scan_output(args, outcome, catalog, out)
+    return report_mod.exit_code(outcome.results, args.fail_on)
+
+
+MAX_JOBS = 64
+
+
+def _organization_accounts(session, parents: list[str]) -> list[str]:
+    """The ACTIVE accounts of the caller's organization (or under ``parents``): one error
+    line naming the refused Organizations call when the caller may not list them."""
+    from fargate_audit.core.errors import CredentialsError
+    from fargate_audit.edge.accounts import organization_accounts
+    from fargate_audit.edge.aws import AWS_ERRORS, client, describe_error, raise_for_credentials
+
+    try:
+        return organization_accounts(client(session, "organizations", session.region_name), parents)
+    except AWS_ERRORS as exc:
+        call = getattr(exc, "operation_name", None) or (
+            "ListAccountsForParent" if parents else "ListAccounts"
+        )
+        raise_for_credentials(exc, call)
+        raise CredentialsError(
+            f"--organization: organizations:{describe_error(exc, call)} "
+            "(run it with the management account or a delegated administrator's credentials)"
+        ) from exc
+
+
+def _organization_scan(args, stdout, stderr, catalog, params, out: _Output) -> int:
+    """``scan --accounts | --accounts-file | --organization``: each account through its
+    member role, ``--jobs`` at a time; one report with ``summary.scopes``."""
+    from fargate_audit.app import scan
+    from fargate_audit.core import report as report_mod
+    from fargate_audit.core.errors import CredentialsError, ScanError
+    from fargate_audit.edge.accounts import (
+        DEFAULT_MEMBER_ROLE_NAME,
+        MemberSessions,
+        parse_account_ids,
+        read_accounts_file,
+    )
+    from fargate_audit.edge.aws import NO_REGION_MESSAGE, session_from_env
+
+    jobs = 4 if args.jobs is None else args.jobs
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ConfigError(f"--jobs: {jobs} is not between 1 and {MAX_JOBS}")
+    parents = list(dict.fromkeys(args.ou or []))
+    for parent in parents:
+        if not _PARENT_ID.fullmatch(parent):
+            raise ConfigError(f"--ou: {parent!r} is not an organizational unit or root id (ou-... or r-...)")
+    if args.accounts:
+        accounts = parse_account_ids(args.accounts)
+    elif args.accounts_file:
+        accounts = read_accounts_file(args.accounts_file)
+    else:
+        accounts = None
+    session = session_from_env()
+    sessions = MemberSessions(session, args.role_name or DEFAULT_MEMBER_ROLE_NAME, args.external_id)
+    regions = list(dict.fromkeys(args.region or ([session.region_name] if session.region_name else [])))
+    if not regions:
+        raise CredentialsError(NO_REGION_MESSAGE)
+    if accounts is None:
+        accounts = _organization_accounts(session, parents)
+    if not accounts:
+        where = f"{args.accounts_file} holds none" if args.accounts_file else "no ACTIVE account found"
+        raise ConfigError(f"no account to scan ({where})")
+
+    progress = _AccountProgress(stderr, terminal=_isatty(stderr))
+    try:
+        outcome = scan.scan_accounts(
+            sessions,
+            accounts,
+            regions,
+            clusters=args.cluster or None,
+            params=params,
+            catalog=catalog,
+            jobs=jobs,
+            account_done=progress,
+        )
+    finally:
+        progress.close()
+    scopes = outcome.report_args["scopes"]
+    failed = [s for s in scopes if s["error"]]
+    if len(failed) == len(scopes):
+        first = failed[0]
+        raise ScanError(
+            f"no account and region could be scanned ({len(scopes)} tried); "
+            f"{first['account_id']} {first['region']}: {first['error']}"
+        )
+    _write_scan_output(args, outcome, catalog, out)
+    code = report_mod.exit_code(outcome.results, args.fail_on)
+    return max(code, EXIT_FINDINGS) if failed else code
+
+
+_PARENT_ID = re.compile(r"(ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}|r-[0-9a-z]{4,32})")
+
+
+def _write_scan_output(args, outcome, catalog, out: _Output) -> None:
     if args.format == "json":
         with out.stream() as stream:
             outcome.write_report(stream)
@@ -223,7 +377,6 @@ def _scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         terminal = out.terminal
         color = terminal is not None and table.use_color(terminal, os.environ)
         out.write(table.render(outcome.report_view(), color=color))
-    return report_mod.exit_code(outcome.results, args.fail_on)
 
 
 def catalog_markdown(catalog) -> str:
@@ -433,12 +586,46 @@ def build_parser() -> argparse.ArgumentParser:
         + ", ".join(SEVERITY_CHOICES)
         + ")",
     )
-    scan.add_argument(
+    targets = scan.add_mutually_exclusive_group()
+    targets.add_argument(
         "--role-arn",
         metavar="ARN",
         help="read through this IAM role, e.g. another account's (sts:AssumeRole, session fargate-audit)",
     )
-    scan.add_argument("--external-id", metavar="ID", help="the ExternalId the role's trust policy requires")
+    targets.add_argument(
+        "--accounts",
+        action="append",
+        metavar="ID[,ID...]",
+        help="scan these accounts, each through its member role (repeatable)",
+    )
+    targets.add_argument(
+        "--accounts-file", metavar="FILE", help="scan the accounts listed in FILE (one 12-digit id a line)"
+    )
+    targets.add_argument(
+        "--organization",
+        action="store_true",
+        help="scan every ACTIVE account of the caller's organization (management or delegated admin)",
+    )
+    scan.add_argument(
+        "--ou",
+        action="append",
+        metavar="OU_ID",
+        help="with --organization: only the accounts under this OU or root, recursively (repeatable)",
+    )
+    scan.add_argument(
+        "--role-name",
+        metavar="NAME",
+        help="the member role to assume in each account (default: fargate-audit-member, as the "
+        "member template creates it)",
+    )
+    scan.add_argument(
+        "--external-id",
+        metavar="ID",
+        help="the ExternalId the role's (or the member roles') trust policy requires",
+    )
+    scan.add_argument(
+        "--jobs", type=int, metavar="N", help="accounts scanned in parallel (default 4; organization scans)"
+    )
     scan.set_defaults(func=cmd_scan)
 
     rules = commands.add_parser("rules", parents=[common], help="the rule catalog")

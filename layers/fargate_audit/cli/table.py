@@ -193,6 +193,35 @@ def _error_lines(report: dict, paint: _Paint) -> list[str]:
     return lines
 
 
+def _scope_lines(report: dict, paint: _Paint) -> list[str]:
+    """An organization scan's block: one row per (account, region) asked for, with its
+    tasks, FAILED and ERROR results, or the error that kept it from being scanned."""
+    scopes = (report.get("summary") or {}).get("scopes")
+    if not scopes:
+        return []
+    rows = [("ACCOUNT", "REGION", "TASKS", "FAILED", "ERROR", "")]
+    for scope in scopes:
+        if scope.get("error"):
+            rows.append((scope["account_id"], scope["region"], "-", "-", "-", f"! {scope['error']}"))
+            continue
+        by_status = scope.get("by_status") or {}
+        counts = (scope.get("tasks", 0), by_status.get("FAILED", 0), by_status.get("ERROR", 0))
+        rows.append((scope["account_id"], scope["region"], *(str(n) for n in counts), ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    failed = sum(1 for scope in scopes if scope.get("error"))
+    title = f"Accounts and regions: {len(scopes)} asked, " + (
+        f"{failed} not scanned:" if failed else "all scanned:"
+    )
+    lines = [paint(title, "WARN" if failed else "HEADER")]
+    for index, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+        cells += [row[i].rjust(widths[i]) for i in (2, 3, 4)]
+        text = ("  " + "  ".join(cells) + ("  " + row[5] if row[5] else "")).rstrip()
+        lines.append(paint(text, "DIM") if index == 0 else (paint(text, "ERROR") if row[5] else text))
+    lines.append("")
+    return lines
+
+
 def _describe_exemption(exemption: Any) -> str:
     if not isinstance(exemption, Mapping):
         return str(exemption)
@@ -241,6 +270,7 @@ def render(report: dict, color: bool = False) -> str:
         results = [r for t in members for r in results_by_task.get(t["task_arn"], [])]
         lines.extend(_workload_lines(results, len(members), paint))
         lines.append("")
+    lines.extend(_scope_lines(report, paint))
     lines.extend(_error_lines(report, paint))
     lines.append(_summary_line(report, paint))
     return "\n".join(lines) + "\n"

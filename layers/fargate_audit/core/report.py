@@ -148,6 +148,34 @@ def summarize(tasks: list[dict], results: Iterable[dict], skipped_tasks: int) ->
     }
 
 
+def _arn_place(arn: str) -> tuple[str, str]:
+    """(account, region) of an ARN (``arn:aws:ecs:REGION:ACCOUNT:task/...``)."""
+    parts = str(arn).split(":", 5)
+    return (parts[4], parts[3]) if len(parts) == 6 else ("", "")
+
+
+def summarize_scopes(
+    scopes: list[dict], tasks: list[dict], results: Iterable[dict], skipped: list[dict]
+) -> list[dict]:
+    """``summary.scopes`` (interface.md "Organization scale"): one entry per (account,
+    region) asked for, sorted, with its tasks, skipped tasks and results by status; a scope
+    that could not be scanned carries its ``error`` line and no counts."""
+    place_of = {t["task_arn"]: (t["account_id"], t["region"]) for t in tasks}
+    task_counts = Counter(place_of.values())
+    skipped_counts = Counter(_arn_place(s.get("task_arn", "")) for s in skipped)
+    statuses = Counter((place_of.get(r["task_arn"]), r["status"]) for r in results)
+    entries = []
+    for scope in sorted(scopes, key=lambda s: (s["account_id"], s["region"])):
+        place = (scope["account_id"], scope["region"])
+        entry: dict[str, Any] = {"account_id": place[0], "region": place[1]}
+        if scope.get("error") is None:
+            by_status = {status: statuses[(place, status)] for status in STATUSES}
+            entry.update(tasks=task_counts[place], skipped_tasks=skipped_counts[place], by_status=by_status)
+        entry["error"] = None if scope.get("error") is None else " ".join(str(scope["error"]).split())
+        entries.append(entry)
+    return entries
+
+
 class _Entries:
     """The ``results`` of a report, made one at a time from the engine's results (sorted
     by task ARN and rule id), so that a streamed report never holds a second copy."""
@@ -174,6 +202,7 @@ def _document(
     duration_s: float = 0.0,
     errors: list[dict] | None = None,
     expired_exemptions: list[dict] | None = None,
+    scopes: list[dict] | None = None,
     stream: bool,
     copy_evidence: bool = True,
 ) -> dict:
@@ -186,6 +215,9 @@ def _document(
     skipped_count = skipped if isinstance(skipped, int) else len(skipped_list)
     ordered = _in_order(results)
     entries: Any = _Entries(ordered, copy_evidence=copy_evidence and not stream)
+    summary = summarize(tasks, ordered, skipped_count)
+    if scopes is not None:
+        summary["scopes"] = summarize_scopes(scopes, tasks, ordered, skipped_list)
     return {
         "report_version": REPORT_VERSION,
         "generated_at": iso_utc(now),
@@ -196,7 +228,7 @@ def _document(
         },
         "tasks": tasks,
         "results": entries if stream else list(entries),
-        "summary": summarize(tasks, ordered, skipped_count),
+        "summary": summary,
         "stats": {
             "api_calls": {name: int(n) for name, n in sorted((api_calls or {}).items())},
             "duration_s": round(max(float(duration_s), 0.0), 3),
@@ -234,6 +266,7 @@ def build_report(
     duration_s: float = 0.0,
     errors: list[dict] | None = None,
     expired_exemptions: list[dict] | None = None,
+    scopes: list[dict] | None = None,
     json_ready: bool = True,
 ) -> dict:
     """The scan report dict (scan-report.schema.json, version 1).
@@ -247,12 +280,15 @@ def build_report(
     ``[{"task_arn", "reason"}]`` (or just a count). ``errors``: the collector's scan-level
     errors (``{"call", "region", "resource", "message"}``); ``expired_exemptions``: the
     exemptions the engine ignored because they expired. Both are extra top-level keys,
-    always present so that tools need not test for them.
+    always present so that tools need not test for them. ``scopes``: an organization
+    scan's ``[{"account_id", "region", "error"}]``, one per (account, region) asked for
+    (``error`` None when it was scanned): ``summary.scopes`` then counts each one's tasks,
+    skipped tasks and results by status (:func:`summarize_scopes`); absent otherwise.
     """
     return _document(
         postures, results, now=now, scope=scope, skipped=skipped, api_calls=api_calls,
-        duration_s=duration_s, errors=errors, expired_exemptions=expired_exemptions, stream=False,
-        copy_evidence=json_ready,
+        duration_s=duration_s, errors=errors, expired_exemptions=expired_exemptions, scopes=scopes,
+        stream=False, copy_evidence=json_ready,
     )  # fmt: skip
 
 
