@@ -8,6 +8,7 @@ not given) and measures the scan's duration; everything it calls below it is pur
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections import Counter
@@ -191,6 +192,17 @@ def _scan_scope(session, account_id, region, clusters, catalog, params, moment) 
     return scope
 
 
+def _reclaim(lock: threading.Lock) -> None:
+    """After a scope: free the reference cycles it left (its botocore clients and
+    sessions; the paused collector would keep them: bench/bench_org.py's 20 accounts x 2
+    regions peak at 239 MB with this, 253 MB without), then freeze what survives (the
+    postures and results kept for the report) so the next collection walks only what the
+    next scope allocates, not everything scanned so far."""
+    with lock:
+        gc.collect()
+        gc.freeze()
+
+
 def scan_accounts(
     sessions: MemberSessions,
     accounts: list[str],
@@ -223,10 +235,10 @@ def scan_accounts(
         if error is not None:
             scopes = [ScopeResult(account_id, region, error=error) for region in regions]
         else:
-            scopes = [
-                _scan_scope(session, account_id, region, clusters, catalog, params, moment)
-                for region in regions
-            ]
+            scopes = []
+            for region in regions:
+                scopes.append(_scan_scope(session, account_id, region, clusters, catalog, params, moment))
+                _reclaim(lock)
         with lock:
             done[0] += 1
             finished = done[0]
@@ -235,8 +247,11 @@ def scan_accounts(
         return scopes
 
     workers = max(1, min(jobs, len(accounts) or 1))
-    with engine.cyclic_gc_paused(), ThreadPoolExecutor(max_workers=workers) as pool:
-        per_account = list(pool.map(one_account, accounts))
+    try:
+        with engine.cyclic_gc_paused(), ThreadPoolExecutor(max_workers=workers) as pool:
+            per_account = list(pool.map(one_account, accounts))
+    finally:
+        gc.unfreeze()
     scopes = [scope for account_scopes in per_account for scope in account_scopes]
     return _merge(scopes, accounts, regions, moment, started, sessions.assumed - assumed_before)
 
