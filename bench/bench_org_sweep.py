@@ -16,7 +16,10 @@ per warm worker; requests per task within 1.5x of the single-account figure.
 
     .venv/bin/python bench/bench_org_sweep.py [--accounts 20] [--regions 2] [--tasks 50]
 
-Prints numbers only; nothing here asserts on time.
+Prints numbers only; nothing here asserts on time. On moto the wall time and RSS grow
+faster than the work: moto's TransactWriteItems deep-copies the whole table on every
+transaction (its rollback copy), so each task's record costs O(items of every account);
+the request counts are the product's measure, the wall time is the emulator's.
 """
 
 from __future__ import annotations
@@ -121,6 +124,7 @@ def run(accounts: list[str] | None, regions: list[str], tasks: int) -> dict:
             runtimes[function] = lambda_handlers.build_runtime(session=rt_session)
         context = LambdaContext()
         scheduled = json.loads((EVENTS / "scheduled-event.json").read_text(encoding="utf-8"))
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         started = time.perf_counter()
         lambda_handlers.set_runtime(runtimes["planner"])
         planned = lambda_handlers.sweep_planner(scheduled, context)
@@ -178,6 +182,8 @@ def run(accounts: list[str] | None, regions: list[str], tasks: int) -> dict:
             "worker_failures": failures,
             "table_items": items["Count"],
             "wall_seconds": round(wall, 1),
+            "peak_rss_mb_after_setup": round(rss_before),
+            "peak_rss_mb_after_sweep": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         }
 
 

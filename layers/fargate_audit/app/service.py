@@ -651,7 +651,10 @@ def _known_workloads(rt: Runtime, cluster_arn: str, seen: Iterable[str]) -> list
     cluster = [parts[4], parts[3], parts[5].split("/", 1)[1]]  # account, region, cluster name
     keys = dict.fromkeys(seen)
     if rt.publisher is not None:
-        for finding in rt.findings.active_findings():
+        # the cluster's own findings only (their Ids begin with its account, region and
+        # name): a sweep message reads its cluster's, not the whole organization's
+        prefix = f"fargate-audit/{cluster[0]}/{cluster[1]}/{cluster[2]}/"
+        for finding in rt.findings.active_findings(prefix):
             key = finding.get("workload_key") or ""
             if key.split("#", 4)[1:4] == cluster:
                 keys[key] = None
