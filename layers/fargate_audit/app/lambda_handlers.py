@@ -12,6 +12,23 @@ region), AUDIT_ROLE_ARN / AUDIT_ROLE_EXTERNAL_ID (optional: read ECS/EC2 and imp
 findings through that role), SWEEP_QUEUE_URL (planner), EVENTS_DLQ_URL (the asynchronous
 functions); the region from AWS_REGION. A bad value is one clear error, logged and raised.
 
+Organization scale (interface.md; each empty or unset: not used, one account as before):
+AUDITED_ACCOUNTS (comma-separated ids, each audited once) and/or ORGANIZATIONS_ROLE_ARN
+(a role in the management or delegated-admin account: the organization's ACTIVE accounts,
+under AUDITED_ORGANIZATIONAL_UNITS when given, listed on first use and cached 15 minutes),
+AUDITED_REGIONS, MEMBER_ROLE_NAME (``fargate-audit-member``), MEMBER_EXTERNAL_ID. Each
+account's facts are read and its findings imported through
+``arn:aws:iam::<account>:role/<MEMBER_ROLE_NAME>`` (with the ExternalId, the session named
+after the function: AWS_LAMBDA_FUNCTION_NAME), one AssumeRole per account per warm
+container, refreshed before the credentials expire. The function's own account, when it
+is audited, is read with the function's own role (no member role needed there). Events
+are accepted from the audited accounts only (within ALLOWED_ACCOUNTS when that is set
+too). AUDIT_ROLE_ARN (one audited account) and these are two designs: setting both is a
+configuration error. An event whose account's role is refused is an error: logged
+(account, region, the refused ``sts:AssumeRole``), ``AssumeRoleFailures``, dead-lettered
+like a malformed event (values redacted) and nothing is written for it; the sweep reports
+an unreachable account or region (``UnreachableScopes``, one log line each) and goes on.
+
 Malformed input: EventBridge (and CloudWatch Logs, for dns_logs) invokes the task, config,
 planner and DNS log functions asynchronously, where a raise means retries of a poison
 event; those return ``{"status": "rejected", "error": ...}`` after one structured error
@@ -143,11 +160,21 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
         aws.check_role(role_arn, external_id, "AUDIT_ROLE_ARN")
     elif external_id:
         raise ConfigError("AUDIT_ROLE_EXTERNAL_ID is set without AUDIT_ROLE_ARN")
+    organization = _organization_settings(environ)
+    if organization and role_arn:
+        raise ConfigError(
+            "AUDIT_ROLE_ARN (one audited account) and AUDITED_ACCOUNTS / ORGANIZATIONS_ROLE_ARN "
+            "(member roles) are both set: set one"
+        )
     session = session if session is not None else aws.session_from_env()
     region = session.region_name
     if not region:
         raise CredentialsError(aws.NO_REGION_MESSAGE)
-    if role_arn:
+    audited = members = None
+    if organization:
+        clients = aws.Clients(session)
+        audited, members = _organization_runtime(organization, session, clients)
+    elif role_arn:
         reader = aws.assume_role_session(session, role_arn, external_id, eager=False)
 
         def factory(service: str, client_region: str):
@@ -164,7 +191,15 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
     if publish_findings:
         from fargate_audit.findings.publish import Publisher
 
-        publisher = Publisher(clients.get("securityhub", region), findings, logger=logger)
+        client_for = None
+        if members is not None:
+
+            def client_for(account: str, finding_region: str):
+                return members.get(account).get("securityhub", finding_region)
+
+        publisher = Publisher(
+            clients.get("securityhub", region), findings, logger=logger, client_for=client_for
+        )
     return service.Runtime(
         clients=clients,
         region=region,
@@ -178,7 +213,65 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
         allowed_regions=regions,
         audit_role_account=aws.role_account(role_arn) if role_arn else None,
         events_dlq_url=(environ.get("EVENTS_DLQ_URL") or "").strip() or None,
+        audited=audited,
+        accounts=members,
+        audited_regions=organization.get("regions", frozenset()) if organization else frozenset(),
     )
+
+
+ORGANIZATIONS_TTL_SECONDS = 900.0  # the organization's account list is read again after this
+
+
+def _organization_settings(environ: Mapping[str, str]) -> dict:
+    """The organization-scale settings, checked; ``{}`` when neither AUDITED_ACCOUNTS nor
+    ORGANIZATIONS_ROLE_ARN is set (one account: MEMBER_* and AUDITED_REGIONS unused)."""
+    from fargate_audit.edge import accounts, aws
+
+    ids = accounts.parse_account_ids([environ.get("AUDITED_ACCOUNTS") or ""], source="AUDITED_ACCOUNTS")
+    org_role = (environ.get("ORGANIZATIONS_ROLE_ARN") or "").strip()
+    if not ids and not org_role:
+        return {}
+    if org_role:
+        aws.check_role(org_role, None, "ORGANIZATIONS_ROLE_ARN")
+    unit_id = r"(ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32})"
+    units = _id_list(environ, "AUDITED_ORGANIZATIONAL_UNITS", unit_id, "an OU or root id")
+    if units and not org_role:
+        raise ConfigError("AUDITED_ORGANIZATIONAL_UNITS is set without ORGANIZATIONS_ROLE_ARN")
+    role_name = (environ.get("MEMBER_ROLE_NAME") or "").strip() or accounts.DEFAULT_MEMBER_ROLE_NAME
+    accounts.check_role_name(role_name, "MEMBER_ROLE_NAME")
+    external_id = (environ.get("MEMBER_EXTERNAL_ID") or "").strip() or None
+    aws.check_role(accounts.member_role_arn("000000000000", role_name), external_id, "MEMBER_EXTERNAL_ID")
+    return {
+        "accounts": ids,
+        "organizations_role_arn": org_role or None,
+        "units": sorted(units),
+        "regions": _id_list(environ, "AUDITED_REGIONS", r"[a-z]{2}(-[a-z]+)+-[0-9]+", "a region name"),
+        "role_name": role_name,
+        "external_id": external_id,
+        "session_name": (environ.get("AWS_LAMBDA_FUNCTION_NAME") or "").strip() or "fargate-audit",
+    }
+
+
+def _organization_runtime(settings: dict, session, clients):
+    """(AuditedAccounts, AccountClients) of the settings; no AWS call is made."""
+    from fargate_audit.edge import accounts
+
+    audited = accounts.AuditedAccounts(
+        settings["accounts"],
+        organizations_role_arn=settings["organizations_role_arn"],
+        parent_ids=settings["units"],
+        source=session,
+        session_name=settings["session_name"],
+        ttl_seconds=ORGANIZATIONS_TTL_SECONDS,
+    )
+    sessions = accounts.MemberSessions(
+        session,
+        settings["role_name"],
+        settings["external_id"],
+        eager=False,
+        session_name=settings["session_name"],
+    )
+    return audited, accounts.AccountClients(clients, sessions)
 
 
 def runtime(logger=None):
@@ -230,6 +323,8 @@ def _begin(rt, context) -> int:
     arn = getattr(context, "invoked_function_arn", None)
     if isinstance(arn, str) and arn.startswith("arn:") and arn.count(":") >= 5:
         rt.own_account = arn.split(":")[4] or rt.own_account
+    if rt.accounts is not None:  # the function's own account is read with its own role
+        rt.accounts.sessions.own_account = rt.own_account
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     rt.clients.deadline = Deadline(remaining, RETRY_RESERVE_SECONDS) if callable(remaining) else None
     return rt.clients.retries_stopped
@@ -239,7 +334,9 @@ def _end(rt, metrics, stopped_before: int) -> None:
     _metric(metrics, "RetriesStoppedByDeadline", rt.clients.retries_stopped - stopped_before)
 
 
-def _dead_letter(rt, event: Any, error: str, function: str, logger, metrics) -> bool:
+def _dead_letter(
+    rt, event: Any, error: str, function: str, logger, metrics, reason: str = "malformed"
+) -> bool:
     """Send a rejected event (environment values redacted) to EVENTS_DLQ_URL. False when
     none is configured or the send failed (logged and counted: never retried, see above)."""
     if not rt.events_dlq_url:
@@ -254,13 +351,13 @@ def _dead_letter(rt, event: Any, error: str, function: str, logger, metrics) -> 
             rt.region,
             rt.events_dlq_url,
             dead_letter_body(event, error, function),
-            {DEAD_LETTER_ATTRIBUTE: {"DataType": "String", "StringValue": "malformed"}},
+            {DEAD_LETTER_ATTRIBUTE: {"DataType": "String", "StringValue": reason}},
         )
     except AWS_ERRORS as exc:
         _log(
             logger,
             "error",
-            "malformed event not dead-lettered",
+            f"{reason} event not dead-lettered",
             error=describe_error(exc, "SendMessage"),
             event_id=event_id(event),
         )
@@ -291,6 +388,32 @@ def _foreign(exc, event: Any, logger, metrics) -> dict:
     )
     _metric(metrics, "ForeignEvents")
     return {"status": "rejected", "event_id": event_id(event), "reason": str(exc)}
+
+
+def _unreachable(exc, event: Any, logger, metrics, rt, function: str) -> dict:
+    """An event of an audited account whose member role was refused: an error (one line
+    naming the account, the region and the refused call), ``AssumeRoleFailures``, a dead
+    letter (values redacted); nothing was read or written for it."""
+    _log(
+        logger,
+        "error",
+        "audited account unreachable: event not audited",
+        error=str(exc),
+        event_id=event_id(event),
+        account=exc.account,
+        region=exc.region,
+    )
+    _metric(metrics, "AssumeRoleFailures")
+    outcome = {
+        "status": "failed",
+        "event_id": event_id(event),
+        "account": exc.account,
+        "region": exc.region,
+        "error": str(exc),
+    }
+    if rt.events_dlq_url:
+        outcome["dead_lettered"] = _dead_letter(rt, event, str(exc), function, logger, metrics, "assume-role")
+    return outcome
 
 
 def _findings_metrics(metrics, findings: Mapping[str, Any] | None) -> None:
@@ -336,6 +459,8 @@ def handler_envelope(function: str, run: str, *, deadline: bool = True, retries_
                 return _rejected(exc, event, logger, metrics, rt, function)
             except service.ForeignEventError as exc:
                 return _foreign(exc, event, logger, metrics)
+            except service.UnreachableScope as exc:
+                return _unreachable(exc, event, logger, metrics, rt, function)
             finally:
                 if deadline and retries_metric:
                     _end(rt, metrics, stopped)
@@ -424,7 +549,12 @@ def sweep_planner(parsed: dict, rt, logger, metrics) -> dict:
         error = ConfigError("SWEEP_QUEUE_URL is not set (the sweep queue's URL)")
         _log(logger, "error", "configuration error", error=str(error))
         raise error
-    outcome = service.plan_sweep(rt, queue_url, _now(), region=parsed["region"])
+    try:
+        outcome = service.plan_sweep(rt, queue_url, _now(), region=parsed["region"])
+    except service.SweepError as exc:
+        _unreachable_scopes(logger, metrics, (exc.outcome or {}).get("unreachable") or [])
+        raise
+    _unreachable_scopes(logger, metrics, outcome.get("unreachable") or [])
     _metric(metrics, "SweepMessagesSent", outcome["messages"])
     _log(logger, "info", "sweep planned", event_id=parsed["event_id"], **outcome)
     return outcome | {"event_id": parsed["event_id"]}
@@ -459,6 +589,11 @@ def sweep_worker(event, context, logger=None, metrics=None) -> dict:
         except service.ForeignEventError as exc:
             _foreign(exc, {"messageId": message_id}, logger, metrics)
             return {"status": "rejected", "reason": str(exc)}
+        except service.UnreachableScope as exc:  # the other records go on; SQS retries, then its DLQ
+            _unreachable_scopes(
+                logger, metrics, [{"account_id": exc.account, "region": exc.region, "error": str(exc)}]
+            )
+            raise
         except EventError as exc:
             _log(logger, "error", "malformed sweep message", error=str(exc), message_id=message_id)
             _metric(metrics, "MalformedEvents")
@@ -493,6 +628,22 @@ def sweep_worker(event, context, logger=None, metrics=None) -> dict:
         )
     finally:
         _end(rt, metrics, stopped)
+
+
+def _unreachable_scopes(logger, metrics, unreachable: list[dict]) -> None:
+    """One error line per (account, region) the sweep could not reach, naming the refused
+    call; ``UnreachableScopes`` and, for refused member roles, ``AssumeRoleFailures``."""
+    for scope in unreachable:
+        _log(
+            logger,
+            "error",
+            "audited account and region unreachable: not swept",
+            account=scope["account_id"],
+            region=scope["region"],
+            error=scope["error"],
+        )
+    _metric(metrics, "UnreachableScopes", len(unreachable))
+    _metric(metrics, "AssumeRoleFailures", sum(s["error"].startswith("sts:AssumeRole") for s in unreachable))
 
 
 class SweepDeferred(Exception):

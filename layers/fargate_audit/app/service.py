@@ -13,7 +13,8 @@ Entry points (each returns a small JSON-serialisable outcome dict; malformed inp
 
 - ``handle_task_event(event, rt, now)``   ECS task state change (RUNNING / STOPPED)
 - ``handle_config_event(event, rt, now)`` AWS Config change of a network resource
-- ``plan_sweep(rt, queue_url, now)``      one SQS message per cluster
+- ``plan_sweep(rt, queue_url, now)``      one SQS message per cluster (of every audited
+  account and region: organization scale)
 - ``sweep_cluster(message, rt, now)``     audit one cluster (a SweepQueue message body)
 - ``handle_dns_logs(event, rt, now)``     a batch of Route 53 Resolver query logs (CloudWatch
   Logs subscription): destinations per workload, then EGR-01 per workload touched
@@ -21,6 +22,12 @@ Entry points (each returns a small JSON-serialisable outcome dict; malformed inp
 No clock is read here: ``now`` comes from the caller. AWS clients, the rule catalog, the
 params, the recorder, the publisher and the VPC fact cache come in a :class:`Runtime`
 built once per Lambda container (``lambda_handlers``).
+
+Organization scale (interface.md): with ``rt.accounts`` set, the facts of an event, sweep
+message or finding of account A are read (and its findings imported) through A's member
+role (``rt.clients_for(A)``: one AssumeRole per account per container); the table and the
+queues stay the function's own. An account whose role is refused raises
+:class:`UnreachableScope` before anything is read or written for it.
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ from fargate_audit.app import dnslogs, events, scan
 from fargate_audit.core import engine
 from fargate_audit.core.errors import FargateAuditError, ScanError
 from fargate_audit.edge import collect, queue
-from fargate_audit.edge.aws import AWS_ERRORS, Clients, failure_message
+from fargate_audit.edge.accounts import AccountClients, AssumeRoleError, AuditedAccounts
+from fargate_audit.edge.aws import AWS_ERRORS, Clients, describe_error, failure_message
 from fargate_audit.findings import asff
 from fargate_audit.findings.state import FindingStore
 from fargate_audit.stores import keys, record
@@ -58,6 +66,17 @@ class ForeignEventError(FargateAuditError):
     which). Not malformed: it is rejected and counted, never retried."""
 
     def __init__(self, message: str, account: str | None = None, region: str | None = None) -> None:
+        super().__init__(message)
+        self.account = account
+        self.region = region
+
+
+class UnreachableScope(FargateAuditError):
+    """An audited account (in a region) whose facts cannot be read: its member role was
+    refused. The text names the refused call (``sts:AssumeRole: AccessDenied: ... (role)``);
+    nothing is read or written for it."""
+
+    def __init__(self, message: str, account: str, region: str | None) -> None:
         super().__init__(message)
         self.account = account
         self.region = region
@@ -87,6 +106,12 @@ class Runtime:
     reads go through AUDIT_ROLE_ARN, else ``own_account``, and its own region);
     ``own_account`` is set by the handlers from the Lambda context. ``events_dlq_url``:
     where malformed events go (EVENTS_DLQ_URL; None: logged and counted only).
+
+    Organization scale (AUDITED_ACCOUNTS / ORGANIZATIONS_ROLE_ARN; None: one account, as
+    before): ``audited``: the audited accounts (events are accepted from those only,
+    narrowed further by ``allowed_accounts`` when that is set too); ``accounts``: each
+    account's clients through its member role; ``audited_regions``: the regions swept and
+    accepted (AUDITED_REGIONS; empty: ``allowed_regions``, else the function's region).
     """
 
     clients: Clients
@@ -102,14 +127,37 @@ class Runtime:
     own_account: str | None = None
     audit_role_account: str | None = None
     events_dlq_url: str | None = None
+    audited: AuditedAccounts | None = None
+    accounts: AccountClients | None = None
+    audited_regions: frozenset[str] = frozenset()
+    caches: dict[str, collect.FactCache] = field(default_factory=dict)
+
+    def clients_for(self, account: str | None) -> Clients:
+        """The clients that read ``account``'s facts: its member role's (AssumeRoleError
+        when refused), the function's own for its own account or a one-account stack."""
+        if self.accounts is None or not account:
+            return self.clients
+        return self.accounts.get(account)
+
+    def cache_for(self, account: str | None) -> collect.FactCache:
+        """The fact cache of ``account`` (one per account: ids never meet across accounts)."""
+        if self.accounts is None or not account or account == self.own_account:
+            return self.cache
+        if account not in self.caches:
+            self.caches[account] = collect.FactCache(self.cache.ttl)
+        return self.caches[account]
 
 
 # --------------------------------------------------------------------------- helpers
 
 
 def allowed_accounts(rt: Runtime) -> frozenset[str]:
-    """The accounts events may come from: the explicit allowlist, else the account the
-    runtime reads (the audit role's when reads go through one, else its own)."""
+    """The accounts events may come from: the audited accounts (organization scale; within
+    the explicit allowlist when there is one too), else the explicit allowlist, else the
+    account the runtime reads (the audit role's when reads go through one, else its own)."""
+    if rt.audited is not None:
+        audited = frozenset(rt.audited.ids())
+        return audited & rt.allowed_accounts if rt.allowed_accounts else audited
     if rt.allowed_accounts:
         return rt.allowed_accounts
     account = rt.audit_role_account or rt.own_account
@@ -117,7 +165,20 @@ def allowed_accounts(rt: Runtime) -> frozenset[str]:
 
 
 def allowed_regions(rt: Runtime) -> frozenset[str]:
-    return rt.allowed_regions or frozenset({rt.region})
+    return rt.allowed_regions or rt.audited_regions or frozenset({rt.region})
+
+
+def _listing(values: frozenset[str]) -> str:
+    shown = sorted(values)
+    return ", ".join(shown) if len(shown) <= 10 else ", ".join(shown[:10]) + f", ... {len(shown)} in all"
+
+
+def scope_clients(rt: Runtime, account: str, region: str | None) -> Clients:
+    """``rt.clients_for(account)``, a refused role raised as :class:`UnreachableScope`."""
+    try:
+        return rt.clients_for(account)
+    except AssumeRoleError as exc:
+        raise UnreachableScope(str(exc), account, region) from exc
 
 
 def origin_error(rt: Runtime, account: Any, region: Any) -> str | None:
@@ -127,10 +188,10 @@ def origin_error(rt: Runtime, account: Any, region: Any) -> str | None:
     if not accounts:
         return "the function's own account is unknown (no Lambda context) and ALLOWED_ACCOUNTS is empty"
     if account not in accounts:
-        return f"account {account} is not in the allowed accounts ({', '.join(sorted(accounts))})"
+        return f"account {account} is not in the allowed accounts ({_listing(accounts)})"
     regions = allowed_regions(rt)
     if region not in regions:
-        return f"region {region} is not in the allowed regions ({', '.join(sorted(regions))})"
+        return f"region {region} is not in the allowed regions ({_listing(regions)})"
     return None
 
 
@@ -294,7 +355,8 @@ def handle_task_event(event: Any, rt: Runtime, now: datetime) -> dict:
     Anything else, or a task not on Fargate: ignored."""
     parsed = events.parse_task_event(event)
     check_origin(rt, events.TASK_EVENT, (parsed["account"], parsed["region"]))
-    outcome = _task_event(parsed, rt, now)
+    clients = scope_clients(rt, parsed["account"], parsed["region"])
+    outcome = _task_event(parsed, rt, now, clients)
     if outcome["status"] in (AUDITED, STALE, STOPPED):
         outcome["flushed"] = flush_outbox(rt, now)
     return outcome
@@ -312,7 +374,7 @@ def _resync_redelivery(rt: Runtime, stored: Mapping[str, Any] | None, parsed: di
     return {"findings": _publish_summary([publish_workload(rt, key, now)]) | {"workloads": 1}}
 
 
-def _task_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
+def _task_event(parsed: dict, rt: Runtime, now: datetime, clients: Clients) -> dict:
     base = {
         "event_id": parsed["event_id"],
         "task_arn": parsed["task_arn"],
@@ -332,7 +394,11 @@ def _task_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
         if reason:
             return base | {"status": STALE, "reason": reason} | _resync_redelivery(rt, stored, parsed, now)
         collected = collect.collect_tasks(
-            rt.clients, parsed["region"], parsed["cluster_arn"], [parsed["detail"]], cache=rt.cache
+            clients,
+            parsed["region"],
+            parsed["cluster_arn"],
+            [parsed["detail"]],
+            cache=rt.cache_for(parsed["account"]),
         )
         if not collected.raw_tasks:
             reason = collected.skipped[0]["reason"] if collected.skipped else "not audited"
@@ -367,7 +433,9 @@ def _task_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
 # --------------------------------------------------------------------------- Config events
 
 
-def _describe_tasks(rt: Runtime, region: str, task_arns: list[str]) -> tuple[dict[str, dict], dict[str, str]]:
+def _describe_tasks(
+    rt: Runtime, clients: Clients, region: str, task_arns: list[str]
+) -> tuple[dict[str, dict], dict[str, str]]:
     """The tasks grouped by cluster (a short ARN's cluster from its recorded posture),
     then ``collect.describe_tasks``: ({ARN: task}, {ARN: failure})."""
     by_cluster: dict[str, list[str]] = {}
@@ -383,17 +451,25 @@ def _describe_tasks(rt: Runtime, region: str, task_arns: list[str]) -> tuple[dic
         else:
             cluster_arn = _cluster_arn(arn, cluster)
         by_cluster.setdefault(cluster_arn, []).append(arn)
-    found, failed = collect.describe_tasks(rt.clients, region, by_cluster)
+    found, failed = collect.describe_tasks(clients, region, by_cluster)
     return found, failures | failed
 
 
 def _audit_described(
-    rt: Runtime, batch: _Batch, region: str, task_arns: list[str], cause_of, refresh_vpcs: bool
+    rt: Runtime,
+    batch: _Batch,
+    account: str,
+    region: str,
+    task_arns: list[str],
+    cause_of,
+    refresh_vpcs: bool,
 ) -> dict:
-    """Describe tasks the recorder holds as running; re-audit those still RUNNING, retire
-    those that ended or vanished. Returns {"errors": [...], "api_calls": {...}}."""
-    before = rt.clients.counter.snapshot()
-    described, failures = _describe_tasks(rt, region, task_arns)
+    """Describe tasks the recorder holds as running (in ``account`` / ``region``); re-audit
+    those still RUNNING, retire those that ended or vanished. Returns {"errors": [...],
+    "api_calls": {...}}."""
+    clients = scope_clients(rt, account, region)
+    before = clients.counter.snapshot()
+    described, failures = _describe_tasks(rt, clients, region, task_arns)
     running, errors = [], []
     for arn in task_arns:
         task = described.get(arn)
@@ -413,10 +489,15 @@ def _audit_described(
         by_cluster.setdefault(task.get("clusterArn") or "", []).append(task)
     for cluster_arn, tasks in sorted(by_cluster.items()):
         collected = collect.collect_tasks(
-            rt.clients, region, cluster_arn or None, tasks, cache=rt.cache, refresh_vpcs=refresh_vpcs
+            clients,
+            region,
+            cluster_arn or None,
+            tasks,
+            cache=rt.cache_for(account),
+            refresh_vpcs=refresh_vpcs,
         )
         batch.record_audits(collected.raw_tasks, cause_of)
-    calls = rt.clients.counter.since(before)  # the fact reads, not the table's requests
+    calls = clients.counter.since(before)  # the fact reads, not the table's requests
     return {"errors": errors, "api_calls": {k: v for k, v in calls.items() if k.startswith(FACT_SERVICES)}}
 
 
@@ -431,6 +512,7 @@ def handle_config_event(event: Any, rt: Runtime, now: datetime) -> dict:
         (parsed["account"], parsed["event_region"]),
         (parsed["account_id"], parsed["region"]),
     )
+    scope_clients(rt, parsed["account_id"], parsed["region"])  # the role first: nothing written else
     outcome = _config_event(parsed, rt, now)
     outcome["flushed"] = flush_outbox(rt, now)
     return outcome
@@ -451,7 +533,9 @@ def _config_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
     def cause_of(raw: dict) -> dict:
         return _cause("config-event", parsed["event_id"], raw["task"].get("version"), parsed["event_time"])
 
-    outcome = _audit_described(rt, batch, parsed["region"], task_arns, cause_of, refresh_vpcs=True)
+    outcome = _audit_described(
+        rt, batch, parsed["account_id"], parsed["region"], task_arns, cause_of, refresh_vpcs=True
+    )
     return base | {
         "status": AUDITED,
         "tasks": len(task_arns),
@@ -470,6 +554,15 @@ def accept_scheduled_event(event: Any, rt: Runtime, now: datetime) -> dict:
     """The planner's schedule event, parsed and its origin checked (``now`` unused: the
     handler envelope's signature)."""
     parsed = events.parse_scheduled_event(event)
+    if rt.audited is not None and rt.own_account:
+        # organization scale: the schedule is the stack's own, whether or not its account is audited
+        if parsed["account"] != rt.own_account or parsed["region"] != rt.region:
+            raise ForeignEventError(
+                f"{events.SCHEDULED_EVENT}: not the stack's own schedule ({rt.own_account} {rt.region})",
+                account=parsed["account"],
+                region=parsed["region"],
+            )
+        return parsed
     check_origin(rt, events.SCHEDULED_EVENT, (parsed["account"], parsed["region"]))
     return parsed
 
@@ -477,13 +570,66 @@ def accept_scheduled_event(event: Any, rt: Runtime, now: datetime) -> dict:
 def plan_sweep(rt: Runtime, queue_url: str, now: datetime, region: str | None = None) -> dict:
     """List every cluster of the region and queue one sweep message per cluster
     (SendMessageBatch, 10 a call). SweepError when listing fails or messages could not
-    be queued (after one retry of the failed entries): the invocation is retried."""
+    be queued (after one retry of the failed entries): the invocation is retried.
+
+    Organization scale (``rt.audited``): every audited account x region (AUDITED_REGIONS,
+    else ``region``) is listed through the account's member role and each of its clusters
+    gets a message naming its account and region. A scope that cannot be listed (role
+    refused, region not enabled, ListClusters denied) is reported in ``unreachable``
+    (``{"account_id", "region", "error"}``, the error naming the refused call) and the
+    others go on; SweepError only when no scope could be listed at all."""
     region = region or rt.region
-    try:
-        clusters = collect.list_clusters(rt.clients, region)
-    except AWS_ERRORS as exc:
-        raise SweepError(failure_message(exc, "ListClusters")) from exc
-    bodies = [events.sweep_message(collect.account_of(arn) or "", region, arn) for arn in clusters]
+    if rt.audited is None:
+        try:
+            clusters = collect.list_clusters(rt.clients, region)
+        except AWS_ERRORS as exc:
+            raise SweepError(failure_message(exc, "ListClusters")) from exc
+        bodies = [events.sweep_message(collect.account_of(arn) or "", region, arn) for arn in clusters]
+        sent = _queue_sweep(rt, region, queue_url, clusters, bodies)
+        return {"status": "planned", "region": region, "clusters": len(clusters), "messages": sent}
+
+    scopes = sweep_scopes(rt, region)
+    clusters, bodies, unreachable = [], [], []
+    for account, scope_region in scopes:
+        try:
+            listed = collect.list_clusters(scope_clients(rt, account, scope_region), scope_region)
+        except UnreachableScope as exc:
+            unreachable.append({"account_id": account, "region": scope_region, "error": str(exc)})
+            continue
+        except AWS_ERRORS as exc:
+            error = f"ecs:{describe_error(exc, 'ListClusters')}"
+            unreachable.append({"account_id": account, "region": scope_region, "error": error})
+            continue
+        clusters += listed
+        bodies += [events.sweep_message(account, scope_region, arn) for arn in listed]
+    if scopes and len(unreachable) == len(scopes):
+        first = unreachable[0]
+        raise SweepError(
+            f"no audited account and region could be listed ({len(scopes)} tried); "
+            f"{first['account_id']} {first['region']}: {first['error']}",
+            {"scopes": len(scopes), "clusters": 0, "messages": 0, "unreachable": unreachable},
+        )
+    sent = _queue_sweep(rt, rt.region, queue_url, clusters, bodies)
+    return {
+        "status": "planned",
+        "region": region,
+        "scopes": len(scopes),
+        "accounts": len({account for account, _ in scopes}),
+        "clusters": len(clusters),
+        "messages": sent,
+        "unreachable": unreachable,
+    }
+
+
+def sweep_scopes(rt: Runtime, region: str | None = None) -> list[tuple[str, str]]:
+    """(account, region) pairs a sweep covers: the audited accounts (each once, within the
+    allowlist) x the audited regions (else ``region``, else the function's)."""
+    accounts = sorted(allowed_accounts(rt))
+    regions = sorted(rt.audited_regions or {region or rt.region})
+    return [(account, scope_region) for account in accounts for scope_region in regions]
+
+
+def _queue_sweep(rt: Runtime, region: str, queue_url: str, clusters: list[str], bodies: list[str]) -> int:
     try:
         sent, refused = queue.send_batches(rt.clients, region, queue_url, bodies)
     except AWS_ERRORS as exc:
@@ -494,7 +640,7 @@ def plan_sweep(rt: Runtime, queue_url: str, now: datetime, region: str | None = 
             f"SendMessageBatch: {len(failed)} of {len(clusters)} sweep messages not queued: {failed[0]}",
             {"clusters": len(clusters), "messages": sent},
         )
-    return {"status": "planned", "region": region, "clusters": len(clusters), "messages": sent}
+    return sent
 
 
 def _known_workloads(rt: Runtime, cluster_arn: str, seen: Iterable[str]) -> list[str]:
@@ -505,7 +651,10 @@ def _known_workloads(rt: Runtime, cluster_arn: str, seen: Iterable[str]) -> list
     cluster = [parts[4], parts[3], parts[5].split("/", 1)[1]]  # account, region, cluster name
     keys = dict.fromkeys(seen)
     if rt.publisher is not None:
-        for finding in rt.findings.active_findings():
+        # the cluster's own findings only (their Ids begin with its account, region and
+        # name): a sweep message reads its cluster's, not the whole organization's
+        prefix = f"fargate-audit/{cluster[0]}/{cluster[1]}/{cluster[2]}/"
+        for finding in rt.findings.active_findings(prefix):
             key = finding.get("workload_key") or ""
             if key.split("#", 4)[1:4] == cluster:
                 keys[key] = None
@@ -522,14 +671,17 @@ def sweep_cluster(message: Any, rt: Runtime, now: datetime, message_id: str | No
     cluster could not be fully listed or described (the message is retried)."""
     parsed = events.parse_sweep_message(message)
     check_origin(rt, events.SWEEP_MESSAGE, (parsed["account_id"], parsed["region"]))
-    region, cluster_arn = parsed["region"], parsed["cluster_arn"]
+    account, region, cluster_arn = parsed["account_id"], parsed["region"], parsed["cluster_arn"]
+    clients = scope_clients(rt, account, region)
     batch = _Batch(rt, now)
 
     def cause_of(raw: dict) -> dict:
         return _cause("sweep", message_id, raw["task"].get("version"), None)
 
     if parsed["task_arns"]:
-        outcome = _audit_described(rt, batch, region, parsed["task_arns"], cause_of, refresh_vpcs=True)
+        outcome = _audit_described(
+            rt, batch, account, region, parsed["task_arns"], cause_of, refresh_vpcs=True
+        )
         errors, api_calls = outcome["errors"], outcome["api_calls"]
         listed = None
     else:
@@ -538,8 +690,8 @@ def sweep_cluster(message: Any, rt: Runtime, now: datetime, message_id: str | No
                 None,
                 regions=[region],
                 clusters=[cluster_arn],
-                clients=rt.clients,
-                cache=rt.cache,
+                clients=clients,
+                cache=rt.cache_for(account),
                 refresh_vpcs=True,
             )
         except ScanError as exc:  # the cluster could not be listed at all: retry the message
@@ -558,6 +710,8 @@ def sweep_cluster(message: Any, rt: Runtime, now: datetime, message_id: str | No
     flushed = flush_outbox(rt, now, limit=SWEEP_FLUSH_LIMIT)
     result = {
         "status": "swept",
+        "account_id": account,
+        "region": region,
         "cluster_arn": cluster_arn,
         "tasks": len(listed) if listed is not None else len(parsed["task_arns"]),
         **batch.counts,

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from fargate_audit.core.errors import ConfigError
+from fargate_audit.core.errors import ConfigError, CredentialsError, FargateAuditError
 from fargate_audit.edge.aws import AWS_ERRORS, assume_role_session, check_role, describe_error
 
 ACCOUNT_ID = re.compile(r"[0-9]{12}")
@@ -186,3 +187,141 @@ def assume_error(exc: BaseException, role_arn: str) -> str:
     if isinstance(exc, AWS_ERRORS):
         return f"sts:{describe_error(exc, 'AssumeRole')} ({role_arn})"
     return f"sts:AssumeRole: {' '.join(str(exc).split())} ({role_arn})"
+
+
+# --------------------------------------------------------------------------- the Lambda side
+
+
+class AssumeRoleError(FargateAuditError):
+    """An audited account's member role could not be assumed: ``str()`` is the one line of
+    :func:`assume_error` (``sts:AssumeRole: <code>: <message> (<role>)``)."""
+
+    def __init__(self, message: str, account: str) -> None:
+        super().__init__(message)
+        self.account = account
+
+
+class AccountClients:
+    """The counted clients of each audited account (the functions of a deployed stack).
+
+    ``central``: the function's own :class:`~fargate_audit.edge.aws.Clients` (the table, the
+    queues, and the reads of ``sessions.own_account``: the function's own account is read
+    with the function's own role); ``sessions``: the member sessions. The clients of an
+    account share ``central``'s counter and deadline and are made once per process, as its
+    session is: one ``sts:AssumeRole`` per account per warm container, made on the first
+    :meth:`get` (never at build time) and again only when the credentials near their expiry
+    (botocore refreshes them before any call that would use expired ones).
+
+    :meth:`get` proves the role first (frozen credentials: no call when they are cached),
+    so a refused role is an :class:`AssumeRoleError` before anything is read or written.
+    A refusal is remembered ``retry_after`` seconds (the next records of a batch of that
+    account fail without asking STS again), then the role is tried afresh.
+    """
+
+    def __init__(
+        self,
+        central,
+        sessions: MemberSessions,
+        *,
+        retry_after: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.central = central
+        self.sessions = sessions
+        self.retry_after = float(retry_after)
+        self._clock = clock
+        self._clients: dict[str, tuple[object, object]] = {}  # account -> (session, Clients)
+        self._refused: dict[str, tuple[float, str]] = {}  # account -> (when, error line)
+
+    def get(self, account_id: str):
+        from fargate_audit.edge.aws import Clients
+
+        if account_id == self.sessions.own_account:
+            return self.central
+        refused = self._refused.get(account_id)
+        if refused is not None and self._clock() - refused[0] < self.retry_after:
+            raise AssumeRoleError(refused[1], account_id)
+        session = self.sessions.get(account_id)
+        try:
+            credentials = session.get_credentials()
+            if credentials is None:
+                raise CredentialsError("no credentials")
+            credentials.get_frozen_credentials()  # AssumeRole now (or a refresh) if due
+        except (*AWS_ERRORS, CredentialsError) as exc:
+            self.sessions.forget(account_id)
+            self._clients.pop(account_id, None)
+            line = assume_error(exc, self.sessions.role_arn(account_id))
+            self._refused[account_id] = (self._clock(), line)
+            raise AssumeRoleError(line, account_id) from exc
+        self._refused.pop(account_id, None)
+        known = self._clients.get(account_id)
+        if known is None or known[0] is not session:
+            known = (session, Clients(session, parent=self.central))
+            self._clients[account_id] = known
+        return known[1]
+
+
+def _organizations_region(region: str | None) -> str:
+    # Organizations has one endpoint per partition (us-east-1 in the commercial partition).
+    return {"aws-cn": "cn-northwest-1", "aws-us-gov": "us-gov-west-1"}.get(partition_of(region), "us-east-1")
+
+
+class AuditedAccounts:
+    """The ids of the audited accounts: ``fixed`` (e.g. AUDITED_ACCOUNTS) plus, with an
+    ``organizations_role_arn``, the ACTIVE accounts of the organization (under
+    ``parent_ids`` when given), read through that role on first use and cached
+    ``ttl_seconds`` (the life of a warm container, refreshed every 15 minutes by default).
+    When a refresh fails the previous list is kept and the error is in ``error``; with no
+    list yet the AWS error propagates (the invocation fails and is retried)."""
+
+    def __init__(
+        self,
+        fixed: Iterable[str] = (),
+        *,
+        organizations_role_arn: str | None = None,
+        parent_ids: Iterable[str] = (),
+        source=None,
+        session_name: str = "fargate-audit",
+        ttl_seconds: float = 900.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.fixed = tuple(dict.fromkeys(fixed))
+        self.organizations_role_arn = organizations_role_arn or None
+        self.parent_ids = tuple(parent_ids)
+        self.source = source
+        self.session_name = session_name
+        self.ttl = float(ttl_seconds)
+        self._clock = clock
+        self._listed: tuple[float, tuple[str, ...]] | None = None
+        self._session = None
+        self.error: str | None = None
+        self.lookups = 0  # Organizations listings made
+
+    def _organization(self) -> tuple[str, ...]:
+        from fargate_audit.edge.aws import assume_role_session, client
+
+        if self._listed is not None and self._clock() - self._listed[0] < self.ttl:
+            return self._listed[1]
+        try:
+            if self._session is None:
+                self._session = assume_role_session(
+                    self.source, self.organizations_role_arn, eager=False, session_name=self.session_name
+                )
+            region = _organizations_region(getattr(self.source, "region_name", None))
+            organizations = client(self._session, "organizations", region)
+            ids = tuple(organization_accounts(organizations, self.parent_ids))
+        except AWS_ERRORS as exc:
+            self.error = f"organizations:{describe_error(exc, 'ListAccounts')}"
+            if self._listed is None:
+                raise
+            return self._listed[1]
+        self.lookups += 1
+        self.error = None
+        self._listed = (self._clock(), ids)
+        return ids
+
+    def ids(self) -> tuple[str, ...]:
+        """Every audited account id, each once (the fixed ones first, then the
+        organization's, sorted)."""
+        listed = self._organization() if self.organizations_role_arn else ()
+        return tuple(dict.fromkeys((*self.fixed, *listed)))

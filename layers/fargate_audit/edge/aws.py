@@ -314,9 +314,15 @@ class Clients:
     with AWS's own error (e.g. ``RequestLimitExceeded``), which the collector records as an
     unavailable fact (``ERROR`` results) instead of the function timing out mid-write.
     ``retries_stopped`` counts those cut-short retries.
+
+    ``parent``: the Clients of another account whose counter, deadline and
+    ``retries_stopped`` these share (an audited account's clients beside the function's
+    own: one invocation, one count, one deadline).
     """
 
-    def __init__(self, session=None, factory: ClientFactory | None = None) -> None:
+    def __init__(
+        self, session=None, factory: ClientFactory | None = None, parent: Clients | None = None
+    ) -> None:
         if factory is None:
             if session is None:
                 raise ValueError("Clients needs a boto3 session or a client factory")
@@ -327,7 +333,8 @@ class Clients:
         self.session = session
         self._factory = factory
         self._cache: dict[tuple[str, str], Any] = {}
-        self.counter = CallCounter()
+        self._parent = parent
+        self.counter = parent.counter if parent is not None else CallCounter()
         self.deadline: Deadline | None = None
         self.retries_stopped = 0
 
@@ -346,14 +353,15 @@ class Clients:
 
     def _veto_retry(self, attempts: int = 1, response: Any = None, caught_exception: Any = None, **_: Any):
         """botocore ``needs-retry`` handler: False (no retry) when the deadline is too near."""
-        if self.deadline is None:
+        owner = self._parent if self._parent is not None else self
+        if owner.deadline is None:
             return None
         failed = caught_exception is not None or (
             isinstance(response, tuple) and response and getattr(response[0], "status_code", 200) >= 400
         )
-        if not failed or self.deadline.allows(worst_retry_delay(attempts, response)):
+        if not failed or owner.deadline.allows(worst_retry_delay(attempts, response)):
             return None
-        self.retries_stopped += 1
+        owner.retries_stopped += 1
         return False
 
     def ecs(self, region: str):

@@ -27,6 +27,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
+from fargate_audit.core.errors import FargateAuditError
 from fargate_audit.findings.asff import archive_finding, asff_time, finding_content_digest, parse_asff_time
 from fargate_audit.findings.state import ARCHIVED, FindingStore, finding_rule_id, finding_state, outbox_sk
 from fargate_audit.stores.keys import finding_id_prefix, workload_key_of_finding
@@ -162,7 +163,14 @@ class Publisher:
     """Security Hub writer. ``securityhub_client``: a boto3 ``securityhub`` client (for the
     findings' account and Region); ``store``: the
     :class:`~fargate_audit.findings.state.FindingStore` holding finding states and the
-    outbox; ``logger``: a Powertools ``Logger`` (or any ``logging``-style logger)."""
+    outbox; ``logger``: a Powertools ``Logger`` (or any ``logging``-style logger).
+
+    ``client_for(account, region)`` (organization scale): the ``securityhub`` client of an
+    account and Region; each finding is then imported into its own account's Security Hub
+    in its own Region (its ``AwsAccountId`` / ``Region``: the caller must be that account),
+    one batch per (account, Region). A client that cannot be had (the member role refused:
+    a ``FargateAuditError`` naming ``sts:AssumeRole``) fails that scope's findings, which
+    stay in the outbox like any undelivered finding; the other scopes are delivered."""
 
     def __init__(
         self,
@@ -173,8 +181,10 @@ class Publisher:
         backoff_seconds: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         logger: Any = None,
+        client_for: Callable[[str, str], Any] | None = None,
     ) -> None:
         self.client = securityhub_client
+        self.client_for = client_for
         self.store = store
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
@@ -294,7 +304,7 @@ class Publisher:
                 delay = self.backoff_seconds * 2 ** (attempt - 2)
                 self.sleep(delay * (0.5 + random.random() / 2))
             failed: list[dict] = []
-            for batch in import_batches(remaining):
+            for batch in self._batches(remaining):
                 refused = self._call(batch)
                 for finding in batch:
                     if finding["Id"] in refused:
@@ -308,10 +318,25 @@ class Publisher:
                 break
         return delivered, errors
 
+    def _batches(self, findings: list[dict]) -> list[list[dict]]:
+        """The import batches: per (account, Region) of the findings with ``client_for``."""
+        if self.client_for is None:
+            return import_batches(findings)
+        scopes: dict[tuple[str, str], list[dict]] = {}
+        for finding in findings:
+            scopes.setdefault((finding["AwsAccountId"], finding["Region"]), []).append(finding)
+        return [batch for scope in sorted(scopes) for batch in import_batches(scopes[scope])]
+
     def _call(self, batch: list[dict]) -> dict[str, str]:
         """One BatchImportFindings call: ``{Id: error}`` of the findings it refused."""
+        client = self.client
+        if self.client_for is not None:
+            try:
+                client = self.client_for(batch[0]["AwsAccountId"], batch[0]["Region"])
+            except FargateAuditError as exc:  # the account's role refused: nothing sent
+                return {f["Id"]: str(exc) for f in batch}
         try:
-            response = self.client.batch_import_findings(Findings=batch)
+            response = client.batch_import_findings(Findings=batch)
         except ParamValidationError:
             raise  # a malformed finding is a bug, not a delivery failure
         except (ClientError, BotoCoreError) as exc:

@@ -171,13 +171,17 @@ class FindingStore:
             ExpressionAttributeValues={":u": {"S": state["updated_at"]}},
         )
 
-    def active_findings(self) -> list[dict]:
+    def active_findings(self, id_prefix: str = "") -> list[dict]:
         """interface.md ``findings``: the ACTIVE findings with their workload and status,
-        by finding Id (one Query on gsi1)."""
+        by finding Id (one Query on gsi1); ``id_prefix``: only those whose Id begins so
+        (e.g. ``fargate-audit/<account>/<region>/<cluster>/``: one cluster's)."""
         items = self.table.query(
             IndexName=GSI1,
             KeyConditionExpression="gsi1pk = :pk AND begins_with(gsi1sk, :active)",
-            ExpressionAttributeValues={":pk": {"S": FINDINGS_GSI_PK}, ":active": {"S": f"{ACTIVE}#"}},
+            ExpressionAttributeValues={
+                ":pk": {"S": FINDINGS_GSI_PK},
+                ":active": {"S": f"{ACTIVE}#{id_prefix}"},
+            },
         )
         found = []
         for item in items:

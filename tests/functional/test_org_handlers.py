@@ -1,0 +1,369 @@
+"""Organization scale, the deployed stack's side (interface.md "Organization scale"): the
+functions read each audited account through its member role, import its findings into its
+own Security Hub and keep history and finding state in the central table, keyed per
+account and region. moto gives every account reached through sts:AssumeRole its own state,
+so two member accounts here are two real, separate estates (no mocks); a refused role is
+STS answering AccessDenied (a hook on the function's own session, where AssumeRole is made).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from fargate_audit.app import lambda_handlers, service
+from fargate_audit.core.errors import ConfigError
+from fargate_audit.local import estate
+from support.env import ACCOUNT, REGION, TABLE, WORLD4
+from support.spies import sqs_record
+from support.world import (
+    EVENTS,
+    SAMPLE_ENI,
+    SAMPLE_IP,
+    SAMPLE_SUBNET,
+    SAMPLE_TASK,
+    SAMPLE_TASK_DEFINITION,
+    Task,
+    emulated_world,
+    task_of,
+    web_and_etl,
+)
+
+A, B = "111111111111", "222222222222"
+FUNCTION = "fargate-audit-SweepWorker"
+EXTERNAL_ID = "org-audit-7f3c"
+SAME_TASK_ID = "0123456789abcdef0123456789abcdef"
+
+
+@dataclass
+class Member:
+    account: str
+    session: object
+    clusters: dict[str, str]
+    web: list[Task]
+
+    def client(self, service: str):
+        return self.session.client(service, region_name=REGION)
+
+    def findings(self) -> dict[str, dict]:
+        found = {}
+        for page in self.client("securityhub").get_paginator("get_findings").paginate():
+            found.update({f["Id"]: f for f in page["Findings"]})
+        return found
+
+
+def member(world, account: str) -> Member:
+    """An estate of the same names as the central one (VPC, cluster ``prod-web``, service
+    ``web``) in ``account``, built through moto's cross-account AssumeRole."""
+    credentials = world.client("sts").assume_role(
+        RoleArn=f"arn:aws:iam::{account}:role/setup", RoleSessionName="setup"
+    )["Credentials"]
+    session = boto3.session.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        region_name=REGION,
+    )
+    session.client("securityhub", region_name=REGION).enable_security_hub()
+    b = estate._Builder(session, REGION)
+    vpc = b.vpc("prod", "10.20.0.0/16")
+    igw = b.internet_gateway(vpc, "prod-igw")
+    subnet = b.subnet("prod-web-public-a", vpc, "10.20.1.0/24", "a")
+    b.route_table("prod-web-public", vpc, [subnet], [{"DestinationCidrBlock": WORLD4, "GatewayId": igw}])
+    _sg, web, _etl = web_and_etl(b, subnet, subnet)
+    return Member(account, session, dict(b.info.clusters), [task_of(b.ecs, arn) for arn in web])
+
+
+def org_env(accounts: str = f"{A},{B}", **more: str) -> dict:
+    return {
+        "AUDITED_ACCOUNTS": accounts,
+        "MEMBER_ROLE_NAME": "fargate-audit-member",
+        "MEMBER_EXTERNAL_ID": EXTERNAL_ID,
+        "AWS_LAMBDA_FUNCTION_NAME": FUNCTION,
+    } | more
+
+
+class Sts:
+    """STS as the member roles' trust policies answer: AccessDenied for the accounts in
+    ``denied`` and for a wrong ExternalId; every AssumeRole asked is kept."""
+
+    def __init__(self, world, denied: set[str] | None = None, external_id: str = EXTERNAL_ID) -> None:
+        self.denied = set(denied or ())
+        self.external_id = external_id
+        self.asked: list[dict] = []
+        world.rt.clients.session.events.register("before-parameter-build.sts.AssumeRole", self.hook)
+
+    def hook(self, params=None, **_):
+        self.asked.append(dict(params))
+        account = params["RoleArn"].split(":")[4]
+        if account in self.denied or params.get("ExternalId") != self.external_id:
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "AccessDenied",
+                        "Message": f"not authorized to assume {params['RoleArn']}",
+                    }
+                },
+                "AssumeRole",
+            )
+
+    def count(self, account: str) -> int:
+        return sum(1 for p in self.asked if p["RoleArn"].split(":")[4] == account)
+
+
+def scheduled() -> dict:
+    return json.loads((EVENTS / "scheduled-event.json").read_text(encoding="utf-8"))
+
+
+def drain(world) -> list[dict]:
+    """Every sweep message the planner queued, as SQS records of the worker's batch."""
+    sqs, records = world.client("sqs"), []
+    while True:
+        got = sqs.receive_message(QueueUrl=world.queue_url, MaxNumberOfMessages=10).get("Messages") or []
+        if not got:
+            return records
+        for message in got:
+            records.append(sqs_record(message["MessageId"], message["Body"]))
+            sqs.delete_message(QueueUrl=world.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def running_event(m: Member, task: Task, task_id: str | None = None, event_id: str = "") -> dict:
+    """The sample RUNNING event of ``task`` in ``m``'s account (``task_id``: its id instead)."""
+    text = (EVENTS / "ecs-task-running.json").read_text(encoding="utf-8")
+    arn = task.arn if task_id is None else f"{task.arn.rsplit('/', 1)[0]}/{task_id}"
+    for old, new in {
+        SAMPLE_TASK: arn,
+        SAMPLE_TASK_DEFINITION: task.task_definition_arn,
+        SAMPLE_ENI: task.eni,
+        SAMPLE_SUBNET: task.subnet,
+        SAMPLE_IP: task.private_ip,
+        ACCOUNT: m.account,
+    }.items():
+        text = text.replace(old, new)
+    event = json.loads(text)
+    event["id"] = event_id or f"running-{m.account}-{arn.rsplit('/', 1)[-1]}"
+    return event
+
+
+def table_keys(world) -> set[str]:
+    items = world.client("dynamodb").scan(TableName=TABLE)["Items"]
+    return {item["pk"]["S"] for item in items}
+
+
+@pytest.fixture
+def org(monkeypatch):
+    with emulated_world(monkeypatch, org_env()) as world:
+        yield world, member(world, A), member(world, B)
+
+
+def test_two_accounts_of_the_same_names_are_swept_through_their_roles_and_kept_apart(org):
+    world, a, b = org
+    sts = Sts(world)
+    planned = world.sweep_planner(scheduled())
+    assert planned["scopes"] == 2 and planned["unreachable"] == []
+    records = drain(world)
+    bodies = [json.loads(r["body"]) for r in records]
+    # the central account (not audited) is not swept; each member's two clusters, each once
+    assert sorted((m["account_id"], m["region"], m["cluster_arn"]) for m in bodies) == sorted(
+        (m.account, REGION, arn) for m in (a, b) for arn in m.clusters.values()
+    )
+    answer = world.sweep_worker({"Records": records})
+    assert answer == {"batchItemFailures": []}
+    # one AssumeRole per account for the whole batch, with the ExternalId and the function's name
+    assert sts.count(A) == 1 and sts.count(B) == 1 and len(sts.asked) == 2
+    assert {p["RoleArn"] for p in sts.asked} == {
+        f"arn:aws:iam::{A}:role/fargate-audit-member",
+        f"arn:aws:iam::{B}:role/fargate-audit-member",
+    }
+    assert all(p["ExternalId"] == EXTERNAL_ID and p["RoleSessionName"] == FUNCTION for p in sts.asked)
+    # each account's findings are in its own Security Hub, for its own account
+    for m in (a, b):
+        found = m.findings()
+        assert found and all(f["AwsAccountId"] == m.account for f in found.values())
+        assert all(
+            f["ProductArn"].endswith(f":{m.account}:product/{m.account}/default") for f in found.values()
+        )
+        assert all(
+            i.startswith(f"fargate-audit/{m.account}/{REGION}/prod-web/service:web/") or "/batch/" in i
+            for i in found
+        )
+        assert f"fargate-audit/{m.account}/{REGION}/prod-web/service:web/NET-01" in found
+    assert world.findings() == {}  # nothing lands in the central account's Security Hub
+    # the central table holds both, keyed per account and region
+    keys = table_keys(world)
+    for m in (a, b):
+        assert f"WL#{m.account}#{REGION}#prod-web#service:web" in keys
+    assert not any(f"#{ACCOUNT}#" in key for key in keys)
+
+
+def test_task_events_of_the_same_task_id_in_two_accounts_are_two_records_and_two_findings(org):
+    world, a, b = org
+    Sts(world)
+    for m in (a, b):
+        outcome = world.task_events(running_event(m, m.web[0], SAME_TASK_ID))
+        assert outcome["status"] == "audited", outcome
+        assert outcome["workload"] == "prod-web/service:web"
+    arns = [f"arn:aws:ecs:{REGION}:{m.account}:task/prod-web/{SAME_TASK_ID}" for m in (a, b)]
+    for arn in arns:
+        latest = world.rt.recorder.latest(arn)
+        assert latest["posture"]["account_id"] == arn.split(":")[4] and latest["posture"]["region"] == REGION
+    ids = {m.account: set(m.findings()) for m in (a, b)}
+    assert ids[A] and ids[B] and not (ids[A] & ids[B])
+    assert {i.replace(A, "X") for i in ids[A]} == {i.replace(B, "X") for i in ids[B]}
+    assert world.spy.metrics["AssumeRoleFailures"] == 0
+
+
+def test_refused_role_is_an_error_dead_lettered_and_nothing_is_written(org):
+    world, a, b = org
+    sts = Sts(world, denied={B})
+    outcome = world.task_events(running_event(b, b.web[0]))
+    assert outcome["status"] == "failed" and outcome["account"] == B and outcome["dead_lettered"] is True
+    assert outcome["error"].startswith("sts:AssumeRole: AccessDenied: ")
+    assert f"arn:aws:iam::{B}:role/fargate-audit-member" in outcome["error"]
+    assert world.spy.metrics["AssumeRoleFailures"] == 1
+    (line,) = [x for x in world.spy.lines("error") if x[1].startswith("audited account unreachable")]
+    assert line[2]["account"] == B and line[2]["region"] == REGION and "sts:AssumeRole" in line[2]["error"]
+    assert EXTERNAL_ID not in json.dumps(world.spy.logs)
+    (message,) = world.client("sqs").receive_message(QueueUrl=world.dlq_url, MessageAttributeNames=["All"])[
+        "Messages"
+    ]
+    assert message["MessageAttributes"]["fargate-audit-rejected"]["StringValue"] == "assume-role"
+    assert "sts:AssumeRole" in message["Body"]
+    assert table_keys(world) == set() and b.findings() == {}
+    # the other account's events go on
+    assert world.task_events(running_event(a, a.web[0]))["status"] == "audited"
+    assert a.findings()
+    assert sts.count(A) == 1
+
+
+def test_wrong_external_id_is_refused_by_the_role(monkeypatch):
+    with emulated_world(monkeypatch, org_env(A, MEMBER_EXTERNAL_ID="not-the-one")) as world:
+        a = member(world, A)
+        sts = Sts(world)
+        outcome = world.task_events(running_event(a, a.web[0]))
+        assert outcome["status"] == "failed" and "AccessDenied" in outcome["error"]
+        assert sts.asked[0]["ExternalId"] == "not-the-one"
+        assert a.findings() == {} and table_keys(world) == set()
+
+
+def test_event_of_an_account_not_audited_is_refused_and_counted(org):
+    world, _a, _b = org
+    sts = Sts(world)
+    outcome = world.task_events(world.running(world.web[0]))  # the central account: not audited
+    assert (
+        outcome["status"] == "rejected"
+        and f"account {ACCOUNT} is not in the allowed accounts" in outcome["reason"]
+    )
+    assert world.spy.metrics["ForeignEvents"] == 1 and sts.asked == []
+    assert table_keys(world) == set()
+
+
+def test_one_unreachable_account_is_reported_and_the_sweep_goes_on(org):
+    world, a, b = org
+    Sts(world, denied={B})
+    planned = world.sweep_planner(scheduled())
+    (unreachable,) = planned["unreachable"]
+    assert unreachable["account_id"] == B and unreachable["region"] == REGION
+    assert unreachable["error"].startswith("sts:AssumeRole: AccessDenied")
+    assert planned["messages"] == len(a.clusters)
+    assert world.spy.metrics["UnreachableScopes"] == 1 and world.spy.metrics["AssumeRoleFailures"] == 1
+    (line,) = [x for x in world.spy.lines("error") if "unreachable" in x[1]]
+    assert line[2] == {"account": B, "region": REGION, "error": unreachable["error"]}
+    # a worker batch holding messages of both: B's record fails (SQS retries it), A's are swept
+    records = drain(world) + [
+        sqs_record(
+            "b-1", json.dumps({"account_id": B, "region": REGION, "cluster_arn": b.clusters["prod-web"]})
+        )
+    ]
+    answer = world.sweep_worker({"Records": records})
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "b-1"}]}
+    assert a.findings() and b.findings() == {}
+    assert world.spy.metrics["UnreachableScopes"] == 2
+
+
+def test_no_reachable_account_fails_the_planner(org):
+    world, _a, _b = org
+    Sts(world, denied={A, B})
+    with pytest.raises(service.SweepError, match="no audited account and region could be listed"):
+        world.sweep_planner(scheduled())
+    assert world.spy.metrics["UnreachableScopes"] == 2
+
+
+def test_expired_credentials_mid_sweep_are_refreshed_and_the_sweep_goes_on(org):
+    world, a, _b = org
+    sts = Sts(world)
+    first = {"account_id": A, "region": REGION, "cluster_arn": a.clusters["prod-web"]}
+    assert world.sweep_worker({"Records": [sqs_record("m-1", json.dumps(first))]})["batchItemFailures"] == []
+    assert sts.count(A) == 1
+    # an hour later: the role's credentials are past their expiry
+    session = world.rt.accounts.sessions._sessions[A]
+    credentials = session.get_credentials()
+    credentials._expiry_time = credentials._expiry_time.replace(year=2000)
+    credentials._refresh_using.__self__._cache.clear()  # botocore's copy of the AssumeRole answer too
+    second = first | {"cluster_arn": a.clusters["batch"]}
+    assert world.sweep_worker({"Records": [sqs_record("m-2", json.dumps(second))]})["batchItemFailures"] == []
+    assert sts.count(A) == 2  # refreshed once, the same session kept
+    assert world.rt.accounts.sessions._sessions[A] is session
+    assert credentials._expiry_time.year > 2000
+
+
+def test_duplicated_accounts_are_audited_once(monkeypatch):
+    with emulated_world(monkeypatch, org_env(f"{A},{A}, {A}")) as world:
+        a = member(world, A)
+        Sts(world)
+        planned = world.sweep_planner(scheduled())
+        assert planned["scopes"] == 1 and planned["messages"] == len(a.clusters)
+        assert len(drain(world)) == len(a.clusters)
+
+
+def test_organization_accounts_are_the_active_ones(monkeypatch):
+    org_role = f"arn:aws:iam::{ACCOUNT}:role/org-reader"
+    with emulated_world(
+        monkeypatch, {"ORGANIZATIONS_ROLE_ARN": org_role, "AWS_LAMBDA_FUNCTION_NAME": FUNCTION}
+    ) as world:
+        organizations = world.session.client("organizations", region_name="us-east-1")
+        organizations.create_organization(FeatureSet="ALL")
+        live, gone = (
+            organizations.create_account(AccountName=n, Email=f"{n}@example.com")["CreateAccountStatus"][
+                "AccountId"
+            ]
+            for n in ("live", "gone")
+        )
+        organizations.close_account(AccountId=gone)
+        sts = Sts(world, external_id=None)  # no MEMBER_EXTERNAL_ID: none is sent
+        # an event of the suspended account is refused and counted
+        outcome = world.task_events(running_event(Member(gone, None, {}, []), world.web[0]))
+        assert (
+            outcome["status"] == "rejected" and f"account {gone} is not in the allowed" in outcome["reason"]
+        )
+        assert world.spy.metrics["ForeignEvents"] == 1
+        audited = set(world.rt.audited.ids())
+        assert live in audited and ACCOUNT in audited and gone not in audited
+        # the schedule: every ACTIVE account (the management account with its own role)
+        planned = world.sweep_planner(scheduled())
+        assert planned["unreachable"] == [] and planned["accounts"] == len(audited)
+        assert planned["messages"] == len(world.clusters)  # only the management account has clusters
+        assert world.rt.audited.lookups == 1  # listed once, cached for the container's life
+        assert [p["RoleArn"] for p in sts.asked if p["RoleArn"] == org_role] == [org_role]
+        assert sts.count(ACCOUNT) == 1  # the organization role only: the own account needs no member role
+
+
+def test_settings_are_checked_and_unset_means_one_account():
+    with pytest.raises(ConfigError, match="AUDITED_ACCOUNTS: '1234' is not a 12-digit account id"):
+        lambda_handlers._organization_settings({"AUDITED_ACCOUNTS": "1234"})
+    with pytest.raises(ConfigError, match="MEMBER_ROLE_NAME"):
+        lambda_handlers._organization_settings({"AUDITED_ACCOUNTS": A, "MEMBER_ROLE_NAME": "bad name"})
+    with pytest.raises(ConfigError, match="without ORGANIZATIONS_ROLE_ARN"):
+        lambda_handlers._organization_settings(
+            {"AUDITED_ACCOUNTS": A, "AUDITED_ORGANIZATIONAL_UNITS": "ou-ab12-cdefgh34"}
+        )
+    assert (
+        lambda_handlers._organization_settings({"MEMBER_ROLE_NAME": "x", "MEMBER_EXTERNAL_ID": "y-z"}) == {}
+    )
+    with pytest.raises(ConfigError, match="set one"):
+        lambda_handlers.build_runtime(
+            {"TABLE_NAME": "t", "AUDITED_ACCOUNTS": A, "AUDIT_ROLE_ARN": f"arn:aws:iam::{B}:role/r"}
+        )
