@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_report.py
 	$(BIN)/python bench/bench_event.py
 	$(BIN)/python bench/bench_dns.py
+	cd bench && PYTHONPATH=../layers ../$(BIN)/python bench_org.py
 
 clean:
 	rm -rf $(VENV) .venv-sam .venv-checkov .aws-sam build dist .pytest_cache .ruff_cache layers/*.egg-info

@@ -54,13 +54,16 @@ def _as_list(value) -> list:
 
 
 def _publisher_security_hub_actions() -> set[str]:
-    """securityhub:<Operation> of every call the Publisher makes on its Security Hub client
-    (``self.client.<operation>(...)`` in findings/publish.py)."""
+    """securityhub:<Operation> of every call the Publisher makes on a Security Hub client
+    (``self.client.<operation>(...)`` or, per account, ``client.<operation>(...)`` in
+    findings/publish.py)."""
     operations = set()
     for node in ast.walk(ast.parse(PUBLISHER.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             owner = node.func.value
-            if isinstance(owner, ast.Attribute) and owner.attr == "client":
+            if (isinstance(owner, ast.Attribute) and owner.attr == "client") or (
+                isinstance(owner, ast.Name) and owner.id == "client"
+            ):
                 operations.add(node.func.attr)
     assert operations, "no Security Hub call found in findings/publish.py"
     return {"securityhub:" + "".join(word.title() for word in op.split("_")) for op in operations}
