@@ -114,6 +114,14 @@ def run_scan(
         # The raw responses are no longer needed once they are postures: release them
         # before the report is built (a third of a large scan's peak memory).
         collected.raw_tasks = []
+    return _outcome(
+        evaluation.postures, evaluation.results, collected, evaluation.expired_exemptions, moment, started
+    )
+
+
+def _outcome(postures, results, collected, expired_exemptions, moment, started, scopes=None) -> ScanOutcome:
+    """The ScanOutcome of a scan's postures and results and what its collection gave; the
+    report's ``summary.scopes`` when ``scopes`` is given (an organization scan)."""
     report_args = {
         "now": moment,
         "scope": collected.scope,
@@ -121,15 +129,17 @@ def run_scan(
         "api_calls": collected.api_calls,
         "duration_s": time.monotonic() - started,
         "errors": collected.errors,
-        "expired_exemptions": evaluation.expired_exemptions,
+        "expired_exemptions": expired_exemptions,
     }
+    if scopes is not None:
+        report_args["scopes"] = scopes
     return ScanOutcome(
-        postures=evaluation.postures,
-        results=evaluation.results,
+        postures=postures,
+        results=results,
         report_args=report_args,
         collect_result=collected,
         now=moment,
-        expired_exemptions=evaluation.expired_exemptions,
+        expired_exemptions=expired_exemptions,
     )
 
 
@@ -175,10 +185,8 @@ def _scan_scope(session, account_id, region, clusters, catalog, params, moment) 
     scope = ScopeResult(account_id, region)
     try:
         collected = collect.collect(session, regions=[region], clusters=clusters)
-    except FargateAuditError as exc:  # every call of the region refused, or credentials rejected
-        scope.error = " ".join(str(exc).split())
-        return scope
-    except AWS_ERRORS as exc:
+    # every call of the region refused, or credentials rejected
+    except (FargateAuditError, *AWS_ERRORS) as exc:
         scope.error = " ".join(str(exc).split())
         return scope
     evaluation = evaluate_raw(collected.raw_tasks, catalog, params, moment)
@@ -280,23 +288,7 @@ def _merge(
         errors=[error for s in scopes for error in s.errors],
         api_calls=dict(api_calls),
     )
-    report_args = {
-        "now": moment,
-        "scope": merged.scope,
-        "skipped": merged.skipped,
-        "api_calls": merged.api_calls,
-        "duration_s": time.monotonic() - started,
-        "errors": merged.errors,
-        "expired_exemptions": list(expired.values()),
-        "scopes": [{"account_id": s.account_id, "region": s.region, "error": s.error} for s in scopes],
-    }
+    summary_scopes = [{"account_id": s.account_id, "region": s.region, "error": s.error} for s in scopes]
     for scope in scopes:  # the merged lists hold them now
         scope.postures, scope.results = [], []
-    return ScanOutcome(
-        postures=postures,
-        results=results,
-        report_args=report_args,
-        collect_result=merged,
-        now=moment,
-        expired_exemptions=list(expired.values()),
-    )
+    return _outcome(postures, results, merged, list(expired.values()), moment, started, summary_scopes)
