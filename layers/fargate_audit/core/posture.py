@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
-from fargate_audit.core import facts, netalgebra
+from fargate_audit.core import facts, netalgebra, routes
 from fargate_audit.core.facts import Posture
 
 POSTURE_VERSION = 1
@@ -33,32 +33,6 @@ TRIVIAL_ENV_VALUES = frozenset({"true", "false", "yes", "no", "0", "1"})
 _PRIVATE_ECR = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$", re.IGNORECASE)
 # "com.amazonaws.<region>.<service>" (China: "cn.com.amazonaws.<region>.<service>").
 _AWS_SERVICE_NAME = re.compile(r"^(?:cn\.)?com\.amazonaws\.[a-z]{2}(?:-[a-z]+)+-\d+\.(?P<service>.+)$")
-
-# Route target fields, in the order consulted; the first one present names the target,
-# and its id prefix gives the egress path class (rules.md "Egress path").
-_ROUTE_TARGET_FIELDS = (
-    "GatewayId",
-    "EgressOnlyInternetGatewayId",
-    "NatGatewayId",
-    "TransitGatewayId",
-    "NetworkInterfaceId",
-    "InstanceId",
-    "VpcPeeringConnectionId",
-    "LocalGatewayId",
-    "CarrierGatewayId",
-    "CoreNetworkArn",
-    "OdbNetworkArn",
-)
-_TARGET_PREFIX_CLASSES = (
-    ("igw-", "internet-gateway"),
-    ("eigw-", "egress-only-internet-gateway"),
-    ("nat-", "nat-gateway"),
-    ("vpce-", "inspection-endpoint"),
-    ("tgw-", "transit-gateway"),
-    ("eni-", "appliance"),
-    ("i-", "appliance"),
-    ("pcx-", "peering"),
-)
 
 _NOT_COLLECTED = "not collected (absent from the raw bundle)"
 
@@ -280,47 +254,6 @@ def _platform_family(
 # network
 
 
-def _route_table_for_subnet(route_tables: list[Mapping], subnet_id: str | None, vpc_id: str | None):
-    """The table explicitly associated with the subnet, else the VPC's main table."""
-    candidates = [rt for rt in route_tables if not vpc_id or rt.get("VpcId") in (None, vpc_id)]
-
-    def live(association: Mapping) -> bool:
-        state = (association.get("AssociationState") or {}).get("State")
-        return str(state or "associated").lower() not in ("disassociated", "failed")
-
-    if subnet_id:
-        for rt in candidates:
-            if any(a.get("SubnetId") == subnet_id and live(a) for a in rt.get("Associations") or []):
-                return rt
-    for rt in candidates:
-        if any(a.get("Main") is True and live(a) for a in rt.get("Associations") or []):
-            return rt
-    return None
-
-
-def _default_route(route_table: Mapping, family: str) -> Mapping | None:
-    """The active route for 0.0.0.0/0 or ::/0 (an absent State counts as active)."""
-    key = "DestinationCidrBlock" if family == "ipv4" else "DestinationIpv6CidrBlock"
-    for route in route_table.get("Routes") or []:
-        state = str(route.get("State") or "active").strip().lower()
-        if state == "active" and netalgebra.is_world(route.get(key), family):
-            return route
-    return None
-
-
-def _classify_route(route: Mapping) -> tuple[str, str | None]:
-    """(egress path class, target id) of one route."""
-    for field in _ROUTE_TARGET_FIELDS:
-        target = route.get(field)
-        if target:
-            lowered = str(target).strip().lower()
-            for prefix, path in _TARGET_PREFIX_CLASSES:
-                if lowered.startswith(prefix):
-                    return path, target
-            return "other", target
-    return "other", None
-
-
 def _egress_path(
     route_table: Mapping,
     family: str,
@@ -330,10 +263,10 @@ def _egress_path(
     nat_problem: str | None,
     errors: _Errors,
 ) -> dict:
-    route = _default_route(route_table, family)
+    route = routes.default_route(route_table, family)
     if route is None:
         return {"path": "none", "targets": []}
-    path, target = _classify_route(route)
+    path, target = routes.classify_route(route)
     targets = [target] if target else []
     if path != "nat-gateway" or family != "ipv4":
         return {"path": path, "targets": targets}
@@ -350,7 +283,7 @@ def _egress_path(
             f"not found among the VPC's NAT gateways",
         )
         return {"path": None, "targets": targets}
-    nat_table = _route_table_for_subnet(route_tables, nat.get("SubnetId"), vpc_id)
+    nat_table = routes.route_table_for_subnet(route_tables, nat.get("SubnetId"), vpc_id)
     if nat_table is None:
         errors.add(
             "egress",
@@ -358,21 +291,11 @@ def _egress_path(
             f"(no explicit association and no main route table)",
         )
         return {"path": None, "targets": targets}
-    hop = _default_route(nat_table, "ipv4")
+    hop = routes.default_route(nat_table, "ipv4")
     if hop is None:
         return {"path": "nat-gateway>none", "targets": targets}
-    hop_path, hop_target = _classify_route(hop)
+    hop_path, hop_target = routes.classify_route(hop)
     return {"path": f"nat-gateway>{hop_path}", "targets": targets + ([hop_target] if hop_target else [])}
-
-
-def _nacl_for_subnet(acls: list[Mapping], subnet_id: str | None, vpc_id: str | None) -> Mapping | None:
-    """The NACL associated with the subnet, else the VPC's default NACL."""
-    candidates = [acl for acl in acls if not vpc_id or acl.get("VpcId") in (None, vpc_id)]
-    if subnet_id:
-        for acl in candidates:
-            if any(a.get("SubnetId") == subnet_id for a in acl.get("Associations") or []):
-                return acl
-    return next((acl for acl in candidates if acl.get("IsDefault") is True), None)
 
 
 def _sg_rules(groups: Iterable[Mapping]) -> tuple[list[dict], list[dict]]:
@@ -485,7 +408,7 @@ def _sg_facts(groups: list[Mapping]) -> tuple[list[dict], dict, list[dict]]:
 
 
 def _nacl_fact(acls: list[Mapping], subnet_id: str | None, vpc_id: str | None) -> dict | None:
-    acl = _nacl_for_subnet(acls, subnet_id, vpc_id)
+    acl = routes.nacl_for_subnet(acls, subnet_id, vpc_id)
     if acl is None:
         return None
     return {
@@ -640,7 +563,7 @@ def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors, 
     else:
 
         def route(found: _Errors) -> tuple[Mapping | None, dict | None]:
-            table = _route_table_for_subnet(route_tables, subnet_id, vpc_id)
+            table = routes.route_table_for_subnet(route_tables, subnet_id, vpc_id)
             if table is None:
                 return None, None
             nat_gateways, nat_problem = vpc_list("nat_gateways")
