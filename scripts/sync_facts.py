@@ -9,8 +9,9 @@
 - ``README.md``: the scan IAM policy between ``<!-- scan-iam-policy:begin -->`` and
   ``<!-- scan-iam-policy:end -->`` (``facts.scan_policy``);
 - ``template.yaml`` and ``templates/member.yaml`` (the member accounts' audit role): the
-  ``Action`` list of every ``Sid: Ec2DescribeNetwork`` statement (the EC2 reads of the
-  declared facts; EC2 describes take no resource-level permission).
+  ``Action`` list of every ``Sid: Ec2DescribeNetwork`` and ``Sid: ElbDescribeLoadBalancing``
+  statement (the EC2 and Elastic Load Balancing reads of the declared facts; those
+  describes take no resource-level permission).
   A fact read from another service needs its statement written once by hand;
   tests/functional/test_template.py names an action a function lacks.
 
@@ -37,9 +38,17 @@ CATALOG_SCHEMA = REPO / "layers" / "fargate_audit" / "catalog" / "schema.json"
 README = REPO / "README.md"
 TEMPLATE = REPO / "template.yaml"
 MEMBER_TEMPLATE = REPO / "templates" / "member.yaml"
-_EC2_STATEMENT = re.compile(
-    r"(- Sid: Ec2DescribeNetwork\n\s+Effect: Allow\n\s+Action:\n)((?:( +)- ec2:\w+\n)+)"
-)
+# Sid -> the service whose actions of the declared facts its Action list holds (reads that
+# take no resource-level permission).
+GENERATED_STATEMENTS = {"Ec2DescribeNetwork": "ec2", "ElbDescribeLoadBalancing": "elasticloadbalancing"}
+
+
+def _statement(sid: str, service: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"(- Sid: {sid}\b[^\n]*\n\s+Effect: Allow\n\s+Action:\n)((?:( +)- {re.escape(service)}:\w+\n)+)"
+    )
+
+
 _POLICY_BLOCK = re.compile(
     r"(<!-- scan-iam-policy:begin -->\n```json\n)(.*?)(```\n<!-- scan-iam-policy:end -->)", re.S
 )
@@ -61,21 +70,24 @@ def readme_text(current: str) -> str:
     return _POLICY_BLOCK.sub(lambda m: m.group(1) + facts.scan_policy_text() + m.group(3), current, count=1)
 
 
-def ec2_actions() -> list[str]:
-    """The EC2 actions of the declared facts, in declaration order."""
+def service_actions(service: str = "ec2") -> list[str]:
+    """The actions of ``service`` the declared facts read, in declaration order."""
     seen: dict[str, None] = {}
     for name in facts.FACT_NAMES:
-        seen.update((action, None) for action in facts.BY_NAME[name].actions if action.startswith("ec2:"))
+        seen.update((a, None) for a in facts.BY_NAME[name].actions if a.startswith(f"{service}:"))
     return list(seen)
 
 
 def template_text(current: str, name: str = "template.yaml") -> str:
-    """A template with each Ec2DescribeNetwork statement's actions set to the facts' EC2 reads."""
-    if not _EC2_STATEMENT.search(current):
-        raise ValueError(f"{name} has no Ec2DescribeNetwork statement")
-    return _EC2_STATEMENT.sub(
-        lambda m: m.group(1) + "".join(f"{m.group(3)}- {action}\n" for action in ec2_actions()), current
-    )
+    """A template with each generated statement's actions (GENERATED_STATEMENTS) set to
+    the facts' reads of its service."""
+    for sid, service in GENERATED_STATEMENTS.items():
+        pattern = _statement(sid, service)
+        if not pattern.search(current):
+            raise ValueError(f"{name} has no {sid} statement")
+        actions = service_actions(service)
+        current = pattern.sub(lambda m: m.group(1) + "".join(f"{m.group(3)}- {a}\n" for a in actions), current)
+    return current
 
 
 def expected() -> dict[Path, str]:

@@ -202,7 +202,11 @@ def test_demo_table_shows_narrative_every_workload_and_what_to_look_at(demo_run)
     for workload in demo_run.run.estate.workloads:
         assert workload in text
     footer = text[text.index("What to look at:") :]
-    reachable = footer[: footer.index("rules fail on at least one task")]
+    reachable = footer[: footer.index("through load balancers")]
+    doors = footer[footer.index("through load balancers") : footer.index("rules fail on at least one task")]
+    assert "prod-web/service:checkout-api  alb shop :443 -> :8080 (HTTPS, web ACL)" in doors
+    assert "legacy/service:billing  alb billing-legacy :80 -> :80 (HTTP, no web ACL)" in doors
+    assert "platform/service:internal-tools" not in doors  # behind an internal load balancer
     for workload in (
         "prod-web/service:storefront",
         "prod-web/service:edge-proxy",

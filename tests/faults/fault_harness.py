@@ -81,7 +81,8 @@ UNSET = (
 # Each API the event path reads -> the posture facts it produces (core/facts.py declares
 # each fact's calls; DescribeNatGateways matters only when the path goes through a NAT
 # gateway, DescribeTaskDefinition spoils platform_family too: moto's tasks report no
-# platformFamily, rules.md "Platform family").
+# platformFamily, rules.md "Platform family"; the VPC reads spoil load_balancers only for a
+# task registered in some target group).
 NETWORK_FACTS = facts.NETWORK_FACTS
 API_FACTS = {
     tuple(action.split(":")): {fact.name for fact in facts.FACTS if action in fact.actions}
@@ -758,6 +759,9 @@ def expected_statuses(world: Estate, task: Task, failed_facts: set[str]) -> dict
 def facts_of(world: Estate, task: Task, service: str, operation: str) -> set[str]:
     """The posture facts a failed ``service.operation`` spoils for ``task``."""
     facts = set(API_FACTS[(service, operation)])
+    network = world.baseline[task.arn]["posture"]["network"]
+    if service == "ec2" and "load_balancers" in facts and not network["load_balancer_resources"]:
+        facts.discard("load_balancers")  # the VPC reads spoil front doors only of a registered task
     if operation == "DescribeNatGateways":
         egress = world.baseline[task.arn]["posture"]["network"]["egress"]
         through_nat = any(str(path.get("path", "")).startswith("nat-gateway") for path in egress.values())

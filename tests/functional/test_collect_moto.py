@@ -27,6 +27,7 @@ VPC_KEYS = {
     "vpc_endpoints",
     "nat_gateways",
     "query_log_associations",
+    "load_balancing",
 }
 
 
@@ -240,7 +241,10 @@ def test_vpc_facts_are_shared_objects_fetched_once_for_ten_tasks_in_two_vpcs(wor
     assert calls["ecs.ListTasks"] == 2 and calls["ecs.ListClusters"] == 1
     assert calls["ecs.DescribeClusters"] == 1 and calls["ecs.DescribeTaskDefinition"] == 2
     assert calls["route53resolver.ListResolverQueryLogConfigAssociations"] == 1  # once for both VPCs
-    assert sum(calls.values()) == 16  # no DescribeSubnets: no fact is derived from the subnet list
+    # DescribeTargetGroups once for the region (no load balancer: nothing more); no
+    # DescribeSubnets: the tasks' subnet ids come from their ENIs
+    assert calls["elasticloadbalancing.DescribeTargetGroups"] == 1
+    assert sum(calls.values()) == 17
     vpcs: dict[str, dict] = {}
     for raw in world["result"].raw_tasks:
         if raw["vpc"] is not None:

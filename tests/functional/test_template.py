@@ -467,7 +467,7 @@ def test_each_function_reads_exactly_what_the_facts_it_collects_need(template):
         reads = {a for acts, _ in statements for a in acts if a.split(":")[0] in READ_SERVICES}
         assert reads == FUNCTION_READS[function_id], function_id
     assert "ec2:DescribeNatGateways" in FUNCTION_READS["TaskEventsFunction"]  # declared by "egress"
-    assert {"ecs", "ec2", "route53resolver"} == READ_SERVICES
+    assert {"ecs", "ec2", "route53resolver", "elasticloadbalancing", "wafv2"} == READ_SERVICES
 
 
 def test_no_wildcard_action_and_star_resources_only_where_iam_offers_nothing_narrower(template):

@@ -152,7 +152,7 @@ class Stubs:
         )
         self.stubbers: dict[tuple[str, str], Stubber] = {}
         for region in regions:
-            for service in ("ecs", "ec2", "route53resolver"):
+            for service in ("ecs", "ec2", "route53resolver", "elbv2"):
                 stubber = Stubber(session.client(service, region_name=region))
                 stubber.activate()
                 self.stubbers[(service, region)] = stubber
@@ -166,6 +166,9 @@ class Stubs:
 
     def resolver(self, region: str = REGION) -> Stubber:
         return self.stubbers[("route53resolver", region)]
+
+    def elbv2(self, region: str = REGION) -> Stubber:
+        return self.stubbers[("elbv2", region)]
 
     def collect(self, **kwargs):
         kwargs.setdefault("regions", [REGION])
@@ -322,6 +325,8 @@ class Stubs:
         else:
             default = [[fact_item(RESOLVER_CALL, vpc) for vpc in vpcs]]
             self.query_log_associations(pages.get(RESOLVER_CALL) or default, region)
+        # the region's target groups: none (the one load-balancing request of such an estate)
+        self.elbv2(region).add_response("describe_target_groups", {"TargetGroups": []}, {"PageSize": 400})
 
 
 def one_cluster_world(stubs: Stubs, count: int = 2, region: str = REGION) -> list[dict]:

@@ -85,7 +85,7 @@ def test_counts_cover_every_status():
     outcome = engine.evaluate(CATALOG, [BASE, posture({"errors": {"eni": "x"}}, task="b")])
     assert set(outcome.counts) == {"PASSED", "FAILED", "NOT_APPLICABLE", "ERROR"}
     assert sum(outcome.counts.values()) == len(outcome.results) == 2 * len(CATALOG.posture_rules)
-    assert outcome.counts["ERROR"] == 11  # the ten NET rules and EGR-02
+    assert outcome.counts["ERROR"] == 13  # the twelve NET rules and EGR-02
 
 
 # --------------------------------------------------------------------------- ERROR propagation
@@ -110,7 +110,7 @@ def test_every_net_rule_errors_when_the_eni_is_unknown():
         CATALOG, [posture({"errors": {"eni": "DescribeNetworkInterfaces: eni-0 vanished"}})]
     )
     net = {rule_id: r for rule_id, r in by_rule(outcome).items() if rule_id.startswith("NET-")}
-    assert len(net) == 10
+    assert len(net) == 12
     assert {r["status"] for r in net.values()} == {"ERROR"}
     assert all(
         "eni: DescribeNetworkInterfaces: eni-0 vanished" in r["evidence"]["error"] for r in net.values()

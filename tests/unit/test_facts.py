@@ -47,12 +47,12 @@ def test_committed_copy_is_what_the_declarations_generate(path):
 def test_the_staleness_check_notices_a_changed_declaration(monkeypatch):
     assert sync_facts.stale() == []
     monkeypatch.setattr(facts, "FACT_NAMES", facts.FACT_NAMES + ("new_fact",))
-    monkeypatch.setitem(facts.BY_NAME, "new_fact", facts.Fact("new_fact", ("ec2:DescribeSubnets",)))
+    monkeypatch.setitem(facts.BY_NAME, "new_fact", facts.Fact("new_fact", ("ec2:DescribeVpcs",)))
     assert set(sync_facts.stale()) == {
         sync_facts.POSTURE_SCHEMA,
         sync_facts.CATALOG_SCHEMA,
         sync_facts.README,
-        sync_facts.TEMPLATE,  # its Ec2DescribeNetwork statements gain ec2:DescribeSubnets
+        sync_facts.TEMPLATE,  # its Ec2DescribeNetwork statements gain ec2:DescribeVpcs
         sync_facts.MEMBER_TEMPLATE,  # the member role's too
     }
 
@@ -133,15 +133,18 @@ def test_every_fact_is_declared_once_with_well_formed_actions():
         assert fact.actions, fact.name
         for action in fact.actions:
             service, _, operation = action.partition(":")
-            assert service in {"ecs", "ec2", "route53resolver"} and operation[:1].isupper(), action
-        assert set(fact.asff_resources) <= {"eni", "security_groups", "subnet"}, fact.name
+            assert (
+                service in {"ecs", "ec2", "route53resolver", "elasticloadbalancing", "wafv2"}
+                and operation[:1].isupper()
+            ), action
+        assert set(fact.asff_resources) <= {"eni", "security_groups", "subnet", "load_balancers"}, fact.name
 
 
 def test_network_facts_are_those_read_through_the_eni():
     assert facts.NETWORK_FACTS[0] == "eni"
     assert set(facts.NETWORK_FACTS) == {
         "eni", "security_groups", "route_table", "egress", "nacl",
-        "flow_logs", "vpc_endpoints", "dns_query_logging",
+        "flow_logs", "vpc_endpoints", "dns_query_logging", "load_balancers", "web_acl",
     }  # fmt: skip
     spoiled = bundle()
     spoiled["errors"] = {"eni": "DescribeNetworkInterfaces: AccessDenied"}
@@ -171,6 +174,7 @@ def test_history_paths_keep_their_order():
         "network.flow_logs",
         "network.vpc_endpoints",
         "network.query_log_configs",
+        "network.exposures",
         "errors",
     ]
 
@@ -206,4 +210,6 @@ def test_asff_resources_are_the_declared_ones():
         "nacl": ("subnet",),
         "flow_logs": ("eni", "subnet"),
         "vpc_endpoints": ("subnet",),
+        "load_balancers": ("load_balancers",),
+        "web_acl": ("load_balancers",),
     }

@@ -467,6 +467,7 @@ def bundle():
             ],
             "nat_gateways": [nat_gateway()],
             "query_log_associations": [query_log_association()],
+            "load_balancing": {"target_groups": [], "load_balancers": {}, "errors": {}},
         },
         "errors": {},
     }
@@ -517,7 +518,7 @@ def test_posture_has_exactly_the_design_keys():
         "eni_id", "private_ip", "subnet_id", "vpc_id", "public_ipv4", "ipv6_addresses",
         "public_address", "security_groups", "world_ingress_rules", "world_ingress",
         "world_egress_rules", "route_table_id", "egress", "nacl", "flow_logs", "vpc_endpoints",
-        "query_log_configs",
+        "query_log_configs", "exposures", "load_balancer_resources", "unknown_web_acls",
     }  # fmt: skip
     assert set(p["containers"][0]) == {
         "name", "image", "registry", "digest", "private_ecr", "log_driver", "readonly_root_filesystem",
@@ -1272,7 +1273,7 @@ def test_vpc_endpoints_call_error_maps_to_vpc_endpoints_fact():
 
 NETWORK_FACTS = {
     "eni", "security_groups", "route_table", "egress", "nacl", "flow_logs", "vpc_endpoints",
-    "dns_query_logging",
+    "dns_query_logging", "load_balancers", "web_acl",
 }  # fmt: skip
 
 
@@ -1311,7 +1312,8 @@ def test_vpc_absent_with_eni_present_spoils_every_vpc_fact():
     raw = bundle()
     raw["vpc"] = None
     p = build_posture(raw)
-    assert set(p["errors"]) == NETWORK_FACTS - {"eni"}
+    # a web ACL is read only for a known exposure: unknown exposures are the load_balancers error
+    assert set(p["errors"]) == NETWORK_FACTS - {"eni", "web_acl"}
     assert p["network"]["eni_id"] == ENI
 
 

@@ -147,6 +147,55 @@ def _workload_lines(results: list[dict], total_tasks: int, paint: _Paint) -> lis
     return out
 
 
+_LB_KINDS = {"application": "alb", "network": "nlb"}
+
+
+def front_door(exposure: Mapping) -> str:
+    """``alb web-prod :443 -> :8080`` (interface.md "Load-balancer exposure"), with the
+    listener's protocol and, for an ALB, whether a web ACL guards it."""
+    arn = str(exposure.get("load_balancer_arn") or "")
+    parts = arn.split("/")
+    name = parts[-2] if len(parts) >= 3 else arn
+    kind = _LB_KINDS.get(str(exposure.get("load_balancer_type")), "lb")
+    text = f"{kind} {name} :{exposure.get('listener_port')} -> :{exposure.get('target_port')}"
+    notes = [str(exposure.get("listener_protocol") or "?")]
+    if kind == "alb":
+        notes.append("web ACL" if exposure.get("web_acl_arn") else "no web ACL")
+    return f"{text} ({', '.join(notes)})"
+
+
+def _front_door_lines(members: list[dict], paint: _Paint) -> list[str]:
+    """The workload's front doors: which tasks the internet reaches through a load
+    balancer, and how (or that it could not be told)."""
+    doors: dict[str, int] = {}
+    unknown = 0
+    for task in members:
+        if "exposures" in task and task["exposures"] is None:
+            unknown += 1
+        for door in dict.fromkeys(front_door(e) for e in task.get("exposures") or []):
+            doors[door] = doors.get(door, 0) + 1
+    lines = []
+    if doors:
+        listed = ", ".join(
+            f"{door} ({n}/{len(members)})" if n < len(members) else door for door, n in doors.items()
+        )
+        lines.append(f"  {paint('internet ->', 'WARN')} {listed}")
+    if unknown:
+        who = _plural(unknown, "task")
+        lines.append(f"  {paint('internet -> ?', 'ERROR')} load balancer facts not collected ({who})")
+    return lines
+
+
+def _reachable_line(report: dict) -> str | None:
+    counts = (report.get("summary") or {}).get("internet_reachable")
+    if not counts or not (counts.get("direct") or counts.get("through_load_balancers")):
+        return None
+    return (
+        f"Reachable from the internet: {_plural(counts.get('direct', 0), 'task')} at their own address, "
+        f"{counts.get('through_load_balancers', 0)} through load balancers."
+    )
+
+
 def _summary_line(report: dict, paint: _Paint) -> str:
     tasks = report.get("tasks") or []
     results = report.get("results") or []
@@ -268,9 +317,13 @@ def render(report: dict, color: bool = False) -> str:
         count = _plural(len(members), "task")
         lines.append(f"{paint(f'{cluster}/{group}', 'HEADER')}  {paint(f'({count}{where})', 'DIM')}")
         results = [r for t in members for r in results_by_task.get(t["task_arn"], [])]
+        lines.extend(_front_door_lines(members, paint))
         lines.extend(_workload_lines(results, len(members), paint))
         lines.append("")
     lines.extend(_scope_lines(report, paint))
     lines.extend(_error_lines(report, paint))
+    reachable = _reachable_line(report)
+    if reachable:
+        lines.append(reachable)
     lines.append(_summary_line(report, paint))
     return "\n".join(lines) + "\n"

@@ -115,6 +115,16 @@ def is_public(posture: Mapping, family: str) -> bool:
     return bool((network_of(posture).get("public_address") or {}).get(family))
 
 
+def exposures_of(posture: Mapping) -> list[Mapping]:
+    """The task's exposures through load balancers (rules.md "Ingress through load balancers")."""
+    return network_of(posture).get("exposures") or []
+
+
+def exposure_evidence(exposures: list[Mapping]) -> list[dict]:
+    """Copies of exposures for a result's evidence (evidence never aliases the posture)."""
+    return [{**e, "families": list(e.get("families") or [])} for e in exposures]
+
+
 def egress_of(posture: Mapping, family: str) -> dict:
     entry = (network_of(posture).get("egress") or {}).get(family) or {}
     return {"path": entry.get("path"), "targets": list(entry.get("targets") or [])}

@@ -10,7 +10,7 @@ A *posture fact* is what a rule may ``require`` and what ``Posture.errors`` is k
   ``DEP#<id>`` items of the recorder);
 - ``history``: the paths a history entry compares, each with its extractor (in this order);
 - ``asff_resources``: the network resources a failing rule requiring it names in a
-  Security Hub finding (``eni``, ``security_groups``, ``subnet``).
+  Security Hub finding (``eni``, ``security_groups``, ``subnet``, ``load_balancers``).
 
 Derived from these, never listed by hand elsewhere: :data:`FACT_NAMES` (the ``facts`` enum
 of ``rules/schema.json``), :data:`NETWORK_FACTS`, :func:`read_actions` (the README scan
@@ -136,6 +136,21 @@ class QueryLogConfig(TypedDict):
     status: str | None
 
 
+class Exposure(TypedDict):
+    """A (front door, target port) through which the internet reaches the task (rules.md
+    "Ingress through load balancers"; interface.md "Load-balancer exposure")."""
+
+    load_balancer_arn: str
+    load_balancer_type: Literal["application", "network"]
+    listener_arn: str
+    listener_port: int
+    listener_protocol: str
+    target_group_arn: str
+    target_port: int
+    families: list[Family]
+    web_acl_arn: str | None  # None: no web ACL (always for a network load balancer)
+
+
 class Network(TypedDict):
     eni_id: str | None
     private_ip: str | None
@@ -154,6 +169,9 @@ class Network(TypedDict):
     flow_logs: list[FlowLog]  # those on the ENI, its subnet or its VPC
     vpc_endpoints: list[VpcEndpoint]
     query_log_configs: list[QueryLogConfig]  # the VPC's Resolver query-log associations, any status
+    exposures: list[Exposure]  # [] when none, or unknown (errors.load_balancers)
+    load_balancer_resources: list[str]  # ids the exposures depend on (re-audit index)
+    unknown_web_acls: list[str]  # ALBs of exposures whose web ACL is unknown (errors.web_acl)
 
 
 class Posture(TypedDict):
@@ -321,6 +339,28 @@ FACTS: tuple[Fact, ...] = (
         (_ENI, "route53resolver:ListResolverQueryLogConfigAssociations"),
         history=(("network.query_log_configs", lambda p: _net(p).get("query_log_configs")),),
     ),
+    Fact(
+        # the task's front doors; the EC2 reads (the load balancers' groups, subnets, routes,
+        # NACLs) spoil it only for a task registered in some target group
+        "load_balancers",
+        (
+            _ENI,
+            "elasticloadbalancing:DescribeTargetGroups",
+            "elasticloadbalancing:DescribeTargetHealth",
+            "elasticloadbalancing:DescribeTargetGroupAttributes",
+            "elasticloadbalancing:DescribeLoadBalancers",
+            "elasticloadbalancing:DescribeListeners",
+            "elasticloadbalancing:DescribeRules",
+            "ec2:DescribeSubnets",
+            "ec2:DescribeSecurityGroups",
+            "ec2:DescribeRouteTables",
+            "ec2:DescribeNetworkAcls",
+        ),
+        depends_on=lambda n: n.get("load_balancer_resources") or (),
+        history=(("network.exposures", lambda p: _net(p).get("exposures")),),
+        asff_resources=("load_balancers",),
+    ),
+    Fact("web_acl", (_ENI, "wafv2:GetWebACLForResource"), asff_resources=("load_balancers",)),
 )
 
 # --------------------------------------------------------------------------- derived

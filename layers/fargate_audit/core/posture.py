@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
-from fargate_audit.core import facts, netalgebra, routes
+from fargate_audit.core import facts, ingress, netalgebra, routes
 from fargate_audit.core.facts import Posture
 
 POSTURE_VERSION = 1
@@ -451,6 +451,9 @@ def _empty_network(eni_id=None, private_ip=None, subnet_id=None, vpc_id=None) ->
         "flow_logs": [],
         "vpc_endpoints": [],
         "query_log_configs": [],
+        "exposures": [],
+        "load_balancer_resources": [],
+        "unknown_web_acls": [],
     }
 
 
@@ -540,11 +543,11 @@ def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors, 
         elif not sg_problem:
             missing.append(group_id)
     if missing:
-        errors.add(
-            "security_groups",
+        sg_problem = (
             f"security group(s) {', '.join(sorted(missing))} attached to {eni_id} "
-            f"not found by DescribeSecurityGroups",
+            f"not found by DescribeSecurityGroups"
         )
+        errors.add("security_groups", sg_problem)
     ingress_rules, world_ingress, egress_rules = _memoized(
         memo, ("sg-rules", *vpc_key, tuple(id(g) for g in found)), vpc, errors, lambda _: _sg_facts(found)
     )
@@ -649,6 +652,26 @@ def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors, 
             ),
             key=lambda q: _sort_key_none_last(q["id"], q["config_id"]),
         )
+    # -- the front doors: load balancers through which the internet reaches the task
+    addresses = [network["private_ip"], *network["ipv6_addresses"]]
+    targets = _memoized(
+        memo,
+        ("targets", id(vpc), vpc_id),
+        vpc,
+        errors,
+        lambda _: ingress.target_index(
+            ((vpc or {}).get("load_balancing") or {}).get("target_groups") or [], vpc_id
+        ),
+    )
+    exposed = ingress.exposures(vpc, raw_errors, [a for a in addresses if a], found, sg_problem, targets)
+    if exposed["error"]:
+        errors.add("load_balancers", exposed["error"])
+    else:
+        network["exposures"] = exposed["exposures"]
+        network["load_balancer_resources"] = exposed["resources"]
+    if exposed["web_acl_error"]:
+        errors.add("web_acl", exposed["web_acl_error"])
+        network["unknown_web_acls"] = exposed["unknown_web_acls"]
     return network
 
 

@@ -102,10 +102,15 @@ def task_entry(posture: dict) -> dict:
             if isinstance((egress.get(family) or {}).get("path"), str)
         },
     }
+    errors = posture.get("errors") or {}
+    if "load_balancers" in errors or "web_acl" in errors:
+        entry["exposures"] = None  # unknown: a fact that could change them was not collected
+    else:
+        entry["exposures"] = [{**e, "families": list(e["families"])} for e in network.get("exposures") or []]
     return {key: value for key, value in entry.items() if value is not None or key in _NULLABLE}
 
 
-_NULLABLE = frozenset({"eni_id", "private_ip", "public_ip", "subnet_id", "vpc_id"})
+_NULLABLE = frozenset({"eni_id", "private_ip", "public_ip", "subnet_id", "vpc_id", "exposures"})
 
 
 _ENTRY_KEYS = ("task_arn", "rule_id", "status", "severity", "title", "evidence")
@@ -133,6 +138,7 @@ def _streamable(result: dict) -> dict:
 
 
 def summarize(tasks: list[dict], results: Iterable[dict], skipped_tasks: int) -> dict:
+    results = results if isinstance(results, list) else list(results)
     by_status = dict.fromkeys(STATUSES, 0)
     by_rule: dict[str, dict[str, int]] = {}
     pairs = Counter(map(_rule_and_status, results))  # counted in C: 90,000 results at 5,000 tasks
@@ -145,6 +151,17 @@ def summarize(tasks: list[dict], results: Iterable[dict], skipped_tasks: int) ->
         "skipped_tasks": skipped_tasks,
         "by_status": by_status,
         "by_rule": {rule_id: by_rule[rule_id] for rule_id in sorted(by_rule)},
+        "internet_reachable": internet_reachable(tasks, results),
+    }
+
+
+def internet_reachable(tasks: list[dict], results: Iterable[dict]) -> dict:
+    """Tasks the internet reaches at their own address (NET-02 FAILED) and through load
+    balancers (some exposure), counted apart (interface.md "Load-balancer exposure")."""
+    direct = {r["task_arn"] for r in results if r["rule_id"] == "NET-02" and r["status"] == "FAILED"}
+    return {
+        "direct": len(direct),
+        "through_load_balancers": sum(1 for t in tasks if t.get("exposures")),
     }
 
 

@@ -240,7 +240,9 @@ AWS_ERRORS = (ClientError, BotoCoreError)
 
 
 class CallCounter:
-    """Counts HTTP requests (retries included) per "service.Operation", e.g. "ecs.DescribeTasks".
+    """Counts HTTP requests (retries included) per "prefix.Operation", the IAM action with a
+    dot: e.g. "ecs.DescribeTasks", "elasticloadbalancing.DescribeTargetGroups" (the
+    service's IAM prefix, its signing name, not botocore's service id).
 
     It hooks botocore's "before-send" event, which fires once per attempt.
     """
@@ -249,17 +251,18 @@ class CallCounter:
         self.counts: Counter[str] = Counter()
 
     def attach(self, aws_client):
+        model = aws_client.meta.service_model
+        prefix = model.signing_name or model.endpoint_prefix
+
+        def on_before_send(event_name: str = "", **_kwargs: Any) -> None:
+            # event_name: "before-send.<service id>.<Operation>"
+            self.counts[f"{prefix}.{event_name.rpartition('.')[2]}"] += 1
+            # returning None lets botocore (or an emulator's hook) send the request
+
         aws_client.meta.events.register(
-            "before-send", self._on_before_send, unique_id=f"fargate-audit-call-counter-{id(self)}"
+            "before-send", on_before_send, unique_id=f"fargate-audit-call-counter-{id(self)}"
         )
         return aws_client
-
-    def _on_before_send(self, event_name: str = "", **_kwargs: Any) -> None:
-        # event_name: "before-send.<service>.<Operation>"
-        _, _, rest = event_name.partition(".")
-        service, _, operation = rest.partition(".")
-        self.counts[f"{service}.{operation}"] += 1
-        # returning None lets botocore (or an emulator's hook) send the request
 
     def snapshot(self) -> dict[str, int]:
         return dict(self.counts)

@@ -40,8 +40,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
+from fargate_audit.core import ingress
 from fargate_audit.core.errors import CredentialsError, ScanError
-from fargate_audit.edge.aws import AWS_ERRORS, NO_REGION_MESSAGE, Clients, failure_message
+from fargate_audit.edge.aws import AWS_ERRORS, NO_REGION_MESSAGE, Clients, error_code, failure_message
 
 RawTask = dict[str, Any]
 Progress = Callable[[int, int, str], None]
@@ -57,6 +58,7 @@ RAW_FACTS = (
     "vpc_endpoints",
     "nat_gateways",
     "query_log_associations",
+    "load_balancing",
 )
 
 ECS_PAGE_SIZE = 100  # ListClusters, ListTasks
@@ -65,6 +67,8 @@ DESCRIBE_TASKS_BATCH = 100
 DESCRIBE_CLUSTERS_BATCH = 100
 EC2_PAGE_SIZE = 1000
 FILTER_VALUES_MAX = 200  # values per EC2 filter
+ELB_PAGE_SIZE = 400  # DescribeTargetGroups, DescribeListeners, DescribeRules (1-400)
+ELB_ARNS_MAX = 20  # DescribeLoadBalancers LoadBalancerArns
 # More wanted ENIs than this: page through their subnets (1,000 ENIs a page) instead of
 # id filters (200 ids a call). Above two id calls the subnet scan is cheaper unless the
 # subnets hold 2.5x more non-task ENIs than task ENIs.
@@ -677,6 +681,7 @@ class _RegionScan:
                 if not errors[vpc_id]:
                     self.cache.put_vpc(self.region, vpc_id, dict(vpcs[vpc_id], flow_logs=[]))
         self._flow_logs(vpcs, errors, enis)
+        _LoadBalancing(self, vpcs, enis).collect()
         return vpcs, errors
 
     def _query_log_associations(
@@ -719,6 +724,275 @@ class _RegionScan:
             for vpc_id, vpc in vpcs.items():
                 vpc["flow_logs"] = []
                 errors[vpc_id]["flow_logs"] = message
+
+
+# ---------------------------------------------------------------------------- load balancers
+
+
+def _addresses(eni: dict) -> set[str]:
+    """The private IPv4 and IPv6 addresses of an ENI (compressed: targets compare so)."""
+    found = [eni.get("PrivateIpAddress"), eni.get("Ipv6Address")]
+    found += [a.get("PrivateIpAddress") for a in eni.get("PrivateIpAddresses") or []]
+    found += [a.get("Ipv6Address") for a in eni.get("Ipv6Addresses") or []]
+    return {a for a in map(ingress.normalize_address, found) if a}
+
+
+class _LoadBalancing:
+    """The Elastic Load Balancing and WAF facts of one region's audited VPCs (each VPC's
+    ``load_balancing``, core/ingress.py): read per region, never per task, and only as far
+    as a load balancer can reach an audited task:
+
+      DescribeTargetGroups            the region's groups, pages of 400 (the one request an
+                                      estate without load balancers pays)
+      DescribeTargetHealth            each ip group of an audited VPC
+      DescribeLoadBalancers           the load balancers of the groups holding an audited
+                                      task's address, 20 ARNs a call
+      DescribeListeners / DescribeRules  internet-facing (not failed) ones; rules of HTTP(S)
+                                      listeners only (network load balancers have none)
+      DescribeTargetGroupAttributes   TCP and TLS groups of such network load balancers
+      DescribeSubnets                 those load balancers' subnets (`subnet-id` filter)
+      wafv2 GetWebACLForResource      such application load balancers forwarding to a group
+                                      that holds an audited task
+
+    A resource gone between the calls (LoadBalancerNotFound, ListenerNotFound,
+    TargetGroupNotFound) is left out, not an error. Never cached: target registration
+    changes with every task start."""
+
+    GONE = frozenset({"LoadBalancerNotFound", "ListenerNotFound", "TargetGroupNotFound"})
+
+    def __init__(self, scan: _RegionScan, vpcs: dict[str, dict], enis: dict[str, dict]) -> None:
+        self.scan = scan
+        self.facts: dict[str, dict] = {}
+        for vpc_id, vpc in vpcs.items():
+            vpc["load_balancing"] = self.facts[vpc_id] = {
+                "target_groups": [],
+                "load_balancers": {},
+                "target_group_attributes": {},
+                "subnets": {},
+                "web_acls": {},
+                "errors": {},
+                "web_acl_errors": {},
+            }
+        self.addresses: dict[str, set[str]] = {vpc_id: set() for vpc_id in vpcs}
+        for eni in enis.values():
+            if eni.get("VpcId") in self.addresses:
+                self.addresses[eni["VpcId"]] |= _addresses(eni)
+
+    def _client(self, service: str):
+        return self.scan._clients.get(service, self.scan.region)
+
+    def _call(self, call: str, fetch: Callable[[], Any]) -> tuple[Any, str | None, bool]:
+        """(result, error, gone) of one read."""
+        try:
+            return fetch(), None, False
+        except AWS_ERRORS as exc:
+            if error_code(exc) in self.GONE:
+                return None, None, True
+            return None, failure_message(exc, call), False
+
+    def collect(self) -> None:
+        if not self.facts:
+            return
+        elbv2 = self._client("elbv2")
+        groups, error, _ = self._call(
+            "DescribeTargetGroups",
+            lambda: [
+                g
+                for page in _pages(elbv2, "describe_target_groups", ELB_PAGE_SIZE)
+                for g in page.get("TargetGroups", [])
+            ],
+        )
+        if error:
+            for facts in self.facts.values():
+                facts["errors"]["*"] = error
+            return
+        registered: list[dict] = []
+        for group in groups:
+            vpc_id = group.get("VpcId")
+            if str(group.get("TargetType") or "").lower() != "ip" or vpc_id not in self.facts:
+                continue
+            arn = group["TargetGroupArn"]
+            health, error, gone = self._call(
+                "DescribeTargetHealth",
+                lambda arn=arn: elbv2.describe_target_health(TargetGroupArn=arn).get(
+                    "TargetHealthDescriptions", []
+                ),
+            )
+            if error:
+                self.facts[vpc_id]["errors"]["*"] = error
+            if error or gone:
+                continue
+            group = own_jsonable(dict(group, Targets=health))
+            self.facts[vpc_id]["target_groups"].append(group)
+            if ingress.target_index([group], vpc_id).keys() & self.addresses[vpc_id]:
+                registered.append(group)
+        if registered:
+            self._load_balancers(elbv2, registered)
+
+    def _load_balancers(self, elbv2, registered: list[dict]) -> None:
+        vpcs_of: dict[str, set[str]] = {}
+        for group in registered:
+            for arn in group.get("LoadBalancerArns") or []:
+                vpcs_of.setdefault(arn, set()).add(group["VpcId"])
+        found: dict[str, dict] = {}
+        for batch in _chunks(sorted(vpcs_of), ELB_ARNS_MAX):
+            items, error, gone = self._call(
+                "DescribeLoadBalancers",
+                lambda batch=batch: elbv2.describe_load_balancers(LoadBalancerArns=batch).get(
+                    "LoadBalancers", []
+                ),
+            )
+            if gone and len(batch) > 1:  # one of them is gone: which, one by one
+                items = []
+                for arn in batch:
+                    item, error, _ = self._call(
+                        "DescribeLoadBalancers",
+                        lambda arn=arn: elbv2.describe_load_balancers(LoadBalancerArns=[arn]).get(
+                            "LoadBalancers", []
+                        ),
+                    )
+                    self._fault(error, [arn], vpcs_of)
+                    items += item or []
+            self._fault(error if not gone else None, batch, vpcs_of)
+            found.update((item["LoadBalancerArn"], own_jsonable(item)) for item in items or [])
+        subnets: set[str] = set()
+        for arn, item in found.items():
+            if not ingress.may_face_internet(item):
+                self._keep(arn, item, vpcs_of)
+                continue
+            listeners = self._listeners(elbv2, arn, item, vpcs_of)
+            if listeners is None:
+                continue  # gone
+            item["Listeners"] = listeners
+            subnets.update(z["SubnetId"] for z in item.get("AvailabilityZones") or [] if z.get("SubnetId"))
+            self._keep(arn, item, vpcs_of)
+        self._attributes(elbv2, registered, found)
+        self._subnets(sorted(subnets), found, vpcs_of)
+        self._web_acls(registered, found, vpcs_of)
+
+    def _keep(self, arn: str, item: dict, vpcs_of: dict[str, set[str]]) -> None:
+        for vpc_id in vpcs_of[arn]:
+            self.facts[vpc_id]["load_balancers"][arn] = item
+
+    def _fault(self, error: str | None, resources: Iterable[str], vpcs_of: dict[str, set[str]]) -> None:
+        if error:
+            for resource in resources:
+                for vpc_id in vpcs_of.get(resource, ()):
+                    self.facts[vpc_id]["errors"][resource] = error
+
+    def _listeners(self, elbv2, arn: str, item: dict, vpcs_of) -> list[dict] | None:
+        listeners, error, gone = self._call(
+            "DescribeListeners",
+            lambda: [
+                own_jsonable(listener)
+                for page in _pages(elbv2, "describe_listeners", ELB_PAGE_SIZE, LoadBalancerArn=arn)
+                for listener in page.get("Listeners", [])
+            ],
+        )
+        if gone:
+            return None
+        self._fault(error, [arn], vpcs_of)
+        kept = []
+        for listener in listeners or []:
+            if str(item.get("Type") or "").lower() == "application" and listener.get("Protocol") in (
+                "HTTP",
+                "HTTPS",
+            ):
+                rules, error, gone = self._call(
+                    "DescribeRules",
+                    lambda listener=listener: [
+                        own_jsonable(rule)
+                        for page in _pages(
+                            elbv2, "describe_rules", ELB_PAGE_SIZE, ListenerArn=listener["ListenerArn"]
+                        )
+                        for rule in page.get("Rules", [])
+                    ],
+                )
+                self._fault(error, [arn], vpcs_of)
+                if gone:
+                    continue
+                listener["Rules"] = rules or []
+            kept.append(listener)
+        return kept
+
+    def _attributes(self, elbv2, registered: list[dict], found: dict[str, dict]) -> None:
+        for group in registered:
+            if str(group.get("Protocol") or "").upper() not in ("TCP", "TLS"):
+                continue
+            lbs = [found.get(arn) for arn in group.get("LoadBalancerArns") or []]
+            if not any(
+                lb and str(lb.get("Type") or "").lower() == "network" and ingress.may_face_internet(lb)
+                for lb in lbs
+            ):
+                continue
+            arn = group["TargetGroupArn"]
+            attributes, error, gone = self._call(
+                "DescribeTargetGroupAttributes",
+                lambda arn=arn: elbv2.describe_target_group_attributes(TargetGroupArn=arn).get(
+                    "Attributes", []
+                ),
+            )
+            facts = self.facts[group["VpcId"]]
+            if error:
+                facts["errors"][arn] = error
+            elif gone:
+                facts["target_groups"] = [g for g in facts["target_groups"] if g["TargetGroupArn"] != arn]
+            else:
+                facts["target_group_attributes"][arn] = {a.get("Key"): a.get("Value") for a in attributes}
+
+    def _subnets(self, subnet_ids: list[str], found: dict[str, dict], vpcs_of) -> None:
+        if not subnet_ids:
+            return
+        owners: dict[str, set[str]] = {}
+        for arn, item in found.items():
+            for zone in item.get("AvailabilityZones") or []:
+                owners.setdefault(zone.get("SubnetId"), set()).update(vpcs_of[arn])
+        ec2 = self.scan.ec2
+        for chunk in _chunks(subnet_ids, FILTER_VALUES_MAX):
+            items, error, _ = self._call(
+                "DescribeSubnets",
+                lambda chunk=chunk: [
+                    subnet
+                    for page in _pages(
+                        ec2,
+                        "describe_subnets",
+                        EC2_PAGE_SIZE,
+                        Filters=[{"Name": "subnet-id", "Values": chunk}],
+                    )
+                    for subnet in page.get("Subnets", [])
+                ],
+            )
+            self._fault(error, chunk, owners)
+            for subnet in items or []:
+                for vpc_id in owners.get(subnet.get("SubnetId"), ()):
+                    self.facts[vpc_id]["subnets"][subnet["SubnetId"]] = own_jsonable(subnet)
+
+    def _web_acls(self, registered: list[dict], found: dict[str, dict], vpcs_of) -> None:
+        wanted: set[str] = set()
+        for group in registered:
+            for arn in group.get("LoadBalancerArns") or []:
+                item = found.get(arn) or {}
+                if str(item.get("Type") or "").lower() == "application" and any(
+                    ingress.forwards_to(listener, group["TargetGroupArn"])
+                    for listener in item.get("Listeners") or []
+                ):
+                    wanted.add(arn)
+        if not wanted:
+            return
+        wafv2 = self._client("wafv2")
+        for arn in sorted(wanted):
+            try:
+                acl = (wafv2.get_web_acl_for_resource(ResourceArn=arn).get("WebACL") or {}).get("ARN")
+            except AWS_ERRORS as exc:
+                if error_code(exc) != "WAFNonexistentItemException":
+                    for vpc_id in vpcs_of[arn]:
+                        self.facts[vpc_id]["web_acl_errors"][arn] = failure_message(
+                            exc, "GetWebACLForResource"
+                        )
+                    continue
+                acl = None
+            for vpc_id in vpcs_of[arn]:
+                self.facts[vpc_id]["web_acls"][arn] = acl
 
 
 # --------------------------------------------------------------------------- event pipeline reads

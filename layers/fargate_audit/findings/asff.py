@@ -158,14 +158,15 @@ def _ids_in(value: Any, prefix: str) -> set[str]:
 
 
 def _network_resources(implicated: list[tuple[dict, dict]], requires: list[str], rule_id: str) -> list[dict]:
-    """ENIs, security groups and subnets named by the failing evidence, or implied by the
-    facts the rule requires, for the implicated tasks."""
+    """ENIs, security groups, subnets and load balancers named by the failing evidence, or
+    implied by the facts the rule requires, for the implicated tasks."""
     kinds = {kind for fact in requires for kind in _FACT_RESOURCES.get(fact, ())}
     if not requires and rule_id.startswith("NET-"):
         kinds = {"eni", "subnet"}
     enis: dict[str, dict] = {}
     groups: dict[str, dict] = {}
     subnets: dict[str, dict] = {}
+    load_balancers: dict[str, dict] = {}
     for posture, result in implicated:
         network = posture.get("network") or {}
         evidence = result.get("evidence") or {}
@@ -200,7 +201,16 @@ def _network_resources(implicated: list[tuple[dict, dict]], requires: list[str],
             arn = f"arn:{partition}:ec2:{region}:{account}:subnet/{sid}"
             details = {"SubnetId": sid, "VpcId": network.get("vpc_id")}
             subnets.setdefault(arn, _resource("AwsEc2Subnet", arn, partition, region, details))
-    return [found[k] for found in (enis, groups, subnets) for k in sorted(found)]
+        if "load_balancers" in kinds:  # those in front of the task that the evidence names
+            exposures = evidence.get("exposures") or network.get("exposures") or []
+            for exposure in exposures:
+                arn = exposure.get("load_balancer_arn")
+                details = {"Type": exposure.get("load_balancer_type"), "VpcId": network.get("vpc_id")}
+                if arn:
+                    load_balancers.setdefault(
+                        arn, _resource("AwsElbv2LoadBalancer", arn, partition, region, details)
+                    )
+    return [found[k] for found in (enis, groups, subnets, load_balancers) for k in sorted(found)]
 
 
 def _workload_resources(postures: list[dict]) -> list[dict]:

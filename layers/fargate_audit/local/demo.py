@@ -101,6 +101,8 @@ def _header(run: DemoRun) -> str:
 
 
 def _footer(run: DemoRun) -> str:
+    from fargate_audit.cli import table
+
     report = run.outcome.report
     workload_of = {t["task_arn"]: t.get("workload") or t["group"] for t in report["tasks"]}
     statuses: dict[str, set[str]] = {}
@@ -127,6 +129,13 @@ def _footer(run: DemoRun) -> str:
     if reachable:
         lines.append("  - reachable from the internet (public IP + internet gateway + open SG and NACL):")
         lines += [f"      {w}  ports {', '.join(sorted(p))}" for w, p in sorted(reachable.items())]
+    doors: dict[str, dict[str, None]] = {}
+    for task in report["tasks"]:
+        for exposure in task.get("exposures") or []:
+            doors.setdefault(workload_of[task["task_arn"]], {})[table.front_door(exposure)] = None
+    if doors:
+        lines.append("  - reachable from the internet through load balancers (listener -> task port):")
+        lines += [f"      {w}  {', '.join(d)}" for w, d in sorted(doors.items())]
     lines.append(
         f"  - {len(failing)} of {len(statuses)} rules fail on at least one task: {', '.join(failing)}"
     )

@@ -67,6 +67,9 @@ class EstateInfo:
     task_definitions: dict[str, str] = field(default_factory=dict)  # family -> arn
     workloads: dict[str, list[str]] = field(default_factory=dict)  # "cluster/group" -> arns
     skipped_tasks: dict[str, str] = field(default_factory=dict)  # arn -> why it is skipped
+    load_balancers: dict[str, str] = field(default_factory=dict)  # name -> arn
+    target_groups: dict[str, str] = field(default_factory=dict)  # name -> arn
+    web_acls: dict[str, str] = field(default_factory=dict)  # name -> arn
     narrative: list[str] = field(default_factory=list)  # one line per notable feature
     canary: str = CANARY_SECRET
 
@@ -199,8 +202,10 @@ class _Builder:
     """Thin helpers over the EC2 and ECS calls an estate needs; records ids in `info`."""
 
     def __init__(self, session, region: str):
+        self.session = session
         self.ec2 = session.client("ec2", region_name=region, config=BUILDER_CONFIG)
         self.ecs = session.client("ecs", region_name=region, config=BUILDER_CONFIG)
+        self.elbv2 = session.client("elbv2", region_name=region, config=BUILDER_CONFIG)
         self.in_process = emulator_endpoint(self.ec2) is None
         freeze_task_states(self.ecs)  # before anything is created: fails unless on moto
         account = session.client("sts", region_name=region, config=BUILDER_CONFIG).get_caller_identity()
@@ -337,8 +342,14 @@ class _Builder:
                 {"Name": "group-name", "Values": ["default"]},
             ]
         )["SecurityGroups"]
-        self.info.security_groups[f"{vpc_name}/default"] = groups[0]["GroupId"]
-        return groups[0]["GroupId"]
+        group_id = groups[0]["GroupId"]
+        if not groups[0].get("IpPermissions"):  # moto leaves out AWS's "all from itself" rule
+            self.ec2.authorize_security_group_ingress(
+                GroupId=group_id,
+                IpPermissions=[{"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": group_id}]}],
+            )
+        self.info.security_groups[f"{vpc_name}/default"] = group_id
+        return group_id
 
     def endpoint(self, name: str, vpc_id: str, service: str, kind: str, **kwargs) -> str:
         if "PolicyDocument" in kwargs:
@@ -464,6 +475,57 @@ class _Builder:
             if subnet in self._dual_stack_subnets:
                 self.ec2.assign_ipv6_addresses(NetworkInterfaceId=eni_id, Ipv6AddressCount=1)
         return [task["taskArn"] for task in tasks]
+
+    # -- load balancers ------------------------------------------------------
+
+    def load_balancer(self, name: str, kind: str, scheme: str, subnets: list[str], groups: list[str]) -> str:
+        request = {"Name": name, "Type": kind, "Scheme": scheme, "Subnets": subnets}
+        if groups:
+            request["SecurityGroups"] = groups
+        arn = self.elbv2.create_load_balancer(**request)["LoadBalancers"][0]["LoadBalancerArn"]
+        self.info.load_balancers[name] = arn
+        return arn
+
+    def target_group(self, name: str, protocol: str, port: int, vpc_id: str) -> str:
+        arn = self.elbv2.create_target_group(
+            Name=name, Protocol=protocol, Port=port, VpcId=vpc_id, TargetType="ip"
+        )["TargetGroups"][0]["TargetGroupArn"]
+        self.info.target_groups[name] = arn
+        return arn
+
+    def register(self, target_group: str, cluster: str, task_arns: list[str], port: int) -> None:
+        """Register the tasks' private IPv4 addresses at ``port`` (as ECS does for a service)."""
+        tasks = self.ecs.describe_tasks(cluster=cluster, tasks=task_arns)["tasks"]
+        enis = self.ec2.describe_network_interfaces(NetworkInterfaceIds=[_eni_of(t) for t in tasks])
+        targets = [{"Id": eni["PrivateIpAddress"], "Port": port} for eni in enis["NetworkInterfaces"]]
+        self.elbv2.register_targets(TargetGroupArn=target_group, Targets=targets)
+
+    def listener(self, load_balancer: str, protocol: str, port: int, action: dict, domain: str = "") -> str:
+        request = {
+            "LoadBalancerArn": load_balancer,
+            "Protocol": protocol,
+            "Port": port,
+            "DefaultActions": [action],
+        }
+        if protocol in ("HTTPS", "TLS"):
+            acm = self.session.client("acm", region_name=self.region, config=BUILDER_CONFIG)
+            certificate = acm.request_certificate(DomainName=domain)["CertificateArn"]
+            request["Certificates"] = [{"CertificateArn": certificate}]
+        return self.elbv2.create_listener(**request)["Listeners"][0]["ListenerArn"]
+
+    def web_acl(self, name: str, load_balancer: str) -> str:
+        wafv2 = self.session.client("wafv2", region_name=self.region, config=BUILDER_CONFIG)
+        visibility = {"SampledRequestsEnabled": True, "CloudWatchMetricsEnabled": True, "MetricName": name}
+        arn = wafv2.create_web_acl(
+            Name=name, Scope="REGIONAL", DefaultAction={"Allow": {}}, VisibilityConfig=visibility, Rules=[]
+        )["Summary"]["ARN"]
+        wafv2.associate_web_acl(WebACLArn=arn, ResourceArn=load_balancer)
+        self.info.web_acls[name] = arn
+        return arn
+
+
+def _forward(target_group: str) -> dict:
+    return {"Type": "forward", "TargetGroupArn": target_group}
 
 
 def _eni_of(task: dict) -> str:
@@ -640,6 +702,15 @@ def build_demo_estate(session, region: str) -> EstateInfo:
         ],
     )
     batch_workers = b.security_group("prod", "batch-workers", "Batch jobs, no ingress")
+    alb_public = b.security_group(
+        "prod",
+        "alb-public",
+        "Internet-facing load balancers: HTTP and HTTPS from the internet",
+        ingress=[
+            _ports("tcp", 443, 443, cidrs4=[WORLD4], description="HTTPS"),
+            _ports("tcp", 80, 80, cidrs4=[WORLD4], description="HTTP"),
+        ],
+    )
     prod_default = b.default_security_group("prod")
 
     # -- VPC "shared-services": dual-stack, REJECT-only flow logs, SSH-friendly NACL ---
@@ -811,6 +882,23 @@ def build_demo_estate(session, region: str) -> EstateInfo:
         "prod-web", "storefront", "storefront", [public_a, public_b], [web_public], 4, "1.4.0", public=True
     )
     service("prod-web", "checkout-api", "checkout-api", [inspected], [app_internal], 4, "LATEST")
+    # checkout-api behind an internet-facing ALB: HTTPS with a web ACL, HTTP redirected
+    shop = b.load_balancer(
+        "shop", "application", "internet-facing", [public_a, public_b], [web_public, alb_public]
+    )
+    checkout = b.target_group("checkout-api", "HTTP", 8080, prod)
+    b.register(checkout, "prod-web", info.workloads["prod-web/service:checkout-api"], 8080)
+    b.listener(shop, "HTTPS", 443, _forward(checkout), domain="shop.example.com")
+    b.listener(
+        shop,
+        "HTTP",
+        80,
+        {
+            "Type": "redirect",
+            "RedirectConfig": {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"},
+        },
+    )
+    b.web_acl("shop-waf", shop)
     service(
         "prod-web", "edge-proxy", "edge-proxy", [public_b], [web_public, ops_admin], 2, "1.4.0", public=True
     )
@@ -839,9 +927,31 @@ def build_demo_estate(session, region: str) -> EstateInfo:
         },
     )
     service("legacy", "billing", "billing", [private_a], [prod_default], 3, "1.3.0")
+    # billing behind an ALB that forwards plain HTTP, no web ACL; the ALB also carries the
+    # VPC's default group, whose self-reference admits it to the tasks
+    legacy = b.load_balancer(
+        "billing-legacy", "application", "internet-facing", [public_a, public_b], [alb_public, prod_default]
+    )
+    billing = b.target_group("billing", "HTTP", 80, prod)
+    b.register(billing, "legacy", info.workloads["legacy/service:billing"], 80)
+    b.listener(legacy, "HTTP", 80, _forward(billing))
     b.run_tasks("legacy", "windows-agent", [private_b], [ops_admin], 2, "1.0.0", started_by="ops/windows")
     service("platform", "edge-gateway", "edge-gateway", [shared_public], [edge], 3, "1.4.0", public=True)
+    # edge-gateway is also behind an internet-facing network load balancer that preserves
+    # client addresses (reached at its own address too: NET-02)
+    edge_nlb = b.load_balancer("edge", "network", "internet-facing", [shared_public], [])
+    edge_group = b.target_group("edge-gateway", "TCP", 443, shared)
+    b.elbv2.modify_target_group_attributes(
+        TargetGroupArn=edge_group, Attributes=[{"Key": "preserve_client_ip.enabled", "Value": "true"}]
+    )
+    b.register(edge_group, "platform", info.workloads["platform/service:edge-gateway"], 443)
+    b.listener(edge_nlb, "TCP", 443, _forward(edge_group))
     service("platform", "internal-tools", "internal-tools", [shared_transit], [tools], 3, "1.4.0")
+    # internal-tools behind an internal network load balancer: not reachable from the internet
+    tools_nlb = b.load_balancer("tools-internal", "network", "internal", [shared_transit], [])
+    tools_group = b.target_group("internal-tools", "TCP", 9090, shared)
+    b.register(tools_group, "platform", info.workloads["platform/service:internal-tools"], 9090)
+    b.listener(tools_nlb, "TCP", 9090, _forward(tools_group))
     b.run_tasks(
         "platform", "log-shipper", [shared_private], [shared_default], 2, "LATEST", started_by="ops/logging"
     )
