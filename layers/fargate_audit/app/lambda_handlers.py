@@ -268,7 +268,6 @@ def _organization_runtime(settings: dict, session, clients):
         session,
         settings["role_name"],
         settings["external_id"],
-        eager=False,
         session_name=settings["session_name"],
     )
     return audited, accounts.AccountClients(clients, sessions)
