@@ -165,7 +165,10 @@ class MemberSessions:
         self.own_account = own_account
         self._sessions: dict[str, object] = {}
         self._lock = threading.Lock()
-        self.assumed = 0  # AssumeRole sessions made (one per account per process)
+        self._count_lock = threading.Lock()
+        # AssumeRole requests made: one per account per process, plus a refresh before the
+        # credentials expire and a renewal when AWS answers a call that they expired
+        self.assumed = 0
 
     def role_arn(self, account_id: str) -> str:
         return member_role_arn(account_id, self.role_name, getattr(self.source, "region_name", None))
@@ -180,16 +183,20 @@ class MemberSessions:
         if account_id == self.own_account:
             return self.source
         role_arn = self.role_arn(account_id)
-        session, made = None, False
+        session = None
         try:
             with self._lock:
                 session = self._sessions.get(account_id)
                 if session is None:
                     session = assume_role_session(
-                        self.source, role_arn, self.external_id, eager=False, session_name=self.session_name
+                        self.source,
+                        role_arn,
+                        self.external_id,
+                        eager=False,
+                        session_name=self.session_name,
+                        on_assume=self._assume_requested,
                     )
                     self._sessions[account_id] = session
-                    made = True
             credentials = session.get_credentials()
             if credentials is None:
                 raise CredentialsError("no credentials")
@@ -199,10 +206,11 @@ class MemberSessions:
                 if session is not None and self._sessions.get(account_id) is session:
                     del self._sessions[account_id]
             raise AssumeRoleError(assume_error(exc, role_arn), account_id) from exc
-        if made:
-            with self._lock:
-                self.assumed += 1
         return session
+
+    def _assume_requested(self) -> None:
+        with self._count_lock:
+            self.assumed += 1
 
 
 # --------------------------------------------------------------------------- the Lambda side
