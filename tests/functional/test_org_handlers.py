@@ -392,6 +392,25 @@ def test_organization_accounts_are_the_active_ones(monkeypatch):
         assert sts.count(ACCOUNT) == 1  # the organization role only: the own account needs no member role
 
 
+def test_the_organizations_role_is_assumed_with_the_member_external_id(monkeypatch):
+    # templates/organizations-reader.yaml trusts the functions with the central stack's
+    # MemberExternalId (when it has one), as the member roles do
+    org_role = f"arn:aws:iam::{ACCOUNT}:role/fargate-audit-organizations"
+    env = {
+        "ORGANIZATIONS_ROLE_ARN": org_role,
+        "MEMBER_EXTERNAL_ID": EXTERNAL_ID,
+        "AWS_LAMBDA_FUNCTION_NAME": FUNCTION,
+    }
+    with emulated_world(monkeypatch, env) as world:
+        organizations = world.session.client("organizations", region_name="us-east-1")
+        organizations.create_organization(FeatureSet="ALL")
+        live = organizations.create_account(AccountName="live", Email="live@example.com")
+        sts = Sts(world)  # AccessDenied without the ExternalId
+        assert live["CreateAccountStatus"]["AccountId"] in world.rt.audited.ids()
+        (asked,) = sts.asked
+        assert asked == {"RoleArn": org_role, "RoleSessionName": FUNCTION, "ExternalId": EXTERNAL_ID}
+
+
 def test_settings_are_checked_and_unset_means_one_account():
     with pytest.raises(ConfigError, match="AUDITED_ACCOUNTS: '1234' is not a 12-digit account id"):
         lambda_handlers._organization_settings({"AUDITED_ACCOUNTS": "1234"})

@@ -279,7 +279,8 @@ def _organizations_region(region: str | None) -> str:
 class AuditedAccounts:
     """The ids of the audited accounts: ``fixed`` (e.g. AUDITED_ACCOUNTS) plus, with an
     ``organizations_role_arn``, the ACTIVE accounts of the organization (under
-    ``parent_ids`` when given), read through that role on first use and cached
+    ``parent_ids`` when given), read through that role (assumed with ``external_id`` when
+    given: templates/organizations-reader.yaml) on first use and cached
     ``ttl_seconds`` (the life of a warm container, refreshed every 15 minutes by default).
     When a refresh fails the previous list is kept and the error is in ``error``; with no
     list yet the AWS error propagates (the invocation fails and is retried)."""
@@ -291,6 +292,7 @@ class AuditedAccounts:
         organizations_role_arn: str | None = None,
         parent_ids: Iterable[str] = (),
         source=None,
+        external_id: str | None = None,
         session_name: str = "fargate-audit",
         ttl_seconds: float = 900.0,
         clock: Callable[[], float] = time.monotonic,
@@ -299,6 +301,7 @@ class AuditedAccounts:
         self.organizations_role_arn = organizations_role_arn or None
         self.parent_ids = tuple(parent_ids)
         self.source = source
+        self.external_id = external_id
         self.session_name = session_name
         self.ttl = float(ttl_seconds)
         self._clock = clock
@@ -315,7 +318,11 @@ class AuditedAccounts:
         try:
             if self._session is None:
                 self._session = assume_role_session(
-                    self.source, self.organizations_role_arn, eager=False, session_name=self.session_name
+                    self.source,
+                    self.organizations_role_arn,
+                    self.external_id,
+                    eager=False,
+                    session_name=self.session_name,
                 )
             region = _organizations_region(getattr(self.source, "region_name", None))
             organizations = client(self._session, "organizations", region)
