@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline checks of the serverless stack (no AWS account, no Docker):
 #   sam validate, sam validate --lint, cfn-lint, sam build (python3.13/arm64, no container),
-#   cfn-lint on templates/member.yaml (the member StackSet),
+#   cfn-lint on templates/member.yaml (the member StackSet) and
+#   templates/organizations-reader.yaml (the role that lists the organization's accounts),
 #   then inspects the built layer (library + rules + .pyc + runtime deps, nothing extra).
 # Tools come from a Python 3.13 venv, .venv-sam, created on first use from
 # scripts/requirements-sam.txt (exact pins) and refreshed when that file changes.
@@ -57,10 +58,13 @@ step "cfn-lint template.yaml"
 cfn-lint template.yaml || fail "cfn-lint"
 done_step
 
-# The member StackSet's template is plain CloudFormation (no SAM transform): cfn-lint only.
-step "cfn-lint templates/member.yaml"
-cfn-lint templates/member.yaml || fail "cfn-lint templates/member.yaml"
-done_step
+# The member StackSet's and the organizations reader's templates are plain CloudFormation
+# (no SAM transform): cfn-lint only.
+for member_template in templates/member.yaml templates/organizations-reader.yaml; do
+    step "cfn-lint $member_template"
+    cfn-lint "$member_template" || fail "cfn-lint $member_template"
+    done_step
+done
 
 # --- build ---------------------------------------------------------------------------
 step "sam build (python3.13, arm64, no container)"

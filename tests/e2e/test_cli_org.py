@@ -30,6 +30,7 @@ from fargate_audit.edge import aws
 from fargate_audit.local import estate
 from moto import mock_aws
 from moto.iam.models import iam_backends
+from support.wire import ExpiredTokens
 
 REGION, OTHER_REGION, DENIED_REGION = "eu-west-1", "us-east-1", "ap-south-1"
 CALLER = "123456789012"
@@ -304,6 +305,53 @@ def test_a_region_that_refuses_every_call_is_listed_and_the_others_reported(worl
     assert scopes[REGION]["error"] is None and scopes[REGION]["tasks"] == 2
     assert "ListClusters: AccessDeniedException" in scopes[DENIED_REGION]["error"]
     assert len(iam.assume_calls) == 1  # one AssumeRole for the account, whatever its regions
+
+
+def test_a_call_answered_expired_token_renews_the_role_once_and_the_scan_goes_on(world, iam, monkeypatch):
+    tasks = world[1]
+    expired = ExpiredTokens(monkeypatch, A, "ecs.ListClusters")  # before the credentials' local expiry
+    code, out, err = run_cli(
+        "--accounts", f"{A},{B}", "--external-id", EXTERNAL_ID, "--format", "json", "--jobs", "2"
+    )
+
+    assert code == 1, err  # NET-01, as without the expiry
+    report = json.loads(out)
+    assert [(s["account_id"], s["error"]) for s in report["summary"]["scopes"]] == [(A, None), (B, None)]
+    assert {t["task_arn"] for t in report["tasks"]} == set(tasks[(A, REGION)] + tasks[(B, REGION)])
+    assert expired.answered == 1
+    # A's role assumed twice (the renewal the call was retried with), B's once
+    assert sorted(c["RoleArn"] for c in iam.assume_calls) == [role_arn(A), role_arn(A), role_arn(B)]
+    assert report["stats"]["api_calls"]["sts.AssumeRole"] == 3
+
+
+def test_a_call_answered_expired_token_twice_is_the_scope_error_as_before(world, iam, monkeypatch):
+    expired = ExpiredTokens(monkeypatch, A, "ecs.ListClusters", times=2)
+    code, out, err = run_cli(
+        "--accounts", f"{A},{B}", "--external-id", EXTERNAL_ID, "--format", "json", "--fail-on", "CRITICAL"
+    )
+
+    assert code == 1, err  # only because A could not be scanned
+    assert expired.answered == 2
+    assert sorted(c["RoleArn"] for c in iam.assume_calls) == [role_arn(A), role_arn(A), role_arn(B)]
+    scopes = {s["account_id"]: s for s in json.loads(out)["summary"]["scopes"]}
+    assert scopes[A]["error"].startswith("AWS rejected the credentials: ListClusters: ExpiredTokenException")
+    assert scopes[B]["error"] is None and scopes[B]["tasks"] == 1
+
+
+def test_an_ec2_read_answered_request_expired_twice_is_a_failed_fact_as_before(world, iam, monkeypatch):
+    expired = ExpiredTokens(monkeypatch, A, "ec2.DescribeNetworkInterfaces", times=2)
+    code, out, err = run_cli("--accounts", A, "--external-id", EXTERNAL_ID, "--format", "json")
+
+    assert expired.answered == 2 and expired.code == "RequestExpired"
+    assert [c["RoleArn"] for c in iam.assume_calls] == [role_arn(A), role_arn(A)]  # one renewal, no more
+    assert code == 1, err
+    report = json.loads(out)
+    # the facts read through the ENI are ERROR, naming the call and AWS's code (as before
+    # renewals: RequestExpired is a failed read, not rejected credentials)
+    errors = {r["evidence"]["error"] for r in report["results"] if r["status"] == "ERROR"}
+    assert errors and all("DescribeNetworkInterfaces: RequestExpired: " in e for e in errors)
+    # the other calls went on with the renewed credentials: the tasks are reported
+    assert len(report["tasks"]) == 2 and report["summary"]["scopes"][0]["error"] is None
 
 
 def test_a_malformed_accounts_file_names_the_line_and_calls_nothing(world, iam, tmp_path):

@@ -53,6 +53,7 @@ from support import env
 from support.env import ACCOUNT, REGION, WORLD4
 from support.sessions import new_session
 from support.spies import CallLog, Spy, sqs_record  # noqa: F401 (sqs_record: for the scenarios)
+from support.wire import error_response
 from support.world import Task, task_of, web_and_etl
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -144,29 +145,6 @@ class Context:
 # --------------------------------------------------------------------------- faults
 
 
-def _error_response(aws_client, url: str, code: str, message: str, status: int) -> AWSResponse:
-    """AWS's error in the service protocol's wire format."""
-    protocol = aws_client.meta.service_model.protocol
-    headers: dict[str, str] = {}
-    if protocol == "ec2":
-        body = (
-            f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
-            "<RequestID>fault-injected</RequestID></Response>"
-        )
-    elif protocol == "query":
-        body = (
-            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
-            "</Error><RequestId>fault-injected</RequestId></ErrorResponse>"
-        )
-    elif protocol == "json":
-        headers["content-type"] = "application/x-amz-json-1.1"
-        body = json.dumps({"__type": code, "message": message})
-    else:  # rest-json
-        headers |= {"content-type": "application/json", "x-amzn-ErrorType": code}
-        body = json.dumps({"message": message})
-    return AWSResponse(url, status, headers, MockRawResponse(body.encode()))
-
-
 THROTTLING = {"ec2": ("RequestLimitExceeded", 503), "ecs": ("ThrottlingException", 400)}
 DENIED = {"ec2": ("UnauthorizedOperation", 403), "ecs": ("AccessDeniedException", 400)}
 
@@ -205,7 +183,8 @@ class Faults:
                 return None
             self.injected[key] += 1
             request.url = "https://fault-injected.invalid/"  # the emulator never sees it
-            return _error_response(aws_client, request.url, code, f"injected {code}", status)
+            protocol = aws_client.meta.service_model.protocol
+            return error_response(protocol, request.url, code, f"injected {code}", status)
 
         name = aws_client.meta.service_model.service_id.hyphenize()
         if when is not None:

@@ -6,6 +6,7 @@ import pytest
 from fargate_audit.core.errors import ConfigError
 from fargate_audit.edge import aws
 from fargate_audit.edge.accounts import (
+    AssumeRoleError,
     MemberSessions,
     assume_error,
     member_role_arn,
@@ -93,3 +94,31 @@ def test_a_refused_assume_role_is_one_line_naming_the_call():
     assert line == "sts:AssumeRole: AccessDenied: not trusted (arn:aws:iam::111111111111:role/auditor)"
     with pytest.raises(ConfigError, match="not an IAM role name"):
         MemberSessions(aws.Session(region_name=REGION), "bad name!")
+
+
+def test_a_refused_role_is_one_assume_role_error_and_the_next_get_asks_again(monkeypatch):
+    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    asked = []
+
+    def refuse(params=None, **_):
+        asked.append(params["RoleArn"])
+        if len(asked) == 1:
+            error = {"Error": {"Code": "AccessDenied", "Message": "not  trusted"}}
+            raise aws.ClientError(error, "AssumeRole")
+
+    with mock_aws():
+        source = aws.Session(region_name=REGION)
+        source._session.register("before-parameter-build.sts.AssumeRole", refuse)
+        sessions = MemberSessions(source, "auditor", "ext-123")
+        with pytest.raises(AssumeRoleError) as refused:
+            sessions.get("111111111111")
+        assert str(refused.value) == (
+            "sts:AssumeRole: AccessDenied: not trusted (arn:aws:iam::111111111111:role/auditor)"
+        )
+        assert refused.value.account == "111111111111"
+        session = sessions.get("111111111111")  # the refusal is not kept: STS is asked again
+        assert sessions.get("111111111111") is session
+        assert asked == ["arn:aws:iam::111111111111:role/auditor"] * 2

@@ -1,10 +1,11 @@
-"""Every checkov skip in template.yaml and templates/member.yaml says why.
+"""Every checkov skip in template.yaml and templates/*.yaml says why.
 
 scripts/checkov.sh runs checkov (in its own venv) on the template, on its SAM
-transform and on the member template; a check that does not apply is skipped on the resource with
-``Metadata: {checkov: {skip: [{id, comment}]}}``. A skip without a reason would silence a
-check for good without review, so each one must carry a real justification. This test
-needs no checkov: it reads the template like every other template test.
+transform and on the member and organizations reader templates; a check that does not
+apply is skipped on the resource with ``Metadata: {checkov: {skip: [{id, comment}]}}``.
+A skip without a reason would silence a check for good without review, so each one must
+carry a real justification. This test needs no checkov: it reads the template like every
+other template test.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ CHECK_ID = re.compile(r"CKV2?_AWS_\d+")
 MIN_WORDS = 6
 # checkov also honours inline YAML comments: "# checkov:skip=CKV_AWS_1: reason"
 INLINE_SKIP = re.compile(r"checkov:skip=(?P<id>[^\s:]+)(?::(?P<reason>.*))?")
-TEMPLATES = (TEMPLATE_PATH, REPO_ROOT / "templates" / "member.yaml")
+TEMPLATES = (TEMPLATE_PATH, *sorted((REPO_ROOT / "templates").glob("*.yaml")))
 PLACEHOLDERS = re.compile(r"^(todo|tbd|fixme|n/?a|none|skip(ped)?|not applicable|false positive)\b", re.I)
 
 

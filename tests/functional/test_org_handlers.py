@@ -15,10 +15,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from fargate_audit.app import lambda_handlers, service
-from fargate_audit.core.errors import ConfigError
+from fargate_audit.core.errors import ConfigError, CredentialsError
 from fargate_audit.local import estate
 from support.env import ACCOUNT, REGION, TABLE, WORLD4
 from support.spies import sqs_record
+from support.wire import ExpiredTokens
 from support.world import (
     EVENTS,
     SAMPLE_ENI,
@@ -310,6 +311,46 @@ def test_expired_credentials_mid_sweep_are_refreshed_and_the_sweep_goes_on(org):
     assert credentials._expiry_time.year > 2000
 
 
+def test_a_call_answered_expired_token_renews_the_role_once_and_the_sweep_goes_on(org, monkeypatch):
+    world, a, _b = org
+    sts = Sts(world)
+    expired = ExpiredTokens(monkeypatch, A, "ecs.ListTasks")  # before the credentials' local expiry
+    body = {"account_id": A, "region": REGION, "cluster_arn": a.clusters["prod-web"]}
+    answer = world.sweep_worker({"Records": [sqs_record("m-1", json.dumps(body))]})
+    assert answer == {"batchItemFailures": []}
+    assert expired.answered == 1 and expired.code == "ExpiredTokenException"
+    assert sts.count(A) == 2  # the first AssumeRole, and one renewal: the call retried with it
+    assert f"fargate-audit/{A}/{REGION}/prod-web/service:web/NET-01" in a.findings()
+    session = world.rt.accounts.sessions._sessions[A]  # the same session, its credentials renewed
+    assert session.get_credentials().generation == 2
+    # the next message is read with the renewed credentials: no more AssumeRole
+    body = body | {"cluster_arn": a.clusters["batch"]}
+    assert world.sweep_worker({"Records": [sqs_record("m-2", json.dumps(body))]})["batchItemFailures"] == []
+    assert sts.count(A) == 2
+
+
+def test_a_call_answered_expired_token_twice_fails_as_rejected_credentials(org, monkeypatch):
+    world, a, b = org
+    sts = Sts(world)
+    expired = ExpiredTokens(monkeypatch, A, "ecs.ListTasks", times=2)
+    records = [
+        sqs_record(m.account, json.dumps({"account_id": m.account, "region": REGION, "cluster_arn": arn}))
+        for m, arn in ((a, a.clusters["prod-web"]), (b, b.clusters["prod-web"]))
+    ]
+    answer = world.sweep_worker({"Records": records})
+    assert answer == {"batchItemFailures": [{"itemIdentifier": A}]}  # SQS delivers it again
+    assert expired.answered == 2 and sts.count(A) == 2  # one renewal for the call, not more
+    assert a.findings() == {} and b.findings() and sts.count(B) == 1
+    # the record's error: the rejected credentials, as before renewals existed
+    expired = ExpiredTokens(monkeypatch, A, "ecs.ListTasks", times=2)
+    body = json.loads(records[0]["body"])
+    with pytest.raises(
+        CredentialsError, match="AWS rejected the credentials: ListTasks: ExpiredTokenException"
+    ):
+        service.sweep_cluster(body, world.rt, lambda_handlers._now())
+    assert expired.answered == 2 and sts.count(A) == 3
+
+
 def test_duplicated_accounts_are_audited_once(monkeypatch):
     with emulated_world(monkeypatch, org_env(f"{A},{A}, {A}")) as world:
         a = member(world, A)
@@ -349,6 +390,25 @@ def test_organization_accounts_are_the_active_ones(monkeypatch):
         assert world.rt.audited.lookups == 1  # listed once, cached for the container's life
         assert [p["RoleArn"] for p in sts.asked if p["RoleArn"] == org_role] == [org_role]
         assert sts.count(ACCOUNT) == 1  # the organization role only: the own account needs no member role
+
+
+def test_the_organizations_role_is_assumed_with_the_member_external_id(monkeypatch):
+    # templates/organizations-reader.yaml trusts the functions with the central stack's
+    # MemberExternalId (when it has one), as the member roles do
+    org_role = f"arn:aws:iam::{ACCOUNT}:role/fargate-audit-organizations"
+    env = {
+        "ORGANIZATIONS_ROLE_ARN": org_role,
+        "MEMBER_EXTERNAL_ID": EXTERNAL_ID,
+        "AWS_LAMBDA_FUNCTION_NAME": FUNCTION,
+    }
+    with emulated_world(monkeypatch, env) as world:
+        organizations = world.session.client("organizations", region_name="us-east-1")
+        organizations.create_organization(FeatureSet="ALL")
+        live = organizations.create_account(AccountName="live", Email="live@example.com")
+        sts = Sts(world)  # AccessDenied without the ExternalId
+        assert live["CreateAccountStatus"]["AccountId"] in world.rt.audited.ids()
+        (asked,) = sts.asked
+        assert asked == {"RoleArn": org_role, "RoleSessionName": FUNCTION, "ExternalId": EXTERNAL_ID}
 
 
 def test_settings_are_checked_and_unset_means_one_account():

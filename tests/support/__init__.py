@@ -11,6 +11,8 @@
   call of a session), ``LambdaContext``, ``sqs_record``.
 - ``support.world``: the handlers' emulated account (``build_world``, ``emulated_world``):
   table from the template, Security Hub, queues and a small estate, with a spied runtime.
+- ``support.wire``: AWS's answers in each protocol's wire format (``error_response``) and
+  ``ExpiredTokens`` (the emulator answering an account's calls with an expired token).
 
 Nothing here imports pytest: a module-scoped fixture and a bench script use it alike.
 """

@@ -16,7 +16,8 @@ Organization scale (interface.md; each empty or unset: not used, one account as 
 AUDITED_ACCOUNTS (comma-separated ids, each audited once) and/or ORGANIZATIONS_ROLE_ARN
 (a role in the management or delegated-admin account: the organization's ACTIVE accounts,
 under AUDITED_ORGANIZATIONAL_UNITS when given, listed on first use and cached 15 minutes),
-AUDITED_REGIONS, MEMBER_ROLE_NAME (``fargate-audit-member``), MEMBER_EXTERNAL_ID. Each
+AUDITED_REGIONS, MEMBER_ROLE_NAME (``fargate-audit-member``), MEMBER_EXTERNAL_ID (presented
+to the member roles and to the ORGANIZATIONS_ROLE_ARN role alike). Each
 account's facts are read and its findings imported through
 ``arn:aws:iam::<account>:role/<MEMBER_ROLE_NAME>`` (with the ExternalId, the session named
 after the function: AWS_LAMBDA_FUNCTION_NAME), one AssumeRole per account per warm
@@ -261,6 +262,7 @@ def _organization_runtime(settings: dict, session, clients):
         organizations_role_arn=settings["organizations_role_arn"],
         parent_ids=settings["units"],
         source=session,
+        external_id=settings["external_id"],
         session_name=settings["session_name"],
         ttl_seconds=ORGANIZATIONS_TTL_SECONDS,
     )
@@ -268,7 +270,6 @@ def _organization_runtime(settings: dict, session, clients):
         session,
         settings["role_name"],
         settings["external_id"],
-        eager=False,
         session_name=settings["session_name"],
     )
     return audited, accounts.AccountClients(clients, sessions)

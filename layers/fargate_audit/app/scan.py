@@ -21,7 +21,7 @@ from typing import TextIO
 from fargate_audit.core import engine, posture, report, rules
 from fargate_audit.core.errors import FargateAuditError
 from fargate_audit.edge import collect
-from fargate_audit.edge.accounts import MemberSessions, assume_error
+from fargate_audit.edge.accounts import AssumeRoleError, MemberSessions
 from fargate_audit.edge.aws import AWS_ERRORS
 
 Progress = Callable[[int, int, str], None]
@@ -172,13 +172,8 @@ def _assume(sessions: MemberSessions, account_id: str):
     """(session, None), or (None, the error line) when the account's role is refused."""
     try:
         return sessions.get(account_id), None
-    except FargateAuditError as exc:
-        cause = exc.__cause__ if isinstance(exc.__cause__, AWS_ERRORS) else None
-        if cause is not None:
-            return None, assume_error(cause, sessions.role_arn(account_id))
-        return None, f"sts:AssumeRole: {' '.join(str(exc).split())} ({sessions.role_arn(account_id)})"
-    except AWS_ERRORS as exc:
-        return None, assume_error(exc, sessions.role_arn(account_id))
+    except AssumeRoleError as exc:
+        return None, str(exc)
 
 
 def _scan_scope(session, account_id, region, clusters, catalog, params, moment) -> ScopeResult:

@@ -12,7 +12,9 @@
   use and kept for the life of the process (a warm Lambda container): its credentials
   refresh themselves before they expire, so an account costs one AssumeRole per process,
   not one per task or event. The caller's own account is read with the caller's session
-  when ``own_account`` is given and the role is not needed there.
+  when ``own_account`` is given and the role is not needed there. A refused role is one
+  :class:`AssumeRoleError` (``sts:AssumeRole: <code>: <message> (<role>)``), the same for
+  the CLI and the functions.
 """
 
 from __future__ import annotations
@@ -118,78 +120,11 @@ def check_role_name(role_name: str, what: str = "--role-name") -> None:
         raise ConfigError(f"{what}: {role_name!r} is not an IAM role name")
 
 
-class MemberSessions:
-    """One assumed-role session per audited account, made on first use and kept.
-
-    ``source``: the caller's session (its credentials assume the roles); ``role_name`` /
-    ``external_id``: the member role; ``eager``: assume the role when the session is made
-    (a refusal is a CredentialsError naming ``sts:AssumeRole`` right there: the CLI), else
-    on the first call made with it (Lambda: no AWS call while building the runtime);
-    ``session_name``: the RoleSessionName (e.g. the function's name, for CloudTrail);
-    ``own_account``: the caller's account, read with ``source`` itself (no role needed).
-    Thread-safe: the CLI scans accounts in parallel.
-    """
-
-    def __init__(
-        self,
-        source,
-        role_name: str = DEFAULT_MEMBER_ROLE_NAME,
-        external_id: str | None = None,
-        *,
-        eager: bool = True,
-        session_name: str = "fargate-audit",
-        own_account: str | None = None,
-    ) -> None:
-        check_role_name(role_name)
-        check_role(member_role_arn("000000000000", role_name), external_id, "member role")
-        self.source = source
-        self.role_name = role_name
-        self.external_id = external_id
-        self.eager = eager
-        self.session_name = session_name
-        self.own_account = own_account
-        self._sessions: dict[str, object] = {}
-        self._lock = threading.Lock()
-        self.assumed = 0  # AssumeRole sessions made (one per account per process)
-
-    def role_arn(self, account_id: str) -> str:
-        return member_role_arn(account_id, self.role_name, getattr(self.source, "region_name", None))
-
-    def get(self, account_id: str):
-        """The session of ``account_id`` (CredentialsError when its role cannot be assumed:
-        the message names ``sts:AssumeRole`` and the role)."""
-        if not ACCOUNT_ID.fullmatch(account_id or ""):
-            raise ConfigError(f"{account_id!r} is not a 12-digit account id")
-        if account_id == self.own_account:
-            return self.source
-        with self._lock:
-            session = self._sessions.get(account_id)
-            if session is None:
-                session = assume_role_session(
-                    self.source,
-                    self.role_arn(account_id),
-                    self.external_id,
-                    eager=self.eager,
-                    session_name=self.session_name,
-                )
-                self._sessions[account_id] = session
-                self.assumed += 1
-            return session
-
-    def forget(self, account_id: str) -> None:
-        """Drop an account's session (its role was refused: the next use tries again)."""
-        with self._lock:
-            self._sessions.pop(account_id, None)
-
-
 def assume_error(exc: BaseException, role_arn: str) -> str:
     """One line for a refused AssumeRole: ``sts:AssumeRole: <code>: <message> (<role>)``."""
     if isinstance(exc, AWS_ERRORS):
         return f"sts:{describe_error(exc, 'AssumeRole')} ({role_arn})"
     return f"sts:AssumeRole: {' '.join(str(exc).split())} ({role_arn})"
-
-
-# --------------------------------------------------------------------------- the Lambda side
 
 
 class AssumeRoleError(FargateAuditError):
@@ -199,6 +134,86 @@ class AssumeRoleError(FargateAuditError):
     def __init__(self, message: str, account: str) -> None:
         super().__init__(message)
         self.account = account
+
+
+class MemberSessions:
+    """One assumed-role session per audited account, made on first use and kept.
+
+    ``source``: the caller's session (its credentials assume the roles); ``role_name`` /
+    ``external_id``: the member role; ``session_name``: the RoleSessionName (e.g. the
+    function's name, for CloudTrail); ``own_account``: the caller's account, read with
+    ``source`` itself (no role needed). Nothing calls AWS before the first :meth:`get`
+    (the Lambda runtime is built without an AWS call). Thread-safe: the CLI scans accounts
+    in parallel.
+    """
+
+    def __init__(
+        self,
+        source,
+        role_name: str = DEFAULT_MEMBER_ROLE_NAME,
+        external_id: str | None = None,
+        *,
+        session_name: str = "fargate-audit",
+        own_account: str | None = None,
+    ) -> None:
+        check_role_name(role_name)
+        check_role(member_role_arn("000000000000", role_name), external_id, "member role")
+        self.source = source
+        self.role_name = role_name
+        self.external_id = external_id
+        self.session_name = session_name
+        self.own_account = own_account
+        self._sessions: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        # AssumeRole requests made: one per account per process, plus a refresh before the
+        # credentials expire and a renewal when AWS answers a call that they expired
+        self.assumed = 0
+
+    def role_arn(self, account_id: str) -> str:
+        return member_role_arn(account_id, self.role_name, getattr(self.source, "region_name", None))
+
+    def get(self, account_id: str):
+        """The session of ``account_id``, its role proven: ``sts:AssumeRole`` on the first
+        get (and again when the credentials near their expiry; none while they are fresh).
+        A refusal is an :class:`AssumeRoleError` whose ``str()`` is the one line of
+        :func:`assume_error`; the session is dropped, so the next get asks STS afresh."""
+        if not ACCOUNT_ID.fullmatch(account_id or ""):
+            raise ConfigError(f"{account_id!r} is not a 12-digit account id")
+        if account_id == self.own_account:
+            return self.source
+        role_arn = self.role_arn(account_id)
+        session = None
+        try:
+            with self._lock:
+                session = self._sessions.get(account_id)
+                if session is None:
+                    session = assume_role_session(
+                        self.source,
+                        role_arn,
+                        self.external_id,
+                        eager=False,
+                        session_name=self.session_name,
+                        on_assume=self._assume_requested,
+                    )
+                    self._sessions[account_id] = session
+            credentials = session.get_credentials()
+            if credentials is None:
+                raise CredentialsError("no credentials")
+            credentials.get_frozen_credentials()  # AssumeRole now (or a refresh) if due
+        except (*AWS_ERRORS, CredentialsError) as exc:
+            with self._lock:
+                if session is not None and self._sessions.get(account_id) is session:
+                    del self._sessions[account_id]
+            raise AssumeRoleError(assume_error(exc, role_arn), account_id) from exc
+        return session
+
+    def _assume_requested(self) -> None:
+        with self._count_lock:
+            self.assumed += 1
+
+
+# --------------------------------------------------------------------------- the Lambda side
 
 
 class AccountClients:
@@ -212,8 +227,9 @@ class AccountClients:
     :meth:`get` (never at build time) and again only when the credentials near their expiry
     (botocore refreshes them before any call that would use expired ones).
 
-    :meth:`get` proves the role first (frozen credentials: no call when they are cached),
-    so a refused role is an :class:`AssumeRoleError` before anything is read or written.
+    :meth:`get` proves the role first (:meth:`MemberSessions.get`: no call while the
+    credentials are fresh), so a refused role is an :class:`AssumeRoleError` before anything
+    is read or written.
     A refusal is remembered ``retry_after`` seconds (the next records of a batch of that
     account fail without asking STS again), then the role is tried afresh.
     """
@@ -241,18 +257,12 @@ class AccountClients:
         refused = self._refused.get(account_id)
         if refused is not None and self._clock() - refused[0] < self.retry_after:
             raise AssumeRoleError(refused[1], account_id)
-        session = self.sessions.get(account_id)
         try:
-            credentials = session.get_credentials()
-            if credentials is None:
-                raise CredentialsError("no credentials")
-            credentials.get_frozen_credentials()  # AssumeRole now (or a refresh) if due
-        except (*AWS_ERRORS, CredentialsError) as exc:
-            self.sessions.forget(account_id)
+            session = self.sessions.get(account_id)
+        except AssumeRoleError as exc:
             self._clients.pop(account_id, None)
-            line = assume_error(exc, self.sessions.role_arn(account_id))
-            self._refused[account_id] = (self._clock(), line)
-            raise AssumeRoleError(line, account_id) from exc
+            self._refused[account_id] = (self._clock(), str(exc))
+            raise
         self._refused.pop(account_id, None)
         known = self._clients.get(account_id)
         if known is None or known[0] is not session:
@@ -269,7 +279,8 @@ def _organizations_region(region: str | None) -> str:
 class AuditedAccounts:
     """The ids of the audited accounts: ``fixed`` (e.g. AUDITED_ACCOUNTS) plus, with an
     ``organizations_role_arn``, the ACTIVE accounts of the organization (under
-    ``parent_ids`` when given), read through that role on first use and cached
+    ``parent_ids`` when given), read through that role (assumed with ``external_id`` when
+    given: templates/organizations-reader.yaml) on first use and cached
     ``ttl_seconds`` (the life of a warm container, refreshed every 15 minutes by default).
     When a refresh fails the previous list is kept and the error is in ``error``; with no
     list yet the AWS error propagates (the invocation fails and is retried)."""
@@ -281,6 +292,7 @@ class AuditedAccounts:
         organizations_role_arn: str | None = None,
         parent_ids: Iterable[str] = (),
         source=None,
+        external_id: str | None = None,
         session_name: str = "fargate-audit",
         ttl_seconds: float = 900.0,
         clock: Callable[[], float] = time.monotonic,
@@ -289,6 +301,7 @@ class AuditedAccounts:
         self.organizations_role_arn = organizations_role_arn or None
         self.parent_ids = tuple(parent_ids)
         self.source = source
+        self.external_id = external_id
         self.session_name = session_name
         self.ttl = float(ttl_seconds)
         self._clock = clock
@@ -305,7 +318,11 @@ class AuditedAccounts:
         try:
             if self._session is None:
                 self._session = assume_role_session(
-                    self.source, self.organizations_role_arn, eager=False, session_name=self.session_name
+                    self.source,
+                    self.organizations_role_arn,
+                    self.external_id,
+                    eager=False,
+                    session_name=self.session_name,
                 )
             region = _organizations_region(getattr(self.source, "region_name", None))
             organizations = client(self._session, "organizations", region)

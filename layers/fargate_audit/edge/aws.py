@@ -6,6 +6,7 @@ from botocore's standard chain only (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections import Counter
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from botocore.config import Config
+from botocore.credentials import DeferredRefreshableCredentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -52,6 +54,12 @@ REJECTED_CREDENTIALS_CODES = frozenset(
     }
 )
 
+# Error codes by which AWS says a request's temporary credentials have expired (or the
+# request was signed too long ago). botocore refreshes assumed-role credentials before
+# their local expiry, but AWS may still answer so first (clock skew, a revoked session):
+# an assumed-role session then renews its credentials and retries the call, once.
+EXPIRED_CREDENTIALS_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
+
 ClientFactory = Callable[[str, str], Any]
 
 # botocore's standard mode sleeps rand(0, 1) * min(2 ** (attempt - 1), 20) s before a retry,
@@ -64,6 +72,8 @@ RETRY_AFTER_MAX_ADDITIONAL_SECONDS = 5
 ROLE_SESSION_NAME = "fargate-audit"
 ROLE_ARN_PATTERN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}")
 EXTERNAL_ID_PATTERN = re.compile(r"[\w+=,.@:/-]{2,1224}")
+
+_log = logging.getLogger(__name__)
 
 
 class Session:
@@ -123,6 +133,70 @@ def check_role(role_arn: str, external_id: str | None, what: str = "role") -> No
         )
 
 
+# The keys AssumedRoleCredentials keeps in a call's botocore request context.
+_SIGNED_WITH = "fargate_audit_credentials"  # the generation of credentials that signed the attempt
+_RENEW = "fargate_audit_renew"  # renew those before signing the next attempt
+_RENEWED = "fargate_audit_renewed"  # the call has had its renewal
+
+
+class AssumedRoleCredentials(DeferredRefreshableCredentials):
+    """The credentials of an :func:`assume_role_session`: botocore's own (an AssumeRole on
+    first use, another before they expire), plus one renewal per call when AWS answers it
+    with an :data:`EXPIRED_CREDENTIALS_CODES` code before their local expiry.
+
+    Two botocore handlers on the session (so on every client made from it, whoever counts
+    its calls) do it: ``needs-retry`` asks for an immediate retry of a call answered with an
+    expired-token code, once per call; ``before-sign`` of that retry renews the credentials
+    (:meth:`renew`) and the retry is signed with the fresh ones. A second expiry is the
+    call's error, as any other; a retry the deadline vetoes (``Clients``) costs no
+    AssumeRole. ``answers``: the AssumeRole fetcher's cache (dropped on renewal).
+    """
+
+    def __init__(self, refresh_using, answers: dict, role_arn: str) -> None:
+        super().__init__(refresh_using=refresh_using, method="assume-role")
+        self._answers = answers
+        self.role_arn = role_arn
+        self.generation = 0  # how many times credentials were received (AssumeRole answers)
+
+    def _set_from_data(self, data) -> None:  # botocore: every refresh ends here
+        super()._set_from_data(data)
+        self.generation += 1
+
+    def renew(self, generation: int) -> None:
+        """AssumeRole again, unless the credentials changed since ``generation`` (another
+        thread renewed or refreshed them meanwhile: at most one AssumeRole per failure).
+        A refused AssumeRole keeps the old credentials (the retry fails as the call did)."""
+        with self._refresh_lock:  # botocore's own: no refresh runs meanwhile
+            if self.generation != generation:
+                return
+            self._answers.clear()  # the fetcher's copy of the answer AWS no longer takes
+            try:
+                self._protected_refresh(is_mandatory=True)
+            except Exception as exc:  # noqa: BLE001 - the call's own error is reported
+                _log.warning("renewing the credentials of %s failed: %s", self.role_arn, exc)
+
+    def before_sign(self, request=None, **_: Any) -> None:
+        context = getattr(request, "context", None)
+        if context is None:
+            return
+        if _RENEW in context:
+            self.renew(context.pop(_RENEW))
+        self.get_frozen_credentials()  # a refresh due now is made before the generation is noted
+        context[_SIGNED_WITH] = self.generation
+
+    def needs_retry(self, response: Any = None, request_dict: Any = None, **_: Any):
+        """0 (retry now) for a call's first expired-token answer, else None (botocore's
+        own retry rules decide)."""
+        parsed = response[1] if isinstance(response, tuple) and len(response) > 1 else None
+        code = ((parsed or {}).get("Error") or {}).get("Code") if isinstance(parsed, dict) else None
+        context = (request_dict or {}).get("context")
+        if code not in EXPIRED_CREDENTIALS_CODES or context is None or context.get(_RENEWED):
+            return None
+        context[_RENEWED] = True
+        context[_RENEW] = context.get(_SIGNED_WITH, self.generation)
+        return 0
+
+
 def assume_role_session(
     session,
     role_arn: str,
@@ -130,24 +204,20 @@ def assume_role_session(
     *,
     eager: bool = True,
     session_name: str = ROLE_SESSION_NAME,
+    on_assume: Callable[[], None] | None = None,
 ):
     """A session whose credentials come from ``sts:AssumeRole`` on ``role_arn`` (session
     name ``session_name``, ``ExternalId`` when given), made with ``session``'s credentials
-    and refreshed before they expire (a warm Lambda container outlives one hour).
+    and refreshed before they expire (a warm Lambda container outlives one hour), or
+    renewed when AWS answers a call that they expired (:class:`AssumedRoleCredentials`).
 
     ``eager``: assume the role now, so that a refusal is one CredentialsError line (the
     CLI); else on the first call made with the session (no AWS call at build time: the
-    Lambda runtime). Region and endpoint chain: those of ``session``.
+    Lambda runtime). Region and endpoint chain: those of ``session``. ``on_assume``: called
+    at each AssumeRole request (first, refreshes and renewals).
     """
-    import functools
-
     import botocore.session
-    from botocore.credentials import (
-        AssumeRoleCredentialFetcher,
-        CredentialProvider,
-        CredentialResolver,
-        DeferredRefreshableCredentials,
-    )
+    from botocore.credentials import AssumeRoleCredentialFetcher, CredentialProvider, CredentialResolver
 
     check_role(role_arn, external_id)
     region = session.region_name
@@ -157,15 +227,22 @@ def assume_role_session(
     extra_args = {"RoleSessionName": session_name[:64]}
     if external_id:
         extra_args["ExternalId"] = external_id
+
+    def sts_client(*args: Any, **kwargs: Any):
+        sts = session.client(*args, region_name=region, config=CLIENT_CONFIG, **kwargs)
+        if on_assume is not None:
+            sts.meta.events.register("before-call.sts.AssumeRole", lambda **_: on_assume())
+        return sts
+
+    answers: dict = {}
     fetcher = AssumeRoleCredentialFetcher(
-        client_creator=functools.partial(session.client, region_name=region, config=CLIENT_CONFIG),
+        client_creator=sts_client,
         source_credentials=source,
         role_arn=role_arn,
         extra_args=extra_args,
+        cache=answers,
     )
-    credentials = DeferredRefreshableCredentials(
-        refresh_using=fetcher.fetch_credentials, method="assume-role"
-    )
+    credentials = AssumedRoleCredentials(fetcher.fetch_credentials, answers, role_arn)
 
     class _AssumedRole(CredentialProvider):
         METHOD = "assume-role"
@@ -178,6 +255,10 @@ def assume_role_session(
     source_core = getattr(session, "_session", None)  # reuse its parsed service models
     if source_core is not None:
         core.register_component("data_loader", source_core.get_component("data_loader"))
+    # after each client's own retry rules (a service's handlers come first): they do not
+    # retry an expired token, and a deadline's veto (Clients) comes before both
+    core.register("needs-retry", credentials.needs_retry, unique_id="fargate-audit-renew-retry")
+    core.register("before-sign", credentials.before_sign, unique_id="fargate-audit-renew-sign")
     assumed = Session(region_name=region, botocore_session=core)
     if eager:
         try:
