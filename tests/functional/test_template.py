@@ -93,6 +93,7 @@ SAMPLE_ROUTES = {
     "config-security-group-change.json": CONFIG_RULES,
     "config-route-table-change.json": CONFIG_RULES,
     "config-oversized-change.json": CONFIG_RULES,
+    "config-listener-change.json": CONFIG_RULES,
     "scheduled-event.json": set(),
     "sweep-message.json": set(),
 }

@@ -91,6 +91,12 @@ def test_fargate_is_the_launch_type_else_the_capacity_provider(launch_type, prov
         ("config-security-group-change.json", "AWS::EC2::SecurityGroup", "sg-0abc1234def567890", False),
         ("config-route-table-change.json", "AWS::EC2::RouteTable", "rtb-0aa11bb22cc33dd44", False),
         ("config-oversized-change.json", "AWS::EC2::SecurityGroup", "sg-0abc1234def567890", True),
+        (
+            "config-listener-change.json",
+            "AWS::ElasticLoadBalancingV2::Listener",
+            "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/web-prod/50dc6c495c0c9188/0467ef3c8400ae65",
+            False,
+        ),
     ],
 )
 def test_config_samples_parse_to_the_changed_resource(name, resource_type, resource_id, oversized):
@@ -156,6 +162,7 @@ def test_every_sample_file_is_covered_by_a_parser():
         "config-security-group-change.json": events.parse_config_event,
         "config-route-table-change.json": events.parse_config_event,
         "config-oversized-change.json": events.parse_config_event,
+        "config-listener-change.json": events.parse_config_event,
         "scheduled-event.json": events.parse_scheduled_event,
         "resolver-query-logs.json": decode_query_log_batch,
     }

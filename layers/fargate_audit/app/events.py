@@ -237,6 +237,7 @@ def parse_config_event(event: Any) -> dict:
         "oversized": oversized,
         "resource_type": item["resourceType"],
         "resource_id": item["resourceId"],
+        "arn": item.get("ARN") or item.get("arn"),
         "account_id": item["awsAccountId"],
         "region": item["awsRegion"],
         "capture_time": item["configurationItemCaptureTime"],

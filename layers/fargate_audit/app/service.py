@@ -49,7 +49,8 @@ from fargate_audit.stores import keys, record
 from fargate_audit.stores import table as dynamo
 from fargate_audit.stores.discovery import DiscoveryStore
 
-FACT_SERVICES = ("ecs.", "ec2.", "route53resolver.")  # api_calls keys of the fact reads
+# api_calls keys of the fact reads
+FACT_SERVICES = ("ecs.", "ec2.", "route53resolver.", "elasticloadbalancing.", "wafv2.")
 FLUSH_MIN_AGE_SECONDS = 60  # outbox entries younger than this belong to their own writer
 # Every event invocation also delivers a bounded part of the outbox (one BatchImportFindings
 # call's worth), so findings left undelivered are not waiting for the next sweep only.
@@ -525,7 +526,10 @@ def _config_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
         "resource_id": parsed["resource_id"],
         "oversized": parsed["oversized"],
     }
-    task_arns = rt.recorder.tasks_for_resource(parsed["resource_id"])
+    # a resource is indexed by the id the posture names: for a load balancer or listener its
+    # ARN, which Config gives as ARN (and as resourceId); for EC2 resources the resourceId
+    ids = dict.fromkeys(i for i in (parsed["resource_id"], parsed.get("arn")) if i)
+    task_arns = sorted({arn for i in ids for arn in rt.recorder.tasks_for_resource(i)})
     if not task_arns:
         return base | {"status": IGNORED, "reason": "no running task depends on it", "tasks": 0}
     batch = _Batch(rt, now)
