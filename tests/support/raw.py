@@ -469,3 +469,254 @@ def rt(raw, rtb_id):
 def sg(raw, group_id):
     return next(g for g in raw["vpc"]["security_groups"] if g["GroupId"] == group_id)
 
+
+# --- Elastic Load Balancing (v2) and WAF ------------------------------------------------------
+
+ELB = f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}"
+ALB = f"{ELB}:loadbalancer/app/web-prod/50dc6c495c0c9188"
+ALB_B = f"{ELB}:loadbalancer/app/api-prod/6d0ecf831eec9f09"
+NLB = f"{ELB}:loadbalancer/net/edge-prod/1f2e3d4c5b6a7980"
+GWLB = f"{ELB}:loadbalancer/gwy/inspect/7c6b5a4f3e2d1c0b"
+TG_WEB = f"{ELB}:targetgroup/web/73e2d6bc24d8a067"
+TG_API = f"{ELB}:targetgroup/api/943f017f100becff"
+TG_EDGE = f"{ELB}:targetgroup/edge/2453ed029918f21f"
+TG_OTHER = f"{ELB}:targetgroup/other/5d1b6c1d7e2f3a4b"
+WEB_ACL = f"arn:aws:wafv2:{REGION}:{ACCOUNT}:regional/webacl/web/a1b2c3d4-5678-90ab-cdef-EXAMPLE11111"
+SG_ALB = "sg-0a11b22c33d44e55f"
+SG_NLB = "sg-0b66c77d88e99f00a"
+LB_SUBNET = PUBLIC_SUBNET  # 10.0.0.0/24, eu-west-1a, default route to the internet gateway
+LB_SUBNET_B = "subnet-0bb22cc33dd44ee55"  # 10.0.2.0/24, eu-west-1b
+TASK_IP = "10.0.1.25"  # the ENI's private IPv4 address (eni())
+TASK_IPV6 = "2a05:d018:abcd:1::25"
+VPC_IPV6 = "2a05:d018:abcd::/56"
+OTHER_VPC = "vpc-0f9e8d7c6b5a40312"
+
+# TargetHealth.Reason that AWS gives with each state (none for healthy).
+_TARGET_REASONS = {
+    "initial": "Elb.RegistrationInProgress",
+    "unhealthy": "Target.FailedHealthChecks",
+    "unused": "Target.NotInUse",
+    "draining": "Target.DeregistrationInProgress",
+    "unavailable": "Target.HealthCheckDisabled",
+    "unhealthy.draining": "Target.FailedHealthChecks",
+}
+
+
+def target(address=TASK_IP, port=8080, state="healthy", zone="eu-west-1a"):
+    """One DescribeTargetHealth ``TargetHealthDescriptions[]`` item."""
+    health = {"State": state}
+    if state in _TARGET_REASONS:
+        health["Reason"] = _TARGET_REASONS[state]
+        health["Description"] = f"target is {state}"
+    return {
+        "Target": {"Id": address, "Port": port, "AvailabilityZone": zone},
+        "HealthCheckPort": str(port),
+        "TargetHealth": health,
+    }
+
+
+def target_group(
+    arn=TG_WEB,
+    protocol="HTTP",
+    port=80,
+    load_balancers=(ALB,),
+    targets=(),
+    target_type="ip",
+    vpc=VPC,
+    ip_address_type="ipv4",
+):
+    """One DescribeTargetGroups ``TargetGroups[]`` item with its ``Targets``."""
+    group = {
+        "TargetGroupArn": arn,
+        "TargetGroupName": arn.split("/")[-2],
+        "Protocol": protocol,
+        "Port": port,
+        "VpcId": vpc,
+        "HealthCheckProtocol": "HTTP" if protocol in ("HTTP", "HTTPS") else "TCP",
+        "HealthCheckPort": "traffic-port",
+        "HealthCheckEnabled": True,
+        "HealthCheckIntervalSeconds": 30,
+        "HealthCheckTimeoutSeconds": 5,
+        "HealthyThresholdCount": 5,
+        "UnhealthyThresholdCount": 2,
+        "LoadBalancerArns": list(load_balancers),
+        "TargetType": target_type,
+        "IpAddressType": ip_address_type,
+        "Targets": list(targets),
+    }
+    if protocol in ("HTTP", "HTTPS"):
+        group |= {"HealthCheckPath": "/health", "Matcher": {"HttpCode": "200"}, "ProtocolVersion": "HTTP1"}
+    return group
+
+
+def forward(group_arn=TG_WEB):
+    """A forward action to one target group, as AWS describes it (both spellings)."""
+    return {
+        "Type": "forward",
+        "TargetGroupArn": group_arn,
+        "ForwardConfig": {
+            "TargetGroups": [{"TargetGroupArn": group_arn, "Weight": 1}],
+            "TargetGroupStickinessConfig": {"Enabled": False},
+        },
+    }
+
+
+def weighted_forward(*weights):
+    """A forward action over several target groups: ``(arn, weight)`` pairs, weight None
+    meaning the ``Weight`` key is absent."""
+    entries = [
+        {"TargetGroupArn": arn} | ({} if weight is None else {"Weight": weight}) for arn, weight in weights
+    ]
+    return {
+        "Type": "forward",
+        "ForwardConfig": {"TargetGroups": entries, "TargetGroupStickinessConfig": {"Enabled": False}},
+    }
+
+
+def redirect_to_https():
+    return {
+        "Type": "redirect",
+        "Order": 1,
+        "RedirectConfig": {
+            "Protocol": "HTTPS",
+            "Port": "443",
+            "Host": "#{host}",
+            "Path": "/#{path}",
+            "Query": "#{query}",
+            "StatusCode": "HTTP_301",
+        },
+    }
+
+
+def fixed_response(status="404"):
+    return {
+        "Type": "fixed-response",
+        "Order": 1,
+        "FixedResponseConfig": {"MessageBody": "none", "StatusCode": status, "ContentType": "text/plain"},
+    }
+
+
+def listener_rule(listener_arn, priority, actions, path="/api/*"):
+    """One DescribeRules ``Rules[]`` item (``priority`` "default" for the default rule)."""
+    default = priority == "default"
+    rule_id = "default0000000000" if default else f"{int(priority):016x}"
+    return {
+        "RuleArn": listener_arn.replace(":listener/", ":listener-rule/") + f"/{rule_id}",
+        "Priority": str(priority),
+        "Conditions": []
+        if default
+        else [{"Field": "path-pattern", "Values": [path], "PathPatternConfig": {"Values": [path]}}],
+        "Actions": list(actions),
+        "IsDefault": default,
+    }
+
+
+def listener_arn(lb_arn, port, protocol="HTTPS"):
+    """A listener ARN under the load balancer's (one id per port and protocol)."""
+    kind_name_id = lb_arn.split(":loadbalancer/")[1]
+    listener_id = f"{port:05d}{sum(map(ord, protocol)):04d}0000000"[:16]
+    return f"{ELB}:listener/{kind_name_id}/{listener_id}"
+
+
+def listener(lb_arn, port, protocol, default_actions, rules=None):
+    """One DescribeListeners ``Listeners[]`` item; an application load balancer's carries
+    ``Rules`` (its default rule first, then ``rules``: ``(priority, actions)`` pairs)."""
+    arn = listener_arn(lb_arn, port, protocol)
+    item = {
+        "ListenerArn": arn,
+        "LoadBalancerArn": lb_arn,
+        "Port": port,
+        "Protocol": protocol,
+        "DefaultActions": list(default_actions),
+    }
+    if protocol in ("HTTPS", "TLS"):
+        item["Certificates"] = [{"CertificateArn": f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/0c1d2e3f"}]
+        item["SslPolicy"] = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    if ":loadbalancer/app/" in lb_arn:
+        item["Rules"] = [
+            *(listener_rule(arn, priority, actions) for priority, actions in rules or ()),
+            listener_rule(arn, "default", default_actions),
+        ]
+    return item
+
+
+def load_balancer(
+    arn=ALB,
+    kind="application",
+    scheme="internet-facing",
+    state="active",
+    ip_address_type="ipv4",
+    subnets=(LB_SUBNET,),
+    security_groups=(SG_ALB,),
+    listeners=(),
+):
+    """One DescribeLoadBalancers ``LoadBalancers[]`` item with its ``Listeners``."""
+    name = arn.split("/")[-2]
+    zones = {LB_SUBNET: "eu-west-1a", LB_SUBNET_B: "eu-west-1b"}
+    item = {
+        "LoadBalancerArn": arn,
+        "DNSName": f"{name}-1234567890.{REGION}.elb.amazonaws.com",
+        "CanonicalHostedZoneId": "Z32O12XQLNTSW2",
+        "CreatedTime": "2024-05-01T09:00:00+00:00",
+        "LoadBalancerName": name,
+        "Scheme": scheme,
+        "VpcId": VPC,
+        "State": {"Code": state},
+        "Type": kind,
+        "AvailabilityZones": [
+            {"ZoneName": zones.get(subnet, "eu-west-1c"), "SubnetId": subnet, "LoadBalancerAddresses": []}
+            for subnet in subnets
+        ],
+        "SecurityGroups": list(security_groups),
+        "IpAddressType": ip_address_type,
+        "Listeners": list(listeners),
+    }
+    if state == "failed":
+        item["State"]["Reason"] = "insufficient capacity"
+    return item
+
+
+def subnet(subnet_id, cidr, zone="eu-west-1a", ipv6=None):
+    """One DescribeSubnets ``Subnets[]`` item."""
+    item = {
+        "AvailabilityZone": zone,
+        "AvailableIpAddressCount": 250,
+        "CidrBlock": cidr,
+        "DefaultForAz": False,
+        "MapPublicIpOnLaunch": False,
+        "State": "available",
+        "SubnetId": subnet_id,
+        "VpcId": VPC,
+        "OwnerId": ACCOUNT,
+        "AssignIpv6AddressOnCreation": False,
+        "Ipv6CidrBlockAssociationSet": [],
+        "SubnetArn": f"arn:aws:ec2:{REGION}:{ACCOUNT}:subnet/{subnet_id}",
+    }
+    if ipv6:
+        item["Ipv6CidrBlockAssociationSet"] = [
+            {
+                "AssociationId": f"subnet-cidr-assoc-{subnet_id[7:]}",
+                "Ipv6CidrBlock": ipv6,
+                "Ipv6CidrBlockState": {"State": "associated"},
+            }
+        ]
+    return item
+
+
+def load_balancing(target_groups=(), load_balancers=(), web_acls=None, attributes=None, subnets=None):
+    """A VPC's ``load_balancing`` (core/ingress.py): the load balancers by ARN; ``subnets``
+    default to both load-balancer subnets, with IPv6 blocks."""
+    if subnets is None:
+        subnets = [
+            subnet(LB_SUBNET, "10.0.0.0/24", "eu-west-1a", "2a05:d018:abcd:0::/64"),
+            subnet(LB_SUBNET_B, "10.0.2.0/24", "eu-west-1b", "2a05:d018:abcd:2::/64"),
+        ]
+    return {
+        "target_groups": list(target_groups),
+        "load_balancers": {lb["LoadBalancerArn"]: lb for lb in load_balancers},
+        "target_group_attributes": dict(attributes or {}),
+        "subnets": {s["SubnetId"]: s for s in subnets},
+        "web_acls": dict(web_acls or {}),
+        "errors": {},
+        "web_acl_errors": {},
+    }

@@ -12,7 +12,8 @@ The raw facts (``vpc["load_balancing"]``, read by edge/collect.py once per regio
     target_group_attributes  {ARN: {key: value}} of the TCP and TLS groups of network
                              load balancers that an audited task is registered in
     subnets                  {id: DescribeSubnets item} of those load balancers' subnets
-    web_acls                 {ALB ARN: web ACL ARN or None}
+    web_acls                 {ALB ARN: web ACL ARN or None}; an exposed ALB absent from
+                             it and from web_acl_errors was not read: unknown, not None
     errors                   {"*" or a resource id: one-line error}: "*" spoils every
                              task of the VPC (its target groups or their targets could
                              not be read), an id only the tasks registered behind it
@@ -46,6 +47,7 @@ INACTIVE_TARGET_STATES = frozenset({"draining", "unused"})
 ALWAYS_PRESERVED = frozenset({"UDP", "TCP_UDP", "QUIC", "TCP_QUIC"})  # NLB group protocols
 PRESERVE_CLIENT_IP = "preserve_client_ip.enabled"
 NOT_COLLECTED = "load balancer facts not collected (absent from the raw bundle)"
+NOT_READ = "not collected (absent from web_acls and web_acl_errors)"
 
 
 def normalize_address(value: Any) -> str | None:
@@ -246,12 +248,22 @@ def internet_facing(
     group_ids = load_balancer.get("SecurityGroups") or []
     if not group_ids:
         return str(load_balancer.get("Type") or "").lower() == "network"
-    return any(
-        _covers(permission, transport, int(port))
-        and any(netalgebra.is_world(cidr, family) for cidr in _cidrs(permission, family))
-        for group_id in group_ids
-        for permission in vpc.group(group_id).get("IpPermissions") or []
-    )
+    unknown: _Unknown | None = None  # an unknown group matters only if no known one admits
+    for group_id in group_ids:
+        try:
+            permissions = vpc.group(group_id).get("IpPermissions") or []
+        except _Unknown as exc:
+            unknown = unknown or exc
+            continue
+        if any(
+            _covers(permission, transport, int(port))
+            and any(netalgebra.is_world(cidr, family) for cidr in _cidrs(permission, family))
+            for permission in permissions
+        ):
+            return True
+    if unknown:
+        raise unknown
+    return False
 
 
 def admits(
@@ -270,6 +282,7 @@ def admits(
     does not admit."""
     lb_groups = set(load_balancer.get("SecurityGroups") or [])
     by_subnet = not (preserved and client_family == target_family)
+    narrow: list[str] = []  # CIDRs that admit only by containing a load balancer subnet
     for group in task_groups:
         for permission in group.get("IpPermissions") or []:
             if not _covers(permission, transport, target_port):
@@ -279,15 +292,23 @@ def admits(
             for cidr in _cidrs(permission, target_family):
                 if netalgebra.is_world(cidr, target_family):
                     return True
-                if by_subnet and _contains_any(
-                    cidr,
-                    (
-                        block
-                        for subnet_id in _subnet_ids(load_balancer)
-                        for block in subnet_blocks(vpc.subnet(subnet_id), target_family)
-                    ),
-                ):
-                    return True
+                if by_subnet:
+                    narrow.append(cidr)
+    if not narrow:
+        return False
+    # the subnets are read only now, and an unknown one matters only if no known one admits:
+    # the answer does not depend on the order of the rules or of the subnets
+    blocks: list[str] = []
+    unknown: _Unknown | None = None
+    for subnet_id in _subnet_ids(load_balancer):
+        try:
+            blocks += subnet_blocks(vpc.subnet(subnet_id), target_family)
+        except _Unknown as exc:
+            unknown = unknown or exc
+    if any(_contains_any(cidr, blocks) for cidr in narrow):
+        return True
+    if unknown:
+        raise unknown
     return False
 
 
@@ -345,6 +366,13 @@ class _Walk:
     def load_balancer(self, load_balancer: Mapping, group: Mapping, address: str, target_port: int) -> None:
         facts = self.facts
         self.resources.update(load_balancer.get("SecurityGroups") or [])
+        all_listeners = load_balancer.get("Listeners") or []
+        self.resources.update(listener.get("ListenerArn") for listener in all_listeners)
+        listeners = [
+            listener for listener in all_listeners if forwards_to(listener, group.get("TargetGroupArn"))
+        ]
+        if not listeners:
+            return  # no front door: its subnets' routes and NACLs cannot change the exposures
         for subnet_id in _subnet_ids(load_balancer):
             self.resources.update(
                 (
@@ -353,13 +381,6 @@ class _Walk:
                     facts.nacl(subnet_id).get("NetworkAclId"),
                 )
             )
-        all_listeners = load_balancer.get("Listeners") or []
-        self.resources.update(listener.get("ListenerArn") for listener in all_listeners)
-        listeners = [
-            listener for listener in all_listeners if forwards_to(listener, group.get("TargetGroupArn"))
-        ]
-        if not listeners:
-            return
         preserved = preserves_client_addresses(group, load_balancer, facts)
         target_family = _family(address)
         for listener in listeners:
@@ -401,8 +422,12 @@ class _Walk:
             },
         )
         exposure["families"] = sorted(set(exposure["families"]) | families)
-        if kind == "application" and lb_arn in self.web_acl_errors:
-            self.unknown_web_acls.add(lb_arn)
+        if kind == "application" and (lb_arn in self.web_acl_errors or lb_arn not in self.web_acls):
+            self.unknown_web_acls.add(lb_arn)  # unreadable, or not read: not "names none"
+
+    def web_acl_error(self, lb_arn: str) -> str:
+        error = self.web_acl_errors.get(lb_arn)
+        return str(error) if error else f"GetWebACLForResource: web ACL of {lb_arn} {NOT_READ}"
 
 
 def exposures(
@@ -456,5 +481,5 @@ def exposures(
         "exposures": sorted(walk.found.values(), key=_sort_key),
         "resources": sorted(r for r in walk.resources if r),
         "unknown_web_acls": unknown,
-        "web_acl_error": str(walk.web_acl_errors[unknown[0]]) if unknown else None,
+        "web_acl_error": walk.web_acl_error(unknown[0]) if unknown else None,
     }
