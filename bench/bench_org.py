@@ -19,6 +19,14 @@ account; requests per task within 1.5x of the single-account figure at the same 
 the org scan's wall time below 4x one account's).
 
     PYTHONPATH=layers .venv/bin/python bench/bench_org.py [--accounts 20] [--tasks 50] [--jobs 4]
+        [--latency-ms 50]
+
+The emulator answers at once and spends its own CPU under one GIL, so on this machine the
+org scan's accounts cannot overlap the way they do against AWS, where a request spends
+tens of milliseconds on the network and in the service. ``--latency-ms N`` (default 0:
+off) makes the emulator wait N ms before answering each request during the scans (not
+while building): the same three scans then show what parallel accounts buy when the time
+is AWS's, not the emulator's.
 
 Prints numbers only; nothing here asserts on time.
 """
@@ -35,10 +43,10 @@ import tempfile
 import time
 
 import boto3
+from bench_peers import CountingMotoServer
 from bench_scan import emulator_env
 from fargate_audit.edge import aws
 from fargate_audit.local import estate
-from moto.server import ThreadedMotoServer
 
 REGIONS = ("eu-west-1", "us-east-1")
 SHAPE = {"vpcs": 1, "security_groups": 4, "task_definitions": 2, "clusters": 1}
@@ -94,14 +102,19 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=20, help="member accounts (default 20)")
     parser.add_argument("--tasks", type=int, default=50, help="running tasks per account and region (50)")
     parser.add_argument("--jobs", type=int, default=4, help="the scan's --jobs (default 4)")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="emulated AWS latency per request during the scans (0: off)",
+    )
     args = parser.parse_args()
     accounts = member_ids(args.accounts)
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = CountingMotoServer()
     server.start()
-    host, port = server.get_host_and_port()
-    env = emulator_env(f"http://{host}:{port}")
+    env = emulator_env(server.endpoint)
     try:
         started = time.perf_counter()
         source = boto3.session.Session(region_name=REGIONS[0])
@@ -116,6 +129,9 @@ def main() -> int:
             session = boto3.session.Session(region_name=region)
             estate.build_bench_estate(session, region, tasks=args.tasks * args.accounts, **same)
         print(f"built in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        server.counter.latency_s = args.latency_ms / 1000.0
+        if args.latency_ms:
+            print(f"emulated AWS latency: {args.latency_ms:g} ms per request", file=sys.stderr)
         rows = [
             "scan | tasks | wall s | scan s | peak RSS MB | AWS requests | req/task | AssumeRole | errors"
         ]

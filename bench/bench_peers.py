@@ -169,10 +169,15 @@ def _operation(environ: dict) -> tuple[str, dict]:
 
 
 class RequestCounter:
-    """WSGI middleware: counts every request the wrapped app receives, by service.Action."""
+    """WSGI middleware: counts every request the wrapped app receives, by service.Action.
+
+    ``latency_s`` (default 0): seconds each request waits before moto answers it, standing
+    for the network and service time of real AWS (a sleep releases the GIL: concurrent
+    requests overlap as they do against AWS, where the emulator's own CPU would not)."""
 
     def __init__(self, app):
         self.app = app
+        self.latency_s = 0.0
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
 
@@ -180,6 +185,8 @@ class RequestCounter:
         name, environ = _operation(environ)
         with self._lock:
             self._counts[name] += 1
+        if self.latency_s:
+            time.sleep(self.latency_s)
         return self.app(environ, start_response)
 
     def take(self) -> Counter[str]:

@@ -214,7 +214,7 @@ def scan_accounts(
     params: dict | None = None,
     catalog: rules.Catalog | None = None,
     now: datetime | None = None,
-    jobs: int = 4,
+    jobs: int = 8,  # the CLI passes its --jobs (cli.commands.DEFAULT_JOBS)
     account_done: AccountDone | None = None,
 ) -> ScanOutcome:
     """An organization scan (interface.md "Organization scale"): every region of every
