@@ -9,13 +9,16 @@ to an internet gateway, NAT gateway) and a private one (default route to the NAT
 security group ``prod-web-tasks`` open to the world on TCP 443, clusters ``prod-web``
 (two ``web`` service tasks with public IPs, private ECR image, a plain-text
 ``DB_PASSWORD`` whose value is the canary ``CANARY_DEFINITION``) and ``batch`` (one
-``etl`` task in the private subnet, egress through the NAT gateway).
+``etl`` task in the private subnet, egress through the NAT gateway). With
+``front_doors=True`` (a module overriding the ``world`` fixture: test_fault_ingress.py) it
+also has load balancers in front of some tasks: ``_front_doors``.
 
 Time is virtual: botocore's retry sleeps, the recorder's and the publisher's backoffs and
 the handlers' clock all move one ``Clock``; a scenario's Lambda context counts its
 remaining time on that clock. Faults are botocore event hooks on the runtime's clients:
 
-- ``Faults.fail(service, operation, code, times)``: the call is answered with AWS's error
+- ``Faults.fail(service, operation, code, times)`` (``deny`` / ``throttle``: with the
+  service's own code: ec2, ecs, elbv2, wafv2): the call is answered with AWS's error
   (the protocol's own wire format) at ``before-send`` (the request never reaches the
   emulator), so botocore's standard retries see it exactly as a real throttle or denial;
 - ``Faults.drop_items`` / ``Faults.on_call``: a call's parameters and parsed response
@@ -145,8 +148,18 @@ class Context:
 # --------------------------------------------------------------------------- faults
 
 
-THROTTLING = {"ec2": ("RequestLimitExceeded", 503), "ecs": ("ThrottlingException", 400)}
-DENIED = {"ec2": ("UnauthorizedOperation", 403), "ecs": ("AccessDeniedException", 400)}
+THROTTLING = {
+    "ec2": ("RequestLimitExceeded", 503),
+    "ecs": ("ThrottlingException", 400),
+    "elbv2": ("Throttling", 400),
+    "wafv2": ("ThrottlingException", 400),
+}
+DENIED = {
+    "ec2": ("UnauthorizedOperation", 403),
+    "ecs": ("AccessDeniedException", 400),
+    "elbv2": ("AccessDenied", 403),
+    "wafv2": ("AccessDeniedException", 400),
+}
 
 
 class Faults:
@@ -278,6 +291,11 @@ class Estate:
     security_group: str
     web: list[Task]
     etl: list[Task]
+    # build_estate(front_doors=True) only: the api services behind the network load
+    # balancer, and the load-balancing resources by role (see _front_doors)
+    api: list[Task] = field(default_factory=list)
+    api_open: list[Task] = field(default_factory=list)
+    front: dict[str, str] = field(default_factory=dict)
     baseline: dict[str, dict] = field(default_factory=dict)  # task ARN -> {"statuses", "errors", "posture"}
     table_kwargs: dict = field(default_factory=dict)  # create_table arguments of the template's table
     _clients: dict = field(default_factory=dict)
@@ -290,11 +308,12 @@ class Estate:
 
     @property
     def tasks(self) -> list[Task]:
-        return self.web + self.etl
+        return self.web + self.etl + self.api + self.api_open
 
 
-def build_estate(monkeypatch) -> Estate:
-    """The emulated account (call inside ``mock_aws``)."""
+def build_estate(monkeypatch, front_doors: bool = False) -> Estate:
+    """The emulated account (call inside ``mock_aws``); ``front_doors``: with the load
+    balancers of :func:`_front_doors` (a second public subnet, in zone b, for the ALB)."""
     env.apply(monkeypatch, EXTRA_ENV, UNSET)
     monkeypatch.setattr(botocore.endpoint, "time", _VirtualTime)  # retry sleeps: virtual
     session = new_session()
@@ -320,12 +339,14 @@ def build_estate(monkeypatch) -> Estate:
     vpc = b.vpc("prod", "10.30.0.0/16")
     igw = b.internet_gateway(vpc, "prod-igw")
     public = b.subnet("prod-public-a", vpc, "10.30.1.0/24", "a")
+    publics = [public, b.subnet("prod-public-b", vpc, "10.30.3.0/24", "b")] if front_doors else [public]
     private = b.subnet("prod-private-a", vpc, "10.30.2.0/24", "a")
-    b.route_table("prod-public", vpc, [public], [{"DestinationCidrBlock": WORLD4, "GatewayId": igw}])
+    b.route_table("prod-public", vpc, publics, [{"DestinationCidrBlock": WORLD4, "GatewayId": igw}])
     nat = b.nat_gateway("prod-nat-a", public)
     b.route_table("prod-private", vpc, [private], [{"DestinationCidrBlock": WORLD4, "NatGatewayId": nat}])
     sg, web, etl = web_and_etl(b, public, private, web_environment={"DB_PASSWORD": CANARY_DEFINITION})
     b.cluster("idle", "enabled")  # no task: a cheap valid sweep message
+    front, api, api_open = _front_doors(b, vpc, publics, private, web) if front_doors else ({}, [], [])
     world = Estate(
         session=session,
         sweep_queue=sweep_queue,
@@ -336,6 +357,9 @@ def build_estate(monkeypatch) -> Estate:
         security_group=sg,
         web=[task_of(b.ecs, arn, "prod-web") for arn in web],
         etl=[task_of(b.ecs, arn, "batch") for arn in etl],
+        api=[task_of(b.ecs, arn, "prod-web") for arn in api],
+        api_open=[task_of(b.ecs, arn, "prod-web") for arn in api_open],
+        front=front,
         table_kwargs=table_create_kwargs(template, TABLE),
     )
     # the baseline: each task audited from its RUNNING event with no fault
@@ -351,6 +375,100 @@ def build_estate(monkeypatch) -> Estate:
             "posture": posture,
         }
     return world
+
+
+VPC_CIDR = "10.30.0.0/16"
+CONTAINERS = {"service:web": ["log-router", "web"], "service:api": ["api"], "service:api-open": ["api"]}
+
+
+def _front_doors(b, vpc: str, publics: list[str], private: str, web: list[str]):
+    """The load balancers of ``build_estate(front_doors=True)``: returns (resources by role,
+    api task ARNs, api-open task ARNs).
+
+    - ``alb`` "web-alb", internet-facing in both public subnets, security group
+      ``alb_sg`` (TCP 443 and 80 from the world), web ACL ``web_acl``, in front of the
+      ``web`` tasks (group ``web_group``, HTTP, registered at 443): listener ``https``
+      (HTTPS 443, forward) and ``http`` (HTTP 80, default redirect to HTTPS, and rule
+      ``weighted_rule`` forwarding /api/* to the web group with weight 0 and to the empty
+      ``canary_group`` with weight 1: no front door while the weight is 0);
+    - ``nlb`` "edge", internet-facing in the first public subnet, no security group,
+      listener ``tcp`` (TCP 443) forwarding to ``api_group`` (TCP, client addresses
+      preserved) where two services of cluster prod-web, in the private subnet, are
+      registered at 8443: ``api`` (group ``api_sg``: TCP 8443 from the VPC's CIDR only,
+      so not reached through the NLB) and ``api-open`` (``api_open_sg``: from the world).
+    """
+    alb_sg = b.security_group(
+        "prod",
+        "alb-public",
+        "web load balancer",
+        ingress=[
+            estate._ports("tcp", 443, 443, cidrs4=[WORLD4]),
+            estate._ports("tcp", 80, 80, cidrs4=[WORLD4]),
+        ],
+    )
+    alb = b.load_balancer("web-alb", "application", "internet-facing", publics, [alb_sg])
+    web_group = b.target_group("web", "HTTP", 443, vpc)
+    canary_group = b.target_group("web-canary", "HTTP", 443, vpc)
+    b.register(web_group, "prod-web", web, 443)
+    https = b.listener(alb, "HTTPS", 443, estate._forward(web_group), domain="web.example.com")
+    redirect = {
+        "Type": "redirect",
+        "RedirectConfig": {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"},
+    }
+    http = b.listener(alb, "HTTP", 80, redirect)
+    weighted_rule = b.elbv2.create_rule(
+        ListenerArn=http,
+        Priority=10,
+        Conditions=[{"Field": "path-pattern", "Values": ["/api/*"]}],
+        Actions=[weighted_forward({web_group: 0, canary_group: 1})],
+    )["Rules"][0]["RuleArn"]
+    web_acl = b.web_acl("web-waf", alb)
+
+    api_sg = b.security_group(
+        "prod",
+        "api-vpc-only",
+        "api tasks: the VPC only",
+        ingress=[estate._ports("tcp", 8443, 8443, cidrs4=[VPC_CIDR])],
+    )
+    api_open_sg = b.security_group(
+        "prod",
+        "api-world",
+        "api tasks: the world",
+        ingress=[estate._ports("tcp", 8443, 8443, cidrs4=[WORLD4])],
+    )
+    ecr = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+    b.task_definition("api", [estate._container("api", f"{ecr}/api:3.1", ports=[8443])])
+    api = b.run_tasks("prod-web", "api", [private], [api_sg], 1, "1.4.0", service="api")
+    api_open = b.run_tasks("prod-web", "api", [private], [api_open_sg], 1, "1.4.0", service="api-open")
+    nlb = b.load_balancer("edge", "network", "internet-facing", publics[:1], [])
+    api_group = b.target_group("api", "TCP", 8443, vpc)
+    b.elbv2.modify_target_group_attributes(
+        TargetGroupArn=api_group, Attributes=[{"Key": "preserve_client_ip.enabled", "Value": "true"}]
+    )
+    b.register(api_group, "prod-web", api + api_open, 8443)
+    tcp = b.listener(nlb, "TCP", 443, estate._forward(api_group))
+    front = {
+        "alb": alb,
+        "alb_sg": alb_sg,
+        "web_group": web_group,
+        "canary_group": canary_group,
+        "https": https,
+        "http": http,
+        "weighted_rule": weighted_rule,
+        "web_acl": web_acl,
+        "nlb": nlb,
+        "api_group": api_group,
+        "tcp": tcp,
+        "api_sg": api_sg,
+        "api_open_sg": api_open_sg,
+    }
+    return front, api, api_open
+
+
+def weighted_forward(weights: dict[str, int]) -> dict:
+    """A forward action over target groups with weights (``ForwardConfig``)."""
+    groups = [{"TargetGroupArn": arn, "Weight": weight} for arn, weight in weights.items()]
+    return {"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}
 
 
 class _VirtualTime:
@@ -403,7 +521,7 @@ def running_event(
                 "networkInterfaceId": task.eni,
                 "privateIPv4Address": task.private_ip,
             }.get(item["name"], item["value"])
-    container_names = ["log-router", "web"] if task.group == "service:web" else ["etl"]
+    container_names = CONTAINERS.get(task.group, ["etl"])
     detail["overrides"] = {"containerOverrides": [{"name": n} for n in container_names]}
     if override_env:
         detail["overrides"]["containerOverrides"][-1]["environment"] = [

@@ -856,13 +856,14 @@ class _LoadBalancing:
             self._fault(error if not gone else None, batch, vpcs_of)
             found.update((item["LoadBalancerArn"], own_jsonable(item)) for item in items or [])
         subnets: set[str] = set()
-        for arn, item in found.items():
+        for arn, item in list(found.items()):
             if not ingress.may_face_internet(item):
                 self._keep(arn, item, vpcs_of)
                 continue
             listeners = self._listeners(elbv2, arn, item, vpcs_of)
-            if listeners is None:
-                continue  # gone
+            if listeners is None:  # gone: no front door, nothing more to read for it
+                del found[arn]
+                continue
             item["Listeners"] = listeners
             subnets.update(z["SubnetId"] for z in item.get("AvailabilityZones") or [] if z.get("SubnetId"))
             self._keep(arn, item, vpcs_of)
