@@ -85,8 +85,10 @@ def template_text(current: str, name: str = "template.yaml") -> str:
         pattern = _statement(sid, service)
         if not pattern.search(current):
             raise ValueError(f"{name} has no {sid} statement")
-        actions = service_actions(service)
-        current = pattern.sub(lambda m: m.group(1) + "".join(f"{m.group(3)}- {a}\n" for a in actions), current)
+        listed = service_actions(service)
+        current = pattern.sub(
+            lambda m, listed=listed: m.group(1) + "".join(f"{m.group(3)}- {a}\n" for a in listed), current
+        )
     return current
 
 

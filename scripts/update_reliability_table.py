@@ -23,6 +23,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "faults"))
+sys.path.insert(1, str(REPO / "tests"))  # `support`, imported by the fault modules (pytest's pythonpath)
+sys.path.insert(2, str(REPO / "layers"))
 
 import reliability  # noqa: E402
 

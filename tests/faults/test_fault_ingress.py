@@ -5,11 +5,9 @@ behind an internet-facing ALB (HTTPS with a web ACL; HTTP redirected, a weight-0
 the ``api`` and ``api-open`` tasks behind an internet-facing NLB that preserves client
 addresses, the ``etl`` task behind nothing.
 
-Each scenario ends with the suite's checks (no ERROR reported as PASSED, no canary in an
-output, nothing lost: ``_finish``, what conftest's ``report`` checks). The scenarios are
-not declared in the reliability registry (``reliability.scenario``): that would change
-the README's generated table (scripts/update_reliability_table.py), which this change
-does not touch; ``SCENARIOS`` holds their declarations for when it does.
+Each scenario ends with the suite's checks (conftest ``report``: no ERROR reported as
+PASSED, no canary in an output, nothing lost) and is a row of the README's reliability
+table (declared with ``reliability.scenario``).
 """
 
 from __future__ import annotations
@@ -20,10 +18,11 @@ from fargate_audit.core import report as reports
 from fargate_audit.local import estate
 from fault_harness import T0, expected_statuses, sqs_record, sweep_body, weighted_forward
 from moto import mock_aws
+from reliability import scenario
 from support.env import ACCOUNT, REGION
 
 LB_FACTS = {"load_balancers"}
-SCENARIOS = {  # name -> (category, the outcome the test asserts): reliability.scenario's arguments
+_DECLARED = {  # key -> reliability.scenario's arguments (name, category, the outcome asserted)
     "target_health_denied": (
         "AccessDenied on elasticloadbalancing:DescribeTargetHealth",
         "aws-fault",
@@ -36,15 +35,15 @@ SCENARIOS = {  # name -> (category, the outcome the test asserts): reliability.s
         "NET-12 ERROR only for the task exposed through the ALB (its exposures null); "
         "NET-11 and the others unchanged",
     ),
-    "throttled": (
-        "Throttling on each load-balancer read (x3)",
-        "aws-fault",
-        "retried with backoff, then the same exposures and results as without the fault",
-    ),
     "deleted": (
-        "Load balancer deleted between the calls (LoadBalancerNotFound)",
+        "Load balancer deleted before its listeners are read (LoadBalancerNotFound)",
         "aws-fault",
         "that front door is gone, not an error: NET-11/NET-12 NOT_APPLICABLE where it was the only one",
+    ),
+    "deleted_batch": (
+        "Load balancer deleted within a DescribeLoadBalancers batch (LoadBalancerNotFound)",
+        "aws-fault",
+        "described one load balancer at a time; the gone one is no front door, the others unchanged",
     ),
     "failed_alb": (
         "ALB in state failed",
@@ -62,6 +61,7 @@ SCENARIOS = {  # name -> (category, the outcome the test asserts): reliability.s
         "a task admitting only the VPC's CIDR is not reached through it; admitting the world, it is",
     ),
 }
+SCENARIOS = {key: scenario(*args) for key, args in _DECLARED.items()}
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +76,6 @@ def world():
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _finish(run, running) -> None:
-    """The checks every scenario ends with (conftest ``report``'s, without its row)."""
-    assert run.passed_on_failed_facts() == []
-    assert run.leaks() == 0
-    assert run.tasks_lost(running=running) + run.findings_lost() == 0
 
 
 def _everyone(world) -> list:
@@ -160,7 +153,7 @@ def test_the_world_has_the_front_doors_the_scenarios_change(world):
 # --------------------------------------------------------------------------- denied reads
 
 
-def test_access_denied_on_describe_target_health(run):
+def test_access_denied_on_describe_target_health(run, report):
     tasks = _everyone(run.world)
     run.faults.deny("elbv2", "DescribeTargetHealth")
 
@@ -174,10 +167,10 @@ def test_access_denied_on_describe_target_health(run):
         assert "DescribeTargetHealth" in _posture(run, task)["errors"]["load_balancers"]
         assert _report_entry(run, task)["exposures"] is None
     assert _calls(run, "elasticloadbalancing").get("elasticloadbalancing.DescribeLoadBalancers") is None
-    _finish(run, tasks)
+    report(SCENARIOS["target_health_denied"], run.tasks_lost(running=tasks) + run.findings_lost())
 
 
-def test_access_denied_on_get_web_acl_for_resource(run):
+def test_access_denied_on_get_web_acl_for_resource(run, report):
     world = run.world
     web = world.web[0]
     tasks = _everyone(world)
@@ -197,7 +190,7 @@ def test_access_denied_on_get_web_acl_for_resource(run):
     assert _calls(run, "wafv2") == {"wafv2.GetWebACLForResource": 1}  # the web task's ALB only
     finding = run.findings()[_finding_id("prod-web/service:web", "NET-12")]
     assert finding["Compliance"]["Status"] == "NOT_AVAILABLE"
-    _finish(run, tasks)
+    report(SCENARIOS["web_acl_denied"], run.tasks_lost(running=tasks) + run.findings_lost())
 
 
 # --------------------------------------------------------------------------- throttling
@@ -214,8 +207,18 @@ NEW_CALLS = [
 ]
 
 
+THROTTLED = {
+    operation: scenario(
+        f"Throttling on {'elasticloadbalancing' if service == 'elbv2' else service}:{operation} (x3)",
+        "aws-fault",
+        "retried with backoff, then the same exposures and results as without the fault",
+    )
+    for service, operation in NEW_CALLS
+}
+
+
 @pytest.mark.parametrize(("service", "operation"), NEW_CALLS, ids=lambda v: v)
-def test_throttling_on_a_load_balancer_read_is_retried(run, service, operation):
+def test_throttling_on_a_load_balancer_read_is_retried(run, report, service, operation):
     world = run.world
     tasks = [world.web[0], world.api_open[0]]  # between them, every read above is made
     run.faults.throttle(service, operation, times=3)
@@ -229,13 +232,13 @@ def test_throttling_on_a_load_balancer_read_is_retried(run, service, operation):
         assert run.statuses(task) == world.baseline[task.arn]["statuses"], task.group
         assert _exposures(run, task) == _baseline_exposures(world, task)
         assert _posture(run, task)["errors"] == {}
-    _finish(run, tasks)
+    report(THROTTLED[operation], run.tasks_lost(running=tasks) + run.findings_lost())
 
 
 # --------------------------------------------------------------------------- gone, failed
 
 
-def test_a_load_balancer_deleted_before_its_listeners_is_no_front_door(run):
+def test_a_load_balancer_deleted_before_its_listeners_is_no_front_door(run, report):
     world = run.world
     web = world.web[0]
     alb = world.front["alb"]
@@ -250,10 +253,10 @@ def test_a_load_balancer_deleted_before_its_listeners_is_no_front_door(run):
     assert _exposures(run, web) == [] and _posture(run, web)["errors"] == {}
     assert _report_entry(run, web)["exposures"] == []
     assert _calls(run, "wafv2") == {}  # a gone ALB's web ACL is not read
-    _finish(run, [web])
+    report(SCENARIOS["deleted"], run.tasks_lost(running=[web]) + run.findings_lost())
 
 
-def test_a_load_balancer_deleted_before_its_batch_is_described_alone_and_left_out(run):
+def test_a_load_balancer_deleted_before_its_batch_is_described_alone_and_left_out(run, report):
     world = run.world
     alb = world.front["alb"]
     run.faults.fail(
@@ -275,10 +278,13 @@ def test_a_load_balancer_deleted_before_its_batch_is_described_alone_and_left_ou
     for task in (world.api[0], world.api_open[0]):  # the network load balancer is still there
         assert run.statuses(task) == world.baseline[task.arn]["statuses"], task.group
         assert _exposures(run, task) == _baseline_exposures(world, task)
-    _finish(run, world.web + world.api + world.api_open)
+    report(
+        SCENARIOS["deleted_batch"],
+        run.tasks_lost(running=world.web + world.api + world.api_open) + run.findings_lost(),
+    )
 
 
-def test_an_alb_in_state_failed_is_no_front_door(run):
+def test_an_alb_in_state_failed_is_no_front_door(run, report):
     """moto cannot put a load balancer in ``failed``: the answer of DescribeLoadBalancers is
     rewritten (botocore ``after-call``) as AWS would give it."""
     world = run.world
@@ -300,13 +306,13 @@ def test_an_alb_in_state_failed_is_no_front_door(run):
     assert calls["elasticloadbalancing.DescribeLoadBalancers"] == 1
     assert "elasticloadbalancing.DescribeListeners" not in calls  # a failed one's listeners are not read
     assert _calls(run, "wafv2") == {}
-    _finish(run, [web])
+    report(SCENARIOS["failed_alb"], run.tasks_lost(running=[web]) + run.findings_lost())
 
 
 # --------------------------------------------------------------------------- weights, NLB
 
 
-def test_a_rule_forwarding_with_weight_0_is_no_front_door_and_with_weight_1_is(run):
+def test_a_rule_forwarding_with_weight_0_is_no_front_door_and_with_weight_1_is(run, report):
     world = run.world
     web = world.web[0]
     elbv2 = world.client("elbv2")
@@ -339,10 +345,10 @@ def test_a_rule_forwarding_with_weight_0_is_no_front_door_and_with_weight_1_is(r
     finding = run.findings()[_finding_id("prod-web/service:web", "NET-11")]
     assert finding["Compliance"]["Status"] == "FAILED"
     assert [r["Id"] for r in finding["Resources"] if r["Type"] == "AwsElbv2LoadBalancer"] == [front["alb"]]
-    _finish(run, [web])
+    report(SCENARIOS["weighted"], run.tasks_lost(running=[web]) + run.findings_lost())
 
 
-def test_an_nlb_preserving_client_addresses_reaches_only_a_task_admitting_the_world(run):
+def test_an_nlb_preserving_client_addresses_reaches_only_a_task_admitting_the_world(run, report):
     world = run.world
     api, api_open = world.api[0], world.api_open[0]
     elbv2 = world.client("elbv2")
@@ -372,4 +378,4 @@ def test_an_nlb_preserving_client_addresses_reaches_only_a_task_admitting_the_wo
 
     assert [e["listener_arn"] for e in _exposures(run, api)] == [world.front["tcp"]]
     assert run.statuses(api)["NET-11"] == "PASSED"
-    _finish(run, [api, api_open])
+    report(SCENARIOS["preserved"], run.tasks_lost(running=[api, api_open]) + run.findings_lost())
