@@ -4,7 +4,8 @@ Batched and paginated so the request count grows with pages, not tasks (design.m
 
   per region   ListClusters (pages of 100)  -- skipped when clusters are given
                DescribeClusters  one call per 100 clusters (include SETTINGS), each cluster once
-               ListTasks         per cluster, pages of 100 (desiredStatus RUNNING, the default)
+               ListTasks         per cluster, pages of 100 (desiredStatus RUNNING, the default;
+                                 `list_tasks` is the same listing for the sweep planner)
                DescribeTasks     per cluster, 100 tasks a call
                DescribeTaskDefinition  once per distinct task definition ARN
                DescribeNetworkInterfaces  `network-interface-id` filter, 200 ids a call; above
@@ -343,6 +344,13 @@ def _pages(aws_client, method: str, page_size: int, **params) -> Iterator[dict]:
     yield from paginator.paginate(PaginationConfig={"PageSize": page_size}, **params)
 
 
+def _task_pages(ecs, cluster: str) -> Iterator[dict]:
+    """ListTasks of one cluster, pages of 100: desiredStatus RUNNING (the API's default) and
+    no launch-type filter (a Fargate task is told from DescribeTasks: ``skip_reason``). The
+    scan and the sweep planner list with this one call, so both see the same tasks."""
+    yield from _pages(ecs, "list_tasks", ECS_PAGE_SIZE, cluster=cluster)
+
+
 def _finish_scope(result: CollectResult) -> None:
     accounts = {account_of(arn) for arn in result.scope["clusters"]}
     accounts.update(raw["account_id"] for raw in result.raw_tasks)
@@ -478,7 +486,7 @@ class _RegionScan:
     def _list_tasks(self, cluster: str) -> list[str]:
         arns: list[str] = []
         try:
-            for page in _pages(self.ecs, "list_tasks", ECS_PAGE_SIZE, cluster=cluster):
+            for page in _task_pages(self.ecs, cluster):
                 arns.extend(page.get("taskArns", []))
         except AWS_ERRORS as exc:
             self._lost("ListTasks", cluster, failure_message(exc, "ListTasks"))
@@ -1005,6 +1013,16 @@ def list_clusters(clients: Clients, region: str) -> list[str]:
     arns: list[str] = []
     for page in _pages(clients.ecs(region), "list_clusters", ECS_PAGE_SIZE):
         arns.extend(page.get("clusterArns", []))
+    return list(dict.fromkeys(arns))
+
+
+def list_tasks(clients: Clients, region: str, cluster: str) -> list[str]:
+    """The task ARNs of one cluster, once each, as a scan lists them (``_task_pages``:
+    ListTasks, pages of 100, running tasks of every launch type). AWS errors propagate: a
+    listing that failed on any page is no listing (the caller decides what that means)."""
+    arns: list[str] = []
+    for page in _task_pages(clients.ecs(region), cluster):
+        arns.extend(page.get("taskArns", []))
     return list(dict.fromkeys(arns))
 
 
