@@ -542,7 +542,8 @@ def config_events(outcome: dict, rt, logger, metrics) -> dict:
 
 @handler_envelope("sweep_planner", "accept_scheduled_event", retries_metric=False)
 def sweep_planner(parsed: dict, rt, logger, metrics) -> dict:
-    """The schedule: queue one sweep message per cluster (SWEEP_QUEUE_URL)."""
+    """The schedule: queue one sweep message per page of 100 tasks of each cluster
+    (SWEEP_QUEUE_URL); ``SweepMessagesSent``, and each unreachable scope or cluster logged."""
     from fargate_audit.app import service
 
     queue_url = (os.environ.get("SWEEP_QUEUE_URL") or "").strip()
@@ -632,15 +633,18 @@ def sweep_worker(event, context, logger=None, metrics=None) -> dict:
 
 
 def _unreachable_scopes(logger, metrics, unreachable: list[dict]) -> None:
-    """One error line per (account, region) the sweep could not reach, naming the refused
-    call; ``UnreachableScopes`` and, for refused member roles, ``AssumeRoleFailures``."""
+    """One error line per (account, region), or cluster (``cluster_arn``: its ListTasks
+    refused), the sweep could not reach, naming the refused call; ``UnreachableScopes``
+    (both kinds) and, for refused member roles, ``AssumeRoleFailures``."""
     for scope in unreachable:
+        cluster = {"cluster_arn": scope["cluster_arn"]} if scope.get("cluster_arn") else {}
         _log(
             logger,
             "error",
-            "audited account and region unreachable: not swept",
+            f"audited {'cluster' if cluster else 'account and region'} unreachable: not swept",
             account=scope["account_id"],
             region=scope["region"],
+            **cluster,
             error=scope["error"],
         )
     _metric(metrics, "UnreachableScopes", len(unreachable))

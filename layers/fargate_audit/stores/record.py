@@ -750,6 +750,18 @@ class Recorder:
                 )
         return sorted(tasks, key=lambda t: t["task_arn"])
 
+    def running_task_arns(self, workload_key: str) -> list[str]:
+        """The ARNs of the workload's RUNNING tasks (the Query of :meth:`running_tasks`,
+        projected to the ARN and lifecycle: no posture is transferred or decoded), sorted."""
+        items = self.table.query(
+            IndexName=GSI1,
+            KeyConditionExpression="gsi1pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": workload_key}},
+            ProjectionExpression="task_arn, #lifecycle",
+            ExpressionAttributeNames={"#lifecycle": "lifecycle"},
+        )
+        return sorted(item["task_arn"] for item in items if item.get("lifecycle") == RUNNING)
+
     def tasks_for_resource(self, resource_id: str) -> list[str]:
         """ARNs of the running tasks recorded as depending on ``resource_id``."""
         items = self.table.query(
