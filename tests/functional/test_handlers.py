@@ -498,6 +498,29 @@ def test_a_sweep_of_pages_retires_a_task_that_stopped_unseen(world, monkeypatch)
     assert planned_pages(world)[0]["retiring"] == 0
 
 
+def test_with_publishing_off_a_sweep_of_pages_retires_in_the_workloads_it_lists(world, monkeypatch):
+    monkeypatch.setenv("PUBLISH_FINDINGS", "false")  # no finding state names the workloads
+    lambda_handlers.set_runtime(
+        lambda_handlers.build_runtime(session=world.rt.clients.session, logger=world.spy)
+    )
+    list_tasks_as_aws(monkeypatch)
+    first, second = world.web
+    world.task_events(world.running(first))
+    world.task_events(world.running(second))
+    world.client("ecs").stop_task(cluster="prod-web", task=first.arn, reason="scale in")  # no event arrives
+    world.calls.reset()
+
+    planned, records = planned_pages(world)
+
+    # the workloads recorded for the listed tasks: one BatchGetItem per cluster that lists any
+    assert world.calls.operations(("dynamodb",)) == Counter({"dynamodb.BatchGetItem": 2, "dynamodb.Query": 1})
+    assert planned["retiring"] == 1
+    assert world.sweep_worker({"Records": records}) == {"batchItemFailures": []}
+    assert world.rt.recorder.latest(first.arn)["lifecycle"] == "STOPPED"
+    assert world.rt.recorder.latest(second.arn)["lifecycle"] == "RUNNING"
+    assert world.findings() == {}
+
+
 def test_a_sweep_of_pages_retires_the_tasks_of_a_cluster_now_empty(world, monkeypatch):
     list_tasks_as_aws(monkeypatch)
     (etl,) = world.etl

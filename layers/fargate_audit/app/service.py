@@ -589,9 +589,10 @@ def plan_sweep(rt: Runtime, queue_url: str, now: datetime, region: str | None = 
     (``sweep_cluster``): those DescribeTasks reports ended or no longer knows (``MISSING``)
     are retired, one still running is audited; so a task started and recorded after the
     listing is never retired by mistake (STOPPED is terminal). Cost, counted in
-    ``api_calls``: one DynamoDB Query per cluster for its workloads and one per workload for
-    its running task ARNs (projected: no posture is read), and no message of its own
-    unless the listed tasks fill their last page. A cluster whose listing failed on any
+    ``api_calls``: one DynamoDB Query per cluster for its workloads (publishing off: one
+    BatchGetItem per page, the workloads recorded for the listed tasks) and one per
+    workload for its running task ARNs (projected: no posture is read), and no message of
+    its own unless the listed tasks fill their last page. A cluster whose listing failed on any
     page queues nothing: a partial listing proves nothing about the tasks it missed.
 
     A cluster whose ListTasks is refused is reported in ``unreachable`` (``{"account_id",
@@ -674,7 +675,7 @@ class _SweepPlan:
             )
             return
         known = set(listed)
-        gone = [arn for arn in _recorded_running(rt, cluster_arn) if arn not in known]
+        gone = [arn for arn in _recorded_running(rt, cluster_arn, listed) if arn not in known]
         arns = listed + gone
         for start in range(0, len(arns), events.SWEEP_PAGE_TASKS):
             page = arns[start : start + events.SWEEP_PAGE_TASKS]
@@ -693,11 +694,16 @@ class _SweepPlan:
         }
 
 
-def _recorded_running(rt: Runtime, cluster_arn: str) -> list[str]:
+def _recorded_running(rt: Runtime, cluster_arn: str, listed: list[str]) -> list[str]:
     """The ARNs of the tasks the recorder holds as RUNNING in the cluster: the running sets
-    of the workloads :func:`_known_workloads` finds there (one Query each, ARNs only)."""
+    of the workloads :func:`_known_workloads` finds there (one Query each, ARNs only). With
+    publishing off there are no finding states: the workloads are those recorded for the
+    ``listed`` tasks (one BatchGetItem per 100), as a whole-cluster sweep retires in the
+    workloads it sees (a workload none of whose tasks is listed any more keeps its
+    running set until their STOPPED events, as before pages)."""
+    seen = rt.recorder.workloads_of(listed) if rt.publisher is None and listed else ()
     arns: dict[str, None] = {}
-    for key in _known_workloads(rt, cluster_arn, ()):
+    for key in _known_workloads(rt, cluster_arn, seen):
         arns.update(dict.fromkeys(rt.recorder.running_task_arns(key)))
     return list(arns)
 
