@@ -125,6 +125,20 @@ def test_fact_cache_expires_clusters_and_vpcs_after_the_ttl_but_keeps_task_defin
     assert cache.task_definition("arn:td:1") == {"family": "web"}
 
 
+def test_fact_cache_tells_vpc_facts_fetched_before_a_moment():
+    from fargate_audit.edge.collect import FactCache
+
+    clock = [100.0]
+    cache = FactCache(ttl_seconds=300, clock=lambda: clock[0])
+    cache.put_vpc(REGION, "vpc-1", {"vpc_id": "vpc-1"})
+    clock[0] += 5
+    mark = cache.now()
+    assert cache.vpc(REGION, "vpc-1", fetched_since=mark) is None  # taken before the mark
+    assert cache.vpc(REGION, "vpc-1") == {"vpc_id": "vpc-1"}  # still within the TTL
+    cache.put_vpc(REGION, "vpc-1", {"vpc_id": "vpc-1", "again": True})
+    assert cache.vpc(REGION, "vpc-1", fetched_since=mark) == {"vpc_id": "vpc-1", "again": True}
+
+
 def test_duplicate_running_event_adds_no_history_and_imports_nothing(world):
     event = world.running(world.web[0])
     world.task_events(event)
@@ -519,6 +533,37 @@ def test_with_publishing_off_a_sweep_of_pages_retires_in_the_workloads_it_lists(
     assert world.rt.recorder.latest(first.arn)["lifecycle"] == "STOPPED"
     assert world.rt.recorder.latest(second.arn)["lifecycle"] == "RUNNING"
     assert world.findings() == {}
+
+
+def test_the_pages_of_one_worker_invocation_refresh_each_vpc_once(world):
+    first, second = world.web
+    world.task_events(world.running(first))  # the VPC facts are in the cache from before
+    cluster = world.clusters["prod-web"]
+    pages = [
+        sqs_record(
+            f"page-{n}",
+            json.dumps(
+                {"account_id": ACCOUNT, "region": REGION, "cluster_arn": cluster, "task_arns": [task.arn]}
+            ),
+        )
+        for n, task in enumerate(world.web)
+    ]
+    world.calls.reset()
+
+    assert world.sweep_worker({"Records": pages}) == {"batchItemFailures": []}
+
+    # read afresh by the first page (not from the cache of before), reused by the second
+    operations = world.calls.operations(FACT_SERVICES)
+    assert operations["ecs.DescribeTasks"] == 2 and operations["ec2.DescribeNetworkInterfaces"] == 2
+    assert operations["ec2.DescribeSecurityGroups"] == operations["ec2.DescribeRouteTables"] == 1
+    assert operations["ec2.DescribeFlowLogs"] == 2  # never cached: a flow log may name a new ENI
+    world.calls.reset()
+
+    assert world.sweep_worker({"Records": pages[:1]}) == {"batchItemFailures": []}
+
+    assert (
+        world.calls.operations(FACT_SERVICES)["ec2.DescribeSecurityGroups"] == 1
+    )  # the next invocation reads again
 
 
 def test_a_sweep_of_pages_retires_the_tasks_of_a_cluster_now_empty(world, monkeypatch):

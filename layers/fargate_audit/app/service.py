@@ -146,7 +146,7 @@ class Runtime:
         if self.accounts is None or not account or account == self.own_account:
             return self.cache
         if account not in self.caches:
-            self.caches[account] = collect.FactCache(self.cache.ttl)
+            self.caches[account] = collect.FactCache(self.cache.ttl, clock=self.cache.now)
         return self.caches[account]
 
 
@@ -465,6 +465,7 @@ def _audit_described(
     task_arns: list[str],
     cause_of,
     refresh_vpcs: bool,
+    refreshed_since: float | None = None,
 ) -> dict:
     """Describe tasks the recorder holds as running (in ``account`` / ``region``); re-audit
     those still RUNNING, retire those that ended or vanished. Returns {"errors": [...],
@@ -497,6 +498,7 @@ def _audit_described(
             tasks,
             cache=rt.cache_for(account),
             refresh_vpcs=refresh_vpcs,
+            refreshed_since=refreshed_since,
         )
         batch.record_audits(collected.raw_tasks, cause_of)
     calls = clients.counter.since(before)  # the fact reads, not the table's requests
@@ -753,7 +755,13 @@ def _known_workloads(rt: Runtime, cluster_arn: str, seen: Iterable[str]) -> list
     return list(keys)
 
 
-def sweep_cluster(message: Any, rt: Runtime, now: datetime, message_id: str | None = None) -> dict:
+def sweep_cluster(
+    message: Any,
+    rt: Runtime,
+    now: datetime,
+    message_id: str | None = None,
+    refreshed_since: float | None = None,
+) -> dict:
     """Sweep one SweepQueue message; every workload touched is published, then undelivered
     findings left in the outbox are flushed.
 
@@ -764,8 +772,10 @@ def sweep_cluster(message: Any, rt: Runtime, now: datetime, message_id: str | No
     A whole cluster (no ``task_arns``: the messages of planners before pages, still
     valid): every running Fargate task is listed and audited as above, and the tasks the
     recorder holds as running there that the listing lacks are retired, only when the
-    listing is complete. SweepError when the cluster could not be fully listed or the
-    tasks described (the message is retried)."""
+    listing is complete. ``refreshed_since``: a ``rt.cache.now()`` reading from the start
+    of the worker's invocation: VPC facts fetched since are fresh already (the pages of one
+    cluster in one SQS batch refresh a VPC once, not once a page). SweepError when the
+    cluster could not be fully listed or the tasks described (the message is retried)."""
     parsed = events.parse_sweep_message(message)
     check_origin(rt, events.SWEEP_MESSAGE, (parsed["account_id"], parsed["region"]))
     account, region, cluster_arn = parsed["account_id"], parsed["region"], parsed["cluster_arn"]
@@ -777,7 +787,14 @@ def sweep_cluster(message: Any, rt: Runtime, now: datetime, message_id: str | No
 
     if parsed["task_arns"]:
         outcome = _audit_described(
-            rt, batch, account, region, parsed["task_arns"], cause_of, refresh_vpcs=True
+            rt,
+            batch,
+            account,
+            region,
+            parsed["task_arns"],
+            cause_of,
+            refresh_vpcs=True,
+            refreshed_since=refreshed_since,
         )
         errors, api_calls = outcome["errors"], outcome["api_calls"]
         listed = None
@@ -790,6 +807,7 @@ def sweep_cluster(message: Any, rt: Runtime, now: datetime, message_id: str | No
                 clients=clients,
                 cache=rt.cache_for(account),
                 refresh_vpcs=True,
+                refreshed_since=refreshed_since,
             )
         except ScanError as exc:  # the cluster could not be listed at all: retry the message
             raise SweepError(f"sweep of {cluster_arn} failed: {exc}", {"cluster_arn": cluster_arn}) from exc
