@@ -4,15 +4,18 @@ N accounts x R regions x T running Fargate tasks (one cluster ``prod-web``, one 
 per account and region, the same names everywhere), on moto in-process: each member
 account is reached through sts:AssumeRole into its own isolated state. The stack runs as
 deployed with AUDITED_ACCOUNTS / AUDITED_REGIONS / MEMBER_EXTERNAL_ID: ``sweep_planner``
-queues one message per (account, region, cluster), then ONE warm worker container takes
-the queue in SQS batches of 10 (``sweep_worker``). The same sweep of one account and one
-region with none of those variables set (the single-account stack) gives the baseline.
+lists every (account, region, cluster)'s tasks and queues one message per page of at most
+100 of them, then ONE warm worker container takes the queue in SQS batches of 10
+(``sweep_worker``). The same sweep of one account and one region with none of those
+variables set (the single-account stack) gives the baseline.
 
 Printed: AWS requests per task (every request the functions make: ECS/EC2 reads, DynamoDB,
-Security Hub, SQS, plus STS), AssumeRole calls (total and the most for one account),
-SQS messages, wall time (planner + workers; the estate's set-up excluded) and the peak
-RSS of the process. Targets (issue "Organization scale"): at most 1 AssumeRole per account
-per warm worker; requests per task within 1.5x of the single-account figure.
+Security Hub, SQS, plus STS), the planner's and the workers' requests apart, AssumeRole
+calls (total and the most for one account), the SQS messages the planner sent (pages:
+``--tasks 250`` gives 3 per cluster) and the worker received, wall time (planner +
+workers; the estate's set-up excluded) and the peak RSS of the process. Targets (issue
+"Organization scale"): at most 1 AssumeRole per account per warm worker; requests per
+task within 1.5x of the single-account figure.
 
     .venv/bin/python bench/bench_org_sweep.py [--accounts 20] [--regions 2] [--tasks 10]
 
@@ -131,6 +134,7 @@ def run(accounts: list[str] | None, regions: list[str], tasks: int) -> dict:
         lambda_handlers.set_runtime(runtimes["planner"])
         planned = lambda_handlers.sweep_planner(scheduled, context)
         planner_calls = len(calls.calls)
+        planner_requests = sum(runtimes["planner"].clients.counter.counts.values())
         lambda_handlers.set_runtime(runtimes["worker"])
         messages = failures = 0
         while True:
@@ -179,8 +183,11 @@ def run(accounts: list[str] | None, regions: list[str], tasks: int) -> dict:
             "assume_role_planner": sum(planner_assume.values()),
             "assume_role_worker": sum(worker_assume.values()),
             "assume_role_max_per_account_in_worker": max(worker_assume.values(), default=0),
-            "sqs_messages": messages,
-            "planned": {k: planned[k] for k in ("clusters", "messages") if k in planned},
+            "planner_requests": planner_requests,
+            "worker_requests": sum(runtimes["worker"].clients.counter.counts.values()),
+            "sqs_messages_sent": planned["messages"],
+            "sqs_messages_received": messages,
+            "planned": {k: planned[k] for k in ("clusters", "tasks", "retiring", "messages") if k in planned},
             "worker_failures": failures,
             "table_items": items["Count"],
             "wall_seconds": round(wall, 1),
@@ -212,7 +219,16 @@ def main() -> None:
         f"(planner {org['assume_role_planner']}, worker {org['assume_role_worker']}), at most "
         f"{org['assume_role_max_per_account_in_worker']} per account in the warm worker (target <= 1)"
     )
-    print(f"SQS messages: {org['sqs_messages']}; wall: {org['wall_seconds']} s; peak RSS: {peak_mb:.0f} MB")
+    for name, result in (("single account", single), ("organization", org)):
+        clusters = result["planned"]["clusters"]
+        print(
+            f"SQS messages sent by the planner ({name}): {result['sqs_messages_sent']} pages of at most "
+            f"100 tasks for {clusters} clusters and {result['planned']['tasks']} tasks "
+            f"({result['sqs_messages_sent'] / max(clusters, 1):.1f} per cluster), "
+            f"{result['sqs_messages_received']} received by the worker; requests (STS aside): planner "
+            f"{result['planner_requests']}, worker {result['worker_requests']}"
+        )
+    print(f"wall: {org['wall_seconds']} s; peak RSS: {peak_mb:.0f} MB")
 
 
 if __name__ == "__main__":

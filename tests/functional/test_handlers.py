@@ -23,7 +23,7 @@ from fargate_audit.core.errors import ConfigError
 from fargate_audit.local import estate
 from support.env import ACCOUNT, REGION, WORLD4
 from support.spies import LambdaContext, Spy, sqs_record
-from support.world import EVENTS, emulated_world, load_app
+from support.world import EVENTS, emulated_world, list_tasks_as_aws, load_app
 
 FACT_SERVICES = ("ecs", "ec2")
 
@@ -123,6 +123,20 @@ def test_fact_cache_expires_clusters_and_vpcs_after_the_ttl_but_keeps_task_defin
     clock[0] += 1
     assert cache.vpc(REGION, "vpc-1") is None and cache.cluster("arn:cluster") is None
     assert cache.task_definition("arn:td:1") == {"family": "web"}
+
+
+def test_fact_cache_tells_vpc_facts_fetched_before_a_moment():
+    from fargate_audit.edge.collect import FactCache
+
+    clock = [100.0]
+    cache = FactCache(ttl_seconds=300, clock=lambda: clock[0])
+    cache.put_vpc(REGION, "vpc-1", {"vpc_id": "vpc-1"})
+    clock[0] += 5
+    mark = cache.now()
+    assert cache.vpc(REGION, "vpc-1", fetched_since=mark) is None  # taken before the mark
+    assert cache.vpc(REGION, "vpc-1") == {"vpc_id": "vpc-1"}  # still within the TTL
+    cache.put_vpc(REGION, "vpc-1", {"vpc_id": "vpc-1", "again": True})
+    assert cache.vpc(REGION, "vpc-1", fetched_since=mark) == {"vpc_id": "vpc-1", "again": True}
 
 
 def test_duplicate_running_event_adds_no_history_and_imports_nothing(world):
@@ -363,12 +377,14 @@ def test_malformed_config_event_is_rejected(world):
 # --------------------------------------------------------------------------- sweep
 
 
-def test_planner_sends_one_message_per_cluster(world):
+def test_planner_sends_one_message_per_page_of_tasks(world):
     event = json.loads((EVENTS / "scheduled-event.json").read_text(encoding="utf-8"))
 
     outcome = world.sweep_planner(event)
 
+    # two clusters of fewer than 100 tasks: one page each
     assert outcome["clusters"] == outcome["messages"] == 2
+    assert outcome["tasks"] == 3 and outcome["retiring"] == 0 and outcome["unreachable"] == []
     sqs = world.client("sqs")
     bodies = []
     while True:
@@ -381,10 +397,16 @@ def test_planner_sends_one_message_per_cluster(world):
             Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)],
         )
     assert sorted(b["cluster_arn"] for b in bodies) == sorted(world.clusters.values())
-    assert all(
-        b == {"account_id": ACCOUNT, "region": REGION, "cluster_arn": b["cluster_arn"]} for b in bodies
+    tasks = {world.clusters["prod-web"]: world.web, world.clusters["batch"]: world.etl}
+    for b in bodies:
+        arns = [task.arn for task in tasks[b["cluster_arn"]]]
+        assert set(b) == {"account_id", "region", "cluster_arn", "task_arns"}
+        assert (b["account_id"], b["region"]) == (ACCOUNT, REGION) and sorted(b["task_arns"]) == sorted(arns)
+    # per cluster one ListTasks page and one Query for its workloads (none recorded yet)
+    assert world.calls.operations() == Counter(
+        {"ecs.ListClusters": 1, "ecs.ListTasks": 2, "dynamodb.Query": 2, "sqs.SendMessageBatch": 1}
     )
-    assert world.calls.operations() == Counter({"ecs.ListClusters": 1, "sqs.SendMessageBatch": 1})
+    assert outcome["api_calls"] == dict(world.calls.operations())
     assert world.spy.metrics["SweepMessagesSent"] == 2
 
 
@@ -450,6 +472,121 @@ def test_sweep_archives_a_workload_whose_last_task_stopped_unseen(world):
     assert world.rt.recorder.latest(etl.arn)["lifecycle"] == "STOPPED"
     etl_findings = [f for f in world.findings().values() if "/batch/family:etl/" in f["Id"]]
     assert etl_findings and {f["RecordState"] for f in etl_findings} == {"ARCHIVED"}
+
+
+def planned_pages(world) -> tuple[dict, list[dict]]:
+    """The planner's outcome and the SQS records of the pages it queued (taken off the queue)."""
+    planned = world.sweep_planner(json.loads((EVENTS / "scheduled-event.json").read_text(encoding="utf-8")))
+    sqs, records = world.client("sqs"), []
+    while got := sqs.receive_message(QueueUrl=world.queue_url, MaxNumberOfMessages=10).get("Messages"):
+        for message in got:
+            records.append(sqs_record(message["MessageId"], message["Body"]))
+            sqs.delete_message(QueueUrl=world.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return planned, records
+
+
+def test_a_sweep_of_pages_retires_a_task_that_stopped_unseen(world, monkeypatch):
+    list_tasks_as_aws(monkeypatch)
+    first, second = world.web
+    world.task_events(world.running(first))
+    world.task_events(world.running(second))
+    world.client("ecs").stop_task(cluster="prod-web", task=first.arn, reason="scale in")  # no event arrives
+    world.calls.reset()
+
+    planned, records = planned_pages(world)
+
+    # the listing lacks the stopped task the recorder holds as running: it goes in the page
+    assert planned["tasks"] == 2 and planned["retiring"] == 1 and planned["messages"] == 2
+    (page,) = [json.loads(r["body"]) for r in records if "prod-web" in json.loads(r["body"])["cluster_arn"]]
+    assert page["task_arns"] == [second.arn, first.arn]
+    # what the decision cost: per cluster one Query for its workloads, one per workload found
+    # (prod-web's web service; batch has none recorded)
+    assert world.calls.operations(("dynamodb",)) == Counter({"dynamodb.Query": 3})
+    assert world.sweep_worker({"Records": records}) == {"batchItemFailures": []}
+    assert world.rt.recorder.latest(first.arn)["lifecycle"] == "STOPPED"
+    assert world.rt.recorder.history(first.arn)[-1]["cause"]["type"] == "sweep"
+    assert world.rt.recorder.latest(second.arn)["lifecycle"] == "RUNNING"
+    assert world.spy.metrics["StoppedTasks"] == 1
+    assert world.finding("NET-02")["ProductFields"]["fargate-audit/TasksEvaluated"] == "1"
+    # retired once: the next sweep has nothing left to retire
+    assert planned_pages(world)[0]["retiring"] == 0
+
+
+def test_with_publishing_off_a_sweep_of_pages_retires_in_the_workloads_it_lists(world, monkeypatch):
+    monkeypatch.setenv("PUBLISH_FINDINGS", "false")  # no finding state names the workloads
+    lambda_handlers.set_runtime(
+        lambda_handlers.build_runtime(session=world.rt.clients.session, logger=world.spy)
+    )
+    list_tasks_as_aws(monkeypatch)
+    first, second = world.web
+    world.task_events(world.running(first))
+    world.task_events(world.running(second))
+    world.client("ecs").stop_task(cluster="prod-web", task=first.arn, reason="scale in")  # no event arrives
+    world.calls.reset()
+
+    planned, records = planned_pages(world)
+
+    # the workloads recorded for the listed tasks: one BatchGetItem per cluster that lists any
+    assert world.calls.operations(("dynamodb",)) == Counter({"dynamodb.BatchGetItem": 2, "dynamodb.Query": 1})
+    assert planned["retiring"] == 1
+    assert world.sweep_worker({"Records": records}) == {"batchItemFailures": []}
+    assert world.rt.recorder.latest(first.arn)["lifecycle"] == "STOPPED"
+    assert world.rt.recorder.latest(second.arn)["lifecycle"] == "RUNNING"
+    assert world.findings() == {}
+
+
+def test_the_pages_of_one_worker_invocation_refresh_each_vpc_once(world):
+    first, second = world.web
+    world.task_events(world.running(first))  # the VPC facts are in the cache from before
+    cluster = world.clusters["prod-web"]
+    pages = [
+        sqs_record(
+            f"page-{n}",
+            json.dumps(
+                {"account_id": ACCOUNT, "region": REGION, "cluster_arn": cluster, "task_arns": [task.arn]}
+            ),
+        )
+        for n, task in enumerate(world.web)
+    ]
+    world.calls.reset()
+
+    assert world.sweep_worker({"Records": pages}) == {"batchItemFailures": []}
+
+    # read afresh by the first page (not from the cache of before), reused by the second
+    operations = world.calls.operations(FACT_SERVICES)
+    assert operations["ecs.DescribeTasks"] == 2 and operations["ec2.DescribeNetworkInterfaces"] == 2
+    assert operations["ec2.DescribeSecurityGroups"] == operations["ec2.DescribeRouteTables"] == 1
+    assert operations["ec2.DescribeFlowLogs"] == 2  # never cached: a flow log may name a new ENI
+    world.calls.reset()
+
+    assert world.sweep_worker({"Records": pages[:1]}) == {"batchItemFailures": []}
+
+    assert (
+        world.calls.operations(FACT_SERVICES)["ec2.DescribeSecurityGroups"] == 1
+    )  # the next invocation reads again
+
+
+def test_a_sweep_of_pages_retires_the_tasks_of_a_cluster_now_empty(world, monkeypatch):
+    list_tasks_as_aws(monkeypatch)
+    (etl,) = world.etl
+    world.sweep_worker({"Records": planned_pages(world)[1]})
+    assert world.finding("NET-02", "batch/family:etl")["RecordState"] == "ACTIVE"
+    world.client("ecs").stop_task(cluster="batch", task=etl.arn, reason="job done")  # no event arrives
+
+    planned, records = planned_pages(world)
+
+    pages = [json.loads(r["body"]) for r in records]
+    assert {p["cluster_arn"]: p["task_arns"] for p in pages}[world.clusters["batch"]] == [etl.arn]
+    assert planned["retiring"] == 1
+    assert world.sweep_worker({"Records": records}) == {"batchItemFailures": []}
+    assert world.rt.recorder.latest(etl.arn)["lifecycle"] == "STOPPED"
+    etl_findings = [f for f in world.findings().values() if "/batch/family:etl/" in f["Id"]]
+    assert etl_findings and {f["RecordState"] for f in etl_findings} == {"ARCHIVED"}
+    # an empty cluster with nothing left to retire queues nothing
+    planned, records = planned_pages(world)
+    assert planned["messages"] == 1 and [json.loads(r["body"])["cluster_arn"] for r in records] == [
+        world.clusters["prod-web"]
+    ]
 
 
 # --------------------------------------------------------------------------- runtime and app handlers

@@ -133,6 +133,14 @@ def recorded():
             malformed = json.loads((EVENTS / "scheduled-event.json").read_text())
             malformed["detail-type"] = "Something Else"
             world.sweep_planner(malformed)  # dead-lettered
+            # with PublishFindings false the planner reads the listed tasks' workloads instead
+            monkeypatch.setenv("PUBLISH_FINDINGS", "false")
+            lambda_handlers.set_runtime(
+                lambda_handlers.build_runtime(session=world.rt.clients.session, logger=world.spy)
+            )
+            world.sweep_planner(json.loads((EVENTS / "scheduled-event.json").read_text()))
+            monkeypatch.setenv("PUBLISH_FINDINGS", "true")
+            lambda_handlers.set_runtime(world.rt)
             log.take("SweepPlannerFunction")
 
             event = world.sweep_records()
@@ -252,6 +260,8 @@ def test_the_scenarios_exercise_reads_writes_and_imports(recorded):
         "sqs:SendMessage",
     } <= actions
     assert ("dynamodb:Query", True) in recorded["TaskEventsFunction"]  # the workload index
+    # the sweep planner: each cluster's workloads (findings, else its listed tasks') and running sets
+    assert {("dynamodb:Query", True), ("dynamodb:BatchGetItem", False)} <= recorded["SweepPlannerFunction"]
 
 
 def test_the_dns_function_writes_transactions_and_imports_but_reads_no_ecs_or_ec2(recorded):

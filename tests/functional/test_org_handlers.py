@@ -29,6 +29,7 @@ from support.world import (
     SAMPLE_TASK_DEFINITION,
     Task,
     emulated_world,
+    list_tasks_as_aws,
     task_of,
     web_and_etl,
 )
@@ -283,6 +284,108 @@ def test_one_unreachable_account_is_reported_and_the_sweep_goes_on(org):
     assert answer == {"batchItemFailures": [{"itemIdentifier": "b-1"}]}
     assert a.findings() and b.findings() == {}
     assert world.spy.metrics["UnreachableScopes"] == 2
+
+
+def big_cluster(m: Member, tasks: int) -> tuple[str, list[str]]:
+    """Cluster ``big`` in ``m``'s account running ``tasks`` tasks of service ``big`` (its
+    own VPC, a /18 subnet: room for them); (its ARN, the task ARNs)."""
+    b = estate._Builder(m.session, REGION)
+    vpc = b.vpc("big", "10.30.0.0/16")
+    subnet = b.subnet("big-a", vpc, "10.30.0.0/18", "a")
+    sg = b.security_group("big", "big-tasks", "big service tasks")
+    b.task_definition("big", [estate._container("big", "public.ecr.aws/nginx/nginx:1.27")])
+    b.cluster("big", "enabled")
+    arns = b.run_tasks("big", "big", [subnet], [sg], tasks, "1.4.0", service="big")
+    return b.info.clusters["big"], arns
+
+
+def refuse_list_tasks(monkeypatch, cluster_arn: str) -> None:
+    """ECS refuses ListTasks on one cluster (AccessDeniedException), in whichever account."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend.list_tasks
+
+    def list_tasks(self, cluster_str=None, *more):
+        if cluster_str == cluster_arn:
+            raise JsonRESTError(
+                "AccessDeniedException",
+                f"not authorized to perform: ecs:ListTasks on resource: {cluster_arn}",
+            )
+        return original(self, cluster_str, *more)
+
+    monkeypatch.setattr(EC2ContainerServiceBackend, "list_tasks", list_tasks)
+
+
+def test_a_cluster_of_250_tasks_is_three_pages_of_100_100_and_50(org):
+    world, a, b = org
+    Sts(world)
+    big, arns = big_cluster(a, 250)
+
+    planned = world.sweep_planner(scheduled())
+
+    pages = [json.loads(r["body"]) for r in drain(world)]
+    big_pages = [p for p in pages if p["cluster_arn"] == big]
+    assert sorted(len(p["task_arns"]) for p in big_pages) == [50, 100, 100]
+    assert all(set(p) == {"account_id", "region", "cluster_arn", "task_arns"} for p in pages)
+    assert all((p["account_id"], p["region"]) == (A, REGION) for p in big_pages)
+    assert sorted(arn for p in big_pages for arn in p["task_arns"]) == sorted(arns)  # each task once
+    # every other cluster holds fewer than 100 tasks: one page each
+    assert len(pages) == 3 + len(a.clusters) + len(b.clusters) == planned["messages"]
+    assert planned["tasks"] == 250 + 3 + 3 and planned["retiring"] == 0
+    assert planned["api_calls"]["sqs.SendMessageBatch"] == 1  # 7 pages of at most 35 KB: one call
+    assert world.spy.metrics["SweepMessagesSent"] == len(pages)
+
+
+def test_a_cluster_whose_list_tasks_is_refused_is_reported_and_the_others_are_queued(org, monkeypatch):
+    world, a, b = org
+    Sts(world)
+    refused = b.clusters["prod-web"]
+    refuse_list_tasks(monkeypatch, refused)
+
+    planned = world.sweep_planner(scheduled())
+
+    (unreachable,) = planned["unreachable"]
+    assert unreachable["account_id"] == B and unreachable["region"] == REGION
+    assert unreachable["cluster_arn"] == refused
+    assert unreachable["error"].startswith("ecs:ListTasks: AccessDeniedException: not authorized")
+    bodies = [json.loads(r["body"]) for r in drain(world)]
+    assert sorted(p["cluster_arn"] for p in bodies) == sorted([*a.clusters.values(), b.clusters["batch"]])
+    assert planned["clusters"] == 4 and planned["messages"] == 3
+    assert world.spy.metrics["UnreachableScopes"] == 1 and world.spy.metrics["AssumeRoleFailures"] == 0
+    (line,) = [x for x in world.spy.lines("error") if "unreachable" in x[1]]
+    assert line[1] == "audited cluster unreachable: not swept"
+    assert line[2] == {"account": B, "region": REGION, "cluster_arn": refused, "error": unreachable["error"]}
+
+
+def test_a_whole_cluster_message_of_a_planner_before_pages_is_still_swept(org, monkeypatch):
+    world, a, _b = org
+    Sts(world)
+    list_tasks_as_aws(monkeypatch)
+    first, second = a.web
+    for task in a.web:
+        assert world.task_events(running_event(a, task))["status"] == "audited"
+    a.client("ecs").stop_task(cluster="prod-web", task=first.arn, reason="scale in")  # no event arrives
+    old = {"account_id": A, "region": REGION, "cluster_arn": a.clusters["prod-web"]}  # no task_arns
+    before = world.rt.clients.counter.snapshot()
+
+    answer = world.sweep_worker({"Records": [sqs_record("old-1", json.dumps(old))]})
+
+    assert answer == {"batchItemFailures": []}
+    # the worker lists the cluster itself, audits what runs, and retires the stopped task on
+    # its complete listing, as before pages
+    assert world.rt.clients.counter.since(before)["ecs.ListTasks"] == 1
+    assert world.rt.recorder.latest(first.arn)["lifecycle"] == "STOPPED"
+    assert world.rt.recorder.history(first.arn)[-1]["cause"] == {
+        "type": "sweep",
+        "id": "old-1",
+        "task_version": None,
+        "event_time": None,
+    }
+    assert world.rt.recorder.latest(second.arn)["lifecycle"] == "RUNNING"
+    assert world.spy.metrics["StoppedTasks"] == 1
+    found = a.findings()[f"fargate-audit/{A}/{REGION}/prod-web/service:web/NET-02"]
+    assert found["ProductFields"]["fargate-audit/TasksEvaluated"] == "1"
 
 
 def test_no_reachable_account_fails_the_planner(org):

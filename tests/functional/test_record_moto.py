@@ -428,6 +428,65 @@ def test_running_tasks_pages_through_the_workload_and_returns_full_results(ddb):
     ]
 
 
+def test_the_sweep_planner_reads_running_arns_and_workloads_without_postures(ddb):
+    client, name = ddb
+    requests = []
+
+    def query(**kwargs):
+        requests.append(kwargs)
+        return client.query(**kwargs)
+
+    def batch_get_item(**kwargs):
+        requests.append(kwargs)
+        return client.batch_get_item(**kwargs)
+
+    rec = Recorder(Table(name, Wrapped(client, query=query, batch_get_item=batch_get_item)))
+    mine = [make_posture(n) for n in (1, 2, 3)]
+    theirs = make_posture(4, group="family:batch")
+    for task in [*mine, theirs]:
+        rec.record_audit(task, results_of(task), ecs(2), at(0))
+    rec.mark_stopped(mine[2]["task_arn"], 3, None, ecs(3), at(1))
+    requests.clear()
+
+    assert rec.running_task_arns(WL) == sorted(t["task_arn"] for t in mine[:2])
+    never_recorded = make_posture(5)["task_arn"]
+    arns = [t["task_arn"] for t in (mine[0], mine[2], theirs)] + [never_recorded]
+    assert rec.workloads_of(arns) == sorted([WL, "WL#123456789012#eu-west-1#prod#family:batch"])
+    # projected to keys: no posture crosses the wire
+    assert [r.get("ProjectionExpression") for r in requests] == ["task_arn, #lifecycle", None]
+    assert requests[1]["RequestItems"][name]["ProjectionExpression"] == "#workload"
+
+
+def test_unprocessed_batch_get_keys_are_retried_then_raise(ddb):
+    client, name = ddb
+    calls = []
+
+    def batch_get_half_then_all(**kwargs):
+        keys = kwargs["RequestItems"][name]["Keys"]
+        calls.append(len(keys))
+        if len(calls) == 1:  # DynamoDB throttled: answers for the first key, hands back the rest
+            answer = client.batch_get_item(RequestItems={name: {"Keys": keys[:1]}})
+            return answer | {"UnprocessedKeys": {name: {"Keys": keys[1:]}}}
+        return client.batch_get_item(**kwargs)
+
+    sleeps = []
+    rec = Recorder(Table(name, Wrapped(client, batch_get_item=batch_get_half_then_all), sleep=sleeps.append))
+    tasks = [make_posture(n) for n in range(1, 151)]
+    for task in tasks[:3]:
+        rec.record_audit(task, results_of(task), ecs(2), at(0))
+    assert rec.workloads_of([t["task_arn"] for t in tasks]) == [WL]
+    assert calls == [100, 99, 50] and len(sleeps) == 1  # 100 keys a call
+
+    def never_processed(**kwargs):
+        return {"Responses": {}, "UnprocessedKeys": kwargs["RequestItems"]}
+
+    stuck = Recorder(
+        Table(name, Wrapped(client, batch_get_item=never_processed), batch_attempts=3, sleep=lambda _: None)
+    )
+    with pytest.raises(RecordError, match="BatchGetItem: 2 keys .* unprocessed after 3 attempts"):
+        stuck.workloads_of([t["task_arn"] for t in tasks[:2]])
+
+
 # --------------------------------------------------------------------------- finding state
 
 

@@ -131,7 +131,9 @@ OTHER_ACTIONS = {  # beside the reads
     "TaskEventsFunction": AUDIT_ACTIONS | DEAD_LETTERS | ASSUME_AUDIT_ROLE,
     "ConfigEventsFunction": AUDIT_ACTIONS | DEAD_LETTERS | ASSUME_AUDIT_ROLE,
     "SweepWorkerFunction": AUDIT_ACTIONS | ASSUME_AUDIT_ROLE,
-    "SweepPlannerFunction": {"sqs:SendMessage"} | ASSUME_AUDIT_ROLE,
+    # each cluster's workloads and their running tasks: those no longer listed go in its pages
+    "SweepPlannerFunction": {"sqs:SendMessage", "dynamodb:Query", "dynamodb:BatchGetItem"}
+    | ASSUME_AUDIT_ROLE,
     # batch markers, destinations, IP index, finding states, outbox; no ECS or EC2 read
     "DnsLogsFunction": {
         "dynamodb:PutItem",

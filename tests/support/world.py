@@ -9,7 +9,8 @@ runtime whose own session records every AWS call (``World.calls``) and logs to a
 ``emulated_world`` wraps it in ``mock_aws`` and releases it after. A test that only reads
 a world may share one (a module-scoped fixture); one that changes it needs its own.
 
-``web_and_etl`` and ``task_of`` are shared with the fault harness's estate.
+``web_and_etl`` and ``task_of`` are shared with the fault harness's estate;
+``list_tasks_as_aws`` makes moto's ListTasks leave stopped tasks out, as AWS's does.
 """
 
 from __future__ import annotations
@@ -265,6 +266,22 @@ def emulated_world(monkeypatch, env: dict | None = None) -> Iterator[World]:
         finally:
             estate.release_task_states(built.client("ecs"))
             lambda_handlers.reset_runtime()
+
+
+def list_tasks_as_aws(monkeypatch) -> None:
+    """ListTasks as AWS answers it: without ``desiredStatus`` only the tasks meant to run
+    (the API's default, RUNNING); moto lists stopped tasks too. For one test (every
+    account of the emulator)."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend.list_tasks
+
+    def list_tasks(
+        self, cluster_str=None, instance=None, family=None, started_by=None, service=None, status=None
+    ):
+        return original(self, cluster_str, instance, family, started_by, service, status or "RUNNING")
+
+    monkeypatch.setattr(EC2ContainerServiceBackend, "list_tasks", list_tasks)
 
 
 def load_app(folder: str, module_name: str):

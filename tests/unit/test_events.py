@@ -146,6 +146,26 @@ def test_planner_message_round_trips():
     }
 
 
+def test_planner_page_round_trips_and_holds_at_most_one_describe_call():
+    arns = [f"{TASK_ARN[:-32]}{n:032x}" for n in range(events.SWEEP_PAGE_TASKS)]
+    body = events.sweep_message("123456789012", "eu-west-1", CLUSTER_ARN, arns)
+    assert events.parse_sweep_message(body)["task_arns"] == arns
+    with pytest.raises(ValueError, match="at most 100 tasks"):
+        events.sweep_message("123456789012", "eu-west-1", CLUSTER_ARN, [*arns, TASK_ARN])
+    with pytest.raises(EventError, match="task_arns"):  # the schema's bound too
+        events.parse_sweep_message(json.dumps(_body(task_arns=[*arns, TASK_ARN])))
+
+
+def test_a_page_of_the_longest_task_arns_fits_an_sqs_message():
+    # the longest ARNs: a 255-character cluster name, the longest partition and region names
+    cluster = "c" * 255
+    cluster_arn = f"arn:aws-iso-b:ecs:us-isob-east-1:123456789012:cluster/{cluster}"
+    arns = [f"arn:aws-iso-b:ecs:us-isob-east-1:123456789012:task/{cluster}/{n:032x}" for n in range(100)]
+    body = events.sweep_message("123456789012", "us-isob-east-1", cluster_arn, arns)
+    assert len(events.parse_sweep_message(body)["task_arns"]) == 100
+    assert len(body.encode("utf-8")) < 40 * 1024 < 256 * 1024  # SQS: 256 KiB per message
+
+
 def decode_query_log_batch(event):
     """The dns_logs function's input: a CloudWatch Logs subscription batch (dnslogs.py)."""
     from fargate_audit.app import dnslogs

@@ -22,7 +22,8 @@ Shapes returned:
                          (``account`` / ``event_region``: the envelope's; ``account_id`` /
                          ``region``: the configuration item's)
 ``parse_scheduled_event`` {"event_id", "event_time", "account", "region"}
-``parse_sweep_message`` {"account_id", "region", "cluster_arn", "task_arns"}
+``parse_sweep_message`` {"account_id", "region", "cluster_arn", "task_arns"} (``task_arns``:
+                         one page of the cluster's tasks, None: the whole cluster)
 
 ``redact(event)`` is a copy of any input with every environment variable value replaced,
 for the dead-letter queue; ``dead_letter_body`` the message sent there for a rejected one.
@@ -41,6 +42,10 @@ TASK_EVENT = "ECS event"
 CONFIG_EVENT = "Config event"
 SCHEDULED_EVENT = "scheduled event"
 SWEEP_MESSAGE = "sweep message"
+# Task ARNs in one sweep message: one DescribeTasks call (the schema's maxItems). 100 ARNs
+# of the longest form (a 255-character cluster name) are about 35 KB of JSON: far below
+# SQS's 256 KiB per message (queue.send_batches keeps each batch under it too).
+SWEEP_PAGE_TASKS = 100
 
 _SCHEMAS = {
     TASK_EVENT: "event-ecs-task-state-change.schema.json",
@@ -279,11 +284,16 @@ def parse_sweep_message(body: Any) -> dict:
     }
 
 
-def sweep_message(account_id: str, region: str, cluster_arn: str) -> str:
-    """The body the planner sends for one cluster (the inverse of parse_sweep_message)."""
-    return json.dumps(
-        {"account_id": account_id, "region": region, "cluster_arn": cluster_arn}, separators=(",", ":")
-    )
+def sweep_message(account_id: str, region: str, cluster_arn: str, task_arns: list[str] | None = None) -> str:
+    """The body the planner sends (the inverse of parse_sweep_message): one page of at most
+    SWEEP_PAGE_TASKS tasks of a cluster (``task_arns``), or, without them, the whole
+    cluster (the form of the planners before pages, still valid)."""
+    body: dict[str, Any] = {"account_id": account_id, "region": region, "cluster_arn": cluster_arn}
+    if task_arns:
+        if len(task_arns) > SWEEP_PAGE_TASKS:
+            raise ValueError(f"a sweep page holds at most {SWEEP_PAGE_TASKS} tasks, not {len(task_arns)}")
+        body["task_arns"] = list(task_arns)
+    return json.dumps(body, separators=(",", ":"))
 
 
 # --------------------------------------------------------------------------- dead letters

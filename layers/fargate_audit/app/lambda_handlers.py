@@ -49,9 +49,10 @@ asynchronous handlers; each handler body only reports on its outcome.
 Time: each invocation gives the runtime's clients a deadline from the Lambda context
 (``aws.Deadline``, keeping RETRY_RESERVE_SECONDS): throttled calls are retried with
 botocore's backoff only while that leaves the reserve, then fail as ``ERROR`` facts
-(``RetriesStoppedByDeadline``). The sweep worker starts a cluster only with
-SWEEP_START_MIN_SECONDS left; the records it did not start are reported as batch item
-failures and redelivered (``SweepsDeferred``).
+(``RetriesStoppedByDeadline``). The sweep worker starts a message (a page of a cluster's
+tasks) only with SWEEP_START_MIN_SECONDS left; the records it did not start are reported
+as batch item failures and redelivered (``SweepsDeferred``). The messages of one worker
+invocation read each VPC's facts afresh once (the first that needs them), not once each.
 
 Logs carry ids and counts only: never environment values, never a raw event (whose
 ``overrides`` may hold environment values).
@@ -73,7 +74,7 @@ TRUE_VALUES = ("true", "1", "yes")
 FALSE_VALUES = ("false", "0", "no")
 DEFAULT_VPC_CACHE_TTL = 300.0
 RETRY_RESERVE_SECONDS = 10.0  # kept for recording and publishing after the reads
-SWEEP_START_MIN_SECONDS = 60.0  # the sweep worker starts a cluster only with this much left
+SWEEP_START_MIN_SECONDS = 60.0  # the sweep worker starts a message (a page) only with this much left
 # Services read through AUDIT_ROLE_ARN (the audited account's); DynamoDB and SQS stay the stack's.
 AUDIT_ROLE_SERVICES = frozenset({"ecs", "ec2", "route53resolver", "securityhub"})
 DEAD_LETTER_ATTRIBUTE = "fargate-audit-rejected"
@@ -542,7 +543,8 @@ def config_events(outcome: dict, rt, logger, metrics) -> dict:
 
 @handler_envelope("sweep_planner", "accept_scheduled_event", retries_metric=False)
 def sweep_planner(parsed: dict, rt, logger, metrics) -> dict:
-    """The schedule: queue one sweep message per cluster (SWEEP_QUEUE_URL)."""
+    """The schedule: queue one sweep message per page of 100 tasks of each cluster
+    (SWEEP_QUEUE_URL); ``SweepMessagesSent``, and each unreachable scope or cluster logged."""
     from fargate_audit.app import service
 
     queue_url = (os.environ.get("SWEEP_QUEUE_URL") or "").strip()
@@ -571,6 +573,7 @@ def sweep_worker(event, context, logger=None, metrics=None) -> dict:
     rt = runtime(logger)
     stopped = _begin(rt, context)
     remaining = getattr(context, "get_remaining_time_in_millis", None)
+    started = rt.cache.now()  # VPC facts fetched from now on are fresh for every message of the batch
 
     def record_handler(record) -> dict:
         sqs_record = record
@@ -586,7 +589,9 @@ def sweep_worker(event, context, logger=None, metrics=None) -> dict:
             _metric(metrics, "SweepsDeferred")
             raise SweepDeferred(f"{message_id}: deferred with {remaining()} ms left")
         try:
-            outcome = service.sweep_cluster(sqs_record.body, rt, _now(), message_id=message_id)
+            outcome = service.sweep_cluster(
+                sqs_record.body, rt, _now(), message_id=message_id, refreshed_since=started
+            )
         except service.ForeignEventError as exc:
             _foreign(exc, {"messageId": message_id}, logger, metrics)
             return {"status": "rejected", "reason": str(exc)}
@@ -632,15 +637,18 @@ def sweep_worker(event, context, logger=None, metrics=None) -> dict:
 
 
 def _unreachable_scopes(logger, metrics, unreachable: list[dict]) -> None:
-    """One error line per (account, region) the sweep could not reach, naming the refused
-    call; ``UnreachableScopes`` and, for refused member roles, ``AssumeRoleFailures``."""
+    """One error line per (account, region), or cluster (``cluster_arn``: its ListTasks
+    refused), the sweep could not reach, naming the refused call; ``UnreachableScopes``
+    (both kinds) and, for refused member roles, ``AssumeRoleFailures``."""
     for scope in unreachable:
+        cluster = {"cluster_arn": scope["cluster_arn"]} if scope.get("cluster_arn") else {}
         _log(
             logger,
             "error",
-            "audited account and region unreachable: not swept",
+            f"audited {'cluster' if cluster else 'account and region'} unreachable: not swept",
             account=scope["account_id"],
             region=scope["region"],
+            **cluster,
             error=scope["error"],
         )
     _metric(metrics, "UnreachableScopes", len(unreachable))

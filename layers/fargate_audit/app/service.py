@@ -13,9 +13,10 @@ Entry points (each returns a small JSON-serialisable outcome dict; malformed inp
 
 - ``handle_task_event(event, rt, now)``   ECS task state change (RUNNING / STOPPED)
 - ``handle_config_event(event, rt, now)`` AWS Config change of a network resource
-- ``plan_sweep(rt, queue_url, now)``      one SQS message per cluster (of every audited
-  account and region: organization scale)
-- ``sweep_cluster(message, rt, now)``     audit one cluster (a SweepQueue message body)
+- ``plan_sweep(rt, queue_url, now)``      one SQS message per page of 100 tasks of each
+  cluster (of every audited account and region: organization scale)
+- ``sweep_cluster(message, rt, now)``     audit one page of a cluster's tasks, or a whole
+  cluster (a SweepQueue message body)
 - ``handle_dns_logs(event, rt, now)``     a batch of Route 53 Resolver query logs (CloudWatch
   Logs subscription): destinations per workload, then EGR-01 per workload touched
 
@@ -145,7 +146,7 @@ class Runtime:
         if self.accounts is None or not account or account == self.own_account:
             return self.cache
         if account not in self.caches:
-            self.caches[account] = collect.FactCache(self.cache.ttl)
+            self.caches[account] = collect.FactCache(self.cache.ttl, clock=self.cache.now)
         return self.caches[account]
 
 
@@ -464,6 +465,7 @@ def _audit_described(
     task_arns: list[str],
     cause_of,
     refresh_vpcs: bool,
+    refreshed_since: float | None = None,
 ) -> dict:
     """Describe tasks the recorder holds as running (in ``account`` / ``region``); re-audit
     those still RUNNING, retire those that ended or vanished. Returns {"errors": [...],
@@ -496,6 +498,7 @@ def _audit_described(
             tasks,
             cache=rt.cache_for(account),
             refresh_vpcs=refresh_vpcs,
+            refreshed_since=refreshed_since,
         )
         batch.record_audits(collected.raw_tasks, cause_of)
     calls = clients.counter.since(before)  # the fact reads, not the table's requests
@@ -572,57 +575,145 @@ def accept_scheduled_event(event: Any, rt: Runtime, now: datetime) -> dict:
 
 
 def plan_sweep(rt: Runtime, queue_url: str, now: datetime, region: str | None = None) -> dict:
-    """List every cluster of the region and queue one sweep message per cluster
-    (SendMessageBatch, 10 a call). SweepError when listing fails or messages could not
-    be queued (after one retry of the failed entries): the invocation is retried.
+    """List every cluster of the region, list each cluster's running tasks (ListTasks, pages
+    of 100, as a scan lists them) and queue one sweep message per page of at most
+    ``events.SWEEP_PAGE_TASKS`` task ARNs (SendMessageBatch, 10 a call): a cluster of 5,000
+    tasks is 50 messages that workers audit in parallel, one DescribeTasks each. SweepError
+    when the clusters cannot be listed or messages could not be queued (after one retry of
+    the failed entries): the invocation is retried.
 
-    Organization scale (``rt.audited``): every audited account x region (AUDITED_REGIONS,
-    else ``region``) is listed through the account's member role and each of its clusters
-    gets a message naming its account and region. A scope that cannot be listed (role
-    refused, region not enabled, ListClusters denied) is reported in ``unreachable``
-    (``{"account_id", "region", "error"}``, the error naming the refused call) and the
-    others go on; SweepError only when no scope could be listed at all."""
+    Retiring the tasks that no longer run is decided here, once per cluster and sweep,
+    because the planner is the one holding the cluster's complete listing: a page's worker
+    sees its page only, and a per-cluster message would list the cluster a second time.
+    The tasks the recorder holds as RUNNING in the cluster (:func:`_recorded_running`) that
+    the listing lacks are queued in the cluster's pages after its listed tasks (an empty
+    cluster gets pages of those alone). The worker describes them like every task of a page
+    (``sweep_cluster``): those DescribeTasks reports ended or no longer knows (``MISSING``)
+    are retired, one still running is audited; so a task started and recorded after the
+    listing is never retired by mistake (STOPPED is terminal). Cost, counted in
+    ``api_calls``: one DynamoDB Query per cluster for its workloads (publishing off: one
+    BatchGetItem per page, the workloads recorded for the listed tasks) and one per
+    workload for its running task ARNs (projected: no posture is read), and no message of
+    its own unless the listed tasks fill their last page. A cluster whose listing failed on any
+    page queues nothing: a partial listing proves nothing about the tasks it missed.
+
+    A cluster whose ListTasks is refused is reported in ``unreachable`` (``{"account_id",
+    "region", "cluster_arn", "error"}``, the error naming the refused call) and the other
+    clusters go on. Organization scale (``rt.audited``): every audited account x region
+    (AUDITED_REGIONS, else ``region``) is listed through the account's member role and each
+    page names its account and region; a scope that cannot be listed (role refused, region
+    not enabled, ListClusters denied) is reported in ``unreachable`` (``{"account_id",
+    "region", "error"}``) and the others go on; SweepError only when no scope could be
+    listed at all."""
     region = region or rt.region
+    before = rt.clients.counter.snapshot()
+    plan = _SweepPlan()
     if rt.audited is None:
         try:
             clusters = collect.list_clusters(rt.clients, region)
         except AWS_ERRORS as exc:
             raise SweepError(failure_message(exc, "ListClusters")) from exc
-        bodies = [events.sweep_message(collect.account_of(arn) or "", region, arn) for arn in clusters]
-        sent = _queue_sweep(rt, region, queue_url, clusters, bodies)
-        return {"status": "planned", "region": region, "clusters": len(clusters), "messages": sent}
+        for arn in clusters:
+            plan.cluster(rt, rt.clients, collect.account_of(arn) or "", region, arn)
+        sent = _queue_sweep(rt, region, queue_url, plan)
+        return {"status": "planned", "region": region, **plan.summary(sent), "api_calls": _calls(rt, before)}
 
     scopes = sweep_scopes(rt, region)
-    clusters, bodies, unreachable = [], [], []
+    unreachable_scopes = 0
     for account, scope_region in scopes:
         try:
-            listed = collect.list_clusters(scope_clients(rt, account, scope_region), scope_region)
+            clients = scope_clients(rt, account, scope_region)
+            listed = collect.list_clusters(clients, scope_region)
         except UnreachableScope as exc:
-            unreachable.append({"account_id": account, "region": scope_region, "error": str(exc)})
+            plan.unreachable.append({"account_id": account, "region": scope_region, "error": str(exc)})
+            unreachable_scopes += 1
             continue
         except AWS_ERRORS as exc:
             error = f"ecs:{describe_error(exc, 'ListClusters')}"
-            unreachable.append({"account_id": account, "region": scope_region, "error": error})
+            plan.unreachable.append({"account_id": account, "region": scope_region, "error": error})
+            unreachable_scopes += 1
             continue
-        clusters += listed
-        bodies += [events.sweep_message(account, scope_region, arn) for arn in listed]
-    if scopes and len(unreachable) == len(scopes):
-        first = unreachable[0]
+        for arn in listed:
+            plan.cluster(rt, clients, account, scope_region, arn)
+    if scopes and unreachable_scopes == len(scopes):
+        first = plan.unreachable[0]
         raise SweepError(
             f"no audited account and region could be listed ({len(scopes)} tried); "
             f"{first['account_id']} {first['region']}: {first['error']}",
-            {"scopes": len(scopes), "clusters": 0, "messages": 0, "unreachable": unreachable},
+            {"scopes": len(scopes), "clusters": 0, "messages": 0, "unreachable": plan.unreachable},
         )
-    sent = _queue_sweep(rt, rt.region, queue_url, clusters, bodies)
+    sent = _queue_sweep(rt, rt.region, queue_url, plan)
     return {
         "status": "planned",
         "region": region,
         "scopes": len(scopes),
         "accounts": len({account for account, _ in scopes}),
-        "clusters": len(clusters),
-        "messages": sent,
-        "unreachable": unreachable,
+        **plan.summary(sent),
+        "api_calls": _calls(rt, before),
     }
+
+
+class _SweepPlan:
+    """The messages of one sweep, cluster by cluster: the bodies, the cluster of each (to
+    name a message SQS refused), and what could not be listed."""
+
+    def __init__(self) -> None:
+        self.bodies: list[str] = []
+        self.labels: list[str] = []  # the cluster ARN of each body
+        self.clusters = 0
+        self.tasks = 0  # listed
+        self.retiring = 0  # held as RUNNING by the recorder, not listed: described, then retired
+        self.unreachable: list[dict] = []
+
+    def cluster(self, rt: Runtime, clients: Clients, account: str, region: str, cluster_arn: str) -> None:
+        """List one cluster and add its pages; a refused ListTasks is an unreachable cluster."""
+        self.clusters += 1
+        try:
+            listed = collect.list_tasks(clients, region, cluster_arn)
+        except AWS_ERRORS as exc:
+            error = f"ecs:{describe_error(exc, 'ListTasks')}"
+            self.unreachable.append(
+                {"account_id": account, "region": region, "cluster_arn": cluster_arn, "error": error}
+            )
+            return
+        known = set(listed)
+        gone = [arn for arn in _recorded_running(rt, cluster_arn, listed) if arn not in known]
+        arns = listed + gone
+        for start in range(0, len(arns), events.SWEEP_PAGE_TASKS):
+            page = arns[start : start + events.SWEEP_PAGE_TASKS]
+            self.bodies.append(events.sweep_message(account, region, cluster_arn, page))
+            self.labels.append(cluster_arn)
+        self.tasks += len(listed)
+        self.retiring += len(gone)
+
+    def summary(self, sent: int) -> dict:
+        return {
+            "clusters": self.clusters,
+            "tasks": self.tasks,
+            "retiring": self.retiring,
+            "messages": sent,
+            "unreachable": self.unreachable,
+        }
+
+
+def _recorded_running(rt: Runtime, cluster_arn: str, listed: list[str]) -> list[str]:
+    """The ARNs of the tasks the recorder holds as RUNNING in the cluster: the running sets
+    of the workloads :func:`_known_workloads` finds there (one Query each, ARNs only). With
+    publishing off there are no finding states: the workloads are those recorded for the
+    ``listed`` tasks (one BatchGetItem per 100), as a whole-cluster sweep retires in the
+    workloads it sees (a workload none of whose tasks is listed any more keeps its
+    running set until their STOPPED events, as before pages)."""
+    seen = rt.recorder.workloads_of(listed) if rt.publisher is None and listed else ()
+    arns: dict[str, None] = {}
+    for key in _known_workloads(rt, cluster_arn, seen):
+        arns.update(dict.fromkeys(rt.recorder.running_task_arns(key)))
+    return list(arns)
+
+
+def _calls(rt: Runtime, before: dict[str, int]) -> dict[str, int]:
+    """Requests made through the runtime's clients since ``before`` (every service: the
+    member accounts' clients share the counter)."""
+    return rt.clients.counter.since(before)
 
 
 def sweep_scopes(rt: Runtime, region: str | None = None) -> list[tuple[str, str]]:
@@ -633,16 +724,16 @@ def sweep_scopes(rt: Runtime, region: str | None = None) -> list[tuple[str, str]
     return [(account, scope_region) for account in accounts for scope_region in regions]
 
 
-def _queue_sweep(rt: Runtime, region: str, queue_url: str, clusters: list[str], bodies: list[str]) -> int:
+def _queue_sweep(rt: Runtime, region: str, queue_url: str, plan: _SweepPlan) -> int:
     try:
-        sent, refused = queue.send_batches(rt.clients, region, queue_url, bodies)
+        sent, refused = queue.send_batches(rt.clients, region, queue_url, plan.bodies)
     except AWS_ERRORS as exc:
         raise SweepError(failure_message(exc, "SendMessageBatch")) from exc
-    failed = [f"{clusters[index]}: {why}" for index, why in refused]
+    failed = [f"{plan.labels[index]}: {why}" for index, why in refused]
     if failed:
         raise SweepError(
-            f"SendMessageBatch: {len(failed)} of {len(clusters)} sweep messages not queued: {failed[0]}",
-            {"clusters": len(clusters), "messages": sent},
+            f"SendMessageBatch: {len(failed)} of {len(plan.bodies)} sweep messages not queued: {failed[0]}",
+            {"clusters": plan.clusters, "messages": sent, "unreachable": plan.unreachable},
         )
     return sent
 
@@ -656,23 +747,35 @@ def _known_workloads(rt: Runtime, cluster_arn: str, seen: Iterable[str]) -> list
     keys = dict.fromkeys(seen)
     if rt.publisher is not None:
         # the cluster's own findings only (their Ids begin with its account, region and
-        # name): a sweep message reads its cluster's, not the whole organization's
+        # name): a sweep reads its cluster's, not the whole organization's
         prefix = f"fargate-audit/{cluster[0]}/{cluster[1]}/{cluster[2]}/"
-        for finding in rt.findings.active_findings(prefix):
-            key = finding.get("workload_key") or ""
+        for key in rt.findings.active_workload_keys(prefix):
             if key.split("#", 4)[1:4] == cluster:
                 keys[key] = None
     return list(keys)
 
 
-def sweep_cluster(message: Any, rt: Runtime, now: datetime, message_id: str | None = None) -> dict:
-    """Audit one cluster (a SweepQueue message): every running Fargate task is collected
-    afresh (VPC facts refreshed), evaluated and recorded; tasks the recorder holds as
-    running there that are no longer running are retired; every workload touched is
-    published; then undelivered findings left in the outbox are flushed.
+def sweep_cluster(
+    message: Any,
+    rt: Runtime,
+    now: datetime,
+    message_id: str | None = None,
+    refreshed_since: float | None = None,
+) -> dict:
+    """Sweep one SweepQueue message; every workload touched is published, then undelivered
+    findings left in the outbox are flushed.
 
-    A message with ``task_arns`` narrows the sweep to those tasks. SweepError when the
-    cluster could not be fully listed or described (the message is retried)."""
+    A page (``task_arns``, what ``plan_sweep`` sends): those tasks are described
+    (DescribeTasks, one call), those still RUNNING collected afresh (VPC facts refreshed),
+    evaluated and recorded, those that ended or that ECS no longer knows retired (the
+    planner put there the tasks the recorder holds as running that its listing lacked).
+    A whole cluster (no ``task_arns``: the messages of planners before pages, still
+    valid): every running Fargate task is listed and audited as above, and the tasks the
+    recorder holds as running there that the listing lacks are retired, only when the
+    listing is complete. ``refreshed_since``: a ``rt.cache.now()`` reading from the start
+    of the worker's invocation: VPC facts fetched since are fresh already (the pages of one
+    cluster in one SQS batch refresh a VPC once, not once a page). SweepError when the
+    cluster could not be fully listed or the tasks described (the message is retried)."""
     parsed = events.parse_sweep_message(message)
     check_origin(rt, events.SWEEP_MESSAGE, (parsed["account_id"], parsed["region"]))
     account, region, cluster_arn = parsed["account_id"], parsed["region"], parsed["cluster_arn"]
@@ -684,7 +787,14 @@ def sweep_cluster(message: Any, rt: Runtime, now: datetime, message_id: str | No
 
     if parsed["task_arns"]:
         outcome = _audit_described(
-            rt, batch, account, region, parsed["task_arns"], cause_of, refresh_vpcs=True
+            rt,
+            batch,
+            account,
+            region,
+            parsed["task_arns"],
+            cause_of,
+            refresh_vpcs=True,
+            refreshed_since=refreshed_since,
         )
         errors, api_calls = outcome["errors"], outcome["api_calls"]
         listed = None
@@ -697,6 +807,7 @@ def sweep_cluster(message: Any, rt: Runtime, now: datetime, message_id: str | No
                 clients=clients,
                 cache=rt.cache_for(account),
                 refresh_vpcs=True,
+                refreshed_since=refreshed_since,
             )
         except ScanError as exc:  # the cluster could not be listed at all: retry the message
             raise SweepError(f"sweep of {cluster_arn} failed: {exc}", {"cluster_arn": cluster_arn}) from exc

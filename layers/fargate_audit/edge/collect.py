@@ -4,7 +4,8 @@ Batched and paginated so the request count grows with pages, not tasks (design.m
 
   per region   ListClusters (pages of 100)  -- skipped when clusters are given
                DescribeClusters  one call per 100 clusters (include SETTINGS), each cluster once
-               ListTasks         per cluster, pages of 100 (desiredStatus RUNNING, the default)
+               ListTasks         per cluster, pages of 100 (desiredStatus RUNNING, the default;
+                                 `list_tasks` is the same listing for the sweep planner)
                DescribeTasks     per cluster, 100 tasks a call
                DescribeTaskDefinition  once per distinct task definition ARN
                DescribeNetworkInterfaces  `network-interface-id` filter, 200 ids a call; above
@@ -153,8 +154,21 @@ class FactCache:
         if self.ttl > 0:
             self._put(self._clusters, arn, (self._clock(), item))
 
-    def vpc(self, region: str, vpc_id: str) -> dict | None:
-        return self._fresh(self._vpcs, (region, vpc_id))
+    def now(self) -> float:
+        """The cache's clock now (``vpc``'s ``fetched_since``)."""
+        return self._clock()
+
+    def vpc(self, region: str, vpc_id: str, fetched_since: float | None = None) -> dict | None:
+        """The VPC's facts unless expired, or, with ``fetched_since`` (a :meth:`now`
+        reading), fetched before then."""
+        facts = self._fresh(self._vpcs, (region, vpc_id))
+        if (
+            facts is not None
+            and fetched_since is not None
+            and self._vpcs[(region, vpc_id)][0] < fetched_since
+        ):
+            return None
+        return facts
 
     def put_vpc(self, region: str, vpc_id: str, facts: dict) -> None:
         if self.ttl > 0:
@@ -190,13 +204,16 @@ def collect(
     clients: Clients | None = None,
     cache: FactCache | None = None,
     refresh_vpcs: bool = False,
+    refreshed_since: float | None = None,
 ) -> CollectResult:
     """Collect raw bundles for every running Fargate task in scope.
 
     session: a boto3 Session (may be None when `clients` is given); regions: None for the
     session's region; clusters: names or ARNs, None for all; progress(done, total, stage);
     clients: injected clients (tests), default `Clients(session)`; cache: a FactCache to
-    read and fill; refresh_vpcs: fetch every VPC's facts afresh (and refill the cache).
+    read and fill; refresh_vpcs: fetch every VPC's facts afresh (and refill the cache),
+    but for those the cache took at or after `refreshed_since` (a `cache.now()` reading:
+    the sweep messages of one worker invocation refresh a VPC once).
     """
     clients = clients if clients is not None else Clients(session)
     if not regions:
@@ -209,7 +226,10 @@ def collect(
     result = CollectResult(scope={"accounts": [], "regions": regions, "clusters": []})
 
     scans = [
-        _RegionScan(clients, region, result, cache=cache, refresh_vpcs=refresh_vpcs) for region in regions
+        _RegionScan(
+            clients, region, result, cache=cache, refresh_vpcs=refresh_vpcs, refreshed_since=refreshed_since
+        )
+        for region in regions
     ]
     for scan in scans:
         scan.discover(clusters)
@@ -235,10 +255,12 @@ def collect_tasks(
     *,
     cache: FactCache | None = None,
     refresh_vpcs: bool = False,
+    refreshed_since: float | None = None,
 ) -> CollectResult:
     """The same as `collect` for tasks already described: `DescribeTasks` items or ECS task
     state change `detail` objects (event path). `clients` is a `Clients` or a boto3 Session.
-    cache / refresh_vpcs: as for `collect` (a Config change of a VPC's resource refreshes)."""
+    cache / refresh_vpcs / refreshed_since: as for `collect` (a Config change of a VPC's
+    resource refreshes)."""
     if not isinstance(clients, Clients):
         clients = Clients(clients)
     before = clients.counter.snapshot()
@@ -246,7 +268,13 @@ def collect_tasks(
         scope={"accounts": [], "regions": [region], "clusters": [cluster_arn] if cluster_arn else []}
     )
     scan = _RegionScan(
-        clients, region, result, cache=cache, refresh_vpcs=refresh_vpcs, vpc_fact_calls=EVENT_VPC_FACT_CALLS
+        clients,
+        region,
+        result,
+        cache=cache,
+        refresh_vpcs=refresh_vpcs,
+        refreshed_since=refreshed_since,
+        vpc_fact_calls=EVENT_VPC_FACT_CALLS,
     )
     for task in tasks:
         task = jsonable(task)
@@ -343,6 +371,13 @@ def _pages(aws_client, method: str, page_size: int, **params) -> Iterator[dict]:
     yield from paginator.paginate(PaginationConfig={"PageSize": page_size}, **params)
 
 
+def _task_pages(ecs, cluster: str) -> Iterator[dict]:
+    """ListTasks of one cluster, pages of 100: desiredStatus RUNNING (the API's default) and
+    no launch-type filter (a Fargate task is told from DescribeTasks: ``skip_reason``). The
+    scan and the sweep planner list with this one call, so both see the same tasks."""
+    yield from _pages(ecs, "list_tasks", ECS_PAGE_SIZE, cluster=cluster)
+
+
 def _finish_scope(result: CollectResult) -> None:
     accounts = {account_of(arn) for arn in result.scope["clusters"]}
     accounts.update(raw["account_id"] for raw in result.raw_tasks)
@@ -378,6 +413,7 @@ class _RegionScan:
         cache: FactCache | None = None,
         refresh_vpcs: bool = False,
         vpc_fact_calls: tuple[_VpcFactCall, ...] = VPC_FACT_CALLS,
+        refreshed_since: float | None = None,
     ) -> None:
         self.ecs = clients.ecs(region)
         self.ec2 = clients.ec2(region)
@@ -386,6 +422,7 @@ class _RegionScan:
         self.result = result
         self.cache = cache
         self.refresh_vpcs = refresh_vpcs
+        self.refreshed_since = refreshed_since
         self.vpc_fact_calls = vpc_fact_calls
         self.listed_any = False  # ListClusters or some ListTasks succeeded
         # cluster key (ARN, or the name given when it could not be resolved) -> task ARNs
@@ -478,7 +515,7 @@ class _RegionScan:
     def _list_tasks(self, cluster: str) -> list[str]:
         arns: list[str] = []
         try:
-            for page in _pages(self.ecs, "list_tasks", ECS_PAGE_SIZE, cluster=cluster):
+            for page in _task_pages(self.ecs, cluster):
                 arns.extend(page.get("taskArns", []))
         except AWS_ERRORS as exc:
             self._lost("ListTasks", cluster, failure_message(exc, "ListTasks"))
@@ -649,10 +686,11 @@ class _RegionScan:
         if not vpc_ids:
             return vpcs, errors
         to_fetch = vpc_ids
-        if self.cache is not None and not self.refresh_vpcs:
+        if self.cache is not None and (not self.refresh_vpcs or self.refreshed_since is not None):
+            since = self.refreshed_since if self.refresh_vpcs else None
             to_fetch = []
             for vpc_id in vpc_ids:
-                cached = self.cache.vpc(self.region, vpc_id)
+                cached = self.cache.vpc(self.region, vpc_id, fetched_since=since)
                 if cached is None:
                     to_fetch.append(vpc_id)
                 else:  # a fresh dict: this collection's flow logs must not reach the cache
@@ -1005,6 +1043,16 @@ def list_clusters(clients: Clients, region: str) -> list[str]:
     arns: list[str] = []
     for page in _pages(clients.ecs(region), "list_clusters", ECS_PAGE_SIZE):
         arns.extend(page.get("clusterArns", []))
+    return list(dict.fromkeys(arns))
+
+
+def list_tasks(clients: Clients, region: str, cluster: str) -> list[str]:
+    """The task ARNs of one cluster, once each, as a scan lists them (``_task_pages``:
+    ListTasks, pages of 100, running tasks of every launch type). AWS errors propagate: a
+    listing that failed on any page is no listing (the caller decides what that means)."""
+    arns: list[str] = []
+    for page in _task_pages(clients.ecs(region), cluster):
+        arns.extend(page.get("taskArns", []))
     return list(dict.fromkeys(arns))
 
 

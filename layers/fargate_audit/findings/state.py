@@ -201,6 +201,21 @@ class FindingStore:
             )
         return found
 
+    def active_workload_keys(self, id_prefix: str = "") -> list[str]:
+        """The workload keys of the ACTIVE findings whose Id begins with ``id_prefix``, each
+        once (the same Query as :meth:`active_findings`, projected to the key: the finding
+        documents are not transferred)."""
+        items = self.table.query(
+            IndexName=GSI1,
+            KeyConditionExpression="gsi1pk = :pk AND begins_with(gsi1sk, :active)",
+            ExpressionAttributeValues={
+                ":pk": {"S": FINDINGS_GSI_PK},
+                ":active": {"S": f"{ACTIVE}#{id_prefix}"},
+            },
+            ProjectionExpression="workload_key",
+        )
+        return list(dict.fromkeys(item["workload_key"] for item in items if item.get("workload_key")))
+
     # ---------------------------------------------------------------- outbox
 
     def put_outbox(self, findings: Iterable[Mapping[str, Any]]) -> int:

@@ -750,6 +750,28 @@ class Recorder:
                 )
         return sorted(tasks, key=lambda t: t["task_arn"])
 
+    def running_task_arns(self, workload_key: str) -> list[str]:
+        """The ARNs of the workload's RUNNING tasks (the Query of :meth:`running_tasks`,
+        projected to the ARN and lifecycle: no posture is transferred or decoded), sorted."""
+        items = self.table.query(
+            IndexName=GSI1,
+            KeyConditionExpression="gsi1pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": workload_key}},
+            ProjectionExpression="task_arn, #lifecycle",
+            ExpressionAttributeNames={"#lifecycle": "lifecycle"},
+        )
+        return sorted(item["task_arn"] for item in items if item.get("lifecycle") == RUNNING)
+
+    def workloads_of(self, task_arns: list[str]) -> list[str]:
+        """The workload keys recorded for the tasks (their LATEST items, BatchGetItem of 100
+        projected to the key; a task never recorded has none), each once."""
+        items = self.table.batch_get(
+            [_key(task_pk(arn), LATEST_SK) for arn in task_arns],
+            projection="#workload",
+            names={"#workload": "workload"},
+        )
+        return sorted({item["workload"] for item in items if item.get("workload")})
+
     def tasks_for_resource(self, resource_id: str) -> list[str]:
         """ARNs of the running tasks recorded as depending on ``resource_id``."""
         items = self.table.query(

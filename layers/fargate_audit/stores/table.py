@@ -6,8 +6,9 @@ Every store (task history: ``stores.record``; finding state and outbox:
 :class:`Table`: a strongly consistent ``get``, a paginated ``query`` (with an optional
 limit), a conditional ``put`` that answers False when its condition failed, a
 ``transact`` whose cancellation carries its reasons (:class:`Cancelled`: each store
-decides what a conflict means to it) and a ``batch_write`` that retries UnprocessedItems
-with jittered backoff, then raises :class:`RecordError` (nothing is dropped silently).
+decides what a conflict means to it), a ``batch_write`` that retries UnprocessedItems
+with jittered backoff, then raises :class:`RecordError` (nothing is dropped silently),
+and a ``batch_get`` that retries UnprocessedKeys the same way.
 
 Items are plain dicts of str / int / bool values (None: absent); JSON goes in strings.
 """
@@ -28,12 +29,13 @@ from fargate_audit.core.errors import FargateAuditError
 GSI1 = "gsi1"
 MAX_TRANSACT_ACTIONS = 100  # TransactWriteItems limit
 BATCH_WRITE_MAX = 25  # BatchWriteItem limit
+BATCH_GET_MAX = 100  # BatchGetItem limit
 MAX_ITEM_BYTES = 380 * 1024  # DynamoDB's limit is 400 KB; keep a margin for attribute names
 
 
 class RecordError(FargateAuditError):
-    """The table could not be written as planned (concurrent writers past the retry bound,
-    unprocessed batch items past the retry bound, an item too large)."""
+    """The table could not be written or read as planned (concurrent writers past the retry
+    bound, unprocessed batch items or keys past the retry bound, an item too large)."""
 
 
 class Cancelled(Exception):
@@ -215,6 +217,41 @@ class Table:
             if not response.get("LastEvaluatedKey"):
                 return
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def batch_get(
+        self,
+        keys: list[Mapping[str, Any]],
+        projection: str | None = None,
+        names: Mapping[str, str] | None = None,
+    ) -> list[dict]:
+        """The items (decoded, in no particular order) found under ``keys``: BatchGetItem,
+        100 keys a call, eventually consistent; ``projection`` / ``names``: its
+        ProjectionExpression and ExpressionAttributeNames. UnprocessedKeys are retried with
+        backoff up to ``batch_attempts`` times, then RecordError."""
+        found: list[dict] = []
+        for start in range(0, len(keys), BATCH_GET_MAX):
+            request: dict[str, Any] = {
+                "Keys": [to_attributes(k) for k in keys[start : start + BATCH_GET_MAX]]
+            }
+            if projection:
+                request["ProjectionExpression"] = projection
+            if names:
+                request["ExpressionAttributeNames"] = dict(names)
+            for attempt in range(1, self.batch_attempts + 1):
+                response = self.client.batch_get_item(RequestItems={self.name: request})
+                found += [from_attributes(i) for i in (response.get("Responses") or {}).get(self.name, [])]
+                pending = (response.get("UnprocessedKeys") or {}).get(self.name)
+                if not pending or not pending.get("Keys"):
+                    break
+                request = pending
+                if attempt < self.batch_attempts:
+                    self.backoff(attempt)
+            else:
+                raise RecordError(
+                    f"BatchGetItem: {len(request['Keys'])} keys of {self.name} still unprocessed "
+                    f"after {self.batch_attempts} attempts"
+                )
+        return found
 
     # ---------------------------------------------------------------- writes
 
