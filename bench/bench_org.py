@@ -18,7 +18,7 @@ requests per task, AssumeRole calls; then the issue's targets (at most one Assum
 account; requests per task within 1.5x of the single-account figure at the same task count;
 the org scan's wall time below 4x one account's).
 
-    PYTHONPATH=layers .venv/bin/python bench/bench_org.py [--accounts 20] [--tasks 50] [--jobs 4]
+    PYTHONPATH=layers .venv/bin/python bench/bench_org.py [--accounts 20] [--tasks 50] [--jobs 8]
         [--latency-ms 50]
 
 The emulator answers at once and spends its own CPU under one GIL, so on this machine the
@@ -101,7 +101,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=20, help="member accounts (default 20)")
     parser.add_argument("--tasks", type=int, default=50, help="running tasks per account and region (50)")
-    parser.add_argument("--jobs", type=int, default=4, help="the scan's --jobs (default 4)")
+    parser.add_argument("--jobs", type=int, default=8, help="the scan's --jobs (default 8, the CLI's)")
     parser.add_argument(
         "--latency-ms",
         type=float,
