@@ -10,6 +10,11 @@ evidence names (32 in all). The writer that sends these to Security Hub lives el
 No clock, no environment, no boto3: ``now`` and any previous findings come in as
 arguments. No environment value can reach a finding: postures carry names only and the
 evidence summary drops value-like keys (report.summarize_evidence).
+
+The public helpers ``finding_id``, ``related_requirements``, ``finding_types``,
+``task_resource``, ``workload_resources`` and ``network_resources`` are shared with the
+OCSF builder (findings/ocsf.py): one place decides a finding's id, its mapped standards and
+which resources a result names.
 """
 
 from __future__ import annotations
@@ -101,7 +106,7 @@ def finding_content_digest(finding: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- catalog
 
 
-def _related_requirements(mapping: Mapping[str, list[str]]) -> tuple[list[str], list[str]]:
+def related_requirements(mapping: Mapping[str, list[str]]) -> tuple[list[str], list[str]]:
     """(RelatedRequirements, extra ASFF Types) from one rule's compliance mappings
     (rules/mappings.yaml: ``{framework: [control, ...]}``)."""
     requirements: list[str] = []
@@ -114,7 +119,7 @@ def _related_requirements(mapping: Mapping[str, list[str]]) -> tuple[list[str], 
     return requirements[:MAX_RELATED_REQUIREMENTS], types
 
 
-def _types(rule_id: str, extra: list[str]) -> list[str]:
+def finding_types(rule_id: str, extra: list[str]) -> list[str]:
     first = TYPE_NETWORK_REACHABILITY if rule_id.startswith("NET-") else TYPE_BEST_PRACTICES
     seen: list[str] = [first]
     for item in extra:
@@ -157,7 +162,7 @@ def _ids_in(value: Any, prefix: str) -> set[str]:
     return set()
 
 
-def _network_resources(implicated: list[tuple[dict, dict]], requires: list[str], rule_id: str) -> list[dict]:
+def network_resources(implicated: list[tuple[dict, dict]], requires: list[str], rule_id: str) -> list[dict]:
     """ENIs, security groups, subnets and load balancers named by the failing evidence, or
     implied by the facts the rule requires, for the implicated tasks."""
     kinds = {kind for fact in requires for kind in _FACT_RESOURCES.get(fact, ())}
@@ -213,7 +218,7 @@ def _network_resources(implicated: list[tuple[dict, dict]], requires: list[str],
     return [found[k] for found in (enis, groups, subnets, load_balancers) for k in sorted(found)]
 
 
-def _workload_resources(postures: list[dict]) -> list[dict]:
+def workload_resources(postures: list[dict]) -> list[dict]:
     """The service, or for a standalone workload its distinct task definitions (newest
     revision first)."""
     first = postures[0]
@@ -241,7 +246,7 @@ def _normal_time(text: Any) -> str | None:
         return None
 
 
-def _task_resource(posture: dict) -> dict:
+def task_resource(posture: dict) -> dict:
     arn = posture["task_arn"]
     details = {
         "ClusterArn": posture["cluster_arn"],
@@ -344,9 +349,9 @@ def build_finding(
 
     implicated = {"FAILED": by_status["FAILED"], "NOT_AVAILABLE": by_status["ERROR"]}.get(compliance, [])
     implicated = sorted(implicated, key=lambda pr: pr[0]["task_arn"])[:MAX_TASK_RESOURCES]
-    resources = _workload_resources(workload_postures)
-    resources += [_task_resource(p) for p, _ in implicated]
-    resources += _network_resources(implicated, list(rule.requires), rule_id)
+    resources = workload_resources(workload_postures)
+    resources += [task_resource(p) for p, _ in implicated]
+    resources += network_resources(implicated, list(rule.requires), rule_id)
 
     total = len({p["task_arn"] for p, _ in items})
     product_fields = {
@@ -382,7 +387,7 @@ def _finding(
     severity, remediation, compliance with the rule's mapped requirements, and Workflow
     NEW only on creation. ``product_fields`` are added after the identifying ones."""
     account, region, partition = first["account_id"], first["region"], _partition(first["task_arn"])
-    requirements, extra_types = _related_requirements(catalog.mappings.get(rule.id) or {})
+    requirements, extra_types = related_requirements(catalog.mappings.get(rule.id) or {})
     stamp = asff_time(now)
     compliance_field: dict[str, Any] = {"Status": compliance}
     if requirements:
@@ -395,7 +400,7 @@ def _finding(
         "GeneratorId": generator_id(rule.id),
         "AwsAccountId": account,
         "Region": region,
-        "Types": _types(rule.id, extra_types),
+        "Types": finding_types(rule.id, extra_types),
         "CreatedAt": (prior or {}).get("CreatedAt") or stamp,
         "UpdatedAt": _updated_at(now, prior),
         "FirstObservedAt": (prior or {}).get("FirstObservedAt") or stamp,
@@ -502,7 +507,7 @@ def build_discovery_finding(
     if line and status == "FAILED":
         product_fields["fargate-audit/Evidence"] = line
     description = _clip(f"{lead} {rule.description}", MAX_DESCRIPTION)
-    resources = _workload_resources(sorted(workload_postures, key=lambda p: p["task_arn"]))
+    resources = workload_resources(sorted(workload_postures, key=lambda p: p["task_arn"]))
     return _finding(
         catalog, rule, first, workload, now, prior, description, product_fields, status, resources
     )
