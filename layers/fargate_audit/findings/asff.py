@@ -12,9 +12,9 @@ arguments. No environment value can reach a finding: postures carry names only a
 evidence summary drops value-like keys (report.summarize_evidence).
 
 The public helpers ``finding_id``, ``related_requirements``, ``finding_types``,
-``task_resource``, ``workload_resources`` and ``network_resources`` are shared with the
-OCSF builder (findings/ocsf.py): one place decides a finding's id, its mapped standards and
-which resources a result names.
+``task_resource``, ``workload_resources``, ``network_resources``, ``arn_partition`` and
+``clip`` are shared with the OCSF builder (findings/ocsf.py): one place decides a
+finding's id, its mapped standards and which resources a result names.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def finding_types(rule_id: str, extra: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- resources
 
 
-def _partition(arn: str) -> str:
+def arn_partition(arn: str) -> str:
     return arn.split(":")[1] if arn.count(":") >= 5 else "aws"
 
 
@@ -175,7 +175,8 @@ def network_resources(implicated: list[tuple[dict, dict]], requires: list[str], 
     for posture, result in implicated:
         network = posture.get("network") or {}
         evidence = result.get("evidence") or {}
-        partition, region, account = _partition(posture["task_arn"]), posture["region"], posture["account_id"]
+        partition = arn_partition(posture["task_arn"])
+        region, account = posture["region"], posture["account_id"]
         named_groups = _ids_in(evidence, "sg-")
         attached = {sg.get("id"): sg.get("name") for sg in network.get("security_groups") or []}
         eni_ids = _ids_in(evidence, "eni-")
@@ -222,7 +223,7 @@ def workload_resources(postures: list[dict]) -> list[dict]:
     """The service, or for a standalone workload its distinct task definitions (newest
     revision first)."""
     first = postures[0]
-    partition, region, account = _partition(first["task_arn"]), first["region"], first["account_id"]
+    partition, region, account = arn_partition(first["task_arn"]), first["region"], first["account_id"]
     group = first["group"]
     if group.startswith("service:"):
         name = first.get("service_name") or group.split(":", 1)[1]
@@ -254,13 +255,13 @@ def task_resource(posture: dict) -> dict:
         "Group": posture["group"],
         "StartedAt": _normal_time(posture.get("started_at")),
     }
-    return _resource("AwsEcsTask", arn, _partition(arn), posture["region"], details)
+    return _resource("AwsEcsTask", arn, arn_partition(arn), posture["region"], details)
 
 
 # --------------------------------------------------------------------------- text
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
@@ -293,7 +294,7 @@ def _description(rule: Rule, workload: str, status: str, by_status: dict[str, li
         terms = [r["evidence"]["exempted"] for r in exempted]
         reasons = sorted({f"{t.get('reason')} (until {t.get('expires')})" for t in terms})
         lead += f" {len(exempted)} exempted: {'; '.join(reasons[:2])}."
-    return _clip(f"{lead} {rule.description}", MAX_DESCRIPTION)
+    return clip(f"{lead} {rule.description}", MAX_DESCRIPTION)
 
 
 # --------------------------------------------------------------------------- builders
@@ -363,7 +364,7 @@ def build_finding(
     }
     evidence = _evidence_line(by_status["FAILED"] or by_status["ERROR"], limit=10)
     if evidence:
-        product_fields["fargate-audit/Evidence"] = _clip(evidence, MAX_PRODUCT_FIELD_VALUE)
+        product_fields["fargate-audit/Evidence"] = clip(evidence, MAX_PRODUCT_FIELD_VALUE)
     description = _description(rule, workload, compliance, by_status, total)
     return _finding(
         catalog, rule, first, workload, now, prior, description, product_fields, compliance, resources
@@ -386,7 +387,7 @@ def _finding(
     product, types, timestamps (kept from ``prior``; UpdatedAt strictly after it),
     severity, remediation, compliance with the rule's mapped requirements, and Workflow
     NEW only on creation. ``product_fields`` are added after the identifying ones."""
-    account, region, partition = first["account_id"], first["region"], _partition(first["task_arn"])
+    account, region, partition = first["account_id"], first["region"], arn_partition(first["task_arn"])
     requirements, extra_types = related_requirements(catalog.mappings.get(rule.id) or {})
     stamp = asff_time(now)
     compliance_field: dict[str, Any] = {"Status": compliance}
@@ -406,9 +407,9 @@ def _finding(
         "FirstObservedAt": (prior or {}).get("FirstObservedAt") or stamp,
         "LastObservedAt": stamp,
         "Severity": {"Label": rule.severity},
-        "Title": _clip(rule.title, MAX_TITLE),
+        "Title": clip(rule.title, MAX_TITLE),
         "Description": description,
-        "Remediation": {"Recommendation": {"Text": _clip(rule.remediation, MAX_REMEDIATION)}},
+        "Remediation": {"Recommendation": {"Text": clip(rule.remediation, MAX_REMEDIATION)}},
         "ProductFields": {
             "fargate-audit/RuleId": rule.id,
             "fargate-audit/Workload": workload,
@@ -506,7 +507,7 @@ def build_discovery_finding(
     line = summarize_evidence(evidence, limit=MAX_PRODUCT_FIELD_VALUE)
     if line and status == "FAILED":
         product_fields["fargate-audit/Evidence"] = line
-    description = _clip(f"{lead} {rule.description}", MAX_DESCRIPTION)
+    description = clip(f"{lead} {rule.description}", MAX_DESCRIPTION)
     resources = workload_resources(sorted(workload_postures, key=lambda p: p["task_arn"]))
     return _finding(
         catalog, rule, first, workload, now, prior, description, product_fields, status, resources
