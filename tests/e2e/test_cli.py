@@ -26,6 +26,7 @@ from fargate_audit.cli import commands as cli
 from fargate_audit.core import rules
 from moto import mock_aws
 from moto.moto_api import state_manager
+from support import ocsf_check
 
 REGION = "eu-west-1"
 REPO = Path(__file__).resolve().parents[2]
@@ -255,8 +256,31 @@ def test_scan_asff_is_one_valid_finding_per_workload_and_rule(estate):
     assert [r["Id"] for r in net02["Resources"] if r["Type"] == "AwsEcsTask"] == [estate["web"][0]]
 
 
+def test_scan_ocsf_writes_one_valid_compliance_finding_per_task_and_rule(estate, tmp_path):
+    target = tmp_path / "findings.ocsf.json"
+    code, out, err = run_cli("scan", "--format", "ocsf", "--cluster", "prod", "--output", str(target))
+    assert (code, out, err) == (1, "", "")
+    events = json.loads(target.read_text())
+    code, report_text, _ = run_cli("scan", "--format", "json", "--cluster", "prod")
+    results = json.loads(report_text)["results"]
+    assert len(events) == len(results)
+    assert {(e["resources"][0]["uid"], e["compliance"]["control"]) for e in events} == {
+        (r["task_arn"], r["rule_id"]) for r in results
+    }
+    for event in events:
+        assert ocsf_check.problems(event) == [], event["finding_info"]["uid"]
+    assert {e["class_uid"] for e in events} == {2003}
+    net02 = {e["resources"][0]["uid"]: e for e in events if e["compliance"]["control"] == "NET-02"}
+    assert net02[estate["web"][0]]["compliance"]["status"] == "Fail"
+    assert net02[estate["web"][1]]["compliance"]["status"] == "Pass"
+    assert net02[estate["web"][0]]["finding_info"]["uid"].startswith(
+        net02[estate["web"][0]]["metadata"]["correlation_uid"] + "/"
+    )
+    assert net02[estate["web"][0]]["metadata"]["correlation_uid"].endswith("/prod/service:web/NET-02")
+
+
 def test_no_output_format_leaks_an_environment_value(estate):
-    for fmt in ("table", "json", "asff"):
+    for fmt in ("table", "json", "asff", "ocsf"):
         _, out, _ = run_cli("scan", "--format", fmt, "--cluster", "prod")
         assert "DB_PASSWORD" in out or fmt == "table"
         assert "CANARY-VALUE-e2e" not in out

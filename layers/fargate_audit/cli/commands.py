@@ -1,7 +1,7 @@
 """``fargate-audit``: the command line (interface.md "Command line").
 
     fargate-audit scan [--region R]... [--cluster C]... [--params FILE]
-                       [--format table|json|asff] [--output FILE] [--fail-on SEVERITY]
+                       [--format table|json|asff|ocsf] [--output FILE] [--fail-on SEVERITY]
                        [--role-arn ARN [--external-id ID]]
                        [--accounts ID[,ID...] | --accounts-file FILE | --organization [--ou OU_ID]...]
                        [--role-name NAME] [--external-id ID] [--jobs N]
@@ -375,6 +375,10 @@ def _write_scan_output(args, outcome, catalog, out: _Output) -> None:
 
         findings = asff.build_findings(outcome.postures, outcome.results, catalog, outcome.now)
         out.write(_json(findings))
+    elif args.format == "ocsf":
+        from fargate_audit.findings import ocsf
+
+        out.write(_json(ocsf.build_events(outcome.postures, outcome.results, catalog, outcome.now)))
     else:
         from fargate_audit.cli import table
 
@@ -578,7 +582,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--cluster", action="append", metavar="NAME_OR_ARN", help="cluster to scan (repeatable); default all"
     )
     scan.add_argument("--params", metavar="FILE", help="params file (YAML or JSON)")
-    scan.add_argument("--format", choices=("table", "json", "asff"), default="table")
+    scan.add_argument(
+        "--format",
+        choices=("table", "json", "asff", "ocsf"),
+        default="table",
+        help="table (default), json (scan-report.schema.json), asff (the Security Hub findings) "
+        "or ocsf (OCSF 1.7.0 Compliance Finding events, one per task and rule)",
+    )
     scan.add_argument("--output", metavar="FILE", help="write the output to FILE instead of stdout")
     scan.add_argument(
         "--fail-on",

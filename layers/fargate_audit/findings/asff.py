@@ -10,6 +10,11 @@ evidence names (32 in all). The writer that sends these to Security Hub lives el
 No clock, no environment, no boto3: ``now`` and any previous findings come in as
 arguments. No environment value can reach a finding: postures carry names only and the
 evidence summary drops value-like keys (report.summarize_evidence).
+
+The public helpers ``finding_id``, ``related_requirements``, ``finding_types``,
+``task_resource``, ``workload_resources``, ``network_resources``, ``arn_partition`` and
+``clip`` are shared with the OCSF builder (findings/ocsf.py): one place decides a
+finding's id, its mapped standards and which resources a result names.
 """
 
 from __future__ import annotations
@@ -101,7 +106,7 @@ def finding_content_digest(finding: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- catalog
 
 
-def _related_requirements(mapping: Mapping[str, list[str]]) -> tuple[list[str], list[str]]:
+def related_requirements(mapping: Mapping[str, list[str]]) -> tuple[list[str], list[str]]:
     """(RelatedRequirements, extra ASFF Types) from one rule's compliance mappings
     (rules/mappings.yaml: ``{framework: [control, ...]}``)."""
     requirements: list[str] = []
@@ -114,7 +119,7 @@ def _related_requirements(mapping: Mapping[str, list[str]]) -> tuple[list[str], 
     return requirements[:MAX_RELATED_REQUIREMENTS], types
 
 
-def _types(rule_id: str, extra: list[str]) -> list[str]:
+def finding_types(rule_id: str, extra: list[str]) -> list[str]:
     first = TYPE_NETWORK_REACHABILITY if rule_id.startswith("NET-") else TYPE_BEST_PRACTICES
     seen: list[str] = [first]
     for item in extra:
@@ -126,7 +131,7 @@ def _types(rule_id: str, extra: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- resources
 
 
-def _partition(arn: str) -> str:
+def arn_partition(arn: str) -> str:
     return arn.split(":")[1] if arn.count(":") >= 5 else "aws"
 
 
@@ -157,7 +162,7 @@ def _ids_in(value: Any, prefix: str) -> set[str]:
     return set()
 
 
-def _network_resources(implicated: list[tuple[dict, dict]], requires: list[str], rule_id: str) -> list[dict]:
+def network_resources(implicated: list[tuple[dict, dict]], requires: list[str], rule_id: str) -> list[dict]:
     """ENIs, security groups, subnets and load balancers named by the failing evidence, or
     implied by the facts the rule requires, for the implicated tasks."""
     kinds = {kind for fact in requires for kind in _FACT_RESOURCES.get(fact, ())}
@@ -170,7 +175,8 @@ def _network_resources(implicated: list[tuple[dict, dict]], requires: list[str],
     for posture, result in implicated:
         network = posture.get("network") or {}
         evidence = result.get("evidence") or {}
-        partition, region, account = _partition(posture["task_arn"]), posture["region"], posture["account_id"]
+        partition = arn_partition(posture["task_arn"])
+        region, account = posture["region"], posture["account_id"]
         named_groups = _ids_in(evidence, "sg-")
         attached = {sg.get("id"): sg.get("name") for sg in network.get("security_groups") or []}
         eni_ids = _ids_in(evidence, "eni-")
@@ -213,11 +219,11 @@ def _network_resources(implicated: list[tuple[dict, dict]], requires: list[str],
     return [found[k] for found in (enis, groups, subnets, load_balancers) for k in sorted(found)]
 
 
-def _workload_resources(postures: list[dict]) -> list[dict]:
+def workload_resources(postures: list[dict]) -> list[dict]:
     """The service, or for a standalone workload its distinct task definitions (newest
     revision first)."""
     first = postures[0]
-    partition, region, account = _partition(first["task_arn"]), first["region"], first["account_id"]
+    partition, region, account = arn_partition(first["task_arn"]), first["region"], first["account_id"]
     group = first["group"]
     if group.startswith("service:"):
         name = first.get("service_name") or group.split(":", 1)[1]
@@ -241,7 +247,7 @@ def _normal_time(text: Any) -> str | None:
         return None
 
 
-def _task_resource(posture: dict) -> dict:
+def task_resource(posture: dict) -> dict:
     arn = posture["task_arn"]
     details = {
         "ClusterArn": posture["cluster_arn"],
@@ -249,13 +255,13 @@ def _task_resource(posture: dict) -> dict:
         "Group": posture["group"],
         "StartedAt": _normal_time(posture.get("started_at")),
     }
-    return _resource("AwsEcsTask", arn, _partition(arn), posture["region"], details)
+    return _resource("AwsEcsTask", arn, arn_partition(arn), posture["region"], details)
 
 
 # --------------------------------------------------------------------------- text
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
@@ -288,7 +294,7 @@ def _description(rule: Rule, workload: str, status: str, by_status: dict[str, li
         terms = [r["evidence"]["exempted"] for r in exempted]
         reasons = sorted({f"{t.get('reason')} (until {t.get('expires')})" for t in terms})
         lead += f" {len(exempted)} exempted: {'; '.join(reasons[:2])}."
-    return _clip(f"{lead} {rule.description}", MAX_DESCRIPTION)
+    return clip(f"{lead} {rule.description}", MAX_DESCRIPTION)
 
 
 # --------------------------------------------------------------------------- builders
@@ -344,9 +350,9 @@ def build_finding(
 
     implicated = {"FAILED": by_status["FAILED"], "NOT_AVAILABLE": by_status["ERROR"]}.get(compliance, [])
     implicated = sorted(implicated, key=lambda pr: pr[0]["task_arn"])[:MAX_TASK_RESOURCES]
-    resources = _workload_resources(workload_postures)
-    resources += [_task_resource(p) for p, _ in implicated]
-    resources += _network_resources(implicated, list(rule.requires), rule_id)
+    resources = workload_resources(workload_postures)
+    resources += [task_resource(p) for p, _ in implicated]
+    resources += network_resources(implicated, list(rule.requires), rule_id)
 
     total = len({p["task_arn"] for p, _ in items})
     product_fields = {
@@ -358,7 +364,7 @@ def build_finding(
     }
     evidence = _evidence_line(by_status["FAILED"] or by_status["ERROR"], limit=10)
     if evidence:
-        product_fields["fargate-audit/Evidence"] = _clip(evidence, MAX_PRODUCT_FIELD_VALUE)
+        product_fields["fargate-audit/Evidence"] = clip(evidence, MAX_PRODUCT_FIELD_VALUE)
     description = _description(rule, workload, compliance, by_status, total)
     return _finding(
         catalog, rule, first, workload, now, prior, description, product_fields, compliance, resources
@@ -381,8 +387,8 @@ def _finding(
     product, types, timestamps (kept from ``prior``; UpdatedAt strictly after it),
     severity, remediation, compliance with the rule's mapped requirements, and Workflow
     NEW only on creation. ``product_fields`` are added after the identifying ones."""
-    account, region, partition = first["account_id"], first["region"], _partition(first["task_arn"])
-    requirements, extra_types = _related_requirements(catalog.mappings.get(rule.id) or {})
+    account, region, partition = first["account_id"], first["region"], arn_partition(first["task_arn"])
+    requirements, extra_types = related_requirements(catalog.mappings.get(rule.id) or {})
     stamp = asff_time(now)
     compliance_field: dict[str, Any] = {"Status": compliance}
     if requirements:
@@ -395,15 +401,15 @@ def _finding(
         "GeneratorId": generator_id(rule.id),
         "AwsAccountId": account,
         "Region": region,
-        "Types": _types(rule.id, extra_types),
+        "Types": finding_types(rule.id, extra_types),
         "CreatedAt": (prior or {}).get("CreatedAt") or stamp,
         "UpdatedAt": _updated_at(now, prior),
         "FirstObservedAt": (prior or {}).get("FirstObservedAt") or stamp,
         "LastObservedAt": stamp,
         "Severity": {"Label": rule.severity},
-        "Title": _clip(rule.title, MAX_TITLE),
+        "Title": clip(rule.title, MAX_TITLE),
         "Description": description,
-        "Remediation": {"Recommendation": {"Text": _clip(rule.remediation, MAX_REMEDIATION)}},
+        "Remediation": {"Recommendation": {"Text": clip(rule.remediation, MAX_REMEDIATION)}},
         "ProductFields": {
             "fargate-audit/RuleId": rule.id,
             "fargate-audit/Workload": workload,
@@ -501,8 +507,8 @@ def build_discovery_finding(
     line = summarize_evidence(evidence, limit=MAX_PRODUCT_FIELD_VALUE)
     if line and status == "FAILED":
         product_fields["fargate-audit/Evidence"] = line
-    description = _clip(f"{lead} {rule.description}", MAX_DESCRIPTION)
-    resources = _workload_resources(sorted(workload_postures, key=lambda p: p["task_arn"]))
+    description = clip(f"{lead} {rule.description}", MAX_DESCRIPTION)
+    resources = workload_resources(sorted(workload_postures, key=lambda p: p["task_arn"]))
     return _finding(
         catalog, rule, first, workload, now, prior, description, product_fields, status, resources
     )
