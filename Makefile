@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test pytest lint format template-checks bench clean venv
+.PHONY: demo test pytest lint format template-checks bench clean venv browser report
 
 venv: $(STAMP)
 
@@ -32,8 +32,22 @@ format: $(STAMP)
 # on the template and its SAM transform in a venv of its own).
 test: lint template-checks pytest
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
+
+# Headless Chromium for the HTML report's browser tests (tests/browser), from Debian's
+# packages (Playwright drives it; `playwright install` is never needed). Installed only
+# when `chromium` is missing; without apt-get (or root) it says so and goes on: the
+# browser tests then fail naming what to install, rather than skip unseen.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
+	  || echo "make browser: could not install chromium (needs apt-get as root); the browser tests will fail" >&2
+
+# The demo estate's HTML report (out/report.html, out/report.json) and its screenshot
+# (docs/report.png, committed: the README shows it).
+report: $(STAMP) browser
+	PYTHONPATH=tests $(BIN)/python scripts/report_screenshot.py out docs/report.png
 
 template-checks:
 	bash scripts/sam-checks.sh
@@ -44,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_peers.py
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_report.py
+	$(BIN)/python bench/bench_html.py
 	$(BIN)/python bench/bench_event.py
 	$(BIN)/python bench/bench_dns.py
 	cd bench && PYTHONPATH=../layers ../$(BIN)/python bench_org.py

@@ -444,3 +444,41 @@ def test_installed_console_script_runs_and_reports_missing_credentials_in_one_li
     scan = subprocess.run([script, "scan"], capture_output=True, text=True, env=env, timeout=60)
     assert (scan.returncode, scan.stdout) == (2, "")
     assert_one_error_line(scan.stderr, "credentials")
+
+
+# --------------------------------------------------------------------------- html report
+
+
+def test_scan_html_and_report_from_the_saved_json_give_the_same_page(estate, tmp_path):
+    page, saved, again = tmp_path / "scan.html", tmp_path / "scan.json", tmp_path / "again.html"
+    code, out, err = run_cli("scan", "--format", "html", "--cluster", "prod", "--output", str(page))
+    assert (code, out) == (1, ""), err
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and "http://" not in text and "https://" not in text
+    assert all(arn.rsplit("/", 1)[-1] in text for arn in estate["prod_tasks"])
+    assert run_cli("scan", "--format", "json", "--cluster", "prod", "--output", str(saved))[0] == 1
+    code, out, err = run_cli("report", str(saved), "--output", str(again))
+    assert (code, out, err) == (0, "", "")
+    strip = lambda html: html.split('"generated_at":', 1)[1].split(",", 1)[1]  # noqa: E731
+    assert strip(again.read_text(encoding="utf-8")) == strip(text)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (None, "report file not found"),
+        ("{not json", "not a JSON scan report"),
+        ('{"report_version": 1}', "not a valid scan report: at (top level): 'generated_at' is a required"),
+        ('{"report_version": 2, "generated_at": "x", "scope": {"regions": []}, "tasks": [], "results": [],'
+         ' "summary": {"tasks": 0, "skipped_tasks": 0, "by_status": {}}, "stats": {"api_calls": {},'
+         ' "duration_s": 0}}', "at report_version: 1 was expected"),
+    ],
+)  # fmt: skip
+def test_report_of_a_bad_file_is_one_error_line_and_exit_2(tmp_path, content, fragment):
+    path = tmp_path / "scan.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    code, out, err = run_cli("report", str(path), "--output", str(tmp_path / "r.html"))
+    assert (code, out) == (2, "")
+    assert_one_error_line(err, str(path), fragment)
+    assert not (tmp_path / "r.html").exists()

@@ -1,10 +1,11 @@
 """``fargate-audit``: the command line (interface.md "Command line").
 
     fargate-audit scan [--region R]... [--cluster C]... [--params FILE]
-                       [--format table|json|asff|ocsf] [--output FILE] [--fail-on SEVERITY]
+                       [--format table|json|asff|ocsf|html] [--output FILE] [--fail-on SEVERITY]
                        [--role-arn ARN [--external-id ID]]
                        [--accounts ID[,ID...] | --accounts-file FILE | --organization [--ou OU_ID]...]
                        [--role-name NAME] [--external-id ID] [--jobs N]
+    fargate-audit report SCAN.json [--output FILE]
     fargate-audit rules list [--format table|json]
     fargate-audit rules validate [DIR]
     fargate-audit demo
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import re
@@ -379,12 +381,52 @@ def _write_scan_output(args, outcome, catalog, out: _Output) -> None:
         from fargate_audit.findings import ocsf
 
         out.write(_json(ocsf.build_events(outcome.postures, outcome.results, catalog, outcome.now)))
+    elif args.format == "html":
+        from fargate_audit.cli import html
+
+        out.write(html.render(outcome.report))
     else:
         from fargate_audit.cli import table
 
         terminal = out.terminal
         color = terminal is not None and table.use_color(terminal, os.environ)
         out.write(table.render(outcome.report_view(), color=color))
+
+
+def load_saved_report(path: str) -> dict:
+    """A saved ``scan --format json`` report, checked against the report schema: one
+    ConfigError line naming the file (and the first field at fault) otherwise."""
+    import jsonschema
+
+    from fargate_audit.core import report as report_mod
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: report file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a report file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read report: {exc.strerror or exc}") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a JSON scan report: {exc}") from None
+    validator = jsonschema.Draft202012Validator(report_mod.load_schema())
+    error = next(iter(sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))), None)
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
+        raise ConfigError(f"{path}: not a valid scan report: at {where}: {error.message[:200]}")
+    return document
+
+
+def cmd_report(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """``report SCAN.json --output FILE``: the HTML report of a saved JSON scan report."""
+    from fargate_audit.cli import html
+
+    out = _Output(args.output, stdout)
+    out.check_writable()
+    out.write(html.render(load_saved_report(args.scan_report)))
+    return EXIT_OK
 
 
 def catalog_markdown(catalog) -> str:
@@ -584,10 +626,11 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--params", metavar="FILE", help="params file (YAML or JSON)")
     scan.add_argument(
         "--format",
-        choices=("table", "json", "asff", "ocsf"),
+        choices=("table", "json", "asff", "ocsf", "html"),
         default="table",
-        help="table (default), json (scan-report.schema.json), asff (the Security Hub findings) "
-        "or ocsf (OCSF 1.7.0 Compliance Finding events, one per task and rule)",
+        help="table (default), json (scan-report.schema.json), asff (the Security Hub findings), "
+        "ocsf (OCSF 1.7.0 Compliance Finding events, one per task and rule) or html (one "
+        "self-contained page drawing each task's network path)",
     )
     scan.add_argument("--output", metavar="FILE", help="write the output to FILE instead of stdout")
     scan.add_argument(
@@ -644,6 +687,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"accounts scanned in parallel (default {DEFAULT_JOBS}; organization scans)",
     )
     scan.set_defaults(func=cmd_scan)
+
+    report = commands.add_parser(
+        "report",
+        parents=[common],
+        help="the HTML report of a saved JSON scan report (scan --format json)",
+    )
+    report.add_argument("scan_report", metavar="SCAN.json", help="a report written by scan --format json")
+    report.add_argument("--output", metavar="FILE", help="write the HTML to FILE instead of stdout")
+    report.set_defaults(func=cmd_report)
 
     rules = commands.add_parser("rules", parents=[common], help="the rule catalog")
     rules_commands = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND", parser_class=_Parser)

@@ -17,6 +17,9 @@ from datetime import UTC, date, datetime
 from importlib import resources
 from typing import Any, TextIO
 
+from fargate_audit.core.checks import usable
+from fargate_audit.core.netalgebra import intersect, merge
+
 REPORT_VERSION = 1
 
 # Security Hub's severity labels, lowest first.
@@ -102,6 +105,8 @@ def task_entry(posture: dict) -> dict:
             if isinstance((egress.get(family) or {}).get("path"), str)
         },
     }
+    entry["images"] = [c["image"] for c in posture.get("containers") or [] if c.get("image")]
+    entry["network"] = network_view(network, errors=posture.get("errors") or {})
     errors = posture.get("errors") or {}
     if "load_balancers" in errors or "web_acl" in errors:
         entry["exposures"] = None  # unknown: a fact that could change them was not collected
@@ -111,6 +116,75 @@ def task_entry(posture: dict) -> dict:
 
 
 _NULLABLE = frozenset({"eni_id", "private_ip", "public_ip", "subnet_id", "vpc_id", "exposures"})
+
+# VPC endpoints drawn on a task's picture: the ones NET-09 and NET-10 read.
+_PICTURED_ENDPOINTS = ("s3", "ecr.api", "ecr.dkr")
+
+
+def _nacl_decision(ports: list[dict], allowed: list[dict] | None) -> str:
+    """``allow`` when the NACL's world decision admits every port of ``ports``, ``partial``
+    when some, ``deny`` when none; ``unknown`` when the NACL was not read."""
+    if allowed is None:
+        return "unknown"
+    admitted = intersect(ports, allowed)
+    if not admitted:
+        return "deny"
+    return "allow" if admitted == merge(ports) else "partial"
+
+
+def network_view(network: Mapping, errors: Mapping | None = None) -> dict:
+    """``tasks[].network``: what a drawing of the task's network path needs beyond the
+    entry's ids (docs/design.md section 2): the IPv6 addresses, the security groups with
+    their world-open ports (each with the subnet NACL's inbound world decision), the NACL
+    and route table ids, the egress path and targets per family, and the S3/ECR VPC
+    endpoints that apply to the task's subnet. Ids and ports only: nothing secret."""
+    errors = errors or {}
+    nacl = network.get("nacl") or {}
+    allowed = None if "nacl" in errors or not nacl.get("id") else nacl.get("inbound_world_allowed") or {}
+    names = {sg.get("id"): sg.get("name") for sg in network.get("security_groups") or []}
+    world_ports = []
+    for rule in network.get("world_ingress_rules") or []:
+        family = rule.get("family")
+        for interval in rule.get("ports") or []:
+            world_ports.append(
+                {
+                    "group_id": rule.get("group_id"),
+                    "family": family,
+                    "protocol": interval.get("protocol"),
+                    "from": interval.get("from"),
+                    "to": interval.get("to"),
+                    "nacl": _nacl_decision(
+                        [interval], None if allowed is None else list(allowed.get(family) or [])
+                    ),
+                }
+            )
+    route_table = network.get("route_table_id")
+    endpoints = [
+        {"id": e.get("id"), "service": e.get("service"), "type": e.get("type")}
+        for e in network.get("vpc_endpoints") or []
+        if e.get("service") in _PICTURED_ENDPOINTS
+        and usable(e)
+        and (str(e.get("type") or "").lower() != "gateway" or route_table in (e.get("route_table_ids") or []))
+    ]
+    egress = network.get("egress") or {}
+    return {
+        "ipv6_addresses": list(network.get("ipv6_addresses") or []),
+        "public_address": {
+            family: bool((network.get("public_address") or {}).get(family)) for family in ("ipv4", "ipv6")
+        },
+        "security_groups": [{"id": gid, "name": name} for gid, name in names.items() if gid],
+        "world_ports": world_ports,
+        "nacl_id": nacl.get("id"),
+        "route_table_id": route_table,
+        "egress": {
+            family: {
+                "path": (egress.get(family) or {}).get("path"),
+                "targets": list((egress.get(family) or {}).get("targets") or []),
+            }
+            for family in ("ipv4", "ipv6")
+        },
+        "endpoints": sorted(endpoints, key=lambda e: (str(e["service"]), str(e["id"]))),
+    }
 
 
 _ENTRY_KEYS = ("task_arn", "rule_id", "status", "severity", "title", "evidence")

@@ -1,0 +1,144 @@
+"""The HTML report's page and model (cli/html.py), on the demo estate's report; the
+browser tests (tests/browser) open the same page in Chromium."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import jsonschema
+import pytest
+from fargate_audit.cli import html
+from fargate_audit.core import report as report_mod
+from fargate_audit.local.estate import CANARY_SECRET
+
+HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+
+
+@pytest.fixture(scope="module")
+def demo_report():
+    from fargate_audit.local import demo
+
+    return demo.build_and_scan().outcome.report
+
+
+@pytest.fixture(scope="module")
+def model(demo_report):
+    return html.page_model(demo_report)
+
+
+def _task_rows(model, workload: str) -> list[dict]:
+    index = next(i for i, w in enumerate(model["workloads"]) if w["name"] == workload)
+    return [t for t in model["tasks"] if t["w"] == index]
+
+
+def _row(model, task: dict, label: str) -> dict:
+    return next(r for r in model["pics"][task["p"]] if r["label"] == label)
+
+
+def _node(row: dict, kind: str) -> dict:
+    return next(n for n in row["nodes"] if n["k"] == kind)
+
+
+def test_the_demo_report_with_its_network_views_is_valid_against_the_schema(demo_report):
+    jsonschema.Draft202012Validator(report_mod.load_schema()).validate(demo_report)
+    task = next(t for t in demo_report["tasks"] if t.get("public_ip"))
+    assert set(task["network"]) == {
+        "ipv6_addresses", "public_address", "security_groups", "world_ports", "nacl_id",
+        "route_table_id", "egress", "endpoints",
+    }  # fmt: skip
+    assert all(p["nacl"] in ("allow", "deny", "partial", "unknown") for p in task["network"]["world_ports"])
+
+
+def test_a_net02_task_marks_its_open_port_and_its_internet_gateway(model):
+    (task, *_) = _task_rows(model, "prod-web/service:storefront")
+    inbound = _row(model, task, "Inbound")
+    groups = _node(inbound, "sg")
+    assert "NET-02" in groups["m"]
+    assert any(bad and "tcp 443" in text and "NET-02" in text for text, bad in groups["l"])
+    outbound = _row(model, task, "Outbound ipv4")
+    igw = _node(outbound, "internet-gateway")
+    assert "NET-02" in igw["m"] and igw["l"][0][0].startswith("igw-")
+    assert inbound["ok"] is False
+
+
+def test_a_nat_path_marks_the_nat_hop_with_net05_and_draws_its_next_hop(model):
+    (task, *_) = _task_rows(model, "batch/family:report-worker")
+    outbound = _row(model, task, "Outbound ipv4")
+    kinds = [n["k"] for n in outbound["nodes"]]
+    assert kinds == ["eni", "rtb", "nat-gateway", "internet-gateway", "internet"]
+    assert _node(outbound, "nat-gateway")["m"] == ["NET-05"]
+    assert _node(outbound, "internet-gateway")["m"] == []
+
+
+def test_a_task_behind_the_shop_alb_shows_its_front_door(model):
+    (task, *_) = _task_rows(model, "prod-web/service:checkout-api")
+    door = _row(model, task, "Front door")
+    assert [n["k"] for n in door["nodes"]] == ["internet", "listener", "lb", "tg", "eni"]
+    assert _node(door, "lb")["t"] == "ALB shop"
+    assert _node(door, "listener")["t"] == "Listener :443"
+
+
+def test_net11_and_net12_are_marked_on_the_listener_hop(model):
+    (task, *_) = _task_rows(model, "legacy/service:billing")
+    listener = _node(_row(model, task, "Front door"), "listener")
+    assert listener["m"] == ["NET-11", "NET-12"]
+    assert ["HTTP", True] in listener["l"] and ["web ACL none", True] in listener["l"]
+
+
+def test_workloads_carry_their_rules_with_status_evidence_and_finding_ids(model):
+    workload = next(w for w in model["workloads"] if w["name"] == "prod-web/service:storefront")
+    by_rule = {model["rules"][r[0]][0]: r for r in workload["rules"]}
+    _, status, evidence, count, finding = by_rule["NET-02"]
+    assert status == "F" and count == len(workload["tasks"])
+    assert model["ev"][evidence].startswith("open tcp 443")
+    assert finding == "fargate-audit/123456789012/eu-west-1/prod-web/service:storefront/NET-02"
+
+
+def test_the_summary_lists_what_to_look_at_first(model):
+    first = model["first"]
+    assert ["prod-web/service:storefront", "tcp 443"] in first["direct"]
+    assert any(w == "prod-web/service:checkout-api" and "alb shop :443" in d for w, d in first["doors"])
+    assert ["batch/family:etl", "DB_PASSWORD"] in first["secrets"]
+    assert any(w == "batch/family:report-worker" for w, _ in first["egress"])
+    assert sum(model["summary"]["failed_by_severity"].values()) == model["summary"]["by_status"]["FAILED"]
+
+
+def test_the_page_is_self_contained_and_never_shows_a_secret_value(demo_report):
+    page = html.render(demo_report)
+    assert page.startswith("<!DOCTYPE html>")
+    assert CANARY_SECRET not in page and "DB_PASSWORD" in page
+    assert not re.search(r"https?://", page), "no URL at all in the page"
+    assert not re.search(r"""\b(src|href|srcset|action)\s*=""", page, re.I)
+    assert "@import" not in page and "url(" not in page
+    assert "default-src 'none'" in page  # the page's CSP forbids any request too
+
+
+def test_every_name_is_escaped(demo_report):
+    hostile = copy.deepcopy(demo_report)
+    task = hostile["tasks"][0]
+    task["workload"] = f"batch/{HOSTILE}"
+    task["images"] = [HOSTILE]
+    task["task_definition_arn"] += HOSTILE
+    result = next(r for r in hostile["results"] if r["task_arn"] == task["task_arn"])
+    result["evidence"] = {"containers": [HOSTILE]}
+    page = html.render(hostile)
+    assert "<script>window" not in page and "<img" not in page
+    assert page.count("<script") == 2  # the data element and the page's own script
+    data = re.search(r'<script id="data" type="application/json">(.*?)</script>', page, re.S).group(1)
+    shown = json.loads(data)  # the names come back intact, as text for the script to show
+    assert f"batch/{HOSTILE}" in [w["name"] for w in shown["workloads"]]
+    assert any(HOSTILE in t["img"] for t in shown["tasks"])
+
+
+def test_a_report_without_network_views_still_renders(demo_report):
+    older = copy.deepcopy(demo_report)
+    for task in older["tasks"]:
+        task.pop("network", None)
+        task.pop("images", None)
+    model = html.page_model(older)
+    (task, *_) = _task_rows(model, "prod-web/service:storefront")
+    groups = _node(_row(model, task, "Inbound"), "sg")
+    assert ["world ports not in this report", False] in groups["l"]
+    assert html.render(older).startswith("<!DOCTYPE html>")
