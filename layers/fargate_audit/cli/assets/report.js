@@ -109,7 +109,12 @@ function setupFilters() {
   }
   document.getElementById("f-clear").addEventListener("click", () => applyState({}, true));
   document.getElementById("f-expand").addEventListener("click", () => {
-    for (const d of document.querySelectorAll("details.workload")) if (!d.hidden) d.open = true;
+    // built here, not on the toggle event (which fires later): expanded means rendered
+    for (const d of document.querySelectorAll("details.workload")) {
+      if (d.hidden) continue;
+      if (!d._built) buildWorkload(d, d._w);
+      d.open = true;
+    }
   });
   window.addEventListener("hashchange", () => applyState(readHash(), false));
 }
@@ -198,6 +203,7 @@ function renderWorkloads() {
       el("span", {cls: "s-" + worst, text: failed ? failed + " rules failed" : STATUS[worst]}), " ",
       sev ? sevBadge(sev) : "");
     const d = el("details", {cls: "workload", id: "w" + i, "data-workload": w.name}, summary);
+    d._w = w;
     d.addEventListener("toggle", () => { if (d.open && !d._built) buildWorkload(d, w); });
     frag.append(d);
   });
