@@ -51,8 +51,13 @@ NOT_READ = "not collected (absent from web_acls and web_acl_errors)"
 
 
 def normalize_address(value: Any) -> str | None:
+    """An address as targets and ENIs are compared: IPv6 compressed (AWS may write it
+    either way); IPv4 as AWS writes it, dotted decimal (not parsed: thousands of tasks)."""
+    text = str(value).strip() if value is not None else ""
+    if ":" not in text:
+        return text or None
     try:
-        return ipaddress.ip_address(str(value).strip()).compressed
+        return ipaddress.ip_address(text).compressed
     except ValueError:
         return None
 
@@ -87,6 +92,8 @@ def target_index(target_groups: Iterable[Mapping], vpc_id: str | None) -> dict[s
 def registrations(index: Mapping[str, list[Registration]], addresses: Iterable[str]) -> list[Registration]:
     """The task's registrations (rules.md "Target groups of a task"; the target port is
     the registered target's)."""
+    if not index:
+        return []
     own = dict.fromkeys(a for a in map(normalize_address, addresses) if a)
     return [registration for address in own for registration in index.get(address, ())]
 
@@ -463,14 +470,17 @@ def exposures(
         return out | {"error": str(raw_errors["load_balancing"])}
     if vpc is None or elb is None:
         return out | {"error": NOT_COLLECTED}
+    if "*" in (elb.get("errors") or {}):
+        return out | {"error": str(elb["errors"]["*"])}
+    if index is None:
+        index = target_index(elb.get("target_groups") or [], vpc.get("vpc_id"))
+    registered = registrations(index, addresses)
+    if not registered:
+        return out  # registered nowhere: nothing else can change that
     facts = _Vpc(vpc, raw_errors, elb)
     walk = _Walk(facts, task_groups)
     try:
-        facts.fault("*")
-        if index is None:
-            index = target_index(elb.get("target_groups") or [], facts.vpc_id)
-        registered = registrations(index, addresses)
-        if registered and task_groups_problem:
+        if task_groups_problem:
             raise _Unknown(task_groups_problem)
         for group, address, target_port in registered:
             walk.registration(group, address, target_port)

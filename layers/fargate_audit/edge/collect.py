@@ -811,10 +811,18 @@ class _LoadBalancing:
                 "errors": {},
                 "web_acl_errors": {},
             }
-        self.addresses: dict[str, set[str]] = {vpc_id: set() for vpc_id in vpcs}
-        for eni in enis.values():
-            if eni.get("VpcId") in self.addresses:
-                self.addresses[eni["VpcId"]] |= _addresses(eni)
+        self.enis = enis
+        self._addresses: dict[str, set[str]] | None = None
+
+    @property
+    def addresses(self) -> dict[str, set[str]]:
+        """VPC id -> the audited tasks' addresses in it (made when a group needs them)."""
+        if self._addresses is None:
+            self._addresses = {vpc_id: set() for vpc_id in self.facts}
+            for eni in self.enis.values():
+                if eni.get("VpcId") in self._addresses:
+                    self._addresses[eni["VpcId"]] |= _addresses(eni)
+        return self._addresses
 
     def _client(self, service: str):
         return self.scan._clients.get(service, self.scan.region)
