@@ -269,6 +269,37 @@ def test_every_bundle_survives_json_dumps(world):
         assert json.loads(json.dumps(raw)) == raw
 
 
+def test_timestamps_arrive_as_iso_text_and_no_response_is_walked(world, monkeypatch):
+    """The fact clients parse timestamps into ISO-8601 text (edge.aws.iso_timestamp), so the
+    collector keeps their responses as they come: own_jsonable never runs."""
+    from datetime import datetime
+
+    from fargate_audit.edge import collect as collect_module
+
+    walked = []
+    monkeypatch.setattr(collect_module, "own_jsonable", lambda value: walked.append(value) or value)
+    result = collect_module.collect(boto3.session.Session(region_name=REGION), regions=[REGION])
+    assert result.raw_tasks and walked == []
+    stamps = []
+
+    def walk(value, key=""):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+        elif key.endswith(("Time", "Timestamp", "At")):
+            stamps.append(value)
+
+    for raw in result.raw_tasks:
+        walk(raw)
+        json.dumps(raw)  # no datetime anywhere: the default encoder would refuse one
+    assert stamps  # moto's ECS tasks carry none; its NAT gateways and VPC endpoints do
+    for stamp in stamps:
+        assert isinstance(stamp, str) and datetime.fromisoformat(stamp.replace("Z", "+00:00")).tzinfo, stamp
+
+
 def test_scope_progress_and_no_scan_errors(world):
     result = world["result"]
     assert result.errors == []

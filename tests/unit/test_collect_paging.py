@@ -769,3 +769,32 @@ def test_own_jsonable_converts_a_response_in_place_as_jsonable_would_copy_it():
     assert own_jsonable(response) is response and response["items"][0] is inner
     assert response == copied
     assert json.loads(json.dumps(response)) == copied
+
+
+def test_fact_clients_parse_timestamps_into_iso_text_and_others_keep_datetimes():
+    """edge.aws.client gives the fact services' clients iso_timestamp (the collector then
+    keeps their responses as they come); STS keeps botocore's datetimes, which its
+    credential refresh needs."""
+    from fargate_audit.edge import aws
+    from fargate_audit.edge.collect import json_ready, own_jsonable
+
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    ecs, sts = aws.client(session, "ecs", REGION), aws.client(session, "sts", REGION)
+    assert aws.timestamps_as_text(ecs) and not aws.timestamps_as_text(sts)
+    assert json_ready(ecs)(marker := {"a": 1}) is marker
+    assert json_ready(sts) is own_jsonable
+    assert json_ready(Stubs().clients.ecs(REGION)) is own_jsonable  # injected: walked as before
+    assert aws.iso_timestamp(1761998400) == "2025-11-01T12:00:00+00:00"
+    assert aws.iso_timestamp(1761998400.5) == "2025-11-01T12:00:00.500000+00:00"
+    assert aws.iso_timestamp("2026-11-01T12:00:00.000Z") == "2026-11-01T12:00:00.000Z"
+    response = ecs._response_parser.parse(
+        {
+            "status_code": 200,
+            "headers": {},
+            "body": json.dumps(
+                {"tasks": [{"taskArn": "t", "createdAt": 1761998400.0}], "failures": []}
+            ).encode(),
+        },
+        ecs.meta.service_model.operation_model("DescribeTasks").output_shape,
+    )
+    assert response["tasks"][0]["createdAt"] == "2025-11-01T12:00:00+00:00"

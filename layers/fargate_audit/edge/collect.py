@@ -43,7 +43,14 @@ from typing import Any, NamedTuple
 
 from fargate_audit.core import ingress
 from fargate_audit.core.errors import CredentialsError, ScanError
-from fargate_audit.edge.aws import AWS_ERRORS, NO_REGION_MESSAGE, Clients, error_code, failure_message
+from fargate_audit.edge.aws import (
+    AWS_ERRORS,
+    NO_REGION_MESSAGE,
+    Clients,
+    error_code,
+    failure_message,
+    timestamps_as_text,
+)
 
 RawTask = dict[str, Any]
 Progress = Callable[[int, int, str], None]
@@ -319,6 +326,16 @@ def own_jsonable(value: Any) -> Any:
     return value
 
 
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def json_ready(aws_client) -> Callable[[Any], Any]:
+    """What makes ``aws_client``'s parsed responses JSON-ready: nothing when it gives
+    timestamps as text (the clients edge.aws.client makes), else :func:`own_jsonable`."""
+    return _as_is if timestamps_as_text(aws_client) else own_jsonable
+
+
 def _scalar(item: Any) -> Any:
     if isinstance(item, dict | list):
         return own_jsonable(item)
@@ -417,6 +434,7 @@ class _RegionScan:
     ) -> None:
         self.ecs = clients.ecs(region)
         self.ec2 = clients.ec2(region)
+        self._ecs_json, self._ec2_json = json_ready(self.ecs), json_ready(self.ec2)
         self._clients = clients
         self.region = self.ecs.meta.region_name or region
         self.result = result
@@ -498,7 +516,7 @@ class _RegionScan:
             response = self.ecs.describe_clusters(clusters=batch, include=["SETTINGS"])
         except AWS_ERRORS as exc:
             return [], {}, failure_message(exc, "DescribeClusters")
-        items = [own_jsonable(item) for item in response.get("clusters", [])]
+        items = [self._ecs_json(item) for item in response.get("clusters", [])]
         for item in items:
             self._clusters[item["clusterArn"]] = (item, None)
             if self.cache is not None:
@@ -539,7 +557,7 @@ class _RegionScan:
                     wanted = set(batch)
                     for task in response.get("tasks", []):
                         if task.get("taskArn") in wanted:
-                            self.add_described(own_jsonable(task))
+                            self.add_described(self._ecs_json(task))
                     for failure in response.get("failures", []):
                         arn = failure.get("arn", "")
                         self._lost(
@@ -631,7 +649,7 @@ class _RegionScan:
             except AWS_ERRORS as exc:
                 definitions[arn] = (None, failure_message(exc, "DescribeTaskDefinition"))
             else:
-                definitions[arn] = (own_jsonable(response.get("taskDefinition")), None)
+                definitions[arn] = (self._ecs_json(response.get("taskDefinition")), None)
                 if self.cache is not None and definitions[arn][0]:
                     self.cache.put_task_definition(arn, definitions[arn][0])
         return definitions
@@ -657,7 +675,7 @@ class _RegionScan:
                 ):
                     for eni in page.get("NetworkInterfaces", []):
                         if eni.get("NetworkInterfaceId") in wanted:
-                            found[eni["NetworkInterfaceId"]] = own_jsonable(eni)
+                            found[eni["NetworkInterfaceId"]] = self._ec2_json(eni)
             except AWS_ERRORS as exc:
                 message = failure_message(exc, "DescribeNetworkInterfaces")
                 for eni_id in affected:
@@ -706,7 +724,7 @@ class _RegionScan:
                     ):
                         for item in page.get(spec.result_key, []):
                             if item.get("VpcId") in vpcs:
-                                vpcs[item["VpcId"]][spec.fact].append(own_jsonable(item))
+                                vpcs[item["VpcId"]][spec.fact].append(self._ec2_json(item))
                 except AWS_ERRORS as exc:
                     message = failure_message(exc, spec.call)
                     for vpc_id in chunk:
@@ -840,6 +858,7 @@ class _LoadBalancing:
         if not self.facts:
             return
         elbv2 = self._client("elbv2")
+        self._json = json_ready(elbv2)
         groups, error, _ = self._call(
             "DescribeTargetGroups",
             lambda: [
@@ -868,7 +887,7 @@ class _LoadBalancing:
                 self.facts[vpc_id]["errors"]["*"] = error
             if error or gone:
                 continue
-            group = own_jsonable(dict(group, Targets=health))
+            group = self._json(dict(group, Targets=health))
             self.facts[vpc_id]["target_groups"].append(group)
             if ingress.target_index([group], vpc_id).keys() & self.addresses[vpc_id]:
                 registered.append(group)
@@ -900,7 +919,7 @@ class _LoadBalancing:
                     self._fault(error, [arn], vpcs_of)
                     items += item or []
             self._fault(error if not gone else None, batch, vpcs_of)
-            found.update((item["LoadBalancerArn"], own_jsonable(item)) for item in items or [])
+            found.update((item["LoadBalancerArn"], self._json(item)) for item in items or [])
         subnets: set[str] = set()
         for arn, item in list(found.items()):
             if not ingress.may_face_internet(item):
@@ -931,7 +950,7 @@ class _LoadBalancing:
         listeners, error, gone = self._call(
             "DescribeListeners",
             lambda: [
-                own_jsonable(listener)
+                self._json(listener)
                 for page in _pages(elbv2, "describe_listeners", ELB_PAGE_SIZE, LoadBalancerArn=arn)
                 for listener in page.get("Listeners", [])
             ],
@@ -948,7 +967,7 @@ class _LoadBalancing:
                 rules, error, gone = self._call(
                     "DescribeRules",
                     lambda listener=listener: [
-                        own_jsonable(rule)
+                        self._json(rule)
                         for page in _pages(
                             elbv2, "describe_rules", ELB_PAGE_SIZE, ListenerArn=listener["ListenerArn"]
                         )
@@ -1012,7 +1031,7 @@ class _LoadBalancing:
             self._fault(error, chunk, owners)
             for subnet in items or []:
                 for vpc_id in owners.get(subnet.get("SubnetId"), ()):
-                    self.facts[vpc_id]["subnets"][subnet["SubnetId"]] = own_jsonable(subnet)
+                    self.facts[vpc_id]["subnets"][subnet["SubnetId"]] = self.scan._ec2_json(subnet)
 
     def _web_acls(self, registered: list[dict], found: dict[str, dict], vpcs_of) -> None:
         wanted: set[str] = set()
