@@ -353,3 +353,24 @@ def test_summarize_evidence_never_shows_value_like_keys_at_any_depth():
 def test_summarize_evidence_shows_unknown_keys_and_is_bounded():
     line = report.summarize_evidence({"new_fact": ["a" * 50] * 10}, limit=40)
     assert line.startswith("new fact aaa") and len(line) == 40 and line.endswith("...")
+
+
+def test_network_views_share_their_parts_across_a_report_and_equal_views_built_alone():
+    """The parts of tasks[].network derived from a subnet's, groups' or VPC's facts are
+    built once per report (the postures of a scan share those objects) and equal what each
+    task's own view would be."""
+    import copy
+
+    from support.postures import BASE_POSTURE as BASE
+
+    first = copy.deepcopy(BASE)
+    second = copy.deepcopy(first)
+    second["task_arn"] = first["task_arn"][:-1] + "0"
+    second["network"] = dict(first["network"], eni_id="eni-0fedcba9876543210")  # shares its parts
+    memo: dict = {}
+    shared = [report.task_entry(p, memo) for p in (first, second)]
+    assert shared == [report.task_entry(p) for p in (first, second)]
+    assert shared[0]["network"]["world_ports"] is shared[1]["network"]["world_ports"]
+    assert shared[0]["network"]["egress"] is shared[1]["network"]["egress"]
+    other = copy.deepcopy(first)  # its own objects: its own parts
+    assert report.task_entry(other, memo)["network"]["world_ports"] is not shared[0]["network"]["world_ports"]

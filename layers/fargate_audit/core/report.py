@@ -78,7 +78,7 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def task_entry(posture: dict) -> dict:
+def task_entry(posture: dict, memo: dict | None = None) -> dict:
     """One ``tasks[]`` item of the report from a posture (design.md section 2)."""
     network = posture.get("network") or {}
     egress = network.get("egress") or {}
@@ -106,7 +106,7 @@ def task_entry(posture: dict) -> dict:
         },
     }
     entry["images"] = [c["image"] for c in posture.get("containers") or [] if c.get("image")]
-    entry["network"] = network_view(network, errors=posture.get("errors") or {})
+    entry["network"] = network_view(network, errors=posture.get("errors") or {}, memo=memo)
     errors = posture.get("errors") or {}
     if "load_balancers" in errors or "web_acl" in errors:
         entry["exposures"] = None  # unknown: a fact that could change them was not collected
@@ -132,18 +132,65 @@ def _nacl_decision(ports: list[dict], allowed: list[dict] | None) -> str:
     return "allow" if admitted == merge(ports) else "partial"
 
 
-def network_view(network: Mapping, errors: Mapping | None = None) -> dict:
+def _shared(memo: dict | None, key: tuple, anchors: tuple, compute):
+    """``compute()``, once per ``key`` in ``memo`` (one per report): the postures of a scan
+    share their subnet's, groups' and VPC's facts (posture.build_posture's memo), so the
+    parts of ``tasks[].network`` derived from them alone are built once and shared, never
+    mutated. ``anchors`` (the objects the key names by ``id``) live as long as the entry."""
+    if memo is None:
+        return compute()
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = (compute(), anchors)
+    return hit[0]
+
+
+def network_view(network: Mapping, errors: Mapping | None = None, memo: dict | None = None) -> dict:
     """``tasks[].network``: what a drawing of the task's network path needs beyond the
     entry's ids (docs/design.md section 2): the IPv6 addresses, the security groups with
     their world-open ports (each with the subnet NACL's inbound world decision), the NACL
     and route table ids, the egress path and targets per family, and the S3/ECR VPC
-    endpoints that apply to the task's subnet. Ids and ports only: nothing secret."""
+    endpoints that apply to the task's subnet. Ids and ports only: nothing secret.
+    ``memo``: one dict per report (see :func:`_shared`); the view is equal either way."""
     errors = errors or {}
     nacl = network.get("nacl") or {}
-    allowed = None if "nacl" in errors or not nacl.get("id") else nacl.get("inbound_world_allowed") or {}
+    rules = network.get("world_ingress_rules") or []
+    nacl_known = "nacl" not in errors
+    world_ports = _shared(
+        memo,
+        ("ports", id(rules), id(nacl), nacl_known),
+        (rules, nacl),
+        lambda: _world_ports(rules, nacl, nacl_known),
+    )
     names = {sg.get("id"): sg.get("name") for sg in network.get("security_groups") or []}
+    route_table = network.get("route_table_id")
+    endpoints = network.get("vpc_endpoints") or []
+    pictured = _shared(
+        memo,
+        ("endpoints", id(endpoints), route_table),
+        (endpoints,),
+        lambda: _pictured(endpoints, route_table),
+    )
+    egress = network.get("egress") or {}
+    paths = _shared(memo, ("egress", id(egress)), (egress,), lambda: _egress_view(egress))
+    return {
+        "ipv6_addresses": list(network.get("ipv6_addresses") or []),
+        "public_address": {
+            family: bool((network.get("public_address") or {}).get(family)) for family in ("ipv4", "ipv6")
+        },
+        "security_groups": [{"id": gid, "name": name} for gid, name in names.items() if gid],
+        "world_ports": world_ports,
+        "nacl_id": nacl.get("id"),
+        "route_table_id": route_table,
+        "egress": paths,
+        "endpoints": pictured,
+    }
+
+
+def _world_ports(rules: list, nacl: Mapping, nacl_known: bool) -> list[dict]:
+    allowed = (nacl.get("inbound_world_allowed") or {}) if nacl_known and nacl.get("id") else None
     world_ports = []
-    for rule in network.get("world_ingress_rules") or []:
+    for rule in rules:
         family = rule.get("family")
         for interval in rule.get("ports") or []:
             world_ports.append(
@@ -158,32 +205,28 @@ def network_view(network: Mapping, errors: Mapping | None = None) -> dict:
                     ),
                 }
             )
-    route_table = network.get("route_table_id")
-    endpoints = [
+    return world_ports
+
+
+def _pictured(endpoints: list, route_table: str | None) -> list[dict]:
+    """The S3/ECR endpoints that apply to the task's subnet (a gateway one: its route table)."""
+    found = [
         {"id": e.get("id"), "service": e.get("service"), "type": e.get("type")}
-        for e in network.get("vpc_endpoints") or []
+        for e in endpoints
         if e.get("service") in _PICTURED_ENDPOINTS
         and usable(e)
         and (str(e.get("type") or "").lower() != "gateway" or route_table in (e.get("route_table_ids") or []))
     ]
-    egress = network.get("egress") or {}
+    return sorted(found, key=lambda e: (str(e["service"]), str(e["id"])))
+
+
+def _egress_view(egress: Mapping) -> dict:
     return {
-        "ipv6_addresses": list(network.get("ipv6_addresses") or []),
-        "public_address": {
-            family: bool((network.get("public_address") or {}).get(family)) for family in ("ipv4", "ipv6")
-        },
-        "security_groups": [{"id": gid, "name": name} for gid, name in names.items() if gid],
-        "world_ports": world_ports,
-        "nacl_id": nacl.get("id"),
-        "route_table_id": route_table,
-        "egress": {
-            family: {
-                "path": (egress.get(family) or {}).get("path"),
-                "targets": list((egress.get(family) or {}).get("targets") or []),
-            }
-            for family in ("ipv4", "ipv6")
-        },
-        "endpoints": sorted(endpoints, key=lambda e: (str(e["service"]), str(e["id"]))),
+        family: {
+            "path": (egress.get(family) or {}).get("path"),
+            "targets": list((egress.get(family) or {}).get("targets") or []),
+        }
+        for family in ("ipv4", "ipv6")
     }
 
 
@@ -298,7 +341,8 @@ def _document(
     copy_evidence: bool = True,
 ) -> dict:
     scope = dict(scope or {})
-    tasks = sorted((task_entry(p) for p in postures), key=lambda t: t["task_arn"])
+    memo: dict = {}  # the network views' shared parts, for this report
+    tasks = sorted((task_entry(p, memo) for p in postures), key=lambda t: t["task_arn"])
     accounts = set(scope.get("accounts") or []) | {t["account_id"] for t in tasks}
     regions = set(scope.get("regions") or []) | {t["region"] for t in tasks}
     clusters = set(scope.get("clusters") or []) | {t["cluster_arn"] for t in tasks}
