@@ -135,6 +135,35 @@ def test_invoke_flow_logs_attributes_the_sample_records_to_the_running_sample_ta
     assert (result["no_data"], result["other_enis"], result["malformed"]) == (1, 0, [])
     again = json.loads(run(env, "invoke", "flow_logs", "events/flow-log-records.json").stdout)
     assert again["status"] == "duplicate" and again["item_writes"] == 0
+    table = run(env, "discovered", "--workload", "service:web").stdout  # as the README shows it
+    assert "in flow logs: 4 destinations (1 rejected)" in table
+    rows = [line.split() for line in table.splitlines() if line.startswith("  52.")]
+    assert rows == [
+        [
+            "52.216.40.10",
+            "tcp",
+            "443",
+            "ACCEPT",
+            "9120",
+            "611034",
+            "2026-11-20",
+            "09:58:20",
+            "2026-11-20",
+            "09:59:19",
+        ],
+        [
+            "52.94.218.7",
+            "tcp",
+            "443",
+            "ACCEPT",
+            "424",
+            "40421",
+            "2026-11-20",
+            "09:58:20",
+            "2026-11-20",
+            "10:01:19",
+        ],
+    ]
 
 
 def test_invoke_by_logical_id_of_the_stopped_sample_archives_the_findings(invoked, env):

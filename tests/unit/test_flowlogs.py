@@ -4,6 +4,7 @@ attribution by ENI and time, the filter and the aggregation."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from fargate_audit.app import flowlogs
@@ -93,3 +94,17 @@ def test_the_function_settings_default_to_the_documented_format_and_check_cidrs(
 def test_a_snapshot_of_the_attribution_round_trips():
     ranges = {ENI: [dict(OWNER, task_arn="arn:t")]}
     assert flowlogs.decode_snapshot(flowlogs.encode_snapshot(ranges)) == ranges
+
+
+def test_the_flow_log_template_logs_every_flow_in_the_documented_format():
+    from fargate_audit.cli.template import load_template
+
+    template = load_template(Path(__file__).resolve().parents[2] / "templates" / "vpc-flow-log.yaml")
+    props = template["Resources"]["FlowLog"]["Properties"]
+    assert props["LogFormat"] == flowlogs.DOCUMENTED_FORMAT
+    assert (props["TrafficType"], props["ResourceType"], props["LogDestinationType"]) == (
+        "ALL",
+        "VPC",
+        "cloud-watch-logs",
+    )
+    assert props["MaxAggregationInterval"] == 60  # a flow is seen within a minute
