@@ -4,8 +4,9 @@
 #   2. build/template.transformed.json, the same template transformed offline by the SAM
 #      translator, so that checkov also sees what SAM generates (IAM roles and policies,
 #      Lambda functions, permissions, event source mappings, EventBridge rules).
-#   3. templates/member.yaml, the member StackSet, and templates/organizations-reader.yaml,
-#      the role that lists the organization's accounts (plain CloudFormation).
+#   3. templates/member.yaml, the member StackSet, templates/organizations-reader.yaml,
+#      the role that lists the organization's accounts, and templates/vpc-flow-log.yaml, the
+#      flow log the flow_logs function reads (plain CloudFormation).
 # `--framework cloudformation` on both: `--framework serverless` silently checks nothing on
 # a SAM template (shared/notes/tooling.md).
 # Tools come from a Python 3.11 venv, .venv-checkov, created on first use from
@@ -87,7 +88,7 @@ done_step
 
 # --- checkov -------------------------------------------------------------------------
 STATUS=0
-for file in template.yaml "${TRANSFORMED#"$ROOT"/}" templates/member.yaml templates/organizations-reader.yaml; do
+for file in template.yaml "${TRANSFORMED#"$ROOT"/}" templates/member.yaml templates/organizations-reader.yaml templates/vpc-flow-log.yaml; do
     step "checkov --framework cloudformation -f $file"
     if "$VENV/bin/checkov" --framework cloudformation --skip-download --compact --quiet \
         --output cli -f "$file"; then

@@ -58,9 +58,9 @@ step "cfn-lint template.yaml"
 cfn-lint template.yaml || fail "cfn-lint"
 done_step
 
-# The member StackSet's and the organizations reader's templates are plain CloudFormation
-# (no SAM transform): cfn-lint only.
-for member_template in templates/member.yaml templates/organizations-reader.yaml; do
+# The member StackSet's, the organizations reader's and the flow log's templates are plain
+# CloudFormation (no SAM transform): cfn-lint only.
+for member_template in templates/member.yaml templates/organizations-reader.yaml templates/vpc-flow-log.yaml; do
     step "cfn-lint $member_template"
     cfn-lint "$member_template" || fail "cfn-lint $member_template"
     done_step

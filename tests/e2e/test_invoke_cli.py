@@ -123,6 +123,49 @@ def test_findings_lists_the_active_findings_of_the_workload(invoked, env):
     assert table.splitlines()[0].split()[:4] == ["WORKLOAD", "RULE", "SEVERITY", "STATUS"]
 
 
+def test_invoke_flow_logs_attributes_the_sample_records_to_the_running_sample_task(invoked, env):
+    """The flow-log sample is the RUNNING sample's ENI: its internet egress is recorded per
+    destination (IPv4 and IPv6, the REJECTed attempt apart) and `discovered` shows it."""
+    result = json.loads(run(env, "invoke", "flow_logs", "events/flow-log-records.json").stdout)
+
+    assert result["status"] == "recorded" and result["workloads"] == [
+        "WL#123456789012#eu-west-1#prod-web#service:web"
+    ]
+    assert (result["egress"], result["rejected"], result["ingress"], result["private"]) == (5, 1, 1, 2)
+    assert (result["no_data"], result["other_enis"], result["malformed"]) == (1, 0, [])
+    again = json.loads(run(env, "invoke", "flow_logs", "events/flow-log-records.json").stdout)
+    assert again["status"] == "duplicate" and again["item_writes"] == 0
+    table = run(env, "discovered", "--workload", "service:web").stdout  # as the README shows it
+    assert "in flow logs: 4 destinations (1 rejected)" in table
+    rows = [line.split() for line in table.splitlines() if line.startswith("  52.")]
+    assert rows == [
+        [
+            "52.216.40.10",
+            "tcp",
+            "443",
+            "ACCEPT",
+            "9120",
+            "611034",
+            "2026-11-20",
+            "09:58:20",
+            "2026-11-20",
+            "09:59:19",
+        ],
+        [
+            "52.94.218.7",
+            "tcp",
+            "443",
+            "ACCEPT",
+            "424",
+            "40421",
+            "2026-11-20",
+            "09:58:20",
+            "2026-11-20",
+            "10:01:19",
+        ],
+    ]
+
+
 def test_invoke_by_logical_id_of_the_stopped_sample_archives_the_findings(invoked, env):
     result = json.loads(run(env, "invoke", "TaskEventsFunction", "events/ecs-task-stopped.json").stdout)
 

@@ -14,6 +14,8 @@ from fargate_audit.cli import egress
 from support.env import TABLE
 from support.world import emulated_world
 from test_dns_logs_handler import batch, dns, record, running
+from test_flow_logs_handler import batch as flow_batch
+from test_flow_logs_handler import flow
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,14 @@ def world():
             record(built.vpc, "10.20.9.250", "ntp.ubuntu.com", at),
         ]
         dns(built, batch(records * 2))
+        ip = web.private_ip
+        flows = [
+            flow(web.eni, ip, "52.94.218.7", 443, packets=40, size=38000),
+            flow(web.eni, ip, "52.94.218.7", 443, packets=2, size=200),
+            flow(web.eni, ip, "198.51.100.23", 4444, action="REJECT", packets=3, size=180),
+            flow(web.eni, ip, "2600:1f18:4a3:6900::5", 443, packets=5, size=900),
+        ]
+        assert built.flow_logs(flow_batch(flows))["status"] == "recorded"
         yield built
 
 
@@ -151,3 +161,31 @@ def test_a_missing_table_is_one_line(world):
     err = io.StringIO()
     assert cli.main(["discovered", "--table", "no-such-table"], stdout=io.StringIO(), stderr=err) == 2
     assert "table no-such-table not found" in err.getvalue()
+
+
+def test_flow_rows_carry_address_protocol_port_action_packets_and_bytes(world):
+    out, _ = run("--workload", "service:web", "--format", "json")
+    (block,) = json.loads(out)
+    assert block["flow_records"] == 4
+    assert [
+        (f["address"], f["protocol"], f["port"], f["action"], f["packets"], f["bytes_out"])
+        for f in block["flows"]
+    ] == [
+        ("52.94.218.7", "tcp", 443, "ACCEPT", 42, 38200),
+        ("2600:1f18:4a3:6900::5", "tcp", 443, "ACCEPT", 5, 900),
+        ("198.51.100.23", "tcp", 4444, "REJECT", 3, 180),
+    ]
+    first = block["flows"][0]
+    assert first["name"] is None and first["approved"] is None and first["first_seen"] <= first["last_seen"]
+    assert all(site["dns_only"] and site["port"] is None for site in block["sites"])
+    etl = json.loads(run("--workload", "family:etl", "--format", "json")[0])[0]
+    assert etl["flows"] == [] and etl["flow_records"] == 0
+
+
+def test_the_table_shows_flow_rows_before_the_dns_only_sites(world):
+    out, _ = run("--workload", "service:web")
+    assert "Internet egress of prod-web/service:web in flow logs: 3 destinations (1 rejected)" in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("52.94.218.7"))
+    assert row.split()[1:6] == ["tcp", "443", "ACCEPT", "42", "38200"]
+    assert "(3 not approved) - DNS only: no flow data names them" in out
+    assert out.index("Internet egress of") < out.index("Discovered 4 visited sites")

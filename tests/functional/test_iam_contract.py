@@ -113,6 +113,13 @@ def recorded():
                 lambda_handlers.dns_logs(event, LambdaContext(), logger=world.spy, metrics=world.spy)
             log.take("DnsLogsFunction")
 
+            # flow-log records of the first web task's ENI (egress, ingress, another ENI, a
+            # malformed record), the same batch again, an undecodable event
+            flow_event = _flow_log_batch(first)
+            for event in (flow_event, flow_event, {"awslogs": {"data": "bm90IGd6aXA="}}):
+                lambda_handlers.flow_logs(event, LambdaContext(), logger=world.spy, metrics=world.spy)
+            log.take("FlowLogsFunction")
+
             world.client("ec2").authorize_security_group_ingress(
                 GroupId=world.sg, IpPermissions=[estate._ports("tcp", 22, 22, cidrs4=[WORLD4])]
             )
@@ -193,6 +200,30 @@ def _query_log_batch(world, addresses: list[str]) -> dict:
     )
 
 
+def _flow_log_batch(task) -> dict:
+    """Flow-log records (flowlogs.DOCUMENTED_FORMAT) of ``task``'s ENI and of another one."""
+    start = int(datetime.now(UTC).timestamp())
+    lines = [
+        f"5 {ACCOUNT} {task.eni} {task.private_ip} 52.94.1.1 49152 443 6 10 900 {start} {start + 9} "
+        "ACCEPT OK vpc-1 egress",
+        f"5 {ACCOUNT} {task.eni} 203.0.113.9 {task.private_ip} 40000 8080 6 2 120 {start} {start + 9} "
+        "REJECT OK vpc-1 ingress",
+        f"5 {ACCOUNT} eni-0000000000000000f 10.20.9.9 52.94.1.1 49152 443 6 1 60 {start} {start} "
+        "ACCEPT OK vpc-1 egress",
+        "not a record",
+    ]
+    return dnslogs.encode_subscription(
+        {
+            "messageType": "DATA_MESSAGE",
+            "owner": ACCOUNT,
+            "logGroup": "/vpc/flow-logs/prod",
+            "logStream": "iam-contract",
+            "subscriptionFilters": ["fargate-audit-flow-logs"],
+            "logEvents": [{"id": str(i), "timestamp": 0, "message": m} for i, m in enumerate(lines)],
+        }
+    )
+
+
 class Recorded(dict):
     """{function: {(action, on_index)}}, plus ``queues`` {function: QueueUrls sent to} and
     ``urls`` {"sweep", "dlq"}."""
@@ -234,6 +265,7 @@ FUNCTIONS = [
     "SweepPlannerFunction",
     "SweepWorkerFunction",
     "DnsLogsFunction",
+    "FlowLogsFunction",
 ]
 
 
@@ -271,6 +303,12 @@ def test_the_dns_function_writes_transactions_and_imports_but_reads_no_ecs_or_ec
     assert not {a for a in used if a.startswith(("ecs:", "ec2:", "route53resolver:"))}
 
 
+def test_the_flow_function_writes_transactions_and_reads_no_ecs_or_ec2(recorded):
+    used = {action for action, _ in recorded["FlowLogsFunction"]}
+    assert {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query"} <= used
+    assert not {a for a in used if a.startswith(("ecs:", "ec2:", "route53resolver:", "securityhub:"))}
+
+
 def test_the_event_functions_never_list_and_queue_only_dead_letters(recorded):
     event_actions = {a for f in ("TaskEventsFunction", "ConfigEventsFunction") for a, _ in recorded[f]}
     assert not {"ecs:ListClusters", "ecs:ListTasks"} & event_actions
@@ -280,6 +318,7 @@ def test_the_event_functions_never_list_and_queue_only_dead_letters(recorded):
         "ConfigEventsFunction": {urls["dlq"]},
         "SweepPlannerFunction": {urls["sweep"], urls["dlq"]},
         "DnsLogsFunction": {urls["dlq"]},
+        "FlowLogsFunction": {urls["dlq"]},
     }
 
 

@@ -129,7 +129,7 @@ def test_first_audit_creates_latest_history_and_the_dependency_index(rec, ddb):
     outcome = rec.record_audit(p, results_of(p), ecs(2), at(0))
     deps = record.dependencies(p)
     assert outcome.status == "created" and outcome.history_written
-    assert outcome.writes == 3 + len(deps)  # LATEST, history, IP index
+    assert outcome.writes == 4 + len(deps)  # LATEST, history, IP and ENI index
     latest = rec.latest(p["task_arn"])
     assert latest["lifecycle"] == "RUNNING" and latest["task_version"] == 2 and latest["rev"] == 1
     assert latest["posture"] == p and latest["results"] == results_of(p)
@@ -392,7 +392,7 @@ def test_dependencies_beyond_one_transaction_are_all_indexed(rec):
     ]
     p = make_posture(vpc_endpoints=endpoints)
     outcome = rec.record_audit(p, results_of(p), ecs(2), at(0))
-    assert outcome.writes == 3 + len(record.dependencies(p)) > 100
+    assert outcome.writes == 4 + len(record.dependencies(p)) > 100
     assert all(rec.tasks_for_resource(e["id"]) == [p["task_arn"]] for e in endpoints)
 
 

@@ -47,6 +47,7 @@ FUNCTIONS = {
     "SweepPlannerFunction": "sweep_planner",
     "SweepWorkerFunction": "sweep_worker",
     "DnsLogsFunction": "dns_logs",
+    "FlowLogsFunction": "flow_logs",
 }
 TIMEOUTS = {
     "TaskEventsFunction": 60,
@@ -54,9 +55,16 @@ TIMEOUTS = {
     "SweepPlannerFunction": 60,
     "SweepWorkerFunction": 300,
     "DnsLogsFunction": 120,
+    "FlowLogsFunction": 120,
 }
 # Functions that EventBridge (or, for DNS logs, CloudWatch Logs) invokes asynchronously.
-ASYNC_FUNCTIONS = {"TaskEventsFunction", "ConfigEventsFunction", "SweepPlannerFunction", "DnsLogsFunction"}
+ASYNC_FUNCTIONS = {
+    "TaskEventsFunction",
+    "ConfigEventsFunction",
+    "SweepPlannerFunction",
+    "DnsLogsFunction",
+    "FlowLogsFunction",
+}
 # Egress discovery: resources that exist only with ResolverQueryLogGroupName set.
 DNS_CONDITIONS = {
     "DnsLogsFunction": "DnsDiscovery",
@@ -66,6 +74,13 @@ DNS_CONDITIONS = {
     "ResolverQueryLogGroup": "CreateQueryLogConfig",
     "ResolverQueryLogConfig": "CreateQueryLogConfig",
     "ResolverQueryLogAssociation": "AssociateQueryLogVpc",
+}
+# Egress discovery from flow logs: resources that exist only with FlowLogGroupName set.
+FLOW_CONDITIONS = {
+    "FlowLogsFunction": "FlowDiscovery",
+    "FlowLogsLogGroup": "FlowDiscovery",
+    "FlowLogsPermission": "FlowDiscovery",
+    "FlowLogSubscription": "FlowDiscovery",
 }
 NETWORK_RESOURCE_TYPES = [
     "AWS::EC2::SecurityGroup",
@@ -110,6 +125,7 @@ FUNCTION_READS = {
     "SweepWorkerFunction": set(facts.read_actions(scope=(*AUDIT_SCOPE, "ecs:ListTasks"))),
     "SweepPlannerFunction": set(facts.read_actions([], scope=("ecs:ListClusters", "ecs:ListTasks"))),
     "DnsLogsFunction": set(),
+    "FlowLogsFunction": set(),
 }
 READ_SERVICES = {action.split(":")[0] for action in facts.read_actions()}
 TABLE_ACTIONS = {
@@ -142,6 +158,10 @@ OTHER_ACTIONS = {  # beside the reads
         "dynamodb:BatchWriteItem",
         "securityhub:BatchImportFindings",
     }
+    | DEAD_LETTERS
+    | ASSUME_AUDIT_ROLE,
+    # batch markers, flow destinations and summaries, the ENI index; no read, no finding
+    "FlowLogsFunction": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"}
     | DEAD_LETTERS
     | ASSUME_AUDIT_ROLE,
 }
@@ -238,6 +258,9 @@ def test_environment_is_the_design_one(template):
         extra = {"SWEEP_QUEUE_URL": {"Ref": "SweepQueue"}} if function_id == "SweepPlannerFunction" else {}
         if function_id in ASYNC_FUNCTIONS:
             extra["EVENTS_DLQ_URL"] = {"Ref": "EventsDeadLetterQueue"}
+        if function_id == "FlowLogsFunction":  # the flow log's format, the VPCs' own CIDRs
+            extra["FLOW_LOG_FORMAT"] = {"Ref": "FlowLogFormat"}
+            extra["FLOW_LOG_VPC_CIDRS"] = {"Fn::Join": [",", {"Ref": "FlowLogVpcCidrs"}]}
         assert env == expected | extra, function_id
     params = template["Parameters"]
     assert params["SweepSchedule"]["Default"] == "rate(6 hours)"
@@ -803,3 +826,52 @@ def test_the_optional_query_log_config_delivers_to_the_created_group_for_one_vpc
     }
     pattern = template["Parameters"]["QueryLogVpcId"]["AllowedPattern"]
     assert re.fullmatch(pattern, "vpc-0a1b2c3d4e5f67890") and re.fullmatch(pattern, "")
+
+
+# ---------------------------------------------------------------------------------------
+# egress discovery (VPC flow logs)
+
+
+def test_flow_discovery_resources_exist_only_when_a_flow_log_group_is_named(template):
+    from fargate_audit.app import flowlogs
+
+    params = template["Parameters"]
+    assert params["FlowLogGroupName"]["Default"] == ""
+    assert params["FlowLogFormat"]["Default"] == flowlogs.DOCUMENTED_FORMAT
+    assert re.fullmatch(params["FlowLogFormat"]["AllowedPattern"], flowlogs.DOCUMENTED_FORMAT)
+    assert template["Conditions"]["FlowDiscovery"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "FlowLogGroupName"}, ""]}]
+    }
+    for logical_id, condition in FLOW_CONDITIONS.items():
+        assert template["Resources"][logical_id].get("Condition") == condition, logical_id
+    for logical_id, resource in template["Resources"].items():
+        if logical_id not in FLOW_CONDITIONS:
+            assert not any(f'"{flow_id}"' in json.dumps(resource) for flow_id in FLOW_CONDITIONS), logical_id
+    for output in template["Outputs"].values():
+        if any(f'"{flow_id}"' in json.dumps(output["Value"]) for flow_id in FLOW_CONDITIONS):
+            assert output.get("Condition") == "FlowDiscovery"
+    variables = template["Resources"]["FlowLogsFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["FLOW_LOG_FORMAT"] == {"Ref": "FlowLogFormat"}
+    assert variables["FLOW_LOG_VPC_CIDRS"] == {"Fn::Join": [",", {"Ref": "FlowLogVpcCidrs"}]}
+
+
+def test_the_subscription_filter_sends_every_flow_record_to_the_flow_function(template):
+    resources = template["Resources"]
+    subscription = resources["FlowLogSubscription"]
+    assert subscription["Type"] == "AWS::Logs::SubscriptionFilter"
+    assert subscription["DependsOn"] == "FlowLogsPermission"
+    props = subscription["Properties"]
+    assert props == {
+        "LogGroupName": {"Ref": "FlowLogGroupName"},
+        "FilterPattern": "",
+        "DestinationArn": _get_att("FlowLogsFunction"),
+    }
+    permission = resources["FlowLogsPermission"]["Properties"]
+    assert permission["FunctionName"] == _get_att("FlowLogsFunction")
+    assert permission["Principal"] == "logs.amazonaws.com"
+    assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert permission["SourceArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+        "${FlowLogGroupName}:*"
+    }
+    assert "Events" not in resources["FlowLogsFunction"]["Properties"]

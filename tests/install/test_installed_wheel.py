@@ -245,7 +245,7 @@ def test_the_wheel_carries_the_catalog_the_schemas_and_the_sam_application(dists
         assert _sam_names("fargate_audit/_sam/") <= names
         for name in _sam_names(""):
             assert wheel.read(f"fargate_audit/_sam/{name}") == (REPO / name).read_bytes(), name
-    assert FUNCTIONS and len(FUNCTIONS) == 5
+    assert FUNCTIONS and len(FUNCTIONS) == 6  # design.md section 5: task, config, planner, worker, dns, flow
 
 
 def test_the_sdist_carries_what_the_wheel_build_copies_and_builds_the_same_wheel(dists):

@@ -181,6 +181,9 @@ class World:
     def dns_logs(self, event):
         return lambda_handlers.dns_logs(event, LambdaContext(), logger=self.spy, metrics=self.spy)
 
+    def flow_logs(self, event):
+        return lambda_handlers.flow_logs(event, LambdaContext(), logger=self.spy, metrics=self.spy)
+
     def sweep(self, cluster: str = "prod-web") -> dict:
         body = json.dumps({"account_id": ACCOUNT, "region": REGION, "cluster_arn": self.clusters[cluster]})
         event = {"Records": [sqs_record("sweep-1", body)]}

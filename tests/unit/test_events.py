@@ -174,6 +174,16 @@ def decode_query_log_batch(event):
     assert records and not malformed
 
 
+def decode_flow_log_batch(event):
+    """The flow_logs function's input: a subscription batch of flow-log records (flowlogs.py)."""
+    from fargate_audit.app import dnslogs, flowlogs
+
+    fields = flowlogs.parse_format(flowlogs.DOCUMENTED_FORMAT)
+    records, skipped, malformed = flowlogs.parse_records(dnslogs.decode_subscription(event), fields)
+    assert records and skipped and not malformed
+    assert {r.action for r in records} == {"ACCEPT", "REJECT"} and any(":" in r.dstaddr for r in records)
+
+
 def test_every_sample_file_is_covered_by_a_parser():
     parsers = {
         "ecs-task-running.json": events.parse_task_event,
@@ -185,6 +195,7 @@ def test_every_sample_file_is_covered_by_a_parser():
         "config-listener-change.json": events.parse_config_event,
         "scheduled-event.json": events.parse_scheduled_event,
         "resolver-query-logs.json": decode_query_log_batch,
+        "flow-log-records.json": decode_flow_log_batch,
     }
     for name, parse in parsers.items():
         parse(sample(name))

@@ -247,7 +247,7 @@ def test_first_audit_plan_writes_latest_history_and_every_dependency():
     assert plan.latest["rev"] == 1 and plan.latest["task_version"] == 2
     assert json.loads(plan.history["rules"]) == {rule: [None, "PASSED"] for rule in PASSING}
     assert [i["resource_id"] for i in plan.dep_puts] == record.dependencies(BASE)
-    assert len(plan.writes) == 3 + len(record.dependencies(BASE))  # LATEST, history, IP index
+    assert len(plan.writes) == 4 + len(record.dependencies(BASE))  # LATEST, history, IP and ENI index
 
 
 def test_unchanged_plan_writes_only_latest_with_a_later_observed_at():
@@ -393,3 +393,41 @@ def test_stopping_closes_the_range_at_stopped_at_and_lets_it_expire():
     assert closed["ttl"] == dynamo.ttl_after(NOW, 30)
     swept = record.plan_stop(stored_after(first), TASK, None, None, SWEEP, NOW)  # no stoppedAt
     assert swept.ip_index["to"] == "2026-03-04T05:06:07Z"
+
+
+# --------------------------------------------------------------------------- ENI index
+
+
+def test_the_first_audit_opens_the_eni_range_with_the_enis_vpc_and_addresses():
+    plan = record.plan_audit(None, BASE, PASSING, ecs_event(2), NOW)
+    item, eni = plan.eni_index, BASE["network"]["eni_id"]
+    assert (item["pk"], item["sk"]) == (f"ENI#{eni}", f"2025-06-02T08:14:03Z#{TASK}")
+    assert item["to"] is None and item["workload"] == WL
+    assert (item["vpc_id"], item["ip"]) == ("vpc-0e1f2a3b4c5d6e7f8", "10.20.12.34")
+    assert "ttl" not in dynamo.to_attributes(item)
+    assert stored_after(plan)["eni_index"] == {"pk": item["pk"], "sk": item["sk"]}
+    assert ("put", item) in plan.writes
+    decoded = record.decode_eni_range(item)
+    assert decoded["eni_id"] == eni and decoded["ipv6"] == sorted(BASE["network"]["ipv6_addresses"])
+
+
+def test_later_audits_keep_the_eni_key_and_a_task_recorded_before_the_eni_index_gets_one():
+    first = record.plan_audit(None, BASE, PASSING, ecs_event(2), NOW)
+    later = record.plan_audit(stored_after(first), BASE, PASSING, SWEEP, NOW + timedelta(hours=1))
+    assert later.eni_index is None and stored_after(later)["eni_index"] == stored_after(first)["eni_index"]
+    legacy = dict(stored_after(first), eni_index=None)
+    plan = record.plan_audit(legacy, BASE, PASSING, SWEEP, NOW + timedelta(hours=1))
+    assert plan.status == "unchanged" and plan.eni_index["pk"] == first.eni_index["pk"]
+    assert record.plan_audit(None, posture(eni_id=None), PASSING, SWEEP, NOW).eni_index is None
+
+
+def test_stopping_closes_the_eni_range_at_stopped_at():
+    first = record.plan_audit(None, BASE, PASSING, ecs_event(2), NOW)
+    plan = record.plan_stop(
+        stored_after(first), TASK, 7, "2026-03-04T06:00:00.250Z", ecs_event(7, "ev-7"), NOW
+    )
+    closed = plan.eni_index
+    assert (closed["pk"], closed["sk"]) == (first.eni_index["pk"], first.eni_index["sk"])
+    assert (closed["from"], closed["to"]) == ("2025-06-02T08:14:03Z", "2026-03-04T06:00:00Z")
+    assert closed["ttl"] == dynamo.ttl_after(NOW, 30)
+    assert stored_after(plan)["eni_index"] == stored_after(first)["eni_index"]

@@ -162,6 +162,7 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
         aws.check_role(role_arn, external_id, "AUDIT_ROLE_ARN")
     elif external_id:
         raise ConfigError("AUDIT_ROLE_EXTERNAL_ID is set without AUDIT_ROLE_ARN")
+    flow_format, flow_private = _flow_log_settings(environ)
     organization = _organization_settings(environ)
     if organization and role_arn:
         raise ConfigError(
@@ -218,7 +219,24 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
         audited=audited,
         accounts=members,
         audited_regions=organization.get("regions", frozenset()) if organization else frozenset(),
+        flow_log_format=flow_format,
+        flow_private=flow_private,
     )
+
+
+def _flow_log_settings(environ: Mapping[str, str]) -> tuple[str, tuple]:
+    """FLOW_LOG_FORMAT (the flow log's LogFormat; empty: the documented one) and
+    FLOW_LOG_VPC_CIDRS (comma-separated CIDRs that are not internet: the VPCs' own, beside
+    RFC 1918 and the rest of the fixed list). A bad CIDR is a ConfigError; a format that
+    lacks a needed field is rejected batch by batch (dead-lettered, naming the fields)."""
+    from fargate_audit.app import flowlogs
+
+    text = (environ.get("FLOW_LOG_FORMAT") or "").strip() or flowlogs.DOCUMENTED_FORMAT
+    cidrs = [c.strip() for c in (environ.get("FLOW_LOG_VPC_CIDRS") or "").split(",") if c.strip()]
+    try:
+        return text, flowlogs.private_networks(cidrs)
+    except ValueError as exc:
+        raise ConfigError(f"FLOW_LOG_VPC_CIDRS: {exc}") from None
 
 
 ORGANIZATIONS_TTL_SECONDS = 900.0  # the organization's account list is read again after this
@@ -694,5 +712,50 @@ def dns_logs(outcome: dict, rt, logger, metrics) -> dict:
         chunks_skipped=outcome.get("chunks_skipped"),
         reason=outcome.get("reason"),
         findings=outcome.get("findings"),
+    )
+    return outcome
+
+
+@handler_envelope("flow_logs", "handle_flow_logs", deadline=False)
+def flow_logs(outcome: dict, rt, logger, metrics) -> dict:
+    """A CloudWatch Logs subscription batch of VPC flow-log records (asynchronous). A
+    malformed or truncated record is counted, logged by its event id only and skipped; a
+    flow log format without the needed fields rejects the batch (``MalformedEvents``, dead
+    letter naming the missing fields). A redelivered batch is not counted twice."""
+    malformed = outcome.get("malformed") or []
+    _metric(metrics, "FlowLogRecords", outcome.get("records", 0))
+    _metric(metrics, "MalformedFlowRecords", len(malformed))
+    _metric(metrics, "NoDataFlowRecords", outcome.get("no_data", 0))
+    _metric(metrics, "EgressFlowRecords", outcome.get("egress", 0))
+    _metric(metrics, "RejectedEgressFlowRecords", outcome.get("rejected", 0))
+    _metric(metrics, "UnattributedFlowRecords", outcome.get("other_enis", 0))
+    _metric(metrics, "DuplicateFlowBatches", int(outcome["status"] == "duplicate"))
+    if malformed:
+        _log(
+            logger,
+            "warning",
+            "malformed flow-log records skipped",
+            batch_id=outcome.get("batch_id"),
+            count=len(malformed),
+            event_ids=[m["id"] for m in malformed[:20]],
+            reasons=sorted({m["reason"] for m in malformed}),
+        )
+    _log(
+        logger,
+        "info",
+        f"flow log batch {outcome['status']}",
+        batch_id=outcome.get("batch_id"),
+        log_group=outcome.get("log_group"),
+        records=outcome.get("records"),
+        no_data=outcome.get("no_data"),
+        egress=outcome.get("egress"),
+        rejected=outcome.get("rejected"),
+        other_enis=outcome.get("other_enis"),
+        ingress=outcome.get("ingress"),
+        private=outcome.get("private"),
+        destinations=outcome.get("destinations"),
+        chunks_written=outcome.get("chunks_written"),
+        chunks_skipped=outcome.get("chunks_skipped"),
+        reason=outcome.get("reason"),
     )
     return outcome

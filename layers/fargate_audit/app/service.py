@@ -19,6 +19,8 @@ Entry points (each returns a small JSON-serialisable outcome dict; malformed inp
   cluster (a SweepQueue message body)
 - ``handle_dns_logs(event, rt, now)``     a batch of Route 53 Resolver query logs (CloudWatch
   Logs subscription): destinations per workload, then EGR-01 per workload touched
+- ``handle_flow_logs(event, rt, now)``    a batch of VPC flow-log records (CloudWatch Logs
+  subscription): internet destinations with protocol, port and bytes per workload
 
 No clock is read here: ``now`` comes from the caller. AWS clients, the rule catalog, the
 params, the recorder, the publisher and the VPC fact cache come in a :class:`Runtime`
@@ -38,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fargate_audit.app import dnslogs, events, scan
+from fargate_audit.app import dnslogs, events, flowlogs, scan
 from fargate_audit.core import engine
 from fargate_audit.core.errors import FargateAuditError, ScanError
 from fargate_audit.edge import collect, queue
@@ -133,6 +135,8 @@ class Runtime:
     accounts: AccountClients | None = None
     audited_regions: frozenset[str] = frozenset()
     caches: dict[str, collect.FactCache] = field(default_factory=dict)
+    flow_log_format: str = flowlogs.DOCUMENTED_FORMAT  # FLOW_LOG_FORMAT
+    flow_private: tuple = flowlogs.PRIVATE_NETWORKS  # + FLOW_LOG_VPC_CIDRS
 
     def clients_for(self, account: str | None) -> Clients:
         """The clients that read ``account``'s facts: its member role's (AssumeRoleError
@@ -940,4 +944,75 @@ def handle_dns_logs(event: Any, rt: Runtime, now: datetime) -> dict:
         "item_writes": stats.actions,
         "results": results,
         "findings": findings,
+    }
+
+
+# --------------------------------------------------------------------------- VPC flow logs
+
+
+def handle_flow_logs(event: Any, rt: Runtime, now: datetime) -> dict:
+    """One CloudWatch Logs subscription batch of VPC flow-log records: the format checked
+    first (a format lacking a needed field rejects the batch: ``FlowFormatError``, nothing
+    recorded), records parsed (malformed ones counted and skipped, NODATA/SKIPDATA
+    counted), each attributed by its ENI to the task that owned it when the flow started
+    (the ENI index), internet egress aggregated per (workload, address, protocol, port,
+    action) and written once per batch however often it is delivered."""
+    payload = dnslogs.decode_subscription(event)
+    base = {"log_group": payload.get("logGroup"), "log_stream": payload.get("logStream")}
+    if payload["messageType"] == dnslogs.CONTROL_MESSAGE:
+        return base | {"status": IGNORED, "reason": "CONTROL_MESSAGE"}
+    fields = flowlogs.parse_format(rt.flow_log_format)
+    records, skipped, malformed = flowlogs.parse_records(payload, fields)
+    batch = dnslogs.batch_id(payload)
+    store = DiscoveryStore(rt.recorder.table)
+    prefix = flowlogs.FLOW_BATCH_PREFIX
+    base |= {
+        "batch_id": batch,
+        "records": len(records),
+        "no_data": len(skipped),
+        "malformed": malformed,
+    }
+    if not records:
+        return base | {"status": IGNORED, "reason": "no flow record in the batch"}
+
+    def stored_attribution(markers: dict) -> dict | None:
+        first = markers.get(0)
+        return flowlogs.decode_snapshot(first["attribution"]) if first and first.get("attribution") else None
+
+    applied = store.markers(batch, prefix)
+    ranges = stored_attribution(applied)  # a redelivery re-uses the first delivery's attribution
+    redelivered = ranges is not None
+    if ranges is None:
+        ranges = {
+            eni: rt.recorder.eni_ranges(eni, until=high, since=low)
+            for eni, (low, high) in sorted(flowlogs.eni_windows(records).items())
+        }
+    aggregation = flowlogs.aggregate(records, ranges, rt.flow_private)
+
+    def replan():
+        theirs = stored_attribution(store.markers(batch, prefix))
+        return flowlogs.aggregate(records, theirs, rt.flow_private) if theirs is not None else None
+
+    stats, aggregation = flowlogs.write_batch(
+        store,
+        batch,
+        aggregation,
+        len(records),
+        now,
+        None if redelivered else flowlogs.encode_snapshot(ranges),
+        replan=None if redelivered else replan,
+        applied=applied,
+    )
+    status = "recorded" if stats.written else ("duplicate" if stats.skipped else IGNORED)
+    if not stats.chunks:
+        base["reason"] = "no internet egress of a known task in the batch"
+    return base | {
+        "status": status,
+        **aggregation.counts(),
+        "destinations": len(aggregation.aggregates),
+        "workloads": aggregation.workloads(),
+        "chunks": stats.chunks,
+        "chunks_written": stats.written,
+        "chunks_skipped": stats.skipped,
+        "item_writes": stats.actions,
     }

@@ -575,7 +575,11 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     summaries = read_table(table, "Query", store.summaries)
     selected = egress.select(summaries, args.workload, include_unattributed=kind is None)
     view = egress.discovered_view(
-        selected, lambda key: read_table(table, "Query", lambda: store.destinations(key)), values, since
+        selected,
+        lambda key: read_table(table, "Query", lambda: store.destinations(key)),
+        values,
+        since,
+        flows_of=lambda key: read_table(table, "Query", lambda: store.flows(key)),
     )
     if kind is not None:
         domains = egress.export_domains(

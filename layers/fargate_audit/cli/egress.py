@@ -5,7 +5,11 @@ Pure: the views and the exports are built from what ``stores.discovery.Discovery
 
 DNS query logs show the *names* a task resolved and the record type it asked for, never
 the protocol or port it then used: the protocol column is a hint (``A``/``AAAA`` are most
-often HTTPS, hence ``HTTPS?``), never a fact.
+often HTTPS, hence ``HTTPS?``), never a fact. VPC flow logs (the ``flow_logs`` function)
+show what was really sent: each workload's ``flows`` rows are (address, protocol, port,
+action) with packets, bytes out and first/last seen (interface.md "Flow-log egress"). No
+DNS answer names a flow's address yet (``name`` null, ``approved`` null), so every DNS row
+is marked ``dns_only`` (``port`` null).
 
 Exports (what was observed, so a team moves from discovery to enforcement in one step):
 
@@ -187,14 +191,45 @@ def sites(
     return [rows[name] for name in sorted(rows)]
 
 
+def flow_rows(flows: Iterable[Mapping[str, Any]], since: str | None = None) -> list[dict]:
+    """One row per (address, protocol, port, action) seen in flow logs, the most bytes
+    first: ``{"name", "address", "protocol", "port", "action", "flows", "packets",
+    "bytes_out", "first_seen", "last_seen", "approved"}``; ``name`` and ``approved`` are
+    null (no DNS answer names an address yet). Rows last seen before ``since`` are left out."""
+    rows = []
+    for found in flows:
+        if since and str(found.get("last_seen") or "") < since:
+            continue
+        rows.append(
+            {
+                "name": None,
+                "address": found.get("address"),
+                "protocol": found.get("protocol"),
+                "port": found.get("port"),
+                "action": found.get("action"),
+                "flows": found.get("flows", 0),
+                "packets": found.get("packets", 0),
+                "bytes_out": found.get("bytes_out", 0),
+                "first_seen": found.get("first_seen"),
+                "last_seen": found.get("last_seen"),
+                "approved": None,
+            }
+        )
+    return sorted(
+        rows, key=lambda r: (-int(r["bytes_out"]), str(r["address"]), str(r["protocol"]), r["port"])
+    )
+
+
 def discovered_view(
     selected: Iterable[Mapping[str, Any]],
     destinations_of,
     params: Mapping[str, Any],
     since: str | None = None,
+    flows_of=None,
 ) -> list[dict]:
-    """``discovered --format json``: per workload its summary and its sites.
-    ``destinations_of(workload_key)`` reads the workload's destinations."""
+    """``discovered --format json``: per workload its summary, its sites (DNS) and its
+    flows (VPC flow logs). ``destinations_of(workload_key)`` / ``flows_of(workload_key)``
+    read the workload's DNS destinations and flow destinations (None: no flow rows)."""
     view = []
     for summary in selected:
         rows = sites(
@@ -204,6 +239,9 @@ def discovered_view(
             summary.get("region"),
             since,
         )
+        for row in rows:  # no flow row is named yet: every DNS row is DNS-only
+            row |= {"port": None, "dns_only": True}
+        flows = flow_rows(flows_of(summary["workload_key"]), since) if flows_of is not None else []
         view.append(
             {
                 "workload": summary.get("workload"),
@@ -211,9 +249,11 @@ def discovered_view(
                 "account_id": summary.get("account_id"),
                 "region": summary.get("region"),
                 "queries": summary.get("queries"),
+                "flow_records": summary.get("flow_records", 0),
                 "first_seen": summary.get("first_seen"),
                 "last_seen": summary.get("last_seen"),
                 "sites": rows,
+                "flows": flows,
             }
         )
     return view
@@ -228,16 +268,27 @@ def format_discovered(view: list[dict]) -> str:
     """``discovered --format table``: per workload ``Discovered N visited sites from W``
     and one row per name."""
     if not view:
-        return "no discovered destinations (is the dns_logs function subscribed to the query logs?)\n"
+        return (
+            "no discovered destinations (are the dns_logs and flow_logs functions subscribed to the "
+            "query logs and the flow logs?)\n"
+        )
     lines: list[str] = []
+    any_flows = False
     for block in view:
         workload = str(block["workload"])
         rows = block["sites"]
+        flows = block.get("flows") or []
+        any_flows = any_flows or bool(flows)
         source = "unattributed sources" if workload == UNATTRIBUTED else workload
         unapproved = sum(1 for r in rows if not r["approved"])
+        if flows:
+            lines.extend(_flow_table(flows, source))
+            if not rows:
+                continue
         lines.append(
             f"Discovered {len(rows)} visited site{'' if len(rows) == 1 else 's'} from {source}"
             + (f" ({unapproved} not approved)" if unapproved else "")
+            + (" - DNS only: no flow data names them" if flows else "")
         )
         header = ("NAME", "PROTOCOL (HINT)", "FIRST SEEN", "LAST SEEN", "COUNT", "APPROVED")
         table = [
@@ -256,7 +307,36 @@ def format_discovered(view: list[dict]) -> str:
             lines.append("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
         lines.append("")
     lines.append("DNS logs show the names resolved, not the protocol used: the protocol column is a hint.")
+    if any_flows:
+        lines.append("Flow logs show the protocol, port and bytes really sent to each internet address.")
     return "\n".join(lines) + "\n"
+
+
+def _flow_table(flows: list[dict], source: str) -> list[str]:
+    rejected = sum(1 for r in flows if r["action"] == "REJECT")
+    lines = [
+        f"Internet egress of {source} in flow logs: {len(flows)} destination{'' if len(flows) == 1 else 's'}"
+        + (f" ({rejected} rejected)" if rejected else "")
+    ]
+    header = ("ADDRESS", "PROTOCOL", "PORT", "ACTION", "PACKETS", "BYTES OUT", "FIRST SEEN", "LAST SEEN")
+    table = [
+        (
+            str(r["name"] or r["address"]),
+            str(r["protocol"]),
+            str(r["port"]),
+            str(r["action"]),
+            str(r["packets"]),
+            str(r["bytes_out"]),
+            _short_time(r["first_seen"]),
+            _short_time(r["last_seen"]),
+        )
+        for r in flows
+    ]
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
+    for row in [header, *table]:
+        lines.append("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    lines.append("")
+    return lines
 
 
 # --------------------------------------------------------------------------- exports

@@ -7,8 +7,12 @@ Items (``pk`` / ``sk``):
 - ``DISC#<workload key>`` / ``SUMMARY``: the workload's discovery summary; ``gsi1pk``
   ``DISCOVERED`` lists every workload with discoveries (``fargate-audit discovered``).
 - ``DNSBATCH#<batch id>`` / ``CHUNK#<i>``: the marker of one applied chunk of a batch.
+- ``DISC#<workload key>`` / ``FLOW#<address>#<protocol>#<port>#<action>``: one internet
+  destination of a workload seen in VPC flow logs (packets, bytes out, flows).
+- ``FLOWBATCH#<batch id>`` / ``CHUNK#<i>``: the marker of one applied chunk of a flow batch.
 
-What goes in them (aggregation, chunks, markers) is planned in ``app.dnslogs``.
+What goes in them (aggregation, chunks, markers) is planned in ``app.dnslogs`` and
+``app.flowlogs``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from fargate_audit.stores.table import GSI1, Cancelled, Table, to_attributes
 
 DISCOVERED_GSI_PK = "DISCOVERED"
 SUMMARY_SK = "SUMMARY"
+DNS_BATCH_PREFIX = "DNSBATCH"
+FLOW_BATCH_PREFIX = "FLOWBATCH"
 
 
 class DiscoveryError(FargateAuditError):
@@ -36,8 +42,12 @@ def destination_sk(name: str, query_type: str) -> str:
     return f"DEST#{name}#{query_type}"
 
 
-def marker_key(batch: str, index: int) -> dict:
-    return {"pk": f"DNSBATCH#{batch}", "sk": f"CHUNK#{index:05d}"}
+def flow_sk(address: str, protocol: str, port: int, action: str) -> str:
+    return f"FLOW#{address}#{protocol}#{port}#{action}"
+
+
+def marker_key(batch: str, index: int, prefix: str = DNS_BATCH_PREFIX) -> dict:
+    return {"pk": f"{prefix}#{batch}", "sk": f"CHUNK#{index:05d}"}
 
 
 def decode_destination(item: Mapping[str, Any]) -> dict:
@@ -54,6 +64,22 @@ def decode_destination(item: Mapping[str, Any]) -> dict:
     }
 
 
+def decode_flow(item: Mapping[str, Any]) -> dict:
+    """A flow destination item -> ``{"address", "protocol", "port", "action", "flows",
+    "packets", "bytes_out", "first_seen", "last_seen"}``."""
+    return {
+        "address": item.get("address"),
+        "protocol": item.get("protocol"),
+        "port": int(item.get("port", 0)),
+        "action": item.get("action"),
+        "flows": int(item.get("flows", 0)),
+        "packets": int(item.get("packets", 0)),
+        "bytes_out": int(item.get("bytes_out", 0)),
+        "first_seen": item.get("first_seen"),
+        "last_seen": item.get("last_seen"),
+    }
+
+
 def decode_summary(item: Mapping[str, Any]) -> dict:
     return {
         "workload_key": item.get("workload_key"),
@@ -61,6 +87,7 @@ def decode_summary(item: Mapping[str, Any]) -> dict:
         "account_id": item.get("account_id"),
         "region": item.get("region"),
         "queries": item.get("queries", 0),
+        "flow_records": item.get("flow_records", 0),
         "first_seen": item.get("first_seen"),
         "last_seen": item.get("last_seen"),
     }
@@ -73,12 +100,12 @@ class DiscoveryStore:
         self.table = table
         self.max_attempts = max_attempts
 
-    def markers(self, batch: str) -> dict[int, dict]:
+    def markers(self, batch: str, prefix: str = DNS_BATCH_PREFIX) -> dict[int, dict]:
         """``{chunk index: marker}`` of the chunks of a batch already applied (one
         strongly consistent Query: the markers share their partition)."""
         items = self.table.query(
             KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues=to_attributes({":pk": marker_key(batch, 0)["pk"]}),
+            ExpressionAttributeValues=to_attributes({":pk": marker_key(batch, 0, prefix)["pk"]}),
             ConsistentRead=True,
         )
         return {int(str(item["sk"]).split("#", 1)[1]): item for item in items}
@@ -110,6 +137,15 @@ class DiscoveryStore:
         )
         found = [decode_destination(item) for item in items]
         return sorted(found, key=lambda d: (str(d["name"]), str(d["query_type"])))
+
+    def flows(self, workload_key: str) -> list[dict]:
+        """The flow destinations recorded for a workload, the most bytes first."""
+        items = self.table.query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :f)",
+            ExpressionAttributeValues=to_attributes({":pk": discovery_pk(workload_key), ":f": "FLOW#"}),
+        )
+        found = [decode_flow(item) for item in items]
+        return sorted(found, key=lambda f: (-int(f["bytes_out"]), f["address"], f["protocol"], f["port"]))
 
     def summaries(self) -> list[dict]:
         """Every workload with discoveries (the DISCOVERED index), by workload key."""

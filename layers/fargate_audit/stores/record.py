@@ -24,6 +24,12 @@ Items (``pk`` / ``sk``):
   :meth:`Recorder.mark_stopped`; times are UTC seconds (``2025-06-02T08:14:03Z``), so a sort
   key orders ranges by start and :func:`range_at` finds the one holding a moment. An
   address reused by a later task is a new range, attributed to that task only.
+- ``ENI#<eni id>`` / ``<from>#<task_arn>``: the ENI-to-task index, the same ranges keyed by
+  the task's network interface (VPC flow logs name an ``interface-id``); it also holds the
+  ENI's VPC, private IPv4 and IPv6 addresses (a flow record without ``flow-direction`` is
+  egress when its source is one of them). Opened and closed with the IP index entry; LATEST
+  keeps its key in ``eni_index``. A task recorded before this index existed gets its entry
+  with its next audit.
 
 Ordering rules (AWS delivers events at least once and unordered), all in
 :func:`stale_reason`: a stored STOPPED is terminal; a higher stored ``task_version`` wins;
@@ -73,6 +79,7 @@ RUNNING, STOPPED = "RUNNING", "STOPPED"
 HISTORY_TTL_DAYS = 90
 STOPPED_TTL_DAYS = 30
 IP_INDEX_PREFIX = "IP#"
+ENI_INDEX_PREFIX = "ENI#"
 
 CAUSE_TYPES = ("ecs-event", "config-event", "sweep", "scan", "cli")
 # Causes whose id names one delivery of one event: the same id twice is a duplicate.
@@ -105,6 +112,10 @@ def ip_pk(vpc_id: str, ip: str) -> str:
 
 def ip_sk(from_at: str, task_arn: str) -> str:
     return f"{from_at}#{task_arn}"
+
+
+def eni_pk(eni_id: str) -> str:
+    return f"{ENI_INDEX_PREFIX}{eni_id}"
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -215,6 +226,7 @@ def decode_latest(item: Mapping[str, Any] | None) -> dict | None:
         "cause": _loads(item.get("cause")),
         "deps": _loads(item.get("deps"), []),
         "ip_index": _loads(item.get("ip_index")),
+        "eni_index": _loads(item.get("eni_index")),
     }
 
 
@@ -229,9 +241,11 @@ def latest_item(
     rev: int,
     deps: list[str],
     ip_index: Mapping[str, str] | None = None,
+    eni_index: Mapping[str, str] | None = None,
 ) -> dict:
     """The LATEST item of a RUNNING task (in the workload's running set via gsi1).
-    ``ip_index``: the key (``{"pk", "sk"}``) of its IP index entry, once written."""
+    ``ip_index`` / ``eni_index``: the keys (``{"pk", "sk"}``) of its IP and ENI index
+    entries, once written."""
     key = workload_key(posture)
     item = {
         **_key(task_pk(posture["task_arn"]), LATEST_SK),
@@ -248,6 +262,7 @@ def latest_item(
         "cause": _dumps(cause),
         "deps": _dumps(deps),
         "ip_index": _dumps(dict(ip_index)) if ip_index else None,
+        "eni_index": _dumps(dict(eni_index)) if eni_index else None,
         "gsi1pk": key,
         "gsi1sk": posture["task_arn"],
     }
@@ -330,6 +345,59 @@ def _ip_index_put(
     return ip_index_item(posture, from_at)
 
 
+def eni_index_item(
+    posture: Mapping[str, Any], from_at: str, to_at: str | None = None, now: datetime | None = None
+) -> dict:
+    """The ENI index entry of a task: its network interface from ``from_at`` (to ``to_at``
+    once stopped; then it expires like the task's other items), with the ENI's VPC and
+    addresses."""
+    network = posture.get("network") or {}
+    eni_id, task_arn = network["eni_id"], posture["task_arn"]
+    return {
+        **_key(eni_pk(eni_id), ip_sk(from_at, task_arn)),
+        "task_arn": task_arn,
+        "workload": workload_key(posture),
+        "workload_name": posture.get("workload"),
+        "eni_id": eni_id,
+        "vpc_id": network.get("vpc_id"),
+        "ip": network.get("private_ip"),
+        "ipv6": _dumps(sorted(network.get("ipv6_addresses") or [])),
+        "from": from_at,
+        "to": to_at,
+        "task_definition_arn": posture.get("task_definition_arn"),
+        "ttl": ttl_after(now, STOPPED_TTL_DAYS) if to_at and now is not None else None,
+    }
+
+
+def _eni_index_put(
+    stored: Mapping[str, Any] | None, posture: Mapping[str, Any], observed_at: str
+) -> dict | None:
+    """The ENI index entry an audit writes: only the task's first one (or the first since
+    this index existed) that knows its ENI."""
+    network = posture.get("network") or {}
+    if (stored or {}).get("eni_index") or not network.get("eni_id"):
+        return None
+    from_at = utc_second(posture.get("connectivity_at")) or utc_second(observed_at)
+    return eni_index_item(posture, from_at)
+
+
+def decode_eni_range(item: Mapping[str, Any]) -> dict:
+    """An ENI index entry: ``{"task_arn", "workload_key", "workload", "eni_id", "vpc_id",
+    "ip", "ipv6", "from", "to", "task_definition_arn"}`` (``to`` None while the task runs)."""
+    return {
+        "task_arn": item.get("task_arn"),
+        "workload_key": item.get("workload"),
+        "workload": item.get("workload_name"),
+        "eni_id": item.get("eni_id"),
+        "vpc_id": item.get("vpc_id"),
+        "ip": item.get("ip"),
+        "ipv6": _loads(item.get("ipv6"), []),
+        "from": item.get("from"),
+        "to": item.get("to"),
+        "task_definition_arn": item.get("task_definition_arn"),
+    }
+
+
 def decode_ip_range(item: Mapping[str, Any]) -> dict:
     """An IP index entry: ``{"task_arn", "workload_key", "workload", "vpc_id", "ip", "from",
     "to", "task_definition_arn"}`` (``to`` None while the task runs)."""
@@ -373,6 +441,7 @@ class WritePlan:
     dep_deletes: list[dict] = field(default_factory=list)
     change: dict | None = None
     ip_index: dict | None = None  # the IP index entry to put (opened, or closed on stop)
+    eni_index: dict | None = None  # the ENI index entry to put (opened, or closed on stop)
 
     @property
     def writes(self) -> list[tuple[str, dict]]:
@@ -384,6 +453,8 @@ class WritePlan:
             actions.append(("put", self.history))
         if self.ip_index is not None:
             actions.append(("put", self.ip_index))
+        if self.eni_index is not None:
+            actions.append(("put", self.eni_index))
         actions += [("put", item) for item in self.dep_puts]
         actions += [("delete", key) for key in self.dep_deletes]
         return actions
@@ -444,6 +515,8 @@ def plan_audit(
     expected = stored.get("rev") if stored is not None else None
     ip_put = _ip_index_put(stored, posture, observed_at)
     ip_ref = _key(ip_put["pk"], ip_put["sk"]) if ip_put else (stored or {}).get("ip_index")
+    eni_put = _eni_index_put(stored, posture, observed_at)
+    eni_ref = _key(eni_put["pk"], eni_put["sk"]) if eni_put else (stored or {}).get("eni_index")
     latest = latest_item(
         posture,
         listed,
@@ -454,9 +527,12 @@ def plan_audit(
         rev=rev,
         deps=deps,
         ip_index=ip_ref,
+        eni_index=eni_ref,
     )
     if stored is not None and stored.get("digest") == digest:
-        return WritePlan(UNCHANGED, task_arn, key, expected_rev=expected, latest=latest, ip_index=ip_put)
+        return WritePlan(
+            UNCHANGED, task_arn, key, expected_rev=expected, latest=latest, ip_index=ip_put, eni_index=eni_put
+        )
 
     change = diff(
         stored.get("posture") if stored else None, stored.get("statuses") if stored else None, posture, listed
@@ -476,6 +552,7 @@ def plan_audit(
         dep_deletes=[_key(dependency_pk(r), task_pk(task_arn)) for r in sorted(before - set(deps))],
         change=change,
         ip_index=ip_put,
+        eni_index=eni_put,
     )
 
 
@@ -534,6 +611,7 @@ def plan_stop(
         "cause": _dumps(cause),
         "deps": _dumps([]),
         "ip_index": _dumps(stored["ip_index"]) if stored.get("ip_index") else None,
+        "eni_index": _dumps(stored["eni_index"]) if stored.get("eni_index") else None,
         "ttl": ttl,
     }
     ip_closed = None
@@ -541,6 +619,11 @@ def plan_stop(
         from_at = str(stored["ip_index"]["sk"]).split("#", 1)[0]
         to_at = utc_second(stopped_at) or utc_second(latest["observed_at"])
         ip_closed = ip_index_item(posture, from_at, max(to_at, from_at), now)
+    eni_closed = None
+    if stored.get("eni_index") and posture is not None:  # the ENI is released from now on
+        from_at = str(stored["eni_index"]["sk"]).split("#", 1)[0]
+        to_at = utc_second(stopped_at) or utc_second(latest["observed_at"])
+        eni_closed = eni_index_item(posture, from_at, max(to_at, from_at), now)
     change = diff(None, stored.get("statuses"), None, None)
     change["facts"] = [{"path": "lifecycle", "before": RUNNING, "after": STOPPED}]
     history = history_item(task_arn, latest["observed_at"], rev, cause, change, key, now)
@@ -554,6 +637,7 @@ def plan_stop(
         dep_deletes=[_key(dependency_pk(r), task_pk(task_arn)) for r in stored.get("deps") or []],
         change=change,
         ip_index=ip_closed,
+        eni_index=eni_closed,
     )
 
 
@@ -797,6 +881,28 @@ class Recorder:
             Limit=10,
         ):
             entry = decode_ip_range(item)
+            ranges.append(entry)
+            if entry["from"] and entry["from"] <= since:
+                break
+        return ranges
+
+    def eni_ranges(self, eni_id: str, until: str, since: str | None = None) -> list[dict]:
+        """The ENI index ranges of a network interface that may hold a moment in ``[since,
+        until]`` (as :meth:`ip_ranges`): newest first, down to the first one starting at or
+        before ``since``. Strongly consistent; usually one small read."""
+        since = since or until
+        ranges: list[dict] = []
+        for item in self.table.query_iter(
+            KeyConditionExpression="pk = :pk AND sk <= :upper",
+            ExpressionAttributeValues={
+                ":pk": {"S": eni_pk(eni_id)},
+                ":upper": {"S": f"{until}#~"},
+            },
+            ScanIndexForward=False,
+            ConsistentRead=True,
+            Limit=10,
+        ):
+            entry = decode_eni_range(item)
             ranges.append(entry)
             if entry["from"] and entry["from"] <= since:
                 break

@@ -1,0 +1,503 @@
+"""Egress discovery from VPC flow logs (the ``flow_logs`` function; design.md section 7).
+
+A VPC flow log publishing to CloudWatch Logs writes one space-separated text record per
+flow and capture window; a subscription filter hands batches of them to the function in
+the same envelope as the Resolver query logs (``{"awslogs": {"data": base64(gzip(json))}}``,
+decoded by ``dnslogs.decode_subscription``). Each ``message`` is one record whose fields
+follow the flow log's ``LogFormat``. The documented format (:data:`DOCUMENTED_FORMAT`):
+
+    ${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport}
+    ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status} ${vpc-id}
+    ${flow-direction}
+
+Any field order is read (the format names the fields); the fields :data:`NEEDED` must be in
+it (a format without one is one :class:`FlowFormatError` naming the missing fields: the
+batch is rejected, counted and dead-lettered, nothing of it recorded). ``flow-direction``,
+``packets``, ``end`` and ``log-status`` are used when present; without ``flow-direction`` a
+record is egress when its ``srcaddr`` is the ENI's own address (IPv4 or IPv6).
+
+Pure part (no boto3, no clock): the format, the records (a malformed or truncated record is
+counted and skipped, never fails the batch), attribution of each record by its
+``interface-id`` to the task that owned the ENI when the flow started (the recorder's ENI
+index, ``record.range_at``), the filter (``NODATA``/``SKIPDATA``, other ENIs or records
+older than the index remembers, ingress, private and link-local destinations: not internet
+egress; ``REJECT`` is kept as its own rows and counted apart) and aggregation per
+(workload, destination address, protocol, port, action) before any write.
+
+Items (``pk`` / ``sk``), beside the DNS ones (``stores.discovery``):
+
+- ``DISC#<workload key>`` / ``FLOW#<address>#<protocol>#<port>#<action>``: ``packets``,
+  ``bytes_out`` and ``flows`` (ADD), ``first_seen`` (kept from the first batch),
+  ``last_seen``; ``ttl`` 30 days after it was last seen.
+- ``DISC#<workload key>`` / ``SUMMARY``: ``flow_records`` added (the DISCOVERED index lists
+  the workload, as for DNS).
+- ``FLOWBATCH#<batch id>`` / ``CHUNK#<i>``: the marker of one applied chunk.
+
+Idempotency and partial failure: as ``dnslogs`` (chunks of at most 99 updates, each one
+transaction with its marker; chunk 0's marker carries the attribution read, so a
+redelivery after a failure mid-batch applies only the chunks not yet applied, under the
+first delivery's attribution).
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import re
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fargate_audit.app.dnslogs import (
+    BATCH_TTL_DAYS,
+    CHUNK_ACTIONS,
+    DISCOVERY_TTL_DAYS,
+    MAX_SNAPSHOT_BYTES,
+    WriteStats,
+)
+from fargate_audit.app.events import EventError
+from fargate_audit.stores.discovery import (
+    DISCOVERED_GSI_PK,
+    FLOW_BATCH_PREFIX,
+    SUMMARY_SK,
+    DiscoveryStore,
+    discovery_pk,
+    flow_sk,
+    marker_key,
+)
+from fargate_audit.stores.record import range_at
+from fargate_audit.stores.table import to_attributes, ttl_after, utc_second
+
+DOCUMENTED_FORMAT = (
+    "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} "
+    "${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status} ${vpc-id} "
+    "${flow-direction}"
+)
+NEEDED = ("interface-id", "srcaddr", "dstaddr", "dstport", "protocol", "bytes", "start", "action")
+PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp"}
+ACTIONS = ("ACCEPT", "REJECT")
+NO_DATA = ("NODATA", "SKIPDATA")
+# Not internet egress (rules.md EGR-03), besides the VPCs' own CIDRs (FLOW_LOG_VPC_CIDRS)
+PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(cidr)
+    for cidr in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+        "fd00::/8",
+        "fe80::/10",
+    )
+)
+_FIELD = re.compile(r"\$\{([a-z0-9-]+)\}")
+
+
+class FlowFormatError(EventError):
+    """The flow log's format lacks a field the function needs (or is not a format)."""
+
+
+# --------------------------------------------------------------------------- format
+
+
+def parse_format(text: str) -> tuple[str, ...]:
+    """The field names of a flow log ``LogFormat`` (``${a} ${b} ...``), in order.
+    FlowFormatError when it is not one or lacks a needed field (all missing ones named)."""
+    tokens = (text or "").split()
+    fields = tuple(m.group(1) if (m := _FIELD.fullmatch(t)) else "" for t in tokens)
+    if not tokens or "" in fields:
+        raise FlowFormatError(f"flow log format {text!r} is not a list of ${{field}} names")
+    missing = [name for name in NEEDED if name not in fields]
+    if missing:
+        raise FlowFormatError(f"flow log format lacks the needed fields: {', '.join(missing)}")
+    return fields
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRecord:
+    """One flow-log record, as the pipeline uses it."""
+
+    event_id: str
+    interface_id: str
+    srcaddr: str
+    dstaddr: str
+    dstport: int
+    protocol: str  # "tcp", "udp", "icmp" or the number as text
+    packets: int
+    bytes: int
+    start: str  # UTC seconds text
+    end: str
+    action: str  # ACCEPT | REJECT
+    direction: str | None  # "ingress" | "egress" | None (not in the format)
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A record with no flow (``NODATA`` / ``SKIPDATA``)."""
+
+    event_id: str
+    status: str
+
+
+def _int(fields: Mapping[str, str], name: str, high: int) -> int:
+    text = fields[name]
+    if not text.isdigit() or int(text) > high:
+        raise ValueError(f"{name} is not a number from 0 to {high}")
+    return int(text)
+
+
+def _address(fields: Mapping[str, str], name: str) -> str:
+    try:
+        return str(ipaddress.ip_address(fields[name]))  # IPv6 in its compressed form
+    except ValueError:
+        raise ValueError(f"{name} is not an IP address") from None
+
+
+def _epoch(fields: Mapping[str, str], name: str) -> str:
+    seconds = _int(fields, name, 32503680000)  # year 3000
+    return utc_second(datetime.fromtimestamp(seconds, UTC))
+
+
+def parse_record(message: Any, fields: tuple[str, ...], event_id: str = "") -> FlowRecord | Skipped:
+    """One log event's ``message`` -> FlowRecord (or Skipped for a record without data);
+    ValueError (a short reason, never the content) when it is malformed or truncated."""
+    if not isinstance(message, str):
+        raise ValueError("message is not a string")
+    values = message.split()
+    if len(values) != len(fields):
+        raise ValueError(f"{len(values)} fields where the format has {len(fields)}")
+    record = dict(zip(fields, values, strict=True))
+    status = record.get("log-status", "OK")
+    if status in NO_DATA:
+        return Skipped(str(event_id), status)
+    if status != "OK":
+        raise ValueError("log-status is not OK, NODATA or SKIPDATA")
+    if not record["interface-id"].startswith("eni-"):
+        raise ValueError("interface-id is not a network interface id")
+    action = record["action"]
+    if action not in ACTIONS:
+        raise ValueError("action is not ACCEPT or REJECT")
+    direction = record.get("flow-direction")
+    if direction is not None and direction not in ("ingress", "egress"):
+        raise ValueError("flow-direction is not ingress or egress")
+    number = _int(record, "protocol", 255)
+    start = _epoch(record, "start")
+    end = _epoch(record, "end") if "end" in record else start
+    return FlowRecord(
+        event_id=str(event_id),
+        interface_id=record["interface-id"],
+        srcaddr=_address(record, "srcaddr"),
+        dstaddr=_address(record, "dstaddr"),
+        dstport=_int(record, "dstport", 65535),
+        protocol=PROTOCOLS.get(number, str(number)),
+        packets=_int(record, "packets", 2**63) if "packets" in record else 0,
+        bytes=_int(record, "bytes", 2**63),
+        start=start,
+        end=max(end, start),
+        action=action,
+        direction=direction,
+    )
+
+
+def parse_records(
+    payload: Mapping[str, Any], fields: tuple[str, ...]
+) -> tuple[list[FlowRecord], list[Skipped], list[dict]]:
+    """(records, skipped, malformed) of a DATA_MESSAGE batch; a malformed record is listed
+    as ``{"id", "reason"}`` (its content is never kept)."""
+    records: list[FlowRecord] = []
+    skipped: list[Skipped] = []
+    malformed: list[dict] = []
+    for event in payload.get("logEvents") or []:
+        event_id = str(event.get("id", "")) if isinstance(event, Mapping) else ""
+        try:
+            if not isinstance(event, Mapping):
+                raise ValueError("log event is not an object")
+            parsed = parse_record(event.get("message"), fields, event_id)
+        except ValueError as exc:
+            malformed.append({"id": event_id, "reason": str(exc)})
+            continue
+        (skipped if isinstance(parsed, Skipped) else records).append(parsed)
+    return records, skipped, malformed
+
+
+# --------------------------------------------------------------------------- attribution
+
+
+def eni_windows(records: Iterable[FlowRecord]) -> dict[str, tuple[str, str]]:
+    """``{eni: (first flow start, last flow start)}`` of a batch."""
+    windows: dict[str, tuple[str, str]] = {}
+    for rec in records:
+        low, high = windows.get(rec.interface_id, (rec.start, rec.start))
+        windows[rec.interface_id] = (min(low, rec.start), max(high, rec.start))
+    return windows
+
+
+_RANGE_FIELDS = ("from", "to", "task_arn", "workload_key", "workload", "ip", "ipv6")
+
+
+def encode_snapshot(ranges: Mapping[str, list[Mapping[str, Any]]]) -> str | None:
+    """The attribution of a batch (the ENI index ranges read), compressed for chunk 0's
+    marker; None when it would not fit in an item."""
+    doc = {eni: [[r.get(k) for k in _RANGE_FIELDS] for r in found] for eni, found in ranges.items()}
+    text = base64.b64encode(zlib.compress(json.dumps(doc, separators=(",", ":")).encode("utf-8"), 6))
+    return text.decode("ascii") if len(text) <= MAX_SNAPSHOT_BYTES else None
+
+
+def decode_snapshot(text: str) -> dict[str, list[dict]]:
+    doc = json.loads(zlib.decompress(base64.b64decode(text)))
+    return {eni: [dict(zip(_RANGE_FIELDS, row, strict=True)) for row in found] for eni, found in doc.items()}
+
+
+def private_networks(extra: Iterable[str] = ()) -> tuple:
+    """The destinations that are not internet egress: the fixed list and ``extra`` CIDRs
+    (the VPCs' own). ValueError naming a CIDR that is not one."""
+    networks = list(PRIVATE_NETWORKS)
+    for cidr in extra:
+        try:
+            networks.append(ipaddress.ip_network(cidr.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{cidr!r} is not a CIDR") from None
+    return tuple(networks)
+
+
+def is_private(address: str, networks: tuple = PRIVATE_NETWORKS) -> bool:
+    ip = ipaddress.ip_address(address)
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+@dataclass
+class FlowAggregate:
+    """The batch's egress records of one (workload, address, protocol, port, action)."""
+
+    workload_key: str
+    workload: str
+    address: str
+    protocol: str
+    port: int
+    action: str
+    flows: int = 0
+    packets: int = 0
+    bytes_out: int = 0
+    first_seen: str = ""
+    last_seen: str = ""
+
+    def add(self, rec: FlowRecord) -> None:
+        self.flows += 1
+        self.packets += rec.packets
+        self.bytes_out += rec.bytes
+        self.first_seen = min(self.first_seen or rec.start, rec.start)
+        self.last_seen = max(self.last_seen, rec.end)
+
+
+@dataclass
+class FlowAggregation:
+    aggregates: dict[tuple[str, str, str, int, str], FlowAggregate]
+    egress: int = 0  # records of internet egress attributed to a task (accepted or rejected)
+    rejected: int = 0  # of those, REJECTed
+    other_enis: int = 0  # ENIs no known task owned when the flow started (or forgotten)
+    ingress: int = 0
+    private: int = 0
+
+    def workloads(self) -> list[str]:
+        return sorted({a.workload_key for a in self.aggregates.values()})
+
+    def counts(self) -> dict:
+        return {
+            "egress": self.egress,
+            "rejected": self.rejected,
+            "other_enis": self.other_enis,
+            "ingress": self.ingress,
+            "private": self.private,
+        }
+
+
+def _is_egress(rec: FlowRecord, owner: Mapping[str, Any]) -> bool:
+    if rec.direction is not None:
+        return rec.direction == "egress"
+    own = {owner.get("ip"), *(str(ipaddress.ip_address(a)) for a in owner.get("ipv6") or [])}
+    return rec.srcaddr in own
+
+
+def aggregate(
+    records: Iterable[FlowRecord],
+    ranges: Mapping[str, list[Mapping[str, Any]]],
+    networks: tuple = PRIVATE_NETWORKS,
+) -> FlowAggregation:
+    """Every record attributed by its ENI and the flow's start (``range_at``: an ENI
+    reused by a later task is that task's from its range on), filtered (other ENIs,
+    ingress, private destinations are counted, not kept) and added into its (workload,
+    address, protocol, port, action): the writes are bounded by distinct destinations."""
+    out = FlowAggregation(aggregates={})
+    for rec in records:
+        owner = range_at(ranges.get(rec.interface_id) or (), rec.start)
+        if owner is None or not owner.get("workload_key"):
+            out.other_enis += 1
+            continue
+        if not _is_egress(rec, owner):
+            out.ingress += 1
+            continue
+        if is_private(rec.dstaddr, networks):
+            out.private += 1
+            continue
+        out.egress += 1
+        out.rejected += rec.action == "REJECT"
+        key = (str(owner["workload_key"]), rec.dstaddr, rec.protocol, rec.dstport, rec.action)
+        agg = out.aggregates.get(key)
+        if agg is None:
+            workload = str(owner.get("workload") or owner["workload_key"])
+            agg = out.aggregates[key] = FlowAggregate(key[0], workload, *key[1:])
+        agg.add(rec)
+    return out
+
+
+# --------------------------------------------------------------------------- items
+
+
+def _ttl_from(at: str, now: datetime) -> int:
+    moment = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else now
+    return ttl_after(max(moment, now), DISCOVERY_TTL_DAYS)
+
+
+def flow_update(agg: FlowAggregate, now: datetime) -> dict:
+    """The UpdateItem of one flow destination: counters added, first_seen kept."""
+    values = {
+        ":f": agg.flows,
+        ":p": agg.packets,
+        ":b": agg.bytes_out,
+        ":fs": agg.first_seen,
+        ":ls": agg.last_seen,
+        ":addr": agg.address,
+        ":proto": agg.protocol,
+        ":port": agg.port,
+        ":act": agg.action,
+        ":wk": agg.workload_key,
+        ":w": agg.workload,
+        ":ttl": _ttl_from(agg.last_seen, now),
+    }
+    return {
+        "Update": {
+            "Key": to_attributes(
+                {
+                    "pk": discovery_pk(agg.workload_key),
+                    "sk": flow_sk(agg.address, agg.protocol, agg.port, agg.action),
+                }
+            ),
+            "UpdateExpression": (
+                "ADD flows :f, packets :p, bytes_out :b SET first_seen = if_not_exists(first_seen, :fs), "
+                "last_seen = :ls, address = :addr, #protocol = :proto, #port = :port, #action = :act, "
+                "workload_key = :wk, workload_name = :w, #ttl = :ttl"
+            ),
+            "ExpressionAttributeNames": {
+                "#protocol": "protocol",
+                "#port": "port",
+                "#action": "action",
+                "#ttl": "ttl",
+            },
+            "ExpressionAttributeValues": to_attributes(values),
+        }
+    }
+
+
+def summary_update(workload_key: str, aggregates: list[FlowAggregate], now: datetime) -> dict:
+    """The UpdateItem of the workload's discovery summary (flow records added)."""
+    first = min(a.first_seen for a in aggregates)
+    last = max(a.last_seen for a in aggregates)
+    parts = workload_key.split("#")
+    values = {
+        ":n": sum(a.flows for a in aggregates),
+        ":fs": first,
+        ":ls": last,
+        ":w": aggregates[0].workload,
+        ":wk": workload_key,
+        ":acct": parts[1],
+        ":region": parts[2],
+        ":g": DISCOVERED_GSI_PK,
+        ":ttl": _ttl_from(last, now),
+    }
+    return {
+        "Update": {
+            "Key": to_attributes({"pk": discovery_pk(workload_key), "sk": SUMMARY_SK}),
+            "UpdateExpression": (
+                "ADD flow_records :n SET first_seen = if_not_exists(first_seen, :fs), last_seen = :ls, "
+                "workload_name = :w, workload_key = :wk, account_id = :acct, #region = :region, "
+                "gsi1pk = :g, gsi1sk = :wk, #ttl = :ttl"
+            ),
+            "ExpressionAttributeNames": {"#region": "region", "#ttl": "ttl"},
+            "ExpressionAttributeValues": to_attributes(values),
+        }
+    }
+
+
+def marker_put(
+    batch: str, index: int, total: int, records: int, now: datetime, snapshot: str | None = None
+) -> dict:
+    item = {
+        **marker_key(batch, index, FLOW_BATCH_PREFIX),
+        "chunks": total,
+        "records": records,
+        "applied_at": utc_second(now),
+        "attribution": snapshot,
+        "ttl": ttl_after(now, BATCH_TTL_DAYS),
+    }
+    return {"Put": {"Item": to_attributes(item), "ConditionExpression": "attribute_not_exists(pk)"}}
+
+
+def plan_chunks(
+    aggregation: FlowAggregation, now: datetime, capacity: int = CHUNK_ACTIONS
+) -> list[list[dict]]:
+    """The batch's updates (sorted; each workload's summary before its destinations) cut
+    into chunks of at most ``capacity`` actions. Deterministic, as ``dnslogs.plan_chunks``."""
+    by_workload: dict[str, list[FlowAggregate]] = {}
+    for key in sorted(aggregation.aggregates):
+        agg = aggregation.aggregates[key]
+        by_workload.setdefault(agg.workload_key, []).append(agg)
+    actions: list[dict] = []
+    for workload_key, aggs in by_workload.items():
+        actions.append(summary_update(workload_key, aggs, now))
+        actions += [flow_update(agg, now) for agg in aggs]
+    return [actions[start : start + capacity] for start in range(0, len(actions), capacity)]
+
+
+def write_batch(
+    store: DiscoveryStore,
+    batch: str,
+    aggregation: FlowAggregation,
+    records: int,
+    now: datetime,
+    snapshot: str | None,
+    replan=None,
+    applied: Iterable[int] = (),
+) -> tuple[WriteStats, FlowAggregation]:
+    """Apply a batch's chunks in order, each once (markers); as ``dnslogs.write_batch``."""
+    chunks = plan_chunks(aggregation, now)
+    stats = WriteStats(chunks=len(chunks))
+    done = set(applied)
+    index = 0
+    while index < len(chunks):
+        if index in done:
+            stats.skipped += 1
+            index += 1
+            continue
+        marker = marker_put(batch, index, len(chunks), records, now, snapshot if index == 0 else None)
+        if store.apply_chunk(chunks[index], marker):
+            stats.written += 1
+            stats.actions += len(chunks[index]) + 1
+        else:
+            stats.skipped += 1
+            if index == 0 and replan is not None:
+                other = replan()
+                if other is not None:
+                    aggregation = other
+                    chunks = plan_chunks(aggregation, now)
+                    stats.chunks = len(chunks)
+        index += 1
+    return stats, aggregation

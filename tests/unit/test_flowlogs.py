@@ -1,0 +1,110 @@
+"""The pure part of the flow_logs function (app/flowlogs.py): the format, records,
+attribution by ENI and time, the filter and the aggregation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fargate_audit.app import flowlogs
+from fargate_audit.app.events import EventError
+from fargate_audit.app.lambda_handlers import _flow_log_settings
+from fargate_audit.core.errors import ConfigError
+
+FIELDS = flowlogs.parse_format(flowlogs.DOCUMENTED_FORMAT)
+ENI = "eni-0a1b2c3d4e5f60718"
+OWNER = {"from": "2026-01-01T00:00:00Z", "to": None, "workload_key": "WL#1#r#c#service:web",
+         "workload": "c/service:web", "ip": "10.0.0.5", "ipv6": []}  # fmt: skip
+
+
+def line(dst="52.1.2.3", port=443, proto=6, start=1767225600, action="ACCEPT", direction="egress") -> str:
+    return (
+        f"5 123456789012 {ENI} 10.0.0.5 {dst} 50000 {port} {proto} 3 300 {start} {start + 10} "
+        f"{action} OK vpc-1 {direction}"
+    )
+
+
+def test_the_documented_format_has_every_needed_field_and_custom_orders_are_read():
+    assert set(flowlogs.NEEDED) <= set(FIELDS) and "flow-direction" in FIELDS
+    fields = flowlogs.parse_format(
+        "${action} ${start} ${bytes} ${protocol} ${dstport} ${dstaddr} ${srcaddr} ${interface-id}"
+    )
+    rec = flowlogs.parse_record(f"REJECT 1767225600 99 17 53 8.8.8.8 10.0.0.5 {ENI}", fields)
+    assert (rec.action, rec.protocol, rec.dstport, rec.bytes, rec.packets) == ("REJECT", "udp", 53, 99, 0)
+    assert rec.start == rec.end == "2026-01-01T00:00:00Z" and rec.direction is None
+
+
+def test_a_format_lacking_needed_fields_is_one_error_naming_them_all():
+    with pytest.raises(flowlogs.FlowFormatError, match="lacks the needed fields: dstport, bytes, start$"):
+        flowlogs.parse_format("${interface-id} ${srcaddr} ${dstaddr} ${protocol} ${action}")
+    with pytest.raises(EventError, match="not a list of"):
+        flowlogs.parse_format("interface-id srcaddr")
+
+
+def test_protocols_are_named_or_numbered():
+    assert [flowlogs.parse_record(line(proto=p), FIELDS).protocol for p in (1, 6, 17, 58, 47)] == [
+        "icmp", "tcp", "udp", "58", "47"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "message, reason",
+    [
+        (line().rsplit(" ", 1)[0], "15 fields where the format has 16"),
+        (line(dst="nope"), "dstaddr is not an IP address"),
+        (line(port=70000), "dstport is not a number from 0 to 65535"),
+        (line(action="DROP"), "action is not ACCEPT or REJECT"),
+        (line(direction="sideways"), "flow-direction is not ingress or egress"),
+        (line().replace(ENI, "i-0123"), "interface-id is not a network interface id"),
+        (None, "message is not a string"),
+    ],
+)
+def test_malformed_records_name_a_reason(message, reason):
+    with pytest.raises(ValueError, match=reason):
+        flowlogs.parse_record(message, FIELDS)
+
+
+def test_aggregation_sums_per_destination_and_keeps_the_time_span():
+    records = [flowlogs.parse_record(line(start=1767225600 + i * 60), FIELDS) for i in range(3)]
+    out = flowlogs.aggregate(records, {ENI: [OWNER]})
+    (agg,) = out.aggregates.values()
+    assert (agg.flows, agg.packets, agg.bytes_out) == (3, 9, 900)
+    assert (agg.first_seen, agg.last_seen) == ("2026-01-01T00:00:00Z", "2026-01-01T00:02:10Z")
+    assert flowlogs.plan_chunks(out, datetime(2026, 1, 2, tzinfo=UTC))[0][1]["Update"]["Key"]["sk"] == {
+        "S": "FLOW#52.1.2.3#tcp#443#ACCEPT"
+    }
+
+
+def test_the_vpcs_own_cidrs_are_not_internet():
+    records = [flowlogs.parse_record(line(dst="44.0.0.9"), FIELDS)]
+    assert flowlogs.aggregate(records, {ENI: [OWNER]}).egress == 1
+    networks = flowlogs.private_networks(["44.0.0.0/16"])
+    assert flowlogs.aggregate(records, {ENI: [OWNER]}, networks).private == 1
+
+
+def test_the_function_settings_default_to_the_documented_format_and_check_cidrs():
+    text, networks = _flow_log_settings({})
+    assert text == flowlogs.DOCUMENTED_FORMAT and networks == flowlogs.PRIVATE_NETWORKS
+    assert len(_flow_log_settings({"FLOW_LOG_VPC_CIDRS": "44.0.0.0/16, 2a05:d018::/56"})[1]) == 9
+    with pytest.raises(ConfigError, match="FLOW_LOG_VPC_CIDRS: 'ten' is not a CIDR"):
+        _flow_log_settings({"FLOW_LOG_VPC_CIDRS": "ten"})
+
+
+def test_a_snapshot_of_the_attribution_round_trips():
+    ranges = {ENI: [dict(OWNER, task_arn="arn:t")]}
+    assert flowlogs.decode_snapshot(flowlogs.encode_snapshot(ranges)) == ranges
+
+
+def test_the_flow_log_template_logs_every_flow_in_the_documented_format():
+    from fargate_audit.cli.template import load_template
+
+    template = load_template(Path(__file__).resolve().parents[2] / "templates" / "vpc-flow-log.yaml")
+    props = template["Resources"]["FlowLog"]["Properties"]
+    assert props["LogFormat"] == flowlogs.DOCUMENTED_FORMAT
+    assert (props["TrafficType"], props["ResourceType"], props["LogDestinationType"]) == (
+        "ALL",
+        "VPC",
+        "cloud-watch-logs",
+    )
+    assert props["MaxAggregationInterval"] == 60  # a flow is seen within a minute
