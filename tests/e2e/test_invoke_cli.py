@@ -150,6 +150,7 @@ def test_invoke_flow_logs_attributes_the_sample_records_to_the_running_sample_ta
             "09:58:20",
             "2026-11-20",
             "09:59:19",
+            "-",
         ],
         [
             "52.94.218.7",
@@ -162,6 +163,7 @@ def test_invoke_flow_logs_attributes_the_sample_records_to_the_running_sample_ta
             "09:58:20",
             "2026-11-20",
             "10:01:19",
+            "-",
         ],
     ]
 

@@ -34,6 +34,13 @@ def world():
             record(built.vpc, etl.private_ip, "s3.eu-west-1.amazonaws.com", at),
             record(built.vpc, "10.20.9.250", "ntp.ubuntu.com", at),
         ]
+        # the docker hub name's answer: a CNAME chain ending at the address web sends to
+        records[0] = records[0] | {
+            "answers": [
+                {"Rdata": "registry-1.docker.io.cdn.example.", "Type": "CNAME", "Class": "IN"},
+                {"Rdata": "52.94.218.7", "Type": "A", "Class": "IN"},
+            ]
+        }
         dns(built, batch(records * 2))
         ip = web.private_ip
         flows = [
@@ -56,8 +63,11 @@ def test_the_table_shows_each_workloads_sites_with_hint_times_count_and_approval
     out, _ = run()
     assert "Discovered 4 visited sites from prod-web/service:web (3 not approved)" in out
     assert "Discovered 1 visited site from prod-web/service:web" not in out
-    line = next(line for line in out.splitlines() if line.strip().startswith("registry-1.docker.io"))
-    assert line.split()[1:4] == ["DNS", "A/AAAA", "(HTTPS?)"] and line.split()[-2:] == ["4", "NO"]
+    sites = out[out.index("Discovered 4 visited sites from prod-web/service:web") :]
+    line = next(line for line in sites.splitlines() if line.strip().startswith("auth.docker.io"))
+    assert line.split()[1:4] == ["DNS", "A", "(HTTPS?)"] and line.split()[-2:] == ["2", "NO"]
+    line = next(line for line in sites.splitlines() if line.strip().startswith("registry-1.docker.io"))
+    assert line.split()[1:4] == ["see", "flow", "rows"] and line.split()[-2:] == ["4", "NO"]
     api = next(line for line in out.splitlines() if "api.ecr.eu-west-1.amazonaws.com" in line)
     assert api.split()[-1] == "yes"
     assert "unattributed" in out and "ntp.ubuntu.com" in out  # shown, never dropped
@@ -175,9 +185,18 @@ def test_flow_rows_carry_address_protocol_port_action_packets_and_bytes(world):
         ("2600:1f18:4a3:6900::5", "tcp", 443, "ACCEPT", 5, 900),
         ("198.51.100.23", "tcp", 4444, "REJECT", 3, 180),
     ]
-    first = block["flows"][0]
-    assert first["name"] is None and first["approved"] is None and first["first_seen"] <= first["last_seen"]
-    assert all(site["dns_only"] and site["port"] is None for site in block["sites"])
+    first, second = block["flows"][:2]
+    # the DNS answer (through its CNAME) named the address before the flow started
+    assert first["name"] == "registry-1.docker.io" and first["approved"] is False
+    assert first["first_seen"] <= first["last_seen"]
+    assert second["name"] is None and second["approved"] is None  # no answer named it
+    assert {s["name"]: s["dns_only"] for s in block["sites"]} == {
+        "registry-1.docker.io": False,
+        "auth.docker.io": True,
+        "api.ecr.eu-west-1.amazonaws.com": True,
+        "legacy.example": True,
+    }
+    assert all(site["port"] is None for site in block["sites"])
     etl = json.loads(run("--workload", "family:etl", "--format", "json")[0])[0]
     assert etl["flows"] == [] and etl["flow_records"] == 0
 
@@ -185,7 +204,9 @@ def test_flow_rows_carry_address_protocol_port_action_packets_and_bytes(world):
 def test_the_table_shows_flow_rows_before_the_dns_only_sites(world):
     out, _ = run("--workload", "service:web")
     assert "Internet egress of prod-web/service:web in flow logs: 3 destinations (1 rejected)" in out
-    row = next(line for line in out.splitlines() if line.strip().startswith("52.94.218.7"))
-    assert row.split()[1:6] == ["tcp", "443", "ACCEPT", "42", "38200"]
-    assert "(3 not approved) - DNS only: no flow data names them" in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("registry-1.docker.io"))
+    assert row.split()[1:6] == ["tcp", "443", "ACCEPT", "42", "38200"] and row.split()[-1] == "NO"
+    row = next(line for line in out.splitlines() if line.strip().startswith("2600:1f18:4a3:6900::5"))
+    assert row.split()[-1] == "-"  # an unnamed address has no approval to show
+    assert "(3 not approved) - 3 DNS only: no flow row bears the name" in out
     assert out.index("Internet egress of") < out.index("Discovered 4 visited sites")

@@ -272,6 +272,43 @@ def test_a_redelivery_keeps_the_first_deliverys_attribution(world):
     assert fresh["attributed"] == 1 and counts(world, WEB_KEY) == {("registry-1.docker.io", "A"): 1}
 
 
+def test_answers_are_kept_per_address_and_a_redelivery_writes_none_of_them_again(world):
+    web = world.web[0]
+    running(world, web)
+    at = now_stamp()
+    chained = record(world.vpc, web.private_ip, "bucket.s3.eu-west-1.amazonaws.com", at)
+    chained["answers"] = [
+        {"Rdata": "s3-r-w.eu-west-1.amazonaws.com.", "Type": "CNAME", "Class": "IN"},
+        {"Rdata": "52.218.1.10", "Type": "A", "Class": "IN"},
+    ]
+    six = record(world.vpc, "10.20.9.250", "registry-1.docker.io", at, "AAAA")
+    six["answers"] = [{"Rdata": "2600:1f18:4a3:6900:0:0:0:5", "Type": "AAAA", "Class": "IN"}]
+    event = batch([chained, chained, six])
+    first = dns(world, event)
+    world.calls.reset()
+
+    again = dns(world, json.loads(json.dumps(event)))
+
+    assert first["answers"] == 2 and again["status"] == "duplicate" and again["item_writes"] == 0
+    assert not [op for _, op, _ in world.calls.calls if op in WRITE_OPERATIONS]
+    hour = at[:13]
+    (mine,) = store(world).answers(world.vpc, "52.218.1.10", at, at)
+    assert (mine["name"], mine["workload_key"], mine["task_arn"]) == (
+        "bucket.s3.eu-west-1.amazonaws.com",
+        WEB_KEY,
+        web.arn,
+    )
+    assert (mine["first_seen"], mine["last_seen"]) == (at, at) and hour in at
+    (theirs,) = store(world).answers(world.vpc, "2600:1f18:4a3:6900::5", at, at)
+    assert (theirs["name"], theirs["workload_key"], theirs["task_arn"]) == (
+        "registry-1.docker.io",
+        UNATTRIBUTED_KEY,
+        None,
+    )
+    assert store(world).answers(world.vpc, "s3-r-w.eu-west-1.amazonaws.com", at, at) == []
+    assert store(world).answers("vpc-other", "52.218.1.10", at, at) == []
+
+
 # --------------------------------------------------------------------------- malformed input
 
 
@@ -392,9 +429,12 @@ def test_a_10000_record_batch_makes_a_bounded_number_of_writes(world):
     writes = [(op, params) for service, op, params in world.calls.calls if op in WRITE_OPERATIONS]
     transactions = [params for op, params in writes if op == "TransactWriteItems"]
     workloads = len(outcome["workloads"])  # web, etl, unattributed
-    actions = outcome["destinations"] + workloads  # a destination update each, a summary each
+    # a destination update each, a summary each, an answer item each (one address here)
+    actions = outcome["destinations"] + workloads + outcome["answers"]
     assert outcome["records"] == 10_000 and outcome["unattributed"] == 4000
     assert outcome["destinations"] <= 3 * len(names) * 2
+    # the A answers: one item per (address, hour, name, source workload), not per record
+    assert 0 < outcome["answers"] <= 2 * len(names) * 3
     assert len(transactions) == outcome["chunks"] == math.ceil(actions / dnslogs.CHUNK_ACTIONS)
     assert all(len(t["TransactItems"]) <= 100 for t in transactions)
     published = outcome["findings"]["workloads"]  # outbox, state, outbox cleared: 3 writes each

@@ -135,6 +135,7 @@ def test_a_record_is_parsed_and_its_name_normalised():
         name="registry-1.docker.io",
         query_type="A",
         answers=("203.0.113.9",),
+        addresses=("203.0.113.9",),
     )
 
 
@@ -307,9 +308,11 @@ def test_chunks_hold_at_most_99_updates_and_a_summary_before_each_workloads_firs
     aggregation = dnslogs.aggregate(records, index)
     chunks = dnslogs.plan_chunks(aggregation, NOW)
     flat = [action for chunk in chunks for action in chunk]
-    assert len(flat) == 300 + 3 and [len(c) for c in chunks] == [99, 99, 99, 6]
+    # 300 destinations, 3 summaries, then 300 answer items (one address, 300 names)
+    assert len(flat) == 300 + 3 + 300 and [len(c) for c in chunks] == [99] * 6 + [9]
     summaries = [i for i, a in enumerate(flat) if a["Update"]["Key"]["sk"]["S"] == "SUMMARY"]
     assert summaries == [0, 101, 202]
+    assert all(a["Update"]["Key"]["pk"]["S"].startswith("ANSWER#") for a in flat[303:])
     assert (
         dnslogs.plan_chunks(dnslogs.aggregate(list(reversed(records)), index), NOW) == chunks
     )  # deterministic
@@ -337,3 +340,147 @@ def test_the_attribution_snapshot_round_trips_and_refuses_to_outgrow_an_item():
         for i in range(20000)
     }
     assert dnslogs.encode_snapshot(huge) is None
+
+
+# --------------------------------------------------------------------------- DNS answers kept
+
+
+def answers_record(name, answers, at="2026-06-02T08:14:05Z", ip=IP, qtype="A"):
+    return record(name=name, at=at, ip=ip, qtype=qtype, answers=[
+        {"Rdata": rdata, "Type": rtype, "Class": "IN"} for rtype, rdata in answers
+    ])  # fmt: skip
+
+
+def test_the_queried_name_owns_the_final_addresses_of_its_cname_chain():
+    (parsed,) = parse_all(
+        answers_record(
+            "bucket.s3.eu-west-1.amazonaws.com.",
+            [
+                ("CNAME", "s3-r-w.eu-west-1.amazonaws.com."),
+                ("CNAME", "s3-3-w.amazonaws.com."),
+                ("A", "52.218.1.10"),
+                ("A", "52.218.1.11"),
+            ],
+        )
+    )
+    assert parsed.addresses == ("52.218.1.10", "52.218.1.11")
+    aggregation = dnslogs.aggregate([parsed], {})
+    assert {(a.address, a.name) for a in aggregation.answers.values()} == {
+        ("52.218.1.10", "bucket.s3.eu-west-1.amazonaws.com"),
+        ("52.218.1.11", "bucket.s3.eu-west-1.amazonaws.com"),
+    }  # the CNAME targets own nothing
+
+
+def test_aaaa_answers_are_kept_in_the_compressed_form_flow_logs_write_and_bad_rdata_is_not():
+    (parsed,) = parse_all(
+        answers_record(
+            "registry-1.docker.io.",
+            [
+                ("AAAA", "2600:1F18:04A3:6900:0000:0000:0000:0005"),
+                ("AAAA", "203.0.113.7"),  # an IPv4 Rdata in an AAAA answer
+                ("A", "2001:db8::1"),  # and the reverse
+                ("A", "not-an-address"),
+                ("TXT", "198.51.100.1"),
+            ],
+            qtype="AAAA",
+        )
+    )
+    assert parsed.addresses == ("2600:1f18:4a3:6900::5",)
+
+
+def test_answer_items_are_one_per_vpc_address_hour_name_and_source():
+    index = {(VPC, IP): ranges(("2026-06-02T00:00:00Z", None, "task/1", "service:web"))}
+    records = parse_all(
+        answers_record("a.example.", [("A", "198.51.100.7")], at="2026-06-02T08:10:00Z"),
+        answers_record("a.example.", [("A", "198.51.100.7")], at="2026-06-02T08:50:00Z"),
+        answers_record("a.example.", [("A", "198.51.100.7")], at="2026-06-02T09:05:00Z"),
+        answers_record("a.example.", [("A", "198.51.100.7")], at="2026-06-02T08:20:00Z", ip="10.20.9.9"),
+    )
+    answers = dnslogs.aggregate(records, index).answers
+    web = "WL#123456789012#eu-west-1#prod#service:web"
+    assert {key: (a.first_seen, a.last_seen, a.task_arn) for key, a in answers.items()} == {
+        (VPC, "198.51.100.7", "2026-06-02T08", "a.example", web): (
+            "2026-06-02T08:10:00Z",
+            "2026-06-02T08:50:00Z",
+            "task/1",
+        ),
+        (VPC, "198.51.100.7", "2026-06-02T09", "a.example", web): (
+            "2026-06-02T09:05:00Z",
+            "2026-06-02T09:05:00Z",
+            "task/1",
+        ),
+        (VPC, "198.51.100.7", "2026-06-02T08", "a.example", "UNATTRIBUTED#123456789012#eu-west-1"): (
+            "2026-06-02T08:20:00Z",
+            "2026-06-02T08:20:00Z",
+            None,
+        ),
+    }
+    update = dnslogs.answer_update(answers[(VPC, "198.51.100.7", "2026-06-02T08", "a.example", web)], NOW)
+    assert update["Update"]["Key"] == {
+        "pk": {"S": f"ANSWER#{VPC}#198.51.100.7"},
+        "sk": {"S": f"AT#2026-06-02T08#a.example#{web}"},
+    }
+    assert "first_seen = if_not_exists(first_seen, :fs)" in update["Update"]["UpdateExpression"]
+
+
+OWN, OTHER = "WL#1#r#c#service:web", "WL#1#r#c#service:other"
+FLOW_AT = "2026-06-02T12:00:00Z"
+DAY = 24 * 3600
+
+
+def answer(name, first, last=None, workload=OWN):
+    return {"name": name, "workload_key": workload, "first_seen": first, "last_seen": last or first}
+
+
+@pytest.mark.parametrize(
+    ("seen", "named"),
+    [
+        ("2026-06-01T12:00:00Z", "a.example"),  # exactly the lookback before the flow
+        ("2026-06-01T11:59:59Z", None),  # one second earlier
+        (FLOW_AT, "a.example"),  # the same second
+        ("2026-06-02T12:00:01Z", None),  # after the flow started
+    ],
+)
+def test_an_answer_names_a_flow_within_the_lookback_before_it(seen, named):
+    assert dnslogs.name_for([answer("a.example", seen)], FLOW_AT, OWN, DAY) == named
+
+
+def test_the_latest_answer_before_the_flow_wins_when_an_address_had_two_names():
+    answers = [
+        answer("old.example", "2026-06-02T09:00:00Z"),
+        answer("new.example", "2026-06-02T11:00:00Z"),
+        answer("later.example", "2026-06-02T12:30:00Z"),  # after the flow: names nothing
+    ]
+    assert dnslogs.name_for(answers, FLOW_AT, OWN, DAY) == "new.example"
+    assert dnslogs.name_for(answers, "2026-06-02T10:00:00Z", OWN, DAY) == "old.example"
+
+
+def test_the_flows_own_workload_is_preferred_over_a_later_answer_from_another_source():
+    answers = [
+        answer("mine.example", "2026-06-02T08:00:00Z"),
+        answer("theirs.example", "2026-06-02T11:59:00Z", workload=OTHER),
+        answer("unknown.example", "2026-06-02T11:59:30Z", workload="UNATTRIBUTED#1#r"),
+    ]
+    assert dnslogs.name_for(answers, FLOW_AT, OWN, DAY) == "mine.example"
+    # the own answer out of the lookback: any source in the VPC, the latest
+    assert dnslogs.name_for(answers, FLOW_AT, OWN, 3600) == "unknown.example"
+
+
+def test_an_hour_item_seen_before_and_after_the_flow_names_it_by_its_first_answer():
+    answers = [answer("a.example", "2026-06-02T11:10:00Z", "2026-06-02T11:50:00Z")]
+    assert dnslogs.name_for(answers, "2026-06-02T11:30:00Z", OWN, DAY) == "a.example"
+    assert dnslogs.name_for(answers, "2026-06-02T11:05:00Z", OWN, DAY) is None
+
+
+def test_the_flow_namer_reads_the_lookback_window_of_the_flows_vpc_and_address():
+    reads = []
+
+    def answers_of(vpc, address, since, until):
+        reads.append((vpc, address, since, until))
+        return [answer("a.example", "2026-06-02T11:00:00Z")]
+
+    name_of = dnslogs.flow_namer(answers_of, OWN, DAY)
+    flow = {"vpc_id": VPC, "address": "198.51.100.7", "first_seen": FLOW_AT}
+    assert name_of(flow) == "a.example"
+    assert reads == [(VPC, "198.51.100.7", "2026-06-01T12:00:00Z", FLOW_AT)]
+    assert name_of(flow | {"vpc_id": None}) is None and len(reads) == 1  # no VPC kept: unnamed

@@ -3,6 +3,9 @@ attribution by ENI and time, the filter and the aggregation."""
 
 from __future__ import annotations
 
+import base64
+import json
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -92,8 +95,15 @@ def test_the_function_settings_default_to_the_documented_format_and_check_cidrs(
 
 
 def test_a_snapshot_of_the_attribution_round_trips():
-    ranges = {ENI: [dict(OWNER, task_arn="arn:t")]}
+    ranges = {ENI: [dict(OWNER, task_arn="arn:t", vpc_id="vpc-1")]}
     assert flowlogs.decode_snapshot(flowlogs.encode_snapshot(ranges)) == ranges
+
+
+def test_a_snapshot_written_before_the_vpc_was_kept_still_decodes():
+    ranges = {ENI: [dict(OWNER, task_arn="arn:t", vpc_id="vpc-1")]}
+    doc = json.loads(zlib.decompress(base64.b64decode(flowlogs.encode_snapshot(ranges))))
+    old = base64.b64encode(zlib.compress(json.dumps({ENI: [row[:-1] for row in doc[ENI]]}).encode())).decode()
+    assert flowlogs.decode_snapshot(old) == {ENI: [dict(OWNER, task_arn="arn:t", vpc_id=None)]}
 
 
 def test_the_flow_log_template_logs_every_flow_in_the_documented_format():

@@ -22,6 +22,14 @@ Items (``pk`` / ``sk``), next to the recorder's (record.py):
 - ``DISC#<workload key>`` / ``SUMMARY``: the workload's discovery summary; ``gsi1pk``
   ``DISCOVERED`` lists every workload with discoveries (``fargate-audit discovered``).
 - ``DNSBATCH#<batch id>`` / ``CHUNK#<i>``: the marker of one applied chunk of a batch.
+- ``ANSWER#<vpc>#<address>`` / ``AT#<hour>#<name>#<workload key>``: the DNS answers that
+  named an address (A/AAAA ``Rdata``; the queried name owns the final addresses of its
+  CNAME chain) in one VPC, per UTC hour, name and source workload (the task's workload,
+  or the VPC's ``UNATTRIBUTED#...`` bucket): ``first_seen`` (kept) and ``last_seen`` of
+  the answers in that hour, ``task_arn`` of the latest one; ``ttl`` ANSWER_TTL_DAYS after
+  it was last seen. A batch writes one such item per distinct (VPC, address, hour, name,
+  source) it saw, in the same chunks as the destinations (so once per batch). A flow's
+  address is named from them (``name_for``) when ``discovered`` reads it.
 
 Idempotency (a redelivered batch is not counted twice): the batch id is a hash of the
 log group, stream and the sorted ids of its log events (CloudWatch Logs repeats them on
@@ -40,11 +48,12 @@ import base64
 import binascii
 import gzip
 import hashlib
+import ipaddress
 import json
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fargate_audit.app.events import EventError
@@ -53,6 +62,8 @@ from fargate_audit.stores.discovery import (
     DISCOVERED_GSI_PK,
     SUMMARY_SK,
     DiscoveryStore,
+    answer_pk,
+    answer_sk,
     destination_sk,
     discovery_pk,
     marker_key,
@@ -67,6 +78,10 @@ MAX_QUERY_TYPE_LENGTH = 16
 MAX_ANSWERS = 8  # Rdata values kept per destination (a sample, deduplicated)
 MAX_RDATA_LENGTH = 255
 MAX_SOURCES = 8  # source addresses kept per unattributed destination
+MAX_ADDRESSES = 16  # A/AAAA answer addresses kept per record
+ANSWER_TTL_DAYS = 8  # answers older than this name nothing (dns_answer_lookback at most 7 days)
+ADDRESS_TYPES = ("A", "AAAA")
+DEFAULT_ANSWER_LOOKBACK = 24 * 3600  # dns_answer_lookback's default (rules.md, EGR-03), seconds
 DISCOVERY_TTL_DAYS = 30  # a destination not seen for 30 days is forgotten
 BATCH_TTL_DAYS = 3  # CloudWatch Logs and Lambda retry a batch for at most hours
 MAX_SNAPSHOT_BYTES = 300 * 1024  # the attribution kept in chunk 0's marker (item: 400 KB)
@@ -130,6 +145,7 @@ class QueryRecord:
     name: str  # query_name normalised: lower case, no trailing dot
     query_type: str
     answers: tuple[str, ...]
+    addresses: tuple[str, ...] = ()  # the A/AAAA answers' Rdata, normalised (the name owns them)
 
 
 def normalize_name(name: Any) -> str:
@@ -178,10 +194,14 @@ def parse_record(message: Any, event_id: str = "", owner: str | None = None) -> 
     if not isinstance(record, dict):
         raise ValueError("message is not a JSON object")
     answers: list[str] = []
+    addresses: list[str] = []
     for answer in record.get("answers") or []:
         rdata = answer.get("Rdata") if isinstance(answer, Mapping) else None
         if isinstance(rdata, str) and rdata.strip() and rdata.strip() not in answers:
             answers.append(rdata.strip()[:MAX_RDATA_LENGTH])
+        address = answer_address(answer)
+        if address is not None and address not in addresses and len(addresses) < MAX_ADDRESSES:
+            addresses.append(address)
     account = record.get("account_id") if isinstance(record.get("account_id"), str) else owner
     return QueryRecord(
         event_id=str(event_id),
@@ -193,7 +213,25 @@ def parse_record(message: Any, event_id: str = "", owner: str | None = None) -> 
         name=normalize_name(record.get("query_name")),
         query_type=_text(record, "query_type", MAX_QUERY_TYPE_LENGTH).upper(),
         answers=tuple(answers[:MAX_ANSWERS]),
+        addresses=tuple(addresses),
     )
+
+
+def answer_address(answer: Any) -> str | None:
+    """The address of an A or AAAA answer (IPv6 in its compressed form, as flow logs
+    write it), else None (CNAME and other types, malformed Rdata). In a CNAME chain the
+    final A/AAAA answers are the queried name's: the query's name owns them."""
+    if not isinstance(answer, Mapping) or str(answer.get("Type") or "").upper() not in ADDRESS_TYPES:
+        return None
+    rdata = answer.get("Rdata")
+    if not isinstance(rdata, str):
+        return None
+    try:
+        address = ipaddress.ip_address(rdata.strip())
+    except ValueError:
+        return None
+    want = 4 if str(answer.get("Type")).upper() == "A" else 6
+    return str(address) if address.version == want else None
 
 
 def parse_records(payload: Mapping[str, Any]) -> tuple[list[QueryRecord], list[dict]]:
@@ -289,11 +327,34 @@ class Aggregate:
             self.sources.append(rec.srcaddr)
 
 
+AnswerKey = tuple[str, str, str, str, str]  # (vpc, address, hour, name, source workload key)
+
+
+@dataclass
+class AnswerAggregate:
+    """The batch's answers naming one address in one VPC, hour, name and source."""
+
+    vpc_id: str
+    address: str
+    hour: str  # "2025-06-02T08"
+    name: str
+    workload_key: str  # the source: the task's workload, or the unattributed bucket
+    first_seen: str = ""
+    last_seen: str = ""
+    task_arn: str | None = None  # the task of the latest answer (None: unattributed)
+
+    def add(self, at: str, task_arn: str | None) -> None:
+        self.first_seen = min(self.first_seen or at, at)
+        if at >= self.last_seen:
+            self.last_seen, self.task_arn = at, task_arn
+
+
 @dataclass
 class Aggregation:
     aggregates: dict[tuple[str, str, str], Aggregate]
     attributed: int = 0  # records attributed to a task
     unattributed: int = 0
+    answers: dict[AnswerKey, AnswerAggregate] = field(default_factory=dict)
 
     def workloads(self, attributed_only: bool = False) -> list[str]:
         keys = {a.workload_key for a in self.aggregates.values() if a.attributed or not attributed_only}
@@ -309,12 +370,20 @@ def aggregate(
     out = Aggregation(aggregates={})
     for rec in records:
         found = range_at(ranges.get((rec.vpc_id, rec.srcaddr)) or (), rec.at)
+        task_arn = None
         if found is not None and found.get("workload_key"):
             key, workload = str(found["workload_key"]), str(found.get("workload") or found["workload_key"])
+            task_arn = str(found["task_arn"]) if found.get("task_arn") else None
             out.attributed += 1
         else:
             key, workload = unattributed_key(rec.account_id, rec.region), UNATTRIBUTED
             out.unattributed += 1
+        for address in rec.addresses:
+            answer_key = (rec.vpc_id, address, rec.at[:13], rec.name, key)
+            answer = out.answers.get(answer_key)
+            if answer is None:
+                answer = out.answers[answer_key] = AnswerAggregate(*answer_key)
+            answer.add(rec.at, task_arn)
         agg_key = (key, rec.name, rec.query_type)
         agg = out.aggregates.get(agg_key)
         if agg is None:
@@ -398,6 +467,100 @@ def summary_update(workload_key: str, workload: str, aggregates: list[Aggregate]
     }
 
 
+def answer_update(answer: AnswerAggregate, now: datetime) -> dict:
+    """The UpdateItem of one (VPC, address, hour, name, source) answer item."""
+    values: dict[str, Any] = {
+        ":fs": answer.first_seen,
+        ":ls": answer.last_seen,
+        ":name": answer.name,
+        ":addr": answer.address,
+        ":vpc": answer.vpc_id,
+        ":wk": answer.workload_key,
+        ":ttl": ttl_after(
+            max(datetime.fromisoformat(answer.last_seen.replace("Z", "+00:00")), now), ANSWER_TTL_DAYS
+        ),
+    }
+    task = "task_arn = :task" if answer.task_arn else ""
+    if answer.task_arn:
+        values[":task"] = answer.task_arn
+    return {
+        "Update": {
+            "Key": to_attributes(
+                {
+                    "pk": answer_pk(answer.vpc_id, answer.address),
+                    "sk": answer_sk(answer.hour, answer.name, answer.workload_key),
+                }
+            ),
+            "UpdateExpression": (
+                "SET first_seen = if_not_exists(first_seen, :fs), last_seen = :ls, query_name = :name, "
+                "address = :addr, vpc_id = :vpc, workload_key = :wk, #ttl = :ttl"
+                + (f", {task}" if task else " REMOVE task_arn")
+            ),
+            "ExpressionAttributeNames": {"#ttl": "ttl"},
+            "ExpressionAttributeValues": to_attributes(values),
+        }
+    }
+
+
+def name_for(
+    answers: Iterable[Mapping[str, Any]], started: str, workload_key: str, lookback_seconds: int
+) -> str | None:
+    """The name of a flow's address: the name whose answer for it was seen last at or
+    before ``started`` (the flow's first_seen) and no earlier than ``lookback_seconds``
+    before it; answers from the flow's own workload's tasks first, else from any source in
+    the VPC. ``answers``: the address's answer items (``{"name", "workload_key",
+    "first_seen", "last_seen"}``, one per hour, name and source). An item's moment is its
+    ``last_seen`` when that is not after ``started``, else its ``first_seen`` when that is
+    not (an answer of the same hour, before the flow), else it names nothing. Ties: the
+    smaller name."""
+    if not started:
+        return None
+    begin = lookback_start(started, lookback_seconds)
+    best: dict[bool, tuple[str, str]] = {}
+    for item in answers:
+        first, last = str(item.get("first_seen") or ""), str(item.get("last_seen") or "")
+        moment = last if last and last <= started else (first if first and first <= started else "")
+        name = str(item.get("name") or "")
+        if not moment or not name or moment < begin:
+            continue
+        own = item.get("workload_key") == workload_key
+        current = best.get(own)
+        if current is None or moment > current[0] or (moment == current[0] and name < current[1]):
+            best[own] = (moment, name)
+    chosen = best.get(True) or best.get(False)
+    return chosen[1] if chosen else None
+
+
+def flow_namer(
+    answers_of: Callable[[str, str, str, str], list[dict]], workload_key: str, lookback_seconds: int
+) -> Callable[[Mapping[str, Any]], str | None]:
+    """``name_of(flow)`` for one workload's flow rows (``{"address", "vpc_id",
+    "first_seen"}``): reads the address's answer items of the lookback window through
+    ``answers_of(vpc, address, since, until)`` (one Query per flow row, ``DiscoveryStore.
+    answers``) and names it with ``name_for``. A flow without a VPC (recorded before the
+    VPC was kept) or a start stays unnamed."""
+
+    def name_of(flow: Mapping[str, Any]) -> str | None:
+        vpc, address, started = flow.get("vpc_id"), flow.get("address"), flow.get("first_seen")
+        if not vpc or not address or not started:
+            return None
+        since = lookback_start(str(started), lookback_seconds)
+        return name_for(
+            answers_of(str(vpc), str(address), since, str(started)),
+            str(started),
+            workload_key,
+            lookback_seconds,
+        )
+
+    return name_of
+
+
+def lookback_start(started: str, lookback_seconds: int) -> str:
+    """The ISO time ``lookback_seconds`` before ``started``."""
+    moment = datetime.fromisoformat(started.replace("Z", "+00:00")) - timedelta(seconds=lookback_seconds)
+    return str(utc_second(moment))
+
+
 def marker_put(
     batch: str, index: int, total: int, records: int, now: datetime, snapshot: str | None = None
 ) -> dict:
@@ -425,6 +588,7 @@ def plan_chunks(aggregation: Aggregation, now: datetime, capacity: int = CHUNK_A
     for workload_key, aggs in by_workload.items():
         actions.append(summary_update(workload_key, aggs[0].workload, aggs, now))
         actions += [destination_update(agg, now) for agg in aggs]
+    actions += [answer_update(aggregation.answers[key], now) for key in sorted(aggregation.answers)]
     return [actions[start : start + capacity] for start in range(0, len(actions), capacity)]
 
 

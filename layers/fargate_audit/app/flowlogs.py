@@ -238,7 +238,7 @@ def eni_windows(records: Iterable[FlowRecord]) -> dict[str, tuple[str, str]]:
     return windows
 
 
-_RANGE_FIELDS = ("from", "to", "task_arn", "workload_key", "workload", "ip", "ipv6")
+_RANGE_FIELDS = ("from", "to", "task_arn", "workload_key", "workload", "ip", "ipv6", "vpc_id")
 
 
 def encode_snapshot(ranges: Mapping[str, list[Mapping[str, Any]]]) -> str | None:
@@ -251,7 +251,14 @@ def encode_snapshot(ranges: Mapping[str, list[Mapping[str, Any]]]) -> str | None
 
 def decode_snapshot(text: str) -> dict[str, list[dict]]:
     doc = json.loads(zlib.decompress(base64.b64decode(text)))
-    return {eni: [dict(zip(_RANGE_FIELDS, row, strict=True)) for row in found] for eni, found in doc.items()}
+    # a marker written before vpc_id was kept has one field less: it reads as None
+    return {
+        eni: [
+            dict(zip(_RANGE_FIELDS, [*row, *[None] * (len(_RANGE_FIELDS) - len(row))], strict=True))
+            for row in found
+        ]
+        for eni, found in doc.items()
+    }
 
 
 def private_networks(extra: Iterable[str] = ()) -> tuple:
@@ -289,6 +296,7 @@ class FlowAggregate:
     bytes_out: int = 0
     first_seen: str = ""
     last_seen: str = ""
+    vpc_id: str | None = None  # the ENI's VPC (the ENI index), where its DNS answers are looked up
 
     def add(self, rec: FlowRecord) -> None:
         self.flows += 1
@@ -355,6 +363,7 @@ def aggregate(
         if agg is None:
             workload = str(owner.get("workload") or owner["workload_key"])
             agg = out.aggregates[key] = FlowAggregate(key[0], workload, *key[1:])
+            agg.vpc_id = str(owner["vpc_id"]) if owner.get("vpc_id") else None
         agg.add(rec)
     return out
 
@@ -383,6 +392,9 @@ def flow_update(agg: FlowAggregate, now: datetime) -> dict:
         ":w": agg.workload,
         ":ttl": _ttl_from(agg.last_seen, now),
     }
+    vpc = ", vpc_id = :vpc" if agg.vpc_id else ""
+    if agg.vpc_id:
+        values[":vpc"] = agg.vpc_id
     return {
         "Update": {
             "Key": to_attributes(
@@ -394,7 +406,7 @@ def flow_update(agg: FlowAggregate, now: datetime) -> dict:
             "UpdateExpression": (
                 "ADD flows :f, packets :p, bytes_out :b SET first_seen = if_not_exists(first_seen, :fs), "
                 "last_seen = :ls, address = :addr, #protocol = :proto, #port = :port, #action = :act, "
-                "workload_key = :wk, workload_name = :w, #ttl = :ttl"
+                f"workload_key = :wk, workload_name = :w, #ttl = :ttl{vpc}"
             ),
             "ExpressionAttributeNames": {
                 "#protocol": "protocol",

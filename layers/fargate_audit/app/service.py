@@ -937,6 +937,7 @@ def handle_dns_logs(event: Any, rt: Runtime, now: datetime) -> dict:
         "attributed": aggregation.attributed,
         "unattributed": aggregation.unattributed,
         "destinations": len(aggregation.aggregates),
+        "answers": len(aggregation.answers),
         "workloads": aggregation.workloads(),
         "chunks": stats.chunks,
         "chunks_written": stats.written,

@@ -545,6 +545,7 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     """Destinations observed per workload from DNS query logs; optionally an allow list."""
     from datetime import UTC, datetime
 
+    from fargate_audit.app.dnslogs import DEFAULT_ANSWER_LOOKBACK, flow_namer
     from fargate_audit.cli import egress
     from fargate_audit.cli.views import open_table, read_table, table_name
     from fargate_audit.stores.discovery import DiscoveryStore
@@ -580,6 +581,13 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
         values,
         since,
         flows_of=lambda key: read_table(table, "Query", lambda: store.flows(key)),
+        names_of=lambda key: flow_namer(
+            lambda vpc, address, low, high: read_table(
+                table, "Query", lambda: store.answers(vpc, address, low, high)
+            ),
+            key,
+            int(values.get("dns_answer_lookback", DEFAULT_ANSWER_LOOKBACK)),
+        ),
     )
     if kind is not None:
         domains = egress.export_domains(

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
@@ -191,18 +191,26 @@ def sites(
     return [rows[name] for name in sorted(rows)]
 
 
-def flow_rows(flows: Iterable[Mapping[str, Any]], since: str | None = None) -> list[dict]:
+def flow_rows(
+    flows: Iterable[Mapping[str, Any]],
+    since: str | None = None,
+    name_of: Callable[[Mapping[str, Any]], str | None] | None = None,
+    approved: Callable[[str], bool] | None = None,
+) -> list[dict]:
     """One row per (address, protocol, port, action) seen in flow logs, the most bytes
     first: ``{"name", "address", "protocol", "port", "action", "flows", "packets",
-    "bytes_out", "first_seen", "last_seen", "approved"}``; ``name`` and ``approved`` are
-    null (no DNS answer names an address yet). Rows last seen before ``since`` are left out."""
+    "bytes_out", "first_seen", "last_seen", "approved"}``. ``name_of(flow)``: the name a
+    DNS answer gave the address before the flow started (``dnslogs.name_for``), else
+    None; ``approved`` (``approved(name)``) is null for an unnamed row. Rows last seen
+    before ``since`` are left out."""
     rows = []
     for found in flows:
         if since and str(found.get("last_seen") or "") < since:
             continue
+        name = name_of(found) if name_of is not None else None
         rows.append(
             {
-                "name": None,
+                "name": name,
                 "address": found.get("address"),
                 "protocol": found.get("protocol"),
                 "port": found.get("port"),
@@ -212,7 +220,7 @@ def flow_rows(flows: Iterable[Mapping[str, Any]], since: str | None = None) -> l
                 "bytes_out": found.get("bytes_out", 0),
                 "first_seen": found.get("first_seen"),
                 "last_seen": found.get("last_seen"),
-                "approved": None,
+                "approved": approved(name) if name is not None and approved is not None else None,
             }
         )
     return sorted(
@@ -226,22 +234,32 @@ def discovered_view(
     params: Mapping[str, Any],
     since: str | None = None,
     flows_of=None,
+    names_of=None,
 ) -> list[dict]:
     """``discovered --format json``: per workload its summary, its sites (DNS) and its
     flows (VPC flow logs). ``destinations_of(workload_key)`` / ``flows_of(workload_key)``
-    read the workload's DNS destinations and flow destinations (None: no flow rows)."""
+    read the workload's DNS destinations and flow destinations (None: no flow rows);
+    ``names_of(workload_key)`` gives the ``name_of(flow)`` naming its flow rows (None:
+    flow rows unnamed). A DNS row is ``dns_only`` when no flow row of the workload bears
+    its name."""
     view = []
     for summary in selected:
-        rows = sites(
-            destinations_of(summary["workload_key"]),
-            params,
-            summary.get("account_id"),
-            summary.get("region"),
-            since,
+        account, region = summary.get("account_id"), summary.get("region")
+        rows = sites(destinations_of(summary["workload_key"]), params, account, region, since)
+        domains, registries = approval_params(params, account, region)
+        flows = (
+            flow_rows(
+                flows_of(summary["workload_key"]),
+                since,
+                name_of=names_of(summary["workload_key"]) if names_of is not None else None,
+                approved=lambda name, d=domains, r=registries: domain_approved(name, d, r),
+            )
+            if flows_of is not None
+            else []
         )
-        for row in rows:  # no flow row is named yet: every DNS row is DNS-only
-            row |= {"port": None, "dns_only": True}
-        flows = flow_rows(flows_of(summary["workload_key"]), since) if flows_of is not None else []
+        named = {f["name"] for f in flows if f["name"]}
+        for row in rows:
+            row |= {"port": None, "dns_only": row["name"] not in named}
         view.append(
             {
                 "workload": summary.get("workload"),
@@ -281,6 +299,7 @@ def format_discovered(view: list[dict]) -> str:
         any_flows = any_flows or bool(flows)
         source = "unattributed sources" if workload == UNATTRIBUTED else workload
         unapproved = sum(1 for r in rows if not r["approved"])
+        dns_only = sum(1 for r in rows if r.get("dns_only", True))
         if flows:
             lines.extend(_flow_table(flows, source))
             if not rows:
@@ -288,13 +307,13 @@ def format_discovered(view: list[dict]) -> str:
         lines.append(
             f"Discovered {len(rows)} visited site{'' if len(rows) == 1 else 's'} from {source}"
             + (f" ({unapproved} not approved)" if unapproved else "")
-            + (" - DNS only: no flow data names them" if flows else "")
+            + (f" - {dns_only} DNS only: no flow row bears the name" if flows else "")
         )
         header = ("NAME", "PROTOCOL (HINT)", "FIRST SEEN", "LAST SEEN", "COUNT", "APPROVED")
         table = [
             (
                 r["name"],
-                r["protocol"],
+                r["protocol"] if r.get("dns_only", True) else "see flow rows",
                 _short_time(r["first_seen"]),
                 _short_time(r["last_seen"]),
                 str(r["count"]),
@@ -318,7 +337,17 @@ def _flow_table(flows: list[dict], source: str) -> list[str]:
         f"Internet egress of {source} in flow logs: {len(flows)} destination{'' if len(flows) == 1 else 's'}"
         + (f" ({rejected} rejected)" if rejected else "")
     ]
-    header = ("ADDRESS", "PROTOCOL", "PORT", "ACTION", "PACKETS", "BYTES OUT", "FIRST SEEN", "LAST SEEN")
+    header = (
+        "NAME OR ADDRESS",
+        "PROTOCOL",
+        "PORT",
+        "ACTION",
+        "PACKETS",
+        "BYTES OUT",
+        "FIRST SEEN",
+        "LAST SEEN",
+        "APPROVED",
+    )
     table = [
         (
             str(r["name"] or r["address"]),
@@ -329,6 +358,7 @@ def _flow_table(flows: list[dict], source: str) -> list[str]:
             str(r["bytes_out"]),
             _short_time(r["first_seen"]),
             _short_time(r["last_seen"]),
+            "-" if r["approved"] is None else ("yes" if r["approved"] else "NO"),
         )
         for r in flows
     ]

@@ -10,6 +10,8 @@ Items (``pk`` / ``sk``):
 - ``DISC#<workload key>`` / ``FLOW#<address>#<protocol>#<port>#<action>``: one internet
   destination of a workload seen in VPC flow logs (packets, bytes out, flows).
 - ``FLOWBATCH#<batch id>`` / ``CHUNK#<i>``: the marker of one applied chunk of a flow batch.
+- ``ANSWER#<vpc>#<address>`` / ``AT#<hour>#<name>#<workload key>``: DNS answers that named
+  an address in a VPC, per UTC hour, name and source workload (``answers``).
 
 What goes in them (aggregation, chunks, markers) is planned in ``app.dnslogs`` and
 ``app.flowlogs``.
@@ -46,6 +48,14 @@ def flow_sk(address: str, protocol: str, port: int, action: str) -> str:
     return f"FLOW#{address}#{protocol}#{port}#{action}"
 
 
+def answer_pk(vpc_id: str, address: str) -> str:
+    return f"ANSWER#{vpc_id}#{address}"
+
+
+def answer_sk(hour: str, name: str, workload_key: str) -> str:
+    return f"AT#{hour}#{name}#{workload_key}"
+
+
 def marker_key(batch: str, index: int, prefix: str = DNS_BATCH_PREFIX) -> dict:
     return {"pk": f"{prefix}#{batch}", "sk": f"CHUNK#{index:05d}"}
 
@@ -66,7 +76,7 @@ def decode_destination(item: Mapping[str, Any]) -> dict:
 
 def decode_flow(item: Mapping[str, Any]) -> dict:
     """A flow destination item -> ``{"address", "protocol", "port", "action", "flows",
-    "packets", "bytes_out", "first_seen", "last_seen"}``."""
+    "packets", "bytes_out", "first_seen", "last_seen", "vpc_id"}``."""
     return {
         "address": item.get("address"),
         "protocol": item.get("protocol"),
@@ -77,6 +87,7 @@ def decode_flow(item: Mapping[str, Any]) -> dict:
         "bytes_out": int(item.get("bytes_out", 0)),
         "first_seen": item.get("first_seen"),
         "last_seen": item.get("last_seen"),
+        "vpc_id": item.get("vpc_id"),
     }
 
 
@@ -146,6 +157,31 @@ class DiscoveryStore:
         )
         found = [decode_flow(item) for item in items]
         return sorted(found, key=lambda f: (-int(f["bytes_out"]), f["address"], f["protocol"], f["port"]))
+
+    def answers(self, vpc_id: str, address: str, since: str, until: str) -> list[dict]:
+        """The answer items naming ``address`` in ``vpc_id`` in the UTC hours from
+        ``since`` to ``until`` (ISO times): ``{"name", "workload_key", "task_arn",
+        "first_seen", "last_seen"}``."""
+        items = self.table.query(
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues=to_attributes(
+                {
+                    ":pk": answer_pk(vpc_id, address),
+                    ":lo": f"AT#{since[:13]}",
+                    ":hi": f"AT#{until[:13]}#\uffff",
+                }
+            ),
+        )
+        return [
+            {
+                "name": item.get("query_name"),
+                "workload_key": item.get("workload_key"),
+                "task_arn": item.get("task_arn"),
+                "first_seen": item.get("first_seen"),
+                "last_seen": item.get("last_seen"),
+            }
+            for item in items
+        ]
 
     def summaries(self) -> list[dict]:
         """Every workload with discoveries (the DISCOVERED index), by workload key."""
