@@ -140,7 +140,8 @@ def test_internet_egress_of_a_tasks_eni_is_kept_per_destination_and_the_rest_cou
     assert world.spy.metrics["RejectedEgressFlowRecords"] == 1
     assert world.spy.metrics["NoDataFlowRecords"] == 1
     (summary,) = DiscoveryStore(world.rt.recorder.table).summaries()
-    assert summary["workload_key"] == WEB_KEY and summary["flow_records"] == 4
+    # every record of its ENI: 4 egress, 1 ingress, 3 private (flow data, EGR-03 evaluable)
+    assert summary["workload_key"] == WEB_KEY and summary["flow_records"] == 8
 
 
 def test_an_eni_reused_by_a_later_task_is_attributed_by_time_and_older_records_are_nobodys(world):
@@ -313,3 +314,91 @@ def test_control_messages_are_ignored_and_undecodable_events_rejected(world):
     assert world.flow_logs(control)["status"] == "ignored"
     rejected = world.flow_logs({"awslogs": {"data": "bm90IGd6aXA="}})
     assert rejected["status"] == "rejected" and "gzipped JSON" in rejected["error"]
+
+
+# --------------------------------------------------------------------------- EGR-03
+
+
+def dns_answer(world, task, name, address, at, first_id=0):
+    """A Resolver query-log batch in which ``task`` resolved ``name`` (a CNAME chain ending
+    at ``address``) at ``at``, through the dns_logs function."""
+    from test_dns_logs_handler import batch as dns_batch
+    from test_dns_logs_handler import record
+
+    query = record(world.vpc, task.private_ip, name, at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    query["answers"] = [
+        {"Rdata": f"{name}.cdn.example.", "Type": "CNAME", "Class": "IN"},
+        {"Rdata": address, "Type": "A", "Class": "IN"},
+    ]
+    return world.dns_logs(dns_batch([query], first_id))
+
+
+def test_egr_03_fails_on_traffic_to_an_address_nobody_resolved_and_passes_once_an_answer_names_it(world):
+    from test_dns_logs_handler import running as running_as_their_own  # etl in batch/family:etl
+
+    web, etl = world.web[0], world.etl[0]
+    running_as_their_own(world, web, etl)
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    outcome = world.flow_logs(
+        batch(
+            [
+                flow(web.eni, web.private_ip, "52.94.1.1", 443, at=started, packets=40, size=38000),
+                flow(web.eni, web.private_ip, "198.51.100.7", 4444, at=started, action="REJECT"),
+                flow(etl.eni, etl.private_ip, "10.20.1.99", 5432),  # private only
+            ]
+        )
+    )
+    etl_key = f"WL#{ACCOUNT}#{REGION}#batch#family:etl"
+    assert outcome["results"][f"{WEB_KEY}/EGR-03"] == "FAILED"
+    assert outcome["results"][f"{etl_key}/EGR-03"] == "PASSED"  # flow data, no internet egress
+    finding = world.finding("EGR-03")
+    assert finding["Compliance"]["Status"] == "FAILED" and finding["Severity"]["Label"] == "HIGH"
+    assert "52.94.1.1 tcp/443 (38000 bytes)" in finding["Description"]
+    assert "198.51.100.7" not in finding["Description"]  # REJECTed: not traffic sent
+    assert finding["ProductFields"]["fargate-audit/UnresolvedAddresses"] == "1"
+    assert world.finding("EGR-03", "batch/family:etl")["Compliance"]["Status"] == "PASSED"
+
+    # an answer seen after the flow started names nothing ...
+    later = dns_answer(world, web, "api.partner.example", "52.94.1.1", datetime.now(UTC))
+    assert later["results"][f"{WEB_KEY}/EGR-03"] == "FAILED"
+    # ... one seen before it (delivered late: Resolver logs arrive minutes after) does
+    earlier = dns_answer(world, web, "api.partner.example", "52.94.1.1", started - timedelta(minutes=3), 10)
+    assert earlier["results"][f"{WEB_KEY}/EGR-03"] == "PASSED"
+    assert world.finding("EGR-03")["Compliance"]["Status"] == "PASSED"
+
+
+def test_egr_03_gives_no_result_to_a_workload_without_flow_data(world):
+    from test_dns_logs_handler import running as running_as_their_own  # etl in batch/family:etl
+
+    web, etl = world.web[0], world.etl[0]
+    running_as_their_own(world, web, etl)
+    outcome = world.flow_logs(batch([flow(web.eni, web.private_ip, "52.94.1.1", 443)]))
+    assert f"{WEB_KEY}/EGR-03" in outcome["results"]
+    assert not any(key.startswith(f"WL#{ACCOUNT}#{REGION}#batch#") for key in outcome["results"])
+    from test_dns_logs_handler import batch as dns_batch
+    from test_dns_logs_handler import now_stamp, record
+
+    dns = world.dns_logs(
+        dns_batch([record(world.vpc, etl.private_ip, "sqs.eu-west-1.amazonaws.com", now_stamp())])
+    )
+    etl_key = f"WL#{ACCOUNT}#{REGION}#batch#family:etl"
+    assert dns["results"] == {f"{etl_key}/EGR-01": "PASSED"}  # no EGR-03 without flow data
+    assert not [f for f in world.findings() if f.endswith("batch/family:etl/EGR-03")]
+
+
+def test_approved_egress_cidrs_and_the_lookback_come_from_the_params(world, monkeypatch):
+    web = world.web[0]
+    running(world, web)
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    dns_answer(world, web, "api.partner.example", "52.94.1.1", started - timedelta(hours=2))
+    flows = batch([flow(web.eni, web.private_ip, "52.94.1.1", 443, at=started)])
+    monkeypatch.setattr(world.rt, "params", {"dns_answer_lookback": "1h"})
+    assert world.flow_logs(flows)["results"][f"{WEB_KEY}/EGR-03"] == "FAILED"  # the answer is older
+    monkeypatch.setattr(
+        world.rt, "params", {"dns_answer_lookback": "1h", "approved_egress_cidrs": ["52.94.0.0/16"]}
+    )
+    again = world.flow_logs(batch([flow(web.eni, web.private_ip, "52.94.1.1", 443, at=started)], 50))
+    assert again["results"][f"{WEB_KEY}/EGR-03"] == "PASSED"
+    monkeypatch.setattr(world.rt, "params", None)  # the default lookback, 24 h, reaches the answer
+    third = world.flow_logs(batch([flow(web.eni, web.private_ip, "52.94.1.1", 443, at=started)], 90))
+    assert third["results"][f"{WEB_KEY}/EGR-03"] == "PASSED"

@@ -160,8 +160,15 @@ OTHER_ACTIONS = {  # beside the reads
     }
     | DEAD_LETTERS
     | ASSUME_AUDIT_ROLE,
-    # batch markers, flow destinations and summaries, the ENI index; no read, no finding
-    "FlowLogsFunction": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"}
+    # batch markers, flow destinations and summaries, the ENI index, DNS answers, finding
+    # states, outbox; EGR-03 findings; no ECS or EC2 read
+    "FlowLogsFunction": {
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "dynamodb:BatchWriteItem",
+        "securityhub:BatchImportFindings",
+    }
     | DEAD_LETTERS
     | ASSUME_AUDIT_ROLE,
 }

@@ -37,11 +37,11 @@ V1_IDS = {
     "NET-01", "NET-02", "NET-03", "NET-04", "NET-05", "NET-06", "NET-07", "NET-08", "NET-09", "NET-10",
     "IMG-01", "IMG-02", "LOG-01", "LOG-02", "CFG-01", "CFG-02", "CFG-03",
 }  # fmt: skip
-EGRESS_IDS = {"EGR-01", "EGR-02"}  # rules.md "Egress discovery"
+EGRESS_IDS = {"EGR-01", "EGR-02", "EGR-03"}  # rules.md "Egress discovery", "Flow-log egress"
 INGRESS_IDS = {"NET-11", "NET-12"}  # rules.md "Ingress through load balancers"
-# In rules.md, not yet in the catalog: "Flow-log egress" (EGR-03) is an open issue.
-SPEC_PENDING_IDS = {"EGR-03"}
-DISCOVERY_IDS = {"EGR-01"}  # evaluated on a workload's DNS discoveries, not on task postures
+# In rules.md, not yet in the catalog (the rules of open issues): none today.
+SPEC_PENDING_IDS: set[str] = set()
+DISCOVERY_IDS = {"EGR-01", "EGR-03"}  # evaluated on a workload's DNS discoveries, not on task postures
 POSTURE_FACTS = {
     "containers", "cluster", "platform_version", "platform_family", "eni", "security_groups",
     "route_table", "egress", "nacl", "flow_logs", "vpc_endpoints", "dns_query_logging",
@@ -64,6 +64,8 @@ SPEC_DEFAULTS = {  # rules.md, parameter by parameter
     "secret_env_names": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ECS_ENGINE_AUTH_DATA"],
     "secret_env_pattern": "(?i)(password|passwd|secret|token|api[_-]?key|private[_-]?key)",
     "approved_domains": ["*.amazonaws.com", "*.aws"],
+    "approved_egress_cidrs": [],
+    "dns_answer_lookback": "24h",
 }
 
 

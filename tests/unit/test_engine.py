@@ -377,7 +377,8 @@ BASE_DISCOVERY = json.loads((REPO / "tests" / "fixtures" / "base_discovery.json"
 
 
 def discovery(*names, **top):
-    result = copy.deepcopy(BASE_DISCOVERY)
+    """The base discovery without flow data (EGR-03 gives no result) and ``names`` resolved."""
+    result = copy.deepcopy(BASE_DISCOVERY) | {"flows": [], "flow_records": 0}
     result["destinations"] += [{"name": name, "query_type": "A", "count": 1} for name in names]
     result.update(top)
     return result
@@ -397,12 +398,56 @@ def test_evaluate_discovery_yields_one_result_per_discovery_rule_for_the_workloa
     assert engine.evaluate_discovery(CATALOG, discovery()).results[0]["status"] == "PASSED"
 
 
+def test_egr03_joins_the_discovery_results_when_the_workload_has_flow_data():
+    direct = {
+        "address": "198.51.100.23",
+        "protocol": "tcp",
+        "port": 4444,
+        "action": "ACCEPT",
+        "packets": 9,
+        "bytes_out": 5000,
+        "first_seen": "2025-06-02T09:00:00Z",
+        "last_seen": "2025-06-02T09:01:00Z",
+        "answers": [],
+    }
+    flows = copy.deepcopy(BASE_DISCOVERY)["flows"]
+    outcome = engine.evaluate_discovery(CATALOG, discovery(flows=[*flows, direct], flow_records=3))
+    by_rule = {r["rule_id"]: r for r in outcome.results}
+    assert sorted(by_rule) == ["EGR-01", "EGR-03"]
+    assert by_rule["EGR-03"]["status"] == "FAILED" and by_rule["EGR-03"]["severity"] == "HIGH"
+    assert by_rule["EGR-03"]["evidence"]["unresolved_destinations"] == [
+        {"address": "198.51.100.23", "protocol": "tcp", "port": 4444, "bytes_out": 5000}
+    ]
+    named = engine.evaluate_discovery(CATALOG, discovery(flows=flows, flow_records=3))
+    assert {r["rule_id"]: r["status"] for r in named.results} == {"EGR-01": "PASSED", "EGR-03": "PASSED"}
+    exempt = {
+        "exemptions": [
+            {"rule": "EGR-03", "workload": "prod/*", "reason": "partner VPN", "expires": "2030-12-31"}
+        ]
+    }
+    outcome = engine.evaluate_discovery(CATALOG, discovery(flows=[direct], flow_records=1), exempt, TODAY)
+    assert {r["rule_id"]: r["status"] for r in outcome.results}["EGR-03"] == "PASSED"
+
+
+def test_bad_egress_parameters_are_one_clear_error():
+    from fargate_audit.core.errors import ConfigError
+    from fargate_audit.core.params import validate_params
+
+    with pytest.raises(ConfigError, match=r"approved_egress_cidrs.*'10\.0\.0\.300/8' is not a CIDR"):
+        validate_params({"approved_egress_cidrs": ["10.0.0.300/8"]}, CATALOG)
+    with pytest.raises(ConfigError, match=r"dns_answer_lookback.*'8d' is above 7 days"):
+        validate_params({"dns_answer_lookback": "8d"}, CATALOG)
+    with pytest.raises(ConfigError, match="dns_answer_lookback"):
+        validate_params({"dns_answer_lookback": "a day"}, CATALOG)
+    assert validate_params({"dns_answer_lookback": 3600}, CATALOG) == {"dns_answer_lookback": 3600}
+
+
 def test_discovery_registry_placeholders_resolve_to_the_workloads_account_and_region():
     own = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
     params = {"approved_domains": [], "approved_registries": ["{account}.dkr.ecr.{region}.amazonaws.com"]}
     outcome = engine.evaluate_discovery(CATALOG, discovery(own, own.upper() + "."), params)
     assert outcome.results[0]["status"] == "FAILED"  # the base destinations are not approved now
-    only_own = dict(BASE_DISCOVERY, destinations=[{"name": own + ".", "query_type": "A"}])
+    only_own = dict(discovery(), destinations=[{"name": own + ".", "query_type": "A"}])
     assert engine.evaluate_discovery(CATALOG, only_own, params).results[0]["status"] == "PASSED"
     other = dict(only_own, account_id="210987654321")
     assert engine.evaluate_discovery(CATALOG, other, params).results[0]["status"] == "FAILED"

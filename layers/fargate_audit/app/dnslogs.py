@@ -53,11 +53,12 @@ import json
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from fargate_audit.app.events import EventError
 from fargate_audit.core.checks import normalize_domain
+from fargate_audit.core.egress import lookback_start, name_for
 from fargate_audit.stores.discovery import (
     DISCOVERED_GSI_PK,
     SUMMARY_SK,
@@ -81,7 +82,6 @@ MAX_SOURCES = 8  # source addresses kept per unattributed destination
 MAX_ADDRESSES = 16  # A/AAAA answer addresses kept per record
 ANSWER_TTL_DAYS = 8  # answers older than this name nothing (dns_answer_lookback at most 7 days)
 ADDRESS_TYPES = ("A", "AAAA")
-DEFAULT_ANSWER_LOOKBACK = 24 * 3600  # dns_answer_lookback's default (rules.md, EGR-03), seconds
 DISCOVERY_TTL_DAYS = 30  # a destination not seen for 30 days is forgotten
 BATCH_TTL_DAYS = 3  # CloudWatch Logs and Lambda retry a batch for at most hours
 MAX_SNAPSHOT_BYTES = 300 * 1024  # the attribution kept in chunk 0's marker (item: 400 KB)
@@ -502,63 +502,36 @@ def answer_update(answer: AnswerAggregate, now: datetime) -> dict:
     }
 
 
-def name_for(
-    answers: Iterable[Mapping[str, Any]], started: str, workload_key: str, lookback_seconds: int
-) -> str | None:
-    """The name of a flow's address: the name whose answer for it was seen last at or
-    before ``started`` (the flow's first_seen) and no earlier than ``lookback_seconds``
-    before it; answers from the flow's own workload's tasks first, else from any source in
-    the VPC. ``answers``: the address's answer items (``{"name", "workload_key",
-    "first_seen", "last_seen"}``, one per hour, name and source). An item's moment is its
-    ``last_seen`` when that is not after ``started``, else its ``first_seen`` when that is
-    not (an answer of the same hour, before the flow), else it names nothing. Ties: the
-    smaller name."""
-    if not started:
-        return None
-    begin = lookback_start(started, lookback_seconds)
-    best: dict[bool, tuple[str, str]] = {}
-    for item in answers:
-        first, last = str(item.get("first_seen") or ""), str(item.get("last_seen") or "")
-        moment = last if last and last <= started else (first if first and first <= started else "")
-        name = str(item.get("name") or "")
-        if not moment or not name or moment < begin:
-            continue
-        own = item.get("workload_key") == workload_key
-        current = best.get(own)
-        if current is None or moment > current[0] or (moment == current[0] and name < current[1]):
-            best[own] = (moment, name)
-    chosen = best.get(True) or best.get(False)
-    return chosen[1] if chosen else None
+def flow_answers(
+    answers_of: Callable[[str, str, str, str], list[dict]], lookback_seconds: int
+) -> Callable[[Mapping[str, Any]], list[dict]]:
+    """``answers(flow)`` for flow rows (``{"address", "vpc_id", "first_seen"}``): the
+    address's answer items of the lookback window before the flow started, read through
+    ``answers_of(vpc, address, since, until)`` (one Query per flow row, ``DiscoveryStore.
+    answers``). A flow without a VPC (recorded before the VPC was kept) or a start has none."""
+
+    def answers(flow: Mapping[str, Any]) -> list[dict]:
+        vpc, address, started = flow.get("vpc_id"), flow.get("address"), flow.get("first_seen")
+        if not vpc or not address or not started:
+            return []
+        return answers_of(
+            str(vpc), str(address), lookback_start(str(started), lookback_seconds), str(started)
+        )
+
+    return answers
 
 
 def flow_namer(
     answers_of: Callable[[str, str, str, str], list[dict]], workload_key: str, lookback_seconds: int
 ) -> Callable[[Mapping[str, Any]], str | None]:
-    """``name_of(flow)`` for one workload's flow rows (``{"address", "vpc_id",
-    "first_seen"}``): reads the address's answer items of the lookback window through
-    ``answers_of(vpc, address, since, until)`` (one Query per flow row, ``DiscoveryStore.
-    answers``) and names it with ``name_for``. A flow without a VPC (recorded before the
-    VPC was kept) or a start stays unnamed."""
+    """``name_of(flow)`` for one workload's flow rows: the answers of :func:`flow_answers`
+    named with ``core.egress.name_for`` (None: no answer named the address)."""
+    answers = flow_answers(answers_of, lookback_seconds)
 
     def name_of(flow: Mapping[str, Any]) -> str | None:
-        vpc, address, started = flow.get("vpc_id"), flow.get("address"), flow.get("first_seen")
-        if not vpc or not address or not started:
-            return None
-        since = lookback_start(str(started), lookback_seconds)
-        return name_for(
-            answers_of(str(vpc), str(address), since, str(started)),
-            str(started),
-            workload_key,
-            lookback_seconds,
-        )
+        return name_for(answers(flow), str(flow.get("first_seen") or ""), workload_key, lookback_seconds)
 
     return name_of
-
-
-def lookback_start(started: str, lookback_seconds: int) -> str:
-    """The ISO time ``lookback_seconds`` before ``started``."""
-    moment = datetime.fromisoformat(started.replace("Z", "+00:00")) - timedelta(seconds=lookback_seconds)
-    return str(utc_second(moment))
 
 
 def marker_put(

@@ -29,8 +29,9 @@ Items (``pk`` / ``sk``), beside the DNS ones (``stores.discovery``):
 - ``DISC#<workload key>`` / ``FLOW#<address>#<protocol>#<port>#<action>``: ``packets``,
   ``bytes_out`` and ``flows`` (ADD), ``first_seen`` (kept from the first batch),
   ``last_seen``; ``ttl`` 30 days after it was last seen.
-- ``DISC#<workload key>`` / ``SUMMARY``: ``flow_records`` added (the DISCOVERED index lists
-  the workload, as for DNS).
+- ``DISC#<workload key>`` / ``SUMMARY``: ``flow_records`` added: every record of the
+  workload's ENIs, egress or not (the DISCOVERED index lists the workload, as for DNS; a
+  workload with flow data but no internet egress is known to have flow data).
 - ``FLOWBATCH#<batch id>`` / ``CHUNK#<i>``: the marker of one applied chunk.
 
 Idempotency and partial failure: as ``dnslogs`` (chunks of at most 99 updates, each one
@@ -47,7 +48,7 @@ import json
 import re
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +60,7 @@ from fargate_audit.app.dnslogs import (
     WriteStats,
 )
 from fargate_audit.app.events import EventError
+from fargate_audit.core.egress import PRIVATE_NETWORKS, is_private
 from fargate_audit.stores.discovery import (
     DISCOVERED_GSI_PK,
     FLOW_BATCH_PREFIX,
@@ -80,19 +82,6 @@ NEEDED = ("interface-id", "srcaddr", "dstaddr", "dstport", "protocol", "bytes", 
 PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp"}
 ACTIONS = ("ACCEPT", "REJECT")
 NO_DATA = ("NODATA", "SKIPDATA")
-# Not internet egress (rules.md EGR-03), besides the VPCs' own CIDRs (FLOW_LOG_VPC_CIDRS)
-PRIVATE_NETWORKS = tuple(
-    ipaddress.ip_network(cidr)
-    for cidr in (
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "100.64.0.0/10",
-        "169.254.0.0/16",
-        "fd00::/8",
-        "fe80::/10",
-    )
-)
 _FIELD = re.compile(r"\$\{([a-z0-9-]+)\}")
 
 
@@ -273,11 +262,6 @@ def private_networks(extra: Iterable[str] = ()) -> tuple:
     return tuple(networks)
 
 
-def is_private(address: str, networks: tuple = PRIVATE_NETWORKS) -> bool:
-    ip = ipaddress.ip_address(address)
-    return any(ip.version == net.version and ip in net for net in networks)
-
-
 # --------------------------------------------------------------------------- aggregation
 
 
@@ -314,9 +298,13 @@ class FlowAggregation:
     other_enis: int = 0  # ENIs no known task owned when the flow started (or forgotten)
     ingress: int = 0
     private: int = 0
+    # every workload whose ENIs the batch has records of (egress or not): [workload name,
+    # records, first start, last end]; its summary counts them, so a workload with flow data
+    # but no internet egress is known to have flow data (EGR-03 PASSED, not no result)
+    seen: dict[str, list] = field(default_factory=dict)
 
     def workloads(self) -> list[str]:
-        return sorted({a.workload_key for a in self.aggregates.values()})
+        return sorted(self.seen)
 
     def counts(self) -> dict:
         return {
@@ -350,6 +338,17 @@ def aggregate(
         if owner is None or not owner.get("workload_key"):
             out.other_enis += 1
             continue
+        workload_key = str(owner["workload_key"])
+        seen = out.seen.get(workload_key)
+        if seen is None:
+            seen = out.seen[workload_key] = [
+                str(owner.get("workload") or workload_key),
+                0,
+                rec.start,
+                rec.end,
+            ]
+        seen[1] += 1
+        seen[2], seen[3] = min(seen[2], rec.start), max(seen[3], rec.end)
         if not _is_egress(rec, owner):
             out.ingress += 1
             continue
@@ -358,11 +357,10 @@ def aggregate(
             continue
         out.egress += 1
         out.rejected += rec.action == "REJECT"
-        key = (str(owner["workload_key"]), rec.dstaddr, rec.protocol, rec.dstport, rec.action)
+        key = (workload_key, rec.dstaddr, rec.protocol, rec.dstport, rec.action)
         agg = out.aggregates.get(key)
         if agg is None:
-            workload = str(owner.get("workload") or owner["workload_key"])
-            agg = out.aggregates[key] = FlowAggregate(key[0], workload, *key[1:])
+            agg = out.aggregates[key] = FlowAggregate(key[0], seen[0], *key[1:])
             agg.vpc_id = str(owner["vpc_id"]) if owner.get("vpc_id") else None
         agg.add(rec)
     return out
@@ -419,16 +417,17 @@ def flow_update(agg: FlowAggregate, now: datetime) -> dict:
     }
 
 
-def summary_update(workload_key: str, aggregates: list[FlowAggregate], now: datetime) -> dict:
-    """The UpdateItem of the workload's discovery summary (flow records added)."""
-    first = min(a.first_seen for a in aggregates)
-    last = max(a.last_seen for a in aggregates)
+def summary_update(workload_key: str, seen: list, now: datetime) -> dict:
+    """The UpdateItem of the workload's discovery summary: ``flow_records`` adds the
+    batch's records of the workload's ENIs (egress or not; ``seen`` = [workload name,
+    records, first start, last end])."""
+    workload, records, first, last = seen
     parts = workload_key.split("#")
     values = {
-        ":n": sum(a.flows for a in aggregates),
+        ":n": records,
         ":fs": first,
         ":ls": last,
-        ":w": aggregates[0].workload,
+        ":w": workload,
         ":wk": workload_key,
         ":acct": parts[1],
         ":region": parts[2],
@@ -466,15 +465,16 @@ def marker_put(
 def plan_chunks(
     aggregation: FlowAggregation, now: datetime, capacity: int = CHUNK_ACTIONS
 ) -> list[list[dict]]:
-    """The batch's updates (sorted; each workload's summary before its destinations) cut
-    into chunks of at most ``capacity`` actions. Deterministic, as ``dnslogs.plan_chunks``."""
-    by_workload: dict[str, list[FlowAggregate]] = {}
+    """The batch's updates (sorted; each workload's summary before its destinations; a
+    workload with records but no internet egress has its summary alone) cut into chunks of
+    at most ``capacity`` actions. Deterministic, as ``dnslogs.plan_chunks``."""
+    by_workload: dict[str, list[FlowAggregate]] = {key: [] for key in sorted(aggregation.seen)}
     for key in sorted(aggregation.aggregates):
         agg = aggregation.aggregates[key]
-        by_workload.setdefault(agg.workload_key, []).append(agg)
+        by_workload[agg.workload_key].append(agg)
     actions: list[dict] = []
     for workload_key, aggs in by_workload.items():
-        actions.append(summary_update(workload_key, aggs, now))
+        actions.append(summary_update(workload_key, aggregation.seen[workload_key], now))
         actions += [flow_update(agg, now) for agg in aggs]
     return [actions[start : start + capacity] for start in range(0, len(actions), capacity)]
 

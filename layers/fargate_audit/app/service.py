@@ -42,7 +42,9 @@ from typing import Any
 
 from fargate_audit.app import dnslogs, events, flowlogs, scan
 from fargate_audit.core import engine
+from fargate_audit.core.egress import duration_seconds
 from fargate_audit.core.errors import FargateAuditError, ScanError
+from fargate_audit.core.params import effective_params
 from fargate_audit.edge import collect, queue
 from fargate_audit.edge.accounts import AccountClients, AssumeRoleError, AuditedAccounts
 from fargate_audit.edge.aws import AWS_ERRORS, Clients, describe_error, failure_message
@@ -859,15 +861,20 @@ def _read_ranges(rt: Runtime, records: list) -> dict:
 def evaluate_workload_discovery(
     rt: Runtime, store: DiscoveryStore, workload_key: str, now: datetime
 ) -> tuple[list[dict], Any]:
-    """The workload-discovery rules (EGR-01) on everything recorded for one workload, and
-    their findings synchronised with Security Hub. Nothing is published for a workload
-    with no running task (its findings were archived when the last one stopped) or when
+    """The workload-discovery rules (EGR-01, EGR-03) on everything recorded for one
+    workload (its DNS destinations; its flow rows, each with the DNS answers of its
+    address in the lookback window before it started; its flow record count), and their
+    findings synchronised with Security Hub. Nothing is published for a workload with no
+    running task (its findings were archived when the last one stopped) or when
     publishing is off. Returns (results, publish outcome or None)."""
     running = rt.recorder.running_tasks(workload_key)
     if not running or rt.publisher is None:
         return [], None
     postures = [task["posture"] for task in running]
     first = postures[0]
+    lookback = duration_seconds(effective_params(rt.catalog, rt.params)["dns_answer_lookback"])
+    answers = dnslogs.flow_answers(store.answers, lookback)
+    summary = store.summary(workload_key) or {}
     discovery = {
         "account_id": first["account_id"],
         "region": first["region"],
@@ -876,6 +883,8 @@ def evaluate_workload_discovery(
         "cluster_name": first.get("cluster_name"),
         "group": first.get("group"),
         "destinations": store.destinations(workload_key),
+        "flow_records": int(summary.get("flow_records") or 0),
+        "flows": [flow | {"answers": answers(flow)} for flow in store.flows(workload_key)],
     }
     evaluation = engine.evaluate_discovery(rt.catalog, discovery, rt.params, today=now.date())
     findings = [asff.build_discovery_finding(r, postures, rt.catalog, now) for r in evaluation.results]
@@ -957,7 +966,9 @@ def handle_flow_logs(event: Any, rt: Runtime, now: datetime) -> dict:
     recorded), records parsed (malformed ones counted and skipped, NODATA/SKIPDATA
     counted), each attributed by its ENI to the task that owned it when the flow started
     (the ENI index), internet egress aggregated per (workload, address, protocol, port,
-    action) and written once per batch however often it is delivered."""
+    action) and written once per batch however often it is delivered; then the
+    workload-discovery rules (EGR-03 with EGR-01) evaluated for every workload the batch
+    had records of, and published."""
     payload = dnslogs.decode_subscription(event)
     base = {"log_group": payload.get("logGroup"), "log_stream": payload.get("logStream")}
     if payload["messageType"] == dnslogs.CONTROL_MESSAGE:
@@ -1006,7 +1017,14 @@ def handle_flow_logs(event: Any, rt: Runtime, now: datetime) -> dict:
     )
     status = "recorded" if stats.written else ("duplicate" if stats.skipped else IGNORED)
     if not stats.chunks:
-        base["reason"] = "no internet egress of a known task in the batch"
+        base["reason"] = "no record of a known task's ENI in the batch"
+    results, outcomes = {}, []
+    for key in aggregation.workloads():
+        found, outcome = evaluate_workload_discovery(rt, store, key, now)
+        results.update({f"{key}/{r['rule_id']}": r["status"] for r in found})
+        outcomes.append(outcome)
+    findings = _publish_summary(outcomes)
+    findings["workloads"] = sum(1 for outcome in outcomes if outcome is not None)
     return base | {
         "status": status,
         **aggregation.counts(),
@@ -1016,4 +1034,6 @@ def handle_flow_logs(event: Any, rt: Runtime, now: datetime) -> dict:
         "chunks_written": stats.written,
         "chunks_skipped": stats.skipped,
         "item_writes": stats.actions,
+        "results": results,
+        "findings": findings,
     }

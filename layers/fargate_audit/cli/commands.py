@@ -545,7 +545,7 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     """Destinations observed per workload from DNS query logs; optionally an allow list."""
     from datetime import UTC, datetime
 
-    from fargate_audit.app.dnslogs import DEFAULT_ANSWER_LOOKBACK, flow_namer
+    from fargate_audit.app.dnslogs import flow_namer
     from fargate_audit.cli import egress
     from fargate_audit.cli.views import open_table, read_table, table_name
     from fargate_audit.stores.discovery import DiscoveryStore
@@ -558,6 +558,7 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
         if not os.path.isfile(args.params):
             raise ConfigError(f"{args.params}: params file not found")
         overrides = params_mod.load_params(args.params, catalog)
+    from fargate_audit.core.egress import duration_seconds
     from fargate_audit.core.params import effective_params
 
     values = effective_params(catalog, overrides)
@@ -586,7 +587,7 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
                 table, "Query", lambda: store.answers(vpc, address, low, high)
             ),
             key,
-            int(values.get("dns_answer_lookback", DEFAULT_ANSWER_LOOKBACK)),
+            duration_seconds(values["dns_answer_lookback"]),
         ),
     )
     if kind is not None:

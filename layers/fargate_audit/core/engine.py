@@ -12,9 +12,9 @@ For each task (ordered by task ARN) and each rule (in id order):
    ``evidence.exempted = {reason, expires}``; expired exemptions are ignored and listed.
 
 Only the catalog's ``task-posture`` rules are evaluated on postures; ``workload-discovery``
-rules (EGR-01) need DNS query logs, which a posture does not hold: :func:`evaluate_discovery`
-evaluates them on one workload's Discovery (the dns_logs function does), with the same
-steps 3 and 4.
+rules (EGR-01, EGR-03) need DNS query logs and flow logs, which a posture does not hold:
+:func:`evaluate_discovery` evaluates them on one workload's Discovery (the dns_logs and
+flow_logs functions do), with the same steps 3 and 4.
 
 Pure: no boto3, no clock (``today`` is an argument), no environment; postures are never
 mutated and evidence never aliases them (checks build fresh evidence rather than the
@@ -257,7 +257,9 @@ def evaluate_discovery(
     """Evaluate every ``workload-discovery`` rule on one workload's Discovery
     (``{"account_id", "region", "workload", "destinations": [...]}``, docs/design.md
     section 6). Results are per workload: ``{"workload", "rule_id", "status", "severity",
-    "title", "evidence"}``; exemptions match the workload like they do for postures."""
+    "title", "evidence"}``; exemptions match the workload like they do for postures. A rule
+    that does not concern the workload (NOT_APPLICABLE: EGR-03 without flow data) gives no
+    result, so no finding."""
     overrides = validate_params(params, catalog) if params is not None else {}
     exemptions = overrides.get(EXEMPTIONS) or []
     if exemptions and today is None:
@@ -268,6 +270,8 @@ def evaluate_discovery(
     expired_seen: dict[int, dict] = {}
     for rule in catalog.discovery_rules:
         status, evidence = evaluate_rule(rule, discovery, resolved)
+        if status == NOT_APPLICABLE:  # e.g. EGR-03 without flow data: no result at all
+            continue
         if status == FAILED and exemptions:
             status = _exempt(evidence, exemptions, rule.id, workload, today, expired_seen)
         results.append(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import ipaddress
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from fargate_audit.core.egress import MAX_ANSWER_LOOKBACK, duration_seconds
 from fargate_audit.core.errors import ConfigError
 from fargate_audit.core.rules import Catalog, problem, read_yaml, schema_problems
 
@@ -80,6 +82,16 @@ def _semantic_problems(source: str, data: Mapping, catalog: Catalog) -> list[str
             problems.append(
                 problem(source, ["allowed_public_ports", i], f"from {iv['from']} is above to {iv['to']}")
             )
+    for i, cidr in enumerate(data.get("approved_egress_cidrs") or []):
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            problems.append(problem(source, ["approved_egress_cidrs", i], f"{cidr!r} is not a CIDR"))
+    lookback = data.get("dns_answer_lookback")
+    if lookback is not None and duration_seconds(lookback) > MAX_ANSWER_LOOKBACK:
+        problems.append(
+            problem(source, "dns_answer_lookback", f"{lookback!r} is above 7 days (DNS answers are kept 8)")
+        )
     known = set(catalog.ids)
     for i, exemption in enumerate(data.get(EXEMPTIONS) or []):
         rule = exemption["rule"]

@@ -473,6 +473,27 @@ def build_findings(
     return sorted(findings, key=lambda f: f["Id"])
 
 
+def _unresolved_lead(evidence: Mapping, workload: str, status: str) -> tuple[str, dict]:
+    """EGR-03's lead sentence and product fields: the addresses with protocol, port and bytes."""
+    count = int(evidence.get("unresolved_count") or 0)
+    if status != "FAILED":
+        return (
+            f"Every internet address the tasks of {workload} sent traffic to in flow logs was named "
+            "by a DNS answer or is approved.",
+            {"fargate-audit/UnresolvedAddresses": "0"},
+        )
+    shown = ", ".join(
+        f"{d.get('address')} {d.get('protocol')}/{d.get('port')} ({d.get('bytes_out')} bytes)"
+        for d in list(evidence.get("unresolved_destinations") or [])[:10]
+    )
+    more = f" (+{count - 10} more)" if count > 10 else ""
+    lead = (
+        f"Tasks of {workload} sent {evidence.get('unresolved_bytes_out', 0)} bytes to {count} internet "
+        f"addresses no DNS answer named: {shown}{more}."
+    )
+    return lead, {"fargate-audit/UnresolvedAddresses": str(count)}
+
+
 def build_discovery_finding(
     result: Mapping[str, Any],
     workload_postures: list[dict],
@@ -480,10 +501,11 @@ def build_discovery_finding(
     now: datetime,
     prior: dict | None = None,
 ) -> dict:
-    """The finding of a workload-discovery rule (EGR-01) for one workload.
+    """The finding of a workload-discovery rule (EGR-01, EGR-03) for one workload.
 
     ``result``: :func:`engine.evaluate_discovery`'s result for the workload (PASSED or
-    FAILED; the evidence names the unapproved domains); ``workload_postures``: the
+    FAILED; the evidence names the unapproved domains, or for EGR-03 the unresolved
+    addresses); ``workload_postures``: the
     workload's running tasks (for the service / task definition resources and its ids).
     Same Id, product, types and compliance fields as a posture rule's finding; the
     resources are the workload's own (DNS logs name addresses, not ENIs or groups)."""
@@ -493,17 +515,20 @@ def build_discovery_finding(
     workload = first.get("workload") or f"{first['cluster_name']}/{first['group']}"
     status = "FAILED" if result["status"] == "FAILED" else "PASSED"
     evidence = result.get("evidence") or {}
-    domains = list(evidence.get("unapproved_domains") or [])
-    count = int(evidence.get("unapproved_count") or len(domains))
-    if status == "FAILED":
-        shown = ", ".join(domains[:10]) + (f" (+{count - 10} more)" if count > 10 else "")
-        lead = f"Tasks of {workload} resolved {count} domains no approved pattern matches: {shown}."
+    if "unresolved_count" in evidence:  # EGR-03
+        lead, product_fields = _unresolved_lead(evidence, workload, status)
     else:
-        lead = f"Every domain the tasks of {workload} were seen resolving is approved."
+        domains = list(evidence.get("unapproved_domains") or [])
+        count = int(evidence.get("unapproved_count") or len(domains))
+        if status == "FAILED":
+            shown = ", ".join(domains[:10]) + (f" (+{count - 10} more)" if count > 10 else "")
+            lead = f"Tasks of {workload} resolved {count} domains no approved pattern matches: {shown}."
+        else:
+            lead = f"Every domain the tasks of {workload} were seen resolving is approved."
+        product_fields = {"fargate-audit/UnapprovedDomains": str(count)}
     exempted = evidence.get("exempted")
     if isinstance(exempted, Mapping):
         lead += f" Exempted: {exempted.get('reason')} (until {exempted.get('expires')})."
-    product_fields = {"fargate-audit/UnapprovedDomains": str(count)}
     line = summarize_evidence(evidence, limit=MAX_PRODUCT_FIELD_VALUE)
     if line and status == "FAILED":
         product_fields["fargate-audit/Evidence"] = line

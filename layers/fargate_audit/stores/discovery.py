@@ -183,6 +183,14 @@ class DiscoveryStore:
             for item in items
         ]
 
+    def summary(self, workload_key: str) -> dict | None:
+        """The workload's discovery summary (``decode_summary``), None when it has none."""
+        items = self.table.query(  # a Query, not GetItem: the functions' policies grant Query
+            KeyConditionExpression="pk = :pk AND sk = :s",
+            ExpressionAttributeValues=to_attributes({":pk": discovery_pk(workload_key), ":s": SUMMARY_SK}),
+        )
+        return decode_summary(items[0]) if items else None
+
     def summaries(self) -> list[dict]:
         """Every workload with discoveries (the DISCOVERED index), by workload key."""
         items = self.table.query(
