@@ -71,3 +71,26 @@ def test_the_story_leaves_no_environment_runtime_or_frozen_task_state_behind(sto
     assert story["after"] == story["before"]
     assert lambda_handlers._RUNTIME is None
     assert state_manager.get_transition(estate.TASK_STATE_MODEL) != estate.FROZEN
+
+
+def test_the_flow_log_part_names_addresses_with_ports_and_shows_a_rejected_attempt(story):
+    text = story["text"][story["text"].index("Egress with ports and bytes") :]
+    match = re.search(
+        r"one batch of (\d+) records: (\d+) of internet egress \((\d+) rejected\), (\d+) to private", text
+    )
+    total, egress_records, rejected, private = map(int, match.groups())
+    assert total == egress_records + private and rejected >= 1 and private >= 1
+    edge = text[text.index("Internet egress of prod-web/service:edge-proxy") :]
+    # the registry's address is named by the DNS answer seen before the flow
+    assert re.search(r"\n\s+registry-1\.docker\.io\s+tcp\s+443\s+ACCEPT\s+\d+\s+\d+\s.*\sNO\n", edge)
+    assert re.search(r"\n\s+198\.51\.100\.77\s+tcp\s+22\s+REJECT\s", edge)
+    worker = text[text.index("Internet egress of batch/family:report-worker") :]
+    assert re.search(r"\n\s+192\.0\.2\.66\s+tcp\s+8443\s+ACCEPT\s.*\s-\n", worker)  # nobody resolved it
+    assert re.search(r"\n\s+telemetry\.insights-vendor\.example\s+tcp\s+443\s+ACCEPT\s", worker)
+
+
+def test_egr_03_fails_for_the_direct_to_ip_connection_only(story):
+    section = story["text"][story["text"].index("EGR-03 findings") :]
+    assert re.search(r"batch/family:report-worker: FAILED \(192\.0\.2\.66 tcp/8443 \(\d+ bytes\)\)", section)
+    assert "prod-web/service:edge-proxy: PASSED" in section  # its rejected SSH attempt sent nothing
+    assert "prod-web/service:checkout-api: PASSED" in section  # its database is in the VPC

@@ -458,6 +458,122 @@ def resolver_record(
     }
 
 
+# Then the VPC's flow log (the documented format, flowlogs.DOCUMENTED_FORMAT) through the
+# flow_logs handler: per workload, (address, protocol, port, action) with packets and bytes,
+# named by the DNS answers above; EGR-03 for traffic to an address nobody resolved.
+FLOW_STORY = {  # workload -> [(destination: a name resolved above, or an address), port, action, bytes]
+    "prod-web/service:edge-proxy": [
+        ("registry-1.docker.io", 443, "ACCEPT", 48_200_000),  # the image pull
+        ("production.cloudflare.docker.com", 443, "ACCEPT", 61_900_000),
+        ("198.51.100.77", 22, "REJECT", 240),  # an SSH attempt the security group refused
+    ],
+    "batch/family:report-worker": [
+        ("ghcr.io", 443, "ACCEPT", 3_100_000),
+        ("telemetry.insights-vendor.example", 443, "ACCEPT", 912_000),
+        ("192.0.2.66", 8443, "ACCEPT", 7_340_000),  # hard-coded: no DNS answer named it
+    ],
+    "prod-web/service:checkout-api": [
+        ("dynamodb.{region}.amazonaws.com", 443, "ACCEPT", 2_480_000),
+        ("10.0.20.15", 5432, "ACCEPT", 5_000_000),  # the database, in the VPC: not internet egress
+    ],
+}
+
+
+def flow_record(
+    account: str, eni: str, src: str, dst: str, port: int, action: str, size: int, start: int, vpc: str
+) -> str:
+    """One VPC flow-log record in the documented format (flowlogs.DOCUMENTED_FORMAT)."""
+    packets = max(1, size // 1200)
+    return (
+        f"5 {account} {eni} {src} {dst} {40000 + port % 1000} {port} 6 {packets} {size} "
+        f"{start} {start + 60} {action} OK {vpc} egress"
+    )
+
+
+def _flow_story(session, info, lambda_handlers, context, store, params, enis, attached) -> list[str]:
+    from datetime import timedelta
+
+    from fargate_audit.app import dnslogs
+    from fargate_audit.cli import egress
+    from fargate_audit.core.egress import duration_seconds
+    from fargate_audit.local.estate import DEMO_FLOW_LOG_GROUP
+
+    account, region, vpc = info.account_id, info.region, info.vpcs["prod"]
+    messages = []
+    for workload, flows in FLOW_STORY.items():
+        for n, (eni, ip) in enumerate(enis[workload]):
+            for i, (destination, port, action, size) in enumerate(flows):
+                name = destination.format(region=region)
+                # a name resolved above goes to the address its answer gave
+                address = (
+                    name
+                    if name[0].isdigit()
+                    else resolver_record(account, region, vpc, ip, name, "")["answers"][0]["Rdata"]
+                )
+                start = int((attached + timedelta(minutes=2 + i, seconds=n)).timestamp())
+                messages.append(flow_record(account, eni, ip, address, port, action, size, start, vpc))
+    payload = {
+        "messageType": dnslogs.DATA_MESSAGE,
+        "owner": account,
+        "logGroup": DEMO_FLOW_LOG_GROUP,
+        "logStream": "demo-enis",
+        "subscriptionFilters": ["fargate-audit-flow-logs"],
+        "logEvents": [
+            {"id": f"{38_000_000_000 + i}", "timestamp": 0, "message": m} for i, m in enumerate(messages)
+        ],
+    }
+    first = lambda_handlers.flow_logs(dnslogs.encode_subscription(payload), context)
+    answers_of = store.answers
+    lookback = duration_seconds(params["dns_answer_lookback"])
+    selected = [
+        s
+        for s in egress.select(store.summaries(), None)
+        if s["workload"] in ("prod-web/service:edge-proxy", "batch/family:report-worker")
+    ]
+    view = egress.discovered_view(
+        selected,
+        store.destinations,
+        params,
+        flows_of=store.flows,
+        names_of=lambda key: dnslogs.flow_namer(answers_of, key, lookback),
+    )
+    lines = [
+        "",
+        "Egress with ports and bytes: the VPC flow log of prod, through the flow_logs handler:",
+        f"  - one batch of {first['records']} records: {first['egress']} of internet egress "
+        f"({first['rejected']} rejected), {first['private']} to private addresses (not egress); "
+        f"{first['destinations']} destinations written, {first['item_writes']} item writes.",
+        "  - `fargate-audit discovered` now names each address by the DNS answer that gave it "
+        "(before the flow, within dns_answer_lookback):",
+    ]
+    lines += _indented(egress.format_discovered(view))
+    lines.append("  - EGR-03 findings (traffic to internet addresses no DNS answer named):")
+    for finding in _findings_of(session, region, "EGR-03"):
+        status = finding["Compliance"]["Status"]
+        lead = finding["Description"].split(". ", 1)[0] if status == "FAILED" else ""
+        lines.append(
+            f"      {finding['ProductFields']['fargate-audit/Workload']}: {status}"
+            + (f" ({lead.split(': ', 1)[-1]})" if lead else "")
+        )
+    return lines
+
+
+def _indented(text: str) -> list[str]:
+    return ["      " + line if line else "" for line in text.rstrip("\n").splitlines()]
+
+
+def _findings_of(session, region: str, rule_id: str) -> list[dict]:
+    """Security Hub's findings of one rule (moto ignores filters), by Id."""
+    securityhub = session.client("securityhub", region_name=region)
+    found = [
+        finding
+        for page in securityhub.get_paginator("get_findings").paginate()
+        for finding in page["Findings"]
+        if finding.get("GeneratorId") == f"fargate-audit/{rule_id}"
+    ]
+    return sorted(found, key=lambda f: f["Id"])
+
+
 def run_dns_story(out: TextIO, region: str = DEMO_REGION) -> None:
     """Egress discovery on the demo estate: query logs through the dns_logs handler, the
     ``discovered`` view, EGR-01 findings and the allow-list exports (to a temp dir)."""
@@ -492,6 +608,7 @@ def _tell_dns_story(out: TextIO, session, info, lambda_handlers) -> None:
 
     # The tasks start: their RUNNING events (connectivityAt: when their ENI was attached).
     records: list[dict] = []
+    enis: dict[str, list[tuple[str, str]]] = {}  # workload -> its tasks' (ENI, address)
     for workload, (pulls, calls) in DNS_STORY_WORKLOADS.items():
         cluster = workload.split("/", 1)[0]
         described = ecs.describe_tasks(cluster=cluster, tasks=info.workloads[workload])["tasks"]
@@ -507,6 +624,7 @@ def _tell_dns_story(out: TextIO, session, info, lambda_handlers) -> None:
                 for d in a["details"]
             }
             ip = details["privateIPv4Address"]
+            enis.setdefault(workload, []).append((details["networkInterfaceId"], ip))
             vpc = info.vpcs["prod"]
             for i, name in enumerate(pulls):  # before the task started: the image pull
                 name = name.format(account=account, region=region)
@@ -555,20 +673,15 @@ def _tell_dns_story(out: TextIO, session, info, lambda_handlers) -> None:
         "nothing counted twice.",
         "  - `fargate-audit discovered`:",
     ]
-    lines += [
-        "      " + line if line else "" for line in egress.format_discovered(view).rstrip("\n").splitlines()
-    ]
+    lines += _indented(egress.format_discovered(view))
     lines.append("  - EGR-01 findings in Security Hub (one per workload; evidence: the unapproved names):")
-    securityhub = session.client("securityhub", region_name=region)
-    for page in securityhub.get_paginator("get_findings").paginate():
-        for finding in sorted(page["Findings"], key=lambda f: f["Id"]):
-            if finding.get("GeneratorId") != "fargate-audit/EGR-01":
-                continue
-            evidence = finding["ProductFields"].get("fargate-audit/Evidence", "")
-            lines.append(
-                f"      {finding['ProductFields']['fargate-audit/Workload']}: "
-                f"{finding['Compliance']['Status']}" + (f" ({evidence})" if evidence else "")
-            )
+    for finding in _findings_of(session, region, "EGR-01"):
+        evidence = finding["ProductFields"].get("fargate-audit/Evidence", "")
+        lines.append(
+            f"      {finding['ProductFields']['fargate-audit/Workload']}: "
+            f"{finding['Compliance']['Status']}" + (f" ({evidence})" if evidence else "")
+        )
+    lines += _flow_story(session, info, lambda_handlers, context, store, params, enis, attached)
     folder = Path(tempfile.mkdtemp(prefix="fargate-audit-demo-"))
     checkout = egress.select(store.summaries(), "prod-web/service:checkout-api")
     checkout_view = egress.discovered_view(checkout, store.destinations, params)

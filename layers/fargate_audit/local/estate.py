@@ -47,6 +47,7 @@ WORLD4 = "0.0.0.0/0"
 WORLD6 = "::/0"
 RUN_TASK_MAX_COUNT = 10  # RunTask starts at most 10 tasks per call
 DEMO_QUERY_LOG_GROUP = "/vpc/prod/dns-queries"  # Resolver query logs of the demo's prod VPC
+DEMO_FLOW_LOG_GROUP = "/vpc/prod/flow-logs"  # the VPC flow log of the demo's prod VPC
 
 
 @dataclass
