@@ -138,9 +138,11 @@ def test_the_vpcs_own_cidrs_are_not_internet():
     assert flowlogs.aggregate(records, {ENI: [OWNER]}, networks).private == 1
 
 
-def test_the_function_settings_default_to_the_documented_format_and_check_cidrs():
+def test_the_function_settings_leave_the_format_unset_by_default_and_check_cidrs():
     text, networks = _flow_log_settings({})
-    assert text == flowlogs.DOCUMENTED_FORMAT and networks == flowlogs.PRIVATE_NETWORKS
+    assert text is None and networks == flowlogs.PRIVATE_NETWORKS
+    assert _flow_log_settings({"FLOW_LOG_FORMAT": "  "})[0] is None
+    assert _flow_log_settings({"FLOW_LOG_FORMAT": " ${a} ${b} "})[0] == "${a} ${b}"
     assert len(_flow_log_settings({"FLOW_LOG_VPC_CIDRS": "44.0.0.0/16, 2a05:d018::/56"})[1]) == 9
     with pytest.raises(ConfigError, match="FLOW_LOG_VPC_CIDRS: 'ten' is not a CIDR"):
         _flow_log_settings({"FLOW_LOG_VPC_CIDRS": "ten"})

@@ -224,14 +224,17 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
     )
 
 
-def _flow_log_settings(environ: Mapping[str, str]) -> tuple[str, tuple]:
-    """FLOW_LOG_FORMAT (the flow log's LogFormat; empty: the documented one) and
-    FLOW_LOG_VPC_CIDRS (comma-separated CIDRs that are not internet: the VPCs' own, beside
-    RFC 1918 and the rest of the fixed list). A bad CIDR is a ConfigError; a format that
-    lacks a needed field is rejected batch by batch (dead-lettered, naming the fields)."""
+def _flow_log_settings(environ: Mapping[str, str]) -> tuple[str | None, tuple]:
+    """FLOW_LOG_FORMAT (None when empty) and FLOW_LOG_VPC_CIDRS (comma-separated CIDRs that
+    are not internet: the VPCs' own, beside RFC 1918 and the rest of the fixed list). A
+    batch is read by the LogFormat of the flow log delivering to its log group
+    (ec2:DescribeFlowLogs); FLOW_LOG_FORMAT is the fallback where the account has none
+    (else the documented format) and the format to read where flow logs of different
+    formats share the group. A bad CIDR is a ConfigError; a format that lacks a needed
+    field is rejected batch by batch (dead-lettered, naming the fields)."""
     from fargate_audit.app import flowlogs
 
-    text = (environ.get("FLOW_LOG_FORMAT") or "").strip() or flowlogs.DOCUMENTED_FORMAT
+    text = (environ.get("FLOW_LOG_FORMAT") or "").strip() or None
     cidrs = [c.strip() for c in (environ.get("FLOW_LOG_VPC_CIDRS") or "").split(",") if c.strip()]
     try:
         return text, flowlogs.private_networks(cidrs)
@@ -718,10 +721,13 @@ def dns_logs(outcome: dict, rt, logger, metrics) -> dict:
 
 @handler_envelope("flow_logs", "handle_flow_logs", deadline=False)
 def flow_logs(outcome: dict, rt, logger, metrics) -> dict:
-    """A CloudWatch Logs subscription batch of VPC flow-log records (asynchronous). A
-    malformed or truncated record is counted, logged by its event id only and skipped; a
-    flow log format without the needed fields rejects the batch (``MalformedEvents``, dead
-    letter naming the missing fields). A redelivered batch is not counted twice."""
+    """A CloudWatch Logs subscription batch of VPC flow-log records (asynchronous), read by
+    the format of the flow log delivering to its group (``format_source``). A malformed or
+    truncated record is counted, logged by its event id only and skipped; a format without
+    the needed fields, or flow logs of different formats on the group (FLOW_LOG_FORMAT
+    unset), reject the batch (``MalformedEvents``, a dead letter naming the missing fields
+    or the flow logs); a failed ec2:DescribeFlowLogs raises (Lambda retries, then the
+    OnFailure destination). A redelivered batch is not counted twice."""
     malformed = outcome.get("malformed") or []
     _metric(metrics, "FlowLogRecords", outcome.get("records", 0))
     _metric(metrics, "MalformedFlowRecords", len(malformed))
@@ -746,6 +752,7 @@ def flow_logs(outcome: dict, rt, logger, metrics) -> dict:
         f"flow log batch {outcome['status']}",
         batch_id=outcome.get("batch_id"),
         log_group=outcome.get("log_group"),
+        format_source=outcome.get("format_source"),
         records=outcome.get("records"),
         no_data=outcome.get("no_data"),
         egress=outcome.get("egress"),
