@@ -10,7 +10,10 @@ PUBLISH_FINDINGS (``true``/``false``), VPC_CACHE_TTL_SECONDS (300), ALLOWED_ACCO
 ALLOWED_REGIONS (comma-separated; empty: the account the function reads and its own
 region), AUDIT_ROLE_ARN / AUDIT_ROLE_EXTERNAL_ID (optional: read ECS/EC2 and import
 findings through that role), SWEEP_QUEUE_URL (planner), EVENTS_DLQ_URL (the asynchronous
-functions); the region from AWS_REGION. A bad value is one clear error, logged and raised.
+functions), FLOW_LOG_FORMAT / FLOW_LOG_VPC_CIDRS (flow_logs: the fallback format where no
+flow log of the account delivers to the batch's group, the VPCs' own CIDRs;
+``_flow_log_settings``); the region from AWS_REGION. A bad value is one clear error,
+logged and raised.
 
 Organization scale (interface.md; each empty or unset: not used, one account as before):
 AUDITED_ACCOUNTS (comma-separated ids, each audited once) and/or ORGANIZATIONS_ROLE_ARN
