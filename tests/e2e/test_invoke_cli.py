@@ -20,6 +20,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from fargate_audit.app.flowlogs import DOCUMENTED_FORMAT
 from moto.server import ThreadedMotoServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,9 +124,11 @@ def test_findings_lists_the_active_findings_of_the_workload(invoked, env):
     assert table.splitlines()[0].split()[:4] == ["WORKLOAD", "RULE", "SEVERITY", "STATUS"]
 
 
-def test_invoke_flow_logs_attributes_the_sample_records_to_the_running_sample_task(invoked, env):
+def test_invoke_flow_logs_attributes_the_sample_records_to_the_running_sample_task(invoked, env, endpoint):
     """The flow-log sample is the RUNNING sample's ENI: its internet egress is recorded per
-    destination (IPv4 and IPv6, the REJECTed attempt apart) and `discovered` shows it."""
+    destination (IPv4 and IPv6, the REJECTed attempt apart) and `discovered` shows it. On
+    the emulator `invoke` first creates the flow log delivering to the sample's log group
+    (in the documented format, once), which the handler finds with DescribeFlowLogs."""
     result = json.loads(run(env, "invoke", "flow_logs", "events/flow-log-records.json").stdout)
 
     assert result["status"] == "recorded" and result["workloads"] == [
@@ -133,8 +136,13 @@ def test_invoke_flow_logs_attributes_the_sample_records_to_the_running_sample_ta
     ]
     assert (result["egress"], result["rejected"], result["ingress"], result["private"]) == (5, 1, 1, 2)
     assert (result["no_data"], result["other_enis"], result["malformed"]) == (1, 0, [])
+    group = [{"Name": "log-group-name", "Values": ["/vpc/flow-logs/prod"]}]
+    (flow_log,) = client(endpoint, "ec2").describe_flow_logs(Filters=group)["FlowLogs"]
+    assert result["format_source"] == f"flow log {flow_log['FlowLogId']}"
+    assert flow_log["LogFormat"] == DOCUMENTED_FORMAT  # as templates/vpc-flow-log.yaml creates it
     again = json.loads(run(env, "invoke", "flow_logs", "events/flow-log-records.json").stdout)
     assert again["status"] == "duplicate" and again["item_writes"] == 0
+    assert again["format_source"] == result["format_source"]  # the same flow log, not a second one
     table = run(env, "discovered", "--workload", "service:web").stdout  # as the README shows it
     assert "in flow logs: 4 destinations (1 rejected)" in table
     rows = [line.split() for line in table.splitlines() if line.startswith("  52.")]

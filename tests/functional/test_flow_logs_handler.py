@@ -1,10 +1,14 @@
-"""The flow_logs handler on moto: VPC flow-log records (the documented custom format) in a
-CloudWatch Logs subscription event, attributed by ENI to the task that owned it when the
-flow started (the recorder's ENI index), filtered to internet egress, aggregated per
-(workload, address, protocol, port, action) and written once per batch.
+"""The flow_logs handler on moto: VPC flow-log records in a CloudWatch Logs subscription
+event, read by the LogFormat of the flow log delivering to the event's log group
+(ec2:DescribeFlowLogs, cached; FLOW_LOG_FORMAT or the documented format where none is
+found), attributed by ENI to the task that owned it when the flow started (the recorder's
+ENI index), filtered to internet egress, aggregated per (workload, address, protocol,
+port, action) and written once per batch.
 
 The world is support.world.build_world (table from template.yaml, an estate with two
-`web` tasks and one `etl` task); the runtime's session records every AWS call.
+`web` tasks and one `etl` task); the runtime's session records every AWS call. Flow logs
+are created in the emulator as real ones (moto keeps LogFormat and filters on
+log-group-name).
 """
 
 from __future__ import annotations
@@ -13,14 +17,18 @@ import copy
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from botocore.stub import Stubber
 from fargate_audit.app import dnslogs, flowlogs
 from fargate_audit.core import engine
+from fargate_audit.edge import flowlog_lookup
+from fargate_audit.edge.flowlog_lookup import FlowLogCache, FlowLogLookupError
 from fargate_audit.stores.discovery import DiscoveryStore
 from support.env import ACCOUNT, REGION
 from support.postures import BASE_POSTURE
 from support.world import emulated_world
 
 WEB_KEY = f"WL#{ACCOUNT}#{REGION}#prod-web#service:web"
+GROUP = "/vpc/flow-logs/prod"  # the batches' log group
 WRITE_OPERATIONS = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 DEFAULT_FORMAT = (  # AWS's default format (version 2 fields): no flow-direction, no vpc-id
     "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} "
@@ -47,12 +55,12 @@ def nodata(eni) -> str:
     return f"5 {ACCOUNT} {eni} - - - - - - - {start} {start + 60} - NODATA vpc-0a1b2c3d4e5f67890 -"
 
 
-def batch(messages, first_id=0, stream="eni-stream") -> dict:
+def batch(messages, first_id=0, stream="eni-stream", group=GROUP) -> dict:
     return dnslogs.encode_subscription(
         {
             "messageType": "DATA_MESSAGE",
             "owner": ACCOUNT,
-            "logGroup": "/vpc/flow-logs/prod",
+            "logGroup": group,
             "logStream": stream,
             "subscriptionFilters": ["fargate-audit-flow-logs"],
             "logEvents": [
@@ -61,6 +69,39 @@ def batch(messages, first_id=0, stream="eni-stream") -> dict:
             ],
         }
     )
+
+
+def create_flow_log(world, log_format: str | None = None, resource: str | None = None, group=GROUP) -> str:
+    """A VPC (or subnet) flow log to CloudWatch Logs group ``group``; its id."""
+    kind = "Subnet" if resource and resource.startswith("subnet-") else "VPC"
+    extra = {"LogFormat": log_format} if log_format else {}
+    response = world.client("ec2").create_flow_logs(
+        ResourceIds=[resource or world.vpc],
+        ResourceType=kind,
+        TrafficType="ALL",
+        LogDestinationType="cloud-watch-logs",
+        LogGroupName=group,
+        DeliverLogsPermissionArn=f"arn:aws:iam::{ACCOUNT}:role/vpc-flow-logs",
+        **extra,
+    )
+    (flow_log_id,) = response["FlowLogIds"]
+    return flow_log_id
+
+
+def lookups(world) -> int:
+    return world.calls.operations(["ec2"])["ec2.DescribeFlowLogs"]
+
+
+def writes(world) -> list[str]:
+    return [op for _, op, _ in world.calls.calls if op in WRITE_OPERATIONS]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture
@@ -130,6 +171,9 @@ def test_internet_egress_of_a_tasks_eni_is_kept_per_destination_and_the_rest_cou
     )
 
     assert outcome["status"] == "recorded" and outcome["records"] == 9 and outcome["no_data"] == 1
+    assert outcome["format_source"] == (  # no flow log in the emulator, FLOW_LOG_FORMAT unset
+        "documented format (no flow log found for the log group, FLOW_LOG_FORMAT unset)"
+    )
     assert (outcome["egress"], outcome["rejected"]) == (4, 1)
     assert (outcome["ingress"], outcome["private"], outcome["other_enis"]) == (1, 3, 1)
     assert rows(world) == {
@@ -172,10 +216,13 @@ def test_an_eni_reused_by_a_later_task_is_attributed_by_time_and_older_records_a
     assert [(r["task_arn"][-1], r["to"] is None) for r in ranges] == [("b", True), ("a", False)]
 
 
-def test_ipv6_flows_and_a_format_without_flow_direction(world, monkeypatch):
-    """The default format has no flow-direction: a record is egress when its source is one
-    of the ENI's own addresses (IPv6 included); fd00::/8 and fe80::/10 are not internet."""
-    monkeypatch.setattr(world.rt, "flow_log_format", DEFAULT_FORMAT)
+def test_ipv6_flows_and_a_format_without_flow_direction(world):
+    """A flow log created without a LogFormat writes AWS's default format, which has no
+    flow-direction: a record is egress when its source is one of the ENI's own addresses
+    (IPv6 included); fd00::/8 and fe80::/10 are not internet."""
+    flow_log = create_flow_log(world)  # no LogFormat: the default format
+    (described,) = world.client("ec2").describe_flow_logs(FlowLogIds=[flow_log])["FlowLogs"]
+    assert described["LogFormat"] == DEFAULT_FORMAT == flowlogs.AWS_DEFAULT_FORMAT  # as AWS answers
     eni, own6 = "eni-0feed00000000000b", "2600:1f18:aaaa:bbbb::10"
     key = record_task(world, "c", "service:v6", eni, datetime.now(UTC) - timedelta(hours=1), ipv6=[own6])
     start = epoch(datetime.now(UTC))
@@ -195,6 +242,7 @@ def test_ipv6_flows_and_a_format_without_flow_direction(world, monkeypatch):
         )
     )
 
+    assert outcome["format_source"] == f"flow log {flow_log}"
     assert (outcome["egress"], outcome["ingress"], outcome["private"]) == (2, 1, 2)
     assert rows(world, key) == {
         ("2606:4700::1111", "tcp", 443, "ACCEPT"): (1, 2, 600),
@@ -202,24 +250,186 @@ def test_ipv6_flows_and_a_format_without_flow_direction(world, monkeypatch):
     }
 
 
+# --------------------------------------------------------------------------- the format of the log group
+
+REORDERED = (  # a custom format, fields in another order, no vpc-id or version
+    "${flow-direction} ${action} ${dstport} ${protocol} ${bytes} ${packets} ${start} ${end} "
+    "${dstaddr} ${srcaddr} ${interface-id} ${log-status}"
+)
+
+
+def reordered(eni, src, dst, port, size, direction="egress", action="ACCEPT") -> str:
+    start = epoch(datetime.now(UTC))
+    return f"{direction} {action} {port} 6 {size} 3 {start} {start + 20} {dst} {src} {eni} OK"
+
+
+def test_a_custom_format_in_another_order_is_read_by_the_flow_logs_own_log_format(world, monkeypatch):
+    """The flow log found wins: FLOW_LOG_FORMAT (set here to the documented format, in
+    which these records would all be malformed) is only the fallback."""
+    web = world.web[0]
+    running(world, web)
+    flow_log = create_flow_log(world, REORDERED)
+    monkeypatch.setattr(world.rt, "flow_log_format", flowlogs.DOCUMENTED_FORMAT)
+    world.calls.reset()
+
+    outcome = world.flow_logs(
+        batch(
+            [
+                reordered(web.eni, web.private_ip, "52.94.1.1", 443, 900),
+                reordered(web.eni, web.private_ip, "52.94.1.1", 443, 100),
+                reordered(web.eni, web.private_ip, "198.51.100.7", 22, 60, action="REJECT"),
+                reordered(web.eni, "203.0.113.5", web.private_ip, 8080, 10, direction="ingress"),
+            ]
+        )
+    )
+
+    assert outcome["status"] == "recorded" and outcome["format_source"] == f"flow log {flow_log}"
+    assert (outcome["records"], outcome["malformed"], outcome["ingress"]) == (4, [], 1)
+    assert rows(world) == {
+        ("52.94.1.1", "tcp", 443, "ACCEPT"): (2, 6, 1000),
+        ("198.51.100.7", "tcp", 22, "REJECT"): (1, 3, 60),
+    }
+    (call,) = [params for _, op, params in world.calls.calls if op == "DescribeFlowLogs"]
+    assert call["Filter"] == [{"Name": "log-group-name", "Values": [GROUP]}]  # boto3's Filters
+
+
+def test_no_flow_log_for_the_group_falls_back_to_flow_log_format(world, monkeypatch):
+    """A flow log of another log group is not the batch's; none delivers to this one (as
+    when the flow log is another account's): FLOW_LOG_FORMAT is read."""
+    web = world.web[0]
+    running(world, web)
+    create_flow_log(world, REORDERED, group="/vpc/flow-logs/other")
+    monkeypatch.setattr(world.rt, "flow_log_format", REORDERED)
+
+    outcome = world.flow_logs(batch([reordered(web.eni, web.private_ip, "52.94.1.1", 443, 900)]))
+
+    assert outcome["status"] == "recorded"
+    assert outcome["format_source"] == "parameter (no flow log found for the log group)"
+    assert rows(world) == {("52.94.1.1", "tcp", 443, "ACCEPT"): (1, 3, 900)}
+    info = [extra for level, message, extra in world.spy.logs if message == "flow log batch recorded"]
+    assert info[-1]["format_source"] == outcome["format_source"]
+
+
+def test_flow_logs_of_different_formats_on_one_group_reject_the_batch_unless_the_parameter_says(
+    world, monkeypatch
+):
+    web = world.web[0]
+    running(world, web)
+    vpc_log = create_flow_log(world)  # the default format
+    subnet_log = create_flow_log(world, REORDERED, resource=world.subnet)
+    ids = ", ".join(sorted([vpc_log, subnet_log]))
+    event = batch([reordered(web.eni, web.private_ip, "52.94.1.1", 443, 900)])
+    world.calls.reset()
+
+    outcome = world.flow_logs(event)
+
+    assert outcome["status"] == "rejected" and outcome["dead_lettered"] is True
+    error = outcome["error"]
+    assert error.startswith(f"log group {GROUP}: flow logs {ids} deliver to it in different formats")
+    assert "FlowLogFormat" in error
+    assert world.spy.metrics["MalformedEvents"] == 1 and world.spy.metrics["DeadLetteredEvents"] == 1
+    assert writes(world) == [] and rows(world) == {}
+
+    monkeypatch.setattr(world.rt, "flow_log_format", REORDERED)  # FLOW_LOG_FORMAT set: read by it
+    chosen = world.flow_logs(event)
+
+    assert chosen["status"] == "recorded"
+    assert chosen["format_source"].startswith(f"parameter (flow logs {ids}")
+    assert rows(world) == {("52.94.1.1", "tcp", 443, "ACCEPT"): (1, 3, 900)}
+
+
+def test_the_groups_flow_logs_are_read_once_per_container_across_batches(world):
+    web = world.web[0]
+    running(world, web)
+    flow_log = create_flow_log(world, REORDERED)
+    other = "/vpc/flow-logs/other"
+    world.calls.reset()
+
+    outcomes = [
+        world.flow_logs(batch([reordered(web.eni, web.private_ip, f"52.94.1.{n}", 443, 900)], stream=f"s{n}"))
+        for n in range(3)
+    ]
+    outcomes.append(world.flow_logs(batch([flow(web.eni, web.private_ip, "52.94.2.1", 443)], group=other)))
+
+    assert [o["format_source"] for o in outcomes[:3]] == [f"flow log {flow_log}"] * 3
+    assert all(o["status"] == "recorded" for o in outcomes) and len(rows(world)) == 4
+    groups = [p["Filter"][0]["Values"] for _, op, p in world.calls.calls if op == "DescribeFlowLogs"]
+    assert groups == [[GROUP], [other]]  # once per log group
+
+
+def test_no_flow_log_found_is_asked_again_after_five_minutes(world):
+    """The fallback is kept briefly: a flow log created since is read within minutes."""
+    web = world.web[0]
+    running(world, web)
+    clock = Clock()
+    world.rt.flow_log_cache = FlowLogCache(clock=clock)
+    world.calls.reset()
+    message = reordered(web.eni, web.private_ip, "52.94.1.1", 443, 900)
+
+    first = world.flow_logs(batch([message], stream="a"))
+    flow_log = create_flow_log(world, REORDERED)
+    clock.now += flowlog_lookup.UNSETTLED_TTL_SECONDS - 1
+    cached = world.flow_logs(batch([message], stream="b"))
+    clock.now += 1
+    fresh = world.flow_logs(batch([message], stream="c"))
+    clock.now += flowlog_lookup.UNSETTLED_TTL_SECONDS
+    kept = world.flow_logs(batch([message], stream="d"))
+
+    assert first["format_source"].startswith("documented format") and len(first["malformed"]) == 1
+    assert cached["format_source"] == first["format_source"]
+    assert fresh["format_source"] == kept["format_source"] == f"flow log {flow_log}"
+    assert fresh["status"] == kept["status"] == "recorded"
+    assert lookups(world) == 2  # the first batch and the one after five minutes
+
+
+@pytest.mark.parametrize(
+    "code, status", [("UnauthorizedOperation", 403), ("RequestLimitExceeded", 503)]
+)  # fmt: skip
+def test_a_failed_describe_flow_logs_raises_naming_the_action_and_records_nothing(world, code, status):
+    """Refused, or throttled past botocore's retries: the invocation fails (Lambda retries
+    it, then the OnFailure destination keeps it); no format is guessed, nothing is
+    written, nothing dead-lettered as malformed, and the failure is not cached."""
+    web = world.web[0]
+    running(world, web)
+    event = batch([flow(web.eni, web.private_ip, "52.94.1.1", 443)])
+    ec2 = world.rt.clients.ec2(REGION)
+    world.calls.reset()
+
+    with Stubber(ec2) as stub:
+        stub.add_client_error("describe_flow_logs", code, "not this time", http_status_code=status)
+        with pytest.raises(FlowLogLookupError) as raised:
+            world.flow_logs(event)
+
+    assert str(raised.value).startswith(f"ec2:DescribeFlowLogs (log-group-name {GROUP}): {code}")
+    assert writes(world) == [] and rows(world) == {}
+    assert world.spy.metrics["MalformedEvents"] == world.spy.metrics["DeadLetteredEvents"] == 0
+    assert world.flow_logs(event)["status"] == "recorded"  # asked again, not cached
+
+
 # --------------------------------------------------------------------------- bad input
 
 
-def test_a_format_without_the_needed_fields_rejects_the_batch_naming_them(world, monkeypatch):
+@pytest.mark.parametrize("where", ["flow log", "parameter"])
+def test_a_format_without_the_needed_fields_rejects_the_batch_naming_them(world, monkeypatch, where):
+    """The flow log's own LogFormat, or FLOW_LOG_FORMAT where no flow log is found: one
+    error naming the missing fields and whose format it is, nothing of the batch written."""
     web = world.web[0]
     running(world, web)
-    monkeypatch.setattr(
-        world.rt, "flow_log_format", "${version} ${interface-id} ${srcaddr} ${dstaddr} ${action}"
-    )
+    lacking = "${version} ${interface-id} ${srcaddr} ${dstaddr} ${action}"
+    if where == "flow log":
+        flow_log = create_flow_log(world, lacking)
+        whose = f"the LogFormat of flow log {flow_log}"
+    else:
+        monkeypatch.setattr(world.rt, "flow_log_format", lacking)
+        whose = "FLOW_LOG_FORMAT"
     world.calls.reset()
 
     outcome = world.flow_logs(batch([flow(web.eni, web.private_ip, "52.94.1.1", 443)]))
 
-    assert outcome["status"] == "rejected"
-    assert "lacks the needed fields: dstport, protocol, bytes, start" in outcome["error"]
+    assert outcome["status"] == "rejected" and outcome["dead_lettered"] is True
+    assert outcome["error"] == f"{whose} lacks the needed fields: dstport, protocol, bytes, start"
     assert world.spy.metrics["MalformedEvents"] == 1
-    writes = [op for _, op, _ in world.calls.calls if op in WRITE_OPERATIONS]
-    assert writes == [] and rows(world) == {}
+    assert writes(world) == [] and rows(world) == {}
 
 
 def test_malformed_and_truncated_records_are_counted_and_skipped_without_their_content(world):
@@ -402,3 +612,9 @@ def test_approved_egress_cidrs_and_the_lookback_come_from_the_params(world, monk
     monkeypatch.setattr(world.rt, "params", None)  # the default lookback, 24 h, reaches the answer
     third = world.flow_logs(batch([flow(web.eni, web.private_ip, "52.94.1.1", 443, at=started)], 90))
     assert third["results"][f"{WEB_KEY}/EGR-03"] == "PASSED"
+    world.calls.reset()
+    payload = dnslogs.decode_subscription(batch(["5 x"]))
+    del payload["logGroup"]
+    no_group = world.flow_logs(dnslogs.encode_subscription(payload))
+    assert no_group["status"] == "rejected" and no_group["error"] == "logGroup: missing or not a string"
+    assert lookups(world) == 0

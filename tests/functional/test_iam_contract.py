@@ -303,11 +303,12 @@ def test_the_dns_function_writes_transactions_and_imports_but_reads_no_ecs_or_ec
     assert not {a for a in used if a.startswith(("ecs:", "ec2:", "route53resolver:"))}
 
 
-def test_the_flow_function_writes_transactions_and_imports_but_reads_no_ecs_or_ec2(recorded):
+def test_the_flow_function_writes_transactions_imports_and_reads_only_its_groups_flow_logs(recorded):
     used = {action for action, _ in recorded["FlowLogsFunction"]}
     assert {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query"} <= used
     assert "securityhub:BatchImportFindings" in used  # EGR-03
-    assert not {a for a in used if a.startswith(("ecs:", "ec2:", "route53resolver:"))}
+    reads = {a for a in used if a.startswith(("ecs:", "ec2:", "route53resolver:"))}
+    assert reads == {"ec2:DescribeFlowLogs"}  # the LogFormat of the batch's log group
 
 
 def test_the_event_functions_never_list_and_queue_only_dead_letters(recorded):

@@ -125,7 +125,7 @@ FUNCTION_READS = {
     "SweepWorkerFunction": set(facts.read_actions(scope=(*AUDIT_SCOPE, "ecs:ListTasks"))),
     "SweepPlannerFunction": set(facts.read_actions([], scope=("ecs:ListClusters", "ecs:ListTasks"))),
     "DnsLogsFunction": set(),
-    "FlowLogsFunction": set(),
+    "FlowLogsFunction": {"ec2:DescribeFlowLogs"},  # the LogFormat of its log group's flow logs
 }
 READ_SERVICES = {action.split(":")[0] for action in facts.read_actions()}
 TABLE_ACTIONS = {
@@ -161,7 +161,7 @@ OTHER_ACTIONS = {  # beside the reads
     | DEAD_LETTERS
     | ASSUME_AUDIT_ROLE,
     # batch markers, flow destinations and summaries, the ENI index, DNS answers, finding
-    # states, outbox; EGR-03 findings; no ECS or EC2 read
+    # states, outbox; EGR-03 findings; the flow logs' LogFormat (below); no ECS read
     "FlowLogsFunction": {
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
@@ -265,7 +265,7 @@ def test_environment_is_the_design_one(template):
         extra = {"SWEEP_QUEUE_URL": {"Ref": "SweepQueue"}} if function_id == "SweepPlannerFunction" else {}
         if function_id in ASYNC_FUNCTIONS:
             extra["EVENTS_DLQ_URL"] = {"Ref": "EventsDeadLetterQueue"}
-        if function_id == "FlowLogsFunction":  # the flow log's format, the VPCs' own CIDRs
+        if function_id == "FlowLogsFunction":  # the fallback flow-log format, the VPCs' own CIDRs
             extra["FLOW_LOG_FORMAT"] = {"Ref": "FlowLogFormat"}
             extra["FLOW_LOG_VPC_CIDRS"] = {"Fn::Join": [",", {"Ref": "FlowLogVpcCidrs"}]}
         assert env == expected | extra, function_id
@@ -844,8 +844,11 @@ def test_flow_discovery_resources_exist_only_when_a_flow_log_group_is_named(temp
 
     params = template["Parameters"]
     assert params["FlowLogGroupName"]["Default"] == ""
-    assert params["FlowLogFormat"]["Default"] == flowlogs.DOCUMENTED_FORMAT
-    assert re.fullmatch(params["FlowLogFormat"]["AllowedPattern"], flowlogs.DOCUMENTED_FORMAT)
+    # empty: no fallback set (the flow log's own LogFormat is read; none found: the documented one)
+    assert params["FlowLogFormat"]["Default"] == ""
+    for allowed in ("", flowlogs.DOCUMENTED_FORMAT, flowlogs.AWS_DEFAULT_FORMAT):
+        assert re.fullmatch(params["FlowLogFormat"]["AllowedPattern"], allowed)
+    assert not re.fullmatch(params["FlowLogFormat"]["AllowedPattern"], "version srcaddr")
     assert template["Conditions"]["FlowDiscovery"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "FlowLogGroupName"}, ""]}]
     }

@@ -45,6 +45,58 @@ def test_a_format_lacking_needed_fields_is_one_error_naming_them_all():
         flowlogs.parse_format("interface-id srcaddr")
 
 
+# --------------------------------------------------------------------------- the format of a log group
+
+CUSTOM = "${action} ${start} ${bytes} ${protocol} ${dstport} ${dstaddr} ${srcaddr} ${interface-id}"
+
+
+def test_one_flow_log_gives_its_format_and_the_parameter_does_not_override_it():
+    choice = flowlogs.choose_format("/vpc/a", [{"FlowLogId": "fl-1", "LogFormat": CUSTOM}], "${x}")
+    assert (choice.text, choice.source) == (CUSTOM, "flow log fl-1")
+    assert flowlogs.parse_format(choice.text, choice.what)[0] == "action"
+
+
+def test_a_flow_log_without_a_log_format_is_read_by_the_aws_default_format():
+    choice = flowlogs.choose_format("/vpc/a", [{"FlowLogId": "fl-1"}], None)
+    assert choice.text == flowlogs.AWS_DEFAULT_FORMAT
+    fields = flowlogs.parse_format(choice.text)
+    assert len(fields) == 14 and fields[-1] == "log-status" and "flow-direction" not in fields
+
+
+def test_several_flow_logs_of_one_format_are_one_format_whitespace_aside():
+    same = [
+        {"FlowLogId": "fl-2", "LogFormat": flowlogs.AWS_DEFAULT_FORMAT.replace(" ", "  ")},
+        {"FlowLogId": "fl-1"},  # no LogFormat: the same default format
+    ]
+    choice = flowlogs.choose_format("/vpc/a", same, None)
+    assert (choice.text, choice.source) == (flowlogs.AWS_DEFAULT_FORMAT, "flow logs fl-1, fl-2")
+    assert flowlogs.settled(same)
+
+
+def test_no_flow_log_falls_back_to_the_parameter_else_the_documented_format():
+    choice = flowlogs.choose_format("/vpc/a", [], CUSTOM)
+    assert (choice.text, choice.what) == (CUSTOM, "FLOW_LOG_FORMAT")
+    assert choice.source == "parameter (no flow log found for the log group)"
+    default = flowlogs.choose_format("/vpc/a", [], None)
+    assert default.text == flowlogs.DOCUMENTED_FORMAT and default.source.startswith("documented format")
+    assert not flowlogs.settled([])
+
+
+def test_flow_logs_of_different_formats_are_one_error_naming_the_group_and_them():
+    mixed = [{"FlowLogId": "fl-b", "LogFormat": CUSTOM}, {"FlowLogId": "fl-a"}]
+    assert not flowlogs.settled(mixed)
+    with pytest.raises(flowlogs.FlowFormatError, match=r"^log group /vpc/a: flow logs fl-a, fl-b deliver"):
+        flowlogs.choose_format("/vpc/a", mixed, None)
+    chosen = flowlogs.choose_format("/vpc/a", mixed, CUSTOM)  # FLOW_LOG_FORMAT says which to read
+    assert chosen.text == CUSTOM and chosen.source.startswith("parameter (flow logs fl-a, fl-b deliver")
+
+
+def test_a_format_error_names_whose_format_lacks_the_fields():
+    choice = flowlogs.choose_format("/vpc/a", [{"FlowLogId": "fl-1", "LogFormat": "${interface-id}"}], None)
+    with pytest.raises(flowlogs.FlowFormatError, match=r"^the LogFormat of flow log fl-1 lacks the needed"):
+        flowlogs.parse_format(choice.text, choice.what)
+
+
 def test_protocols_are_named_or_numbered():
     assert [flowlogs.parse_record(line(proto=p), FIELDS).protocol for p in (1, 6, 17, 58, 47)] == [
         "icmp", "tcp", "udp", "58", "47"
@@ -86,9 +138,11 @@ def test_the_vpcs_own_cidrs_are_not_internet():
     assert flowlogs.aggregate(records, {ENI: [OWNER]}, networks).private == 1
 
 
-def test_the_function_settings_default_to_the_documented_format_and_check_cidrs():
+def test_the_function_settings_leave_the_format_unset_by_default_and_check_cidrs():
     text, networks = _flow_log_settings({})
-    assert text == flowlogs.DOCUMENTED_FORMAT and networks == flowlogs.PRIVATE_NETWORKS
+    assert text is None and networks == flowlogs.PRIVATE_NETWORKS
+    assert _flow_log_settings({"FLOW_LOG_FORMAT": "  "})[0] is None
+    assert _flow_log_settings({"FLOW_LOG_FORMAT": " ${a} ${b} "})[0] == "${a} ${b}"
     assert len(_flow_log_settings({"FLOW_LOG_VPC_CIDRS": "44.0.0.0/16, 2a05:d018::/56"})[1]) == 9
     with pytest.raises(ConfigError, match="FLOW_LOG_VPC_CIDRS: 'ten' is not a CIDR"):
         _flow_log_settings({"FLOW_LOG_VPC_CIDRS": "ten"})

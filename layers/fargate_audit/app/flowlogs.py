@@ -4,11 +4,22 @@ A VPC flow log publishing to CloudWatch Logs writes one space-separated text rec
 flow and capture window; a subscription filter hands batches of them to the function in
 the same envelope as the Resolver query logs (``{"awslogs": {"data": base64(gzip(json))}}``,
 decoded by ``dnslogs.decode_subscription``). Each ``message`` is one record whose fields
-follow the flow log's ``LogFormat``. The documented format (:data:`DOCUMENTED_FORMAT`):
+follow the flow log's ``LogFormat``.
+
+Which format (:func:`choose_format`, given the flow logs ``ec2:DescribeFlowLogs`` finds
+for the batch's ``logGroup``, ``edge.flowlog_lookup``): the LogFormat of the flow log(s)
+delivering to the group when they have one (a flow log without one writes AWS's default
+format, :data:`AWS_DEFAULT_FORMAT`, which has no ``flow-direction``); none found (a flow
+log of another account delivering here): FLOW_LOG_FORMAT, else the documented format
+(:data:`DOCUMENTED_FORMAT`, templates/vpc-flow-log.yaml's):
 
     ${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport}
     ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status} ${vpc-id}
     ${flow-direction}
+
+Flow logs of different formats on one group: their records cannot be told apart, so one
+:class:`FlowFormatError` naming the group and the flow logs, unless FLOW_LOG_FORMAT is set
+(it then says which format to read).
 
 Any field order is read (the format names the fields); the fields :data:`NEEDED` must be in
 it (a format without one is one :class:`FlowFormatError` naming the missing fields: the
@@ -16,7 +27,7 @@ batch is rejected, counted and dead-lettered, nothing of it recorded). ``flow-di
 ``packets``, ``end`` and ``log-status`` are used when present; without ``flow-direction`` a
 record is egress when its ``srcaddr`` is the ENI's own address (IPv4 or IPv6).
 
-Pure part (no boto3, no clock): the format, the records (a malformed or truncated record is
+Pure part (no boto3, no clock): the format and its choice, the records (a malformed or truncated record is
 counted and skipped, never fails the batch), attribution of each record by its
 ``interface-id`` to the task that owned the ENI when the flow started (the recorder's ENI
 index, ``record.range_at``), the filter (``NODATA``/``SKIPDATA``, other ENIs or records
@@ -78,6 +89,11 @@ DOCUMENTED_FORMAT = (
     "${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status} ${vpc-id} "
     "${flow-direction}"
 )
+# What a flow log created without a LogFormat writes (AWS's default format: version 2 fields)
+AWS_DEFAULT_FORMAT = (
+    "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} "
+    "${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status}"
+)
 NEEDED = ("interface-id", "srcaddr", "dstaddr", "dstport", "protocol", "bytes", "start", "action")
 PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp"}
 ACTIONS = ("ACCEPT", "REJECT")
@@ -92,17 +108,76 @@ class FlowFormatError(EventError):
 # --------------------------------------------------------------------------- format
 
 
-def parse_format(text: str) -> tuple[str, ...]:
+def parse_format(text: str, what: str = "flow log format") -> tuple[str, ...]:
     """The field names of a flow log ``LogFormat`` (``${a} ${b} ...``), in order.
-    FlowFormatError when it is not one or lacks a needed field (all missing ones named)."""
+    FlowFormatError when it is not one or lacks a needed field (all missing ones named);
+    ``what`` says whose format it is in the message."""
     tokens = (text or "").split()
     fields = tuple(m.group(1) if (m := _FIELD.fullmatch(t)) else "" for t in tokens)
     if not tokens or "" in fields:
-        raise FlowFormatError(f"flow log format {text!r} is not a list of ${{field}} names")
+        raise FlowFormatError(f"{what} {text!r} is not a list of ${{field}} names")
     missing = [name for name in NEEDED if name not in fields]
     if missing:
-        raise FlowFormatError(f"flow log format lacks the needed fields: {', '.join(missing)}")
+        raise FlowFormatError(f"{what} lacks the needed fields: {', '.join(missing)}")
     return fields
+
+
+@dataclass(frozen=True, slots=True)
+class FormatChoice:
+    """The format a batch is read by; ``source`` says where it came from (the outcome's
+    ``format_source``), ``what`` names it in an error message."""
+
+    text: str
+    source: str
+    what: str
+
+
+NO_FLOW_LOG = "no flow log found for the log group"
+
+
+def log_format(flow_log: Mapping[str, Any]) -> str:
+    """A DescribeFlowLogs entry's format: its ``LogFormat`` (AWS's default format when it
+    has none), whitespace made single spaces (formats compare by their fields)."""
+    return " ".join(str(flow_log.get("LogFormat") or AWS_DEFAULT_FORMAT).split())
+
+
+def settled(flow_logs: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether a log group's flow logs give one format (an answer worth keeping long)."""
+    return len({log_format(f) for f in flow_logs}) == 1
+
+
+def choose_format(group: str, flow_logs: Iterable[Mapping[str, Any]], parameter: str | None) -> FormatChoice:
+    """The format of a batch from log group ``group``, given the flow logs that deliver
+    to it (DescribeFlowLogs entries: ``FlowLogId``, ``LogFormat``) and FLOW_LOG_FORMAT
+    (``parameter``; None when unset).
+
+    - the flow logs give one format (one flow log, or several alike): that one (no
+      ``LogFormat``: AWS's default format, :data:`AWS_DEFAULT_FORMAT`), whatever the
+      parameter says;
+    - none found (e.g. the flow log is another account's, delivering here): the
+      parameter, else :data:`DOCUMENTED_FORMAT`;
+    - several formats: their records cannot be told apart, so one FlowFormatError naming
+      the group and the flow logs, unless the parameter is set (it then says which to read).
+    """
+    found = sorted(flow_logs, key=lambda f: str(f.get("FlowLogId")))
+    formats = {log_format(f) for f in found}
+    ids = ", ".join(str(f.get("FlowLogId")) for f in found)
+    if len(formats) == 1:
+        source = f"flow log{'s' if len(found) > 1 else ''} {ids}"
+        return FormatChoice(formats.pop(), source, f"the LogFormat of {source}")
+    if not found and parameter:
+        return FormatChoice(parameter, f"parameter ({NO_FLOW_LOG})", "FLOW_LOG_FORMAT")
+    if not found:
+        source = f"documented format ({NO_FLOW_LOG}, FLOW_LOG_FORMAT unset)"
+        return FormatChoice(DOCUMENTED_FORMAT, source, "the documented format")
+    if parameter:
+        source = f"parameter (flow logs {ids} deliver to the log group in different formats)"
+        return FormatChoice(parameter, source, "FLOW_LOG_FORMAT")
+    raise FlowFormatError(
+        f"log group {group}: flow logs {ids} deliver to it in different formats, so its "
+        "records cannot be told apart; give each format its own log group, or set the "
+        "FlowLogFormat parameter (FLOW_LOG_FORMAT) to the format to read"
+    )
 
 
 # --------------------------------------------------------------------------- records

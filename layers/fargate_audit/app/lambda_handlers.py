@@ -10,7 +10,10 @@ PUBLISH_FINDINGS (``true``/``false``), VPC_CACHE_TTL_SECONDS (300), ALLOWED_ACCO
 ALLOWED_REGIONS (comma-separated; empty: the account the function reads and its own
 region), AUDIT_ROLE_ARN / AUDIT_ROLE_EXTERNAL_ID (optional: read ECS/EC2 and import
 findings through that role), SWEEP_QUEUE_URL (planner), EVENTS_DLQ_URL (the asynchronous
-functions); the region from AWS_REGION. A bad value is one clear error, logged and raised.
+functions), FLOW_LOG_FORMAT / FLOW_LOG_VPC_CIDRS (flow_logs: the fallback format where no
+flow log of the account delivers to the batch's group, the VPCs' own CIDRs;
+``_flow_log_settings``); the region from AWS_REGION. A bad value is one clear error,
+logged and raised.
 
 Organization scale (interface.md; each empty or unset: not used, one account as before):
 AUDITED_ACCOUNTS (comma-separated ids, each audited once) and/or ORGANIZATIONS_ROLE_ARN
@@ -224,14 +227,17 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
     )
 
 
-def _flow_log_settings(environ: Mapping[str, str]) -> tuple[str, tuple]:
-    """FLOW_LOG_FORMAT (the flow log's LogFormat; empty: the documented one) and
-    FLOW_LOG_VPC_CIDRS (comma-separated CIDRs that are not internet: the VPCs' own, beside
-    RFC 1918 and the rest of the fixed list). A bad CIDR is a ConfigError; a format that
-    lacks a needed field is rejected batch by batch (dead-lettered, naming the fields)."""
+def _flow_log_settings(environ: Mapping[str, str]) -> tuple[str | None, tuple]:
+    """FLOW_LOG_FORMAT (None when empty) and FLOW_LOG_VPC_CIDRS (comma-separated CIDRs that
+    are not internet: the VPCs' own, beside RFC 1918 and the rest of the fixed list). A
+    batch is read by the LogFormat of the flow log delivering to its log group
+    (ec2:DescribeFlowLogs); FLOW_LOG_FORMAT is the fallback where the account has none
+    (else the documented format) and the format to read where flow logs of different
+    formats share the group. A bad CIDR is a ConfigError; a format that lacks a needed
+    field is rejected batch by batch (dead-lettered, naming the fields)."""
     from fargate_audit.app import flowlogs
 
-    text = (environ.get("FLOW_LOG_FORMAT") or "").strip() or flowlogs.DOCUMENTED_FORMAT
+    text = (environ.get("FLOW_LOG_FORMAT") or "").strip() or None
     cidrs = [c.strip() for c in (environ.get("FLOW_LOG_VPC_CIDRS") or "").split(",") if c.strip()]
     try:
         return text, flowlogs.private_networks(cidrs)
@@ -718,10 +724,13 @@ def dns_logs(outcome: dict, rt, logger, metrics) -> dict:
 
 @handler_envelope("flow_logs", "handle_flow_logs", deadline=False)
 def flow_logs(outcome: dict, rt, logger, metrics) -> dict:
-    """A CloudWatch Logs subscription batch of VPC flow-log records (asynchronous). A
-    malformed or truncated record is counted, logged by its event id only and skipped; a
-    flow log format without the needed fields rejects the batch (``MalformedEvents``, dead
-    letter naming the missing fields). A redelivered batch is not counted twice."""
+    """A CloudWatch Logs subscription batch of VPC flow-log records (asynchronous), read by
+    the format of the flow log delivering to its group (``format_source``). A malformed or
+    truncated record is counted, logged by its event id only and skipped; a format without
+    the needed fields, or flow logs of different formats on the group (FLOW_LOG_FORMAT
+    unset), reject the batch (``MalformedEvents``, a dead letter naming the missing fields
+    or the flow logs); a failed ec2:DescribeFlowLogs raises (Lambda retries, then the
+    OnFailure destination). A redelivered batch is not counted twice."""
     malformed = outcome.get("malformed") or []
     _metric(metrics, "FlowLogRecords", outcome.get("records", 0))
     _metric(metrics, "MalformedFlowRecords", len(malformed))
@@ -746,6 +755,7 @@ def flow_logs(outcome: dict, rt, logger, metrics) -> dict:
         f"flow log batch {outcome['status']}",
         batch_id=outcome.get("batch_id"),
         log_group=outcome.get("log_group"),
+        format_source=outcome.get("format_source"),
         records=outcome.get("records"),
         no_data=outcome.get("no_data"),
         egress=outcome.get("egress"),

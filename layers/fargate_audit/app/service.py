@@ -20,7 +20,8 @@ Entry points (each returns a small JSON-serialisable outcome dict; malformed inp
 - ``handle_dns_logs(event, rt, now)``     a batch of Route 53 Resolver query logs (CloudWatch
   Logs subscription): destinations per workload, then EGR-01 per workload touched
 - ``handle_flow_logs(event, rt, now)``    a batch of VPC flow-log records (CloudWatch Logs
-  subscription): internet destinations with protocol, port and bytes per workload
+  subscription), read by its log group's flow log format (``ec2:DescribeFlowLogs``,
+  cached): internet destinations with protocol, port and bytes per workload
 
 No clock is read here: ``now`` comes from the caller. AWS clients, the rule catalog, the
 params, the recorder, the publisher and the VPC fact cache come in a :class:`Runtime`
@@ -45,7 +46,7 @@ from fargate_audit.core import engine
 from fargate_audit.core.egress import duration_seconds
 from fargate_audit.core.errors import FargateAuditError, ScanError
 from fargate_audit.core.params import effective_params
-from fargate_audit.edge import collect, queue
+from fargate_audit.edge import collect, flowlog_lookup, queue
 from fargate_audit.edge.accounts import AccountClients, AssumeRoleError, AuditedAccounts
 from fargate_audit.edge.aws import AWS_ERRORS, Clients, describe_error, failure_message
 from fargate_audit.findings import asff
@@ -118,6 +119,12 @@ class Runtime:
     narrowed further by ``allowed_accounts`` when that is set too); ``accounts``: each
     account's clients through its member role; ``audited_regions``: the regions swept and
     accepted (AUDITED_REGIONS; empty: ``allowed_regions``, else the function's region).
+
+    VPC flow logs (``handle_flow_logs``): ``flow_log_format``: FLOW_LOG_FORMAT (None:
+    unset), the format of a log group no flow log of the account delivers to (and the one
+    to read where flow logs of different formats do); ``flow_private``: the destinations
+    that are not internet; ``flow_log_cache``: each log group's flow logs
+    (``ec2:DescribeFlowLogs``), kept across invocations.
     """
 
     clients: Clients
@@ -137,8 +144,9 @@ class Runtime:
     accounts: AccountClients | None = None
     audited_regions: frozenset[str] = frozenset()
     caches: dict[str, collect.FactCache] = field(default_factory=dict)
-    flow_log_format: str = flowlogs.DOCUMENTED_FORMAT  # FLOW_LOG_FORMAT
+    flow_log_format: str | None = None  # FLOW_LOG_FORMAT; None: unset
     flow_private: tuple = flowlogs.PRIVATE_NETWORKS  # + FLOW_LOG_VPC_CIDRS
+    flow_log_cache: flowlog_lookup.FlowLogCache = field(default_factory=flowlog_lookup.FlowLogCache)
 
     def clients_for(self, account: str | None) -> Clients:
         """The clients that read ``account``'s facts: its member role's (AssumeRoleError
@@ -960,25 +968,46 @@ def handle_dns_logs(event: Any, rt: Runtime, now: datetime) -> dict:
 # --------------------------------------------------------------------------- VPC flow logs
 
 
+def flow_log_format(rt: Runtime, group: str) -> flowlogs.FormatChoice:
+    """The format of log group ``group``'s records: the LogFormat of the flow logs that
+    deliver to it (``ec2:DescribeFlowLogs``, filter ``log-group-name``, through the
+    runtime's EC2 client: the function's own, or AUDIT_ROLE_ARN's; kept in
+    ``rt.flow_log_cache``), else FLOW_LOG_FORMAT
+    (``flowlogs.choose_format``). FlowLogLookupError when DescribeFlowLogs fails;
+    FlowFormatError when flow logs of different formats deliver there and FLOW_LOG_FORMAT
+    is unset."""
+    found = flowlog_lookup.cached_group_flow_logs(
+        rt.flow_log_cache, lambda: rt.clients.ec2(rt.region), group, flowlogs.settled
+    )
+    return flowlogs.choose_format(group, found, rt.flow_log_format)
+
+
 def handle_flow_logs(event: Any, rt: Runtime, now: datetime) -> dict:
-    """One CloudWatch Logs subscription batch of VPC flow-log records: the format checked
-    first (a format lacking a needed field rejects the batch: ``FlowFormatError``, nothing
-    recorded), records parsed (malformed ones counted and skipped, NODATA/SKIPDATA
-    counted), each attributed by its ENI to the task that owned it when the flow started
-    (the ENI index), internet egress aggregated per (workload, address, protocol, port,
-    action) and written once per batch however often it is delivered; then the
-    workload-discovery rules (EGR-03 with EGR-01) evaluated for every workload the batch
-    had records of, and published."""
+    """One CloudWatch Logs subscription batch of VPC flow-log records: the format first
+    (:func:`flow_log_format`: the flow log's own, looked up by the batch's log group; a
+    format lacking a needed field, or flow logs of different formats, reject the batch:
+    ``FlowFormatError``, nothing recorded; a failed lookup raises), records parsed
+    (malformed ones counted and skipped, NODATA/SKIPDATA counted), each attributed by its
+    ENI to the task that owned it when the flow started (the ENI index), internet egress
+    aggregated per (workload, address, protocol, port, action) and written once per batch
+    however often it is delivered. ``format_source`` in the outcome says whose format it was.
+    Then the workload-discovery rules (EGR-03 with EGR-01) are evaluated for every
+    workload the batch had records of, and published."""
     payload = dnslogs.decode_subscription(event)
     base = {"log_group": payload.get("logGroup"), "log_stream": payload.get("logStream")}
     if payload["messageType"] == dnslogs.CONTROL_MESSAGE:
         return base | {"status": IGNORED, "reason": "CONTROL_MESSAGE"}
-    fields = flowlogs.parse_format(rt.flow_log_format)
+    group = payload.get("logGroup")
+    if not isinstance(group, str) or not group:
+        raise events.EventError("logGroup: missing or not a string")
+    choice = flow_log_format(rt, group)
+    fields = flowlogs.parse_format(choice.text, choice.what)
     records, skipped, malformed = flowlogs.parse_records(payload, fields)
     batch = dnslogs.batch_id(payload)
     store = DiscoveryStore(rt.recorder.table)
     prefix = flowlogs.FLOW_BATCH_PREFIX
     base |= {
+        "format_source": choice.source,
         "batch_id": batch,
         "records": len(records),
         "no_data": len(skipped),

@@ -37,6 +37,8 @@ from urllib.parse import urlparse
 
 from botocore.config import Config
 
+from fargate_audit.app import flowlogs
+
 CANARY_SECRET = "CANARY-SECRET-VALUE-DO-NOT-LEAK"  # noqa: S105 (a canary, not a secret)
 """Value of the demo's plain-text secret variables: it must never appear in any output."""
 
@@ -365,7 +367,15 @@ class _Builder:
         self.info.vpc_endpoints[name] = endpoint_id
         return endpoint_id
 
-    def flow_log(self, resource_id: str, resource_type: str, traffic: str, log_group: str) -> None:
+    def flow_log(
+        self,
+        resource_id: str,
+        resource_type: str,
+        traffic: str,
+        log_group: str,
+        log_format: str | None = None,
+    ) -> None:
+        """A flow log to CloudWatch Logs (``log_format`` None: AWS's default format)."""
         self.ec2.create_flow_logs(
             ResourceIds=[resource_id],
             ResourceType=resource_type,
@@ -373,6 +383,7 @@ class _Builder:
             LogDestinationType="cloud-watch-logs",
             LogGroupName=log_group,
             DeliverLogsPermissionArn=f"arn:aws:iam::{self.info.account_id}:role/vpc-flow-logs",
+            **({"LogFormat": log_format} if log_format else {}),
         )
 
     # -- ECS -----------------------------------------------------------------
@@ -549,7 +560,7 @@ def build_demo_estate(session, region: str) -> EstateInfo:
     info = b.info
     account, ecr = info.account_id, f"{info.account_id}.dkr.ecr.{region}.amazonaws.com"
     logs = session.client("logs", region_name=region, config=BUILDER_CONFIG)
-    for group in ("/vpc/prod/flow-logs", "/vpc/shared-services/flow-logs", DEMO_QUERY_LOG_GROUP):
+    for group in (DEMO_FLOW_LOG_GROUP, "/vpc/shared-services/flow-logs", DEMO_QUERY_LOG_GROUP):
         logs.create_log_group(logGroupName=group)
 
     # -- VPC "prod": public, NAT, firewall-inspected and isolated subnets --------
@@ -617,7 +628,8 @@ def build_demo_estate(session, region: str) -> EstateInfo:
             (110, "6", "allow", WORLD4, 32768, 65535),
         ],
     )
-    b.flow_log(prod, "VPC", "ALL", "/vpc/prod/flow-logs")
+    # the format the flow_logs function documents (templates/vpc-flow-log.yaml's)
+    b.flow_log(prod, "VPC", "ALL", DEMO_FLOW_LOG_GROUP, flowlogs.DOCUMENTED_FORMAT)
     # Resolver query logging for prod only (EGR-02: shared-services has none).
     resolver = session.client("route53resolver", region_name=region, config=BUILDER_CONFIG)
     query_logs = resolver.create_resolver_query_log_config(

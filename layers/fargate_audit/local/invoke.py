@@ -10,7 +10,10 @@ queue -> a local queue ``fargate-audit-<LogicalId>``) and a Lambda-like context 
 names the caller's account (STS GetCallerIdentity, which needs no permission: the
 handlers accept events of the account they read). Against an emulator
 (``AWS_ENDPOINT_URL`` set) the table is first created from the template's definition,
-Security Hub enabled and the function's queues created when missing; without one it runs
+Security Hub enabled and the function's queues created when missing, and, for
+``flow_logs``, a VPC flow log delivering to the event's log group in the documented format
+(``ensure_local_flow_log``: what templates/vpc-flow-log.yaml deploys) unless one does, so
+that the handler finds the format with DescribeFlowLogs as it would in an account; without one it runs
 against the account of the caller's credentials and creates nothing (the table must
 exist: deploy the stack; a queue's URL comes from the environment variable of the same
 name, e.g. ``SWEEP_QUEUE_URL``, required for the planner; ``EVENTS_DLQ_URL`` is optional).
@@ -40,6 +43,9 @@ LOCAL_QUEUE_PREFIX = "fargate-audit-"  # + the queue's logical id
 LOCAL_ACCOUNT = "000000000000"  # the context's account when the caller's cannot be read
 # Queue variables a local run may leave unset (the handler then only logs what it would send).
 OPTIONAL_QUEUE_VARIABLES = frozenset({"EVENTS_DLQ_URL"})
+FLOW_LOGS_FOLDER = "flow_logs"
+LOCAL_FLOW_LOG_VPC = "fargate-audit-invoke"  # the Name tag of the VPC the local flow log logs
+LOCAL_FLOW_LOG_VPC_CIDR = "10.20.0.0/16"
 
 
 class InvokeError(FargateAuditError):
@@ -247,6 +253,69 @@ def ensure_local_resources(
     return url
 
 
+def event_log_group(event: Any) -> str | None:
+    """The log group of a CloudWatch Logs subscription event with data, else None (the
+    handler says what is wrong with the event)."""
+    from fargate_audit.app import dnslogs
+    from fargate_audit.app.events import EventError
+
+    try:
+        payload = dnslogs.decode_subscription(event)
+    except EventError:
+        return None
+    group = payload.get("logGroup")
+    return (
+        group if payload["messageType"] == dnslogs.DATA_MESSAGE and isinstance(group, str) and group else None
+    )
+
+
+def ensure_local_flow_log(session, group: str, account: str | None = None) -> str:
+    """On an emulator: a VPC flow log of all traffic delivering to CloudWatch Logs group
+    ``group`` in the documented format (``flowlogs.DOCUMENTED_FORMAT``, the LogFormat of
+    templates/vpc-flow-log.yaml), with the group and a VPC of its own (tagged
+    ``fargate-audit-invoke``), unless a flow log already delivers to the group. Returns
+    the id of the flow log the handler will find."""
+    from botocore.exceptions import ClientError
+
+    from fargate_audit.app import flowlogs
+    from fargate_audit.edge.aws import client
+
+    region = session.region_name
+    ec2 = client(session, "ec2", region)
+    by_group = [{"Name": "log-group-name", "Values": [group]}]
+    existing = ec2.describe_flow_logs(Filters=by_group)["FlowLogs"]
+    if existing:
+        return existing[0]["FlowLogId"]
+    logs = client(session, "logs", region)
+    try:
+        logs.create_log_group(logGroupName=group)
+    except ClientError as exc:
+        if _code(exc) != "ResourceAlreadyExistsException":
+            raise
+    tagged = [{"Name": "tag:Name", "Values": [LOCAL_FLOW_LOG_VPC]}]
+    vpcs = ec2.describe_vpcs(Filters=tagged)["Vpcs"]
+    if vpcs:
+        vpc_id = vpcs[0]["VpcId"]
+    else:
+        vpc_id = ec2.create_vpc(
+            CidrBlock=LOCAL_FLOW_LOG_VPC_CIDR,
+            TagSpecifications=[
+                {"ResourceType": "vpc", "Tags": [{"Key": "Name", "Value": LOCAL_FLOW_LOG_VPC}]}
+            ],
+        )["Vpc"]["VpcId"]
+    created = ec2.create_flow_logs(
+        ResourceIds=[vpc_id],
+        ResourceType="VPC",
+        TrafficType="ALL",
+        LogDestinationType="cloud-watch-logs",
+        LogGroupName=group,
+        DeliverLogsPermissionArn=f"arn:aws:iam::{account or LOCAL_ACCOUNT}:role/fargate-audit-flow-logs",
+        LogFormat=flowlogs.DOCUMENTED_FORMAT,
+        MaxAggregationInterval=60,
+    )
+    return created["FlowLogIds"][0]
+
+
 # --------------------------------------------------------------------------- invoke
 
 
@@ -317,6 +386,7 @@ def invoke(
         raise CredentialsError(NO_REGION_MESSAGE)
     table = table_name()
     queues = function_queues(template, logical_id)  # logical id -> variable
+    account = caller_account(session)
     if os.environ.get("AWS_ENDPOINT_URL"):
         queue_urls = {
             queue: ensure_local_resources(session, template, table, True, [local_queue_name(queue)])
@@ -324,6 +394,9 @@ def invoke(
         }
         if not queues:
             ensure_local_resources(session, template, table, False)
+        group = event_log_group(event) if folder == FLOW_LOGS_FOLDER else None
+        if group:
+            ensure_local_flow_log(session, group, account)
     else:
         queue_urls = {queue: os.environ.get(variable) for queue, variable in queues.items()}
     variables = function_environment(template, logical_id, table, queue_urls=queue_urls)
@@ -340,7 +413,7 @@ def invoke(
         properties.get("MemorySize", 128),
         properties.get("Timeout", 3),
         region,
-        account=caller_account(session),
+        account=account,
     )
 
     with _environment(variables), contextlib.redirect_stdout(err):
