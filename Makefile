@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_html.py
 	$(BIN)/python bench/bench_event.py
 	$(BIN)/python bench/bench_dns.py
+	$(BIN)/python bench/bench_discovery.py
 	cd bench && PYTHONPATH=../layers ../$(BIN)/python bench_org.py
 
 clean:
