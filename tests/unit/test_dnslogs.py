@@ -484,3 +484,8 @@ def test_the_flow_namer_reads_the_lookback_window_of_the_flows_vpc_and_address()
     assert name_of(flow) == "a.example"
     assert reads == [(VPC, "198.51.100.7", "2026-06-01T12:00:00Z", FLOW_AT)]
     assert name_of(flow | {"vpc_id": None}) is None and len(reads) == 1  # no VPC kept: unnamed
+    # another row of the address (port, action) starting in the same hour: the same Query
+    assert name_of(flow | {"port": 8443, "first_seen": "2026-06-02T12:40:00Z"}) == "a.example"
+    assert len(reads) == 1
+    # an hour later the window differs: read again
+    assert name_of(flow | {"first_seen": "2026-06-02T13:05:00Z"}) == "a.example" and len(reads) == 2

@@ -507,16 +507,21 @@ def flow_answers(
 ) -> Callable[[Mapping[str, Any]], list[dict]]:
     """``answers(flow)`` for flow rows (``{"address", "vpc_id", "first_seen"}``): the
     address's answer items of the lookback window before the flow started, read through
-    ``answers_of(vpc, address, since, until)`` (one Query per flow row, ``DiscoveryStore.
-    answers``). A flow without a VPC (recorded before the VPC was kept) or a start has none."""
+    ``answers_of(vpc, address, since, until)`` (``DiscoveryStore.answers``: one Query per
+    VPC, address and hour window, so the rows of one address on other ports or actions
+    that started in the same hour share it; ``name_for`` then filters by the exact times).
+    A flow without a VPC (recorded before the VPC was kept) or a start has none."""
+    read: dict[tuple[str, str, str, str], list[dict]] = {}
 
     def answers(flow: Mapping[str, Any]) -> list[dict]:
         vpc, address, started = flow.get("vpc_id"), flow.get("address"), flow.get("first_seen")
         if not vpc or not address or not started:
             return []
-        return answers_of(
-            str(vpc), str(address), lookback_start(str(started), lookback_seconds), str(started)
-        )
+        since = lookback_start(str(started), lookback_seconds)
+        key = (str(vpc), str(address), since[:13], str(started)[:13])  # the Query's hour range
+        if key not in read:
+            read[key] = answers_of(str(vpc), str(address), since, str(started))
+        return read[key]
 
     return answers
 
