@@ -406,6 +406,45 @@ def test_a_failed_describe_flow_logs_raises_naming_the_action_and_records_nothin
     assert world.flow_logs(event)["status"] == "recorded"  # asked again, not cached
 
 
+def test_the_vpcs_own_cidrs_are_not_internet_egress_even_in_public_space(world):
+    """rules.md EGR-03: "not in the VPC's CIDRs". A VPC may use public address space (a
+    secondary CIDR here); its addresses are private to it (ec2:DescribeVpcs, cached)."""
+    ec2 = world.rt.clients.ec2(REGION)
+    ec2.associate_vpc_cidr_block(VpcId=world.vpc, CidrBlock="44.0.0.0/16")
+    web = world.web[0]
+    running(world, web)
+    outcome = world.flow_logs(
+        batch(
+            [
+                flow(web.eni, web.private_ip, "44.0.3.9", 443),  # inside the VPC
+                flow(web.eni, web.private_ip, "44.1.3.9", 443),  # outside: internet
+            ]
+        )
+    )
+    assert (outcome["private"], outcome["egress"]) == (1, 1)
+    assert set(rows(world)) == {("44.1.3.9", "tcp", 443, "ACCEPT")}
+    world.calls.reset()
+    world.flow_logs(batch([flow(web.eni, web.private_ip, "44.0.3.10", 443)], 10))
+    assert ("ec2", "DescribeVpcs") not in {(s, op) for s, op, _ in world.calls.calls}  # cached
+
+
+def test_a_failed_describe_vpcs_raises_naming_the_action_and_records_nothing(world):
+    web = world.web[0]
+    running(world, web)
+    event = batch([flow(web.eni, web.private_ip, "52.94.1.1", 443)])
+    ec2 = world.rt.clients.ec2(REGION)
+    world.calls.reset()
+    with Stubber(ec2) as stub:
+        stub.add_response("describe_flow_logs", {"FlowLogs": []})  # the parameter's format
+        stub.add_client_error("describe_vpcs", "UnauthorizedOperation", "no", http_status_code=403)
+        with pytest.raises(FlowLogLookupError) as raised:
+            world.flow_logs(event)
+    message = str(raised.value)
+    assert message.startswith("ec2:DescribeVpcs (vpc-") and "UnauthorizedOperation" in message
+    assert writes(world) == [] and rows(world) == {}
+    assert world.flow_logs(event)["status"] == "recorded"  # asked again, not cached
+
+
 # --------------------------------------------------------------------------- bad input
 
 

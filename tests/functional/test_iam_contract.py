@@ -308,7 +308,8 @@ def test_the_flow_function_writes_transactions_imports_and_reads_only_its_groups
     assert {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query"} <= used
     assert "securityhub:BatchImportFindings" in used  # EGR-03
     reads = {a for a in used if a.startswith(("ecs:", "ec2:", "route53resolver:"))}
-    assert reads == {"ec2:DescribeFlowLogs"}  # the LogFormat of the batch's log group
+    # the LogFormat of the batch's log group, the CIDRs of its ENIs' VPCs
+    assert reads == {"ec2:DescribeFlowLogs", "ec2:DescribeVpcs"}
 
 
 def test_the_event_functions_never_list_and_queue_only_dead_letters(recorded):

@@ -125,7 +125,8 @@ FUNCTION_READS = {
     "SweepWorkerFunction": set(facts.read_actions(scope=(*AUDIT_SCOPE, "ecs:ListTasks"))),
     "SweepPlannerFunction": set(facts.read_actions([], scope=("ecs:ListClusters", "ecs:ListTasks"))),
     "DnsLogsFunction": set(),
-    "FlowLogsFunction": {"ec2:DescribeFlowLogs"},  # the LogFormat of its log group's flow logs
+    # the LogFormat of its log group's flow logs, the CIDRs of the ENIs' VPCs
+    "FlowLogsFunction": {"ec2:DescribeFlowLogs", "ec2:DescribeVpcs"},
 }
 READ_SERVICES = {action.split(":")[0] for action in facts.read_actions()}
 TABLE_ACTIONS = {
@@ -177,7 +178,9 @@ EXPECTED_ACTIONS = {
 }
 # Actions that take no resource-level permission: "*" is the only possible resource. Of the
 # reads, only DescribeTasks and DescribeClusters name a resource (a task, a cluster).
-STAR_RESOURCE_ACTIONS = set(facts.read_actions()) - {"ecs:DescribeTasks", "ecs:DescribeClusters"}
+STAR_RESOURCE_ACTIONS = (set(facts.read_actions()) - {"ecs:DescribeTasks", "ecs:DescribeClusters"}) | {
+    "ec2:DescribeVpcs"  # the flow_logs function's (the VPCs' CIDRs); no resource type either
+}
 
 
 @pytest.fixture(scope="module")

@@ -149,15 +149,39 @@ def test_the_function_settings_leave_the_format_unset_by_default_and_check_cidrs
 
 
 def test_a_snapshot_of_the_attribution_round_trips():
-    ranges = {ENI: [dict(OWNER, task_arn="arn:t", vpc_id="vpc-1")]}
+    ranges = {ENI: [dict(OWNER, task_arn="arn:t", vpc_id="vpc-1", vpc_cidrs=["44.0.0.0/16"])]}
     assert flowlogs.decode_snapshot(flowlogs.encode_snapshot(ranges)) == ranges
+
+
+def test_the_enis_own_vpc_cidrs_are_not_internet_egress():
+    """rules.md EGR-03: not in the VPC's CIDRs (a VPC may use public space, e.g. 44.0.0.0/16)."""
+    ranges = flowlogs.with_vpc_cidrs(
+        {ENI: [dict(OWNER, task_arn="arn:t", vpc_id="vpc-1")]},
+        {"vpc-1": ["44.0.0.0/16", "2600:1f18:aa::/56"]},
+    )
+    assert flowlogs.range_vpcs(ranges) == ["vpc-1"]
+    fields = flowlogs.parse_format(flowlogs.DOCUMENTED_FORMAT)
+    records = [
+        flowlogs.parse_record(message, fields)
+        for message in (
+            f"5 1 {ENI} 10.0.0.5 44.0.3.9 49152 443 6 2 100 1767225600 1767225660 ACCEPT OK vpc-1 egress",
+            f"5 1 {ENI} 10.0.0.5 44.1.3.9 49152 443 6 2 100 1767225600 1767225660 ACCEPT OK vpc-1 egress",
+        )
+    ]
+    out = flowlogs.aggregate(records, ranges)
+    assert (out.private, out.egress) == (1, 1)
+    assert [key[1] for key in out.aggregates] == ["44.1.3.9"]  # outside the VPC: internet
+    bare = flowlogs.aggregate(records, {ENI: [dict(OWNER, task_arn="arn:t", vpc_id="vpc-1")]})
+    assert (bare.private, bare.egress) == (0, 2)  # without the VPC's CIDRs both would count
 
 
 def test_a_snapshot_written_before_the_vpc_was_kept_still_decodes():
     ranges = {ENI: [dict(OWNER, task_arn="arn:t", vpc_id="vpc-1")]}
     doc = json.loads(zlib.decompress(base64.b64decode(flowlogs.encode_snapshot(ranges))))
-    old = base64.b64encode(zlib.compress(json.dumps({ENI: [row[:-1] for row in doc[ENI]]}).encode())).decode()
-    assert flowlogs.decode_snapshot(old) == {ENI: [dict(OWNER, task_arn="arn:t", vpc_id=None)]}
+    old = base64.b64encode(zlib.compress(json.dumps({ENI: [row[:-2] for row in doc[ENI]]}).encode())).decode()
+    assert flowlogs.decode_snapshot(old) == {
+        ENI: [dict(OWNER, task_arn="arn:t", vpc_id=None, vpc_cidrs=None)]
+    }
 
 
 def test_the_flow_log_template_logs_every_flow_in_the_documented_format():

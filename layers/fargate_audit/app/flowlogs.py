@@ -61,6 +61,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from fargate_audit.app.dnslogs import (
@@ -302,7 +303,23 @@ def eni_windows(records: Iterable[FlowRecord]) -> dict[str, tuple[str, str]]:
     return windows
 
 
-_RANGE_FIELDS = ("from", "to", "task_arn", "workload_key", "workload", "ip", "ipv6", "vpc_id")
+_RANGE_FIELDS = ("from", "to", "task_arn", "workload_key", "workload", "ip", "ipv6", "vpc_id", "vpc_cidrs")
+
+
+def with_vpc_cidrs(
+    ranges: Mapping[str, list[Mapping[str, Any]]], cidrs: Mapping[str, list[str]]
+) -> dict[str, list[dict]]:
+    """The ENI ranges with each one's VPC CIDRs (``vpc_cidrs``; ``cidrs``: by VPC id), kept
+    in the attribution snapshot so a redelivery classifies destinations as the first did."""
+    return {
+        eni: [dict(r, vpc_cidrs=list(cidrs.get(str(r.get("vpc_id")), []))) for r in found]
+        for eni, found in ranges.items()
+    }
+
+
+def range_vpcs(ranges: Mapping[str, list[Mapping[str, Any]]]) -> list[str]:
+    """The VPC ids of the ENI ranges."""
+    return sorted({str(r["vpc_id"]) for found in ranges.values() for r in found if r.get("vpc_id")})
 
 
 def encode_snapshot(ranges: Mapping[str, list[Mapping[str, Any]]]) -> str | None:
@@ -391,6 +408,17 @@ class FlowAggregation:
         }
 
 
+def _in_own_vpc(address: str, owner: Mapping[str, Any]) -> bool:
+    """``address`` lies in one of the CIDRs of the ENI's VPC (``vpc_cidrs`` of its range)."""
+    cidrs = owner.get("vpc_cidrs") or ()
+    return bool(cidrs) and is_private(address, _networks(tuple(cidrs)))
+
+
+@lru_cache(maxsize=256)
+def _networks(cidrs: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
 def _is_egress(rec: FlowRecord, owner: Mapping[str, Any]) -> bool:
     if rec.direction is not None:
         return rec.direction == "egress"
@@ -427,7 +455,7 @@ def aggregate(
         if not _is_egress(rec, owner):
             out.ingress += 1
             continue
-        if is_private(rec.dstaddr, networks):
+        if is_private(rec.dstaddr, networks) or _in_own_vpc(rec.dstaddr, owner):
             out.private += 1
             continue
         out.egress += 1

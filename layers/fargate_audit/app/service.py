@@ -1028,6 +1028,11 @@ def handle_flow_logs(event: Any, rt: Runtime, now: datetime) -> dict:
             eni: rt.recorder.eni_ranges(eni, until=high, since=low)
             for eni, (low, high) in sorted(flowlogs.eni_windows(records).items())
         }
+        # the VPCs' own CIDRs are not internet (rules.md EGR-03): ec2:DescribeVpcs, cached
+        cidrs = flowlog_lookup.cached_vpc_cidrs(
+            rt.flow_log_cache, lambda: rt.clients.ec2(rt.region), flowlogs.range_vpcs(ranges)
+        )
+        ranges = flowlogs.with_vpc_cidrs(ranges, cidrs)
     aggregation = flowlogs.aggregate(records, ranges, rt.flow_private)
 
     def replan():

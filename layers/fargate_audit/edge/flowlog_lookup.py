@@ -98,3 +98,62 @@ def cached_group_flow_logs(
         flow_logs = group_flow_logs(ec2_for(), group)
         cache.put(group, flow_logs, SETTLED_TTL_SECONDS if settled(flow_logs) else UNSETTLED_TTL_SECONDS)
     return flow_logs
+
+
+VPC_ACTION = "ec2:DescribeVpcs"
+
+
+def vpc_cidrs(ec2, vpc_ids: list[str]) -> dict[str, list[str]]:
+    """The IPv4 and IPv6 CIDRs of each VPC (``ec2:DescribeVpcs`` with the filter
+    ``vpc-id``, every page: a VPC deleted since is simply absent, with no CIDR). Only
+    associated blocks count. FlowLogLookupError when a call fails."""
+    found: dict[str, list[str]] = {vpc: [] for vpc in vpc_ids}
+    if not vpc_ids:
+        return found
+    try:
+        pages = ec2.get_paginator("describe_vpcs").paginate(
+            Filters=[{"Name": "vpc-id", "Values": sorted(vpc_ids)}]
+        )
+        for page in pages:
+            for vpc in page.get("Vpcs") or []:
+                blocks = [
+                    *(
+                        b.get("CidrBlock")
+                        for b in vpc.get("CidrBlockAssociationSet") or []
+                        if (b.get("CidrBlockState") or {}).get("State", "associated") == "associated"
+                    ),
+                    *(
+                        b.get("Ipv6CidrBlock")
+                        for b in vpc.get("Ipv6CidrBlockAssociationSet") or []
+                        if (b.get("Ipv6CidrBlockState") or {}).get("State", "associated") == "associated"
+                    ),
+                ]
+                if not blocks and vpc.get("CidrBlock"):
+                    blocks = [vpc["CidrBlock"]]
+                found[str(vpc.get("VpcId"))] = sorted({str(b) for b in blocks if b})
+    except AWS_ERRORS as exc:
+        call = f"{VPC_ACTION} ({', '.join(sorted(vpc_ids))})"
+        raise FlowLogLookupError(
+            f"{describe_error(exc, call)}; the VPCs' own addresses are unknown: the batch is not read"
+        ) from exc
+    return found
+
+
+def cached_vpc_cidrs(
+    cache: FlowLogCache, ec2_for: Callable[[], Any], vpc_ids: list[str]
+) -> dict[str, list[str]]:
+    """Each VPC's CIDRs from the cache, the others read in one paged DescribeVpcs and kept
+    for UNSETTLED_TTL_SECONDS (a VPC can gain a secondary CIDR)."""
+    out: dict[str, list[str]] = {}
+    missing = []
+    for vpc in sorted(set(vpc_ids)):
+        cached = cache.get(f"vpc:{vpc}")
+        if cached is None:
+            missing.append(vpc)
+        else:
+            out[vpc] = list(cached)
+    if missing:
+        for vpc, cidrs in vpc_cidrs(ec2_for(), missing).items():
+            cache.put(f"vpc:{vpc}", cidrs, UNSETTLED_TTL_SECONDS)
+            out[vpc] = cidrs
+    return out
