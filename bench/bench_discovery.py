@@ -70,6 +70,7 @@ sys.path[:0] = [str(REPO / "layers"), str(REPO / "tests")]  # the library; suppo
 import pytest  # noqa: E402 - MonkeyPatch: the emulated world sets its environment through one
 from botocore.endpoint import Endpoint  # noqa: E402
 from fargate_audit.app import dnslogs, flowlogs  # noqa: E402
+from fargate_audit.app import service as app_service  # noqa: E402
 from fargate_audit.cli import commands as cli  # noqa: E402
 from fargate_audit.core import engine  # noqa: E402
 from fargate_audit.edge import aws  # noqa: E402
@@ -501,7 +502,9 @@ def dns_pure(world: World, event: dict, batch: str, now: datetime) -> dict[str, 
 def flow_pure(world: World, event: dict, batch: str, now: datetime) -> dict[str, float]:
     markers = DiscoveryStore(world.rt.recorder.table).markers(batch, FLOW_BATCH_PREFIX)
     snapshot = flowlogs.decode_snapshot(markers[0]["attribution"])
-    fields = flowlogs.parse_format(world.rt.flow_log_format)
+    # the format the handler read the batch by (the flow log's, else the parameter's)
+    choice = app_service.flow_log_format(world.rt, dnslogs.decode_subscription(event)["logGroup"])
+    fields = flowlogs.parse_format(choice.text, choice.what)
 
     def steps():
         state: dict = {}
@@ -851,7 +854,10 @@ def main() -> None:
         ),
         rows,
     )
-    print("   (Queries = 1 summaries (GSI) + 1 DNS destinations + 1 flow rows + 1 ANSWER Query per flow row)")
+    print(
+        "   (Queries = 1 summaries (GSI) + 1 DNS destinations + 1 flow rows"
+        " + 1 ANSWER Query per address and hour window of the flow rows)"
+    )
     print()
     print(f"total wall {time.perf_counter() - started:.0f} s")
 
