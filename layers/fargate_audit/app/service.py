@@ -892,7 +892,11 @@ def evaluate_workload_discovery(
         "group": first.get("group"),
         "destinations": store.destinations(workload_key),
         "flow_records": int(summary.get("flow_records") or 0),
-        "flows": [flow | {"answers": answers(flow)} for flow in store.flows(workload_key)],
+        # EGR-03 names only ACCEPTed rows: a REJECTed one needs no answer read
+        "flows": [
+            flow | {"answers": answers(flow) if flow.get("action") == "ACCEPT" else []}
+            for flow in store.flows(workload_key)
+        ],
     }
     evaluation = engine.evaluate_discovery(rt.catalog, discovery, rt.params, today=now.date())
     findings = [asff.build_discovery_finding(r, postures, rt.catalog, now) for r in evaluation.results]
