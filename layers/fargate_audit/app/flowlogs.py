@@ -332,7 +332,7 @@ def encode_snapshot(ranges: Mapping[str, list[Mapping[str, Any]]]) -> str | None
 
 def decode_snapshot(text: str) -> dict[str, list[dict]]:
     doc = json.loads(zlib.decompress(base64.b64decode(text)))
-    # a marker written before vpc_id was kept has one field less: it reads as None
+    # a marker written before vpc_id (or vpc_cidrs) was kept has fewer fields: they read as None
     return {
         eni: [
             dict(zip(_RANGE_FIELDS, [*row, *[None] * (len(_RANGE_FIELDS) - len(row))], strict=True))

@@ -18,10 +18,12 @@ Entry points (each returns a small JSON-serialisable outcome dict; malformed inp
 - ``sweep_cluster(message, rt, now)``     audit one page of a cluster's tasks, or a whole
   cluster (a SweepQueue message body)
 - ``handle_dns_logs(event, rt, now)``     a batch of Route 53 Resolver query logs (CloudWatch
-  Logs subscription): destinations per workload, then EGR-01 per workload touched
+  Logs subscription): destinations and DNS answers per workload, then EGR-01 and EGR-03
+  per workload touched
 - ``handle_flow_logs(event, rt, now)``    a batch of VPC flow-log records (CloudWatch Logs
   subscription), read by its log group's flow log format (``ec2:DescribeFlowLogs``,
-  cached): internet destinations with protocol, port and bytes per workload
+  cached): internet destinations with protocol, port and bytes per workload, then EGR-01
+  and EGR-03 per workload touched
 
 No clock is read here: ``now`` comes from the caller. AWS clients, the rule catalog, the
 params, the recorder, the publisher and the VPC fact cache come in a :class:`Runtime`
@@ -909,7 +911,8 @@ def handle_dns_logs(event: Any, rt: Runtime, now: datetime) -> dict:
     records counted and skipped), attribute each query to the task holding its source
     address then (the IP index; unknown sources go to ``unattributed``), aggregate per
     (workload, name, query type), write once per batch however often it is delivered,
-    then evaluate EGR-01 for every attributed workload it touched and publish."""
+    keep the addresses the answers name (per VPC, address, hour, name and source), then
+    evaluate EGR-01 and EGR-03 for every attributed workload it touched and publish."""
     payload = dnslogs.decode_subscription(event)
     base = {"log_group": payload.get("logGroup"), "log_stream": payload.get("logStream")}
     if payload["messageType"] == dnslogs.CONTROL_MESSAGE:

@@ -200,7 +200,7 @@ def flow_rows(
     """One row per (address, protocol, port, action) seen in flow logs, the most bytes
     first: ``{"name", "address", "protocol", "port", "action", "flows", "packets",
     "bytes_out", "first_seen", "last_seen", "approved"}``. ``name_of(flow)``: the name a
-    DNS answer gave the address before the flow started (``dnslogs.name_for``), else
+    DNS answer gave the address before the flow started (``core.egress.name_for``), else
     None; ``approved`` (``approved(name)``) is null for an unnamed row. Rows last seen
     before ``since`` are left out."""
     rows = []
