@@ -73,7 +73,12 @@ LAYERS = ROOT / "layers"
 sys.path.insert(0, str(LAYERS))  # this checkout's code, whatever the venv has installed
 
 import boto3  # noqa: E402
-from bench_scan import ESTATE_SHAPE, REGION, emulator_env  # noqa: E402  (same estate as bench_scan.py)
+from bench_scan import (  # noqa: E402  (same estate as bench_scan.py)
+    ESTATE_SHAPE,
+    REGION,
+    compile_package,
+    emulator_env,
+)
 from fargate_audit.local import estate  # noqa: E402
 from moto.moto_server.werkzeug_app import (  # noqa: E402
     DomainDispatcherApplication,
@@ -328,6 +333,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     c7n_python = ensure_c7n_venv()
+    compile_package()  # both tools measured as installed: with .pyc (pip compiled Custodian's)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per emulator request
 
     server = CountingMotoServer()

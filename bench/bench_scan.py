@@ -79,11 +79,27 @@ def _scan_in_child(env: dict, tmp: str) -> tuple[float, float, float, dict, dict
     return wall, usage.ru_utime + usage.ru_stime, measured["vm_hwm_kb"] / 1024, report, measured["split"]
 
 
+def compile_package() -> None:
+    """Byte-compile this checkout's fargate_audit (and its catalog's check.py files) as pip
+    does when it installs the wheel. Without it, a checkout run where no .pyc can be written
+    (PYTHONDONTWRITEBYTECODE, set on this build machine, or a read-only tree) compiles every
+    module from source on each scan: about 0.1 s of CPU that no installed copy pays, nor
+    Custodian, whose venv pip compiled."""
+    import compileall
+
+    package = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "layers", "fargate_audit"
+    )
+    if not compileall.compile_dir(package, quiet=1):
+        raise SystemExit(f"cannot byte-compile {package}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,5000", help="comma-separated task counts")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
+    compile_package()  # measured as installed: with .pyc
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per emulator request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
