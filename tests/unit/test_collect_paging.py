@@ -787,14 +787,27 @@ def test_fact_clients_parse_timestamps_into_iso_text_and_others_keep_datetimes()
     assert aws.iso_timestamp(1761998400) == "2025-11-01T12:00:00+00:00"
     assert aws.iso_timestamp(1761998400.5) == "2025-11-01T12:00:00.500000+00:00"
     assert aws.iso_timestamp("2026-11-01T12:00:00.000Z") == "2026-11-01T12:00:00.000Z"
-    response = ecs._response_parser.parse(
-        {
-            "status_code": 200,
-            "headers": {},
-            "body": json.dumps(
-                {"tasks": [{"taskArn": "t", "createdAt": 1761998400.0}], "failures": []}
-            ).encode(),
-        },
-        ecs.meta.service_model.operation_model("DescribeTasks").output_shape,
-    )
+    # through botocore's own request path (the endpoint parses each response; AWS's JSON
+    # gives epoch seconds): a stand-in for the HTTP layer answers, botocore parses
+    from botocore.awsrequest import AWSResponse
+
+    class _Raw:
+        def __init__(self, body: bytes) -> None:
+            self.body = body
+
+        def stream(self, **_):
+            yield self.body
+
+    def answer(body: dict):
+        def handler(request, **_):
+            return AWSResponse(request.url, 200, {}, _Raw(json.dumps(body).encode()))
+
+        return handler
+
+    body = {"tasks": [{"taskArn": "t", "createdAt": 1761998400.0}], "failures": []}
+    ecs.meta.events.register("before-send.ecs.DescribeTasks", answer(body))
+    response = ecs.describe_tasks(cluster="c", tasks=["t"])
     assert response["tasks"][0]["createdAt"] == "2025-11-01T12:00:00+00:00"
+    other = session.client("ecs", region_name=REGION)  # the same session's plain client
+    other.meta.events.register("before-send.ecs.DescribeTasks", answer(body))
+    assert isinstance(other.describe_tasks(cluster="c", tasks=["t"])["tasks"][0]["createdAt"], datetime)

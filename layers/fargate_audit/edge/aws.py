@@ -24,6 +24,7 @@ from botocore.exceptions import (
     NoRegionError,
     PartialCredentialsError,
 )
+from botocore.parsers import ResponseParserFactory
 
 from fargate_audit.core.errors import ConfigError, CredentialsError
 
@@ -292,17 +293,29 @@ def client(session, service: str, region: str):
     except NoRegionError as exc:
         raise CredentialsError(NO_REGION_MESSAGE) from exc
     if service in FACT_READ_SERVICES:
-        parser = getattr(made, "_response_parser", None)  # botocore keeps one parser per client
-        if parser is not None and hasattr(parser, "_timestamp_parser"):
-            parser._timestamp_parser = iso_timestamp
+        _parse_timestamps_as_text(made)
     return made
 
 
+def _parse_timestamps_as_text(made) -> None:
+    """Make ``made`` parse timestamps with :func:`iso_timestamp`. botocore parses each
+    response with a parser that the client's endpoint creates per request from its
+    ResponseParserFactory (the client's own ``_response_parser`` is not the one used), and
+    a session's clients share the session's factory: this client's endpoint gets a factory
+    of its own whose default timestamp parser is :func:`iso_timestamp`."""
+    endpoint = getattr(made, "_endpoint", None)
+    if endpoint is None or not hasattr(endpoint, "_response_parser_factory"):
+        return
+    factory = ResponseParserFactory()
+    factory.set_parser_defaults(timestamp_parser=iso_timestamp)
+    endpoint._response_parser_factory = factory
+
+
 def timestamps_as_text(aws_client) -> bool:
-    """Whether ``aws_client`` parses timestamps with :func:`iso_timestamp` (a client that
-    :func:`client` made; an injected one, e.g. a Stubber's, gives what it was given)."""
-    parser = getattr(aws_client, "_response_parser", None)
-    return getattr(parser, "_timestamp_parser", None) is iso_timestamp
+    """Whether ``aws_client``'s responses are parsed with :func:`iso_timestamp` (a client
+    that :func:`client` made; an injected one, e.g. a Stubber's, gives what it was given)."""
+    factory = getattr(getattr(aws_client, "_endpoint", None), "_response_parser_factory", None)
+    return getattr(factory, "_defaults", {}).get("timestamp_parser") is iso_timestamp
 
 
 def error_code(exc: BaseException) -> str:
