@@ -24,9 +24,9 @@ from botocore.exceptions import (
     NoRegionError,
     PartialCredentialsError,
 )
-from botocore.parsers import ResponseParserFactory
 
 from fargate_audit.core.errors import ConfigError, CredentialsError
+from fargate_audit.edge.fastparse import FactParserFactory
 
 USER_AGENT_EXTRA = "fargate-audit/0.1"
 
@@ -306,7 +306,7 @@ def _parse_timestamps_as_text(made) -> None:
     endpoint = getattr(made, "_endpoint", None)
     if endpoint is None or not hasattr(endpoint, "_response_parser_factory"):
         return
-    factory = ResponseParserFactory()
+    factory = FactParserFactory()  # JSON bodies converted by plan (edge.fastparse)
     factory.set_parser_defaults(timestamp_parser=iso_timestamp)
     endpoint._response_parser_factory = factory
 

@@ -1,0 +1,134 @@
+"""edge.fastparse: the fact clients' JSON parser gives what botocore's own parser gives.
+
+For every operation of the JSON-protocol fact services (ECS, Route 53 Resolver, WAF), a
+response body is generated from the operation's output shape (every member present, to a
+depth; timestamps as epoch seconds, blobs as base64, as AWS sends them) and parsed by both
+parsers with the same timestamp parser: the results must be equal. Then the one documented
+difference (unknown members and JSON nulls kept), the fallback for shapes a plan cannot
+follow, and the real request path of a client edge.aws.client made.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import boto3
+import botocore.session
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.parsers import JSONParser
+from fargate_audit.edge import aws
+from fargate_audit.edge.fastparse import FactJSONParser, FactParserFactory, _Unsupported, compile_plan
+
+SERVICES = ("ecs", "route53resolver", "wafv2")
+MAX_DEPTH = 7
+
+
+def sample(shape, depth: int = 0, path: str = ""):
+    """A JSON value for ``shape`` as AWS would send it: every member, lists of two."""
+    kind = shape.type_name
+    if kind == "structure":
+        if depth > MAX_DEPTH or getattr(shape, "is_tagged_union", False):
+            return {}
+        return {
+            member.serialization.get("name", name): sample(member, depth + 1, f"{path}.{name}")
+            for name, member in shape.members.items()
+        }
+    if kind == "list":
+        return [] if depth > MAX_DEPTH else [sample(shape.member, depth + 1, path + "[]") for _ in range(2)]
+    if kind == "map":
+        return {} if depth > MAX_DEPTH else {"k1": sample(shape.value, depth + 1, path + "{}")}
+    if kind == "timestamp":
+        return 1761998400.25 + depth
+    if kind == "blob":
+        return base64.b64encode(f"blob{path}".encode()).decode()
+    if kind == "boolean":
+        return depth % 2 == 0
+    if kind in ("integer", "long"):
+        return depth + 7
+    if kind in ("float", "double"):
+        return depth + 0.5
+    return f"s{path}"
+
+
+def operations():
+    session = botocore.session.get_session()
+    for service in SERVICES:
+        model = session.get_service_model(service)
+        for name in model.operation_names:
+            output = model.operation_model(name).output_shape
+            if output is not None:
+                yield pytest.param(service, name, id=f"{service}.{name}")
+
+
+def _both(service: str, operation: str, body: bytes):
+    model = botocore.session.get_session().get_service_model(service)
+    shape = model.operation_model(operation).output_shape
+    response = {"status_code": 200, "headers": {"x-amzn-requestid": "r-1"}, "body": body}
+    ours = FactParserFactory()
+    ours.set_parser_defaults(timestamp_parser=aws.iso_timestamp)
+    theirs = JSONParser(timestamp_parser=aws.iso_timestamp)
+    return ours.create_parser("json").parse(dict(response), shape), theirs.parse(dict(response), shape)
+
+
+@pytest.mark.parametrize(("service", "operation"), list(operations()))
+def test_every_fact_service_output_parses_as_botocore_parses_it(service, operation):
+    model = botocore.session.get_session().get_service_model(service)
+    body = json.dumps(sample(model.operation_model(operation).output_shape)).encode()
+    ours, theirs = _both(service, operation, body)
+    assert ours == theirs
+
+
+def test_the_describe_tasks_plan_converts_only_the_timestamps():
+    model = botocore.session.get_session().get_service_model("ecs")
+    plan = compile_plan(model.operation_model("DescribeTasks").output_shape, {})
+    assert plan[0] == "struct" and set(plan[1]) == {"tasks"}  # failures: nothing to convert
+    task = plan[1]["tasks"][1][1]
+    assert {"createdAt", "startedAt", "connectivityAt", "pullStartedAt", "stoppedAt"} <= set(task)
+    assert "containers" in task and "attachments" not in task  # attachments hold no timestamp
+
+
+def test_unknown_members_and_nulls_are_kept_the_documented_difference():
+    body = json.dumps(
+        {"tasks": [{"taskArn": "t", "createdAt": 1761998400, "newField": {"a": 1}, "group": None}]}
+    ).encode()
+    ours, theirs = _both("ecs", "DescribeTasks", body)
+    assert theirs["tasks"] == [{"taskArn": "t", "createdAt": "2025-11-01T12:00:00+00:00"}]
+    assert ours["tasks"] == [
+        {"taskArn": "t", "createdAt": "2025-11-01T12:00:00+00:00", "newField": {"a": 1}, "group": None}
+    ]
+    assert ours["ResponseMetadata"] == theirs["ResponseMetadata"]
+
+
+def test_a_shape_the_plan_cannot_follow_is_parsed_by_botocore():
+    class Member:
+        def __init__(self, name, type_name, serialization=None, members=None):
+            self.name, self.type_name = name, type_name
+            self.serialization = serialization or {}
+            self.members = members or {}
+            self.is_document_type = False
+
+    renamed = Member("Out", "structure", members={"When": Member("T", "timestamp", {"name": "when"})})
+    with pytest.raises(_Unsupported):
+        compile_plan(renamed, {})
+    parser = FactJSONParser({}, {}, timestamp_parser=aws.iso_timestamp)
+    assert parser._plan(renamed) is False  # botocore's walk then parses it
+
+
+def test_a_client_made_by_edge_aws_parses_its_responses_by_plan():
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1"
+    )
+    ecs = aws.client(session, "ecs", "eu-west-1")
+
+    class Raw:
+        def stream(self, **_):
+            yield json.dumps({"tasks": [{"taskArn": "t", "startedAt": 1761998400, "extra": 1}]}).encode()
+
+    ecs.meta.events.register(
+        "before-send.ecs.DescribeTasks", lambda request, **_: AWSResponse(request.url, 200, {}, Raw())
+    )
+    parsed = ecs.describe_tasks(cluster="c", tasks=["t"])
+    assert parsed["tasks"] == [{"taskArn": "t", "startedAt": "2025-11-01T12:00:00+00:00", "extra": 1}]
+    assert parsed["ResponseMetadata"]["HTTPStatusCode"] == 200
