@@ -1,6 +1,7 @@
-"""A faster botocore response parser for the fact reads of JSON-protocol services (ECS,
-Route 53 Resolver, WAF): the body as ``json.loads`` gives it, with only the members the
-model says are timestamps or blobs converted.
+"""Faster botocore response parsers for the fact reads: for the JSON-protocol services (ECS,
+Route 53 Resolver, WAF) the body as ``json.loads`` gives it, with only the members the
+model says are timestamps or blobs converted; for EC2 (XML), converters compiled once per
+shape (see "EC2 (XML)" below).
 
 botocore's JSON parser walks the output shape member by member for every response and
 rebuilds every dict and list, although JSON already holds strings, numbers, booleans,
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.parsers import JSONParser, ResponseParserFactory
+from botocore.parsers import EC2QueryParser, JSONParser, ResponseParserFactory
 
 _BUILDING = object()  # a shape whose plan is being compiled (met again: recursive)
 
@@ -132,6 +133,127 @@ class FactJSONParser(JSONParser):
         return self._plans[key]
 
 
+# --------------------------------------------------------------------------- EC2 (XML)
+#
+# EC2's query protocol answers in XML; botocore walks each element with the shape (a dict
+# of children by tag per structure, a key lookup per member). An XML plan is compiled once
+# per shape instead: for a structure, its members by wire tag with their converters; for a
+# list, its item converter (every child is an item, as botocore reads them); scalars by
+# type. A shape with what the plan does not follow (flattened lists, XML attributes, maps,
+# header locations, tagged unions, recursion) is parsed by botocore; so is a response
+# where a structure repeats a tag (botocore would gather the nodes in a list).
+
+
+class _Repeated(Exception):
+    """A structure element repeats a child tag: botocore parses the response."""
+
+
+def _xml_text(element) -> str:
+    return element.text if element.text is not None else ""
+
+
+def compile_xml_plan(shape: Any, memo: dict, parser: Any):
+    """A converter ``element -> value`` for ``shape`` (see above); ``_Unsupported`` when
+    the shape has a part it cannot follow. ``memo``: converters by shape name."""
+    name = shape.name
+    if name in memo:
+        found = memo[name]
+        if found is _BUILDING:
+            raise _Unsupported(f"{name} is recursive")
+        return found
+    memo[name] = _BUILDING
+    try:
+        converter = _compile_xml(shape, memo, parser)
+    except _Unsupported:
+        del memo[name]
+        raise
+    memo[name] = converter
+    return converter
+
+
+def _compile_xml(shape: Any, memo: dict, parser: Any):
+    kind = shape.type_name
+    if kind == "structure":
+        if getattr(shape, "is_tagged_union", False) or shape.metadata.get("exception", False):
+            raise _Unsupported(f"{shape.name} is a union or an exception")
+        by_tag: dict[str, tuple[str, Any]] = {}
+        for member_name, member in shape.members.items():
+            wire = member.serialization
+            if wire.get("location") or wire.get("eventheader") or wire.get("xmlAttribute"):
+                raise _Unsupported(f"{shape.name}.{member_name} is not a child element")
+            if member.type_name == "list" and wire.get("flattened"):
+                raise _Unsupported(f"{shape.name}.{member_name} is a flattened list")
+            by_tag[wire.get("name", member_name)] = (member_name, compile_xml_plan(member, memo, parser))
+
+        def structure(element, by_tag=by_tag):
+            parsed: dict = {}
+            seen: set = set()
+            for child in element:
+                tag = child.tag.rpartition("}")[2]
+                if tag in seen:
+                    raise _Repeated(tag)
+                seen.add(tag)
+                found = by_tag.get(tag)
+                if found is not None:
+                    parsed[found[0]] = found[1](child)
+            return parsed
+
+        return structure
+    if kind == "list":
+        if shape.serialization.get("flattened"):
+            raise _Unsupported(f"{shape.name} is a flattened list")
+        item = compile_xml_plan(shape.member, memo, parser)
+        return lambda element, item=item: [item(child) for child in element]
+    if kind == "map":
+        raise _Unsupported(f"{shape.name} is a map")
+    if kind == "boolean":
+        return lambda element: _xml_text(element) == "true"
+    if kind in ("integer", "long"):
+        return lambda element: int(_xml_text(element))
+    if kind in ("float", "double"):
+        return lambda element: float(_xml_text(element))
+    if kind == "timestamp":
+        return lambda element: parser._timestamp_parser(_xml_text(element))
+    if kind == "blob":
+        return lambda element: parser._blob_parser(_xml_text(element))
+    if kind in ("string", "character"):
+        return _xml_text
+    raise _Unsupported(f"{shape.name}: {kind}")
+
+
+class FactEC2Parser(EC2QueryParser):
+    """botocore's EC2QueryParser whose successful bodies are converted by XML plan."""
+
+    def __init__(self, plans: dict, memo: dict, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._plans = plans  # output shape name -> its converter, or False
+        self._memo = memo
+
+    def _do_parse(self, response, shape):
+        converter = self._converter(shape) if shape is not None else False
+        if converter is False:
+            return super()._do_parse(response, shape)
+        root = self._parse_xml_string_to_dom(response["body"])
+        try:
+            parsed = converter(root)
+        except _Repeated:
+            return super()._do_parse(response, shape)
+        self._inject_response_metadata(root, parsed)
+        return parsed
+
+    def _converter(self, shape):
+        key = shape.name
+        if key not in self._plans:
+            if "resultWrapper" in shape.serialization:
+                self._plans[key] = False
+            else:
+                try:
+                    self._plans[key] = compile_xml_plan(shape, self._memo, self)
+                except _Unsupported:
+                    self._plans[key] = False
+        return self._plans[key]
+
+
 class FactParserFactory(ResponseParserFactory):
     """A client endpoint's parser factory: JSON bodies through :class:`FactJSONParser`
     (plans kept for the client's life), other protocols botocore's."""
@@ -140,8 +262,16 @@ class FactParserFactory(ResponseParserFactory):
         super().__init__()
         self._plans: dict = {}
         self._memo: dict = {}
+        self._xml_plans: dict = {}
+        self._xml_memo: dict = {}
+        self._xml_parser: FactEC2Parser | None = None
 
     def create_parser(self, protocol_name):
         if protocol_name == "json":
             return FactJSONParser(self._plans, self._memo, **self._defaults)
+        if protocol_name == "ec2":
+            # one parser for the client's life: its XML converters call its timestamp parser
+            if self._xml_parser is None:
+                self._xml_parser = FactEC2Parser(self._xml_plans, self._xml_memo, **self._defaults)
+            return self._xml_parser
         return super().create_parser(protocol_name)
