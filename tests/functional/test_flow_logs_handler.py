@@ -657,3 +657,29 @@ def test_approved_egress_cidrs_and_the_lookback_come_from_the_params(world, monk
     no_group = world.flow_logs(dnslogs.encode_subscription(payload))
     assert no_group["status"] == "rejected" and no_group["error"] == "logGroup: missing or not a string"
     assert lookups(world) == 0
+
+
+def test_workloads_of_one_batch_share_the_dns_answer_reads_of_an_address(world):
+    from test_dns_logs_handler import running as running_as_their_own  # etl in batch/family:etl
+
+    web, etl = world.web[0], world.etl[0]
+    running_as_their_own(world, web, etl)
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    world.calls.reset()
+    outcome = world.flow_logs(
+        batch(
+            [
+                flow(web.eni, web.private_ip, "52.94.1.1", 443, at=started),
+                flow(web.eni, web.private_ip, "52.94.1.1", 8443, at=started),
+                flow(etl.eni, etl.private_ip, "52.94.1.1", 443),
+            ]
+        )
+    )
+    assert len(outcome["workloads"]) == 2
+    answer_reads = [
+        params
+        for service, op, params in world.calls.calls
+        if (service, op) == ("dynamodb", "Query")
+        and str(params.get("ExpressionAttributeValues", {}).get(":pk", {}).get("S", "")).startswith("ANSWER#")
+    ]
+    assert len(answer_reads) == 1  # one address, one hour window: three rows, two workloads

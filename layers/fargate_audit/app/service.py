@@ -868,22 +868,31 @@ def _read_ranges(rt: Runtime, records: list) -> dict:
     }
 
 
+def discovery_answers(rt: Runtime, store: DiscoveryStore):
+    """``answers(flow)`` for the flow rows of one batch's workloads (``dnslogs.
+    flow_answers`` with the params' ``dns_answer_lookback``): one reader per batch, so
+    workloads sending to the same address in the same hours share its Query."""
+    lookback = duration_seconds(effective_params(rt.catalog, rt.params)["dns_answer_lookback"])
+    return dnslogs.flow_answers(store.answers, lookback)
+
+
 def evaluate_workload_discovery(
-    rt: Runtime, store: DiscoveryStore, workload_key: str, now: datetime
+    rt: Runtime, store: DiscoveryStore, workload_key: str, now: datetime, answers=None
 ) -> tuple[list[dict], Any]:
     """The workload-discovery rules (EGR-01, EGR-03) on everything recorded for one
     workload (its DNS destinations; its flow rows, each with the DNS answers of its
     address in the lookback window before it started; its flow record count), and their
     findings synchronised with Security Hub. Nothing is published for a workload with no
     running task (its findings were archived when the last one stopped) or when
-    publishing is off. Returns (results, publish outcome or None)."""
+    publishing is off. ``answers``: the batch's reader (:func:`discovery_answers`), else
+    one of its own. Returns (results, publish outcome or None)."""
     running = rt.recorder.running_tasks(workload_key)
     if not running or rt.publisher is None:
         return [], None
     postures = [task["posture"] for task in running]
     first = postures[0]
-    lookback = duration_seconds(effective_params(rt.catalog, rt.params)["dns_answer_lookback"])
-    answers = dnslogs.flow_answers(store.answers, lookback)
+    if answers is None:
+        answers = discovery_answers(rt, store)
     summary = store.summary(workload_key) or {}
     discovery = {
         "account_id": first["account_id"],
@@ -950,8 +959,9 @@ def handle_dns_logs(event: Any, rt: Runtime, now: datetime) -> dict:
         applied=applied,
     )
     results, outcomes = {}, []
+    answers = discovery_answers(rt, store)
     for key in aggregation.workloads(attributed_only=True):
-        found, outcome = evaluate_workload_discovery(rt, store, key, now)
+        found, outcome = evaluate_workload_discovery(rt, store, key, now, answers)
         results.update({f"{key}/{r['rule_id']}": r["status"] for r in found})
         outcomes.append(outcome)
     findings = _publish_summary(outcomes)
@@ -1060,8 +1070,9 @@ def handle_flow_logs(event: Any, rt: Runtime, now: datetime) -> dict:
     if not stats.chunks:
         base["reason"] = "no record of a known task's ENI in the batch"
     results, outcomes = {}, []
+    answers = discovery_answers(rt, store)
     for key in aggregation.workloads():
-        found, outcome = evaluate_workload_discovery(rt, store, key, now)
+        found, outcome = evaluate_workload_discovery(rt, store, key, now, answers)
         results.update({f"{key}/{r['rule_id']}": r["status"] for r in found})
         outcomes.append(outcome)
     findings = _publish_summary(outcomes)
