@@ -664,14 +664,14 @@ def test_workloads_of_one_batch_share_the_dns_answer_reads_of_an_address(world):
 
     web, etl = world.web[0], world.etl[0]
     running_as_their_own(world, web, etl)
-    started = datetime.now(UTC) - timedelta(minutes=5)
+    started = datetime.now(UTC)  # one moment for all three rows: one hour window
     world.calls.reset()
     outcome = world.flow_logs(
         batch(
             [
                 flow(web.eni, web.private_ip, "52.94.1.1", 443, at=started),
                 flow(web.eni, web.private_ip, "52.94.1.1", 8443, at=started),
-                flow(etl.eni, etl.private_ip, "52.94.1.1", 443),
+                flow(etl.eni, etl.private_ip, "52.94.1.1", 443, at=started),
             ]
         )
     )
