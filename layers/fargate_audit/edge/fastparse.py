@@ -22,6 +22,7 @@ Error responses, event streams and the other protocols are botocore's own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from botocore.parsers import EC2QueryParser, JSONParser, ResponseParserFactory
@@ -36,9 +37,10 @@ class _Unsupported(Exception):
 Plan = tuple | None  # ("ts",) | ("blob",) | ("struct", {member: plan}) | ("list", plan) | ("map", plan)
 
 
-def compile_plan(shape: Any, memo: dict) -> Plan:
-    """The plan of ``shape`` (see the module docstring); ``_Unsupported`` when it has a
-    part the plan cannot follow exactly. ``memo``: plans by shape name (one service)."""
+def _memoized(shape: Any, memo: dict, build: Callable[[], Any]) -> Any:
+    """``memo[shape.name]``, built by ``build()`` on first use (one service's shapes);
+    ``_Unsupported`` for a shape met again while it is being built (recursive), or when
+    ``build`` raises it (then nothing is kept for the shape)."""
     name = shape.name
     if name in memo:
         found = memo[name]
@@ -47,12 +49,30 @@ def compile_plan(shape: Any, memo: dict) -> Plan:
         return found
     memo[name] = _BUILDING
     try:
-        plan = _compile(shape, memo)
+        built = build()
     except _Unsupported:
         del memo[name]
         raise
-    memo[name] = plan
-    return plan
+    memo[name] = built
+    return built
+
+
+def _output_plan(plans: dict, shape: Any, compile_output: Callable[[Any], Any]) -> Any:
+    """``plans[shape.name]`` for an operation's output shape: ``compile_output(shape)`` on
+    first use, False (botocore parses it) when that raises ``_Unsupported``."""
+    key = shape.name
+    if key not in plans:
+        try:
+            plans[key] = compile_output(shape)
+        except _Unsupported:
+            plans[key] = False
+    return plans[key]
+
+
+def compile_plan(shape: Any, memo: dict) -> Plan:
+    """The plan of ``shape`` (see the module docstring); ``_Unsupported`` when it has a
+    part the plan cannot follow exactly. ``memo``: plans by shape name (one service)."""
+    return _memoized(shape, memo, lambda: _compile(shape, memo))
 
 
 def _compile(shape: Any, memo: dict) -> Plan:
@@ -124,13 +144,7 @@ class FactJSONParser(JSONParser):
 
     def _plan(self, shape) -> Plan | bool:
         """The shape's plan, compiled on first use; False: botocore parses it."""
-        key = shape.name
-        if key not in self._plans:
-            try:
-                self._plans[key] = compile_plan(shape, self._memo)
-            except _Unsupported:
-                self._plans[key] = False
-        return self._plans[key]
+        return _output_plan(self._plans, shape, lambda output: compile_plan(output, self._memo))
 
 
 # --------------------------------------------------------------------------- EC2 (XML)
@@ -155,20 +169,7 @@ def _xml_text(element) -> str:
 def compile_xml_plan(shape: Any, memo: dict, parser: Any):
     """A converter ``element -> value`` for ``shape`` (see above); ``_Unsupported`` when
     the shape has a part it cannot follow. ``memo``: converters by shape name."""
-    name = shape.name
-    if name in memo:
-        found = memo[name]
-        if found is _BUILDING:
-            raise _Unsupported(f"{name} is recursive")
-        return found
-    memo[name] = _BUILDING
-    try:
-        converter = _compile_xml(shape, memo, parser)
-    except _Unsupported:
-        del memo[name]
-        raise
-    memo[name] = converter
-    return converter
+    return _memoized(shape, memo, lambda: _compile_xml(shape, memo, parser))
 
 
 def _compile_xml(shape: Any, memo: dict, parser: Any):
@@ -242,16 +243,13 @@ class FactEC2Parser(EC2QueryParser):
         return parsed
 
     def _converter(self, shape):
-        key = shape.name
-        if key not in self._plans:
-            if "resultWrapper" in shape.serialization:
-                self._plans[key] = False
-            else:
-                try:
-                    self._plans[key] = compile_xml_plan(shape, self._memo, self)
-                except _Unsupported:
-                    self._plans[key] = False
-        return self._plans[key]
+        """The output shape's converter, compiled on first use; False: botocore parses it."""
+        return _output_plan(self._plans, shape, self._compile_output)
+
+    def _compile_output(self, shape):
+        if "resultWrapper" in shape.serialization:
+            raise _Unsupported(f"{shape.name} is wrapped")
+        return compile_xml_plan(shape, self._memo, self)
 
 
 class FactParserFactory(ResponseParserFactory):
