@@ -433,13 +433,22 @@ DNS_STORY_WORKLOADS = {  # workload -> (names resolved while pulling, names reso
 }
 
 
+def _digest(name: str) -> int:
+    return sum(name.encode()) % 250 + 1
+
+
+def answer_rdata(name: str, query_type: str = "A") -> str:
+    """The address the demo's Resolver answers for ``name`` (documentation ranges)."""
+    digest = _digest(name)
+    return f"203.0.113.{digest}" if query_type == "A" else f"2001:db8::{digest:x}"
+
+
 def resolver_record(
     account: str, region: str, vpc_id: str, srcaddr: str, name: str, at: str, query_type: str = "A"
 ) -> dict:
     """One Route 53 Resolver query-log record, as Resolver writes it (a fully qualified
     name with its trailing dot; answers from the documentation address ranges)."""
-    digest = sum(name.encode()) % 250 + 1
-    rdata = f"203.0.113.{digest}" if query_type == "A" else f"2001:db8::{digest:x}"
+    digest = _digest(name)
     return {
         "version": "1.100000",
         "account_id": account,
@@ -450,7 +459,7 @@ def resolver_record(
         "query_type": query_type,
         "query_class": "IN",
         "rcode": "NOERROR",
-        "answers": [{"Rdata": rdata, "Type": query_type, "Class": "IN"}],
+        "answers": [{"Rdata": answer_rdata(name, query_type), "Type": query_type, "Class": "IN"}],
         "srcaddr": srcaddr,
         "srcport": str(30000 + digest),
         "transport": "UDP",
@@ -505,11 +514,7 @@ def _flow_story(session, info, lambda_handlers, context, store, params, enis, at
             for i, (destination, port, action, size) in enumerate(flows):
                 name = destination.format(region=region)
                 # a name resolved above goes to the address its answer gave
-                address = (
-                    name
-                    if name[0].isdigit()
-                    else resolver_record(account, region, vpc, ip, name, "")["answers"][0]["Rdata"]
-                )
+                address = name if name[0].isdigit() else answer_rdata(name)
                 start = int((attached + timedelta(minutes=2 + i, seconds=n)).timestamp())
                 messages.append(flow_record(account, eni, ip, address, port, action, size, start, vpc))
     payload = {
