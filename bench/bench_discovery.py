@@ -76,7 +76,7 @@ from fargate_audit.core import engine  # noqa: E402
 from fargate_audit.edge import aws  # noqa: E402
 from fargate_audit.stores.discovery import FLOW_BATCH_PREFIX, DiscoveryStore  # noqa: E402
 from support.env import ACCOUNT, REGION, TABLE  # noqa: E402
-from support.postures import BASE_POSTURE  # noqa: E402
+from support.postures import task_posture  # noqa: E402
 from support.sessions import new_session  # noqa: E402
 from support.spies import CallLog  # noqa: E402
 from support.world import World, emulated_world  # noqa: E402
@@ -254,22 +254,16 @@ def record_estate(world: World, workloads: int, tasks: int, anchor: datetime) ->
     cause = {"type": "sweep", "id": "bench", "task_version": None, "event_time": None}
     for w in range(workloads):
         for t in range(tasks):
-            posture = copy.deepcopy(BASE_POSTURE)
-            group = f"service:app{w}"
-            posture.update(
-                task_arn=f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/bench/{w:016x}{t:016x}",
-                cluster_arn=f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/bench",
-                cluster_name="bench",
-                account_id=ACCOUNT,
-                region=REGION,
-                group=group,
-                workload=f"bench/{group}",
-                service_name=f"app{w}",
-                connectivity_at=stamp(anchor - timedelta(hours=1)),
-            )
             task = BenchTask(w, f"10.20.{100 + w}.{10 + t}", f"eni-{w:08x}{t:09x}")
-            posture["network"].update(
-                vpc_id=world.vpc, private_ip=task.ip, eni_id=task.eni, ipv6_addresses=[]
+            posture = task_posture(
+                f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/bench/{w:016x}{t:016x}",
+                "bench",
+                f"service:app{w}",
+                stamp(anchor - timedelta(hours=1)),
+                vpc_id=world.vpc,
+                private_ip=task.ip,
+                eni_id=task.eni,
+                ipv6_addresses=[],
             )
             results = engine.evaluate(rt.catalog, [posture]).results
             rt.recorder.record_audit(posture, results, cause, anchor - timedelta(minutes=50))

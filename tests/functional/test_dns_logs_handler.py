@@ -9,7 +9,6 @@ with two `web` tasks and one `etl` task); the runtime's own session records ever
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,7 @@ from fargate_audit.app import dnslogs
 from fargate_audit.core import engine
 from fargate_audit.stores.discovery import DiscoveryStore
 from support.env import ACCOUNT, REGION
-from support.postures import BASE_POSTURE
+from support.postures import task_posture
 from support.world import emulated_world
 
 WEB = "prod-web/service:web"
@@ -140,20 +139,7 @@ def test_queries_are_attributed_to_the_task_that_held_the_address_and_unknown_on
 
 
 def _posture(task_arn: str, group: str, connectivity_at: str, vpc: str, ip: str) -> dict:
-    posture = copy.deepcopy(BASE_POSTURE)
-    posture.update(
-        task_arn=task_arn,
-        cluster_arn=f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/prod-web",
-        cluster_name="prod-web",
-        account_id=ACCOUNT,
-        region=REGION,
-        group=group,
-        workload=f"prod-web/{group}",
-        service_name=group.split(":", 1)[1],
-        connectivity_at=connectivity_at,
-    )
-    posture["network"].update(vpc_id=vpc, private_ip=ip)
-    return posture
+    return task_posture(task_arn, "prod-web", group, connectivity_at, vpc_id=vpc, private_ip=ip)
 
 
 def test_an_address_reused_by_a_later_task_is_attributed_by_time(world):

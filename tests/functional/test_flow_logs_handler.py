@@ -13,7 +13,6 @@ log-group-name).
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,7 +23,7 @@ from fargate_audit.edge import flowlog_lookup
 from fargate_audit.edge.flowlog_lookup import FlowLogCache, FlowLogLookupError
 from fargate_audit.stores.discovery import DiscoveryStore
 from support.env import ACCOUNT, REGION
-from support.postures import BASE_POSTURE
+from support.postures import task_posture
 from support.world import emulated_world
 
 WEB_KEY = f"WL#{ACCOUNT}#{REGION}#prod-web#service:web"
@@ -125,19 +124,15 @@ def running(world, *tasks):
 
 def record_task(world, letter, group, eni, start, stop=None, ipv6=()):
     """A task recorded directly (its ENI index range from ``start``; closed at ``stop``)."""
-    posture = copy.deepcopy(BASE_POSTURE)
-    posture.update(
-        task_arn=f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/prod-web/{letter * 32}",
-        cluster_arn=f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/prod-web",
-        cluster_name="prod-web",
-        account_id=ACCOUNT,
-        region=REGION,
-        group=group,
-        workload=f"prod-web/{group}",
-        service_name=group.split(":", 1)[1],
-        connectivity_at=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    posture = task_posture(
+        f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/prod-web/{letter * 32}",
+        "prod-web",
+        group,
+        start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        eni_id=eni,
+        private_ip="10.9.0.7",
+        ipv6_addresses=list(ipv6),
     )
-    posture["network"].update(eni_id=eni, private_ip="10.9.0.7", ipv6_addresses=list(ipv6))
     cause = {"type": "sweep", "id": "test", "task_version": None, "event_time": None}
     recorder = world.rt.recorder
     recorder.record_audit(posture, engine.evaluate(world.rt.catalog, [posture]).results, cause, start)
