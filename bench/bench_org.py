@@ -145,7 +145,8 @@ def main() -> int:
             )
             rows.append(line)
             one_wall, one_rss, one = _scan(env, tmp, "--accounts", accounts[0])
-            rows.append(_row("one account", one_wall, one_rss, one)[0])
+            line, one_per_task = _row("one account", one_wall, one_rss, one)
+            rows.append(line)
             single_wall, single_rss, single = _scan(env, tmp)
             line, single_per_task = _row("single account, same tasks", single_wall, single_rss, single)
             rows.append(line)
@@ -157,6 +158,10 @@ def main() -> int:
     print(f"  AssumeRole per account: {assumed / args.accounts:.2f} (<= 1)")
     ratio = org_per_task / single_per_task
     print(f"  requests per task, org / single account at the same task count: {ratio:.2f} (<= 1.5)")
+    print(
+        f"  (for scale) requests per task, org / one member account of the same shape: "
+        f"{org_per_task / one_per_task:.2f}: what auditing through the organization adds per task"
+    )
     print(f"  wall time, {args.accounts} accounts / one account: {org_wall / one_wall:.2f} (< 4)")
     return 0
 
