@@ -223,3 +223,70 @@ def test_a_handler_failure_is_one_error_line_and_exit_2(env):
         "2 individual errors logged separately below."
     ]  # the cluster of the sample messages does not exist on the emulator
     assert done.stdout == ""
+
+
+MEMBER = "222222222222"
+
+
+def test_parameter_overrides_audit_a_member_account_through_its_role_into_its_own_security_hub(
+    env, endpoint, tmp_path
+):
+    """interface.md: `--parameter-overrides` sets template parameters as `sam deploy` takes
+    them; with AuditedAccounts the function reads and imports a member's event through
+    arn:aws:iam::A:role/{MemberRoleName}, and A's findings live in A's own Security Hub."""
+    event = tmp_path / "member-running.json"
+    event.write_text((REPO / "events/ecs-task-running.json").read_text().replace("123456789012", MEMBER))
+
+    refused = json.loads(run(env, "invoke", "task_events", str(event)).stdout)
+    assert refused["status"] == "rejected"
+    assert f"account {MEMBER} is not in the allowed accounts" in refused["reason"]
+
+    done = run(
+        env,
+        "invoke",
+        "task_events",
+        str(event),
+        "--parameter-overrides",
+        f"AuditedAccounts={MEMBER}",
+        "MemberRoleName=audit-reader MemberExternalId=ext-0123",
+    )
+    result = json.loads(done.stdout)
+    assert result["status"] == "audited" and result["findings"]["imported"] > 0
+    assert result["task_arn"].split(":")[4] == MEMBER
+
+    credentials = client(endpoint, "sts").assume_role(
+        RoleArn=f"arn:aws:iam::{MEMBER}:role/audit-reader", RoleSessionName="check"
+    )["Credentials"]
+    member_hub = boto3.client(
+        "securityhub",
+        region_name=REGION,
+        endpoint_url=endpoint,
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+    in_member = member_hub.get_findings(MaxResults=100)["Findings"]
+    assert in_member and {f["AwsAccountId"] for f in in_member} == {MEMBER}
+    assert {f["ProductArn"] for f in in_member} == {
+        f"arn:aws:securityhub:{REGION}:{MEMBER}:product/{MEMBER}/default"
+    }
+    caller = client(endpoint, "securityhub").get_findings(MaxResults=100)["Findings"]
+    assert MEMBER not in {f["AwsAccountId"] for f in caller}
+
+
+def test_a_bad_parameter_override_is_one_error_line_and_exit_2(env):
+    done = run(
+        env,
+        "invoke",
+        "task_events",
+        "events/ecs-task-running.json",
+        "--parameter-overrides",
+        "MemberExternalId=not secret!",
+        check_exit=2,
+    )
+
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith(
+        "fargate-audit: error: --parameter-overrides: MemberExternalId: the value (NoEcho, not shown)"
+    )
+    assert "not secret" not in done.stderr and done.stdout == ""

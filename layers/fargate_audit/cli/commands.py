@@ -9,7 +9,7 @@
     fargate-audit rules list [--format table|json]
     fargate-audit rules validate [DIR]
     fargate-audit demo
-    fargate-audit invoke FUNCTION EVENT_FILE
+    fargate-audit invoke FUNCTION EVENT_FILE [--parameter-overrides KEY=VALUE ...]
     fargate-audit history TASK_ARN [--format table|json] [--table NAME]
     fargate-audit findings [--format table|json] [--table NAME]
     fargate-audit discovered [--workload W] [--since T] [--format table|json]
@@ -517,7 +517,9 @@ def cmd_invoke(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     require_local_extra("invoke")
     from fargate_audit.local.invoke import invoke
 
-    invoke(args.function, args.event_file, out=stdout, err=stderr)
+    invoke(
+        args.function, args.event_file, out=stdout, err=stderr, parameter_overrides=args.parameter_overrides
+    )
     return EXIT_OK
 
 
@@ -739,6 +741,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     invoke.add_argument("function", metavar="FUNCTION", help="folder under functions/ or logical id")
     invoke.add_argument("event_file", metavar="EVENT_FILE", help="the event, as JSON (e.g. events/*.json)")
+    invoke.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="template parameters as sam deploy takes them (a list parameter as A,B; "
+        "also ParameterKey=K,ParameterValue=V): the function sees what it would deployed with these values",
+    )
     invoke.set_defaults(func=cmd_invoke)
 
     table_help = "the stack's table (default: $FARGATE_AUDIT_TABLE, else fargate-audit-posture)"

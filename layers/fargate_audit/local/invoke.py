@@ -5,7 +5,7 @@ runtime (the ``[local]`` extra; the table views behind ``history`` and ``finding
 ``invoke(function, event_file, out)``: FUNCTION is a folder under ``functions/`` or a
 logical id in ``template.yaml``. The handler runs in this process with the function's
 environment from the template (Globals + its own ``Environment``; ``!Ref`` of a parameter
--> its Default, ``!Join`` of parameters joined, of the table -> the local table name, of a
+-> its ``--parameter-overrides`` value (as ``sam deploy`` takes them), else its Default, ``!Join`` of parameters joined, of the table -> the local table name, of a
 queue -> a local queue ``fargate-audit-<LogicalId>``) and a Lambda-like context whose ARN
 names the caller's account (STS GetCallerIdentity, which needs no permission: the
 handlers accept events of the account they read). Against an emulator
@@ -28,10 +28,11 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -96,11 +97,112 @@ def resolve_function(template: dict, function: str) -> tuple[str, str]:
     raise ConfigError(f"{function}: no such function in template.yaml (one of {known}, or a logical id)")
 
 
-def _parameter_default(parameters: dict, ref: str, logical_id: str, name: str) -> str:
+def _parameter_default(
+    parameters: dict, ref: str, logical_id: str, name: str, overrides: Mapping[str, str] | None = None
+) -> str:
+    """The value a deployed stack gives parameter ``ref``: its override, else its Default."""
+    if overrides and ref in overrides:
+        return overrides[ref]
     default = parameters[ref].get("Default")
     if default is None:
-        raise ConfigError(f"{logical_id}: {name}: parameter {ref} has no Default")
+        raise ConfigError(
+            f"{logical_id}: {name}: parameter {ref} has no Default "
+            f"(give it with --parameter-overrides {ref}=VALUE)"
+        )
     return str(default).lower() if isinstance(default, bool) else str(default)
+
+
+# ``ParameterKey=K,ParameterValue=V`` (the CloudFormation CLI's form, which sam takes too)
+_LONG_FORM = re.compile(r"^ParameterKey=(?P<key>[^,]*),ParameterValue=(?P<value>.*)$", re.DOTALL)
+# several ``KEY=VALUE`` in one argument, as sam takes them ('A=1 B="x y"'): a new pair starts
+# where whitespace is followed by a parameter name and "="
+_PAIR_START = re.compile(r"\s+(?=[A-Za-z0-9]+=)")
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
+
+
+def parse_parameter_overrides(items: Iterable[str], template: dict) -> dict[str, str]:
+    """``--parameter-overrides`` as ``sam deploy`` and ``sam local invoke`` take them:
+    ``KEY=VALUE`` (several per argument, whitespace apart; a value may be quoted) or
+    ``ParameterKey=KEY,ParameterValue=VALUE``; a list parameter as ``A,B``. Every key must be
+    a parameter of the template and every value one CloudFormation would accept for it
+    (Type Number, AllowedValues, AllowedPattern, Min/MaxLength, Min/MaxValue): else one
+    ConfigError naming the parameter (a NoEcho parameter's value is never repeated)."""
+    parameters = template.get("Parameters") or {}
+    overrides: dict[str, str] = {}
+    for item in items:
+        long_form = _LONG_FORM.match(item.strip())
+        pairs = (
+            [(long_form["key"], long_form["value"])]
+            if long_form
+            else [tuple(part.split("=", 1)) for part in _PAIR_START.split(item.strip()) if part]
+        )
+        for pair in pairs:
+            if len(pair) != 2 or not pair[0]:
+                raise ConfigError(f"--parameter-overrides: {item!r} is not KEY=VALUE")
+            key, value = pair[0].strip(), _unquote(pair[1].strip())
+            if key not in parameters:
+                known = ", ".join(sorted(parameters))
+                raise ConfigError(
+                    f"--parameter-overrides: {key} is not a parameter of template.yaml (one of {known})"
+                )
+            _check_parameter_value(key, parameters[key], value)
+            overrides[key] = value
+    return overrides
+
+
+def _check_parameter_value(key: str, spec: Mapping[str, Any], value: str) -> None:
+    """What CloudFormation checks of a parameter value before it deploys."""
+    shown = "the value (NoEcho, not shown)" if spec.get("NoEcho") else repr(value)
+    kind = str(spec.get("Type") or "String")
+    listed = kind == "CommaDelimitedList" or kind.startswith("List<")
+    values = [v.strip() for v in value.split(",")] if listed else [value]
+    if listed and value.strip() == "":
+        values = []
+    for one in values:
+        if kind == "Number" or kind == "List<Number>":
+            try:
+                number = float(one)
+            except ValueError:
+                raise ConfigError(f"--parameter-overrides: {key}: {shown} is not a number") from None
+            if "MinValue" in spec and number < float(spec["MinValue"]):
+                raise ConfigError(
+                    f"--parameter-overrides: {key}: {shown} is below MinValue {spec['MinValue']}"
+                )
+            if "MaxValue" in spec and number > float(spec["MaxValue"]):
+                raise ConfigError(
+                    f"--parameter-overrides: {key}: {shown} is above MaxValue {spec['MaxValue']}"
+                )
+        allowed = spec.get("AllowedValues")
+        if allowed is not None and not any(_same_value(one, choice, kind) for choice in allowed):
+            choices = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in allowed)
+            raise ConfigError(f"--parameter-overrides: {key}: {shown} is not one of {choices}")
+        pattern = spec.get("AllowedPattern")
+        if pattern is not None and re.fullmatch(str(pattern), one) is None:
+            raise ConfigError(
+                f"--parameter-overrides: {key}: {shown} does not match AllowedPattern {pattern}"
+            )
+        if "MinLength" in spec and len(one) < int(spec["MinLength"]):
+            raise ConfigError(
+                f"--parameter-overrides: {key}: {shown} is shorter than MinLength {spec['MinLength']}"
+            )
+        if "MaxLength" in spec and len(one) > int(spec["MaxLength"]):
+            raise ConfigError(
+                f"--parameter-overrides: {key}: {shown} is longer than MaxLength {spec['MaxLength']}"
+            )
+
+
+def _same_value(value: str, choice: Any, kind: str) -> bool:
+    if "Number" in kind:
+        try:
+            return float(value) == float(choice)
+        except (TypeError, ValueError):
+            return False
+    return value == (str(choice).lower() if isinstance(choice, bool) else str(choice))
 
 
 def function_environment(
@@ -109,9 +211,11 @@ def function_environment(
     table: str,
     queue_url: str | None = None,
     queue_urls: Mapping[str, str | None] | None = None,
+    overrides: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The function's environment variables as Lambda would see them, ``!Ref`` resolved:
-    a parameter -> its Default, the table -> ``table``, an SQS queue -> ``queue_urls``'s
+    a parameter -> its value in ``overrides`` (parse_parameter_overrides), else its
+    Default; the table -> ``table``, an SQS queue -> ``queue_urls``'s
     URL for its logical id (``queue_url``: for any queue not named there); ``!Join`` of a
     list parameter -> its Default (a comma-separated text) joined."""
     from fargate_audit.cli.template import TABLE_LOGICAL_ID, effective_function_properties
@@ -131,7 +235,7 @@ def function_environment(
         elif isinstance(value, dict) and set(value) == {"Ref"}:
             ref = value["Ref"]
             if ref in parameters:
-                environment[name] = _parameter_default(parameters, ref, logical_id, name)
+                environment[name] = _parameter_default(parameters, ref, logical_id, name, overrides)
             elif ref == TABLE_LOGICAL_ID:
                 environment[name] = table
             elif (resources.get(ref) or {}).get("Type") == "AWS::SQS::Queue":
@@ -152,7 +256,7 @@ def function_environment(
             and value["Fn::Join"][1].get("Ref") in parameters
         ):
             separator, listed = value["Fn::Join"]
-            text = _parameter_default(parameters, listed["Ref"], logical_id, name)
+            text = _parameter_default(parameters, listed["Ref"], logical_id, name, overrides)
             environment[name] = separator.join(item.strip() for item in text.split(",") if item.strip())
         else:
             raise ConfigError(f"{logical_id}: {name}: cannot resolve {json.dumps(value)} locally")
@@ -356,9 +460,13 @@ def invoke(
     out: TextIO,
     err: TextIO | None = None,
     template_path: str | Path | None = None,
+    parameter_overrides: Iterable[str] = (),
 ) -> Any:
     """Run one function's handler on one event file; writes its return value to ``out``
-    as JSON and returns it. Logs and metrics (stdout in Lambda) go to ``err``."""
+    as JSON and returns it. Logs and metrics (stdout in Lambda) go to ``err``.
+    ``parameter_overrides``: template parameters as ``sam deploy --parameter-overrides``
+    takes them (parse_parameter_overrides); the function sees the environment a stack
+    deployed with those values gives it."""
     from fargate_audit.app import lambda_handlers
     from fargate_audit.cli.template import (
         STACK_NAME,
@@ -373,6 +481,7 @@ def invoke(
     path = find_template(template_path)
     template = load_template(path)
     logical_id, folder = resolve_function(template, function)
+    overrides = parse_parameter_overrides(parameter_overrides, template)
     app_path = path.parent / "functions" / folder / "app.py"
     if not app_path.is_file():
         raise ConfigError(f"{app_path}: handler not found")
@@ -399,7 +508,7 @@ def invoke(
             ensure_local_flow_log(session, group, account)
     else:
         queue_urls = {queue: os.environ.get(variable) for queue, variable in queues.items()}
-    variables = function_environment(template, logical_id, table, queue_urls=queue_urls)
+    variables = function_environment(template, logical_id, table, queue_urls=queue_urls, overrides=overrides)
     properties = effective_function_properties(template, logical_id)
     function_name = f"{STACK_NAME}-{logical_id}"
     variables |= {

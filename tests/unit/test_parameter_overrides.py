@@ -1,0 +1,140 @@
+"""``invoke --parameter-overrides`` (interface.md): template parameters as ``sam deploy``
+takes them, checked as CloudFormation would check them, and the environment a function of a
+stack deployed with those values sees."""
+
+from __future__ import annotations
+
+import pytest
+from fargate_audit.cli.template import load_template
+from fargate_audit.core.errors import ConfigError
+from fargate_audit.local.invoke import function_environment, parse_parameter_overrides
+
+TEMPLATE = load_template()
+
+
+def env_of(*overrides: str, function: str = "TaskEventsFunction") -> dict[str, str]:
+    return function_environment(
+        TEMPLATE,
+        function,
+        "table",
+        queue_url="https://queue",
+        overrides=parse_parameter_overrides(overrides, TEMPLATE),
+    )
+
+
+def test_without_overrides_each_parameter_is_its_default():
+    environment = env_of()
+
+    assert environment["LOG_LEVEL"] == "INFO"
+    assert environment["AUDITED_ACCOUNTS"] == "" and environment["MEMBER_ROLE_NAME"] == "fargate-audit-member"
+
+
+def test_an_override_replaces_the_default_and_a_list_parameter_is_given_as_a_comma_list():
+    environment = env_of("LogLevel=DEBUG", "AuditedAccounts=111111111111,222222222222")
+
+    assert environment["LOG_LEVEL"] == "DEBUG"
+    assert environment["AUDITED_ACCOUNTS"] == "111111111111,222222222222"
+    assert environment["ALLOWED_ACCOUNTS"] == ""  # untouched parameters keep their default
+
+
+def test_several_pairs_in_one_argument_and_quoted_values_as_sam_takes_them():
+    overrides = parse_parameter_overrides(
+        ["LogLevel=WARNING SweepSchedule=\"rate(1 hour)\" MemberRoleName='audit-reader'"], TEMPLATE
+    )
+
+    assert overrides == {
+        "LogLevel": "WARNING",
+        "SweepSchedule": "rate(1 hour)",
+        "MemberRoleName": "audit-reader",
+    }
+
+
+def test_a_value_with_spaces_in_its_own_argument_stays_whole():
+    assert parse_parameter_overrides(["SweepSchedule=rate(1 hour)"], TEMPLATE) == {
+        "SweepSchedule": "rate(1 hour)"
+    }
+
+
+def test_the_cloudformation_long_form_is_taken_too():
+    overrides = parse_parameter_overrides(
+        ["ParameterKey=AuditedRegions,ParameterValue=eu-west-1,us-east-1"], TEMPLATE
+    )
+
+    assert overrides == {"AuditedRegions": "eu-west-1,us-east-1"}
+    assert env_of("ParameterKey=AuditedRegions,ParameterValue=eu-west-1,us-east-1")["AUDITED_REGIONS"] == (
+        "eu-west-1,us-east-1"
+    )
+
+
+def test_the_last_value_of_a_parameter_given_twice_wins():
+    assert parse_parameter_overrides(["LogLevel=DEBUG", "LogLevel=ERROR"], TEMPLATE) == {"LogLevel": "ERROR"}
+
+
+def test_a_value_may_contain_an_equals_sign():
+    overrides = parse_parameter_overrides(["AuditRoleExternalId=a=b"], TEMPLATE)
+
+    assert overrides == {"AuditRoleExternalId": "a=b"}
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        (
+            "Nope=1",
+            "--parameter-overrides: Nope is not a parameter of template.yaml (one of AllowedAccounts,",
+        ),
+        ("LogLevel", "--parameter-overrides: 'LogLevel' is not KEY=VALUE"),
+        ("=DEBUG", "--parameter-overrides: '=DEBUG' is not KEY=VALUE"),
+        (
+            "LogLevel=VERBOSE",
+            "--parameter-overrides: LogLevel: 'VERBOSE' is not one of DEBUG, INFO, WARNING, ERROR",
+        ),
+        ("PublishFindings=yes", "--parameter-overrides: PublishFindings: 'yes' is not one of true, false"),
+        ("VpcCacheTtlSeconds=soon", "--parameter-overrides: VpcCacheTtlSeconds: 'soon' is not a number"),
+        (
+            "VpcCacheTtlSeconds=3601",
+            "--parameter-overrides: VpcCacheTtlSeconds: '3601' is above MaxValue 3600",
+        ),
+        ("VpcCacheTtlSeconds=-1", "--parameter-overrides: VpcCacheTtlSeconds: '-1' is below MinValue 0"),
+        ("LogRetentionDays=2", "--parameter-overrides: LogRetentionDays: '2' is not one of 1, 3, 5,"),
+        (
+            "AuditRoleArn=arn:aws:iam::12:role/x",
+            "--parameter-overrides: AuditRoleArn: 'arn:aws:iam::12:role/x' ",
+        ),
+        (
+            "OrganizationId=r-abcd",
+            "--parameter-overrides: OrganizationId: 'r-abcd' does not match AllowedPattern",
+        ),
+    ],
+)
+def test_a_bad_override_is_one_error_naming_the_parameter(item, message):
+    with pytest.raises(ConfigError) as raised:
+        parse_parameter_overrides([item], TEMPLATE)
+
+    assert str(raised.value).startswith(message)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_number_parameter_takes_any_spelling_of_an_allowed_value():
+    assert parse_parameter_overrides(["LogRetentionDays=14", "VpcCacheTtlSeconds=0"], TEMPLATE) == {
+        "LogRetentionDays": "14",
+        "VpcCacheTtlSeconds": "0",
+    }
+
+
+def test_a_noecho_parameter_value_is_never_repeated_in_the_error():
+    with pytest.raises(ConfigError) as raised:
+        parse_parameter_overrides(["MemberExternalId=s3cr3t value!"], TEMPLATE)
+
+    assert "s3cr3t" not in str(raised.value)
+    assert str(raised.value).startswith(
+        "--parameter-overrides: MemberExternalId: the value (NoEcho, not shown) does not match AllowedPattern"
+    )
+
+
+def test_an_empty_value_is_a_value_and_is_checked_like_any_other():
+    environment = env_of("FlowLogFormat=${srcaddr} ${dstaddr}", "FlowLogFormat=", function="FlowLogsFunction")
+
+    assert environment["FLOW_LOG_FORMAT"] == ""
+    with pytest.raises(ConfigError, match="MemberRoleName: '' does not match AllowedPattern"):
+        parse_parameter_overrides(["MemberRoleName="], TEMPLATE)
