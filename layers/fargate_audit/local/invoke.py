@@ -6,7 +6,8 @@ runtime (the ``[local]`` extra; the table views behind ``history`` and ``finding
 logical id in ``template.yaml``. The handler runs in this process with the function's
 environment from the template (Globals + its own ``Environment``; ``!Ref`` of a parameter
 -> its ``--parameter-overrides`` value (as ``sam deploy`` takes them), else its Default;
-``!Join`` of parameters joined; of the table -> the local table name; of a queue -> a local queue ``fargate-audit-<LogicalId>``) and a Lambda-like context whose ARN
+``!Join`` of parameters joined; of the table -> the local table name; of a queue -> a
+local queue ``fargate-audit-<LogicalId>``) and a Lambda-like context whose ARN
 names the caller's account (STS GetCallerIdentity, which needs no permission: the
 handlers accept events of the account they read). Against an emulator
 (``AWS_ENDPOINT_URL`` set) the table is first created from the template's definition,
