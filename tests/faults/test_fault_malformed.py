@@ -58,7 +58,7 @@ ECS_CASES = {
     "detail.lastStatus a number": _set("detail.lastStatus", 3),
     "detail.attachments not an array": _set("detail.attachments", {"type": "eni"}),
     "attachment detail without a name": _set("detail.attachments.0.details.0", {"value": "subnet-1"}),
-    "detail.group neither service: nor family:": _set("detail.group", "web"),
+    "detail.group empty": _set("detail.group", ""),
     "unknown detail-type": _set("detail-type", "ECS Service Action"),
     "source not aws.ecs": _set("source", "custom.ecs"),
     "time not a timestamp": _set("time", "yesterday"),

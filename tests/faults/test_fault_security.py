@@ -156,7 +156,7 @@ def test_every_security_hub_finding(run, report):
 
 def test_the_events_dead_letter_queue(run, report):
     event = run.running(run.world.web[0], override_env=SECRETS)
-    event["detail"]["group"] = "web"  # malformed
+    event["detail"]["group"] = ""  # malformed: a group is 1 to 255 characters
 
     outcome = run.task_events(event)
 

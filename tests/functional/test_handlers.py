@@ -23,7 +23,7 @@ from fargate_audit.core.errors import ConfigError
 from fargate_audit.local import estate
 from support.env import ACCOUNT, REGION, WORLD4
 from support.spies import LambdaContext, Spy, sqs_record
-from support.world import EVENTS, emulated_world, list_tasks_as_aws, load_app
+from support.world import EVENTS, emulated_world, list_tasks_as_aws, load_app, task_of
 
 FACT_SERVICES = ("ecs", "ec2")
 
@@ -658,3 +658,46 @@ def test_importing_the_handlers_module_makes_no_client():
     )
     importlib.import_module("fargate_audit.app.lambda_handlers")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_task_with_a_custom_group_is_audited_swept_and_archived(world):
+    """A standalone task may carry any group name of up to 255 characters (RunTask
+    `group`; ECS guide "Group related Amazon ECS tasks"), not only `family:NAME`. Its
+    events are audited, and a "/" or "#" in it is written %2F / %23 in finding Ids and keys,
+    so the workload neither splits them nor shares a prefix with another."""
+    group = "team/etl#nightly"
+    ecs = world.client("ecs")
+    (run,) = ecs.run_task(
+        cluster="batch",
+        taskDefinition=world.etl[0].task_definition_arn,
+        launchType="FARGATE",
+        group=group,
+        networkConfiguration={
+            "awsvpcConfiguration": {"subnets": [world.subnet], "securityGroups": [world.sg]}
+        },
+    )["tasks"]
+    task = task_of(ecs, run["taskArn"], "batch")
+    assert task.group == group
+    running = world.running(task)
+    running["detail"] |= {"clusterArn": world.clusters["batch"], "group": group}
+
+    outcome = world.task_events(running)
+
+    assert outcome["status"] == "audited" and outcome["workload"] == f"batch/{group}"
+    prefix = f"fargate-audit/{ACCOUNT}/{REGION}/batch/team%2Fetl%23nightly/"
+    ours = {i: f for i, f in world.findings().items() if i.startswith(prefix)}
+    assert ours and all(i.count("/") == 5 for i in ours)
+    some = next(iter(ours.values()))
+    assert some["ProductFields"]["fargate-audit/Workload"] == f"batch/{group}"
+    assert some["Resources"][0]["Type"] == "AwsEcsTaskDefinition"  # as for a standalone task
+
+    swept = world.sweep("batch")  # the whole cluster, the custom group's task among them
+    assert swept["batchItemFailures"] == []
+
+    stopped = world.stopped(task)
+    stopped["detail"] |= {"clusterArn": world.clusters["batch"], "group": group}
+    assert world.task_events(stopped)["status"] == "stopped"
+    states = {i: f["RecordState"] for i, f in world.findings().items()}
+    assert {states[i] for i in ours} == {"ARCHIVED"}
+    etl = f"fargate-audit/{ACCOUNT}/{REGION}/batch/family:etl/"
+    assert {s for i, s in states.items() if i.startswith(etl)} == {"ACTIVE"}  # its neighbour untouched

@@ -236,7 +236,11 @@ TASK_CASES = [
     (_set(["detail", "version"], "4"), 'ECS event: detail.version must be an integer (got "4")'),
     (_set(["detail", "version"], -1), "ECS event: detail.version must be >= 0 (got -1)"),
     (_set(["detail", "taskArn"], "task-1"), 'ECS event: detail.taskArn is malformed (got "task-1")'),
-    (_set(["detail", "group"], "web"), 'ECS event: detail.group is malformed (got "web")'),
+    (_set(["detail", "group"], ""), "ECS event: detail.group is empty"),
+    (
+        _set(["detail", "group"], "g" * 256),
+        "ECS event: detail.group is longer than 255 characters",
+    ),  # ECS's limit
     (_set(["detail-type"], "ECS Container"), 'ECS event: detail-type must be "ECS Task State Change"'),
     (_set(["source"], "my.app"), 'ECS event: source must be "aws.ecs" (got "my.app")'),
     (_set(["account"], "12"), 'ECS event: account is malformed (got "12")'),

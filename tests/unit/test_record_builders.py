@@ -68,6 +68,37 @@ def test_finding_ids_map_back_to_their_workload_key():
     )
 
 
+@pytest.mark.parametrize("group", ["nightly-etl", "team/etl", "a#b", "100%/x#y", "family:etl/2"])
+def test_a_custom_group_round_trips_through_keys_and_finding_ids_without_splitting_them(group):
+    """A custom task group (RunTask `group`, up to 255 of any characters) keeps five key
+    parts and six Id parts: "/", "#" and "%" are written %2F, %23, %25."""
+    from fargate_audit.findings.asff import finding_id
+
+    key = keys.workload_key_for("123456789012", "eu-west-1", "batch", group)
+    fid = finding_id("123456789012", "eu-west-1", "batch", group, "NET-03")
+
+    assert key.count("#") == 4 and fid.count("/") == 5
+    assert keys.workload_parts(key) == ("123456789012", "eu-west-1", "batch", group)
+    assert keys.workload_key_of_finding(fid) == key
+    assert fid.startswith(keys.finding_id_prefix(key))
+
+
+def test_a_group_that_begins_like_another_shares_no_finding_id_prefix_with_it():
+    team = keys.workload_key_for("123456789012", "eu-west-1", "batch", "team")
+    team_etl = keys.workload_key_for("123456789012", "eu-west-1", "batch", "team/etl")
+
+    from fargate_audit.findings.asff import finding_id
+
+    assert not finding_id("123456789012", "eu-west-1", "batch", "team/etl", "NET-03").startswith(
+        keys.finding_id_prefix(team)
+    )
+    assert keys.finding_id_prefix(team) != keys.finding_id_prefix(team_etl)
+
+
+def test_service_and_family_groups_are_written_as_they_are():
+    assert keys.workload_key_for("123456789012", "eu-west-1", "prod", "service:web") == WL
+
+
 def test_history_keys_sort_by_observation_time_then_rev():
     early, late = dynamo.iso(NOW), dynamo.iso(NOW + timedelta(microseconds=1))
     keys = [record.history_sk(late, 2), record.history_sk(early, 10), record.history_sk(early, 9)]

@@ -59,6 +59,7 @@ from typing import Any
 from fargate_audit.app.events import EventError
 from fargate_audit.core.checks import normalize_domain
 from fargate_audit.core.egress import lookback_start, name_for
+from fargate_audit.stores import keys
 from fargate_audit.stores.discovery import (
     DISCOVERED_GSI_PK,
     SUMMARY_SK,
@@ -575,7 +576,8 @@ def workload_parts(workload_key: str) -> dict:
     and group None for the unattributed bucket)."""
     parts = workload_key.split("#")
     if parts[0] == "WL" and len(parts) == 5:
-        return {"account_id": parts[1], "region": parts[2], "cluster_name": parts[3], "group": parts[4]}
+        account, region, cluster_name, group = keys.workload_parts(workload_key)
+        return {"account_id": account, "region": region, "cluster_name": cluster_name, "group": group}
     if parts[0] == "UNATTRIBUTED" and len(parts) == 3:
         return {"account_id": parts[1], "region": parts[2], "cluster_name": None, "group": None}
     raise ValueError(f"not a discovery workload key: {workload_key!r}")

@@ -131,6 +131,8 @@ def _message(kind: str, error) -> str:
         return f"{kind}: {where} is malformed{_echo(error)}"
     if validator == "minLength":
         return f"{kind}: {where} is empty"
+    if validator == "maxLength":
+        return f"{kind}: {where} is longer than {expected} characters"
     if validator == "minimum":
         return f"{kind}: {where} must be >= {expected}{_echo(error)}"
     if validator in ("minItems", "maxItems"):

@@ -27,6 +27,7 @@ from typing import Any
 from fargate_audit.cli.table import front_door
 from fargate_audit.core.netalgebra import intersect
 from fargate_audit.core.report import SEVERITIES, STATUSES, format_ports, severity_rank, summarize_evidence
+from fargate_audit.findings import asff
 
 STATUS_CODES = {"FAILED": "F", "ERROR": "E", "PASSED": "P", "NOT_APPLICABLE": "N"}
 _WORST_FIRST = ("FAILED", "ERROR", "PASSED", "NOT_APPLICABLE")
@@ -47,7 +48,7 @@ MAX_LINES = 6
 def finding_id(task: Mapping, rule_id: str) -> str:
     """``fargate-audit/{account}/{region}/{cluster}/{group}/{rule}``, the ASFF finding's Id."""
     cluster = task.get("cluster_name") or str(task.get("cluster_arn", "")).rsplit("/", 1)[-1]
-    return f"fargate-audit/{task['account_id']}/{task['region']}/{cluster}/{task['group']}/{rule_id}"
+    return asff.finding_id(task["account_id"], task["region"], cluster, task["group"], rule_id)
 
 
 def _task_id(arn: str) -> str:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from fargate_audit.core.facts import ASFF_RESOURCES
 from fargate_audit.core.report import summarize_evidence
+from fargate_audit.stores.keys import finding_id_prefix_for
 
 if TYPE_CHECKING:
     from fargate_audit.core.rules import Catalog, Rule
@@ -73,7 +74,9 @@ _FACT_RESOURCES = ASFF_RESOURCES
 
 
 def finding_id(account: str, region: str, cluster_name: str, group: str, rule_id: str) -> str:
-    return f"fargate-audit/{account}/{region}/{cluster_name}/{group}/{rule_id}"
+    """``fargate-audit/{account}/{region}/{cluster_name}/{group}/{rule_id}`` (a custom task
+    group's "/", "#" and "%" written %2F, %23, %25: keys.group_component)."""
+    return finding_id_prefix_for(account, region, cluster_name, group) + rule_id
 
 
 def generator_id(rule_id: str) -> str:

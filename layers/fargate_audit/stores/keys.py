@@ -6,6 +6,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
+
+# A task group is ``service:NAME`` or ``family:NAME``, or any custom name of up to 255
+# characters given to RunTask (ECS guide, "Group related Amazon ECS tasks"): "/" and "#"
+# would split a finding Id or a key, so they are written %2F and %23 there (and "%" as %25).
+# Service and family names (letters, digits, "-", "_") are written as they are.
+_GROUP_ESCAPES = str.maketrans({"%": "%25", "/": "%2F", "#": "%23"})
+
+
+def group_component(group: str) -> str:
+    """The task group as a component of a workload key or finding Id."""
+    return group.translate(_GROUP_ESCAPES)
+
+
+def group_from_component(component: str) -> str:
+    return unquote(component) if "%" in component else component
 
 
 def workload_key_for(account: str, region: str, cluster_name: str, group: str) -> str:
@@ -13,7 +29,7 @@ def workload_key_for(account: str, region: str, cluster_name: str, group: str) -
     missing = [name for name, value in parts.items() if not value]
     if missing:
         raise ValueError(f"workload key: {', '.join(missing)} missing")
-    return f"WL#{account}#{region}#{cluster_name}#{group}"
+    return f"WL#{account}#{region}#{cluster_name}#{group_component(group)}"
 
 
 def workload_key(posture: Mapping[str, Any]) -> str:
@@ -32,17 +48,23 @@ def workload_key_from_cluster_arn(cluster_arn: str, group: str) -> str:
     return workload_key_for(parts[4], parts[3], parts[5].split("/", 1)[1], group)
 
 
-def _workload_parts(key: str) -> list[str]:
+def workload_parts(key: str) -> tuple[str, str, str, str]:
+    """(account, region, cluster name, group) of a ``WL#...`` key (the group as the task has it)."""
     parts = key.split("#")
     if len(parts) != 5 or parts[0] != "WL" or not all(parts[1:]):
         raise ValueError(f"not a workload key: {key!r}")
-    return parts[1:]
+    return parts[1], parts[2], parts[3], group_from_component(parts[4])
 
 
 def finding_id_prefix(key: str) -> str:
-    """The common beginning of the finding Ids of one workload (asff.finding_id)."""
-    account, region, cluster_name, group = _workload_parts(key)
-    return f"fargate-audit/{account}/{region}/{cluster_name}/{group}/"
+    """The common beginning of the finding Ids of one workload (asff.finding_id), and of
+    no other workload's."""
+    account, region, cluster_name, group = workload_parts(key)
+    return finding_id_prefix_for(account, region, cluster_name, group)
+
+
+def finding_id_prefix_for(account: str, region: str, cluster_name: str, group: str) -> str:
+    return f"fargate-audit/{account}/{region}/{cluster_name}/{group_component(group)}/"
 
 
 def workload_key_of_finding(finding_id: str) -> str:
@@ -50,4 +72,4 @@ def workload_key_of_finding(finding_id: str) -> str:
     parts = finding_id.split("/")
     if len(parts) != 6 or parts[0] != "fargate-audit":
         raise ValueError(f"not a fargate-audit finding Id: {finding_id!r}")
-    return workload_key_for(*parts[1:5])
+    return workload_key_for(parts[1], parts[2], parts[3], group_from_component(parts[4]))
