@@ -350,6 +350,75 @@ def test_config_change_of_a_resource_no_task_depends_on_is_ignored(world):
     assert world.spy.metrics["IgnoredEvents"] == 1
 
 
+def _flow_log_item_event(world, flow_log_id: str, configuration, status: str) -> dict:
+    """A Config change of an AWS::EC2::FlowLog in the documented shape: configuration as
+    EC2 describes the flow log, or null once it is deleted."""
+    event = world.config("config-security-group-change.json")
+    item = event["detail"]["configurationItem"]
+    item |= {
+        "resourceType": "AWS::EC2::FlowLog",
+        "resourceId": flow_log_id,
+        "ARN": f"arn:aws:ec2:{REGION}:{ACCOUNT}:vpc-flow-log/{flow_log_id}",
+        "configuration": configuration,
+        "configurationItemStatus": status,
+        "relationships": [],
+    }
+    event["detail"].pop("configurationItemDiff", None)
+    event["id"] = f"flow-log-{status}"
+    return event
+
+
+def test_a_flow_log_created_or_deleted_reaudits_the_tasks_of_its_vpc(world):
+    """NET-07 follows the VPC's flow logs as they change (AWS::EC2::FlowLog Config items):
+    a new flow log names the VPC, which the task depends on; a deleted one's item has no
+    configuration, and its id, which the task's posture lists, finds the task."""
+    task, other = world.web
+    world.task_events(world.running(task))
+    world.task_events(world.running(other))
+    assert world.finding("NET-07")["Compliance"]["Status"] == "FAILED"
+    ec2 = world.client("ec2")
+    (flow_log_id,) = ec2.create_flow_logs(
+        ResourceIds=[world.vpc],
+        ResourceType="VPC",
+        TrafficType="ALL",
+        LogDestinationType="cloud-watch-logs",
+        LogGroupName="vpc-flow-logs",
+        DeliverLogsPermissionArn=f"arn:aws:iam::{ACCOUNT}:role/flow-logs",
+    )["FlowLogIds"]
+    configuration = {"flowLogId": flow_log_id, "resourceId": world.vpc, "trafficType": "ALL"}
+
+    created = world.config_events(
+        _flow_log_item_event(world, flow_log_id, configuration, "ResourceDiscovered")
+    )
+
+    assert created["status"] == "audited" and created["tasks"] == 2  # both web tasks, same VPC
+    assert world.rt.recorder.history(task.arn)[-1]["rules"]["NET-07"] == ["FAILED", "PASSED"]
+    assert world.finding("NET-07")["Compliance"]["Status"] == "PASSED"
+
+    ec2.delete_flow_logs(FlowLogIds=[flow_log_id])
+    deleted = world.config_events(_flow_log_item_event(world, flow_log_id, None, "ResourceDeleted"))
+
+    assert deleted["status"] == "audited" and deleted["tasks"] == 2
+    assert world.rt.recorder.history(task.arn)[-1]["rules"]["NET-07"] == ["PASSED", "FAILED"]
+    assert world.finding("NET-07")["Compliance"]["Status"] == "FAILED"
+
+
+def test_a_flow_log_item_in_cloudformation_spelling_finds_its_vpc_too():
+    from fargate_audit.app.events import _related_ids
+
+    item = {"resourceType": "AWS::EC2::FlowLog", "configuration": {"ResourceId": "vpc-1", "Id": "fl-1"}}
+    related = {
+        "resourceType": "AWS::EC2::FlowLog",
+        "configuration": None,
+        "relationships": [{"resourceId": "subnet-1"}],
+    }
+    other = {"resourceType": "AWS::EC2::SecurityGroup", "configuration": {"resourceId": "vpc-1"}}
+
+    assert _related_ids(item) == ["vpc-1"]
+    assert _related_ids(related) == ["subnet-1"]
+    assert _related_ids(other) == []  # only a flow log's change concerns the resource it names
+
+
 def test_config_change_retires_a_dependent_task_that_has_stopped(world):
     first, second = world.web
     world.task_events(world.running(first))

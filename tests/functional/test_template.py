@@ -90,6 +90,7 @@ NETWORK_RESOURCE_TYPES = [
     "AWS::EC2::NetworkAcl",
     "AWS::EC2::VPCEndpoint",
     "AWS::EC2::NatGateway",
+    "AWS::EC2::FlowLog",
 ]
 TASK_RULE = "TaskEventsFunctionTaskStateChange"
 CONFIG_RULE = "ConfigEventsFunctionConfigItemChange"

@@ -197,7 +197,8 @@ def test_dependencies_come_from_the_facts_that_declare_them():
     by_fact = {fact.name: sorted(i for i in fact.depends_on(BASE["network"]) if i) for fact in facts.FACTS}
     assert by_fact["eni"] == ["eni-0a1b2c3d4e5f60718", "subnet-0c1d2e3f405162738", "vpc-0e1f2a3b4c5d6e7f8"]
     assert by_fact["egress"] == ["nat-0f1e2d3c4b5a69788", "vpce-0d4c3b2a190817263"]
-    assert by_fact["flow_logs"] == by_fact["dns_query_logging"] == []
+    assert by_fact["flow_logs"] == ["fl-0123456789abcdef0"]  # a deleted flow log finds its tasks
+    assert by_fact["dns_query_logging"] == []
     assert record.dependencies(BASE) == sorted({i for ids in by_fact.values() for i in ids})
 
 

@@ -116,6 +116,7 @@ def test_dependencies_list_every_network_resource_the_posture_names_sorted():
     assert record.dependencies(BASE) == [
         "acl-0b1c2d3e4f5061728",
         "eni-0a1b2c3d4e5f60718",
+        "fl-0123456789abcdef0",
         "nat-0f1e2d3c4b5a69788",
         "rtb-0a9b8c7d6e5f40312",
         "sg-0123456789abcdef0",
@@ -148,6 +149,7 @@ def test_dependencies_of_a_posture_without_network_ids_are_empty():
         "ipv6": {"path": None, "targets": []},
     }
     empty["network"]["vpc_endpoints"] = []
+    empty["network"]["flow_logs"] = []
     assert record.dependencies(empty) == []
 
 

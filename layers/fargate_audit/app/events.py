@@ -250,7 +250,28 @@ def parse_config_event(event: Any) -> dict:
         "capture_time": item["configurationItemCaptureTime"],
         "change_type": _change_type(detail, item),
         "status": item.get("configurationItemStatus"),
+        "related_ids": _related_ids(item),
     }
+
+
+# Config resource types whose change concerns the tasks of another resource the item
+# names: a flow log is on a VPC, subnet or ENI (its configuration's resource id, spelled
+# as EC2 (resourceId) or as CloudFormation (ResourceId) records it, or a relationship),
+# which a task depends on; when it is deleted (configuration null) the flow log's own id,
+# which the task's posture lists, finds them.
+_RELATED_ID_KEYS = {"AWS::EC2::FlowLog": ("resourceId", "ResourceId")}
+
+
+def _related_ids(item: dict) -> list[str]:
+    keys = _RELATED_ID_KEYS.get(item["resourceType"])
+    if not keys:
+        return []
+    configuration = item.get("configuration")
+    found = [configuration.get(k) for k in keys] if isinstance(configuration, dict) else []
+    relationships = item.get("relationships")
+    if isinstance(relationships, list):
+        found += [r.get("resourceId") for r in relationships if isinstance(r, dict)]
+    return list(dict.fromkeys(i for i in found if isinstance(i, str) and i))
 
 
 def parse_scheduled_event(event: Any) -> dict:

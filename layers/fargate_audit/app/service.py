@@ -547,7 +547,9 @@ def _config_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
     }
     # a resource is indexed by the id the posture names: for a load balancer or listener its
     # ARN, which Config gives as ARN (and as resourceId); for EC2 resources the resourceId
-    ids = dict.fromkeys(i for i in (parsed["resource_id"], parsed.get("arn")) if i)
+    ids = dict.fromkeys(
+        i for i in (parsed["resource_id"], parsed.get("arn"), *parsed.get("related_ids", ())) if i
+    )
     task_arns = sorted({arn for i in ids for arn in rt.recorder.tasks_for_resource(i)})
     if not task_arns:
         return base | {"status": IGNORED, "reason": "no running task depends on it", "tasks": 0}

@@ -316,6 +316,9 @@ FACTS: tuple[Fact, ...] = (
     Fact(
         "flow_logs",
         (_ENI, "ec2:DescribeFlowLogs"),
+        # a flow log deleted: its id (a new one names the task's ENI, subnet or VPC, which
+        # the eni fact depends on: app.events.parse_config_event's related ids)
+        depends_on=lambda n: (fl.get("id") for fl in n.get("flow_logs") or []),
         history=(("network.flow_logs", lambda p: _net(p).get("flow_logs")),),
         asff_resources=("eni", "subnet"),
     ),
