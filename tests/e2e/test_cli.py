@@ -343,6 +343,57 @@ def test_exit_0_when_no_failure_reaches_the_fail_on_threshold(estate):
     assert code == 1
 
 
+def test_a_cluster_given_by_name_and_by_arn_is_scanned_once(estate):
+    arn = f"arn:aws:ecs:{REGION}:123456789012:cluster/quiet"
+    code, out, err = run_cli("scan", "--cluster", arn, "--cluster", "quiet", "--format", "json")
+
+    report = json.loads(out)
+    assert report["summary"]["tasks"] == 1 and [t["task_arn"] for t in report["tasks"]] == estate["quiet"]
+    assert report["errors"] == [] and err == ""
+
+
+def _denying(monkeypatch, operation: str, cluster: str) -> None:
+    """Every call of ``operation`` on ``cluster`` refused as AWS refuses it."""
+    from botocore.client import BaseClient
+    from botocore.exceptions import ClientError
+
+    real = BaseClient._make_api_call
+
+    def make_api_call(self, name, params):
+        if name == operation and str(params.get("cluster", "")).endswith(cluster):
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "denied"}}, name)
+        return real(self, name, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
+
+
+@pytest.mark.parametrize(
+    ("operation", "cluster", "argv"),
+    [
+        ("ListTasks", "prod", ("--cluster", "prod", "--cluster", "quiet")),  # quiet still lists
+        ("DescribeTasks", "quiet", ("--cluster", "quiet")),
+    ],
+)
+def test_a_scan_that_could_not_read_some_tasks_is_never_a_clean_exit(
+    estate, monkeypatch, operation, cluster, argv
+):
+    """Errors are never PASS: the quiet cluster alone passes at CRITICAL (exit 0, above),
+    but when tasks in scope cannot be listed or described the report names the refused
+    call and the exit status is at least 1, with one warning line on stderr (when nothing
+    at all could be listed, the scan could not run: exit 2, test_cli_org and collect)."""
+    _denying(monkeypatch, operation, cluster)
+
+    code, out, err = run_cli("scan", *argv, "--fail-on", "CRITICAL", "--format", "json")
+
+    report = json.loads(out)
+    assert code == 1, err
+    assert [e["call"] for e in report["errors"]] == [operation]
+    assert report["summary"]["tasks"] == (1 if operation == "ListTasks" else 0)  # quiet's task
+    (line,) = err.splitlines()
+    assert line.startswith("fargate-audit: warning: 1 part(s) of the scope could not be read")
+    assert f"{operation}: AccessDeniedException" in line
+
+
 def test_exit_0_when_every_failure_is_exempted(estate, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(

@@ -270,7 +270,19 @@ def _scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             progress.close()
 
     _write_scan_output(args, outcome, catalog, out)
-    return report_mod.exit_code(outcome.results, args.fail_on)
+    code = report_mod.exit_code(outcome.results, args.fail_on)
+    lost = outcome.collect_result.errors
+    if lost:
+        # part of the scope could not be read (a region's ListClusters, a cluster's ListTasks,
+        # a page of DescribeTasks): its tasks are missing, which is never a clean pass; as
+        # for an organization scope with an error, the exit status is at least 1
+        first = lost[0]
+        stderr.write(
+            f"fargate-audit: warning: {len(lost)} part(s) of the scope could not be read, their tasks "
+            f"are not in the report; first: {first['message']} ({first['region']})\n"
+        )
+        return max(code, EXIT_FINDINGS)
+    return code
 
 
 MAX_JOBS = 64

@@ -470,7 +470,10 @@ class _RegionScan:
     # -- clusters and task lists
 
     def discover(self, clusters: list[str] | None) -> None:
+        # a cluster given twice (by name and by ARN) is listed once: a second listing would
+        # find its tasks already seen and leave the cluster empty
         keys = self._resolve_clusters(list(dict.fromkeys(clusters))) if clusters else self._list_clusters()
+        keys = list(dict.fromkeys(keys))
         self.result.scope["clusters"].extend(keys)
         for key in keys:
             self._listed[key] = self._list_tasks(key)
