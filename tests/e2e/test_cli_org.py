@@ -307,6 +307,28 @@ def test_a_region_that_refuses_every_call_is_listed_and_the_others_reported(worl
     assert len(iam.assume_calls) == 1  # one AssumeRole for the account, whatever its regions
 
 
+def test_a_part_of_an_account_that_could_not_be_read_is_reported_and_never_a_clean_exit(
+    world, iam, monkeypatch
+):
+    """A's clusters list but its tasks cannot be described: A's scope has no error (it was
+    scanned), the report lists the refused call, and the exit status is at least 1 even
+    though nothing reaches --fail-on CRITICAL."""
+    denied = ExpiredTokens(monkeypatch, A, "ecs.DescribeTasks", times=100, code="AccessDeniedException")
+    code, out, err = run_cli(
+        "--accounts", f"{A},{B}", "--external-id", EXTERNAL_ID, "--format", "json", "--fail-on", "CRITICAL"
+    )
+
+    assert code == 1, err
+    report = json.loads(out)
+    assert denied.answered >= 1
+    assert [(e["call"], e["message"].split(":")[1].strip()) for e in report["errors"]] == [
+        ("DescribeTasks", "AccessDeniedException")
+    ]
+    scopes = {s["account_id"]: s for s in report["summary"]["scopes"]}
+    assert scopes[A]["error"] is None and scopes[A]["tasks"] == 0
+    assert scopes[B]["error"] is None and scopes[B]["tasks"] == 1
+
+
 def test_a_call_answered_expired_token_renews_the_role_once_and_the_scan_goes_on(world, iam, monkeypatch):
     tasks = world[1]
     expired = ExpiredTokens(monkeypatch, A, "ecs.ListClusters")  # before the credentials' local expiry

@@ -61,10 +61,11 @@ class ExpiredTokens:
     client, those made inside the code under test too); thread-safe (a CLI scanning
     accounts in parallel). ``answered``: how many were answered so."""
 
-    def __init__(self, monkeypatch, account: str, call: str, times: int = 1) -> None:
+    def __init__(self, monkeypatch, account: str, call: str, times: int = 1, code: str | None = None) -> None:
+        """``code``: another error to answer with (e.g. ``AccessDeniedException``)."""
         service, _, operation = call.partition(".")
         protocol = protocol_of(service)
-        self.code = EXPIRED_CODES.get(protocol, "ExpiredTokenException")
+        self.code = code or EXPIRED_CODES.get(protocol, "ExpiredTokenException")
         self.answered = 0
         lock = threading.Lock()
         event = f"before-send.{service}.{operation}"
@@ -76,7 +77,9 @@ class ExpiredTokens:
                     due = self.answered < times
                     self.answered += due
                 if due:
-                    message = "The security token included in the request is expired"
+                    message = (
+                        "The security token included in the request is expired" if code is None else "denied"
+                    )
                     return error_response(protocol, request.url, self.code, message, 400)
             return emulate(stubber, event_name, request, **kwargs)
 

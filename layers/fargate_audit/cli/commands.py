@@ -374,7 +374,9 @@ def _organization_scan(args, stdout, stderr, catalog, params, out: _Output) -> i
         )
     _write_scan_output(args, outcome, catalog, out)
     code = report_mod.exit_code(outcome.results, args.fail_on)
-    return max(code, EXIT_FINDINGS) if failed else code
+    # a scope with an error, or a part of a scope that could not be read (a cluster's
+    # ListTasks in one account): listed in the report, never a clean pass
+    return max(code, EXIT_FINDINGS) if failed or outcome.collect_result.errors else code
 
 
 _PARENT_ID = re.compile(r"(ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}|r-[0-9a-z]{4,32})")
