@@ -293,6 +293,14 @@ def test_output_option_writes_the_file_and_nothing_to_stdout(estate, tmp_path):
     assert json.loads(target.read_text())["report_version"] == 1
 
 
+def test_output_dash_is_stdout_and_writes_no_file(estate, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("scan", "--format", "json", "--cluster", "quiet", "--output", "-")
+
+    assert (code, err) == (1, "") and json.loads(out)["report_version"] == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_report_that_fails_half_written_leaves_the_previous_file_and_no_temporary(
     estate, tmp_path, monkeypatch
 ):

@@ -38,6 +38,13 @@ def test_accounts_file_skips_comments_and_names_the_bad_line(tmp_path):
         read_accounts_file(tmp_path / "missing.txt")
 
 
+def test_an_accounts_file_saved_with_a_byte_order_mark_reads_its_first_line(tmp_path):
+    saved = tmp_path / "accounts.txt"
+    saved.write_bytes("111111111111\r\n222222222222\r\n".encode("utf-8-sig"))  # as Windows editors save
+
+    assert read_accounts_file(saved) == ["111111111111", "222222222222"]
+
+
 def test_member_role_arn_follows_the_partition():
     assert member_role_arn("111111111111", "r", "eu-west-1") == "arn:aws:iam::111111111111:role/r"
     assert member_role_arn("111111111111", "r", "cn-north-1") == "arn:aws-cn:iam::111111111111:role/r"

@@ -146,6 +146,13 @@ def test_dns_firewall_export_is_one_domain_per_line(world, tmp_path):
     assert out == "ntp.ubuntu.com\n"
 
 
+def test_an_export_to_stdout_is_the_only_document_there_in_any_format(world):
+    out, _ = run("--export", "network-firewall", "-", "--format", "json")
+
+    request = json.loads(out)  # one JSON document: the rule group request, not the view after it
+    assert "RuleGroup" in request and request["Type"] == "STATEFUL"
+
+
 def test_a_broken_rule_group_is_refused_by_the_offline_validation():
     from botocore.exceptions import ParamValidationError
 

@@ -631,6 +631,20 @@ def test_no_credentials_raise_credentials_error(monkeypatch, tmp_path):
         collect(session)
 
 
+def test_a_missing_profile_is_one_credentials_error_even_with_the_region_in_the_environment(
+    monkeypatch, tmp_path
+):
+    from fargate_audit.edge.aws import session_from_env
+
+    monkeypatch.setenv("AWS_PROFILE", "nosuch")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)  # botocore then reads no profile until a call
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+
+    with pytest.raises(CredentialsError, match=r"^The config profile \(nosuch\) could not be found$"):
+        session_from_env()
+
+
 def test_no_region_raises_credentials_error():
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing")
     session._session.set_config_variable("region", None)

@@ -67,7 +67,7 @@ class _Output:
     """stdout, or the ``--output`` file (written only once the command has its result)."""
 
     def __init__(self, path: str | None, stdout: TextIO):
-        self.path = path
+        self.path = None if path == "-" else path  # "-": stdout, as for discovered --export
         self.stdout = stdout
 
     @property
@@ -581,7 +581,7 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     kind, path = args.export if args.export else (None, None)
     if kind is not None and kind not in egress.EXPORT_KINDS:
         raise UsageError(f"--export: {kind!r} is not one of {', '.join(egress.EXPORT_KINDS)}")
-    target = _Output(None if path == "-" else path, stdout)
+    target = _Output(path, stdout)
     target.check_writable()
     try:
         since = egress.parse_since(args.since, datetime.now(UTC))
@@ -618,10 +618,9 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
             text = egress.dns_firewall_domain_list(domains)
         target.write(text)
         stderr.write(f"{PROG}: wrote {len(domains)} domains from {len(view)} workloads to {path} ({kind})\n")
-    if args.format == "json":
-        stdout.write(_json(view))
-    elif kind is None or path != "-":
-        stdout.write(egress.format_discovered(view))
+    if kind is not None and path == "-":
+        return EXIT_OK  # stdout holds the export alone (one document), in any --format
+    stdout.write(_json(view) if args.format == "json" else egress.format_discovered(view))
     return EXIT_OK
 
 

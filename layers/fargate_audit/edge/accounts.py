@@ -54,7 +54,7 @@ def read_accounts_file(path: str | Path) -> list[str]:
     skipped; each id once. ConfigError ``FILE:LINE: ...`` for a malformed line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of line 1
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the accounts file ({exc.strerror or exc})") from None
     ids: dict[str, None] = {}

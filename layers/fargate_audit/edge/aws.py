@@ -114,6 +114,9 @@ def session_from_env(region: str | None = None) -> Session:
     try:
         session = Session(region_name=region or os.environ.get("AWS_REGION") or None)
         session.region_name  # noqa: B018 - reads the profile now: a bad AWS_PROFILE fails here
+        # the region may come from the environment, so botocore would find a missing
+        # AWS_PROFILE only at the first call (an "unexpected" error there): read it now
+        session._session.get_scoped_config()
         return session
     except BotoCoreError as exc:  # e.g. ProfileNotFound for a bad AWS_PROFILE
         raise CredentialsError(" ".join(str(exc).split())) from exc
