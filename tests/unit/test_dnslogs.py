@@ -189,6 +189,23 @@ def test_answers_are_deduplicated_and_bounded():
     assert len(parsed.answers) == dnslogs.MAX_ANSWERS and len(set(parsed.answers)) == dnslogs.MAX_ANSWERS
 
 
+def test_every_answer_address_is_kept_so_a_flow_to_any_of_them_is_named():
+    """A name answered with many addresses (a CDN, S3): a flow to the last one is as named
+    as to the first (EGR-03 would otherwise call it resolved by nobody)."""
+    answers = [{"Rdata": f"52.95.{i // 250}.{i % 250}", "Type": "A", "Class": "IN"} for i in range(200)]
+    parsed = dnslogs.parse_record(json.dumps(record(answers=answers)))
+
+    assert len(parsed.addresses) == 200 and parsed.addresses[-1] == "52.95.0.199"
+
+
+@pytest.mark.parametrize("answers", [5, True, "203.0.113.9", {"Rdata": "203.0.113.9"}])
+def test_answers_that_are_not_a_list_make_the_record_malformed_not_the_batch_fail(answers):
+    batch = payload(record(answers=answers), record())
+    records, malformed = dnslogs.parse_records(batch)
+
+    assert len(records) == 1 and [m["reason"] for m in malformed] == ["answers is not a list"]
+
+
 # --------------------------------------------------------------------------- EGR-01 patterns
 
 

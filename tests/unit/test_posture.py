@@ -727,7 +727,10 @@ def test_image_registry_follows_dockers_rule(image, registry):
         ("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", True),
         ("123456789012.DKR.ECR.us-east-1.AMAZONAWS.COM", True),
         ("12345678901.dkr.ecr.eu-west-1.amazonaws.com", False),
-        ("123456789012.dkr.ecr.eu-west-1.amazonaws.com:443", False),
+        (
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com:443",
+            True,
+        ),  # the host is ECR's; a port is no other registry
         ("public.ecr.aws", False),
         ("docker.io", False),
         ("evil.com/123456789012.dkr.ecr.eu-west-1.amazonaws.com", False),
@@ -758,7 +761,8 @@ def test_environment_lists_names_sources_and_triviality_only():
 @pytest.mark.parametrize(
     ("value", "trivial"),
     [(None, True), ("", True), ("true", True), ("FALSE", True), (" yes ", True), ("No", True),
-     ("0", True), ("1", True), ("2", False), ("  ", False), ("enabled", False), ("hunter2", False)],
+     ("0", True), ("1", True), ("2", False), ("  ", True), ("\t\n", True), ("enabled", False),
+     ("hunter2", False), (" hunter2 ", False)],
 )  # fmt: skip
 def test_trivial_env_values_are_empty_or_boolean_words(value, trivial):
     assert is_trivial_env_value(value) is trivial

@@ -80,7 +80,10 @@ MAX_QUERY_TYPE_LENGTH = 16
 MAX_ANSWERS = 8  # Rdata values kept per destination (a sample, deduplicated)
 MAX_RDATA_LENGTH = 255
 MAX_SOURCES = 8  # source addresses kept per unattributed destination
-MAX_ADDRESSES = 16  # A/AAAA answer addresses kept per record
+# A/AAAA answer addresses kept per record: every one a resolver can give (a 4,096-byte
+# EDNS answer holds at most about 250 A records), since a flow to an address dropped here
+# would count as resolved by nobody (EGR-03)
+MAX_ADDRESSES = 256
 ANSWER_TTL_DAYS = 8  # answers older than this name nothing (dns_answer_lookback at most 7 days)
 ADDRESS_TYPES = ("A", "AAAA")
 DISCOVERY_TTL_DAYS = 30  # a destination not seen for 30 days is forgotten
@@ -196,7 +199,10 @@ def parse_record(message: Any, event_id: str = "", owner: str | None = None) -> 
         raise ValueError("message is not a JSON object")
     answers: list[str] = []
     addresses: list[str] = []
-    for answer in record.get("answers") or []:
+    listed = record.get("answers")
+    if listed is not None and not isinstance(listed, list):
+        raise ValueError("answers is not a list")
+    for answer in listed or []:
         rdata = answer.get("Rdata") if isinstance(answer, Mapping) else None
         if isinstance(rdata, str) and rdata.strip() and rdata.strip() not in answers:
             answers.append(rdata.strip()[:MAX_RDATA_LENGTH])

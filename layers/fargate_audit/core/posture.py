@@ -65,15 +65,15 @@ def image_digest(image: str | None) -> str | None:
 
 
 def is_private_ecr(registry: str | None) -> bool:
-    """True for ``<12 digits>.dkr.ecr.<region>.amazonaws.com`` (any account, any region)."""
-    return bool(registry) and _PRIVATE_ECR.match(registry) is not None
+    """True for ``<12 digits>.dkr.ecr.<region>.amazonaws.com`` (any account, any region) as
+    the registry host, with or without a port (``...amazonaws.com:443/web``)."""
+    return bool(registry) and _PRIVATE_ECR.match(registry.partition(":")[0]) is not None
 
 
 def is_trivial_env_value(value: object) -> bool:
     """True when an environment value is empty or one of ``true false yes no 0 1``."""
-    if value is None or value == "":
-        return True
-    return str(value).strip().lower() in TRIVIAL_ENV_VALUES
+    text = "" if value is None else str(value).strip()  # spaces around a value are not part of it
+    return text == "" or text.lower() in TRIVIAL_ENV_VALUES
 
 
 def endpoint_service(service_name: str | None) -> str | None:
