@@ -32,7 +32,8 @@ DENIED_APIS = [
     (
         "ec2",
         "DescribeNatGateways",
-        "NET-02/05 ERROR for the NAT-routed task only; the IGW-routed task unaffected",
+        "NET-05 ERROR for the NAT-routed task only (NET-02 is decided without the NAT's own hop: "
+        "its first hop is no internet gateway); the IGW-routed task unaffected",
     ),
     ("ecs", "DescribeTaskDefinition", "IMG-01/02, LOG-01, CFG-02/03, NET-10 ERROR (container facts)"),
     ("ecs", "DescribeClusters", "LOG-02 ERROR"),
@@ -139,6 +140,11 @@ def test_access_denied_on_one_api(run, report, service, operation):
     for task in (web, etl):
         facts = facts_of(run.world, task, service, operation)
         expected = expected_statuses(run.world, task, facts)
+        if operation == "DescribeNatGateways" and facts:
+            # only the class after the NAT is unknown: NET-02 needs an internet gateway as
+            # the first hop, which a NAT-routed path is not (rules.md), so it keeps its verdict
+            expected["NET-02"] = run.world.baseline[task.arn]["statuses"]["NET-02"]
+            assert expected["NET-05"] == "ERROR"
         assert run.statuses(task) == expected, (task.group, facts)
         newly = {r for r, s in expected.items() if s == "ERROR"} - {
             r for r, s in run.world.baseline[task.arn]["statuses"].items() if s == "ERROR"

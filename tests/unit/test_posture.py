@@ -1108,22 +1108,52 @@ def test_nat_subnet_falls_back_to_the_main_route_table():
     assert egress == {"path": "nat-gateway>inspection-endpoint", "targets": [NAT, "vpce-0gwlb000000000001"]}
 
 
-def test_nat_gateway_not_found_is_an_egress_error():
+def test_nat_gateway_not_found_leaves_the_ipv4_path_unknown_with_its_error():
     raw = bundle()
     raw["vpc"]["nat_gateways"] = []
     p = build_posture(raw)
-    assert set(p["errors"]) == {"egress"}
-    assert NAT in p["errors"]["egress"]
-    assert p["network"]["egress"]["ipv4"]["path"] is None
+    assert p["errors"] == {}  # the first hop is known; only the class after the NAT is not
+    ipv4 = p["network"]["egress"]["ipv4"]
+    assert ipv4["path"] is None and NAT in ipv4["error"] and ipv4["targets"] == [NAT]
 
 
-def test_nat_gateways_call_error_is_an_egress_error_only_when_the_path_uses_a_nat():
+def test_nat_gateways_call_error_concerns_the_ipv4_path_only_when_it_uses_a_nat():
     raw = bundle()
     raw["vpc"]["nat_gateways"] = []
     raw["errors"] = {"nat_gateways": "DescribeNatGateways: UnauthorizedOperation: denied"}
-    assert build_posture(raw)["errors"] == {"egress": "DescribeNatGateways: UnauthorizedOperation: denied"}
+    p = build_posture(raw)
+    assert p["network"]["egress"]["ipv4"]["error"] == "DescribeNatGateways: UnauthorizedOperation: denied"
+    assert "error" not in p["network"]["egress"]["ipv6"]
     rt(raw, RTB_PRIVATE)["Routes"] = [LOCAL_ROUTE, route("0.0.0.0/0", GatewayId=IGW)]
-    assert build_posture(raw)["errors"] == {}
+    assert "error" not in build_posture(raw)["network"]["egress"]["ipv4"]
+
+
+def test_an_unknown_nat_hop_is_net05_error_unless_ipv6_fails_it_and_never_net02_error():
+    """rules.md: ERROR only when a fact the rule needs is missing. NET-02 needs an internet
+    gateway as the family's path (a NAT-routed IPv4 path is not, whatever follows the NAT);
+    NET-05's IPv4 condition needs the class after the NAT, its IPv6 condition does not."""
+    from fargate_audit.core import engine, rules
+    from fargate_audit.core.params import effective_params
+
+    catalog = rules.load_catalog()
+    params = effective_params(catalog, {})
+    by_id = {rule.id: rule for rule in catalog.rules}
+    raw = bundle()
+    raw["errors"] = {"nat_gateways": "DescribeNatGateways: UnauthorizedOperation: denied"}
+    p = build_posture(raw)
+    net05 = engine.evaluate_rule(by_id["NET-05"], p, params)
+    assert net05[0] == "ERROR" and "DescribeNatGateways" in net05[1]["error"]
+    assert engine.evaluate_rule(by_id["NET-02"], p, params)[0] != "ERROR"
+
+    p["network"] = {
+        **p["network"],
+        "ipv6_addresses": ["2a05:d018:1a2b:3c00::10"],
+        "public_address": {"ipv4": False, "ipv6": True},
+        "egress": {**p["network"]["egress"], "ipv6": {"path": "internet-gateway", "targets": ["igw-1"]}},
+    }
+    status, evidence = engine.evaluate_rule(by_id["NET-05"], p, params)
+    assert status == "FAILED" and evidence["families"] == ["ipv6"]
+    assert evidence["paths"]["ipv4"]["error"].startswith("DescribeNatGateways")
 
 
 # --- NACL -----------------------------------------------------------------------------------

@@ -126,8 +126,13 @@ def exposure_evidence(exposures: list[Mapping]) -> list[dict]:
 
 
 def egress_of(posture: Mapping, family: str) -> dict:
+    """The family's ``path`` and ``targets``, and its ``error`` when the path after a NAT
+    gateway could not be followed (the path is then None)."""
     entry = (network_of(posture).get("egress") or {}).get(family) or {}
-    return {"path": entry.get("path"), "targets": list(entry.get("targets") or [])}
+    found = {"path": entry.get("path"), "targets": list(entry.get("targets") or [])}
+    if entry.get("error"):
+        found["error"] = entry["error"]
+    return found
 
 
 def family_ports(mapping: Mapping | None, family: str) -> list[dict]:

@@ -261,8 +261,11 @@ def _egress_path(
     vpc_id: str | None,
     nat_gateways: list[Mapping],
     nat_problem: str | None,
-    errors: _Errors,
 ) -> dict:
+    """The family's default route path (rules.md "Egress path"). An IPv4 NAT gateway's own
+    hop that cannot be followed leaves the path unknown (None) with the family's
+    ``error``: its first hop is known (not an internet gateway, which NET-02 needs), the
+    class after it is not (which NET-05 needs); the other family is not concerned."""
     route = routes.default_route(route_table, family)
     if route is None:
         return {"path": "none", "targets": []}
@@ -273,24 +276,21 @@ def _egress_path(
 
     # IPv4 through a NAT gateway: follow one hop, to the default route of the NAT's subnet.
     if nat_problem:
-        errors.add("egress", nat_problem)
-        return {"path": None, "targets": targets}
+        return {"path": None, "targets": targets, "error": nat_problem}
     nat = next((n for n in nat_gateways if n.get("NatGatewayId") == target), None)
     if nat is None:
-        errors.add(
-            "egress",
+        problem = (
             f"NAT gateway {target} (default route of {route_table.get('RouteTableId')}) "
-            f"not found among the VPC's NAT gateways",
+            f"not found among the VPC's NAT gateways"
         )
-        return {"path": None, "targets": targets}
+        return {"path": None, "targets": targets, "error": problem}
     nat_table = routes.route_table_for_subnet(route_tables, nat.get("SubnetId"), vpc_id)
     if nat_table is None:
-        errors.add(
-            "egress",
+        problem = (
             f"no route table for subnet {nat.get('SubnetId')} of NAT gateway {target} "
-            f"(no explicit association and no main route table)",
+            f"(no explicit association and no main route table)"
         )
-        return {"path": None, "targets": targets}
+        return {"path": None, "targets": targets, "error": problem}
     hop = routes.default_route(nat_table, "ipv4")
     if hop is None:
         return {"path": "nat-gateway>none", "targets": targets}
@@ -571,7 +571,7 @@ def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors, 
                 return None, None
             nat_gateways, nat_problem = vpc_list("nat_gateways")
             return table, {
-                family: _egress_path(table, family, route_tables, vpc_id, nat_gateways, nat_problem, found)
+                family: _egress_path(table, family, route_tables, vpc_id, nat_gateways, nat_problem)
                 for family in netalgebra.FAMILIES
             }
 
