@@ -108,6 +108,33 @@ def test_unknown_top_level_key_is_named(tmp_path):
     assert message.startswith("approved_registry: unknown key (allowed: ")
 
 
+def test_a_key_written_twice_is_an_error_not_a_silent_override(tmp_path):
+    """A second `exemptions:` would otherwise drop the first list without a word."""
+    text = (
+        "exemptions:\n  - {rule: NET-03, workload: '*', reason: r, expires: 2030-01-01}\n"
+        "allowed_public_ports: []\nexemptions: []\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_params(write(tmp_path, "params.yaml", text), CATALOG)
+    assert str(raised.value).endswith(
+        "invalid YAML: line 4 column 1: found duplicate key 'exemptions' (first at line 1)"
+    )
+    nested = "approved_registries: [a]\nexemptions:\n  - {rule: NET-03, rule: NET-01, workload: '*'}\n"
+    with pytest.raises(ConfigError, match="found duplicate key 'rule'"):
+        load_params(write(tmp_path, "nested.yaml", nested), CATALOG)
+    with pytest.raises(ConfigError, match="invalid JSON: duplicate key 'exemptions'"):
+        load_params(write(tmp_path, "params.json", '{"exemptions": [], "exemptions": []}'), CATALOG)
+
+
+def test_a_yaml_merge_may_still_override_the_keys_it_brings(tmp_path):
+    from fargate_audit.core.rules import read_yaml
+
+    merged, error = read_yaml(
+        write(tmp_path, "m.yaml", "base: &b {a: 1, b: 2}\nthis:\n  <<: *b\n  b: 3\n"), "m"
+    )
+    assert error is None and merged["this"] == {"a": 1, "b": 3}
+
+
 def test_unknown_key_in_an_exemption_is_named(tmp_path):
     text = "exemptions:\n  - {rule: NET-01, workload: '*', reason: r, expires: 2030-01-01, team: x}\n"
     assert error_of(tmp_path, "params.yaml", text).startswith("exemptions[0].team: unknown key")

@@ -133,6 +133,20 @@ def validate_params(data: Any, catalog: Catalog, source: str = "params") -> dict
     return copy.deepcopy(data)
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object refusing a key written twice (json keeps the last silently)."""
+    found: dict = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(f"duplicate key {key!r}")
+        found[key] = value
+    return found
+
+
 def load_params(path: str | os.PathLike, catalog: Catalog) -> dict:
     """Read and validate a params file; returns its overrides and exemptions."""
     path = Path(path)
@@ -149,11 +163,13 @@ def load_params(path: str | os.PathLike, catalog: Catalog) -> dict:
             raise ConfigError(problem(source, "", f"cannot read: {exc}")) from None
         if suffix == ".json" or text.lstrip().startswith(("{", "[")):
             try:
-                data = json.loads(text)
+                data = json.loads(text, object_pairs_hook=_object_without_duplicate_keys)
             except json.JSONDecodeError as exc:
                 raise ConfigError(
                     problem(source, "", f"invalid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}")
                 ) from None
+            except _DuplicateKey as exc:
+                raise ConfigError(problem(source, "", f"invalid JSON: {exc}")) from None
         else:
             data, error = read_yaml(path, source)
             if error:

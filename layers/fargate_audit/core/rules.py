@@ -64,6 +64,30 @@ _YamlLoader.yaml_implicit_resolvers = {
     for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
 }
 
+
+def _mapping_without_duplicate_keys(loader, node, deep=False):
+    """A mapping as the safe loader builds it, refusing a key written twice (YAML requires
+    unique keys; PyYAML would keep the last silently: a second ``exemptions:`` would drop
+    the first list). Keys brought in by a ``<<`` merge may be overridden, as YAML allows."""
+    seen: dict = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        mark = key_node.start_mark
+        try:
+            first = seen.setdefault(key, mark)
+        except TypeError:  # an unhashable key: the safe constructor says so itself
+            continue
+        if first is not mark:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"found duplicate key {key!r} (first at line {first.line + 1})", mark
+            )
+    return loader.construct_mapping(node, deep=deep)
+
+
+_YamlLoader.add_constructor("tag:yaml.org,2002:map", _mapping_without_duplicate_keys)
+
 SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 # What a rule's check reads (rule file ``evaluation``): a task Posture (scans, task and
 # config events, sweeps) or a workload's Discovery (DNS query logs, the dns_logs function).
