@@ -290,3 +290,14 @@ def test_a_bad_parameter_override_is_one_error_line_and_exit_2(env):
         "fargate-audit: error: --parameter-overrides: MemberExternalId: the value (NoEcho, not shown)"
     )
     assert "not secret" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize("argv", [("findings",), ("history", TASK_ARN), ("discovered",)])
+def test_a_table_command_without_a_region_names_only_the_ways_it_takes_one(env, argv):
+    without = {k: v for k, v in env.items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    done = run(without, *argv, check_exit=2)
+
+    assert (
+        done.stderr
+        == "fargate-audit: error: no AWS region configured (set AWS_REGION or AWS_DEFAULT_REGION)\n"
+    )

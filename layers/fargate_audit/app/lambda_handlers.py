@@ -175,7 +175,7 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
     session = session if session is not None else aws.session_from_env()
     region = session.region_name
     if not region:
-        raise CredentialsError(aws.NO_REGION_MESSAGE)
+        raise CredentialsError(aws.NO_REGION_SET_MESSAGE)
     audited = members = None
     if organization:
         clients = aws.Clients(session)

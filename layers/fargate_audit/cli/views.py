@@ -35,12 +35,12 @@ def open_table(table: str, session=None):
     """The stores' :class:`~fargate_audit.stores.table.Table` ``table``, with a client from
     the standard chain (the stores are built on it)."""
     from fargate_audit.core.errors import CredentialsError
-    from fargate_audit.edge.aws import NO_REGION_MESSAGE, client, session_from_env
+    from fargate_audit.edge.aws import NO_REGION_SET_MESSAGE, client, session_from_env
     from fargate_audit.stores.table import Table
 
     session = session if session is not None else session_from_env()
     if not session.region_name:
-        raise CredentialsError(NO_REGION_MESSAGE)
+        raise CredentialsError(NO_REGION_SET_MESSAGE)
     return Table(table, client(session, "dynamodb", session.region_name))
 
 

@@ -41,6 +41,9 @@ NO_CREDENTIALS_MESSAGE = (
     "no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
 )
 NO_REGION_MESSAGE = "no AWS region configured (set AWS_REGION or AWS_DEFAULT_REGION, or pass --region)"
+# the same for the commands and functions that take no --region (history, findings,
+# discovered, invoke, a Lambda): the table and the handler's clients are in one region
+NO_REGION_SET_MESSAGE = "no AWS region configured (set AWS_REGION or AWS_DEFAULT_REGION)"
 
 # Error codes by which AWS says the credentials themselves are unusable: every later call
 # would fail the same way, so the scan stops instead of reporting an empty account.

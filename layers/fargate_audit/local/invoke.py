@@ -491,9 +491,9 @@ def invoke(
     session = session_from_env()
     region = session.region_name
     if not region:
-        from fargate_audit.edge.aws import NO_REGION_MESSAGE
+        from fargate_audit.edge.aws import NO_REGION_SET_MESSAGE
 
-        raise CredentialsError(NO_REGION_MESSAGE)
+        raise CredentialsError(NO_REGION_SET_MESSAGE)
     table = table_name()
     queues = function_queues(template, logical_id)  # logical id -> variable
     account = caller_account(session)
