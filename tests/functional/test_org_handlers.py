@@ -530,3 +530,28 @@ def test_settings_are_checked_and_unset_means_one_account():
         lambda_handlers.build_runtime(
             {"TABLE_NAME": "t", "AUDITED_ACCOUNTS": A, "AUDIT_ROLE_ARN": f"arn:aws:iam::{B}:role/r"}
         )
+
+
+@pytest.mark.parametrize("function", ["dns_logs", "flow_logs"])
+def test_the_log_functions_know_their_own_account_and_read_it_without_a_member_role(monkeypatch, function):
+    """The log functions run without a deadline, but their own account (the central one,
+    audited with the others) is still read and imported with their own role: no AssumeRole
+    of a member role the central account may not have."""
+    from fargate_audit.app import dnslogs
+
+    with emulated_world(monkeypatch, org_env(f"{ACCOUNT},{A}")) as world:
+        sts = Sts(world)
+        control = dnslogs.encode_subscription(
+            {
+                "messageType": "CONTROL_MESSAGE",
+                "owner": "CloudwatchLogs",
+                "logGroup": "",
+                "logStream": "",
+                "logEvents": [],
+            }
+        )
+        assert getattr(world, function)(control)["status"] == "ignored"
+
+        assert world.rt.own_account == ACCOUNT == world.rt.accounts.sessions.own_account
+        world.rt.publisher.client_for(ACCOUNT, REGION)  # its findings' import client
+        assert sts.count(ACCOUNT) == 0

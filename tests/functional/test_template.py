@@ -559,9 +559,20 @@ def test_every_action_exists_in_iam(template):
 
 def test_data_actions_are_scoped_to_this_stacks_resources(template):
     table_resources = [_get_att("PostureTable"), {"Fn::Sub": "${PostureTable.Arn}/index/*"}]
-    product = (
-        "arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default"
-    )
+
+    def own(service: str, resource: str) -> dict:
+        """The stack's own account: in its region, or in every region when the stack
+        audits member accounts (the own account is then audited in AuditedRegions too)."""
+        arn = f"arn:${{AWS::Partition}}:{service}:REGION:${{AWS::AccountId}}:{resource}"
+        return {
+            "Fn::If": [
+                "AuditsMembers",
+                {"Fn::Sub": arn.replace("REGION", "*")},
+                {"Fn::Sub": arn.replace("REGION", "${AWS::Region}")},
+            ]
+        }
+
+    product = own("securityhub", "product/${AWS::AccountId}/default")
     for function_id, statements in function_policies(template).items():
         for actions, resources in statements:
             services = {action.split(":")[0] for action in actions}
@@ -575,11 +586,11 @@ def test_data_actions_are_scoped_to_this_stacks_resources(template):
                 assert actions == ("sts:AssumeRole",) and len(resources) == 1, function_id
                 assert resources[0] in ASSUME_ROLE_RESOURCES, function_id
             if services & {"securityhub"}:
-                assert list(resources) == [{"Fn::Sub": product}], function_id
+                assert list(resources) == [product], function_id
             if "ecs:DescribeTasks" in actions:
-                assert resources == (
-                    {"Fn::Sub": "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/*"},
-                )
+                assert resources == (own("ecs", "task/*"),)
+            if "ecs:DescribeClusters" in actions:
+                assert resources == (own("ecs", "cluster/*"),)
 
 
 # ---------------------------------------------------------------------------------------

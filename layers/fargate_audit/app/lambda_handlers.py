@@ -341,16 +341,22 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _begin(rt, context) -> int:
-    """Per invocation: the function's own account (from the context's ARN) and the clients'
-    deadline (from its remaining time). Returns the clients' cut-short retry count so far."""
-    from fargate_audit.edge.aws import Deadline
-
+def _own_account(rt, context) -> None:
+    """The function's own account, from the context's ARN: read (and its findings imported)
+    with the function's own role, not through a member role."""
     arn = getattr(context, "invoked_function_arn", None)
     if isinstance(arn, str) and arn.startswith("arn:") and arn.count(":") >= 5:
         rt.own_account = arn.split(":")[4] or rt.own_account
-    if rt.accounts is not None:  # the function's own account is read with its own role
+    if rt.accounts is not None:
         rt.accounts.sessions.own_account = rt.own_account
+
+
+def _begin(rt, context) -> int:
+    """Per invocation: the function's own account (``_own_account``) and the clients'
+    deadline (from its remaining time). Returns the clients' cut-short retry count so far."""
+    from fargate_audit.edge.aws import Deadline
+
+    _own_account(rt, context)
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     rt.clients.deadline = Deadline(remaining, RETRY_RESERVE_SECONDS) if callable(remaining) else None
     return rt.clients.retries_stopped
@@ -465,8 +471,8 @@ def handler_envelope(function: str, run: str, *, deadline: bool = True, retries_
     """The one envelope of the asynchronous handlers: the decorated function only reports
     (metrics, the outcome's log line) on what ``service.<run>(event, rt, now)`` returned.
 
-    Around that call: the container's runtime (``runtime``); with ``deadline``, the
-    function's account and the clients' deadline from the context (``_begin``) and, with
+    Around that call: the container's runtime (``runtime``); the function's account from
+    the context and, with ``deadline``, the clients' deadline (``_begin``) and, with
     ``retries_metric``, ``RetriesStoppedByDeadline`` once the call is over (``_end``); a
     malformed event (``EventError``) is rejected: one error log line, ``MalformedEvents``,
     a dead letter to EVENTS_DLQ_URL (``_rejected``); an event from outside the allowlist
@@ -478,7 +484,11 @@ def handler_envelope(function: str, run: str, *, deadline: bool = True, retries_
             from fargate_audit.app import service
 
             rt = runtime(logger)
-            stopped = _begin(rt, context) if deadline else 0
+            if deadline:
+                stopped = _begin(rt, context)
+            else:  # no deadline (the log functions), but their own account all the same
+                stopped = 0
+                _own_account(rt, context)
             try:
                 outcome = getattr(service, run)(event, rt, _now())
             except EventError as exc:
