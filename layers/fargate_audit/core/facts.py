@@ -363,8 +363,19 @@ FACTS: tuple[Fact, ...] = (
         history=(("network.exposures", lambda p: _net(p).get("exposures")),),
         asff_resources=("load_balancers",),
     ),
-    Fact("web_acl", (_ENI, "wafv2:GetWebACLForResource"), asff_resources=("load_balancers",)),
+    # GetWebACLForResource "uses GetWebACL, to verify that your account has permission to
+    # access the retrieved web ACL" (WAFv2 API reference): without it an ALB that has a web
+    # ACL answers AccessDenied, the very case NET-12 passes
+    Fact(
+        "web_acl",
+        (_ENI, "wafv2:GetWebACLForResource", "wafv2:GetWebACL"),
+        asff_resources=("load_balancers",),
+    ),
 )
+
+# IAM actions no call of ours names but that AWS checks on the caller during one: action ->
+# the call during which it is checked (their facts list both)
+CHECKED_DURING: dict[str, str] = {"wafv2:GetWebACL": "wafv2:GetWebACLForResource"}
 
 # --------------------------------------------------------------------------- derived
 
