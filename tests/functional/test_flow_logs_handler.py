@@ -245,6 +245,44 @@ def test_ipv6_flows_and_a_format_without_flow_direction(world):
     }
 
 
+def test_answers_on_connections_clients_opened_are_not_egress_and_portless_protocols_are_kept(world):
+    """flow-direction is relative to the ENI, so a public task's answers to its clients are
+    logged as its egress: with the clients' inbound records in the batch they are counted
+    as replies, not destinations (a web task would otherwise 'egress' to every client's
+    ephemeral port). A protocol without ports (ESP) has "-" there (AWS: a field that does
+    not apply) and is kept, port 0."""
+    create_flow_log(world, flowlogs.DOCUMENTED_FORMAT)
+    eni, own = "eni-0feed00000000000c", "10.9.0.7"
+    key = record_task(world, "d", "service:public", eni, datetime.now(UTC) - timedelta(hours=1))
+    start = epoch(datetime.now(UTC))
+
+    def record(src, dst, sport, dport, direction, proto=6, size=100):
+        return (
+            f"5 {ACCOUNT} {eni} {src} {dst} {sport} {dport} {proto} 2 {size} {start} {start + 30} "
+            f"ACCEPT OK vpc-0a1b2c3d4e5f67890 {direction}"
+        )
+
+    outcome = world.flow_logs(
+        batch(
+            [
+                record("198.51.100.10", own, 50000, 443, "ingress"),  # a client connects
+                record(own, "198.51.100.10", 443, 50000, "egress", size=9000),  # the task answers
+                record("198.51.100.11", own, 50001, 443, "ingress"),
+                record(own, "198.51.100.11", 443, 50001, "egress"),
+                record(own, "198.51.100.10", 49152, 443, "egress", size=300),  # the task's own call
+                record(own, "203.0.113.5", "-", "-", "egress", proto=50, size=1200),  # ESP
+            ]
+        )
+    )
+
+    assert (outcome["egress"], outcome["ingress"], outcome["replies"]) == (2, 2, 2)
+    assert rows(world, key) == {
+        ("198.51.100.10", "tcp", 443, "ACCEPT"): (1, 2, 300),
+        ("203.0.113.5", "50", 0, "ACCEPT"): (1, 2, 1200),
+    }
+    assert outcome["malformed"] == []
+
+
 # --------------------------------------------------------------------------- the format of the log group
 
 REORDERED = (  # a custom format, fields in another order, no vpc-id or version

@@ -200,6 +200,7 @@ class FlowRecord:
     end: str
     action: str  # ACCEPT | REJECT
     direction: str | None  # "ingress" | "egress" | None (not in the format)
+    srcport: int | None = None  # None: not in the format, or "-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +223,12 @@ def _address(fields: Mapping[str, str], name: str) -> str:
         return str(ipaddress.ip_address(fields[name]))  # IPv6 in its compressed form
     except ValueError:
         raise ValueError(f"{name} is not an IP address") from None
+
+
+def _port(fields: Mapping[str, str], name: str) -> int | None:
+    """A port, or None for "-": AWS writes "-" where a field does not apply (a protocol
+    without ports, such as ESP or GRE)."""
+    return None if fields[name] == "-" else _int(fields, name, 65535)
 
 
 def _epoch(fields: Mapping[str, str], name: str) -> str:
@@ -259,7 +266,7 @@ def parse_record(message: Any, fields: tuple[str, ...], event_id: str = "") -> F
         interface_id=record["interface-id"],
         srcaddr=_address(record, "srcaddr"),
         dstaddr=_address(record, "dstaddr"),
-        dstport=_int(record, "dstport", 65535),
+        dstport=_port(record, "dstport") or 0,  # no port ("-"): 0, as AWS writes for ICMP
         protocol=PROTOCOLS.get(number, str(number)),
         packets=_int(record, "packets", 2**63) if "packets" in record else 0,
         bytes=_int(record, "bytes", 2**63),
@@ -267,6 +274,7 @@ def parse_record(message: Any, fields: tuple[str, ...], event_id: str = "") -> F
         end=max(end, start),
         action=action,
         direction=direction,
+        srcport=_port(record, "srcport") if "srcport" in record else None,
     )
 
 
@@ -390,6 +398,7 @@ class FlowAggregation:
     other_enis: int = 0  # ENIs no known task owned when the flow started (or forgotten)
     ingress: int = 0
     private: int = 0
+    replies: int = 0  # outbound records answering an inbound connection of the batch
     # every workload whose ENIs the batch has records of (egress or not): [workload name,
     # records, first start, last end]; its summary counts them, so a workload with flow data
     # but no internet egress is known to have flow data (EGR-03 PASSED, not no result)
@@ -405,6 +414,7 @@ class FlowAggregation:
             "other_enis": self.other_enis,
             "ingress": self.ingress,
             "private": self.private,
+            "replies": self.replies,
         }
 
 
@@ -433,11 +443,25 @@ def aggregate(
 ) -> FlowAggregation:
     """Every record attributed by its ENI and the flow's start (``range_at``: an ENI
     reused by a later task is that task's from its range on), filtered (other ENIs,
-    ingress, private destinations are counted, not kept) and added into its (workload,
+    ingress, private destinations and replies on inbound connections of the batch are
+    counted, not kept) and added into its (workload,
     address, protocol, port, action): the writes are bounded by distinct destinations."""
     out = FlowAggregation(aggregates={})
-    for rec in records:
-        owner = range_at(ranges.get(rec.interface_id) or (), rec.start)
+    records = list(records)
+    owners = [range_at(ranges.get(rec.interface_id) or (), rec.start) for rec in records]
+    # connections the peer opened: (ENI, peer address, the task's port, the peer's port) of
+    # inbound records. The task's answers on them are logged as its egress (flow-direction
+    # is relative to the ENI), but they are the inbound connection's traffic, not egress it
+    # chose: a public web task would otherwise "egress" to each client's ephemeral port
+    inbound = {
+        (rec.interface_id, rec.srcaddr, rec.dstport, rec.srcport)
+        for rec, owner in zip(records, owners, strict=True)
+        if owner is not None
+        and owner.get("workload_key")
+        and rec.srcport is not None
+        and not _is_egress(rec, owner)
+    }
+    for rec, owner in zip(records, owners, strict=True):
         if owner is None or not owner.get("workload_key"):
             out.other_enis += 1
             continue
@@ -457,6 +481,9 @@ def aggregate(
             continue
         if is_private(rec.dstaddr, networks) or _in_own_vpc(rec.dstaddr, owner):
             out.private += 1
+            continue
+        if rec.srcport is not None and (rec.interface_id, rec.dstaddr, rec.srcport, rec.dstport) in inbound:
+            out.replies += 1
             continue
         out.egress += 1
         out.rejected += rec.action == "REJECT"

@@ -773,6 +773,7 @@ def flow_logs(outcome: dict, rt, logger, metrics) -> dict:
         other_enis=outcome.get("other_enis"),
         ingress=outcome.get("ingress"),
         private=outcome.get("private"),
+        replies=outcome.get("replies"),
         destinations=outcome.get("destinations"),
         chunks_written=outcome.get("chunks_written"),
         chunks_skipped=outcome.get("chunks_skipped"),
