@@ -85,6 +85,10 @@ def test_workload_and_since_select(world):
     ]  # legacy.example was last seen 3 days ago
     site = block["sites"][-1]
     assert site["query_types"] == ["A", "AAAA"] and site["count"] == 4 and site["approved"] is False
+    # interface.md: a DNS row's protocol and port are null (flow rows carry them); the
+    # record types' hint is apart
+    assert all((s["protocol"], s["port"]) == (None, None) for s in block["sites"])
+    assert site["protocol_hint"].startswith("DNS ")
     (unknown,) = json.loads(run("--workload", "unattributed", "--format", "json")[0])
     assert unknown["sites"][0]["name"] == "ntp.ubuntu.com"
 

@@ -259,7 +259,14 @@ def discovered_view(
         )
         named = {f["name"] for f in flows if f["name"]}
         for row in rows:
-            row |= {"port": None, "dns_only": row["name"] not in named}
+            # interface.md: a DNS row's protocol and port are null (DNS shows no protocol);
+            # what its record types suggest stays apart, as a hint
+            row |= {
+                "protocol_hint": row["protocol"],
+                "protocol": None,
+                "port": None,
+                "dns_only": row["name"] not in named,
+            }
         view.append(
             {
                 "workload": summary.get("workload"),
@@ -313,7 +320,9 @@ def format_discovered(view: list[dict]) -> str:
         table = [
             (
                 r["name"],
-                r["protocol"] if r.get("dns_only", True) else "see flow rows",
+                (r.get("protocol_hint") or r["protocol"] or "-")
+                if r.get("dns_only", True)
+                else "see flow rows",
                 _short_time(r["first_seen"]),
                 _short_time(r["last_seen"]),
                 str(r["count"]),
