@@ -636,6 +636,7 @@ def test_egr_03_fails_on_traffic_to_an_address_nobody_resolved_and_passes_once_a
     finding = world.finding("EGR-03")
     assert finding["Compliance"]["Status"] == "FAILED" and finding["Severity"]["Label"] == "HIGH"
     assert "52.94.1.1 tcp/443 (38000 bytes)" in finding["Description"]
+    assert "to 1 internet address (1 address, protocol and port destination)" in finding["Description"]
     assert "198.51.100.7" not in finding["Description"]  # REJECTed: not traffic sent
     assert finding["ProductFields"]["fargate-audit/UnresolvedAddresses"] == "1"
     assert world.finding("EGR-03", "batch/family:etl")["Compliance"]["Status"] == "PASSED"

@@ -490,11 +490,13 @@ def _unresolved_lead(evidence: Mapping, workload: str, status: str) -> tuple[str
         for d in list(evidence.get("unresolved_destinations") or [])[:10]
     )
     more = f" (+{count - 10} more)" if count > 10 else ""
+    addresses = int(evidence.get("unresolved_addresses") or count)
     lead = (
-        f"Tasks of {workload} sent {evidence.get('unresolved_bytes_out', 0)} bytes to {count} internet "
-        f"addresses no DNS answer named: {shown}{more}."
+        f"Tasks of {workload} sent {evidence.get('unresolved_bytes_out', 0)} bytes to {addresses} internet "
+        f"address{'' if addresses == 1 else 'es'} ({count} address, protocol and port "
+        f"destination{'' if count == 1 else 's'}) no DNS answer named: {shown}{more}."
     )
-    return lead, {"fargate-audit/UnresolvedAddresses": str(count)}
+    return lead, {"fargate-audit/UnresolvedAddresses": str(addresses)}
 
 
 def build_discovery_finding(

@@ -33,7 +33,8 @@ def unresolved_egress(discovery: Mapping, params: Mapping) -> CheckResult:
             {key: row[key] for key in ("address", "protocol", "port", "bytes_out")}
             for row in found[:MAX_EVIDENCE_FLOWS]
         ],
-        "unresolved_count": len(found),
+        "unresolved_count": len(found),  # (address, protocol, port) destinations
+        "unresolved_addresses": len({row["address"] for row in found}),
         "unresolved_bytes_out": sum(row["bytes_out"] for row in found),
     }
     return verdict(bool(found)), evidence
