@@ -301,3 +301,38 @@ def test_a_table_command_without_a_region_names_only_the_ways_it_takes_one(env, 
         done.stderr
         == "fargate-audit: error: no AWS region configured (set AWS_REGION or AWS_DEFAULT_REGION)\n"
     )
+
+
+def test_invoke_flow_logs_with_a_flow_log_format_of_its_own_reads_by_it(invoked, env, endpoint, tmp_path):
+    """--parameter-overrides FlowLogFormat=...: the deployed case that parameter is for (no
+    flow log of the account delivers to the group), so invoke creates none and the
+    handler reads the batch by the parameter, in whatever field order it has."""
+    from fargate_audit.app import dnslogs
+
+    reordered = (
+        "${flow-direction} ${action} ${dstport} ${protocol} ${bytes} ${packets} ${start} ${end} "
+        "${dstaddr} ${srcaddr} ${interface-id} ${log-status}"
+    )
+    group = "/vpc/flow-logs/other-account"
+    event = tmp_path / "flow.json"
+    message = "egress ACCEPT 443 6 700 5 1796650000 1796650030 52.95.3.3 10.0.1.25 eni-0f1e2d3c4b5a69788 OK"
+    payload = {
+        "messageType": "DATA_MESSAGE",
+        "owner": "123456789012",
+        "logGroup": group,
+        "logStream": "eni-0f1e2d3c4b5a69788-all",
+        "subscriptionFilters": ["fargate-audit-flow-logs"],
+        "logEvents": [{"id": "38000000000000000001", "timestamp": 1796650000000, "message": message}],
+    }
+    event.write_text(json.dumps(dnslogs.encode_subscription(payload)))
+
+    result = json.loads(
+        run(
+            env, "invoke", "flow_logs", str(event), "--parameter-overrides", f"FlowLogFormat={reordered}"
+        ).stdout
+    )
+
+    assert result["format_source"] == "parameter (no flow log found for the log group)"
+    assert result["malformed"] == [] and result["records"] == 1
+    by_group = [{"Name": "log-group-name", "Values": [group]}]
+    assert client(endpoint, "ec2").describe_flow_logs(Filters=by_group)["FlowLogs"] == []

@@ -13,7 +13,9 @@ handlers accept events of the account they read). Against an emulator
 (``AWS_ENDPOINT_URL`` set) the table is first created from the template's definition,
 Security Hub enabled and the function's queues created when missing, and, for
 ``flow_logs``, a VPC flow log delivering to the event's log group in the documented format
-(``ensure_local_flow_log``: what templates/vpc-flow-log.yaml deploys) unless one does, so
+(``ensure_local_flow_log``: what templates/vpc-flow-log.yaml deploys) unless one does or
+``--parameter-overrides FlowLogFormat=...`` gives the format (the case that parameter is
+for: no flow log of the account delivers to the group), so
 that the handler finds the format with DescribeFlowLogs as it would in an account; without one it runs
 against the account of the caller's credentials and creates nothing (the table must
 exist: deploy the stack; a queue's URL comes from the environment variable of the same
@@ -505,7 +507,9 @@ def invoke(
         if not queues:
             ensure_local_resources(session, template, table, False)
         group = event_log_group(event) if folder == FLOW_LOGS_FOLDER else None
-        if group:
+        # with a FlowLogFormat of its own, the run is the deployed case that parameter is for:
+        # no flow log of the account delivers to the group, the format is the parameter's
+        if group and not overrides.get("FlowLogFormat"):
             ensure_local_flow_log(session, group, account)
     else:
         queue_urls = {queue: os.environ.get(variable) for queue, variable in queues.items()}
