@@ -397,10 +397,13 @@ def test_no_flow_log_found_is_asked_again_after_five_minutes(world):
     clock = Clock()
     world.rt.flow_log_cache = FlowLogCache(clock=clock)
     world.calls.reset()
-    message = reordered(web.eni, web.private_ip, "52.94.1.1", 443, 900)
+    # the documented format's fields in reverse order: as many fields as the fallback, so
+    # the records do not fit it without telling by their count (which asks again at once)
+    reverse = " ".join(reversed(flowlogs.DOCUMENTED_FORMAT.split()))
+    message = " ".join(reversed(flow(web.eni, web.private_ip, "52.94.1.1", 443).split()))
 
     first = world.flow_logs(batch([message], stream="a"))
-    flow_log = create_flow_log(world, REORDERED)
+    flow_log = create_flow_log(world, reverse)
     clock.now += flowlog_lookup.UNSETTLED_TTL_SECONDS - 1
     cached = world.flow_logs(batch([message], stream="b"))
     clock.now += 1
@@ -413,6 +416,28 @@ def test_no_flow_log_found_is_asked_again_after_five_minutes(world):
     assert fresh["format_source"] == kept["format_source"] == f"flow log {flow_log}"
     assert fresh["status"] == kept["status"] == "recorded"
     assert lookups(world) == 2  # the first batch and the one after five minutes
+
+
+def test_records_that_do_not_fit_the_kept_format_ask_for_it_again_at_once(world):
+    """AWS cannot change a flow log's format: it is deleted and created again. Records that
+    do not fit the format kept for their group (not its count of fields) have it read
+    again at once, not after the hour a settled answer is kept."""
+    web = world.web[0]
+    running(world, web)
+    world.rt.flow_log_cache = FlowLogCache(clock=Clock())
+    old = create_flow_log(world, flowlogs.DOCUMENTED_FORMAT)
+    assert world.flow_logs(batch([flow(web.eni, web.private_ip, "52.94.1.1", 443)], stream="a"))[
+        "status"
+    ] == ("recorded")
+    world.client("ec2").delete_flow_logs(FlowLogIds=[old])
+    new = create_flow_log(world, REORDERED)
+    world.calls.reset()
+
+    outcome = world.flow_logs(batch([reordered(web.eni, web.private_ip, "52.94.7.7", 443, 900)], stream="b"))
+
+    assert outcome["format_source"] == f"flow log {new}" and outcome["malformed"] == []
+    assert ("52.94.7.7", "tcp", 443, "ACCEPT") in rows(world)
+    assert lookups(world) == 1  # the kept answer, then one DescribeFlowLogs
 
 
 @pytest.mark.parametrize(

@@ -184,6 +184,12 @@ def choose_format(group: str, flow_logs: Iterable[Mapping[str, Any]], parameter:
 # --------------------------------------------------------------------------- records
 
 
+# the reason of a record whose field count is not its format's: a format read from a flow
+# log since deleted and created again with another format (AWS cannot change a flow log's
+# format), for instance
+FIELD_COUNT_MISMATCH = "fields where the format has"
+
+
 @dataclass(frozen=True, slots=True)
 class FlowRecord:
     """One flow-log record, as the pipeline uses it."""
@@ -243,7 +249,7 @@ def parse_record(message: Any, fields: tuple[str, ...], event_id: str = "") -> F
         raise ValueError("message is not a string")
     values = message.split()
     if len(values) != len(fields):
-        raise ValueError(f"{len(values)} fields where the format has {len(fields)}")
+        raise ValueError(f"{len(values)} {FIELD_COUNT_MISMATCH} {len(fields)}")
     record = dict(zip(fields, values, strict=True))
     status = record.get("log-status", "OK")
     if status in NO_DATA:

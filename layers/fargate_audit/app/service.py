@@ -1022,6 +1022,15 @@ def handle_flow_logs(event: Any, rt: Runtime, now: datetime) -> dict:
     choice = flow_log_format(rt, group)
     fields = flowlogs.parse_format(choice.text, choice.what)
     records, skipped, malformed = flowlogs.parse_records(payload, fields)
+    if any(flowlogs.FIELD_COUNT_MISMATCH in m["reason"] for m in malformed):
+        # records that do not fit the format kept for the group: its flow log may have been
+        # deleted and created again in another format since it was read; read it again once
+        rt.flow_log_cache.forget(group)
+        fresh = flow_log_format(rt, group)
+        if fresh.text != choice.text:
+            choice = fresh
+            fields = flowlogs.parse_format(choice.text, choice.what)
+            records, skipped, malformed = flowlogs.parse_records(payload, fields)
     batch = dnslogs.batch_id(payload)
     store = DiscoveryStore(rt.recorder.table)
     prefix = flowlogs.FLOW_BATCH_PREFIX

@@ -80,6 +80,10 @@ class FlowLogCache:
             return None
         return flow_logs
 
+    def forget(self, group: str) -> None:
+        """Drop the group's entry (its records no longer fit the format it gave)."""
+        self._entries.pop(group, None)
+
     def put(self, group: str, flow_logs: list[dict[str, str]], ttl_seconds: float) -> None:
         self._entries.pop(group, None)
         self._entries[group] = (self._clock() + float(ttl_seconds), flow_logs)
