@@ -52,7 +52,7 @@ FUNCTIONS = {
 TIMEOUTS = {
     "TaskEventsFunction": 60,
     "ConfigEventsFunction": 60,
-    "SweepPlannerFunction": 60,
+    "SweepPlannerFunction": 900,  # an organization's accounts x regions x clusters, listed in turn
     "SweepWorkerFunction": 300,
     "DnsLogsFunction": 120,
     "FlowLogsFunction": 120,
