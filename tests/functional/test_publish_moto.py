@@ -382,6 +382,20 @@ def test_plan_archives_a_vanished_finding_once():
     assert publish.plan_workload_findings([], states, at(2)) == ([], {})
 
 
+def test_plan_archives_a_finding_only_the_outbox_holds_when_it_is_no_longer_produced():
+    """Its first import was refused (it waits in the outbox, no state saved), then the
+    workload stopped: it is archived now, else a later flush would deliver it ACTIVE and
+    nothing would ever archive it."""
+    finding = by_rule(findings_for([make_posture(1)], at(0)))["NET-03"]
+
+    [archived], states = publish.plan_workload_findings([], {}, at(1), pending={finding["Id"]: finding})
+
+    assert archived["Id"] == finding["Id"] and archived["RecordState"] == "ARCHIVED"
+    assert archived["UpdatedAt"] > finding["UpdatedAt"] and states["NET-03"]["record_state"] == "ARCHIVED"
+    pending_archive = {finding["Id"]: archived}  # an archive waiting is delivered as it is
+    assert publish.plan_workload_findings([], {}, at(2), pending=pending_archive) == ([], {})
+
+
 def test_plan_refuses_two_findings_for_one_rule():
     finding = by_rule(findings_for([make_posture(1)], at(0)))["NET-03"]
     with pytest.raises(ValueError, match="two findings"):

@@ -80,9 +80,23 @@ def plan_workload_findings(
 
     to_import: list[dict] = []
     new_states: dict[str, dict] = {}
-    for rule_id in sorted(set(produced) | set(states)):
+    # a finding only the outbox holds (its first import was refused) is the workload's too:
+    # when it is no longer produced it is archived, or a later flush would deliver it ACTIVE
+    # with nothing left to archive it
+    waiting_only = {
+        finding_rule_id(f): f
+        for f in pending.values()
+        if finding_rule_id(f) not in states and f.get("RecordState") != ARCHIVED
+    }
+    for rule_id in sorted(set(produced) | set(states) | set(waiting_only)):
         state = states.get(rule_id)
         finding = produced.get(rule_id)
+        if finding is None and state is None:
+            base = waiting_only[rule_id]
+            out = archive_finding(base, now)
+            to_import.append(out)
+            new_states[rule_id] = finding_state(out)
+            continue
         finding_id = finding["Id"] if finding is not None else state["finding_id"]
         waiting = pending.get(finding_id)
         floor = _latest_time((state or {}).get("updated_at"), (waiting or {}).get("UpdatedAt"))
