@@ -95,6 +95,24 @@ def test_a_group_that_begins_like_another_shares_no_finding_id_prefix_with_it():
     assert keys.finding_id_prefix(team) != keys.finding_id_prefix(team_etl)
 
 
+def test_a_finding_id_stays_within_asffs_512_characters_for_the_longest_names():
+    """ECS allows 255 characters in a cluster name and in a group (a service name, or a
+    custom group whose "/" are written %2F): the group is cut and ends in its hash."""
+    from fargate_audit.findings.asff import finding_id
+
+    cluster = "c" * 255
+    groups = ["service:" + "s" * 247, "team/" * 51, "family:" + "f" * 248]
+    ids = {g: finding_id("123456789012", "ap-southeast-3", cluster, g, "NET-03") for g in groups}
+
+    assert all(len(i) <= 512 for i in ids.values()) and len(set(ids.values())) == 3
+    for group, fid in ids.items():
+        key = keys.workload_key_for("123456789012", "ap-southeast-3", cluster, group)
+        assert keys.workload_key_of_finding(fid) == key and fid.startswith(keys.finding_id_prefix(key))
+    assert finding_id("123456789012", "eu-west-1", "prod", "service:web", "NET-03").endswith(
+        "/service:web/NET-03"
+    )
+
+
 def test_service_and_family_groups_are_written_as_they_are():
     assert keys.workload_key_for("123456789012", "eu-west-1", "prod", "service:web") == WL
 

@@ -4,6 +4,8 @@ nothing of theirs."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
@@ -15,12 +17,26 @@ from urllib.parse import unquote
 _GROUP_ESCAPES = str.maketrans({"%": "%25", "/": "%2F", "#": "%23"})
 
 
+# A finding Id is at most 512 characters (ASFF). With a cluster name of ECS's 255 at most,
+# the account, the longest region and a rule id, 200 are left for the group: a longer one
+# (escaped) is cut and ends in "~" and 16 hex digits of its hash, unique and stable.
+MAX_GROUP_COMPONENT = 200
+_HASHED = re.compile(r"~[0-9a-f]{16}$")
+
+
 def group_component(group: str) -> str:
     """The task group as a component of a workload key or finding Id."""
-    return group.translate(_GROUP_ESCAPES)
+    escaped = group.translate(_GROUP_ESCAPES)
+    if len(escaped) <= MAX_GROUP_COMPONENT:
+        return escaped
+    digest = hashlib.sha256(group.encode("utf-8")).hexdigest()[:16]
+    return escaped[: MAX_GROUP_COMPONENT - 17] + "~" + digest
 
 
 def group_from_component(component: str) -> str:
+    """The group a component names (a cut one, see group_component, stays as it is)."""
+    if len(component) == MAX_GROUP_COMPONENT and _HASHED.search(component):
+        return component
     return unquote(component) if "%" in component else component
 
 
@@ -48,19 +64,25 @@ def workload_key_from_cluster_arn(cluster_arn: str, group: str) -> str:
     return workload_key_for(parts[4], parts[3], parts[5].split("/", 1)[1], group)
 
 
-def workload_parts(key: str) -> tuple[str, str, str, str]:
-    """(account, region, cluster name, group) of a ``WL#...`` key (the group as the task has it)."""
+def _components(key: str) -> list[str]:
+    """(account, region, cluster name, group component) of a ``WL#...`` key, as written."""
     parts = key.split("#")
     if len(parts) != 5 or parts[0] != "WL" or not all(parts[1:]):
         raise ValueError(f"not a workload key: {key!r}")
-    return parts[1], parts[2], parts[3], group_from_component(parts[4])
+    return parts[1:]
+
+
+def workload_parts(key: str) -> tuple[str, str, str, str]:
+    """(account, region, cluster name, group) of a ``WL#...`` key (the group as the task has it)."""
+    account, region, cluster_name, component = _components(key)
+    return account, region, cluster_name, group_from_component(component)
 
 
 def finding_id_prefix(key: str) -> str:
     """The common beginning of the finding Ids of one workload (asff.finding_id), and of
     no other workload's."""
-    account, region, cluster_name, group = workload_parts(key)
-    return finding_id_prefix_for(account, region, cluster_name, group)
+    account, region, cluster_name, component = _components(key)
+    return f"fargate-audit/{account}/{region}/{cluster_name}/{component}/"
 
 
 def finding_id_prefix_for(account: str, region: str, cluster_name: str, group: str) -> str:
@@ -68,8 +90,9 @@ def finding_id_prefix_for(account: str, region: str, cluster_name: str, group: s
 
 
 def workload_key_of_finding(finding_id: str) -> str:
-    """The workload key of a finding Id ``fargate-audit/acct/region/cluster/group/rule``."""
+    """The workload key of a finding Id ``fargate-audit/acct/region/cluster/group/rule``
+    (its group component is the key's, as written)."""
     parts = finding_id.split("/")
-    if len(parts) != 6 or parts[0] != "fargate-audit":
+    if len(parts) != 6 or parts[0] != "fargate-audit" or not all(parts[1:5]):
         raise ValueError(f"not a fargate-audit finding Id: {finding_id!r}")
-    return workload_key_for(parts[1], parts[2], parts[3], group_from_component(parts[4]))
+    return "WL#" + "#".join(parts[1:5])
