@@ -531,6 +531,7 @@ def test_scan_html_and_report_from_the_saved_json_give_the_same_page(estate, tmp
         ('{"report_version": 2, "generated_at": "x", "scope": {"regions": []}, "tasks": [], "results": [],'
          ' "summary": {"tasks": 0, "skipped_tasks": 0, "by_status": {}}, "stats": {"api_calls": {},'
          ' "duration_s": 0}}', "at report_version: 1 was expected"),
+        ('{"report_version": 1, "note": "\\ud800"}', "it holds a lone surrogate"),  # valid JSON, no text
     ],
 )  # fmt: skip
 def test_report_of_a_bad_file_is_one_error_line_and_exit_2(tmp_path, content, fragment):
@@ -541,3 +542,23 @@ def test_report_of_a_bad_file_is_one_error_line_and_exit_2(tmp_path, content, fr
     assert (code, out) == (2, "")
     assert_one_error_line(err, str(path), fragment)
     assert not (tmp_path / "r.html").exists()
+
+
+def test_an_html_or_ocsf_output_that_fails_leaves_the_previous_file(estate, tmp_path, monkeypatch):
+    """Every --output is written as the JSON report is: into a temporary file beside it,
+    renamed once complete."""
+    from fargate_audit.cli import html
+
+    target = tmp_path / "report.html"
+    target.write_text("previous page\n")
+
+    def failing_render(report):
+        return "<html>" + "\ud800"  # fails as it is written (no UTF-8 for a lone surrogate)
+
+    monkeypatch.setattr(html, "render", failing_render)
+    code, out, err = run_cli("scan", "--format", "html", "--cluster", "quiet", "--output", str(target))
+
+    assert (code, out) == (2, "")
+    assert target.read_text() == "previous page\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "report.html"
+    ]

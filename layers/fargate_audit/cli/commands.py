@@ -109,15 +109,10 @@ class _Output:
                 os.unlink(temporary)
 
     def write(self, text: str) -> None:
-        if not self.path:
-            self.stdout.write(text)
-            self.stdout.flush()
-            return
-        try:
-            with open(self.path, "w", encoding="utf-8") as handle:
-                handle.write(text)
-        except OSError as exc:
-            raise ConfigError(f"{self.path}: cannot write output: {exc.strerror or exc}") from exc
+        """The whole output at once: as ``stream`` writes it (a file is replaced only once
+        complete, so a failed write leaves the previous one, not an empty file)."""
+        with self.stream() as handle:
+            handle.write(text)
 
 
 class _StderrProgress:
@@ -425,6 +420,12 @@ def load_saved_report(path: str) -> dict:
         raise ConfigError(f"{path}: cannot read report: {exc.strerror or exc}") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"{path}: not a JSON scan report: {exc}") from None
+    try:  # a "\ud800" escape is valid JSON but no text: it could not be written out
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"{path}: not a JSON scan report: it holds a lone surrogate (\\ud800-\\udfff)"
+        ) from None
     validator = jsonschema.Draft202012Validator(report_mod.load_schema())
     error = next(iter(sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))), None)
     if error is not None:
