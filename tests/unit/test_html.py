@@ -72,6 +72,13 @@ def test_a_nat_path_marks_the_nat_hop_with_net05_and_draws_its_next_hop(model):
     assert _node(outbound, "internet-gateway")["m"] == []
 
 
+def test_route_table_titles_keep_the_whole_id_in_the_box(model):
+    """The drawing clips a bold title at 32 characters (report.js): a route table's title
+    with its 21-character id stays within it, so no id is drawn cut."""
+    titles = {n["t"] for rows in model["pics"] for row in rows for n in row["nodes"] if n["k"] == "rtb"}
+    assert titles and all(len(t) <= 32 and re.search(r"rtb-[0-9a-f]{17}$", t) for t in titles), titles
+
+
 def test_a_task_behind_the_shop_alb_shows_its_front_door(model):
     (task, *_) = _task_rows(model, "prod-web/service:checkout-api")
     door = _row(model, task, "Front door")

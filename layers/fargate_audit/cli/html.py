@@ -148,7 +148,7 @@ def _outbound(task: Mapping, network: Mapping, family: str, failed: Mapping[str,
         _node("eni", "Task ENI"),
         _node(
             "rtb",
-            f"Route table {network.get('route_table_id') or '?'}",
+            f"Routes {network.get('route_table_id') or '?'}",  # an id's 21 characters fit the box
             ["0.0.0.0/0" if family == "ipv4" else "::/0"],
         ),
     ]
@@ -184,7 +184,7 @@ def _endpoints(network: Mapping, failed: Mapping[str, dict], results: Mapping[st
     missing = list((failed.get("NET-10") or {}).get("missing_endpoints") or [])
     if not endpoints and not missing and results.get("NET-09") in (None, "NOT_APPLICABLE"):
         return None
-    nodes = [_node("rtb", f"Route table {network.get('route_table_id') or '?'}")]
+    nodes = [_node("rtb", f"Routes {network.get('route_table_id') or '?'}")]  # an id's 21 characters fit
     for endpoint in endpoints:
         marks = []
         lines: list = [f"{endpoint.get('type') or ''} endpoint".strip()]

@@ -246,7 +246,7 @@ function buildTask(td, t) {
 
 // ------------------------------------------------------------------ the drawn path
 const BOX_W = 214, GAP = 30, LABEL_W = 96, LINE_H = 14, MAX_CH = 35;
-function clip(s) { return s.length > MAX_CH ? s.slice(0, MAX_CH - 1) + "\u2026" : s; }
+function clip(s, max = MAX_CH) { return s.length > max ? s.slice(0, max - 1) + "\u2026" : s; }
 function drawPicture(rows, t) {
   const heights = rows.map(r => Math.max(...r.nodes.map(n => 34 + LINE_H * (linesOf(n, t).length + (n.m.length ? 1 : 0)))));
   const width = LABEL_W + Math.max(...rows.map(r => r.nodes.length)) * (BOX_W + GAP);
@@ -266,7 +266,7 @@ function drawPicture(rows, t) {
       const node = sv("g", {class: "hop", "data-kind": n.k, "data-marks": n.m.join(" ")});
       node.append(sv("title", {}, [n.t, ...linesOf(n, t).map(l => l[0]), ...n.m.map(m => "fails " + m)].join("\n")));
       node.append(sv("rect", {x: x, y: y, width: BOX_W, height: h, rx: 6, class: "node" + (n.m.length ? " marked" : "")}));
-      node.append(sv("text", {x: x + 8, y: y + 16, class: "t"}, clip(n.t).slice(0, MAX_CH - 3)));
+      node.append(sv("text", {x: x + 8, y: y + 16, class: "t"}, clip(n.t, MAX_CH - 3)));  // bold: wider
       let ly = y + 31;
       for (const [text, bad] of linesOf(n, t)) {
         node.append(sv("text", {x: x + 8, y: ly, class: bad ? "bad" : ""}, clip(text)));
