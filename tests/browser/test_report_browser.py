@@ -159,3 +159,41 @@ def test_hostile_names_render_as_text_and_run_nothing(browser, demo_report, tmp_
     assert name == f"batch/{HOSTILE}"
     assert page.evaluate("window.__pwned") is None
     assert watch.requests == [] and watch.errors == []
+
+
+def test_scopes_and_parts_not_read_are_listed_with_their_error(browser, demo_report, tmp_path):
+    """An organization scan's refused account and a scan error are on the page, not only
+    in the JSON report a `scan --format html` user does not have; the error text stays
+    text."""
+    report = copy.deepcopy(demo_report)
+    account, region = report["tasks"][0]["account_id"], report["tasks"][0]["region"]
+    report["summary"]["scopes"] = [
+        {
+            "account_id": account,
+            "region": region,
+            "tasks": 1,
+            "skipped_tasks": 0,
+            "by_status": {},
+            "error": None,
+        },
+        {"account_id": "333333333333", "region": region, "error": f"sts:AssumeRole: AccessDenied: {HOSTILE}"},
+    ]
+    report["errors"] = [
+        {
+            "call": "ListTasks",
+            "region": region,
+            "resource": "batch",
+            "message": "ListTasks: AccessDeniedException: no",
+        }
+    ]
+    path = tmp_path / "scopes.html"
+    path.write_text(html.render(report), encoding="utf-8")
+    watch = PageWatch(browser, path.as_uri())
+    page = watch.open()
+
+    summary = page.locator("#summary").text_content()
+    assert "Not read: 1 account and region scopes, 1 parts of the scope" in summary
+    assert "333333333333" in summary and "sts:AssumeRole: AccessDenied" in summary
+    assert "ListTasks (" + region + "): ListTasks: AccessDeniedException: no" in summary
+    assert page.evaluate("window.__pwned") is None
+    assert watch.requests == [] and watch.errors == []

@@ -43,6 +43,7 @@ _PATH_NAMES = {
 }
 _REACHES_INTERNET = ("internet-gateway", "egress-only-internet-gateway", "inspection-endpoint")
 MAX_LINES = 6
+MAX_ERRORS_SHOWN = 50  # the scan's errors listed on the page (the JSON report has them all)
 
 
 def finding_id(task: Mapping, rule_id: str) -> str:
@@ -379,7 +380,19 @@ def page_model(report: Mapping) -> dict:
             "by_rule": summary.get("by_rule") or {},
             "internet_reachable": summary.get("internet_reachable") or {},
         },
-        "errors": len(report.get("errors") or []),
+        # what could not be read: the scan's errors (a region's ListClusters, a cluster's
+        # ListTasks, ...) and the (account, region) scopes that could not be scanned
+        "errors": [
+            [str(e.get("call") or ""), str(e.get("region") or ""), str(e.get("message") or "")]
+            for e in (report.get("errors") or [])[:MAX_ERRORS_SHOWN]
+            if isinstance(e, Mapping)
+        ],
+        "errors_total": len(report.get("errors") or []),
+        "scopes": [
+            [str(s.get("account_id")), str(s.get("region")), s.get("error")]
+            for s in summary.get("scopes") or []
+            if isinstance(s, Mapping)
+        ],
         "rules": [[rule, titles[rule], severity_of[rule]] for rule in rule_ids],
         "workloads": workload_rows,
         "tasks": task_rows,

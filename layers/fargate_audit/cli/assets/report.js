@@ -82,12 +82,25 @@ function renderSummary() {
     const p = place.get(pk) || [w.account, w.region, 0, 0]; p[2]++; p[3] += fails; place.set(pk, p);
     const c = cluster.get(ck) || [w.cluster, w.account, w.region, 0, 0]; c[3]++; c[4] += fails; cluster.set(ck, c);
   }
+  for (const [a, r, error] of D.scopes) {  // an organization scan: every (account, region) asked for
+    const p = place.get(a + " " + r) || [a, r, 0, 0]; p[4] = error; place.set(a + " " + r, p);
+  }
   grid.append(el("div", {}, el("h2", {text: "By account and region"}),
-    table(["Account", "Region", "Tasks", "Failed results"], [...place.values()].map(([a, r, n, f]) => [link(a, "account", a), r, n, f]))));
+    table(["Account", "Region", "Tasks", "Failed results", "Not scanned"], [...place.values()].map(([a, r, n, f, error]) =>
+      [link(a, "account", a), r, error ? "-" : n, error ? "-" : f, error ? el("span", {cls: "ERROR", text: error}) : ""]))));
   grid.append(el("div", {}, el("h2", {text: "By cluster"}),
     table(["Cluster", "Account", "Region", "Tasks", "Failed results"], [...cluster.values()].map(([c, a, r, n, f]) => [link(c, "cluster", c), a, r, n, f]))));
   root.append(grid);
-  if (D.errors) root.append(el("p", {cls: "ERROR", text: D.errors + " scan-level errors: see the JSON report's errors"}));
+  const refused = D.scopes.filter(([, , error]) => error);
+  if (refused.length || D.errors_total) {
+    root.append(el("h2", {cls: "ERROR", text: "Not read: " + refused.length + " account and region scopes, " +
+      D.errors_total + " parts of the scope (their tasks are not in this report)"}));
+    const list = el("ul", {cls: "errors"});
+    for (const [a, r, error] of refused) list.append(el("li", {}, el("b", {text: a + " " + r + ": "}), error));
+    for (const [call, region, message] of D.errors) list.append(el("li", {}, el("b", {text: call + " (" + region + "): "}), message));
+    if (D.errors_total > D.errors.length) list.append(el("li", {text: (D.errors_total - D.errors.length) + " more in the JSON report's errors"}));
+    root.append(list);
+  }
 }
 
 // ------------------------------------------------------------------ filters
