@@ -197,3 +197,32 @@ def test_scopes_and_parts_not_read_are_listed_with_their_error(browser, demo_rep
     assert "ListTasks (" + region + "): ListTasks: AccessDeniedException: no" in summary
     assert page.evaluate("window.__pwned") is None
     assert watch.requests == [] and watch.errors == []
+
+
+def test_a_cluster_of_one_name_in_two_accounts_is_filtered_by_its_place(browser, demo_report, tmp_path):
+    """An organization scan: clusters of one name in two accounts are two rows of By
+    cluster, and each row's filter shows that cluster's tasks only."""
+    report = copy.deepcopy(demo_report)
+    account = demo_report["tasks"][0]["account_id"]
+    mine = [t for t in report["tasks"] if t.get("cluster_name") == "batch"]
+    theirs = copy.deepcopy(mine)
+    for n, task in enumerate(theirs):
+        task["account_id"] = "444444444444"
+        task["cluster_arn"] = task["cluster_arn"].replace(f":{account}:", ":444444444444:")
+        task["task_arn"] = task["cluster_arn"].replace(":cluster/", ":task/") + f"/{n:032x}"
+    report["tasks"] += theirs
+    path = tmp_path / "two-accounts.html"
+    path.write_text(html.render(report), encoding="utf-8")
+    watch = PageWatch(browser, path.as_uri())
+    page = watch.open()
+
+    options = page.locator("#f-cluster option").all_text_contents()
+    batches = sorted(o for o in options if o.endswith("/batch"))
+    assert batches == sorted(
+        [f"444444444444/{mine[0]['region']}/batch", f"{account}/{mine[0]['region']}/batch"]
+    )
+    page.select_option("#f-cluster", f"444444444444/{mine[0]['region']}/batch")
+    assert watch.visible_tasks() == {t["task_arn"].rsplit("/", 1)[-1] for t in theirs}
+    page.select_option("#f-cluster", f"{account}/{mine[0]['region']}/batch")
+    assert watch.visible_tasks() == {t["task_arn"].rsplit("/", 1)[-1] for t in mine}
+    assert watch.errors == []

@@ -22,6 +22,14 @@ function sv(tag, attrs, text) {
 }
 function sevBadge(s) { return el("span", {cls: "sev sev-" + s, text: s}); }
 function wlOf(t) { return D.workloads[t.w]; }
+// a cluster's filter value: its name, or account/region/name when clusters of that name
+// are in several accounts or regions (an organization scan)
+const CLUSTER_PLACES = new Map();
+for (const w of D.workloads) {
+  const places = CLUSTER_PLACES.get(w.cluster) || new Set();
+  places.add(w.account + "/" + w.region); CLUSTER_PLACES.set(w.cluster, places);
+}
+function clusterKey(w) { return CLUSTER_PLACES.get(w.cluster).size > 1 ? w.account + "/" + w.region + "/" + w.cluster : w.cluster; }
 
 // ------------------------------------------------------------------ summary
 function table(head, rows) {
@@ -80,7 +88,7 @@ function renderSummary() {
     const w = wlOf(t), fails = [...t.r].filter(c => c === "F").length;
     const pk = w.account + " " + w.region, ck = w.account + " " + w.region + " " + w.cluster;
     const p = place.get(pk) || [w.account, w.region, 0, 0]; p[2]++; p[3] += fails; place.set(pk, p);
-    const c = cluster.get(ck) || [w.cluster, w.account, w.region, 0, 0]; c[3]++; c[4] += fails; cluster.set(ck, c);
+    const c = cluster.get(ck) || [w.cluster, w.account, w.region, 0, 0, clusterKey(w)]; c[3]++; c[4] += fails; cluster.set(ck, c);
   }
   for (const [a, r, error] of D.scopes) {  // an organization scan: every (account, region) asked for
     const p = place.get(a + " " + r) || [a, r, 0, 0]; p[4] = error; place.set(a + " " + r, p);
@@ -89,7 +97,7 @@ function renderSummary() {
     table(["Account", "Region", "Tasks", "Failed results", "Not scanned"], [...place.values()].map(([a, r, n, f, error]) =>
       [link(a, "account", a), r, error ? "-" : n, error ? "-" : f, error ? el("span", {cls: "ERROR", text: error}) : ""]))));
   grid.append(el("div", {}, el("h2", {text: "By cluster"}),
-    table(["Cluster", "Account", "Region", "Tasks", "Failed results"], [...cluster.values()].map(([c, a, r, n, f]) => [link(c, "cluster", c), a, r, n, f]))));
+    table(["Cluster", "Account", "Region", "Tasks", "Failed results"], [...cluster.values()].map(([c, a, r, n, f, key]) => [link(c, "cluster", key), a, r, n, f]))));
   root.append(grid);
   const refused = D.scopes.filter(([, , error]) => error);
   if (refused.length || D.errors_total) {
@@ -115,7 +123,7 @@ function setupFilters() {
   fillSelect("f-status", Object.values(STATUS), "status");
   fillSelect("f-rule", D.rules.map(r => r[0]), "rule");
   fillSelect("f-account", [...new Set(D.workloads.map(w => w.account))].sort(), "account");
-  fillSelect("f-cluster", [...new Set(D.workloads.map(w => w.cluster))].sort(), "cluster");
+  fillSelect("f-cluster", [...new Set(D.workloads.map(clusterKey))].sort(), "cluster");
   for (const key of KEYS) {
     const input = document.querySelector('[data-key="' + key + '"]');
     input.addEventListener(key === "q" ? "input" : "change", () => { state[key] = input.value; applyState(null, true); });
@@ -153,7 +161,7 @@ function searchText(t) {
 function matches(t) {
   const w = wlOf(t);
   if (state.account && w.account !== state.account) return false;
-  if (state.cluster && w.cluster !== state.cluster) return false;
+  if (state.cluster && clusterKey(w) !== state.cluster) return false;
   if (state.q && !searchText(t).includes(state.q.toLowerCase())) return false;
   if (state.sev || state.status || state.rule) {
     let hit = false;
