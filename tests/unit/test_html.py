@@ -149,3 +149,13 @@ def test_a_report_without_network_views_still_renders(demo_report):
     groups = _node(_row(model, task, "Inbound"), "sg")
     assert ["world ports not in this report", False] in groups["l"]
     assert html.render(older).startswith("<!DOCTYPE html>")
+
+
+def test_a_report_without_cluster_names_names_workloads_by_the_cluster_arn(demo_report):
+    """cluster_name and workload are optional in the report schema."""
+    bare = copy.deepcopy(demo_report)
+    for task in bare["tasks"]:
+        task.pop("cluster_name", None)
+        task.pop("workload", None)
+    names = {w["name"] for w in html.page_model(bare)["workloads"]}
+    assert "prod-web/service:storefront" in names and not any(n.startswith("None/") for n in names)

@@ -300,8 +300,8 @@ def page_model(report: Mapping) -> dict:
     first = {"direct": {}, "doors": {}, "secrets": {}, "egress": {}}
     failed_by_severity = Counter()
     for task in tasks:
-        name = str(task.get("workload") or f"{task.get('cluster_name')}/{task['group']}")
         cluster = task.get("cluster_name") or str(task.get("cluster_arn", "")).rsplit("/", 1)[-1]
+        name = str(task.get("workload") or f"{cluster}/{task['group']}")  # cluster_name is optional
         key = f"{task['account_id']}/{task['region']}/{name}"
         workload = workloads.setdefault(
             key,
