@@ -148,9 +148,10 @@ def test_a_failed_net02_event_names_its_network_resources_and_the_rules_standard
     compliance = event["compliance"]
     assert compliance["control"] == "NET-02"
     requirements, extra_types = asff.related_requirements(CATALOG.mappings["NET-02"])
-    assert compliance["standards"] == requirements
-    assert any(line.startswith("NIST.800-53.r5 ") for line in compliance["standards"])
-    assert compliance["status_detail"] == "open tcp 22"
+    assert compliance["requirements"] == requirements  # the requirements evaluated ...
+    assert any(line.startswith("NIST.800-53.r5 ") for line in compliance["requirements"])
+    assert compliance["standards"] == ["AWS Security Hub control", "NIST.800-53.r5"]  # ... of these
+    assert compliance["status_details"] == ["open tcp 22"] and "status_detail" not in compliance
     assert event["finding_info"]["types"] == asff.finding_types("NET-02", extra_types)
     network = p["network"]
     by_type = {}

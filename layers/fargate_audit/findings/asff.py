@@ -122,6 +122,16 @@ def related_requirements(mapping: Mapping[str, list[str]]) -> tuple[list[str], l
     return requirements[:MAX_RELATED_REQUIREMENTS], types
 
 
+def mapped_standards(mapping: Mapping[str, list[str]]) -> list[str]:
+    """The standards a rule's compliance mappings name (one per framework with controls):
+    ``AWS Security Hub control``, ``CIS AWS Foundations Benchmark``, ``NIST.800-53.r5``."""
+    return [
+        _FRAMEWORKS.get(framework, (framework, None))[0]
+        for framework, controls in mapping.items()
+        if controls
+    ]
+
+
 def finding_types(rule_id: str, extra: list[str]) -> list[str]:
     first = TYPE_NETWORK_REACHABILITY if rule_id.startswith("NET-") else TYPE_BEST_PRACTICES
     seen: list[str] = [first]

@@ -171,7 +171,8 @@ def build_event(
         raise ValueError(f"result of {rule.id} for {posture['task_arn']} has an unknown status {status!r}")
     severity_id, severity = SEVERITY[rule.severity]
     compliance_id, compliance_status = COMPLIANCE_STATUS[status]
-    standards, extra_types = asff.related_requirements(catalog.mappings.get(rule.id) or {})
+    mapping = catalog.mappings.get(rule.id) or {}
+    requirements, extra_types = asff.related_requirements(mapping)
     account, region = posture["account_id"], posture["region"]
 
     compliance: dict[str, Any] = {
@@ -180,11 +181,15 @@ def build_event(
         "status": compliance_status,
         "status_code": status,
     }
-    if standards:
-        compliance["standards"] = standards
+    # OCSF: `standards` are the standards evaluated, `requirements` the requirements of
+    # them (the ASFF RelatedRequirements lines); `status_details` (an array) replaces the
+    # `status_detail` deprecated since 1.4.0
+    if requirements:
+        compliance["standards"] = asff.mapped_standards(mapping)
+        compliance["requirements"] = requirements
     detail = summarize_evidence(result.get("evidence"))
     if detail:
-        compliance["status_detail"] = detail
+        compliance["status_details"] = [detail]
 
     return {
         "activity_id": ACTIVITY_ID,
