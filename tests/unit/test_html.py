@@ -159,3 +159,21 @@ def test_a_report_without_cluster_names_names_workloads_by_the_cluster_arn(demo_
         task.pop("workload", None)
     names = {w["name"] for w in html.page_model(bare)["workloads"]}
     assert "prod-web/service:storefront" in names and not any(n.startswith("None/") for n in names)
+
+
+def test_net09_is_marked_on_the_endpoint_it_names_or_on_the_missing_gateway_endpoint(demo_report, model):
+    """NET-09 (a): no S3 gateway endpoint for the task's route table is a hop of its own;
+    (b)-(d): the endpoint the evidence names carries the mark and the reasons."""
+    by_task = {t["task_arn"]: t for t in demo_report["tasks"]}
+    failed = [r for r in demo_report["results"] if r["rule_id"] == "NET-09" and r["status"] == "FAILED"]
+    seen = set()
+    for result in failed:
+        task_id = result["task_arn"].rsplit("/", 1)[-1]
+        row = next(t for t in model["tasks"] if t["id"] == task_id)
+        endpoints = next(r for r in model["pics"][row["p"]] if r["label"] == "AWS endpoints")
+        marked = [n for n in endpoints["nodes"] if "NET-09" in n["m"]]
+        assert len(marked) == 1 and endpoints["ok"] is False, by_task[result["task_arn"]]["workload"]
+        named = result["evidence"]["endpoint_id"]
+        assert marked[0]["t"] == ("No S3 gateway endpoint" if named is None else f"s3 {named}")
+        seen.add(named is None)
+    assert seen == {True, False}  # the demo has both cases

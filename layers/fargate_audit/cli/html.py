@@ -186,13 +186,17 @@ def _endpoints(network: Mapping, failed: Mapping[str, dict], results: Mapping[st
     if not endpoints and not missing and results.get("NET-09") in (None, "NOT_APPLICABLE"):
         return None
     nodes = [_node("rtb", f"Routes {network.get('route_table_id') or '?'}")]  # an id's 21 characters fit
+    net09 = failed.get("NET-09")
     for endpoint in endpoints:
         marks = []
         lines: list = [f"{endpoint.get('type') or ''} endpoint".strip()]
-        if endpoint.get("service") == "s3" and "NET-09" in failed:
+        if net09 is not None and endpoint.get("id") and endpoint.get("id") == net09.get("endpoint_id"):
             marks.append("NET-09")
-            lines.append(["policy allows unapproved buckets", True])
+            lines.extend([str(reason), True] for reason in net09.get("reasons") or ["S3 not confined"])
         nodes.append(_node("endpoint", f"{endpoint.get('service')} {endpoint.get('id')}", lines, marks))
+    if net09 is not None and not net09.get("endpoint_id"):  # NET-09 (a): no S3 gateway endpoint here
+        lines = [["S3 traffic takes the egress path", True]]
+        nodes.append(_node("missing", "No S3 gateway endpoint", lines, ["NET-09"]))
     if missing:
         nodes.append(_node("missing", "Missing endpoints", [[m, True] for m in missing], ["NET-10"]))
     if len(nodes) == 1:
