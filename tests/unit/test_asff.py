@@ -324,6 +324,22 @@ def test_network_resources_follow_the_facts_the_rule_requires():
     ]
 
 
+def test_many_failing_tasks_give_way_by_their_enis_not_by_the_subnet_they_share():
+    """32 resources at most: with 25 failing tasks of one service in its subnets (NET-05
+    requires the ENI and the egress path, whose subnet it names), ENIs are left out first;
+    the subnet stays."""
+    paths = {"ipv4": {"path": "nat-gateway>internet-gateway", "targets": ["nat-1", "igw-1"]}}
+    postures = [make_posture(i, egress=paths) for i in range(25)]
+    results = [res(p, "NET-05", "FAILED", paths=paths) for p in postures]
+    (finding,) = asff.build_findings(postures, results, CATALOG, NOW)
+    types = [r["Type"] for r in finding["Resources"]]
+    assert len(types) == 32 and types.count("AwsEcsTask") == 20
+    subnets = len({p["network"]["subnet_id"] for p in postures[:20]})  # the tasks listed
+    assert types.count("AwsEc2Subnet") == subnets and subnets >= 1
+    enis = 32 - 1 - 20 - subnets
+    assert types[21:] == ["AwsEc2NetworkInterface"] * enis + ["AwsEc2Subnet"] * subnets  # order kept
+
+
 def test_a_passed_finding_lists_only_the_workload_resource():
     p = make_posture(1)
     (finding,) = asff.build_findings([p], [res(p, "NET-01", "PASSED")], CATALOG, NOW)

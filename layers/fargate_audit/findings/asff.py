@@ -232,6 +232,18 @@ def network_resources(implicated: list[tuple[dict, dict]], requires: list[str], 
     return [found[k] for found in (enis, groups, subnets, load_balancers) for k in sorted(found)]
 
 
+def _fit(network: list[dict], room: int) -> list[dict]:
+    """At most ``room`` of the network resources, in their order: ENIs (one per task) give
+    way first, so a finding of many tasks keeps the few security groups, subnets and load
+    balancers its tasks share."""
+    if len(network) <= room:
+        return network
+    shared = [r for r in network if r["Type"] != "AwsEc2NetworkInterface"][:room]
+    enis = [r for r in network if r["Type"] == "AwsEc2NetworkInterface"][: room - len(shared)]
+    kept = {id(r) for r in shared + enis}
+    return [r for r in network if id(r) in kept]
+
+
 def workload_resources(postures: list[dict]) -> list[dict]:
     """The service, or for a standalone workload its distinct task definitions (newest
     revision first)."""
@@ -365,7 +377,9 @@ def build_finding(
     implicated = sorted(implicated, key=lambda pr: pr[0]["task_arn"])[:MAX_TASK_RESOURCES]
     resources = workload_resources(workload_postures)
     resources += [task_resource(p) for p, _ in implicated]
-    resources += network_resources(implicated, list(rule.requires), rule_id)
+    resources += _fit(
+        network_resources(implicated, list(rule.requires), rule_id), MAX_RESOURCES - len(resources)
+    )
 
     total = len({p["task_arn"] for p, _ in items})
     product_fields = {
