@@ -770,3 +770,37 @@ def test_a_task_with_a_custom_group_is_audited_swept_and_archived(world):
     assert {states[i] for i in ours} == {"ARCHIVED"}
     etl = f"fargate-audit/{ACCOUNT}/{REGION}/batch/family:etl/"
     assert {s for i, s in states.items() if i.startswith(etl)} == {"ACTIVE"}  # its neighbour untouched
+
+
+def _schedule() -> dict:
+    return json.loads((EVENTS / "scheduled-event.json").read_text(encoding="utf-8"))
+
+
+def test_the_planner_takes_its_own_schedule_when_it_reads_another_account(monkeypatch):
+    """AUDIT_ROLE_ARN: the stack reads account B, but the schedule is its own rule in its
+    own account (A): it is taken, and B is swept through the role (it was refused as an
+    event of an account not allowed, so no sweep ever ran)."""
+    other = "210987654321"
+    env = {
+        "AUDIT_ROLE_ARN": f"arn:aws:iam::{other}:role/fargate-audit-reader",
+        "AUDIT_ROLE_EXTERNAL_ID": "ext-1234",
+    }
+    with emulated_world(monkeypatch, env) as world:
+        outcome = world.sweep_planner(_schedule())
+        assert outcome["status"] == "planned" and outcome["api_calls"]["ecs.ListClusters"] == 1
+        assert world.rt.audit_role_account == other
+
+        forged = _schedule() | {"account": other}  # a schedule of the audited account is not ours
+        assert world.sweep_planner(forged)["status"] == "rejected"
+
+
+def test_the_planner_sweeps_every_region_whose_events_it_audits(monkeypatch):
+    """ALLOWED_REGIONS of one account: the tasks of each region are audited on their events,
+    so each region is swept too; the schedule itself is the stack region's."""
+    with emulated_world(monkeypatch, {"ALLOWED_REGIONS": f"us-east-1,{REGION}"}) as world:
+        outcome = world.sweep_planner(_schedule())
+
+        assert outcome["status"] == "planned" and outcome["clusters"] == 2  # the estate's, in REGION
+        assert outcome["api_calls"]["ecs.ListClusters"] == 2  # REGION and us-east-1
+        elsewhere = _schedule() | {"region": "us-east-1"}  # the rule lives in the stack's region
+        assert world.sweep_planner(elsewhere)["status"] == "rejected"

@@ -579,8 +579,9 @@ def accept_scheduled_event(event: Any, rt: Runtime, now: datetime) -> dict:
     """The planner's schedule event, parsed and its origin checked (``now`` unused: the
     handler envelope's signature)."""
     parsed = events.parse_scheduled_event(event)
-    if rt.audited is not None and rt.own_account:
-        # organization scale: the schedule is the stack's own, whether or not its account is audited
+    if rt.own_account:
+        # the schedule is the stack's own rule, whatever the stack audits: its own account
+        # or not (AUDIT_ROLE_ARN, an organization), its own region or others (ALLOWED_REGIONS)
         if parsed["account"] != rt.own_account or parsed["region"] != rt.region:
             raise ForeignEventError(
                 f"{events.SCHEDULED_EVENT}: not the stack's own schedule ({rt.own_account} {rt.region})",
@@ -627,13 +628,29 @@ def plan_sweep(rt: Runtime, queue_url: str, now: datetime, region: str | None = 
     before = rt.clients.counter.snapshot()
     plan = _SweepPlan()
     if rt.audited is None:
-        try:
-            clusters = collect.list_clusters(rt.clients, region)
-        except AWS_ERRORS as exc:
-            raise SweepError(failure_message(exc, "ListClusters")) from exc
-        for arn in clusters:
-            plan.cluster(rt, rt.clients, collect.account_of(arn) or "", region, arn)
-        sent = _queue_sweep(rt, region, queue_url, plan)
+        # one account (the function's own, or AUDIT_ROLE_ARN's): its region, or every region
+        # whose events it audits (ALLOWED_REGIONS); one that cannot be listed is reported
+        # and the others go on, unless it is the only one
+        regions = sorted(rt.allowed_regions or {region})
+        for scope_region in regions:
+            try:
+                clusters = collect.list_clusters(rt.clients, scope_region)
+            except AWS_ERRORS as exc:
+                if len(regions) == 1:
+                    raise SweepError(failure_message(exc, "ListClusters")) from exc
+                error = f"ecs:{describe_error(exc, 'ListClusters')}"
+                account = rt.audit_role_account or rt.own_account or ""
+                plan.unreachable.append({"account_id": account, "region": scope_region, "error": error})
+                continue
+            for arn in clusters:
+                plan.cluster(rt, rt.clients, collect.account_of(arn) or "", scope_region, arn)
+        if len(plan.unreachable) == len(regions) > 1:
+            first = plan.unreachable[0]
+            raise SweepError(
+                f"no region could be listed ({len(regions)} tried); {first['region']}: {first['error']}",
+                {"clusters": 0, "messages": 0, "unreachable": plan.unreachable},
+            )
+        sent = _queue_sweep(rt, rt.region, queue_url, plan)
         return {"status": "planned", "region": region, **plan.summary(sent), "api_calls": _calls(rt, before)}
 
     scopes = sweep_scopes(rt, region)
@@ -736,9 +753,11 @@ def _calls(rt: Runtime, before: dict[str, int]) -> dict[str, int]:
 
 def sweep_scopes(rt: Runtime, region: str | None = None) -> list[tuple[str, str]]:
     """(account, region) pairs a sweep covers: the audited accounts (each once, within the
-    allowlist) x the audited regions (else ``region``, else the function's)."""
+    allowlist) x the audited regions (else the allowed regions, else ``region``, else the
+    function's)."""
     accounts = sorted(allowed_accounts(rt))
-    regions = sorted(rt.audited_regions or {region or rt.region})
+    # the regions whose events are audited are swept too (ALLOWED_REGIONS of one account)
+    regions = sorted(rt.audited_regions or rt.allowed_regions or {region or rt.region})
     return [(account, scope_region) for account in accounts for scope_region in regions]
 
 
