@@ -804,3 +804,30 @@ def test_the_planner_sweeps_every_region_whose_events_it_audits(monkeypatch):
         assert outcome["api_calls"]["ecs.ListClusters"] == 2  # REGION and us-east-1
         elsewhere = _schedule() | {"region": "us-east-1"}  # the rule lives in the stack's region
         assert world.sweep_planner(elsewhere)["status"] == "rejected"
+
+
+def test_a_whole_cluster_message_never_retires_a_task_its_listing_missed_that_still_runs(world, monkeypatch):
+    """A whole-cluster message (planners before pages): a task started and recorded after
+    the worker's listing is described before anything is decided: still RUNNING, it is
+    audited, not retired (STOPPED is terminal: its later events would be refused)."""
+    from fargate_audit.edge import collect
+
+    list_tasks_as_aws(monkeypatch)
+    first, second = world.web
+    world.task_events(world.running(first))
+    world.task_events(world.running(second))
+    listed = collect._task_pages
+
+    def listing_taken_before_second_started(ecs, cluster):
+        for page in listed(ecs, cluster):
+            yield {**page, "taskArns": [a for a in page.get("taskArns", []) if a != second.arn]}
+
+    monkeypatch.setattr(collect, "_task_pages", listing_taken_before_second_started)
+    outcome = world.sweep("prod-web")  # no task_arns: the worker lists the cluster itself
+
+    assert (
+        outcome["batchItemFailures"] == [] and world.rt.recorder.latest(second.arn)["lifecycle"] == "RUNNING"
+    )
+    assert "StoppedTasks" not in world.spy.metrics
+    later = world.task_events(world.running(second, version=9, event_id="later"))
+    assert later["status"] != "rejected" and later.get("reason") != "stale"

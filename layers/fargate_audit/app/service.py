@@ -38,6 +38,7 @@ queues stay the function's own. An account whose role is refused raises
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -852,12 +853,20 @@ def sweep_cluster(
         batch.record_audits(collected.raw_tasks, cause_of)
         listed = {raw["task"].get("taskArn") for raw in collected.raw_tasks}
         if not errors:  # a partial listing proves nothing about the tasks it missed
-            for key in _known_workloads(rt, cluster_arn, list(batch.fresh)):
-                for task in rt.recorder.running_tasks(key):
-                    if task["task_arn"] not in listed:  # no longer RUNNING
-                        batch.stopped(
-                            task["task_arn"], None, None, _cause("sweep", message_id, None, None), key
-                        )
+            # the recorder's running tasks the listing lacks are described first, as a page's
+            # are: one started (and recorded) after the listing is audited, never retired
+            missing = [
+                task["task_arn"]
+                for key in _known_workloads(rt, cluster_arn, list(batch.fresh))
+                for task in rt.recorder.running_tasks(key)
+                if task["task_arn"] not in listed
+            ]
+            if missing:
+                described = _audit_described(
+                    rt, batch, account, region, missing, cause_of, True, refreshed_since
+                )
+                errors = [*errors, *described["errors"]]
+                api_calls = dict(Counter(api_calls) + Counter(described["api_calls"]))
     findings = batch.publish()
     flushed = flush_outbox(rt, now, limit=SWEEP_FLUSH_LIMIT)
     result = {
