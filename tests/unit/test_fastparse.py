@@ -89,16 +89,25 @@ def test_the_describe_tasks_plan_converts_only_the_timestamps():
     assert "containers" in task and "attachments" not in task  # attachments hold no timestamp
 
 
-def test_unknown_members_and_nulls_are_kept_the_documented_difference():
-    body = json.dumps(
-        {"tasks": [{"taskArn": "t", "createdAt": 1761998400, "newField": {"a": 1}, "group": None}]}
-    ).encode()
+def test_unknown_members_are_kept_the_documented_difference():
+    body = json.dumps({"tasks": [{"taskArn": "t", "createdAt": 1761998400, "newField": {"a": 1}}]}).encode()
     ours, theirs = _both("ecs", "DescribeTasks", body)
     assert theirs["tasks"] == [{"taskArn": "t", "createdAt": "2025-11-01T12:00:00+00:00"}]
-    assert ours["tasks"] == [
-        {"taskArn": "t", "createdAt": "2025-11-01T12:00:00+00:00", "newField": {"a": 1}, "group": None}
-    ]
+    assert ours["tasks"] == [{"taskArn": "t", "createdAt": "2025-11-01T12:00:00+00:00", "newField": {"a": 1}}]
     assert ours["ResponseMetadata"] == theirs["ResponseMetadata"]
+
+
+@pytest.mark.parametrize(
+    ("operation", "document"),
+    [
+        ("ListTasks", {"taskArns": None}),  # the collector reads .get("taskArns", [])
+        ("DescribeTasks", {"tasks": [{"taskArn": "t", "group": None}], "failures": None}),
+    ],
+)
+def test_a_body_holding_null_parses_as_botocore_parses_it(operation, document):
+    """botocore leaves null members out: a `.get(name, [])` must never meet None."""
+    ours, theirs = _both("ecs", operation, json.dumps(document).encode())
+    assert ours == theirs and "null" not in json.dumps(ours, default=str)
 
 
 def test_a_shape_the_plan_cannot_follow_is_parsed_by_botocore():

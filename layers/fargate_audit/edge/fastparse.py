@@ -13,9 +13,10 @@ need converting. For a 5,000-task scan that walk is about a fifth of the scan's 
 the shape timestamps and blobs are (``None`` where a part holds none, so it is kept as
 parsed). A shape the plan cannot follow exactly (a member whose wire name differs, a tagged
 union, a recursive shape, a map keyed by a converted type) is parsed by botocore as
-before. Two differences from botocore's walk, both harmless to the collector (which reads
-members by name with ``.get``): members the model does not know are kept, and members whose
-JSON value is ``null`` are kept as ``None`` rather than left out.
+before, and so is a body holding ``null`` (botocore leaves such members out, and a
+``.get(name, [])`` would meet ``None``). One difference from botocore's walk, harmless to
+the collector (which reads members by name with ``.get``): members the model does not know
+are kept.
 
 Error responses, event streams and the other protocols are botocore's own.
 """
@@ -135,7 +136,10 @@ class FactJSONParser(JSONParser):
 
     def _handle_json_body(self, raw_body, shape):
         plan = self._plan(shape)
-        if plan is False:
+        if plan is False or b"null" in raw_body:
+            # botocore leaves out members whose value is null, and the collector reads
+            # ``.get(name, [])``: a body with a null (rare; or "null" inside a string) is
+            # botocore's to parse
             return super()._handle_json_body(raw_body, shape)
         parsed = self._parse_body_as_json(raw_body)
         if plan is None:
