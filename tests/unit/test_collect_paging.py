@@ -825,3 +825,34 @@ def test_fact_clients_parse_timestamps_into_iso_text_and_others_keep_datetimes()
     other = session.client("ecs", region_name=REGION)  # the same session's plain client
     other.meta.events.register("before-send.ecs.DescribeTasks", answer(body))
     assert isinstance(other.describe_tasks(cluster="c", tasks=["t"])["tasks"][0]["createdAt"], datetime)
+
+
+def test_a_task_described_neither_as_a_task_nor_as_a_failure_is_an_error_not_silence():
+    """DescribeTasks answers each ARN in `tasks` or in `failures`; one in neither is a scan
+    error naming it (it was dropped without a word)."""
+    stubs = Stubs()
+    listed = [make_task("alpha", 1), make_task("alpha", 2)]
+    stubs.list_clusters([[cluster_arn("alpha")]])
+    stubs.list_tasks(cluster_arn("alpha"), [[t["taskArn"] for t in listed]])
+    stubs.ecs().add_response(
+        "describe_tasks",
+        {"tasks": [listed[0]], "failures": []},
+        {"cluster": cluster_arn("alpha"), "tasks": [t["taskArn"] for t in listed]},
+    )
+    stubs.describe_clusters([cluster_arn("alpha")])
+    stubs.describe_task_definition(td_arn())
+    stubs.network_interfaces([[make_eni(1)]], "network-interface-id", [eni_id(1)])
+    stubs.vpc_facts(["vpc-a"])
+
+    result = stubs.collect()
+
+    stubs.verify()
+    assert [raw["task"]["taskArn"] for raw in result.raw_tasks] == [task_arn("alpha", 1)]
+    assert result.errors == [
+        {
+            "call": "DescribeTasks",
+            "region": REGION,
+            "resource": task_arn("alpha", 2),
+            "message": f"DescribeTasks: not returned: {task_arn('alpha', 2)}",
+        }
+    ]

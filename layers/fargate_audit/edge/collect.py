@@ -558,16 +558,22 @@ class _RegionScan:
                     self._lost("DescribeTasks", cluster, f"{message} ({len(batch)} tasks not audited)")
                 else:
                     wanted = set(batch)
+                    answered: set[str] = set()
                     for task in response.get("tasks", []):
                         if task.get("taskArn") in wanted:
+                            answered.add(task["taskArn"])
                             self.add_described(self._ecs_json(task))
                     for failure in response.get("failures", []):
                         arn = failure.get("arn", "")
+                        answered.add(arn)
                         self._lost(
                             "DescribeTasks",
                             arn,
                             f"DescribeTasks: {failure.get('reason') or 'failure'}: {arn}",
                         )
+                    for arn in batch:  # neither described nor listed as a failure: never silent
+                        if arn not in answered:
+                            self._lost("DescribeTasks", arn, f"DescribeTasks: not returned: {arn}")
                 tracker.advance(len(batch), "describe tasks")
 
     # -- facts around the audited tasks
