@@ -856,3 +856,30 @@ def test_a_task_described_neither_as_a_task_nor_as_a_failure_is_an_error_not_sil
             "message": f"DescribeTasks: not returned: {task_arn('alpha', 2)}",
         }
     ]
+
+
+def test_a_listing_cut_short_after_a_page_audits_that_page_and_names_the_failure():
+    """--cluster alpha (no ListClusters): ListTasks page 1 read, page 2 refused. The tasks
+    of page 1 are audited and the scan error names the call (it ended as 'no cluster in
+    scope could be listed', losing page 1)."""
+    stubs = Stubs()
+    first = make_task("alpha", 1)
+    stubs.describe_clusters([cluster_arn("alpha")])
+    stubs.ecs().add_response(
+        "list_tasks",
+        {"taskArns": [first["taskArn"]], "nextToken": "page-2"},
+        {"cluster": cluster_arn("alpha"), "maxResults": 100},
+    )
+    stubs.ecs().add_client_error("list_tasks", "AccessDeniedException", "not page 2", 400)
+    stubs.describe_tasks(cluster_arn("alpha"), [first])
+    stubs.describe_task_definition(td_arn())
+    stubs.network_interfaces([[make_eni(1)]], "network-interface-id", [eni_id(1)])
+    stubs.vpc_facts(["vpc-a"])
+
+    result = stubs.collect(clusters=[cluster_arn("alpha")])
+
+    stubs.verify()
+    assert [raw["task"]["taskArn"] for raw in result.raw_tasks] == [task_arn("alpha", 1)]
+    assert [(e["call"], e["message"]) for e in result.errors] == [
+        ("ListTasks", "ListTasks: AccessDeniedException: not page 2")
+    ]

@@ -540,6 +540,8 @@ class _RegionScan:
                 arns.extend(page.get("taskArns", []))
         except AWS_ERRORS as exc:
             self._lost("ListTasks", cluster, failure_message(exc, "ListTasks"))
+            if arns:  # the pages read before the failure are audited; the error says the rest
+                self.listed_any = True
         else:
             self.listed_any = True
         fresh = [arn for arn in dict.fromkeys(arns) if arn not in self._seen_tasks]
