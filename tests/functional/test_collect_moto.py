@@ -118,7 +118,9 @@ def world(monkeypatch_module):
         ec2.delete_network_interface(NetworkInterfaceId=vanished_eni)
 
         # one EC2-launch-type task on a registered container instance
-        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        # an image of its own: moto's default AMIs are not loaded once another test's world
+        # has turned them off in this process (MOTO_EC2_LOAD_DEFAULT_AMIS), whatever the order
+        image = ec2.register_image(Name="ecs-instance", RootDeviceName="/dev/xvda")["ImageId"]
         instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, SubnetId=net_a["subnet"])
         instance_id = instance["Instances"][0]["InstanceId"]
         ecs.register_container_instance(
