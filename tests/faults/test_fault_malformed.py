@@ -133,7 +133,8 @@ SQS_SCENARIOS = {
 REDRIVE = scenario(
     "Sweep message never valid, through the real queue",
     "malformed-input",
-    "failed on each of 3 receives, then moved by SQS to the sweep DLQ; the valid message swept and deleted",
+    "failed on each of 5 receives (maxReceiveCount), then moved by SQS to the sweep DLQ; "
+    "the valid message swept and deleted",
 )
 
 
@@ -227,10 +228,10 @@ def test_malformed_sweep_message_is_redriven_to_the_dlq(run, report):
             sqs.delete_message(QueueUrl=world.sweep_queue, ReceiptHandle=m["ReceiptHandle"])
     run.changed()
 
-    assert handled[bad] == 3 and handled[sweep_body(world, "batch")] == 1
+    assert handled[bad] == 5 and handled[sweep_body(world, "batch")] == 1  # maxReceiveCount
     assert [m["Body"] for m in run.queue_messages(world.sweep_dlq)] == [bad]
     assert run.queue_messages(world.sweep_queue) == []
-    assert run.spy.metrics["MalformedEvents"] == 3
+    assert run.spy.metrics["MalformedEvents"] == 5  # one per receive
     report(REDRIVE, run.tasks_lost(running=world.etl) + run.findings_lost())
 
 

@@ -418,7 +418,7 @@ def test_sweep_queue_redrives_to_its_dead_letter_queue(template):
     queue = template["Resources"]["SweepQueue"]["Properties"]
     assert queue["RedrivePolicy"] == {
         "deadLetterTargetArn": _get_att("SweepDeadLetterQueue"),
-        "maxReceiveCount": 3,
+        "maxReceiveCount": 5,  # Lambda's advice for SQS sources: at least 5
     }
     # Lambda's advice for SQS sources: visibility timeout >= 6 x the function timeout.
     assert queue["VisibilityTimeout"] >= 6 * TIMEOUTS["SweepWorkerFunction"]
