@@ -1124,6 +1124,10 @@ def test_nat_gateways_call_error_concerns_the_ipv4_path_only_when_it_uses_a_nat(
     p = build_posture(raw)
     assert p["network"]["egress"]["ipv4"]["error"] == "DescribeNatGateways: UnauthorizedOperation: denied"
     assert "error" not in p["network"]["egress"]["ipv6"]
+    import jsonschema
+    from fargate_audit.core import facts
+
+    jsonschema.Draft202012Validator(facts.posture_schema()).validate(json.loads(json.dumps(p)))
     rt(raw, RTB_PRIVATE)["Routes"] = [LOCAL_ROUTE, route("0.0.0.0/0", GatewayId=IGW)]
     assert "error" not in build_posture(raw)["network"]["egress"]["ipv4"]
 

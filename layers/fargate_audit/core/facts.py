@@ -97,9 +97,13 @@ WorldEgressRule = TypedDict(
 )
 
 
-class EgressPath(TypedDict):
-    path: str | None  # rules.md "Egress path"; None = unknown (errors.egress)
+class _EgressPathKnown(TypedDict):
+    path: str | None  # rules.md "Egress path"; None = unknown (errors.egress, or error below)
     targets: list[str]  # the ids followed (nat-.., igw-.., vpce-..)
+
+
+class EgressPath(_EgressPathKnown, total=False):
+    error: str  # IPv4: why the NAT gateway's own hop could not be followed (path None)
 
 
 class EgressByFamily(TypedDict):
@@ -474,7 +478,7 @@ def _type_schema(hint: Any, defs: dict[str, dict]) -> dict:
                 schema["description"] = " ".join(hint.__doc__.split())
             schema |= {
                 "additionalProperties": False,
-                "required": list(hints),
+                "required": [key for key in hints if key in hint.__required_keys__],
                 "properties": {key: _type_schema(value, defs) for key, value in hints.items()},
             }
             defs[name] = schema
