@@ -340,6 +340,11 @@ def test_many_failing_tasks_give_way_by_their_enis_not_by_the_subnet_they_share(
     assert types[21:] == ["AwsEc2NetworkInterface"] * enis + ["AwsEc2Subnet"] * subnets  # order kept
 
 
+def test_no_network_resource_when_the_workload_and_its_tasks_fill_the_32():
+    assert asff._fit([{"Type": "AwsEc2SecurityGroup"}, {"Type": "AwsEc2NetworkInterface"}], -3) == []
+    assert asff._fit([{"Type": "AwsEc2Subnet"}], 0) == []
+
+
 def test_a_passed_finding_lists_only_the_workload_resource():
     p = make_posture(1)
     (finding,) = asff.build_findings([p], [res(p, "NET-01", "PASSED")], CATALOG, NOW)

@@ -236,6 +236,7 @@ def _fit(network: list[dict], room: int) -> list[dict]:
     """At most ``room`` of the network resources, in their order: ENIs (one per task) give
     way first, so a finding of many tasks keeps the few security groups, subnets and load
     balancers its tasks share."""
+    room = max(room, 0)  # a workload of many task definitions may fill the 32 itself
     if len(network) <= room:
         return network
     shared = [r for r in network if r["Type"] != "AwsEc2NetworkInterface"][:room]
