@@ -454,21 +454,27 @@ def aggregate(
     address, protocol, port, action): the writes are bounded by distinct destinations."""
     out = FlowAggregation(aggregates={})
     records = list(records)
-    owners = [range_at(ranges.get(rec.interface_id) or (), rec.start) for rec in records]
+    # each record's owner (None: no known task owned the ENI then) and direction, once
+    owners = [
+        owner
+        if (owner := range_at(ranges.get(rec.interface_id) or (), rec.start)) and owner.get("workload_key")
+        else None
+        for rec in records
+    ]
+    outbound = [
+        owner is not None and _is_egress(rec, owner) for rec, owner in zip(records, owners, strict=True)
+    ]
     # connections the peer opened: (ENI, peer address, the task's port, the peer's port) of
     # inbound records. The task's answers on them are logged as its egress (flow-direction
     # is relative to the ENI), but they are the inbound connection's traffic, not egress it
     # chose: a public web task would otherwise "egress" to each client's ephemeral port
     inbound = {
         (rec.interface_id, rec.srcaddr, rec.dstport, rec.srcport)
-        for rec, owner in zip(records, owners, strict=True)
-        if owner is not None
-        and owner.get("workload_key")
-        and rec.srcport is not None
-        and not _is_egress(rec, owner)
+        for rec, owner, out_of_eni in zip(records, owners, outbound, strict=True)
+        if owner is not None and rec.srcport is not None and not out_of_eni
     }
-    for rec, owner in zip(records, owners, strict=True):
-        if owner is None or not owner.get("workload_key"):
+    for rec, owner, out_of_eni in zip(records, owners, outbound, strict=True):
+        if owner is None:
             out.other_enis += 1
             continue
         workload_key = str(owner["workload_key"])
@@ -482,7 +488,7 @@ def aggregate(
             ]
         seen[1] += 1
         seen[2], seen[3] = min(seen[2], rec.start), max(seen[3], rec.end)
-        if not _is_egress(rec, owner):
+        if not out_of_eni:
             out.ingress += 1
             continue
         if is_private(rec.dstaddr, networks) or _in_own_vpc(rec.dstaddr, owner):
