@@ -20,6 +20,7 @@ from fargate_audit.core import engine
 from fargate_audit.stores.discovery import DiscoveryStore
 from support.env import ACCOUNT, REGION
 from support.postures import task_posture
+from support.spies import control_message
 from support.world import emulated_world
 
 WEB = "prod-web/service:web"
@@ -323,15 +324,7 @@ def test_malformed_records_are_counted_and_skipped_without_their_content(world):
 
 
 def test_control_messages_are_ignored_and_undecodable_events_rejected(world):
-    control = dnslogs.encode_subscription(
-        {
-            "messageType": "CONTROL_MESSAGE",
-            "owner": "CloudwatchLogs",
-            "logGroup": "",
-            "logStream": "",
-            "logEvents": [],
-        }
-    )
+    control = control_message()
     assert dns(world, control)["status"] == "ignored"
     rejected = dns(world, {"awslogs": {"data": "bm90IGd6aXA="}})
     assert rejected["status"] == "rejected" and "gzipped JSON" in rejected["error"]

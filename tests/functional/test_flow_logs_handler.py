@@ -24,6 +24,7 @@ from fargate_audit.edge.flowlog_lookup import FlowLogCache, FlowLogLookupError
 from fargate_audit.stores.discovery import DiscoveryStore
 from support.env import ACCOUNT, REGION
 from support.postures import task_posture
+from support.spies import control_message
 from support.world import emulated_world
 
 WEB_KEY = f"WL#{ACCOUNT}#{REGION}#prod-web#service:web"
@@ -440,6 +441,17 @@ def test_records_that_do_not_fit_the_kept_format_ask_for_it_again_at_once(world)
     assert lookups(world) == 1  # the kept answer, then one DescribeFlowLogs
 
 
+def one_web_flow_and_the_ec2_client(world):
+    """A batch of one internet flow of a recorded web task, and the runtime's EC2 client
+    (to stub its flow-log lookups); the calls counted from here."""
+    web = world.web[0]
+    running(world, web)
+    event = batch([flow(web.eni, web.private_ip, "52.94.1.1", 443)])
+    ec2 = world.rt.clients.ec2(REGION)
+    world.calls.reset()
+    return event, ec2
+
+
 @pytest.mark.parametrize(
     "code, status", [("UnauthorizedOperation", 403), ("RequestLimitExceeded", 503)]
 )  # fmt: skip
@@ -447,11 +459,7 @@ def test_a_failed_describe_flow_logs_raises_naming_the_action_and_records_nothin
     """Refused, or throttled past botocore's retries: the invocation fails (Lambda retries
     it, then the OnFailure destination keeps it); no format is guessed, nothing is
     written, nothing dead-lettered as malformed, and the failure is not cached."""
-    web = world.web[0]
-    running(world, web)
-    event = batch([flow(web.eni, web.private_ip, "52.94.1.1", 443)])
-    ec2 = world.rt.clients.ec2(REGION)
-    world.calls.reset()
+    event, ec2 = one_web_flow_and_the_ec2_client(world)
 
     with Stubber(ec2) as stub:
         stub.add_client_error("describe_flow_logs", code, "not this time", http_status_code=status)
@@ -487,11 +495,7 @@ def test_the_vpcs_own_cidrs_are_not_internet_egress_even_in_public_space(world):
 
 
 def test_a_failed_describe_vpcs_raises_naming_the_action_and_records_nothing(world):
-    web = world.web[0]
-    running(world, web)
-    event = batch([flow(web.eni, web.private_ip, "52.94.1.1", 443)])
-    ec2 = world.rt.clients.ec2(REGION)
-    world.calls.reset()
+    event, ec2 = one_web_flow_and_the_ec2_client(world)
     with Stubber(ec2) as stub:
         stub.add_response("describe_flow_logs", {"FlowLogs": []})  # the parameter's format
         stub.add_client_error("describe_vpcs", "UnauthorizedOperation", "no", http_status_code=403)
@@ -609,15 +613,7 @@ def test_a_batch_that_fails_mid_write_is_retried_without_double_counting(world, 
 
 
 def test_control_messages_are_ignored_and_undecodable_events_rejected(world):
-    control = dnslogs.encode_subscription(
-        {
-            "messageType": "CONTROL_MESSAGE",
-            "owner": "CloudwatchLogs",
-            "logGroup": "",
-            "logStream": "",
-            "logEvents": [],
-        }
-    )
+    control = control_message()
     assert world.flow_logs(control)["status"] == "ignored"
     rejected = world.flow_logs({"awslogs": {"data": "bm90IGd6aXA="}})
     assert rejected["status"] == "rejected" and "gzipped JSON" in rejected["error"]

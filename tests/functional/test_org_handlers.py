@@ -18,7 +18,7 @@ from fargate_audit.app import lambda_handlers, service
 from fargate_audit.core.errors import ConfigError, CredentialsError
 from fargate_audit.local import estate
 from support.env import ACCOUNT, REGION, TABLE, WORLD4
-from support.spies import sqs_record
+from support.spies import control_message, sqs_record
 from support.wire import ExpiredTokens
 from support.world import (
     EVENTS,
@@ -537,20 +537,9 @@ def test_the_log_functions_know_their_own_account_and_read_it_without_a_member_r
     """The log functions run without a deadline, but their own account (the central one,
     audited with the others) is still read and imported with their own role: no AssumeRole
     of a member role the central account may not have."""
-    from fargate_audit.app import dnslogs
-
     with emulated_world(monkeypatch, org_env(f"{ACCOUNT},{A}")) as world:
         sts = Sts(world)
-        control = dnslogs.encode_subscription(
-            {
-                "messageType": "CONTROL_MESSAGE",
-                "owner": "CloudwatchLogs",
-                "logGroup": "",
-                "logStream": "",
-                "logEvents": [],
-            }
-        )
-        assert getattr(world, function)(control)["status"] == "ignored"
+        assert getattr(world, function)(control_message())["status"] == "ignored"
 
         assert world.rt.own_account == ACCOUNT == world.rt.accounts.sessions.own_account
         world.rt.publisher.client_for(ACCOUNT, REGION)  # its findings' import client

@@ -96,3 +96,19 @@ def sqs_record(message_id: str, body: str, receive_count: int = 1) -> dict:
         "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:fargate-audit-SweepQueue",
         "awsRegion": REGION,
     }
+
+
+def control_message() -> dict:
+    """The CONTROL_MESSAGE CloudWatch Logs sends when a subscription filter is created
+    (documented shape), as a Lambda event: the log functions ignore it."""
+    from fargate_audit.app import dnslogs
+
+    return dnslogs.encode_subscription(
+        {
+            "messageType": "CONTROL_MESSAGE",
+            "owner": "CloudwatchLogs",
+            "logGroup": "",
+            "logStream": "",
+            "logEvents": [],
+        }
+    )
