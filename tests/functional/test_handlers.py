@@ -18,6 +18,7 @@ import sys
 from collections import Counter
 
 import pytest
+from botocore.exceptions import ClientError
 from fargate_audit.app import lambda_handlers
 from fargate_audit.core.errors import ConfigError
 from fargate_audit.local import estate
@@ -471,9 +472,9 @@ def test_planner_sends_one_message_per_page_of_tasks(world):
         arns = [task.arn for task in tasks[b["cluster_arn"]]]
         assert set(b) == {"account_id", "region", "cluster_arn", "task_arns"}
         assert (b["account_id"], b["region"]) == (ACCOUNT, REGION) and sorted(b["task_arns"]) == sorted(arns)
-    # per cluster one ListTasks page and one Query for its workloads (none recorded yet)
+    # per cluster one ListTasks page; one Query for the region's workloads (none recorded yet)
     assert world.calls.operations() == Counter(
-        {"ecs.ListClusters": 1, "ecs.ListTasks": 2, "dynamodb.Query": 2, "sqs.SendMessageBatch": 1}
+        {"ecs.ListClusters": 1, "ecs.ListTasks": 2, "dynamodb.Query": 1, "sqs.SendMessageBatch": 1}
     )
     assert outcome["api_calls"] == dict(world.calls.operations())
     assert world.spy.metrics["SweepMessagesSent"] == 2
@@ -568,9 +569,9 @@ def test_a_sweep_of_pages_retires_a_task_that_stopped_unseen(world, monkeypatch)
     assert planned["tasks"] == 2 and planned["retiring"] == 1 and planned["messages"] == 2
     (page,) = [json.loads(r["body"]) for r in records if "prod-web" in json.loads(r["body"])["cluster_arn"]]
     assert page["task_arns"] == [second.arn, first.arn]
-    # what the decision cost: per cluster one Query for its workloads, one per workload found
-    # (prod-web's web service; batch has none recorded)
-    assert world.calls.operations(("dynamodb",)) == Counter({"dynamodb.Query": 3})
+    # what the decision cost: one Query for the account and region's workloads (not one per
+    # cluster), one per workload found (prod-web's web service; batch has none recorded)
+    assert world.calls.operations(("dynamodb",)) == Counter({"dynamodb.Query": 2})
     assert world.sweep_worker({"Records": records}) == {"batchItemFailures": []}
     assert world.rt.recorder.latest(first.arn)["lifecycle"] == "STOPPED"
     assert world.rt.recorder.history(first.arn)[-1]["cause"]["type"] == "sweep"
@@ -578,6 +579,61 @@ def test_a_sweep_of_pages_retires_a_task_that_stopped_unseen(world, monkeypatch)
     assert world.spy.metrics["StoppedTasks"] == 1
     assert world.finding("NET-02")["ProductFields"]["fargate-audit/TasksEvaluated"] == "1"
     # retired once: the next sweep has nothing left to retire
+    assert planned_pages(world)[0]["retiring"] == 0
+
+
+@pytest.mark.parametrize("listed", ["inactive", "not-found", "no-longer"])
+def test_a_sweep_retires_the_tasks_of_a_deleted_cluster(world, monkeypatch, listed):
+    """Its tasks stopped unseen and the cluster was deleted: ECS may still list it INACTIVE
+    (the emulator does, with an empty ListTasks), list it while ListTasks answers
+    ClusterNotFoundException, or no longer list it (AWS, after a while); each way the
+    planner queues the recorded tasks and the worker retires them, so its findings are
+    archived instead of staying ACTIVE for ever."""
+    list_tasks_as_aws(monkeypatch)
+    (etl,) = world.etl
+    world.sweep("batch")
+    assert world.finding("NET-02", "batch/family:etl")["RecordState"] == "ACTIVE"
+    ecs = world.client("ecs")
+    ecs.stop_task(cluster="batch", task=etl.arn, reason="done")  # no event arrives
+    ecs.delete_cluster(cluster="batch")
+    from fargate_audit.edge import collect
+
+    if listed == "no-longer":
+        list_clusters = collect.list_clusters
+        monkeypatch.setattr(
+            collect,
+            "list_clusters",
+            lambda clients, region: [
+                arn for arn in list_clusters(clients, region) if not arn.endswith("/batch")
+            ],
+        )
+    elif listed == "not-found":
+        list_tasks = collect.list_tasks
+
+        def refusing(clients, region, cluster):
+            if cluster.endswith("/batch"):
+                error = {"Error": {"Code": "ClusterNotFoundException", "Message": "Cluster not found."}}
+                raise ClientError(error, "ListTasks")
+            return list_tasks(clients, region, cluster)
+
+        monkeypatch.setattr(collect, "list_tasks", refusing)
+
+    planned, records = planned_pages(world)
+
+    assert planned["retiring"] == 1
+    (page,) = [
+        json.loads(r["body"]) for r in records if json.loads(r["body"])["cluster_arn"].endswith("/batch")
+    ]
+    assert page == {
+        "account_id": ACCOUNT,
+        "region": REGION,
+        "cluster_arn": world.clusters["batch"],
+        "task_arns": [etl.arn],
+    }
+    assert world.sweep_worker({"Records": records}) == {"batchItemFailures": []}
+    assert world.rt.recorder.latest(etl.arn)["lifecycle"] == "STOPPED"
+    etl_findings = [f for f in world.findings().values() if "/batch/family:etl/" in f["Id"]]
+    assert etl_findings and {f["RecordState"] for f in etl_findings} == {"ARCHIVED"}
     assert planned_pages(world)[0]["retiring"] == 0
 
 

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from fargate_audit.core.errors import CredentialsError, ScanError
 from fargate_audit.edge.aws import CallCounter, Clients, describe_error
-from fargate_audit.edge.collect import collect
+from fargate_audit.edge.collect import collect, describe_tasks
 
 REGION = "eu-west-1"
 OTHER_REGION = "us-east-1"
@@ -883,3 +883,53 @@ def test_a_listing_cut_short_after_a_page_audits_that_page_and_names_the_failure
     assert [(e["call"], e["message"]) for e in result.errors] == [
         ("ListTasks", "ListTasks: AccessDeniedException: not page 2")
     ]
+
+
+def test_the_tasks_of_a_cluster_ecs_no_longer_has_are_missing_not_an_error():
+    """describe_tasks (the sweep's and re-audit's): a deleted cluster's tasks are MISSING
+    (retired by the caller), whether DescribeTasks refuses the cluster or, for an INACTIVE
+    one, answers neither; a cluster DescribeClusters still reports ACTIVE keeps its
+    unanswered task unaccounted for, and a failed DescribeClusters concludes nothing."""
+    stubs = Stubs()
+    gone, inactive, refused, running = (cluster_arn(n) for n in ("gone", "inactive", "refused", "running"))
+    for cluster in (gone, inactive, refused, running):  # the order describe_tasks goes in
+        name = cluster.rsplit("/", 1)[-1]
+        expected = {"cluster": cluster, "tasks": [task_arn(name, 1)]}
+        if cluster == refused:
+            stubs.ecs().add_client_error(
+                "describe_tasks",
+                service_error_code="ClusterNotFoundException",
+                service_message="Cluster not found.",
+                expected_params=expected,
+            )
+        else:
+            stubs.ecs().add_response("describe_tasks", {"tasks": [], "failures": []}, expected)
+    stubs.ecs().add_response(
+        "describe_clusters",
+        {
+            "clusters": [
+                {"clusterArn": inactive, "clusterName": "inactive", "status": "INACTIVE"},
+                {"clusterArn": running, "clusterName": "running", "status": "ACTIVE"},
+            ],
+            "failures": [{"arn": gone, "reason": "MISSING"}],
+        },
+        {"clusters": [gone, inactive, running]},
+    )
+    by_cluster = {c: [task_arn(c.rsplit("/", 1)[-1], 1)] for c in (running, refused, inactive, gone)}
+
+    found, failures = describe_tasks(stubs.clients, REGION, by_cluster)
+
+    stubs.verify()
+    assert found == {}
+    assert failures == {
+        task_arn("gone", 1): "MISSING",
+        task_arn("inactive", 1): "MISSING",
+        task_arn("refused", 1): "MISSING",  # ClusterNotFoundException
+    }  # running's task is in neither: the caller names it "not returned"
+
+    stubs = Stubs()
+    expected = {"cluster": gone, "tasks": [task_arn("gone", 1)]}
+    stubs.ecs().add_response("describe_tasks", {"tasks": [], "failures": []}, expected)
+    stubs.ecs().add_client_error("describe_clusters", service_error_code="AccessDeniedException")
+    assert describe_tasks(stubs.clients, REGION, {gone: [task_arn("gone", 1)]}) == ({}, {})
+    stubs.verify()

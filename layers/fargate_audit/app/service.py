@@ -50,8 +50,8 @@ from fargate_audit.core.egress import duration_seconds
 from fargate_audit.core.errors import FargateAuditError, ScanError
 from fargate_audit.core.params import effective_params
 from fargate_audit.edge import collect, flowlog_lookup, queue
-from fargate_audit.edge.accounts import AccountClients, AssumeRoleError, AuditedAccounts
-from fargate_audit.edge.aws import AWS_ERRORS, Clients, describe_error, failure_message
+from fargate_audit.edge.accounts import AccountClients, AssumeRoleError, AuditedAccounts, partition_of
+from fargate_audit.edge.aws import AWS_ERRORS, Clients, describe_error, error_code, failure_message
 from fargate_audit.findings import asff
 from fargate_audit.findings.state import FindingStore
 from fargate_audit.stores import keys, record
@@ -643,8 +643,8 @@ def plan_sweep(rt: Runtime, queue_url: str, now: datetime, region: str | None = 
                 account = rt.audit_role_account or rt.own_account or ""
                 plan.unreachable.append({"account_id": account, "region": scope_region, "error": error})
                 continue
-            for arn in clusters:
-                plan.cluster(rt, rt.clients, collect.account_of(arn) or "", scope_region, arn)
+            account = (collect.account_of(clusters[0]) if clusters else None) or rt.audit_role_account
+            plan.scope(rt, rt.clients, account or rt.own_account, scope_region, clusters)
         if len(plan.unreachable) == len(regions) > 1:
             first = plan.unreachable[0]
             raise SweepError(
@@ -669,8 +669,7 @@ def plan_sweep(rt: Runtime, queue_url: str, now: datetime, region: str | None = 
             plan.unreachable.append({"account_id": account, "region": scope_region, "error": error})
             unreachable_scopes += 1
             continue
-        for arn in listed:
-            plan.cluster(rt, clients, account, scope_region, arn)
+        plan.scope(rt, clients, account, scope_region, listed)
     if scopes and unreachable_scopes == len(scopes):
         first = plan.unreachable[0]
         raise SweepError(
@@ -701,19 +700,49 @@ class _SweepPlan:
         self.retiring = 0  # held as RUNNING by the recorder, not listed: described, then retired
         self.unreachable: list[dict] = []
 
-    def cluster(self, rt: Runtime, clients: Clients, account: str, region: str, cluster_arn: str) -> None:
-        """List one cluster and add its pages; a refused ListTasks is an unreachable cluster."""
+    def scope(
+        self, rt: Runtime, clients: Clients, account: str | None, region: str, clusters: list[str]
+    ) -> None:
+        """The pages of one account and region: each listed cluster's, then those of the
+        clusters ListClusters no longer lists (deleted) where findings are still ACTIVE:
+        their recorded running tasks, to be described and retired (one DynamoDB Query for
+        the scope's active workloads, when findings are published)."""
+        active = _active_workloads(rt, account, region)
+        for arn in clusters:
+            self.cluster(rt, clients, account or "", region, arn, active)
+        listed_names = {arn.split("/", 1)[-1] for arn in clusters}
+        for name in sorted(set(active or ()) - listed_names):
+            arn = f"arn:{partition_of(region)}:ecs:{region}:{account}:cluster/{name}"
+            self.cluster(rt, clients, account or "", region, arn, active, deleted=True)
+
+    def cluster(
+        self,
+        rt: Runtime,
+        clients: Clients,
+        account: str,
+        region: str,
+        cluster_arn: str,
+        active: dict[str, list[str]] | None = None,
+        deleted: bool = False,
+    ) -> None:
+        """List one cluster and add its pages; a refused ListTasks is an unreachable cluster.
+        A cluster ECS no longer has (``deleted``: not listed; or ListTasks answers
+        ``ClusterNotFoundException``) runs no task: the recorder's running tasks there are
+        all queued for retirement."""
         self.clusters += 1
-        try:
-            listed = collect.list_tasks(clients, region, cluster_arn)
-        except AWS_ERRORS as exc:
-            error = f"ecs:{describe_error(exc, 'ListTasks')}"
-            self.unreachable.append(
-                {"account_id": account, "region": region, "cluster_arn": cluster_arn, "error": error}
-            )
-            return
+        listed: list[str] = []
+        if not deleted:
+            try:
+                listed = collect.list_tasks(clients, region, cluster_arn)
+            except AWS_ERRORS as exc:
+                if error_code(exc) != "ClusterNotFoundException":
+                    error = f"ecs:{describe_error(exc, 'ListTasks')}"
+                    self.unreachable.append(
+                        {"account_id": account, "region": region, "cluster_arn": cluster_arn, "error": error}
+                    )
+                    return
         known = set(listed)
-        gone = [arn for arn in _recorded_running(rt, cluster_arn, listed) if arn not in known]
+        gone = [arn for arn in _recorded_running(rt, cluster_arn, listed, active) if arn not in known]
         arns = listed + gone
         for start in range(0, len(arns), events.SWEEP_PAGE_TASKS):
             page = arns[start : start + events.SWEEP_PAGE_TASKS]
@@ -732,7 +761,23 @@ class _SweepPlan:
         }
 
 
-def _recorded_running(rt: Runtime, cluster_arn: str, listed: list[str]) -> list[str]:
+def _active_workloads(rt: Runtime, account: str | None, region: str) -> dict[str, list[str]] | None:
+    """{cluster name: workload keys} of the ACTIVE findings of one account and region (one
+    Query); None when findings are not published (there are none to read) or the account
+    is unknown."""
+    if rt.publisher is None or not account:
+        return None
+    by_cluster: dict[str, list[str]] = {}
+    for key in rt.findings.active_workload_keys(f"fargate-audit/{account}/{region}/"):
+        parts = key.split("#", 4)
+        if len(parts) == 5 and parts[1:3] == [account, region]:
+            by_cluster.setdefault(parts[3], []).append(key)
+    return by_cluster
+
+
+def _recorded_running(
+    rt: Runtime, cluster_arn: str, listed: list[str], active: dict[str, list[str]] | None = None
+) -> list[str]:
     """The ARNs of the tasks the recorder holds as RUNNING in the cluster: the running sets
     of the workloads :func:`_known_workloads` finds there (one Query each, ARNs only). With
     publishing off there are no finding states: the workloads are those recorded for the
@@ -741,7 +786,7 @@ def _recorded_running(rt: Runtime, cluster_arn: str, listed: list[str]) -> list[
     running set until their STOPPED events, as before pages)."""
     seen = rt.recorder.workloads_of(listed) if rt.publisher is None and listed else ()
     arns: dict[str, None] = {}
-    for key in _known_workloads(rt, cluster_arn, seen):
+    for key in _known_workloads(rt, cluster_arn, seen, active):
         arns.update(dict.fromkeys(rt.recorder.running_task_arns(key)))
     return list(arns)
 
@@ -776,14 +821,19 @@ def _queue_sweep(rt: Runtime, region: str, queue_url: str, plan: _SweepPlan) -> 
     return sent
 
 
-def _known_workloads(rt: Runtime, cluster_arn: str, seen: Iterable[str]) -> list[str]:
+def _known_workloads(
+    rt: Runtime, cluster_arn: str, seen: Iterable[str], active: dict[str, list[str]] | None = None
+) -> list[str]:
     """Workload keys of the cluster the recorder may hold running tasks for: those seen now,
     plus those with an ACTIVE finding (every workload with a running task has some while
-    findings are published; the table has no index of running tasks by cluster)."""
+    findings are published; the table has no index of running tasks by cluster).
+    ``active``: the scope's, already read (:func:`_active_workloads`)."""
     parts = cluster_arn.split(":", 5)
     cluster = [parts[4], parts[3], parts[5].split("/", 1)[1]]  # account, region, cluster name
     keys = dict.fromkeys(seen)
-    if rt.publisher is not None:
+    if active is not None:
+        keys.update(dict.fromkeys(active.get(cluster[2], ())))
+    elif rt.publisher is not None:
         # the cluster's own findings only (their Ids begin with its account, region and
         # name): a sweep reads its cluster's, not the whole organization's
         prefix = f"fargate-audit/{cluster[0]}/{cluster[1]}/{cluster[2]}/"

@@ -1100,20 +1100,51 @@ def describe_tasks(
     """DescribeTasks (100 per call, per cluster) of ``{cluster ARN: [task ARN]}``:
     ({ARN: task}, {ARN: failure}) where a failure is AWS's reason for that task (e.g.
     ``MISSING``: the task is gone) or the call's one-line error (``DescribeTasks: Code:
-    message``)."""
+    message``).
+
+    A deleted cluster's tasks are ``MISSING`` too: DescribeTasks refuses the cluster
+    (``ClusterNotFoundException``), or answers with neither the task nor a failure for it
+    (what an emulator does for an ``INACTIVE`` cluster); in the second case one
+    DescribeClusters call (per 100 such clusters) confirms the cluster is ``INACTIVE`` or
+    unknown (``MISSING``) before its tasks are given up, and otherwise they stay
+    unaccounted for (the caller's error)."""
     ecs = clients.ecs(region)
     found: dict[str, dict] = {}
     failures: dict[str, str] = {}
+    unanswered: dict[str, list[str]] = {}  # cluster ARN -> tasks neither found nor failed
     for cluster_arn, arns in sorted(by_cluster.items()):
         for batch in _chunks(arns, DESCRIBE_TASKS_BATCH):
             try:
                 response = ecs.describe_tasks(cluster=cluster_arn, tasks=batch)
             except AWS_ERRORS as exc:
-                message = failure_message(exc, "DescribeTasks")
+                gone = error_code(exc) == "ClusterNotFoundException"
+                message = "MISSING" if gone else failure_message(exc, "DescribeTasks")
                 failures.update(dict.fromkeys(batch, message))
                 continue
             for task in response.get("tasks", []):
                 found[task["taskArn"]] = jsonable(task)
             for failure in response.get("failures", []):
                 failures[failure.get("arn", "")] = failure.get("reason") or "failure"
+            lost = [arn for arn in batch if arn not in found and arn not in failures]
+            if lost:
+                unanswered.setdefault(cluster_arn, []).extend(lost)
+    for cluster_arn in _deleted_clusters(ecs, list(unanswered)):
+        failures.update(dict.fromkeys(unanswered[cluster_arn], "MISSING"))
     return found, failures
+
+
+def _deleted_clusters(ecs: Any, cluster_arns: list[str]) -> list[str]:
+    """Those of the clusters DescribeClusters reports ``INACTIVE`` (deleted) or does not
+    know (failure ``MISSING``); none when the call fails (nothing is concluded)."""
+    deleted: list[str] = []
+    for batch in _chunks(cluster_arns, DESCRIBE_CLUSTERS_BATCH):
+        try:
+            response = ecs.describe_clusters(clusters=batch)
+        except AWS_ERRORS:
+            continue
+        by_arn = {
+            cluster.get("clusterArn"): cluster.get("status") for cluster in response.get("clusters", [])
+        }
+        missing = {f.get("arn") for f in response.get("failures", []) if f.get("reason") == "MISSING"}
+        deleted.extend(arn for arn in batch if by_arn.get(arn) == "INACTIVE" or arn in missing)
+    return deleted
