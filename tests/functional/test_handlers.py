@@ -850,6 +850,28 @@ def test_the_planner_takes_its_own_schedule_when_it_reads_another_account(monkey
         assert world.sweep_planner(forged)["status"] == "rejected"
 
 
+def test_through_audit_role_arn_every_fact_is_read_in_the_audited_account(monkeypatch):
+    """AUDIT_ROLE_ARN: every fact service is read with the role's credentials, the load
+    balancers and web ACLs too (read with the stack's own, they found none of account B's
+    target groups: NET-11/NET-12 NOT_APPLICABLE, exposures empty); the table stays the
+    stack's."""
+    from fargate_audit.edge import aws
+
+    other = "210987654321"
+    env = {"AUDIT_ROLE_ARN": f"arn:aws:iam::{other}:role/fargate-audit-reader"}
+    with emulated_world(monkeypatch, env) as world:
+        own = world.rt.clients.session.get_credentials().get_frozen_credentials().access_key
+
+        def signer(service: str) -> str:
+            client = world.rt.clients.get(service, REGION)
+            return client._request_signer._credentials.get_frozen_credentials().access_key
+
+        assert {"ecs", "ec2", "elbv2", "wafv2", "route53resolver"} <= aws.FACT_READ_SERVICES
+        for service in sorted(aws.FACT_READ_SERVICES | {"securityhub"}):
+            assert signer(service) != own, service
+        assert signer("dynamodb") == own and signer("sqs") == own
+
+
 def test_the_planner_sweeps_every_region_whose_events_it_audits(monkeypatch):
     """ALLOWED_REGIONS of one account: the tasks of each region are audited on their events,
     so each region is swept too; the schedule itself is the stack region's."""

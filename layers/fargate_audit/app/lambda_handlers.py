@@ -78,8 +78,10 @@ FALSE_VALUES = ("false", "0", "no")
 DEFAULT_VPC_CACHE_TTL = 300.0
 RETRY_RESERVE_SECONDS = 10.0  # kept for recording and publishing after the reads
 SWEEP_START_MIN_SECONDS = 60.0  # the sweep worker starts a message (a page) only with this much left
-# Services read through AUDIT_ROLE_ARN (the audited account's); DynamoDB and SQS stay the stack's.
-AUDIT_ROLE_SERVICES = frozenset({"ecs", "ec2", "route53resolver", "securityhub"})
+# Services read through AUDIT_ROLE_ARN (the audited account's), besides every fact read
+# (edge.aws.FACT_READ_SERVICES: load balancers and web ACLs too): the findings' import.
+# DynamoDB and SQS stay the stack's.
+AUDIT_ROLE_SERVICES = frozenset({"securityhub"})
 DEAD_LETTER_ATTRIBUTE = "fargate-audit-rejected"
 
 
@@ -184,7 +186,8 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
         reader = aws.assume_role_session(session, role_arn, external_id, eager=False)
 
         def factory(service: str, client_region: str):
-            chosen = reader if service in AUDIT_ROLE_SERVICES else session
+            audited = service in aws.FACT_READ_SERVICES or service in AUDIT_ROLE_SERVICES
+            chosen = reader if audited else session
             return aws.client(chosen, service, client_region)
 
         clients = aws.Clients(session, factory=factory)
