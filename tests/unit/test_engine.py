@@ -214,6 +214,27 @@ def test_expired_exemption_is_ignored_and_reported_once():
     assert outcome.expired_exemptions == [old]
 
 
+def test_every_expired_exemption_is_reported_even_when_it_matches_no_failure():
+    """interface.md: "an expired exemption is ignored and reported": one whose rule passes
+    now, or whose workload no longer runs, is stale all the same and must be seen (renewed
+    or removed); an active one is not listed."""
+    stale = [
+        exemption(expires="2020-01-01", reason="fails: matched"),
+        exemption(rule="NET-06", expires="2020-01-01", reason="rule passes"),
+        exemption(workload="retired-cluster/*", expires="2020-01-01", reason="workload gone"),
+        exemption(workload="other/*", reason="still valid"),
+    ]
+    outcome = engine.evaluate(CATALOG, [posture(FAILING_NET05)], {"exemptions": stale}, today=TODAY)
+    assert [e["reason"] for e in outcome.expired_exemptions] == [
+        "fails: matched",
+        "rule passes",
+        "workload gone",
+    ]
+    assert by_rule(outcome)["NET-05"]["status"] == "FAILED"
+    discovered = engine.evaluate_discovery(CATALOG, discovery(), {"exemptions": stale}, TODAY)
+    assert len(discovered.expired_exemptions) == 3
+
+
 def test_exemption_expiring_today_still_applies():
     params = {"exemptions": [exemption(expires=TODAY.isoformat())]}
     assert by_rule(engine.evaluate(CATALOG, [posture(FAILING_NET05)], params, today=TODAY))["NET-05"][

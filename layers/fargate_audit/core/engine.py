@@ -35,6 +35,7 @@ from fargate_audit.core import checks
 from fargate_audit.core.params import (
     EXEMPTIONS,
     effective_params,
+    exemption_expired,
     match_exemptions,
     resolve_params,
     validate_params,
@@ -50,9 +51,10 @@ _CHECK_STATUSES = frozenset({PASSED, FAILED, NOT_APPLICABLE})
 @dataclass(frozen=True)
 class EvalResult:
     """``results``: ``{"task_arn", "rule_id", "status", "severity", "title", "evidence"}``
-    ordered by task ARN then rule id. ``expired_exemptions``: the expired exemptions that
-    matched a FAILED result (``{"rule", "workload", "expires", "reason"}``, params file
-    order, each once). ``counts``: results per status (every status present)."""
+    ordered by task ARN then rule id. ``expired_exemptions``: every expired exemption of
+    the params file, whether or not it matches a result now (``{"rule", "workload",
+    "expires", "reason"}``, params file order): a stale entry is reported so that it is
+    renewed or removed. ``counts``: results per status (every status present)."""
 
     results: list[dict]
     expired_exemptions: list[dict] = field(default_factory=list)
@@ -151,31 +153,26 @@ def _input_paths(rule: Rule) -> tuple[tuple[str, ...], ...] | None:
     return tuple(tuple(path.split(".")) for path in paths)
 
 
-def _exempt(
-    evidence: dict, exemptions: list, rule_id: str, workload: str, today, expired_seen: dict[int, dict]
-) -> str:
+def _exempt(evidence: dict, exemptions: list, rule_id: str, workload: str, today) -> str:
     """The status of a FAILED result after exemptions: PASSED with ``evidence.exempted``
-    when an active exemption matches, else FAILED. Expired matching exemptions are noted
-    in ``expired_seen`` (by their index in the params file, each once)."""
-    active, expired = match_exemptions(exemptions, rule_id, workload, today)
-    for exemption in expired:
-        expired_seen.setdefault(
-            exemptions.index(exemption),
-            {key: exemption[key] for key in ("rule", "workload", "expires", "reason")},
-        )
+    when an active exemption matches, else FAILED (an expired one is ignored)."""
+    active, _ = match_exemptions(exemptions, rule_id, workload, today)
     if active is None:
         return FAILED
     evidence["exempted"] = {"reason": active["reason"], "expires": active["expires"]}
     return PASSED
 
 
-def _eval_result(results: list[dict], expired_seen: dict[int, dict]) -> EvalResult:
+def _eval_result(results: list[dict], exemptions: list, today) -> EvalResult:
     counts = dict.fromkeys(STATUSES, 0)
     for result in results:
         counts[result["status"]] += 1
-    return EvalResult(
-        results=results, expired_exemptions=[expired_seen[i] for i in sorted(expired_seen)], counts=counts
-    )
+    expired = [
+        {key: exemption[key] for key in ("rule", "workload", "expires", "reason")}
+        for exemption in exemptions
+        if exemption_expired(exemption, today)
+    ]
+    return EvalResult(results=results, expired_exemptions=expired, counts=counts)
 
 
 def evaluate(
@@ -197,7 +194,6 @@ def evaluate(
     values = effective_params(catalog, overrides)
 
     results: list[dict] = []
-    expired_seen: dict[int, dict] = {}
     ordered = sorted(postures, key=lambda p: str(p.get("task_arn")))
     # params depend only on the task's account and region: each rule's, once per scope
     prepared_for: dict[tuple, list[tuple[Rule, Mapping, tuple | None]]] = {}
@@ -232,9 +228,7 @@ def evaluate(
                 else:
                     status, evidence = _evaluate(rule, rule_params, posture, errors)
                 if status == FAILED and exemptions:
-                    status = _exempt(
-                        evidence, exemptions, rule.id, str(posture.get("workload")), today, expired_seen
-                    )
+                    status = _exempt(evidence, exemptions, rule.id, str(posture.get("workload")), today)
                 append(
                     {
                         "task_arn": task_arn,
@@ -245,7 +239,7 @@ def evaluate(
                         "evidence": evidence,
                     }
                 )
-    return _eval_result(results, expired_seen)
+    return _eval_result(results, exemptions, today)
 
 
 def evaluate_discovery(
@@ -267,13 +261,12 @@ def evaluate_discovery(
     resolved = resolve_params(effective_params(catalog, overrides), discovery)
     workload = str(discovery.get("workload"))
     results: list[dict] = []
-    expired_seen: dict[int, dict] = {}
     for rule in catalog.discovery_rules:
         status, evidence = evaluate_rule(rule, discovery, resolved)
         if status == NOT_APPLICABLE:  # e.g. EGR-03 without flow data: no result at all
             continue
         if status == FAILED and exemptions:
-            status = _exempt(evidence, exemptions, rule.id, workload, today, expired_seen)
+            status = _exempt(evidence, exemptions, rule.id, workload, today)
         results.append(
             {
                 "workload": workload,
@@ -284,4 +277,4 @@ def evaluate_discovery(
                 "evidence": evidence,
             }
         )
-    return _eval_result(results, expired_seen)
+    return _eval_result(results, exemptions, today)
