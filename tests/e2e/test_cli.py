@@ -13,8 +13,10 @@ import io
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import boto3
@@ -291,6 +293,29 @@ def test_output_option_writes_the_file_and_nothing_to_stdout(estate, tmp_path):
     code, out, err = run_cli("scan", "--format", "json", "--cluster", "prod", "--output", str(target))
     assert (code, out, err) == (1, "", "")
     assert json.loads(target.read_text())["report_version"] == 1
+
+
+def test_output_through_a_link_or_to_a_fifo_keeps_the_path_what_it_was(estate, tmp_path):
+    """--output replaces a regular file only once complete; a symbolic link keeps being a
+    link (its target gets the report) and a device or FIFO is written in place, never
+    swapped for a regular file (``--output /dev/null`` run as root replaced the device)."""
+    target, link = tmp_path / "target.json", tmp_path / "link.json"
+    target.write_text("old")
+    link.symlink_to(target)
+    code, out, err = run_cli("scan", "--format", "json", "--cluster", "quiet", "--output", str(link))
+    assert (code, out, err) == (1, "", "")
+    assert link.is_symlink() and json.loads(target.read_text())["report_version"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "target.json"]  # no temporary left
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    code, out, err = run_cli("scan", "--format", "json", "--cluster", "quiet", "--output", str(fifo))
+    reader.join(timeout=60)
+    assert (code, out, err) == (1, "", "")
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and json.loads(received[0])["report_version"] == 1
 
 
 def test_output_dash_is_stdout_and_writes_no_file(estate, tmp_path, monkeypatch):

@@ -75,10 +75,27 @@ class _Output:
         """The stream colour may be decided for (None when writing to a file)."""
         return None if self.path else self.stdout
 
+    @property
+    def _target(self) -> str:
+        """The file written: the path, or where a symbolic link at it points (the link
+        stays a link)."""
+        return os.path.realpath(self.path) if self.path else ""
+
+    @property
+    def _special(self) -> bool:
+        """A device, FIFO or socket (``/dev/null``, ``/dev/stdout``, a named pipe): written
+        in place, never replaced by a regular file."""
+        target = self._target
+        return os.path.exists(target) and not os.path.isfile(target) and not os.path.isdir(target)
+
     def check_writable(self) -> None:
         if not self.path:
             return
-        folder = os.path.dirname(os.path.abspath(self.path))
+        if self._special:
+            if not os.access(self._target, os.W_OK):
+                raise ConfigError(f"{self.path}: cannot write output: permission denied")
+            return
+        folder = os.path.dirname(self._target)
         if os.path.isdir(self.path):
             raise ConfigError(f"{self.path}: cannot write output: is a directory")
         if not os.path.isdir(folder):
@@ -91,17 +108,27 @@ class _Output:
     @contextlib.contextmanager
     def stream(self) -> Iterator[TextIO]:
         """A stream to write a large output piece by piece: stdout, or a temporary file
-        beside ``--output`` that replaces it only once complete (no half-written report)."""
+        beside ``--output`` that replaces it only once complete (no half-written report).
+        A symbolic link's target is the file replaced (the link stays); a device or FIFO
+        (``/dev/null``) is written in place."""
         if not self.path:
             yield self.stdout
             self.stdout.flush()
             return
-        folder = os.path.dirname(os.path.abspath(self.path))
-        temporary = os.path.join(folder, f".{os.path.basename(self.path)}.{os.getpid()}.tmp")
+        if self._special:
+            try:
+                with open(self._target, "w", encoding="utf-8") as handle:
+                    yield handle
+            except OSError as exc:
+                raise ConfigError(f"{self.path}: cannot write output: {exc.strerror or exc}") from exc
+            return
+        target = self._target
+        folder = os.path.dirname(target)
+        temporary = os.path.join(folder, f".{os.path.basename(target)}.{os.getpid()}.tmp")
         try:
             with open(temporary, "w", encoding="utf-8", buffering=1 << 20) as handle:
                 yield handle
-            os.replace(temporary, self.path)
+            os.replace(temporary, target)
         except OSError as exc:
             raise ConfigError(f"{self.path}: cannot write output: {exc.strerror or exc}") from exc
         finally:
