@@ -31,7 +31,7 @@ OLDER_AFTER_NEWER = scenario(
 REDELIVERED = scenario(
     "Same version redelivered under a new event id, later",
     "event",
-    "recorded unchanged (newer observation, same content): no history entry, nothing re-imported",
+    "stale (that task version is already audited): no AWS read, no history entry, nothing re-imported",
 )
 STOPPED_FIRST = scenario(
     "STOPPED before RUNNING",
@@ -114,8 +114,8 @@ def test_same_version_redelivered_later(run, report):
 
     again = run.task_events(run.running(task, event_id="second-delivery"))
 
-    assert again["status"] == "audited" and again["record"] == "unchanged"
-    assert again["findings"]["imported"] == 0 and run.findings() == findings
+    assert again["status"] == "stale" and "already audited" in again["reason"]
+    assert run.findings() == findings
     assert len(run.history(task)) == 1
     report(REDELIVERED, run.tasks_lost(running=[task]) + run.findings_lost())
 

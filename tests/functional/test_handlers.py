@@ -155,17 +155,40 @@ def test_duplicate_running_event_adds_no_history_and_imports_nothing(world):
     assert world.spy.metrics["StaleEvents"] == 1
 
 
-def test_same_version_redelivered_under_a_new_id_is_unchanged_and_imports_nothing(world):
+def test_same_version_redelivered_under_a_new_id_is_stale_and_imports_nothing(world):
     task = world.web[0]
     world.task_events(world.running(task, event_id="first-delivery"))
     before = world.findings()
+    world.calls.reset()
 
     outcome = world.task_events(world.running(task, event_id="second-delivery"))
 
-    assert outcome["status"] == "audited" and outcome["record"] == "unchanged"
-    assert outcome["findings"]["imported"] == 0
+    assert outcome["status"] == "stale" and "already audited" in outcome["reason"]
+    assert not world.calls.operations(("ecs", "ec2", "securityhub"))  # decided from the table alone
     assert len(world.rt.recorder.history(task.arn)) == 1
     assert world.findings() == before
+
+
+def test_a_late_running_event_never_undoes_a_newer_config_re_audit(world):
+    """The task's RUNNING event was audited from its container's cached VPC facts; SSH was
+    then opened to the world and the Config event re-audited the task from fresh facts
+    (NET-03 FAILED). The same RUNNING event delivered again (or late, under another id)
+    tells nothing new of the task: it is stale, read from the table alone, and never
+    audits the task back from an older cache (another container's, in AWS)."""
+    task = world.web[0]
+    event = world.running(task)
+    world.task_events(event)
+    _open_ssh(world)
+    assert world.config_events(world.config("config-security-group-change.json"))["audited"] == 1
+    assert world.finding("NET-03")["Compliance"]["Status"] == "FAILED"
+    world.calls.reset()
+
+    for late in (json.loads(json.dumps(event)), world.running(task, event_id="late-delivery")):
+        outcome = world.task_events(late)
+        assert outcome["status"] == "stale", outcome
+    assert not world.calls.operations(("ecs", "ec2"))
+    assert world.rt.recorder.history(task.arn)[-1]["cause"]["type"] == "config-event"
+    assert world.finding("NET-03")["Compliance"]["Status"] == "FAILED"
 
 
 def test_older_running_event_after_a_newer_one_is_stale(world):

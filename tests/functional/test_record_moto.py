@@ -205,11 +205,15 @@ def test_a_duplicate_ecs_event_writes_nothing(rec, ddb):
     assert all_items(ddb) == before
 
 
-def test_another_event_with_the_same_version_and_posture_is_unchanged(rec):
+def test_another_event_with_the_same_version_is_stale_and_writes_nothing(rec, ddb):
+    """A second task event of a version already audited (another id: a late or re-sent
+    event of the same task state) tells nothing new: it is stale, not audited again."""
     p = make_posture()
     rec.record_audit(p, results_of(p), ecs(3, "ev-a"), at(0))
+    before = all_items(ddb)
     outcome = rec.record_audit(p, results_of(p), ecs(3, "ev-b"), at(2))
-    assert outcome.status == "unchanged"
+    assert outcome.status == "stale" and "already audited" in outcome.reason
+    assert all_items(ddb) == before
     assert len(rec.history(p["task_arn"])) == 1
 
 

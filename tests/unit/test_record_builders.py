@@ -252,8 +252,24 @@ def test_a_newer_task_version_wins_even_when_observed_earlier():
 
 def test_equal_versions_keep_the_newer_observation():
     stored = {"lifecycle": "RUNNING", "task_version": 3, "observed_at": dynamo.iso(NOW), "cause": SWEEP}
-    assert record.stale_reason(stored, ecs_event(3), dynamo.iso(NOW - timedelta(seconds=1)))
-    assert record.stale_reason(stored, ecs_event(3), dynamo.iso(NOW + timedelta(seconds=1))) is None
+    config = {"type": "config-event", "id": "cfg-1", "task_version": 3}
+    assert record.stale_reason(stored, config, dynamo.iso(NOW - timedelta(seconds=1)))
+    assert record.stale_reason(stored, config, dynamo.iso(NOW + timedelta(seconds=1))) is None
+
+
+def test_a_task_event_of_a_version_already_audited_is_stale_whenever_it_is_observed():
+    """A sweep or Config re-audit recorded version 3 from fresh facts; the RUNNING event of
+    version 3 arriving after it (late, or delivered again) tells nothing new of the task and
+    would audit it from its container's older cache, moving the posture back."""
+    for previous in (SWEEP, {"type": "config-event", "id": "cfg-1", "task_version": 3}, ecs_event(3, "ev-0")):
+        stored = {
+            "lifecycle": "RUNNING",
+            "task_version": 3,
+            "observed_at": dynamo.iso(NOW),
+            "cause": previous,
+        }
+        reason = record.stale_reason(stored, ecs_event(3), dynamo.iso(NOW + timedelta(minutes=5)))
+        assert reason and "already audited" in reason
 
 
 def test_the_same_ecs_event_delivered_twice_is_stale():

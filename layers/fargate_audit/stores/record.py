@@ -481,6 +481,11 @@ def stale_reason(stored: Mapping[str, Any] | None, cause: Mapping[str, Any], obs
             and (previous.get("type"), previous.get("id")) == (cause.get("type"), cause.get("id"))
         ):
             return f"duplicate delivery of event {cause['id']}"
+        if cause.get("type") == "ecs-event":
+            # a task event tells the task's own state, which this version already recorded
+            # (e.g. a Config or sweep re-audit read it since, with fresher facts than this
+            # container's cache): auditing it again could only move the posture back
+            return f"task version {version} already audited ({previous.get('type') or 'unknown cause'})"
     if stored_at > observed_at:
         return f"observed at {observed_at}, before the recorded {stored_at}"
     return None
