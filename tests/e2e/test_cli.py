@@ -385,6 +385,28 @@ def test_a_cluster_given_by_name_and_by_arn_is_scanned_once(estate):
     assert report["errors"] == [] and err == ""
 
 
+def test_a_cluster_arn_is_looked_up_in_its_own_region_and_a_name_where_it_is(estate):
+    """An ARN names its region: it is scanned there, whatever --region says, and looked for
+    nowhere else; a name missing from one region of several but found in another is no
+    error. Before, both gave a false 'could not be read' warning and exit >= 1 (or exit 2
+    when the ARN's region was not asked for)."""
+    arn = f"arn:aws:ecs:{REGION}:123456789012:cluster/quiet"
+    for argv in (
+        ("--cluster", arn),
+        ("--region", "us-east-1", "--cluster", arn),
+        ("--region", "us-east-1", "--region", REGION, "--cluster", arn),
+        ("--region", "us-east-1", "--region", REGION, "--cluster", "quiet"),
+    ):
+        code, out, err = run_cli("scan", *argv, "--format", "json", "--fail-on", "CRITICAL")
+        report = json.loads(out)
+        assert (code, err, report["errors"]) == (0, "", []), argv
+        assert [t["task_arn"] for t in report["tasks"]] == estate["quiet"], argv
+        assert REGION in report["scope"]["regions"]
+
+    code, out, err = run_cli("scan", "--region", "us-east-1", "--region", REGION, "--cluster", "nosuch")
+    assert code == 2 and err.count("nosuch") == 1 and "not found" in err
+
+
 def _denying(monkeypatch, operation: str, cluster: str) -> None:
     """Every call of ``operation`` on ``cluster`` refused as AWS refuses it."""
     from botocore.client import BaseClient

@@ -235,6 +235,45 @@ def test_accounts_in_two_regions_make_one_report_with_a_scope_per_account_and_re
     assert EXTERNAL_ID not in out + err
 
 
+def test_given_clusters_are_looked_for_where_they_can_be_and_missing_only_when_found_nowhere(world, iam):
+    """--cluster NAME: B has no "apps" in us-east-1, which is no error while others have it;
+    --cluster ARN: only the account and region it names are read (the other scopes make
+    no ECS call); a name found in no account is one error, exit >= 1."""
+    tasks = world[1]
+    scope = (
+        "--accounts",
+        f"{A},{B}",
+        "--region",
+        REGION,
+        "--region",
+        OTHER_REGION,
+        "--external-id",
+        EXTERNAL_ID,
+    )
+    strict = ("--format", "json", "--fail-on", "CRITICAL")
+    code, out, err = run_cli(*scope, "--cluster", "apps", *strict)
+    report = json.loads(out)
+    assert (code, report["errors"]) == (0, []), err
+    assert {t["task_arn"] for t in report["tasks"]} == {a for arns in tasks.values() for a in arns}
+
+    arn = f"arn:aws:ecs:{OTHER_REGION}:{A}:cluster/apps"
+    code, out, err = run_cli(*scope, "--cluster", arn, *strict)
+    report = json.loads(out)
+    assert (code, report["errors"]) == (0, []), err
+    assert [t["task_arn"] for t in report["tasks"]] == tasks[(A, OTHER_REGION)]
+    assert report["stats"]["api_calls"]["ecs.DescribeClusters"] == 1
+
+    code, out, err = run_cli(*scope, "--cluster", "nosuch", *strict)
+    report = json.loads(out)
+    assert code == 1 and [e["resource"] for e in report["errors"]] == ["nosuch"]
+    elsewhere = f"arn:aws:ecs:{OTHER_REGION}:{C}:cluster/apps"  # an account not scanned
+    code, out, err = run_cli(*scope, "--cluster", elsewhere, "--cluster", "apps", *strict)
+    report = json.loads(out)
+    assert code == 1 and [e["message"] for e in report["errors"]] == [
+        f"cluster {elsewhere} is not in the accounts and regions scanned"
+    ]
+
+
 def test_the_table_has_a_row_per_account_and_region(world, iam):
     code, out, err = run_cli("--accounts", f"{A},{C}", "--external-id", EXTERNAL_ID, "--fail-on", "CRITICAL")
 

@@ -161,6 +161,8 @@ class ScopeResult:
     clusters: list[str] = field(default_factory=list)
     api_calls: dict[str, int] = field(default_factory=dict)
     expired_exemptions: list[dict] = field(default_factory=list)
+    looked_up: list[str] = field(default_factory=list)  # the given clusters this scope looked for
+    unfound: dict[str, dict] = field(default_factory=dict)  # those it did not find: {ref: error}
 
 
 # account_done(account_id, its scopes, accounts done, accounts in all): called once per
@@ -178,8 +180,14 @@ def _assume(sessions: MemberSessions, account_id: str):
 
 def _scan_scope(session, account_id, region, clusters, catalog, params, moment) -> ScopeResult:
     scope = ScopeResult(account_id, region)
+    if clusters:  # a cluster ARN is looked for in its own account and region only
+        scope.looked_up = [ref for ref in clusters if collect.cluster_in_scope(ref, account_id, region)]
+        if not scope.looked_up:
+            return scope  # none of the given clusters can be here: nothing to read
     try:
-        collected = collect.collect(session, regions=[region], clusters=clusters)
+        collected = collect.collect(
+            session, regions=[region], clusters=scope.looked_up or None, report_missing_clusters=False
+        )
     # every call of the region refused, or credentials rejected
     except (FargateAuditError, *AWS_ERRORS) as exc:
         scope.error = " ".join(str(exc).split())
@@ -192,7 +200,31 @@ def _scan_scope(session, account_id, region, clusters, catalog, params, moment) 
     scope.errors = [{"account_id": account_id, **error} for error in collected.errors]
     scope.clusters = list(collected.scope.get("clusters") or [])
     scope.api_calls = collected.api_calls
+    scope.unfound = collected.unfound_clusters
     return scope
+
+
+def _unfound_clusters(scopes: list[ScopeResult], clusters: list[str] | None) -> list[dict]:
+    """The given clusters found in no scope that could look for them (one error each, as
+    the first such scope saw it), and the cluster ARNs naming an account and region the
+    scan does not cover: a cluster missing from some accounts is no error, from all is."""
+    errors: list[dict] = []
+    for ref in dict.fromkeys(clusters or ()):
+        searched = [s for s in scopes if ref in s.looked_up and s.error is None]
+        misses = [s for s in searched if ref in s.unfound]
+        if searched and len(misses) == len(searched):
+            errors.append({"account_id": misses[0].account_id, **misses[0].unfound[ref]})
+        elif not any(ref in s.looked_up for s in scopes):
+            errors.append(
+                {
+                    "account_id": collect.account_of(ref) or "",
+                    "call": "DescribeClusters",
+                    "region": ref.split(":")[3] if ref.count(":") == 5 else "",
+                    "resource": ref,
+                    "message": f"cluster {ref} is not in the accounts and regions scanned",
+                }
+            )
+    return errors
 
 
 def _reclaim(lock: threading.Lock) -> None:
@@ -256,11 +288,18 @@ def scan_accounts(
     finally:
         gc.unfreeze()
     scopes = [scope for account_scopes in per_account for scope in account_scopes]
-    return _merge(scopes, accounts, regions, moment, started, sessions.assumed - assumed_before)
+    unfound = _unfound_clusters(scopes, clusters)
+    return _merge(scopes, accounts, regions, moment, started, sessions.assumed - assumed_before, unfound)
 
 
 def _merge(
-    scopes: list[ScopeResult], accounts: list[str], regions: list[str], moment, started, assumed: int
+    scopes: list[ScopeResult],
+    accounts: list[str],
+    regions: list[str],
+    moment,
+    started,
+    assumed: int,
+    unfound: list[dict] = (),
 ) -> ScanOutcome:
     postures = sorted((p for s in scopes for p in s.postures), key=lambda p: p["task_arn"] or "")
     results = sorted((r for s in scopes for r in s.results), key=lambda r: (r["task_arn"], r["rule_id"]))
@@ -280,7 +319,7 @@ def _merge(
             "regions": regions,
             "clusters": sorted({c for s in scopes for c in s.clusters}),
         },
-        errors=[error for s in scopes for error in s.errors],
+        errors=[error for s in scopes for error in s.errors] + list(unfound),
         api_calls=dict(api_calls),
     )
     summary_scopes = [{"account_id": s.account_id, "region": s.region, "error": s.error} for s in scopes]

@@ -197,6 +197,9 @@ class CollectResult:
     scope: dict = field(default_factory=dict)  # {"accounts", "regions", "clusters"}
     errors: list[dict] = field(default_factory=list)  # {"call", "region", "resource", "message"}
     api_calls: dict[str, int] = field(default_factory=dict)  # "ecs.DescribeTasks": n
+    # given clusters found in no region, when the caller decides (report_missing_clusters
+    # false): {ref: the error entry it would have been}
+    unfound_clusters: dict[str, dict] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------- entry points
@@ -212,6 +215,7 @@ def collect(
     cache: FactCache | None = None,
     refresh_vpcs: bool = False,
     refreshed_since: float | None = None,
+    report_missing_clusters: bool = True,
 ) -> CollectResult:
     """Collect raw bundles for every running Fargate task in scope.
 
@@ -220,15 +224,24 @@ def collect(
     clients: injected clients (tests), default `Clients(session)`; cache: a FactCache to
     read and fill; refresh_vpcs: fetch every VPC's facts afresh (and refill the cache),
     but for those the cache took at or after `refreshed_since` (a `cache.now()` reading:
-    the sweep messages of one worker invocation refresh a VPC once).
+    the sweep messages of one worker invocation refresh a VPC once). A given cluster found
+    in no region is a scope error, or, with ``report_missing_clusters`` false, goes in
+    ``unfound_clusters`` (an organization scan decides over all its accounts).
     """
     clients = clients if clients is not None else Clients(session)
+    # a cluster ARN names its region: it is looked up there only (that region joins the
+    # scope), a cluster name in each region of the scope
+    arn_regions = [r for r in dict.fromkeys(_arn_region(ref) for ref in clusters or ()) if r]
+    if not regions and arn_regions and all(_arn_region(ref) for ref in clusters or ()):
+        regions = arn_regions  # only ARNs and no region asked for: their regions are the scope
     if not regions:
         region = getattr(session, "region_name", None) if session is not None else None
         if not region:
             raise CredentialsError(NO_REGION_MESSAGE)
         regions = [region]
     regions = list(dict.fromkeys(regions))
+    name_regions = frozenset(regions)
+    regions += [r for r in arn_regions if r not in name_regions]
     before = clients.counter.snapshot()
     result = CollectResult(scope={"accounts": [], "regions": regions, "clusters": []})
 
@@ -238,8 +251,11 @@ def collect(
         )
         for region in regions
     ]
-    for scan in scans:
-        scan.discover(clusters)
+    if clusters:
+        _discover_given(scans, clusters, name_regions, report_missing_clusters)
+    else:
+        for scan in scans:
+            scan.discover(None)
     tracker = _Progress(progress, sum(len(scan.task_arns()) for scan in scans))
     tracker.report("list tasks")
     for scan in scans:
@@ -374,6 +390,51 @@ def eni_attachment(task: dict) -> tuple[str | None, str | None]:
     return None, None
 
 
+def cluster_in_scope(ref: str, account: str, region: str) -> bool:
+    """Whether a given cluster (a name, or an ARN naming its account and region) is looked
+    up in that account and region."""
+    named = _arn_region(ref)
+    return named is None or (named == region and account_of(ref) == account)
+
+
+def _arn_region(ref: str) -> str | None:
+    """The region of a cluster ARN (``arn:PARTITION:ecs:REGION:ACCOUNT:cluster/NAME``);
+    None for a name."""
+    parts = ref.split(":")
+    return parts[3] or None if len(parts) == 6 and parts[0] == "arn" and parts[2] == "ecs" else None
+
+
+def _discover_given(
+    scans: list[_RegionScan], clusters: list[str], name_regions: frozenset[str], report: bool
+) -> None:
+    """The given clusters of each region scanned: an ARN in the region it names only, a
+    name in each of ``name_regions``. A name found in one region is not missing from the
+    others (it is a scope error only when found nowhere, named once, in the first region)."""
+    refs = list(dict.fromkeys(clusters))
+
+    def looked_up_in(ref: str, region: str) -> bool:
+        named = _arn_region(ref)
+        return named == region if named else region in name_regions
+
+    unfound: dict[str, list[tuple[_RegionScan, str]]] = {}
+    for scan in scans:
+        mine = [ref for ref in refs if looked_up_in(ref, scan.region)]
+        for ref, message in scan.discover(mine, report_missing=False).items():
+            unfound.setdefault(ref, []).append((scan, message))
+    for ref, misses in unfound.items():
+        if len(misses) == sum(1 for scan in scans if looked_up_in(ref, scan.region)):
+            scan, message = misses[0]
+            if report:
+                scan._lost("DescribeClusters", ref, message)
+            else:
+                scan.result.unfound_clusters[ref] = {
+                    "call": "DescribeClusters",
+                    "region": scan.region,
+                    "resource": ref,
+                    "message": message,
+                }
+
+
 def _cluster_name(name_or_arn: str) -> str:
     return name_or_arn.rsplit("/", 1)[-1]
 
@@ -469,14 +530,25 @@ class _RegionScan:
 
     # -- clusters and task lists
 
-    def discover(self, clusters: list[str] | None) -> None:
+    def discover(self, clusters: list[str] | None, report_missing: bool = True) -> dict[str, str]:
+        """List the given clusters (names or ARNs; None: every cluster of the region) and
+        their tasks. Returns {ref: message} of the given clusters not found here, each
+        also a scope error unless ``report_missing`` is false (the caller decides)."""
         # a cluster given twice (by name and by ARN) is listed once: a second listing would
         # find its tasks already seen and leave the cluster empty
-        keys = self._resolve_clusters(list(dict.fromkeys(clusters))) if clusters else self._list_clusters()
+        missing: dict[str, str] = {}
+        if clusters is None:
+            keys = self._list_clusters()
+        else:
+            keys = self._resolve_clusters(list(dict.fromkeys(clusters)), missing) if clusters else []
+        if report_missing:
+            for ref, message in missing.items():
+                self._lost("DescribeClusters", ref, message)
         keys = list(dict.fromkeys(keys))
         self.result.scope["clusters"].extend(keys)
         for key in keys:
             self._listed[key] = self._list_tasks(key)
+        return missing
 
     def _list_clusters(self) -> list[str]:
         """Every cluster ARN of the region (those of the pages read before a failure)."""
@@ -490,8 +562,9 @@ class _RegionScan:
             self.listed_any = True
         return list(dict.fromkeys(arns))
 
-    def _resolve_clusters(self, refs: list[str]) -> list[str]:
-        """Given names/ARNs -> cluster ARNs, describing them once (the facts are kept)."""
+    def _resolve_clusters(self, refs: list[str], missing_out: dict[str, str]) -> list[str]:
+        """Given names/ARNs -> cluster ARNs, describing them once (the facts are kept);
+        those not found go in ``missing_out`` ({ref: message})."""
         keys: list[str] = []
         for batch in _chunks(refs, DESCRIBE_CLUSTERS_BATCH):
             found, missing, error = self._describe_clusters(batch)
@@ -507,9 +580,7 @@ class _RegionScan:
                     keys.append(by_name[name]["clusterArn"])
                 else:
                     reason = missing.get(ref) or missing.get(name) or "not returned"
-                    self._lost(
-                        "DescribeClusters", ref, f"DescribeClusters: {reason}: cluster {ref} not found"
-                    )
+                    missing_out[ref] = f"DescribeClusters: {reason}: cluster {ref} not found"
         return keys
 
     def _describe_clusters(self, batch: list[str]) -> tuple[list[dict], dict[str, str], str | None]:
