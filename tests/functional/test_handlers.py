@@ -361,6 +361,46 @@ def test_route_table_change_reaudits_the_tasks_of_its_subnet(world):
     assert world.finding("NET-02")["Compliance"]["Status"] == "PASSED"
 
 
+@pytest.mark.parametrize("named_by", ["relationships", "associations"])
+def test_a_route_table_newly_associated_with_the_subnet_reaudits_its_tasks(world, named_by):
+    """The task's subnet moves to another route table (here one without the internet
+    route): no task depended on that table, but its Config item names the subnet (as a
+    relationship "Is associated with Subnet", and in configuration.associations), which
+    finds the subnet's tasks."""
+    task = world.web[0]
+    world.task_events(world.running(task))
+    assert world.finding("NET-02")["Compliance"]["Status"] == "FAILED"
+    ec2 = world.client("ec2")
+    private = ec2.create_route_table(VpcId=world.vpc)["RouteTable"]["RouteTableId"]
+    (association,) = [
+        a["RouteTableAssociationId"]
+        for a in ec2.describe_route_tables(RouteTableIds=[world.route_table])["RouteTables"][0][
+            "Associations"
+        ]
+        if a.get("SubnetId") == task.subnet
+    ]
+    ec2.replace_route_table_association(AssociationId=association, RouteTableId=private)
+    event = world.config("config-route-table-change.json", task)
+    item = event["detail"]["configurationItem"]
+    item["resourceId"] = item["configuration"]["routeTableId"] = private
+    item["ARN"] = item["ARN"].replace(world.route_table, private)
+    item["configuration"]["routes"] = [
+        r for r in item["configuration"]["routes"] if r.get("gatewayId") == "local"
+    ]
+    for entry in item["configuration"]["associations"]:
+        entry["routeTableId"] = private
+    if named_by == "relationships":
+        item["configuration"]["associations"] = []
+    else:
+        item["relationships"] = [r for r in item["relationships"] if r["resourceType"] != "AWS::EC2::Subnet"]
+
+    outcome = world.config_events(event)
+
+    assert outcome["status"] == "audited" and outcome["audited"] == 1, outcome
+    assert world.rt.recorder.history(task.arn)[-1]["rules"]["NET-02"] == ["FAILED", "PASSED"]
+    assert world.finding("NET-02")["Compliance"]["Status"] == "PASSED"
+
+
 def test_config_change_of_a_resource_no_task_depends_on_is_ignored(world):
     world.task_events(world.running(world.web[0]))
     event = world.config("config-security-group-change.json")

@@ -116,6 +116,32 @@ def test_config_change_type_falls_back_to_the_item_status():
     assert events.parse_config_event(event)["change_type"] == "DELETE"
 
 
+def test_a_network_acl_or_route_table_names_its_associated_subnets_not_its_vpc():
+    """The subnets a NACL or route table is associated with find the tasks that do not
+    depend on it yet (a subnet moved to it); its VPC would re-audit every task there."""
+    event = sample("config-route-table-change.json")
+    item = event["detail"]["configurationItem"]
+    item["resourceType"], item["resourceId"] = "AWS::EC2::NetworkAcl", "acl-0123456789abcdef0"
+    item["configuration"] = {
+        "networkAclId": "acl-0123456789abcdef0",
+        "associations": [
+            {"networkAclAssociationId": "aclassoc-1", "subnetId": "subnet-bbbb"},
+            {"subnetId": None},
+        ],
+    }
+    item["relationships"] = [
+        {"resourceId": "subnet-aaaa", "resourceType": "AWS::EC2::Subnet", "name": "Is attached to Subnet"},
+        {
+            "resourceId": "vpc-0a1b2c3d4e5f67890",
+            "resourceType": "AWS::EC2::VPC",
+            "name": "Is contained in Vpc",
+        },
+    ]
+    assert events.parse_config_event(event)["related_ids"] == ["subnet-aaaa", "subnet-bbbb"]
+    item["resourceType"] = "AWS::EC2::SecurityGroup"  # a group's relationships find nothing more
+    assert events.parse_config_event(event)["related_ids"] == []
+
+
 def test_scheduled_sample_parses():
     assert events.parse_scheduled_event(sample("scheduled-event.json")) == {
         "event_id": "d41f7b2e-3a9c-4c58-8e16-0b7a5f2d9c33",

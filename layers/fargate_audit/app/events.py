@@ -262,15 +262,29 @@ def parse_config_event(event: Any) -> dict:
 _RELATED_ID_KEYS = {"AWS::EC2::FlowLog": ("resourceId", "ResourceId")}
 
 
+# A route table or network ACL now associated with a subnet concerns the tasks of that
+# subnet, which did not depend on it before (a subnet moved off the VPC's main route table,
+# or to another NACL): the subnets it names (relationships "Is associated with Subnet" /
+# "Is attached to Subnet", configuration ``associations[].subnetId``) find them.
+_SUBNET_ASSOCIATED = frozenset({"AWS::EC2::RouteTable", "AWS::EC2::NetworkAcl"})
+
+
 def _related_ids(item: dict) -> list[str]:
-    keys = _RELATED_ID_KEYS.get(item["resourceType"])
-    if not keys:
+    resource_type = item["resourceType"]
+    keys = _RELATED_ID_KEYS.get(resource_type)
+    if not keys and resource_type not in _SUBNET_ASSOCIATED:
         return []
     configuration = item.get("configuration")
-    found = [configuration.get(k) for k in keys] if isinstance(configuration, dict) else []
-    relationships = item.get("relationships")
-    if isinstance(relationships, list):
-        found += [r.get("resourceId") for r in relationships if isinstance(r, dict)]
+    listed = item.get("relationships")
+    relationships = [r for r in listed if isinstance(r, dict)] if isinstance(listed, list) else []
+    if keys:
+        found = [configuration.get(k) for k in keys] if isinstance(configuration, dict) else []
+        found += [r.get("resourceId") for r in relationships]
+    else:
+        found = [r.get("resourceId") for r in relationships if r.get("resourceType") == "AWS::EC2::Subnet"]
+        associations = configuration.get("associations") if isinstance(configuration, dict) else None
+        if isinstance(associations, list):
+            found += [a.get("subnetId") for a in associations if isinstance(a, dict)]
     return list(dict.fromkeys(i for i in found if isinstance(i, str) and i))
 
 
