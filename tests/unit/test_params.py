@@ -164,6 +164,19 @@ def test_port_range_upside_down_is_rejected(tmp_path):
     assert error_of(tmp_path, "params.json", text) == "allowed_public_ports[0]: from 90 is above to 80"
 
 
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("params.json", '{"allowed_public_ports": [{"protocol": "tcp", "from": 443.0, "to": 443}]}'),
+        ("params.yaml", "allowed_public_ports: [{protocol: tcp, from: 443.0, to: 443}]\n"),
+    ],
+)
+def test_a_port_written_as_a_decimal_is_named_at_load_time(tmp_path, name, text):
+    """JSON Schema's integer admits 443.0; it reached the port algebra, which failed the
+    scan with an 'unexpected ValueError' naming neither file nor key."""
+    assert error_of(tmp_path, name, text) == "allowed_public_ports[0].from: 443.0 is not an integer"
+
+
 def test_unknown_egress_path_is_rejected(tmp_path):
     message = error_of(tmp_path, "params.yaml", "inspected_egress_paths: [nat-gateway>firewall]\n")
     assert message.startswith("inspected_egress_paths[0]: 'nat-gateway>firewall' does not match")

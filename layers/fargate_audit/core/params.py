@@ -78,7 +78,12 @@ def _semantic_problems(source: str, data: Mapping, catalog: Catalog) -> list[str
         except re.error as exc:
             problems.append(problem(source, "secret_env_pattern", f"invalid regular expression: {exc}"))
     for i, iv in enumerate(data.get("allowed_public_ports") or []):
-        if iv["from"] > iv["to"]:
+        floats = [key for key in ("from", "to") if isinstance(iv[key], float)]
+        for key in floats:  # JSON Schema's "integer" admits 443.0; a port is written 443
+            problems.append(
+                problem(source, ["allowed_public_ports", i, key], f"{iv[key]!r} is not an integer")
+            )
+        if not floats and iv["from"] > iv["to"]:
             problems.append(
                 problem(source, ["allowed_public_ports", i], f"from {iv['from']} is above to {iv['to']}")
             )
