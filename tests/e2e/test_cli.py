@@ -407,6 +407,13 @@ def test_a_cluster_arn_is_looked_up_in_its_own_region_and_a_name_where_it_is(est
     assert code == 2 and err.count("nosuch") == 1 and "not found" in err
 
 
+@pytest.mark.parametrize("org", [(), ("--accounts", "123456789012")], ids=["single", "organization"])
+def test_a_malformed_region_is_one_error_line_before_anything_runs(estate, org):
+    code, out, err = run_cli("scan", *org, "--region", REGION, "--region", "bad_region!")
+    assert (code, out) == (2, "")
+    assert err == "fargate-audit: error: --region 'bad_region!': not an AWS region name (e.g. eu-west-1)\n"
+
+
 def _denying(monkeypatch, operation: str, cluster: str) -> None:
     """Every call of ``operation`` on ``cluster`` refused as AWS refuses it."""
     from botocore.client import BaseClient

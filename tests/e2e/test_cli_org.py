@@ -310,7 +310,13 @@ def test_a_refused_account_is_listed_with_its_error_and_the_others_reported(worl
     scopes = {s["account_id"]: s for s in report["summary"]["scopes"]}
     assert scopes[A]["error"] is None and scopes[A]["tasks"] == 2
     assert scopes[C]["error"].startswith("sts:AssumeRole: AccessDenied: ")
-    assert scopes[C]["error"].endswith(f"({role_arn(C)})") and "tasks" not in scopes[C]
+    assert scopes[C]["error"].endswith(f"({role_arn(C)})")
+    # interface.md's six keys, always: what the refused scope saw is nothing
+    assert (scopes[C]["tasks"], scopes[C]["skipped_tasks"], set(scopes[C]["by_status"].values())) == (
+        0,
+        0,
+        {0},
+    )
     assert f"account {C}" in err and "AccessDenied" in err
     code, _, err = run_cli("--accounts", A, "--external-id", EXTERNAL_ID, "--fail-on", "CRITICAL")
     assert code == 0, err  # the same account alone: nothing to exit 1 for

@@ -244,9 +244,16 @@ def cmd_scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         return _scan(args, stdout, stderr)
 
 
+# botocore's own check of a region name (InvalidRegionError otherwise, mid-scan)
+_REGION_NAME = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
+
+
 def _scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from fargate_audit.core import report as report_mod
 
+    for region in args.region or ():
+        if not _REGION_NAME.fullmatch(region):
+            raise ConfigError(f"--region {region!r}: not an AWS region name (e.g. eu-west-1)")
     catalog = _load_catalog()
     params = None
     if args.params:

@@ -292,8 +292,9 @@ def summarize_scopes(
     scopes: list[dict], tasks: list[dict], results: Iterable[dict], skipped: list[dict]
 ) -> list[dict]:
     """``summary.scopes`` (interface.md "Organization scale"): one entry per (account,
-    region) asked for, sorted, with its tasks, skipped tasks and results by status; a scope
-    that could not be scanned carries its ``error`` line and no counts."""
+    region) asked for, sorted, with its tasks, skipped tasks and results by status (all six
+    keys always there, so that tools can read them: a scope that could not be scanned
+    carries its ``error`` line and counts of 0, the tasks it saw)."""
     place_of = {t["task_arn"]: (t["account_id"], t["region"]) for t in tasks}
     task_counts = Counter(place_of.values())
     skipped_counts = Counter(_arn_place(s.get("task_arn", "")) for s in skipped)
@@ -302,9 +303,8 @@ def summarize_scopes(
     for scope in sorted(scopes, key=lambda s: (s["account_id"], s["region"])):
         place = (scope["account_id"], scope["region"])
         entry: dict[str, Any] = {"account_id": place[0], "region": place[1]}
-        if scope.get("error") is None:
-            by_status = {status: statuses[(place, status)] for status in STATUSES}
-            entry.update(tasks=task_counts[place], skipped_tasks=skipped_counts[place], by_status=by_status)
+        by_status = {status: statuses[(place, status)] for status in STATUSES}
+        entry.update(tasks=task_counts[place], skipped_tasks=skipped_counts[place], by_status=by_status)
         entry["error"] = None if scope.get("error") is None else " ".join(str(scope["error"]).split())
         entries.append(entry)
     return entries
