@@ -41,10 +41,15 @@ def _s3_resource_unapproved(resource: Any, approved: list[str]) -> bool:
     _, partition, service, region, account, rest = parts
     if not fnmatchcase("s3", service) or not partition:
         return False
-    if not (fnmatchcase("", region) and fnmatchcase("", account)):
-        # Not a bucket ARN (access point, Object Lambda, batch job, ...): names no bucket.
+    if region or account:
+        # May be other than a bucket ARN (access point, Object Lambda, batch job, ...): as
+        # such it names no bucket. A wildcard region or account matches both forms, each
+        # judged (``arn:aws:s3:*:*:accesspoint/*`` is every access point, not a bucket).
         name = "/".join(rest.split("/", 2)[:2])
-        return _has_wildcard(region + account + name) or bool(approved)
+        if _has_wildcard(region + account + name) or approved:
+            return True
+    if not (fnmatchcase("", region) and fnmatchcase("", account)):
+        return False
     bucket = rest.split("/", 1)[0]
     if _has_wildcard(bucket):
         return True
