@@ -852,6 +852,16 @@ def test_any_ipv6_address_is_a_public_address():
     assert p["public_address"] == {"ipv4": False, "ipv6": True}
 
 
+def test_a_delegated_ipv6_prefix_is_a_public_address_listed_as_the_prefix():
+    """rules.md: "for IPv6, any IPv6 address on the ENI": a prefix delegated to the ENI
+    (Ipv6Prefixes) gives it addresses too."""
+    raw = bundle()
+    raw["eni"]["Ipv6Prefixes"] = [{"Ipv6Prefix": "2a05:d018:123:4500:1::/80"}]
+    p = build_posture(raw)["network"]
+    assert p["ipv6_addresses"] == ["2a05:d018:123:4500:1::/80"]
+    assert p["public_address"] == {"ipv4": False, "ipv6": True}
+
+
 # --- security groups ----------------------------------------------------------------------
 
 

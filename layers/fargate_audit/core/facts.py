@@ -161,7 +161,7 @@ class Network(TypedDict):
     subnet_id: str | None
     vpc_id: str | None
     public_ipv4: str | None
-    ipv6_addresses: list[str]
+    ipv6_addresses: list[str]  # the ENI's IPv6 addresses and delegated prefixes (CIDR)
     public_address: PublicAddress
     security_groups: list[SecurityGroupRef]  # the ENI's groups (authoritative)
     world_ingress_rules: list[WorldIngressRule]

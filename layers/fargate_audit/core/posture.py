@@ -505,6 +505,8 @@ def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors, 
     ipv6 = {a.get("Ipv6Address") for a in eni.get("Ipv6Addresses") or [] if a.get("Ipv6Address")}
     if eni.get("Ipv6Address"):
         ipv6.add(eni["Ipv6Address"])
+    # a delegated prefix (Ipv6Prefixes) gives the ENI IPv6 addresses too: listed as the prefix
+    ipv6.update(p.get("Ipv6Prefix") for p in eni.get("Ipv6Prefixes") or [] if p.get("Ipv6Prefix"))
     network["public_ipv4"] = public_ipv4
     network["ipv6_addresses"] = sorted(ipv6)
     network["public_address"] = {"ipv4": bool(public_ipv4), "ipv6": bool(ipv6)}
