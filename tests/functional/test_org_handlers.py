@@ -495,6 +495,49 @@ def test_organization_accounts_are_the_active_ones(monkeypatch):
         assert sts.count(ACCOUNT) == 1  # the organization role only: the own account needs no member role
 
 
+def test_a_failed_refresh_of_the_account_list_names_its_call_keeps_the_list_and_is_logged(monkeypatch):
+    """The listing under OUs fails (ListAccountsForParent throttled): the error names that
+    call (it said ListAccounts), the previous list stays in use, the handler logs one
+    warning and counts it, and the next attempt waits a minute instead of every event."""
+    from botocore.exceptions import ClientError
+    from fargate_audit.edge import accounts
+
+    org_role = f"arn:aws:iam::{ACCOUNT}:role/org-reader"
+    with emulated_world(
+        monkeypatch, {"ORGANIZATIONS_ROLE_ARN": org_role, "AWS_LAMBDA_FUNCTION_NAME": FUNCTION}
+    ) as world:
+        organizations = world.session.client("organizations", region_name="us-east-1")
+        organizations.create_organization(FeatureSet="ALL")
+        Sts(world, external_id=None)
+        audited = world.rt.audited
+        listed = audited.ids()
+        assert ACCOUNT in listed and audited.lookups == 1
+
+        def throttled(client, parents):
+            error = {"Error": {"Code": "TooManyRequestsException", "Message": "rate"}}
+            raise ClientError(error, "ListAccountsForParent")
+
+        monkeypatch.setattr(accounts, "organization_accounts", throttled)
+        clock = [audited._clock() + audited.ttl + 1]  # the list has expired
+        audited._clock = lambda: clock[0]
+
+        world.task_events(world.running(world.web[0]))
+
+        assert audited.ids() == listed and audited.lookups == 1
+        assert audited.error == "organizations:ListAccountsForParent: TooManyRequestsException: rate"
+        (warning,) = [line for line in world.spy.lines("warning") if "account list" in line[1]]
+        assert warning[2]["error"] == audited.error
+        assert world.spy.metrics["AccountListFailures"] == 1
+        failures = audited.failures
+        assert failures == 1  # once for the whole event, not at each of its reads of the list
+        clock[0] += accounts.LIST_RETRY_SECONDS - 1
+        audited.ids()
+        assert audited.failures == failures  # not tried again within the minute
+        clock[0] += 2
+        audited.ids()
+        assert audited.failures == failures + 1
+
+
 def test_the_organizations_role_is_assumed_with_the_member_external_id(monkeypatch):
     # templates/organizations-reader.yaml trusts the functions with the central stack's
     # MemberExternalId (when it has one), as the member roles do

@@ -369,6 +369,24 @@ def _end(rt, metrics, stopped_before: int) -> None:
     _metric(metrics, "RetriesStoppedByDeadline", rt.clients.retries_stopped - stopped_before)
 
 
+def _account_list_failures(rt) -> int:
+    return rt.audited.failures if rt is not None and rt.audited is not None else 0
+
+
+def _account_list_refused(rt, logger, metrics, failures_before: int) -> None:
+    """The organization's account list could not be refreshed during the invocation (the
+    previous list stays in use): one warning naming the refused call, counted."""
+    failed = _account_list_failures(rt) - failures_before
+    if failed > 0:
+        _log(
+            logger,
+            "warning",
+            "organization account list not refreshed: the previous list stays in use",
+            error=rt.audited.error,
+        )
+        _metric(metrics, "AccountListFailures", failed)
+
+
 def _dead_letter(
     rt, event: Any, error: str, function: str, logger, metrics, reason: str = "malformed"
 ) -> bool:
@@ -492,6 +510,7 @@ def handler_envelope(function: str, run: str, *, deadline: bool = True, retries_
             else:  # no deadline (the log functions), but their own account all the same
                 stopped = 0
                 _own_account(rt, context)
+            listing_failures = _account_list_failures(rt)
             try:
                 outcome = getattr(service, run)(event, rt, _now())
             except EventError as exc:
@@ -503,6 +522,7 @@ def handler_envelope(function: str, run: str, *, deadline: bool = True, retries_
             finally:
                 if deadline and retries_metric:
                     _end(rt, metrics, stopped)
+                _account_list_refused(rt, logger, metrics, listing_failures)
             return report(outcome, rt, logger, metrics)
 
         # the handler's name and text; not functools.wraps: its signature is the handler's
@@ -609,6 +629,7 @@ def sweep_worker(event, context, logger=None, metrics=None) -> dict:
 
     rt = runtime(logger)
     stopped = _begin(rt, context)
+    listing_failures = _account_list_failures(rt)
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     started = rt.cache.now()  # VPC facts fetched from now on are fresh for every message of the batch
 
@@ -671,6 +692,7 @@ def sweep_worker(event, context, logger=None, metrics=None) -> dict:
         )
     finally:
         _end(rt, metrics, stopped)
+        _account_list_refused(rt, logger, metrics, listing_failures)
 
 
 def _unreachable_scopes(logger, metrics, unreachable: list[dict]) -> None:

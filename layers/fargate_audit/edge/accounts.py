@@ -31,6 +31,7 @@ from fargate_audit.edge.aws import AWS_ERRORS, assume_role_session, check_role, 
 ACCOUNT_ID = re.compile(r"[0-9]{12}")
 # The role the member template (templates/member.yaml) creates in every audited account.
 DEFAULT_MEMBER_ROLE_NAME = "fargate-audit-member"
+LIST_RETRY_SECONDS = 60.0  # a failed Organizations listing is tried again after this long
 _ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}")
 
 
@@ -307,8 +308,9 @@ class AuditedAccounts:
         self._clock = clock
         self._listed: tuple[float, tuple[str, ...]] | None = None
         self._session = None
-        self.error: str | None = None
+        self.error: str | None = None  # the last listing's failure (one line), None once one succeeds
         self.lookups = 0  # Organizations listings made
+        self.failures = 0  # listings that failed
 
     def _organization(self) -> tuple[str, ...]:
         from fargate_audit.edge.aws import assume_role_session, client
@@ -328,9 +330,16 @@ class AuditedAccounts:
             organizations = client(self._session, "organizations", region)
             ids = tuple(organization_accounts(organizations, self.parent_ids))
         except AWS_ERRORS as exc:
-            self.error = f"organizations:{describe_error(exc, 'ListAccounts')}"
+            # the call that failed: the AssumeRole of ORGANIZATIONS_ROLE_ARN, ListAccounts,
+            # or under OUs ListAccountsForParent / ListOrganizationalUnitsForParent
+            call = getattr(exc, "operation_name", None) or "ListAccounts"
+            self.error = f"{'sts' if call == 'AssumeRole' else 'organizations'}:{describe_error(exc, call)}"
+            self.failures += 1
             if self._listed is None:
                 raise
+            # the previous list stays in use; the next listing is tried in a minute, not
+            # on every call meanwhile
+            self._listed = (self._clock() - self.ttl + LIST_RETRY_SECONDS, self._listed[1])
             return self._listed[1]
         self.lookups += 1
         self.error = None
