@@ -232,6 +232,20 @@ def test_a_handler_failure_is_one_error_line_and_exit_2(env, tmp_path):
     assert done.stdout == ""
 
 
+def test_invoke_without_credentials_is_one_error_line_and_exit_2(env):
+    """As scan says it (a Lambda always has its account's credentials): not a made-up
+    account 000000000000 whose events are then 'rejected' with exit 0."""
+    bare = {
+        k: v
+        for k, v in env.items()
+        if k not in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    }
+    bare["AWS_EC2_METADATA_DISABLED"] = "true"
+    done = run(bare, "invoke", "task_events", "events/ecs-task-running.json", check_exit=2)
+    assert done.stdout == "" and done.stderr.startswith("fargate-audit: error: no AWS credentials")
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
 MEMBER = "222222222222"
 
 

@@ -294,12 +294,15 @@ def local_queue_name(queue_logical_id: str) -> str:
 
 def caller_account(session) -> str | None:
     """The account of the session's credentials (STS GetCallerIdentity needs no
-    permission), or None when it cannot be read."""
-    from fargate_audit.edge.aws import AWS_ERRORS, client
+    permission), or None when it cannot be read (an emulator without STS). No credentials,
+    or credentials AWS rejects, are one CredentialsError, as ``scan`` says it: a Lambda
+    always runs with its account's."""
+    from fargate_audit.edge.aws import AWS_ERRORS, client, raise_for_credentials
 
     try:
         return client(session, "sts", session.region_name).get_caller_identity()["Account"]
-    except AWS_ERRORS:
+    except AWS_ERRORS as exc:
+        raise_for_credentials(exc, "GetCallerIdentity")
         return None
 
 
