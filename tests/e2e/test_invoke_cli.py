@@ -188,7 +188,9 @@ def test_invoke_by_logical_id_of_the_stopped_sample_archives_the_findings(invoke
 def test_invoke_of_the_planner_creates_the_sweep_queue(env, endpoint):
     result = json.loads(run(env, "invoke", "sweep_planner", "events/scheduled-event.json").stdout)
 
-    assert result["status"] == "planned" and result["clusters"] == 0
+    # the emulator lists no cluster; the module's other tests may have left ACTIVE findings
+    # of the sample's cluster, which the planner then sweeps as deleted (their tasks retired)
+    assert result["status"] == "planned" and result["tasks"] == 0 and result["unreachable"] == []
     assert client(endpoint, "sqs").get_queue_url(QueueName="fargate-audit-SweepQueue")["QueueUrl"]
 
 
