@@ -848,11 +848,12 @@ def test_importing_the_handlers_module_makes_no_client():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_a_task_with_a_custom_group_is_audited_swept_and_archived(world):
+def test_a_task_with_a_custom_group_is_a_standalone_task_of_its_family(world):
     """A standalone task may carry any group name of up to 255 characters (RunTask
-    `group`; ECS guide "Group related Amazon ECS tasks"), not only `family:NAME`. Its
-    events are audited, and a "/" or "#" in it is written %2F / %23 in finding Ids and keys,
-    so the workload neither splits them nor shares a prefix with another."""
+    `group`; ECS guide "Group related Amazon ECS tasks"). interface.md names a standalone
+    task's workload by `family:NAME`: the task is audited in its family's workload (one
+    finding with the family's other tasks), its own group kept beside it, and findings,
+    keys and report keep the form the contract gives."""
     group = "team/etl#nightly"
     ecs = world.client("ecs")
     (run,) = ecs.run_task(
@@ -871,24 +872,22 @@ def test_a_task_with_a_custom_group_is_audited_swept_and_archived(world):
 
     outcome = world.task_events(running)
 
-    assert outcome["status"] == "audited" and outcome["workload"] == f"batch/{group}"
-    prefix = f"fargate-audit/{ACCOUNT}/{REGION}/batch/team%2Fetl%23nightly/"
-    ours = {i: f for i, f in world.findings().items() if i.startswith(prefix)}
-    assert ours and all(i.count("/") == 5 for i in ours)
-    some = next(iter(ours.values()))
-    assert some["ProductFields"]["fargate-audit/Workload"] == f"batch/{group}"
-    assert some["Resources"][0]["Type"] == "AwsEcsTaskDefinition"  # as for a standalone task
-
-    swept = world.sweep("batch")  # the whole cluster, the custom group's task among them
+    assert outcome["status"] == "audited" and outcome["workload"] == "batch/family:etl"
+    posture = world.rt.recorder.latest(task.arn)["posture"]
+    assert (posture["group"], posture["task_group"]) == ("family:etl", group)
+    swept = world.sweep("batch")  # the whole cluster: the family's other task, and this one
     assert swept["batchItemFailures"] == []
+    prefix = f"fargate-audit/{ACCOUNT}/{REGION}/batch/family:etl/"
+    ours = {i: f for i, f in world.findings().items() if i.startswith(prefix)}
+    assert ours and not [i for i in world.findings() if "team" in i]
+    assert ours[prefix + "NET-01"]["ProductFields"]["fargate-audit/TasksEvaluated"] == "2"
 
     stopped = world.stopped(task)
     stopped["detail"] |= {"clusterArn": world.clusters["batch"], "group": group}
-    assert world.task_events(stopped)["status"] == "stopped"
-    states = {i: f["RecordState"] for i, f in world.findings().items()}
-    assert {states[i] for i in ours} == {"ARCHIVED"}
-    etl = f"fargate-audit/{ACCOUNT}/{REGION}/batch/family:etl/"
-    assert {s for i, s in states.items() if i.startswith(etl)} == {"ACTIVE"}  # its neighbour untouched
+    assert world.task_events(stopped)["workload"] == f"WL#{ACCOUNT}#{REGION}#batch#family:etl"
+    after = world.findings()
+    assert {after[i]["RecordState"] for i in ours} == {"ACTIVE"}  # its family's other task runs
+    assert after[prefix + "NET-01"]["ProductFields"]["fargate-audit/TasksEvaluated"] == "1"
 
 
 def _schedule() -> dict:

@@ -142,6 +142,21 @@ def test_a_network_acl_or_route_table_names_its_associated_subnets_not_its_vpc()
     assert events.parse_config_event(event)["related_ids"] == []
 
 
+@pytest.mark.parametrize(
+    "group, expected",
+    [
+        ("service:web", "service:web"),
+        ("family:etl", "family:etl"),
+        ("team/etl#nightly", "family:etl"),  # a custom group (RunTask group): its family's
+    ],
+)
+def test_a_task_event_names_the_workload_by_service_or_family(group, expected):
+    event = sample("ecs-task-stopped.json")
+    event["detail"]["group"] = group
+    event["detail"]["taskDefinitionArn"] = "arn:aws:ecs:eu-west-1:123456789012:task-definition/etl:7"
+    assert events.parse_task_event(event)["group"] == expected
+
+
 def test_scheduled_sample_parses():
     assert events.parse_scheduled_event(sample("scheduled-event.json")) == {
         "event_id": "d41f7b2e-3a9c-4c58-8e16-0b7a5f2d9c33",

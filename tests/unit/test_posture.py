@@ -510,7 +510,7 @@ def test_posture_has_exactly_the_design_keys():
     p = build_posture(bundle())
     assert set(p) == {
         "posture_version", "task_arn", "cluster_arn", "cluster_name", "account_id", "region", "group",
-        "workload", "service_name", "task_definition_arn", "launch_type", "last_status",
+        "task_group", "workload", "service_name", "task_definition_arn", "launch_type", "last_status",
         "platform_family", "platform_version", "connectivity_at", "started_at", "containers",
         "environment", "cluster", "network", "errors",
     }  # fmt: skip
@@ -850,6 +850,30 @@ def test_any_ipv6_address_is_a_public_address():
     p = build_posture(raw)["network"]
     assert p["ipv6_addresses"] == ["2001:db8:1:2::10", "2001:db8:1:2::20"]
     assert p["public_address"] == {"ipv4": False, "ipv6": True}
+
+
+def test_a_custom_task_group_names_the_workload_by_family_and_the_report_keeps_the_schema():
+    """A standalone task run with a custom group: its workload is its family's (interface.md:
+    `family:NAME` for standalone tasks), its own group kept as `task_group`; the report's
+    `group` keeps scan-report.schema.json's form (it failed validation)."""
+    from datetime import UTC, datetime
+
+    import jsonschema
+    from fargate_audit.core import report
+
+    raw = bundle()
+    raw["task"]["group"] = "team/etl#nightly"
+    p = build_posture(raw)
+    family = raw["task"]["taskDefinitionArn"].rsplit("/", 1)[1].rsplit(":", 1)[0]
+    assert (p["group"], p["task_group"]) == (f"family:{family}", "team/etl#nightly")
+    assert p["workload"] == f"{p['cluster_name']}/family:{family}"
+    entry = report.task_entry(p)
+    assert (entry["group"], entry["task_group"]) == (f"family:{family}", "team/etl#nightly")
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    doc = report.build_report([p], [], now=now, scope={"regions": [p["region"]]})
+    jsonschema.validate(json.loads(json.dumps(doc)), report.load_schema())
+    raw["task"]["group"] = "service:web"
+    assert "task_group" not in report.task_entry(build_posture(raw))
 
 
 def test_a_delegated_ipv6_prefix_is_a_public_address_listed_as_the_prefix():

@@ -37,6 +37,7 @@ from functools import cache
 from typing import Any
 
 from fargate_audit.core.errors import FargateAuditError
+from fargate_audit.core.workloads import workload_group
 
 TASK_EVENT = "ECS event"
 CONFIG_EVENT = "Config event"
@@ -202,7 +203,7 @@ def parse_task_event(event: Any) -> dict:
         "region": event["region"],
         "task_arn": task_arn,
         "cluster_arn": cluster_arn,
-        "group": detail["group"],
+        "group": workload_group(detail["group"], detail.get("taskDefinitionArn")),
         "last_status": detail["lastStatus"],
         "launch_type": launch_type,
         "capacity_provider": capacity_provider,

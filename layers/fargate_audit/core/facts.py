@@ -187,7 +187,8 @@ class Posture(TypedDict):
     cluster_name: str | None
     account_id: str | None
     region: str | None
-    group: str | None  # "service:web" | "family:batch"
+    group: str | None  # "service:web" | "family:batch" (a custom group: its family's)
+    task_group: str | None  # the task's own group when custom (RunTask group), else None
     workload: str  # "<cluster_name>/<group>"
     service_name: str | None  # from group "service:NAME"
     task_definition_arn: str | None

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from fargate_audit.core import facts, ingress, netalgebra, routes
 from fargate_audit.core.facts import Posture
+from fargate_audit.core.workloads import workload_group
 
 POSTURE_VERSION = 1
 
@@ -703,7 +704,8 @@ def build_posture(raw: Mapping, memo: dict | None = None) -> Posture:
     task_arn = task.get("taskArn")
     cluster_arn = task.get("clusterArn") or (cluster or {}).get("clusterArn")
     cluster_name = _last_path_element(cluster_arn) or (cluster or {}).get("clusterName")
-    group = task.get("group")
+    own_group = task.get("group")
+    group = workload_group(own_group, task.get("taskDefinitionArn"))
     service_name = (
         group[len("service:") :] if isinstance(group, str) and group.startswith("service:") else None
     )
@@ -736,6 +738,7 @@ def build_posture(raw: Mapping, memo: dict | None = None) -> Posture:
         "account_id": raw.get("account_id") or _arn_field(task_arn, 4),
         "region": raw.get("region") or _arn_field(task_arn, 3),
         "group": group,
+        "task_group": own_group if own_group != group else None,
         "workload": f"{cluster_name}/{group}",
         "service_name": service_name,
         "task_definition_arn": task.get("taskDefinitionArn"),

@@ -90,6 +90,7 @@ def task_entry(posture: dict, memo: dict | None = None) -> dict:
         "region": posture["region"],
         "group": posture["group"],
         "workload": posture.get("workload"),
+        **({"task_group": posture["task_group"]} if posture.get("task_group") else {}),
         "task_definition_arn": posture["task_definition_arn"],
         "eni_id": network.get("eni_id"),
         "private_ip": network.get("private_ip"),
