@@ -284,6 +284,42 @@ def test_answers_on_connections_clients_opened_are_not_egress_and_portless_proto
     assert outcome["malformed"] == []
 
 
+@pytest.mark.parametrize("with_flags", [False, True], ids=["ports", "tcp-flags"])
+def test_a_connection_the_task_opened_is_egress_even_with_the_peers_replies_in_the_batch(world, with_flags):
+    """AWS logs each direction of a connection as its own record: the task's call to
+    198.51.100.23:4444 comes with the server's answers (ingress, 4444 -> the task's
+    ephemeral port) in the same batch, which looked like a client's connection and dropped
+    the call as a 'reply' (EGR-03 PASSED). The task opened it: by the handshake when the
+    format has tcp-flags (its SYN without ACK), else by the ports (it called from the
+    higher, ephemeral one). A connection a client opened stays a reply either way."""
+    log_format = flowlogs.DOCUMENTED_FORMAT + (" ${tcp-flags}" if with_flags else "")
+    create_flow_log(world, log_format)
+    eni, own = "eni-0feed00000000000e", "10.9.0.9"
+    key = record_task(world, "f", "service:caller", eni, datetime.now(UTC) - timedelta(hours=1))
+    start = epoch(datetime.now(UTC))
+
+    def record(src, dst, sport, dport, direction, flags, size=100):
+        line = (
+            f"5 {ACCOUNT} {eni} {src} {dst} {sport} {dport} 6 2 {size} {start} {start + 30} "
+            f"ACCEPT OK vpc-0a1b2c3d4e5f67890 {direction}"
+        )
+        return line + (f" {flags}" if with_flags else "")
+
+    outcome = world.flow_logs(
+        batch(
+            [
+                record(own, "198.51.100.23", 49152, 4444, "egress", 3, size=5_000_000),  # SYN+FIN
+                record("198.51.100.23", own, 4444, 49152, "ingress", 19),  # SYN-ACK+FIN
+                record("198.51.100.30", own, 51000, 8080, "ingress", 3),  # a client connects
+                record(own, "198.51.100.30", 8080, 51000, "egress", 19),  # the task answers it
+            ]
+        )
+    )
+
+    assert (outcome["egress"], outcome["ingress"], outcome["replies"]) == (1, 2, 1)
+    assert rows(world, key) == {("198.51.100.23", "tcp", 4444, "ACCEPT"): (1, 2, 5_000_000)}
+
+
 # --------------------------------------------------------------------------- the format of the log group
 
 REORDERED = (  # a custom format, fields in another order, no vpc-id or version

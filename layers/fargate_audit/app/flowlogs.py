@@ -207,6 +207,7 @@ class FlowRecord:
     action: str  # ACCEPT | REJECT
     direction: str | None  # "ingress" | "egress" | None (not in the format)
     srcport: int | None = None  # None: not in the format, or "-"
+    tcp_flags: int | None = None  # the OR of the interval's TCP flags; None: not in the format
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +282,7 @@ def parse_record(message: Any, fields: tuple[str, ...], event_id: str = "") -> F
         action=action,
         direction=direction,
         srcport=_port(record, "srcport") if "srcport" in record else None,
+        tcp_flags=_port(record, "tcp-flags") if "tcp-flags" in record else None,
     )
 
 
@@ -442,6 +444,23 @@ def _is_egress(rec: FlowRecord, owner: Mapping[str, Any]) -> bool:
     return rec.srcaddr in own
 
 
+_SYN, _ACK = 0x02, 0x10  # tcp-flags bits (AWS reports ACK only with SYN: SYN-ACK is 18)
+
+
+def _answers_the_peer(rec: FlowRecord) -> bool:
+    """An outbound record whose connection's inbound record is in the batch (both ways
+    of one connection look alike): the task's answers to a connection the peer opened, not
+    egress it chose? By the handshake when the format has ``tcp-flags`` and the interval
+    holds it (the task's SYN without ACK: it opened the connection; its SYN-ACK: it
+    accepted it); otherwise by the ports: a client connects from an ephemeral port to a
+    service's, so the task answers when its own port is the lower one. A connection the
+    task opened (from an ephemeral port, to the peer's service port) is its egress even
+    when the peer's replies are in the batch."""
+    if rec.tcp_flags is not None and rec.protocol == "tcp" and rec.tcp_flags & _SYN:
+        return bool(rec.tcp_flags & _ACK)
+    return rec.srcport is not None and rec.srcport < rec.dstport
+
+
 def aggregate(
     records: Iterable[FlowRecord],
     ranges: Mapping[str, list[Mapping[str, Any]]],
@@ -494,7 +513,11 @@ def aggregate(
         if is_private(rec.dstaddr, networks) or _in_own_vpc(rec.dstaddr, owner):
             out.private += 1
             continue
-        if rec.srcport is not None and (rec.interface_id, rec.dstaddr, rec.srcport, rec.dstport) in inbound:
+        if (
+            rec.srcport is not None
+            and (rec.interface_id, rec.dstaddr, rec.srcport, rec.dstport) in inbound
+            and _answers_the_peer(rec)
+        ):
             out.replies += 1
             continue
         out.egress += 1
