@@ -562,11 +562,12 @@ def test_data_actions_are_scoped_to_this_stacks_resources(template):
 
     def own(service: str, resource: str) -> dict:
         """The stack's own account: in its region, or in every region when the stack
-        audits member accounts (the own account is then audited in AuditedRegions too)."""
+        audits member accounts (the own account is then audited in AuditedRegions too) or
+        other regions of its own (AllowedRegions)."""
         arn = f"arn:${{AWS::Partition}}:{service}:REGION:${{AWS::AccountId}}:{resource}"
         return {
             "Fn::If": [
-                "AuditsMembers",
+                "AuditsOtherRegions",
                 {"Fn::Sub": arn.replace("REGION", "*")},
                 {"Fn::Sub": arn.replace("REGION", "${AWS::Region}")},
             ]
@@ -591,6 +592,23 @@ def test_data_actions_are_scoped_to_this_stacks_resources(template):
                 assert resources == (own("ecs", "task/*"),)
             if "ecs:DescribeClusters" in actions:
                 assert resources == (own("ecs", "cluster/*"),)
+
+
+def test_the_own_account_is_read_in_every_region_the_stack_audits(template):
+    """AllowedRegions of a single-account stack: the planner sweeps those regions and the
+    events of their tasks are accepted, so DescribeTasks, DescribeClusters and the import
+    of their findings there must be allowed (they were the stack's region only)."""
+    from support.cfn import Stack
+
+    def other_regions(**params) -> bool:
+        return Stack(template, params, AccountId="111111111111", Region="eu-west-1").condition(
+            "AuditsOtherRegions"
+        )
+
+    assert not other_regions()
+    assert other_regions(AllowedRegions="eu-west-1,us-east-1")
+    assert other_regions(AuditedAccounts="222222222222")
+    assert other_regions(OrganizationsRoleArn="arn:aws:iam::111111111111:role/org-reader")
 
 
 # ---------------------------------------------------------------------------------------
