@@ -281,7 +281,14 @@ def test_environment_is_the_design_one(template):
     assert params["LogRetentionDays"]["Default"] == 30
     # empty: the account the stack reads and its own region only
     for name in ("AllowedAccounts", "AllowedRegions"):
-        assert params[name] == {"Type": "CommaDelimitedList", "Default": "", "Description": ANY}, name
+        assert params[name] == {
+            "Type": "CommaDelimitedList",
+            "Default": "",
+            "AllowedPattern": ANY,  # each value (test_parameter_overrides)
+            "ConstraintDescription": ANY,
+            "Description": ANY,
+        }, name
+        assert re.fullmatch(params[name]["AllowedPattern"], "")
     assert params["AuditRoleArn"]["Default"] == params["AuditRoleExternalId"]["Default"] == ""
     assert re.fullmatch(params["AuditRoleArn"]["AllowedPattern"], "")
     assert re.fullmatch(params["AuditRoleArn"]["AllowedPattern"], "arn:aws:iam::111122223333:role/audit")

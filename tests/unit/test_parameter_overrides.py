@@ -138,3 +138,38 @@ def test_an_empty_value_is_a_value_and_is_checked_like_any_other():
     assert environment["FLOW_LOG_FORMAT"] == ""
     with pytest.raises(ConfigError, match="MemberRoleName: '' does not match AllowedPattern"):
         parse_parameter_overrides(["MemberRoleName="], TEMPLATE)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        "AuditedAccounts=222222222222,12345",
+        "AllowedAccounts=1234567890123",
+        "AllowedRegions=eu-west1",
+        "AuditedRegions=EU-WEST-1",
+        "AuditedOrganizationalUnits=ou-abcd",
+    ],
+)
+def test_a_list_value_the_functions_would_refuse_is_refused_at_deploy_time(item):
+    """Each value of a list parameter is checked against its AllowedPattern, as
+    CloudFormation does: a stack that deploys with a value every function refuses
+    (ConfigError on each invocation) is refused before it deploys."""
+    key = item.split("=", 1)[0]
+    with pytest.raises(ConfigError, match=f"--parameter-overrides: {key}: .* does not match AllowedPattern"):
+        parse_parameter_overrides([item], TEMPLATE)
+
+
+def test_the_list_patterns_take_what_the_functions_take():
+    from fargate_audit.app import lambda_handlers
+
+    environment = env_of(
+        "AuditedAccounts=222222222222,333333333333",
+        "AuditedRegions=eu-west-1,us-gov-west-1",
+        "AllowedRegions=ap-southeast-2",
+        "OrganizationsRoleArn=arn:aws:iam::111111111111:role/org-reader",
+        "AuditedOrganizationalUnits=ou-ab12-cdefgh34,r-ab12",
+    )
+    settings = lambda_handlers._organization_settings(environment)
+    assert settings["regions"] == frozenset({"eu-west-1", "us-gov-west-1"})
+    assert settings["units"] == ["ou-ab12-cdefgh34", "r-ab12"]
+    assert parse_parameter_overrides(["AllowedAccounts="], TEMPLATE) == {"AllowedAccounts": ""}
