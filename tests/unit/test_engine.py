@@ -461,6 +461,10 @@ def test_bad_egress_parameters_are_one_clear_error():
     with pytest.raises(ConfigError, match="dns_answer_lookback"):
         validate_params({"dns_answer_lookback": "a day"}, CATALOG)
     assert validate_params({"dns_answer_lookback": 3600}, CATALOG) == {"dns_answer_lookback": 3600}
+    # answers are kept per hour: a shorter lookback could end between two of one hour's
+    for short in ("10m", 600, "59m", "0s"):
+        with pytest.raises(ConfigError, match=r"dns_answer_lookback.* is below 1 hour"):
+            validate_params({"dns_answer_lookback": short}, CATALOG)
 
 
 def test_discovery_registry_placeholders_resolve_to_the_workloads_account_and_region():

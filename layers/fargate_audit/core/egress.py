@@ -34,6 +34,9 @@ PRIVATE_NETWORKS = tuple(
 )
 MAX_EVIDENCE_FLOWS = 20
 MAX_ANSWER_LOOKBACK = 7 * 86400  # DNS answers are kept 8 days (app.dnslogs.ANSWER_TTL_DAYS)
+# an address's answers are kept per hour (first and last seen in it): a lookback shorter
+# than that could end between two answers of one hour and miss the later one
+MIN_ANSWER_LOOKBACK = 3600
 DURATION = re.compile(r"^([0-9]+)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

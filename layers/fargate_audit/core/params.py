@@ -22,7 +22,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from fargate_audit.core.egress import MAX_ANSWER_LOOKBACK, duration_seconds
+from fargate_audit.core.egress import MAX_ANSWER_LOOKBACK, MIN_ANSWER_LOOKBACK, duration_seconds
 from fargate_audit.core.errors import ConfigError
 from fargate_audit.core.rules import Catalog, problem, read_yaml, schema_problems
 
@@ -96,6 +96,15 @@ def _semantic_problems(source: str, data: Mapping, catalog: Catalog) -> list[str
     if lookback is not None and duration_seconds(lookback) > MAX_ANSWER_LOOKBACK:
         problems.append(
             problem(source, "dns_answer_lookback", f"{lookback!r} is above 7 days (DNS answers are kept 8)")
+        )
+    elif lookback is not None and duration_seconds(lookback) < MIN_ANSWER_LOOKBACK:
+        problems.append(
+            problem(
+                source,
+                "dns_answer_lookback",
+                f"{lookback!r} is below 1 hour (DNS answers are kept per hour: a shorter lookback "
+                "could miss an answer inside it)",
+            )
         )
     known = set(catalog.ids)
     for i, exemption in enumerate(data.get(EXEMPTIONS) or []):
