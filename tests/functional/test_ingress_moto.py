@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from fargate_audit.app import scan
+from fargate_audit.cli import table
 from fargate_audit.edge import collect
 from fargate_audit.local import estate
 from moto import mock_aws
@@ -278,6 +279,13 @@ def test_web_acl_denied_is_net_12_error_only_where_an_alb_exposure_exists(world,
         for e in _evidence(report, "green/service:web", "NET-12")
     )
     assert report["stats"]["api_calls"]["wafv2.GetWebACLForResource"] == 2  # one per ALB
+    # the exposures are known all the same (NET-11 judged): still reachable through load
+    # balancers, and the table names the web ACL, not the load balancer facts, as unknown
+    assert report["summary"]["internet_reachable"] == baseline["summary"]["internet_reachable"]
+    text = table.render(report)
+    assert "reached through a load balancer whose web ACL could not be read (2 tasks; NET-12)" in text
+    assert "load balancer facts not collected" not in text
+    assert "Reachable from the internet:" in text and "3 through load balancers" in text
 
 
 def test_an_alb_in_state_failed_is_no_front_door(world, hooks, baseline):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from fargate_audit.core.report import SEVERITIES, severity_rank, summarize_evidence
+from fargate_audit.core.report import SEVERITIES, exposure_known, severity_rank, summarize_evidence
 
 RESET = "\033[0m"
 _COLORS = {
@@ -164,14 +164,18 @@ def front_door(exposure: Mapping) -> str:
     return f"{text} ({', '.join(notes)})"
 
 
-def _front_door_lines(members: list[dict], paint: _Paint) -> list[str]:
+def _front_door_lines(members: list[dict], paint: _Paint, results_by_task: dict | None = None) -> list[str]:
     """The workload's front doors: which tasks the internet reaches through a load
-    balancer, and how (or that it could not be told)."""
+    balancer, and how (or that it could not be told: the load balancer facts, or only a
+    web ACL, when NET-11 could still be judged)."""
     doors: dict[str, int] = {}
-    unknown = 0
+    unknown = acl_unknown = 0
     for task in members:
         if "exposures" in task and task["exposures"] is None:
-            unknown += 1
+            if exposure_known(task["task_arn"], (results_by_task or {}).get(task["task_arn"], ())):
+                acl_unknown += 1
+            else:
+                unknown += 1
         for door in dict.fromkeys(front_door(e) for e in task.get("exposures") or []):
             doors[door] = doors.get(door, 0) + 1
     lines = []
@@ -180,6 +184,12 @@ def _front_door_lines(members: list[dict], paint: _Paint) -> list[str]:
             f"{door} ({n}/{len(members)})" if n < len(members) else door for door, n in doors.items()
         )
         lines.append(f"  {paint('internet ->', 'WARN')} {listed}")
+    if acl_unknown:
+        who = _plural(acl_unknown, "task")
+        lines.append(
+            f"  {paint('internet -> ?', 'ERROR')} reached through a load balancer whose web ACL "
+            f"could not be read ({who}; NET-12)"
+        )
     if unknown:
         who = _plural(unknown, "task")
         lines.append(f"  {paint('internet -> ?', 'ERROR')} load balancer facts not collected ({who})")
@@ -317,7 +327,7 @@ def render(report: dict, color: bool = False) -> str:
         count = _plural(len(members), "task")
         lines.append(f"{paint(f'{cluster}/{group}', 'HEADER')}  {paint(f'({count}{where})', 'DIM')}")
         results = [r for t in members for r in results_by_task.get(t["task_arn"], [])]
-        lines.extend(_front_door_lines(members, paint))
+        lines.extend(_front_door_lines(members, paint, results_by_task))
         lines.extend(_workload_lines(results, len(members), paint))
         lines.append("")
     lines.extend(_scope_lines(report, paint))

@@ -273,13 +273,34 @@ def summarize(tasks: list[dict], results: Iterable[dict], skipped_tasks: int) ->
     }
 
 
+def exposure_known(task_arn: str, results: Iterable[dict]) -> bool:
+    """Whether the task's results show it has an exposure (NET-11 judged: PASSED or
+    FAILED, NOT_APPLICABLE without one) when its ``exposures`` are null because only a web
+    ACL could not be read (rules.md: NET-11 is unaffected then)."""
+    return any(
+        r["task_arn"] == task_arn and r["rule_id"] == "NET-11" and r["status"] in ("PASSED", "FAILED")
+        for r in results
+    )
+
+
 def internet_reachable(tasks: list[dict], results: Iterable[dict]) -> dict:
     """Tasks the internet reaches at their own address (NET-02 FAILED) and through load
-    balancers (some exposure), counted apart (interface.md "Load-balancer exposure")."""
-    direct = {r["task_arn"] for r in results if r["rule_id"] == "NET-02" and r["status"] == "FAILED"}
+    balancers (some exposure; or, its exposures null for a web ACL alone, NET-11 judged),
+    counted apart (interface.md "Load-balancer exposure")."""
+    direct: set[str] = set()
+    judged: set[str] = set()
+    for r in results:
+        if r["rule_id"] == "NET-02" and r["status"] == "FAILED":
+            direct.add(r["task_arn"])
+        elif r["rule_id"] == "NET-11" and r["status"] in ("PASSED", "FAILED"):
+            judged.add(r["task_arn"])
     return {
         "direct": len(direct),
-        "through_load_balancers": sum(1 for t in tasks if t.get("exposures")),
+        "through_load_balancers": sum(
+            1
+            for t in tasks
+            if t.get("exposures") or (t.get("exposures", ()) is None and t["task_arn"] in judged)
+        ),
     }
 
 
