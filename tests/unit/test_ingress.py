@@ -1144,9 +1144,11 @@ def spoil_load_balancing(raw):
     return "DescribeTargetGroups"
 
 
-def nlb_tcp(raw):
-    """The task behind a TCP NLB (its group's attributes are read)."""
-    fresh = nlb_bundle("TCP", 443, 8443, "TCP", "false", task_rules=[perm("tcp", 8443, 8443, v4=[W4])])
+def nlb_tcp(raw, source: str = "10.0.0.0/16"):
+    """The task behind a TCP NLB (its group's attributes are read), admitting ``source``:
+    a CIDR containing the NLB's subnet, which admits only without client-IP preservation,
+    so the attribute decides the exposure."""
+    fresh = nlb_bundle("TCP", 443, 8443, "TCP", "false", task_rules=[perm("tcp", 8443, 8443, v4=[source])])
     raw.clear()
     raw.update(fresh)
 
@@ -1194,6 +1196,23 @@ def test_a_fact_that_could_change_the_exposures_missing_is_an_error_naming_the_c
         status, evidence = found[rule]
         assert status == "ERROR" and call in evidence["error"], (rule, evidence)
     assert task_entry(p)["exposures"] is None
+
+
+@pytest.mark.parametrize("spoil", [spoil_attributes, lose_attributes], ids=lambda f: f.__name__)
+def test_client_ip_preservation_unread_is_no_error_where_it_cannot_change_the_exposure(spoil):
+    """A world rule (or the load balancer's own group) admits the NLB's clients whether it
+    preserves their addresses or not: the attribute is not asked, the exposure stands."""
+    raw = elb_bundle()
+    spoil(raw)
+    nlb_tcp(raw, source=W4)
+    elb(raw)["target_group_attributes"] = {}
+    elb(raw)["errors"][TG_EDGE] = f"DescribeTargetGroupAttributes: {DENIED}"
+    p = posture_of(raw)
+    assert "load_balancers" not in p["errors"]
+    assert [(e["listener_port"], e["target_port"], e["families"]) for e in p["network"]["exposures"]] == [
+        (443, 8443, ["ipv4"])
+    ]
+    assert verdicts(p)["NET-11"][0] == "PASSED"
 
 
 @pytest.mark.parametrize("missing", ["route table", "network ACL"])

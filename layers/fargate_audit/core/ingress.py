@@ -26,7 +26,7 @@ door), never an error.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fargate_audit.core import netalgebra, routes
@@ -280,15 +280,16 @@ def admits(
     target_port: int,
     target_family: str,
     client_family: str,
-    preserved: bool,
+    preserved: Callable[[], bool],
     vpc: _Vpc,
 ) -> bool:
     """rules.md "The task admits" its front door for a transport, for clients of
     ``client_family``: a preserving NLB group hands the task the addresses of clients of
     the target's own family, which a CIDR merely containing the load balancer's subnets
-    does not admit."""
+    does not admit. ``preserved()`` (which may raise _Unknown: its attribute unread) is
+    asked only when the answer depends on it: a world rule or the load balancer's group
+    admits either way, and no narrow CIDR admits nothing either way."""
     lb_groups = set(load_balancer.get("SecurityGroups") or [])
-    by_subnet = not (preserved and client_family == target_family)
     narrow: list[str] = []  # CIDRs that admit only by containing a load balancer subnet
     for group in task_groups:
         for permission in group.get("IpPermissions") or []:
@@ -299,9 +300,8 @@ def admits(
             for cidr in _cidrs(permission, target_family):
                 if netalgebra.is_world(cidr, target_family):
                     return True
-                if by_subnet:
-                    narrow.append(cidr)
-    if not narrow:
+                narrow.append(cidr)
+    if not narrow or (client_family == target_family and preserved()):
         return False
     # the subnets are read only now, and an unknown one matters only if no known one admits:
     # the answer does not depend on the order of the rules or of the subnets
@@ -388,7 +388,13 @@ class _Walk:
                     facts.nacl(subnet_id).get("NetworkAclId"),
                 )
             )
-        preserved = preserves_client_addresses(group, load_balancer, facts)
+        known: list[bool] = []
+
+        def preserved() -> bool:  # read once, and only when an admission depends on it
+            if not known:
+                known.append(preserves_client_addresses(group, load_balancer, facts))
+            return known[0]
+
         target_family = _family(address)
         for listener in listeners:
             families = {
