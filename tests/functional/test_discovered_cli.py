@@ -189,12 +189,12 @@ def test_flow_rows_carry_address_protocol_port_action_packets_and_bytes(world):
     (block,) = json.loads(out)
     assert block["flow_records"] == 4
     assert [
-        (f["address"], f["protocol"], f["port"], f["action"], f["packets"], f["bytes_out"])
+        (f["address"], f["addresses"], f["protocol"], f["port"], f["action"], f["packets"], f["bytes_out"])
         for f in block["flows"]
     ] == [
-        ("52.94.218.7", "tcp", 443, "ACCEPT", 42, 38200),
-        ("2600:1f18:4a3:6900::5", "tcp", 443, "ACCEPT", 5, 900),
-        ("198.51.100.23", "tcp", 4444, "REJECT", 3, 180),
+        (None, ["52.94.218.7"], "tcp", 443, "ACCEPT", 42, 38200),  # named: the name is the destination
+        ("2600:1f18:4a3:6900::5", ["2600:1f18:4a3:6900::5"], "tcp", 443, "ACCEPT", 5, 900),
+        ("198.51.100.23", ["198.51.100.23"], "tcp", 4444, "REJECT", 3, 180),
     ]
     first, second = block["flows"][:2]
     # the DNS answer (through its CNAME) named the address before the flow started
@@ -221,3 +221,42 @@ def test_the_table_shows_flow_rows_before_the_dns_only_sites(world):
     assert row.split()[-1] == "-"  # an unnamed address has no approval to show
     assert "(3 not approved) - 3 DNS only: no flow row bears the name" in out
     assert out.index("Internet egress of") < out.index("Discovered 4 visited sites")
+
+
+def test_the_addresses_one_name_resolved_to_make_one_flow_row():
+    """interface.md: one row per (destination, protocol, port, action), `address` when
+    `name` is null: a name whose answers gave two addresses (a CNAME chain to two A
+    records) is one destination, its counters summed, its times spanning both."""
+    def flow(address, packets, size, first, last, port=443):
+        return {
+            "address": address,
+            "protocol": "tcp",
+            "port": port,
+            "action": "ACCEPT",
+            "flows": 1,
+            "packets": packets,
+            "bytes_out": size,
+            "first_seen": first,
+            "last_seen": last,
+        }
+
+    names = {"52.94.1.1": "api.partner.example", "52.94.1.2": "api.partner.example"}
+    rows = egress.flow_rows(
+        [
+            flow("52.94.1.1", 7, 700, "2026-12-07T10:00:00Z", "2026-12-07T10:05:00Z"),
+            flow("52.94.1.2", 5, 500, "2026-12-07T09:00:00Z", "2026-12-07T09:30:00Z"),
+            flow("52.94.1.2", 1, 60, "2026-12-07T09:00:00Z", "2026-12-07T09:00:00Z", port=80),
+            flow("203.0.113.9", 2, 100, "2026-12-07T08:00:00Z", "2026-12-07T08:00:00Z"),
+        ],
+        name_of=lambda f: names.get(f["address"]),
+        approved=lambda name: name.endswith(".example"),
+    )
+    assert [(r["name"], r["address"], r["addresses"], r["port"]) for r in rows] == [
+        ("api.partner.example", None, ["52.94.1.1", "52.94.1.2"], 443),
+        (None, "203.0.113.9", ["203.0.113.9"], 443),
+        ("api.partner.example", None, ["52.94.1.2"], 80),
+    ]
+    merged = rows[0]
+    assert (merged["flows"], merged["packets"], merged["bytes_out"]) == (2, 12, 1200)
+    assert (merged["first_seen"], merged["last_seen"]) == ("2026-12-07T09:00:00Z", "2026-12-07T10:05:00Z")
+    assert merged["approved"] is True and rows[1]["approved"] is None

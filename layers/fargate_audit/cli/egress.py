@@ -197,24 +197,31 @@ def flow_rows(
     name_of: Callable[[Mapping[str, Any]], str | None] | None = None,
     approved: Callable[[str], bool] | None = None,
 ) -> list[dict]:
-    """One row per (address, protocol, port, action) seen in flow logs, the most bytes
-    first: ``{"name", "address", "protocol", "port", "action", "flows", "packets",
-    "bytes_out", "first_seen", "last_seen", "approved"}``. ``name_of(flow)``: the name a
-    DNS answer gave the address before the flow started (``core.egress.name_for``), else
-    None; ``approved`` (``approved(name)``) is null for an unnamed row. Rows last seen
-    before ``since`` are left out."""
-    rows = []
+    """One row per (destination, protocol, port, action) seen in flow logs, the most
+    bytes first (interface.md "Flow-log egress"): ``{"name", "address", "addresses",
+    "protocol", "port", "action", "flows", "packets", "bytes_out", "first_seen",
+    "last_seen", "approved"}``. The destination is the name a DNS answer gave the address
+    before the flow started (``name_of(flow)``, ``core.egress.name_for``): the addresses
+    one name resolved to (a CNAME chain, several A records) make one row, counters summed,
+    ``address`` null and ``addresses`` listing them; an address no answer named is its own
+    row (``name`` and ``approved`` null). Flows last seen before ``since`` are left out."""
+    rows: dict[tuple, dict] = {}
     for found in flows:
         if since and str(found.get("last_seen") or "") < since:
             continue
         name = name_of(found) if name_of is not None else None
-        rows.append(
-            {
+        address = found.get("address")
+        protocol, port, action = found.get("protocol"), found.get("port"), found.get("action")
+        key = (name is None, name if name is not None else address, protocol, port, action)
+        row = rows.get(key)
+        if row is None:
+            rows[key] = {
                 "name": name,
-                "address": found.get("address"),
-                "protocol": found.get("protocol"),
-                "port": found.get("port"),
-                "action": found.get("action"),
+                "address": None if name is not None else address,
+                "addresses": [address],
+                "protocol": protocol,
+                "port": port,
+                "action": action,
                 "flows": found.get("flows", 0),
                 "packets": found.get("packets", 0),
                 "bytes_out": found.get("bytes_out", 0),
@@ -222,9 +229,20 @@ def flow_rows(
                 "last_seen": found.get("last_seen"),
                 "approved": approved(name) if name is not None and approved is not None else None,
             }
-        )
+            continue
+        if address not in row["addresses"]:
+            row["addresses"].append(address)
+        for counter in ("flows", "packets", "bytes_out"):
+            row[counter] += found.get(counter, 0)
+        seen = [t for t in (row["first_seen"], found.get("first_seen")) if t]
+        row["first_seen"] = min(seen) if seen else None
+        seen = [t for t in (row["last_seen"], found.get("last_seen")) if t]
+        row["last_seen"] = max(seen) if seen else None
+    for row in rows.values():
+        row["addresses"].sort(key=str)
     return sorted(
-        rows, key=lambda r: (-int(r["bytes_out"]), str(r["address"]), str(r["protocol"]), r["port"])
+        rows.values(),
+        key=lambda r: (-int(r["bytes_out"]), str(r["name"] or r["address"]), str(r["protocol"]), r["port"]),
     )
 
 
