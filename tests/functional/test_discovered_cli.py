@@ -227,6 +227,7 @@ def test_the_addresses_one_name_resolved_to_make_one_flow_row():
     """interface.md: one row per (destination, protocol, port, action), `address` when
     `name` is null: a name whose answers gave two addresses (a CNAME chain to two A
     records) is one destination, its counters summed, its times spanning both."""
+
     def flow(address, packets, size, first, last, port=443):
         return {
             "address": address,

@@ -330,7 +330,7 @@ def test_sqs_statements_name_exactly_the_queues_sent_to(policies):
         "TaskEventsFunction": ["EventsDeadLetterQueue"],
         "ConfigEventsFunction": ["EventsDeadLetterQueue"],
         "SweepPlannerFunction": ["SweepQueue", "EventsDeadLetterQueue"],
-        "SweepWorkerFunction": [],
+        "SweepWorkerFunction": ["SweepQueue"],  # consumed (its event source mapping's poller)
     }
     for function, statements in policies.items():
         queues = [

@@ -115,7 +115,8 @@ SAMPLE_ROUTES = {
 }
 
 # The least-privilege contract: exactly the actions each function calls (SAM adds the
-# basic logging role, the SQS poller role of the worker and the OnFailure destination).
+# basic logging role and the OnFailure destination; the worker's queue poller is its own
+# statement on the sweep queue, SQS_POLLER).
 # The reads (ECS, EC2, Route 53 Resolver) are derived from the fact declarations
 # (core/facts.py): an auditing function collects every posture fact of a task it describes
 # (ecs:DescribeTasks); the worker also lists a cluster's tasks, the planner only lists.
@@ -145,10 +146,12 @@ AUDIT_ACTIONS = TABLE_ACTIONS | {"securityhub:BatchImportFindings"}
 # on EventsDeadLetterQueue only).
 ASSUME_AUDIT_ROLE = {"sts:AssumeRole"}
 DEAD_LETTERS = {"sqs:SendMessage"}
+SQS_POLLER = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 OTHER_ACTIONS = {  # beside the reads
     "TaskEventsFunction": AUDIT_ACTIONS | DEAD_LETTERS | ASSUME_AUDIT_ROLE,
     "ConfigEventsFunction": AUDIT_ACTIONS | DEAD_LETTERS | ASSUME_AUDIT_ROLE,
-    "SweepWorkerFunction": AUDIT_ACTIONS | ASSUME_AUDIT_ROLE,
+    # Lambda's poller of its queue (SweepWorkerQueueMapping) runs with its role
+    "SweepWorkerFunction": AUDIT_ACTIONS | ASSUME_AUDIT_ROLE | SQS_POLLER,
     # each cluster's workloads and their running tasks: those no longer listed go in its pages
     "SweepPlannerFunction": {"sqs:SendMessage", "dynamodb:Query", "dynamodb:BatchGetItem"}
     | ASSUME_AUDIT_ROLE,
@@ -406,15 +409,19 @@ def test_planner_runs_on_the_sweep_schedule(template):
 
 
 def test_worker_consumes_the_sweep_queue_with_partial_batch_failures(template):
-    sources = function_events(template, "SQS")
-    assert set(sources) == {"SweepWorkerFunctionSweepMessages"}
-    function_id, event = sources["SweepWorkerFunctionSweepMessages"]
-    assert function_id == "SweepWorkerFunction"
-    props = event["Properties"]
-    assert props["Queue"] == _get_att("SweepQueue")
+    # a plain event source mapping, not SAM's SQS event: that one attaches the managed
+    # AWSLambdaSQSQueueExecutionRole (receive and delete on every queue of the account)
+    assert function_events(template, "SQS") == {}
+    mappings = resources_of_type(template, "AWS::Lambda::EventSourceMapping")
+    assert list(mappings) == ["SweepWorkerQueueMapping"]
+    props = mappings["SweepWorkerQueueMapping"]["Properties"]
+    assert props["FunctionName"] == {"Ref": "SweepWorkerFunction"}
+    assert props["EventSourceArn"] == _get_att("SweepQueue")
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert 1 <= props["BatchSize"] <= 10
     assert props["ScalingConfig"]["MaximumConcurrency"] >= 2  # Lambda's minimum
+    worker = template["Resources"]["SweepWorkerFunction"]["Properties"]
+    assert "Role" not in worker and not any(isinstance(p, str) for p in worker["Policies"])
 
 
 # ---------------------------------------------------------------------------------------
@@ -588,7 +595,9 @@ def test_data_actions_are_scoped_to_this_stacks_resources(template):
                 assert services == {"dynamodb"} and list(resources) == table_resources, function_id
             if services & {"sqs"}:
                 queues = [_get_att("EventsDeadLetterQueue")] * (function_id in ASYNC_FUNCTIONS)
-                queues += [_get_att("SweepQueue")] * (function_id == "SweepPlannerFunction")
+                queues += [_get_att("SweepQueue")] * (
+                    function_id in ("SweepPlannerFunction", "SweepWorkerFunction")
+                )
                 assert services == {"sqs"} and len(resources) == 1 and resources[0] in queues, function_id
             if services & {"sts"}:
                 assert actions == ("sts:AssumeRole",) and len(resources) == 1, function_id
