@@ -302,6 +302,7 @@ def test_severity_rank_orders_labels_and_rejects_unknown_ones():
             "error: eni: DescribeNetworkInterfaces: vanished",
         ),
         ({"eni_id": "eni-1", "public_ip": ["54.1.2.3"], "families": ["ipv4"]}, "public ip 54.1.2.3"),
+        ({"eni_id": "eni-1", "public_ip": [], "families": []}, ""),  # NET-01 PASSED: nothing to say
         (
             {
                 "rules": [

@@ -638,7 +638,12 @@ def _platform(evidence: Mapping) -> str:
 _RENDERERS: tuple[tuple[str, Any], ...] = (
     ("error", lambda e: f"error: {e['error']}"),
     ("open_ports", lambda e: f"open {format_ports(e['open_ports'])}" if e["open_ports"] else ""),
-    ("public_ip", lambda e: f"public ip {_listing([str(a) for a in _as_list(e['public_ip'])])}"),
+    (
+        "public_ip",
+        lambda e: f"public ip {_listing([str(a) for a in _as_list(e['public_ip'])])}"
+        if _as_list(e["public_ip"])
+        else "",
+    ),
     ("paths", _paths),
     (
         "rules",
