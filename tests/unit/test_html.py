@@ -177,3 +177,67 @@ def test_net09_is_marked_on_the_endpoint_it_names_or_on_the_missing_gateway_endp
         assert marked[0]["t"] == ("No S3 gateway endpoint" if named is None else f"s3 {named}")
         seen.add(named is None)
     assert seen == {True, False}  # the demo has both cases
+
+
+def _lines(node: dict) -> list:
+    return [line if isinstance(line, str) else line[0] for line in node["l"]]
+
+
+def test_net02_marks_only_the_ports_of_the_families_it_failed_for(demo_report):
+    """NET-02 fails per IP family: a task reachable over IPv6 only has its IPv4 world port
+    drawn open but not marked NET-02 (it was, by port alone)."""
+    doc = copy.deepcopy(demo_report)
+    task = next(t for t in doc["tasks"] if t["workload"] == "prod-web/service:storefront")
+    v4 = [p for p in task["network"]["world_ports"] if p["family"] == "ipv4"]
+    assert v4
+    task["network"]["world_ports"] = v4 + [{**p, "family": "ipv6"} for p in v4]
+    (net02,) = [r for r in doc["results"] if r["task_arn"] == task["task_arn"] and r["rule_id"] == "NET-02"]
+    net02["evidence"]["families"] = ["ipv6"]
+    model = html.page_model(doc)
+    pictured = [model["pics"][t["p"]] for t in _task_rows(model, task["workload"])]
+    inbound = [r for picture in pictured for r in picture if r["label"] == "Inbound" and not r["ok"]]
+    groups = _node(inbound[0], "sg")
+    marked = [
+        text for text, bad in (line for line in groups["l"] if not isinstance(line, str)) if "NET-02" in text
+    ]
+    assert marked and all("world v6" in text for text in marked)
+
+
+def test_rules_that_could_not_be_evaluated_leave_their_hops_unknown(demo_report):
+    """A task whose security groups (or ENI) and VPC endpoints could not be read: the
+    report's network view says null, not 'no world-open port' / no endpoint, and the
+    picture marks those hops unknown instead of drawing them clean."""
+    posture_net = {"world_ingress_rules": [], "security_groups": [{"id": "sg-1", "name": "web"}]}
+    view = report_mod.network_view(posture_net, errors={"security_groups": "DescribeSecurityGroups: denied"})
+    assert view["world_ports"] is None and view["endpoints"] == []
+    view = report_mod.network_view(posture_net, errors={"eni": "DescribeNetworkInterfaces: vanished"})
+    assert view["world_ports"] is None and view["endpoints"] is None
+    assert report_mod.network_view(posture_net)["world_ports"] == []
+
+    doc = copy.deepcopy(demo_report)
+    task = next(t for t in doc["tasks"] if t["workload"] == "prod-web/service:storefront")
+    task["network"]["world_ports"] = None
+    task["network"]["endpoints"] = None
+    for result in doc["results"]:
+        if result["task_arn"] == task["task_arn"] and result["rule_id"] in (
+            "NET-02",
+            "NET-03",
+            "NET-09",
+            "NET-10",
+        ):
+            result["status"], result["evidence"] = "ERROR", {"error": "security_groups: denied"}
+    model = html.page_model(doc)
+    index = next(i for i, w in enumerate(model["workloads"]) if w["name"] == task["workload"])
+    pictures = [model["pics"][t["p"]] for t in model["tasks"] if t["w"] == index]
+    unknown = [p for p in pictures if not _row_ok(p, "Inbound")]
+    assert unknown
+    inbound = next(r for r in unknown[0] if r["label"] == "Inbound")
+    assert any(
+        "world-open ports unknown (ERROR: NET-02, NET-03)" in text for text in _lines(_node(inbound, "sg"))
+    )
+    endpoints = next(r for r in unknown[0] if r["label"] == "AWS endpoints")
+    assert endpoints["ok"] is False and _node(endpoints, "missing")["t"] == "Endpoints unknown"
+
+
+def _row_ok(picture: list, label: str) -> bool:
+    return next(r for r in picture if r["label"] == label)["ok"]

@@ -75,8 +75,12 @@ def _ports_text(port: Mapping) -> str:
     return format_ports([port])
 
 
-def _inbound(task: Mapping, network: Mapping, failed: Mapping[str, dict]) -> dict:
-    """internet -> NACL inbound -> subnet -> security groups (world-open ports) -> ENI."""
+def _inbound(
+    task: Mapping, network: Mapping, failed: Mapping[str, dict], results: Mapping[str, str] | None = None
+) -> dict:
+    """internet -> NACL inbound -> subnet -> security groups (world-open ports) -> ENI. A
+    rule that could not be evaluated (ERROR) leaves its hop unknown, never drawn clean."""
+    results = results or {}
     net02 = failed.get("NET-02")
     net03 = failed.get("NET-03")
     net08 = failed.get("NET-08")
@@ -85,6 +89,9 @@ def _inbound(task: Mapping, network: Mapping, failed: Mapping[str, dict]) -> dic
         for rule in ("NET-02", "NET-03")
         if rule in failed
     }
+    # NET-02 fails per IP family: only the ports of the families it names
+    net02_families = set((net02 or {}).get("families") or ("ipv4", "ipv6"))
+    unknown = [rule for rule in ("NET-02", "NET-03") if results.get(rule) == "ERROR"]
     world = network.get("world_ports")
     nacl_lines, nacl_marks = [], []
     if world:
@@ -104,7 +111,9 @@ def _inbound(task: Mapping, network: Mapping, failed: Mapping[str, dict]) -> dic
     ]
     sg_lines: list = []
     sg_marks: list[str] = []
-    if world is None:
+    if unknown:
+        sg_lines.append([f"world-open ports unknown (ERROR: {', '.join(unknown)})", True])
+    elif world is None:
         sg_lines.append("world ports not in this report")
     for group in groups:
         name = f" ({group['name']})" if group.get("name") else ""
@@ -112,7 +121,11 @@ def _inbound(task: Mapping, network: Mapping, failed: Mapping[str, dict]) -> dic
         for port in world or []:
             if port.get("group_id") != group.get("id"):
                 continue
-            rules = [rule for rule, ports in marked_ports.items() if intersect([port], ports)]
+            rules = [
+                rule
+                for rule, ports in marked_ports.items()
+                if intersect([port], ports) and (rule != "NET-02" or port.get("family") in net02_families)
+            ]
             family = "v6" if port.get("family") == "ipv6" else "v4"
             nacl_note = "" if port.get("nacl") == "allow" else f", NACL {port.get('nacl')}"
             text = f"  {_ports_text(port)} open to world {family}{nacl_note}"
@@ -131,7 +144,7 @@ def _inbound(task: Mapping, network: Mapping, failed: Mapping[str, dict]) -> dic
     return {
         "label": "Inbound",
         "nodes": [_node("internet", "Internet"), nacl, subnet, sgs, _node("eni", "Task ENI", [], eni_marks)],
-        "ok": not reachable,
+        "ok": not reachable and not unknown,
     }
 
 
@@ -181,6 +194,14 @@ def _outbound(task: Mapping, network: Mapping, family: str, failed: Mapping[str,
 
 
 def _endpoints(network: Mapping, failed: Mapping[str, dict], results: Mapping[str, str]) -> dict | None:
+    unknown = [rule for rule in ("NET-09", "NET-10") if results.get(rule) == "ERROR"]
+    if network.get("endpoints") is None and ("endpoints" in network or unknown):
+        reason = f"ERROR: {', '.join(unknown)}" if unknown else "not collected"
+        nodes = [
+            _node("rtb", f"Routes {network.get('route_table_id') or '?'}"),
+            _node("missing", "Endpoints unknown", [[reason, True]]),
+        ]
+        return {"label": "AWS endpoints", "nodes": nodes, "ok": False}
     endpoints = network.get("endpoints") or []
     missing = list((failed.get("NET-10") or {}).get("missing_endpoints") or [])
     if not endpoints and not missing and results.get("NET-09") in (None, "NOT_APPLICABLE"):
@@ -254,7 +275,7 @@ def picture(task: Mapping, results: Mapping[str, str], failed: Mapping[str, dict
                 "ok": False,
             }
         ]
-    rows = [_inbound(task, network, failed)]
+    rows = [_inbound(task, network, failed, results)]
     rows += _front_doors(task, failed)
     rows += [row for family in ("ipv4", "ipv6") if (row := _outbound(task, network, family, failed))]
     endpoints = _endpoints(network, failed, results)

@@ -151,7 +151,9 @@ def network_view(network: Mapping, errors: Mapping | None = None, memo: dict | N
     entry's ids (docs/design.md section 2): the IPv6 addresses, the security groups with
     their world-open ports (each with the subnet NACL's inbound world decision), the NACL
     and route table ids, the egress path and targets per family, and the S3/ECR VPC
-    endpoints that apply to the task's subnet. Ids and ports only: nothing secret.
+    endpoints that apply to the task's subnet. Ids and ports only: nothing secret. A part
+    whose facts could not be collected (the ENI or its security groups; the VPC endpoints)
+    is null, not empty: "no world-open port" would be a claim the scan cannot make.
     ``memo``: one dict per report (see :func:`_shared`); the view is equal either way."""
     errors = errors or {}
     nacl = network.get("nacl") or {}
@@ -174,17 +176,19 @@ def network_view(network: Mapping, errors: Mapping | None = None, memo: dict | N
     )
     egress = network.get("egress") or {}
     paths = _shared(memo, ("egress", id(egress)), (egress,), lambda: _egress_view(egress))
+    unknown_groups = "eni" in errors or "security_groups" in errors
+    unknown_endpoints = "eni" in errors or "vpc_endpoints" in errors
     return {
         "ipv6_addresses": list(network.get("ipv6_addresses") or []),
         "public_address": {
             family: bool((network.get("public_address") or {}).get(family)) for family in ("ipv4", "ipv6")
         },
         "security_groups": [{"id": gid, "name": name} for gid, name in names.items() if gid],
-        "world_ports": world_ports,
+        "world_ports": None if unknown_groups else world_ports,
         "nacl_id": nacl.get("id"),
         "route_table_id": route_table,
         "egress": paths,
-        "endpoints": pictured,
+        "endpoints": None if unknown_endpoints else pictured,
     }
 
 
