@@ -241,3 +241,15 @@ def test_rules_that_could_not_be_evaluated_leave_their_hops_unknown(demo_report)
 
 def _row_ok(picture: list, label: str) -> bool:
     return next(r for r in picture if r["label"] == label)["ok"]
+
+
+def test_a_saved_report_without_the_optional_summaries_counts_them_from_its_results(demo_report, model):
+    """scan-report.schema.json requires summary.tasks and by_status only: a report without
+    by_rule and internet_reachable (older, or another tool's) shows the same counts, not
+    zeros beside its own FAILED cards."""
+    doc = copy.deepcopy(demo_report)
+    del doc["summary"]["by_rule"], doc["summary"]["internet_reachable"]
+    counted = html.page_model(doc)["summary"]
+    assert counted["by_rule"] == model["summary"]["by_rule"] != {}
+    assert counted["internet_reachable"] == model["summary"]["internet_reachable"]
+    assert counted["internet_reachable"]["direct"] > 0

@@ -26,7 +26,14 @@ from typing import Any
 
 from fargate_audit.cli.table import front_door
 from fargate_audit.core.netalgebra import intersect
-from fargate_audit.core.report import SEVERITIES, STATUSES, format_ports, severity_rank, summarize_evidence
+from fargate_audit.core.report import (
+    SEVERITIES,
+    STATUSES,
+    format_ports,
+    internet_reachable,
+    severity_rank,
+    summarize_evidence,
+)
 from fargate_audit.findings import asff
 
 STATUS_CODES = {"FAILED": "F", "ERROR": "E", "PASSED": "P", "NOT_APPLICABLE": "N"}
@@ -394,16 +401,27 @@ def page_model(report: Mapping) -> dict:
             {k: workload[k] for k in ("name", "account", "region", "cluster", "tasks")} | {"rules": rules}
         )
     summary = report.get("summary") or {}
+    results = report.get("results") or []
+    # a saved report may leave the optional summaries out (the schema requires tasks and
+    # by_status only): counted from its results and tasks, as the scan counts them
+    by_rule = summary.get("by_rule")
+    if by_rule is None:
+        by_rule = {}
+        for r in results:
+            by_rule.setdefault(r["rule_id"], Counter())[r["status"]] += 1
+        by_rule = {rule: dict(by_rule[rule]) for rule in sorted(by_rule)}
+    by_status = summary.get("by_status") or dict(Counter(r["status"] for r in results))
     return {
         "generated_at": report.get("generated_at"),
         "scope": report.get("scope") or {},
         "summary": {
             "tasks": summary.get("tasks", len(tasks)),
             "skipped_tasks": summary.get("skipped_tasks", 0),
-            "by_status": {s: (summary.get("by_status") or {}).get(s, 0) for s in STATUSES},
+            "by_status": {s: by_status.get(s, 0) for s in STATUSES},
             "failed_by_severity": {s: failed_by_severity.get(s, 0) for s in reversed(SEVERITIES)},
-            "by_rule": summary.get("by_rule") or {},
-            "internet_reachable": summary.get("internet_reachable") or {},
+            "by_rule": by_rule,
+            "internet_reachable": summary.get("internet_reachable")
+            or internet_reachable(report.get("tasks") or [], results),
         },
         # what could not be read: the scan's errors (a region's ListClusters, a cluster's
         # ListTasks, ...) and the (account, region) scopes that could not be scanned
