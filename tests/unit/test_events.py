@@ -157,6 +157,16 @@ def test_a_task_event_names_the_workload_by_service_or_family(group, expected):
     assert events.parse_task_event(event)["group"] == expected
 
 
+@pytest.mark.parametrize("group", ["service:" + "s" * 255, "family:" + "f" * 255])
+def test_a_group_of_a_longest_service_or_family_name_is_a_valid_event(group):
+    """CreateService and RegisterTaskDefinition allow names of 255 characters, so ECS's
+    group ("service:NAME", "family:NAME") reaches 263: such a task's events are audited
+    (the schema stopped them at 255 as malformed, while the sweep audited the task)."""
+    event = sample("ecs-task-running.json")
+    event["detail"]["group"] = group
+    assert events.parse_task_event(event)["group"] == group
+
+
 def test_scheduled_sample_parses():
     assert events.parse_scheduled_event(sample("scheduled-event.json")) == {
         "event_id": "d41f7b2e-3a9c-4c58-8e16-0b7a5f2d9c33",
@@ -279,9 +289,9 @@ TASK_CASES = [
     (_set(["detail", "taskArn"], "task-1"), 'ECS event: detail.taskArn is malformed (got "task-1")'),
     (_set(["detail", "group"], ""), "ECS event: detail.group is empty"),
     (
-        _set(["detail", "group"], "g" * 256),
-        "ECS event: detail.group is longer than 255 characters",
-    ),  # ECS's limit
+        _set(["detail", "group"], "g" * 264),
+        "ECS event: detail.group is longer than 263 characters",
+    ),  # ECS's limit: "service:" and a service name of up to 255 characters
     (_set(["detail-type"], "ECS Container"), 'ECS event: detail-type must be "ECS Task State Change"'),
     (_set(["source"], "my.app"), 'ECS event: source must be "aws.ecs" (got "my.app")'),
     (_set(["account"], "12"), 'ECS event: account is malformed (got "12")'),
