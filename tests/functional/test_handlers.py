@@ -361,7 +361,7 @@ def test_route_table_change_reaudits_the_tasks_of_its_subnet(world):
     assert world.finding("NET-02")["Compliance"]["Status"] == "PASSED"
 
 
-@pytest.mark.parametrize("named_by", ["relationships", "associations"])
+@pytest.mark.parametrize("named_by", ["relationships", "associations", "oversized"])
 def test_a_route_table_newly_associated_with_the_subnet_reaudits_its_tasks(world, named_by):
     """The task's subnet moves to another route table (here one without the internet
     route): no task depended on that table, but its Config item names the subnet (as a
@@ -391,8 +391,22 @@ def test_a_route_table_newly_associated_with_the_subnet_reaudits_its_tasks(world
         entry["routeTableId"] = private
     if named_by == "relationships":
         item["configuration"]["associations"] = []
-    else:
+    elif named_by == "associations":
         item["relationships"] = [r for r in item["relationships"] if r["resourceType"] != "AWS::EC2::Subnet"]
+    else:  # an oversized notification names the table only: its associations are described
+        summary = {k: item[k] for k in ("resourceType", "resourceId", "ARN", "awsAccountId", "awsRegion")}
+        summary |= {
+            "changeType": "UPDATE",
+            "configurationItemCaptureTime": item["configurationItemCaptureTime"],
+            "configurationItemStatus": "OK",
+        }
+        event["detail"] = {
+            "configurationItemSummary": summary,
+            "s3DeliverySummary": {"s3BucketLocation": "bucket/key"},
+            "notificationCreationTime": item["configurationItemCaptureTime"],
+            "messageType": "OversizedConfigurationItemChangeNotification",
+            "recordVersion": "1.0",
+        }
 
     outcome = world.config_events(event)
 

@@ -539,6 +539,28 @@ def handle_config_event(event: Any, rt: Runtime, now: datetime) -> dict:
     return outcome
 
 
+# An oversized notification carries no configuration: the subnets a route table or NACL is
+# associated with (tasks that did not depend on it before, when a subnet moved to it) are
+# read from EC2 instead (notes/event-shapes.md: re-describing is the robust way).
+_ASSOCIATED_SUBNETS = {
+    "AWS::EC2::RouteTable": ("describe_route_tables", "RouteTableIds", "RouteTables"),
+    "AWS::EC2::NetworkAcl": ("describe_network_acls", "NetworkAclIds", "NetworkAcls"),
+}
+
+
+def _associated_subnets(rt: Runtime, parsed: dict) -> list[str]:
+    """The subnets the changed route table or NACL is associated with now (one describe
+    through the account's clients); none when it is gone or cannot be read (the resource's
+    own id still finds the tasks that depended on it)."""
+    call, key, listed = _ASSOCIATED_SUBNETS[parsed["resource_type"]]
+    try:
+        ec2 = scope_clients(rt, parsed["account_id"], parsed["region"]).ec2(parsed["region"])
+        found = getattr(ec2, call)(**{key: [parsed["resource_id"]]}).get(listed) or []
+    except AWS_ERRORS:
+        return []
+    return [a["SubnetId"] for item in found for a in item.get("Associations") or [] if a.get("SubnetId")]
+
+
 def _config_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
     base = {
         "event_id": parsed["event_id"],
@@ -548,9 +570,10 @@ def _config_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
     }
     # a resource is indexed by the id the posture names: for a load balancer or listener its
     # ARN, which Config gives as ARN (and as resourceId); for EC2 resources the resourceId
-    ids = dict.fromkeys(
-        i for i in (parsed["resource_id"], parsed.get("arn"), *parsed.get("related_ids", ())) if i
-    )
+    related = list(parsed.get("related_ids", ()))
+    if parsed["oversized"] and not related and parsed["resource_type"] in _ASSOCIATED_SUBNETS:
+        related = _associated_subnets(rt, parsed)
+    ids = dict.fromkeys(i for i in (parsed["resource_id"], parsed.get("arn"), *related) if i)
     task_arns = sorted({arn for i in ids for arn in rt.recorder.tasks_for_resource(i)})
     if not task_arns:
         return base | {"status": IGNORED, "reason": "no running task depends on it", "tasks": 0}
