@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 from botocore.exceptions import ClientError
@@ -985,3 +986,19 @@ def test_a_whole_cluster_message_never_retires_a_task_its_listing_missed_that_st
     assert "StoppedTasks" not in world.spy.metrics
     later = world.task_events(world.running(second, version=9, event_id="later"))
     assert later["status"] != "rejected" and later.get("reason") != "stale"
+
+
+def test_a_dependent_task_of_an_account_the_stack_does_not_read_is_an_error_never_retired(world):
+    """A shared VPC's resource is a dependency of every account's tasks (the index names no
+    account): a task of another account is not described with this account's clients, whose
+    'cluster not found' would have retired it while it runs."""
+    from fargate_audit.app import service
+
+    foreign = "arn:aws:ecs:eu-west-1:222222222222:task/shared/" + "b" * 32
+    batch = service._Batch(world.rt, datetime.now(UTC))
+    outcome = service._audit_described(
+        world.rt, batch, ACCOUNT, REGION, [foreign], lambda raw: {"type": "config-event"}, True
+    )
+    assert [e["task_arn"] for e in outcome["errors"]] == [foreign]
+    assert "not read by this stack" in outcome["errors"][0]["message"]
+    assert batch.counts.get("stopped", 0) == 0 and not world.calls.operations(("ecs",))

@@ -933,3 +933,27 @@ def test_the_tasks_of_a_cluster_ecs_no_longer_has_are_missing_not_an_error():
     stubs.ecs().add_client_error("describe_clusters", service_error_code="AccessDeniedException")
     assert describe_tasks(stubs.clients, REGION, {gone: [task_arn("gone", 1)]}) == ({}, {})
     stubs.verify()
+
+
+def test_a_cluster_of_another_account_or_region_is_never_concluded_gone():
+    """The clients read one account and region: ECS's 'not found' about a cluster of
+    another account (a shared VPC's Config change lists every account's tasks) says
+    nothing of that cluster: an error, never MISSING (which would retire a running task)."""
+    stubs = Stubs()
+    theirs = "arn:aws:ecs:eu-west-1:222222222222:cluster/shared"
+    task = "arn:aws:ecs:eu-west-1:222222222222:task/shared/" + "a" * 32
+    stubs.ecs().add_client_error(
+        "describe_tasks",
+        service_error_code="ClusterNotFoundException",
+        service_message="Cluster not found.",
+        expected_params={"cluster": theirs, "tasks": [task]},
+    )
+    found, failures = describe_tasks(stubs.clients, REGION, {theirs: [task]}, ACCOUNT)
+    assert found == {} and failures[task].startswith("DescribeTasks: ClusterNotFoundException")
+
+    stubs = Stubs()  # answered with neither: no DescribeClusters is asked about their cluster
+    stubs.ecs().add_response(
+        "describe_tasks", {"tasks": [], "failures": []}, {"cluster": theirs, "tasks": [task]}
+    )
+    assert describe_tasks(stubs.clients, REGION, {theirs: [task]}, ACCOUNT) == ({}, {})
+    stubs.verify()

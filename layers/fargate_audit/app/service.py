@@ -452,8 +452,13 @@ def _task_event(parsed: dict, rt: Runtime, now: datetime, clients: Clients) -> d
 # --------------------------------------------------------------------------- Config events
 
 
+def _region_of_arn(arn: str) -> str | None:
+    parts = arn.split(":")
+    return parts[3] or None if len(parts) > 5 and parts[0] == "arn" else None
+
+
 def _describe_tasks(
-    rt: Runtime, clients: Clients, region: str, task_arns: list[str]
+    rt: Runtime, clients: Clients, region: str, task_arns: list[str], account: str | None = None
 ) -> tuple[dict[str, dict], dict[str, str]]:
     """The tasks grouped by cluster (a short ARN's cluster from its recorded posture),
     then ``collect.describe_tasks``: ({ARN: task}, {ARN: failure})."""
@@ -470,7 +475,7 @@ def _describe_tasks(
         else:
             cluster_arn = _cluster_arn(arn, cluster)
         by_cluster.setdefault(cluster_arn, []).append(arn)
-    found, failed = collect.describe_tasks(clients, region, by_cluster)
+    found, failed = collect.describe_tasks(clients, region, by_cluster, account)
     return found, failures | failed
 
 
@@ -486,10 +491,48 @@ def _audit_described(
 ) -> dict:
     """Describe tasks the recorder holds as running (in ``account`` / ``region``); re-audit
     those still RUNNING, retire those that ended or vanished. Returns {"errors": [...],
-    "api_calls": {...}}."""
+    "api_calls": {...}}.
+
+    A task of another account or region (a resource of a shared VPC is a dependency of
+    the tasks of every account using it; the index does not name the account) is described
+    in its own account and region, through that account's role, when the stack audits it;
+    else it is an error, never described with these clients (an answer about a cluster
+    they do not own must not retire it)."""
+    elsewhere: dict[tuple[str, str], list[str]] = {}
+    for arn in task_arns:
+        place = (collect.account_of(arn) or account, _region_of_arn(arn) or region)
+        if place != (account, region):
+            elsewhere.setdefault(place, []).append(arn)
+    if elsewhere:
+        errors: list[dict] = []
+        calls: Counter = Counter()
+        audited = allowed_accounts(rt) if rt.audited is not None else frozenset()
+        for (other, other_region), arns in sorted(elsewhere.items()):
+            if other in audited and other_region in allowed_regions(rt):
+                try:
+                    outcome = _audit_described(
+                        rt, batch, other, other_region, arns, cause_of, refresh_vpcs, refreshed_since
+                    )
+                except UnreachableScope as exc:
+                    errors += [{"task_arn": arn, "message": str(exc)} for arn in arns]
+                    continue
+                errors += outcome["errors"]
+                calls.update(outcome["api_calls"])
+            else:
+                message = f"DescribeTasks: task of account {other} in {other_region}, not read by this stack"
+                errors += [{"task_arn": arn, "message": message} for arn in arns]
+        moved = {arn for arns in elsewhere.values() for arn in arns}
+        own = [arn for arn in task_arns if arn not in moved]
+        if own:
+            outcome = _audit_described(
+                rt, batch, account, region, own, cause_of, refresh_vpcs, refreshed_since
+            )
+            errors = [*outcome["errors"], *errors]
+            calls.update(outcome["api_calls"])
+        return {"errors": errors, "api_calls": dict(calls)}
     clients = scope_clients(rt, account, region)
     before = clients.counter.snapshot()
-    described, failures = _describe_tasks(rt, clients, region, task_arns)
+    described, failures = _describe_tasks(rt, clients, region, task_arns, account)
     running, errors = [], []
     for arn in task_arns:
         task = described.get(arn)

@@ -1166,7 +1166,7 @@ def list_tasks(clients: Clients, region: str, cluster: str) -> list[str]:
 
 
 def describe_tasks(
-    clients: Clients, region: str, by_cluster: dict[str, list[str]]
+    clients: Clients, region: str, by_cluster: dict[str, list[str]], account: str | None = None
 ) -> tuple[dict[str, dict], dict[str, str]]:
     """DescribeTasks (100 per call, per cluster) of ``{cluster ARN: [task ARN]}``:
     ({ARN: task}, {ARN: failure}) where a failure is AWS's reason for that task (e.g.
@@ -1178,7 +1178,14 @@ def describe_tasks(
     (what an emulator does for an ``INACTIVE`` cluster); in the second case one
     DescribeClusters call (per 100 such clusters) confirms the cluster is ``INACTIVE`` or
     unknown (``MISSING``) before its tasks are given up, and otherwise they stay
-    unaccounted for (the caller's error)."""
+    unaccounted for (the caller's error). Only a cluster of ``region`` (and of ``account``,
+    when given: the account the clients read) is concluded gone: the clients cannot speak
+    for another account's or region's cluster."""
+
+    def own(cluster_arn: str) -> bool:
+        parts = cluster_arn.split(":")
+        return len(parts) > 5 and parts[3] == region and (account is None or parts[4] == account)
+
     ecs = clients.ecs(region)
     found: dict[str, dict] = {}
     failures: dict[str, str] = {}
@@ -1188,7 +1195,7 @@ def describe_tasks(
             try:
                 response = ecs.describe_tasks(cluster=cluster_arn, tasks=batch)
             except AWS_ERRORS as exc:
-                gone = error_code(exc) == "ClusterNotFoundException"
+                gone = error_code(exc) == "ClusterNotFoundException" and own(cluster_arn)
                 message = "MISSING" if gone else failure_message(exc, "DescribeTasks")
                 failures.update(dict.fromkeys(batch, message))
                 continue
@@ -1197,7 +1204,7 @@ def describe_tasks(
             for failure in response.get("failures", []):
                 failures[failure.get("arn", "")] = failure.get("reason") or "failure"
             lost = [arn for arn in batch if arn not in found and arn not in failures]
-            if lost:
+            if lost and own(cluster_arn):
                 unanswered.setdefault(cluster_arn, []).extend(lost)
     for cluster_arn in _deleted_clusters(ecs, list(unanswered)):
         failures.update(dict.fromkeys(unanswered[cluster_arn], "MISSING"))
