@@ -905,6 +905,41 @@ def test_a_task_with_a_custom_group_is_a_standalone_task_of_its_family(world):
     assert after[prefix + "NET-01"]["ProductFields"]["fargate-audit/TasksEvaluated"] == "1"
 
 
+def test_a_task_recorded_under_its_custom_group_before_moves_to_its_familys_workload(world, monkeypatch):
+    """Upgrading from a release that named a custom group's workload by the group: the
+    task's next audit records it in its family's workload and retires it from the old one,
+    whose findings are archived (they stayed ACTIVE for ever)."""
+    from fargate_audit.core import posture as posture_module
+
+    ecs = world.client("ecs")
+    (run,) = ecs.run_task(
+        cluster="batch",
+        taskDefinition=world.etl[0].task_definition_arn,
+        launchType="FARGATE",
+        group="nightly",
+        networkConfiguration={
+            "awsvpcConfiguration": {"subnets": [world.subnet], "securityGroups": [world.sg]}
+        },
+    )["tasks"]
+    task = task_of(ecs, run["taskArn"], "batch")
+    running = world.running(task)
+    running["detail"] |= {"clusterArn": world.clusters["batch"], "group": "nightly"}
+    with monkeypatch.context() as before:  # the old release: the group as it is
+        before.setattr(posture_module, "workload_group", lambda group, arn: group)
+        assert world.task_events(running)["workload"] == "batch/nightly"
+    old = f"fargate-audit/{ACCOUNT}/{REGION}/batch/nightly/"
+    assert {f["RecordState"] for i, f in world.findings().items() if i.startswith(old)} == {"ACTIVE"}
+
+    assert world.sweep("batch")["batchItemFailures"] == []
+
+    states = {i: f["RecordState"] for i, f in world.findings().items()}
+    assert {s for i, s in states.items() if i.startswith(old)} == {"ARCHIVED"}
+    new = f"fargate-audit/{ACCOUNT}/{REGION}/batch/family:etl/"
+    assert {s for i, s in states.items() if i.startswith(new)} == {"ACTIVE"}
+    assert world.rt.recorder.latest(task.arn)["workload_key"] == f"WL#{ACCOUNT}#{REGION}#batch#family:etl"
+    assert world.rt.recorder.running_task_arns(f"WL#{ACCOUNT}#{REGION}#batch#nightly") == []
+
+
 def _schedule() -> dict:
     return json.loads((EVENTS / "scheduled-event.json").read_text(encoding="utf-8"))
 

@@ -306,6 +306,9 @@ class _Batch:
                     "results": results,
                 }
                 self._touch(outcome.workload_key)
+                if outcome.moved_from:  # recorded in another workload before: retired from it
+                    self.gone.setdefault(outcome.moved_from, set()).add(arn)
+                    self._touch(outcome.moved_from)
             self.tasks.append(entry)
 
     def stopped(
@@ -677,11 +680,12 @@ def plan_sweep(rt: Runtime, queue_url: str, now: datetime, region: str | None = 
     (``sweep_cluster``): those DescribeTasks reports ended or no longer knows (``MISSING``)
     are retired, one still running is audited; so a task started and recorded after the
     listing is never retired by mistake (STOPPED is terminal). Cost, counted in
-    ``api_calls``: one DynamoDB Query per cluster for its workloads (publishing off: one
-    BatchGetItem per page, the workloads recorded for the listed tasks) and one per
-    workload for its running task ARNs (projected: no posture is read), and no message of
-    its own unless the listed tasks fill their last page. A cluster whose listing failed on any
-    page queues nothing: a partial listing proves nothing about the tasks it missed.
+    ``api_calls``: one DynamoDB Query per account and region for the workloads with ACTIVE
+    findings (publishing off: one BatchGetItem per page, the workloads recorded for the
+    listed tasks) and one per workload for its running task ARNs (projected: no posture is
+    read), and no message of its own unless the listed tasks fill their last page. A
+    cluster whose listing failed on any page queues nothing: a partial listing proves
+    nothing about the tasks it missed.
 
     A cluster whose ListTasks is refused is reported in ``unreachable`` (``{"account_id",
     "region", "cluster_arn", "error"}``, the error naming the refused call) and the other

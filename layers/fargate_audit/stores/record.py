@@ -442,6 +442,7 @@ class WritePlan:
     change: dict | None = None
     ip_index: dict | None = None  # the IP index entry to put (opened, or closed on stop)
     eni_index: dict | None = None  # the ENI index entry to put (opened, or closed on stop)
+    moved_from: str | None = None  # the workload the task was recorded in before, when another
 
     @property
     def writes(self) -> list[tuple[str, dict]]:
@@ -518,9 +519,14 @@ def plan_audit(
         version = stored.get("task_version")
     rev = (stored or {}).get("rev", 0) + 1
     expected = stored.get("rev") if stored is not None else None
-    ip_put = _ip_index_put(stored, posture, observed_at)
+    # recorded in another workload before (a custom group, named by its family's since): the
+    # index entries are written again under this one, the caller retires it from the old
+    moved_from = (stored or {}).get("workload_key")
+    moved_from = moved_from if moved_from and moved_from != key else None
+    indexed = None if moved_from else stored
+    ip_put = _ip_index_put(indexed, posture, observed_at)
     ip_ref = _key(ip_put["pk"], ip_put["sk"]) if ip_put else (stored or {}).get("ip_index")
-    eni_put = _eni_index_put(stored, posture, observed_at)
+    eni_put = _eni_index_put(indexed, posture, observed_at)
     eni_ref = _key(eni_put["pk"], eni_put["sk"]) if eni_put else (stored or {}).get("eni_index")
     latest = latest_item(
         posture,
@@ -534,7 +540,7 @@ def plan_audit(
         ip_index=ip_ref,
         eni_index=eni_ref,
     )
-    if stored is not None and stored.get("digest") == digest:
+    if stored is not None and stored.get("digest") == digest and not moved_from:
         return WritePlan(
             UNCHANGED, task_arn, key, expected_rev=expected, latest=latest, ip_index=ip_put, eni_index=eni_put
         )
@@ -558,6 +564,7 @@ def plan_audit(
         change=change,
         ip_index=ip_put,
         eni_index=eni_put,
+        moved_from=moved_from,
     )
 
 
@@ -663,6 +670,7 @@ class RecordOutcome:
     facts: list = field(default_factory=list)
     deps_added: list[str] = field(default_factory=list)
     deps_removed: list[str] = field(default_factory=list)
+    moved_from: str | None = None  # the workload the task was recorded in before (WritePlan)
     writes: int = 0
     attempts: int = 1
 
@@ -765,6 +773,7 @@ class Recorder:
                 facts=change.get("facts", []),
                 deps_added=[i["resource_id"] for i in plan.dep_puts],
                 deps_removed=[k["pk"].split("#", 1)[1] for k in plan.dep_deletes],
+                moved_from=plan.moved_from,
                 writes=written,
                 attempts=attempt,
             )
