@@ -729,13 +729,38 @@ def test_with_publishing_off_a_sweep_of_pages_retires_in_the_workloads_it_lists(
 
     planned, records = planned_pages(world)
 
-    # the workloads recorded for the listed tasks: one BatchGetItem per cluster that lists any
-    assert world.calls.operations(("dynamodb",)) == Counter({"dynamodb.BatchGetItem": 2, "dynamodb.Query": 1})
+    # the workloads recorded for the listed tasks: one BatchGetItem per cluster that lists
+    # any; the account and region's registered workloads: one Query; one per workload found
+    assert world.calls.operations(("dynamodb",)) == Counter({"dynamodb.BatchGetItem": 2, "dynamodb.Query": 2})
     assert planned["retiring"] == 1
     assert world.sweep_worker({"Records": records}) == {"batchItemFailures": []}
     assert world.rt.recorder.latest(first.arn)["lifecycle"] == "STOPPED"
     assert world.rt.recorder.latest(second.arn)["lifecycle"] == "RUNNING"
     assert world.findings() == {}
+
+
+def test_with_publishing_off_a_workload_whose_tasks_all_stopped_unseen_is_retired(world, monkeypatch):
+    """No finding state names the workload and none of its tasks is listed any more: the
+    recorder's registry of the workloads its tasks were recorded in does (one PutItem with
+    a task's first audit), so the sweep still retires them (they stayed RUNNING for ever)."""
+    monkeypatch.setenv("PUBLISH_FINDINGS", "false")
+    lambda_handlers.set_runtime(
+        lambda_handlers.build_runtime(session=world.rt.clients.session, logger=world.spy)
+    )
+    list_tasks_as_aws(monkeypatch)
+    first, second = world.web
+    world.task_events(world.running(first))
+    world.task_events(world.running(second))
+    ecs = world.client("ecs")
+    for task in (first, second):
+        ecs.stop_task(cluster="prod-web", task=task.arn, reason="scaled to zero")  # no event arrives
+
+    planned, records = planned_pages(world)
+
+    assert planned["retiring"] == 2
+    assert world.sweep_worker({"Records": records}) == {"batchItemFailures": []}
+    assert {world.rt.recorder.latest(t.arn)["lifecycle"] for t in (first, second)} == {"STOPPED"}
+    assert planned_pages(world)[0]["retiring"] == 0
 
 
 def test_the_pages_of_one_worker_invocation_refresh_each_vpc_once(world):

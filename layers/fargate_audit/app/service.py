@@ -306,6 +306,9 @@ class _Batch:
                     "results": results,
                 }
                 self._touch(outcome.workload_key)
+                if self.rt.publisher is None and (outcome.status == record.CREATED or outcome.moved_from):
+                    # no finding state will name the workload: the registry does (plan_sweep)
+                    self.rt.recorder.register_workload(outcome.workload_key)
                 if outcome.moved_from:  # recorded in another workload before: retired from it
                     self.gone.setdefault(outcome.moved_from, set()).add(arn)
                     self._touch(outcome.moved_from)
@@ -833,10 +836,12 @@ class _SweepPlan:
 
 def _active_workloads(rt: Runtime, account: str | None, region: str) -> dict[str, list[str]] | None:
     """{cluster name: workload keys} of the ACTIVE findings of one account and region (one
-    Query); None when findings are not published (there are none to read) or the account
-    is unknown."""
-    if rt.publisher is None or not account:
+    Query); findings not published, the workloads the recorder registered there (one
+    Query: ``Recorder.register_workload``); None when the account is unknown."""
+    if not account:
         return None
+    if rt.publisher is None:
+        return rt.recorder.registered_workloads(account, region)
     by_cluster: dict[str, list[str]] = {}
     for key in rt.findings.active_workload_keys(f"fargate-audit/{account}/{region}/"):
         parts = key.split("#", 4)
@@ -851,9 +856,9 @@ def _recorded_running(
     """The ARNs of the tasks the recorder holds as RUNNING in the cluster: the running sets
     of the workloads :func:`_known_workloads` finds there (one Query each, ARNs only). With
     publishing off there are no finding states: the workloads are those recorded for the
-    ``listed`` tasks (one BatchGetItem per 100), as a whole-cluster sweep retires in the
-    workloads it sees (a workload none of whose tasks is listed any more keeps its
-    running set until their STOPPED events, as before pages)."""
+    ``listed`` tasks (one BatchGetItem per 100) and those of the recorder's registry
+    (``active``, :func:`_active_workloads`), so a workload none of whose tasks is listed
+    any more is still found."""
     seen = rt.recorder.workloads_of(listed) if rt.publisher is None and listed else ()
     arns: dict[str, None] = {}
     for key in _known_workloads(rt, cluster_arn, seen, active):

@@ -36,6 +36,11 @@ Ordering rules (AWS delivers events at least once and unordered), all in
 for equal versions (or when either is unknown) the newer ``observed_at`` wins; the same
 ECS event delivered twice is a no-op.
 
+- ``WORKLOADS#<account>#<region>`` / ``<workload key>``: the workloads a task was ever
+  recorded in, by cluster, written with a task's first audit when findings are not
+  published (they are what finds a workload whose tasks all stopped unseen; with findings
+  published, their ACTIVE states are).
+
 The finding state and the outbox (``WL#...`` / ``FINDING#...``, ``OUTBOX``) are the
 findings package's (``findings.state``); the discovery items are ``stores.discovery``'s.
 """
@@ -52,6 +57,7 @@ from typing import Any
 from fargate_audit.core import facts as posture_facts
 from fargate_audit.stores.keys import (
     workload_key,
+    workload_parts,
 )
 from fargate_audit.stores.table import (
     GSI1,
@@ -95,6 +101,10 @@ UNREAD: Any = object()
 
 def task_pk(task_arn: str) -> str:
     return f"TASK#{task_arn}"
+
+
+def workloads_pk(account: str, region: str) -> str:
+    return f"WORKLOADS#{account}#{region}"
 
 
 def history_sk(observed_at: str, rev: int) -> str:
@@ -859,6 +869,24 @@ class Recorder:
             ExpressionAttributeNames={"#lifecycle": "lifecycle"},
         )
         return sorted(item["task_arn"] for item in items if item.get("lifecycle") == RUNNING)
+
+    def register_workload(self, workload: str) -> None:
+        """Note that a task was recorded in ``workload`` (its cluster's registry entry; one
+        PutItem, idempotent)."""
+        account, region, cluster_name, _ = workload_parts(workload)
+        self.table.put({"pk": workloads_pk(account, region), "sk": workload, "cluster_name": cluster_name})
+
+    def registered_workloads(self, account: str, region: str) -> dict[str, list[str]]:
+        """{cluster name: workload keys} of :meth:`register_workload` in one account and
+        region (one Query, keys only)."""
+        items = self.table.query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": workloads_pk(account, region)}},
+        )
+        found: dict[str, list[str]] = {}
+        for item in items:
+            found.setdefault(item["cluster_name"], []).append(item["sk"])
+        return found
 
     def workloads_of(self, task_arns: list[str]) -> list[str]:
         """The workload keys recorded for the tasks (their LATEST items, BatchGetItem of 100
