@@ -261,3 +261,60 @@ def test_the_addresses_one_name_resolved_to_make_one_flow_row():
     assert (merged["flows"], merged["packets"], merged["bytes_out"]) == (2, 12, 1200)
     assert (merged["first_seen"], merged["last_seen"]) == ("2026-12-07T09:00:00Z", "2026-12-07T10:05:00Z")
     assert merged["approved"] is True and rows[1]["approved"] is None
+
+
+def test_member_accounts_with_the_same_workload_names_stay_apart():
+    """Two member accounts each hold prod-web/service:web (the central table has both):
+    `--workload ACCOUNT/REGION/cluster/group` selects one, the table names each workload's
+    account and region, and an allow-list export of both accounts' workloads is refused
+    (it would let each account reach the other's destinations)."""
+    a, b = "111111111111", "222222222222"
+    summaries = [
+        {"workload_key": f"WL#{acct}#eu-west-1#prod-web#service:web", "workload": "prod-web/service:web",
+         "account_id": acct, "region": "eu-west-1"}
+        for acct in (a, b)
+    ]  # fmt: skip
+    assert egress.select(summaries, f"{a}/eu-west-1/prod-web/service:web") == [summaries[0]]
+    assert egress.select(summaries, f"{b}/*") == [summaries[1]]
+    assert egress.select(summaries, "service:web") == summaries
+    view = [{**s, "sites": [], "flows": [{"name": None, "address": "52.1.1.1", "addresses": ["52.1.1.1"],
+             "protocol": "tcp", "port": 443, "action": "ACCEPT", "flows": 1, "packets": 1, "bytes_out": 9,
+             "first_seen": None, "last_seen": None, "approved": None}]} for s in summaries]  # fmt: skip
+    text = egress.format_discovered(view)
+    assert f"prod-web/service:web ({a} eu-west-1)" in text and f"prod-web/service:web ({b} eu-west-1)" in text
+    assert egress.accounts_of(view) == [a, b] and egress.accounts_of(view[:1]) == [a]
+    single = egress.format_discovered(view[:1])
+    assert "(111111111111" not in single  # one account: the names as they are
+
+
+def test_findings_of_member_accounts_name_their_account_and_region():
+    from fargate_audit.cli import views
+
+    findings = [
+        {"finding_id": f"fargate-audit/{acct}/eu-west-1/prod-web/service:web/NET-01",
+         "workload": "prod-web/service:web", "rule_id": "NET-01", "severity": "HIGH", "status": "FAILED",
+         "title": "Task has a public IP address", "updated_at": "2026-12-07T10:00:00.000Z"}
+        for acct in ("111111111111", "222222222222")
+    ]  # fmt: skip
+    items = views.findings_view(findings)
+    assert [(f["account_id"], f["region"]) for f in items] == [
+        ("111111111111", "eu-west-1"),
+        ("222222222222", "eu-west-1"),
+    ]
+    text = views.format_findings(findings)
+    assert "111111111111/eu-west-1/prod-web/service:web" in text
+    assert "222222222222/eu-west-1/prod-web/service:web" in text
+    assert "111111111111/" not in views.format_findings(findings[:1])
+
+
+def test_an_export_spanning_member_accounts_is_refused(world, monkeypatch, tmp_path):
+    member = {"workload": "prod-web/service:web", "region": "eu-west-1"}
+    both = [
+        {**member, "workload_key": f"WL#{acct}#eu-west-1#prod-web#service:web", "account_id": acct}
+        for acct in ("111111111111", "222222222222")
+    ]
+    monkeypatch.setattr(egress, "select", lambda summaries, pattern, include_unattributed=False: both)
+    target = tmp_path / "list.txt"
+    _, err = run("--export", "dns-firewall", str(target), code=2)
+    assert "in 2 accounts (111111111111, 222222222222)" in err and "--workload ACCOUNT/REGION" in err
+    assert not target.exists()

@@ -642,6 +642,12 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
         ),
     )
     if kind is not None:
+        accounts = egress.accounts_of(view)
+        if len(accounts) > 1:  # an allow list is one workload's (or account's), not a merge
+            raise ConfigError(
+                f"--export: the workloads selected are in {len(accounts)} accounts ({', '.join(accounts)}): "
+                "select one account's with --workload ACCOUNT/REGION/CLUSTER/GROUP (globs allowed)"
+            )
         domains = egress.export_domains(
             view, values, approved_only=args.approved_only, wildcards=args.wildcards
         )
@@ -826,7 +832,8 @@ def build_parser() -> argparse.ArgumentParser:
     discovered.add_argument(
         "--workload",
         metavar="W",
-        help="glob over cluster/group or group (e.g. service:web), or 'unattributed'",
+        help="glob over cluster/group, group (e.g. service:web), ACCOUNT/REGION/cluster/group, "
+        "or 'unattributed'",
     )
     discovered.add_argument(
         "--since", metavar="T", help="last seen since: a duration (30m, 24h, 7d) or ISO time"

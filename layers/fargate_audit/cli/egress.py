@@ -94,12 +94,20 @@ def parse_since(text: str | None, now: datetime) -> str | None:
 
 def workload_selected(summary: Mapping[str, Any], pattern: str | None) -> bool:
     """``--workload``: a glob over the workload (``cluster/group``), its group alone
-    (``service:web``) or ``unattributed``; without one every attributed workload."""
+    (``service:web``), the workload in its account and region
+    (``ACCOUNT/REGION/cluster/group``: one member's, where several accounts hold workloads
+    of the same names) or ``unattributed``; without one every attributed workload."""
     workload = str(summary.get("workload") or "")
     if pattern is None:
         return workload != UNATTRIBUTED
     group = workload.split("/", 1)[1] if "/" in workload else workload
-    return fnmatchcase(workload, pattern) or fnmatchcase(group, pattern)
+    placed = f"{summary.get('account_id')}/{summary.get('region')}/{workload}"
+    return fnmatchcase(workload, pattern) or fnmatchcase(group, pattern) or fnmatchcase(placed, pattern)
+
+
+def accounts_of(view: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The accounts the view's workloads are in (unattributed blocks name none)."""
+    return sorted({str(b["account_id"]) for b in view if b.get("account_id")})
 
 
 def select(
@@ -317,12 +325,17 @@ def format_discovered(view: list[dict]) -> str:
         )
     lines: list[str] = []
     any_flows = False
+    # several accounts or regions: each workload is named with its place (the same names
+    # may be in each member account)
+    places = {(b.get("account_id"), b.get("region")) for b in view}
     for block in view:
         workload = str(block["workload"])
         rows = block["sites"]
         flows = block.get("flows") or []
         any_flows = any_flows or bool(flows)
         source = "unattributed sources" if workload == UNATTRIBUTED else workload
+        if len(places) > 1 and block.get("account_id"):
+            source += f" ({block.get('account_id')} {block.get('region')})"
         unapproved = sum(1 for r in rows if not r["approved"])
         dns_only = sum(1 for r in rows if r.get("dns_only", True))
         if flows:

@@ -105,6 +105,9 @@ def findings_view(findings: list[dict]) -> list[dict]:
     items = [
         {
             "finding_id": f.get("finding_id"),
+            # fargate-audit/{account}/{region}/...: the place, where members share names
+            "account_id": _id_part(f.get("finding_id"), 1),
+            "region": _id_part(f.get("finding_id"), 2),
             "workload": f.get("workload"),
             "rule_id": f.get("rule_id"),
             "severity": f.get("severity"),
@@ -114,18 +117,34 @@ def findings_view(findings: list[dict]) -> list[dict]:
         }
         for f in findings
     ]
-    return sorted(items, key=lambda f: (order.get(f["status"], 3), str(f["workload"]), str(f["rule_id"])))
+    return sorted(
+        items,
+        key=lambda f: (
+            order.get(f["status"], 3),
+            str(f["workload"]),
+            str(f["account_id"]),
+            str(f["region"]),
+            str(f["rule_id"]),
+        ),
+    )
+
+
+def _id_part(finding_id: Any, index: int) -> str | None:
+    parts = str(finding_id or "").split("/")
+    return parts[index] if len(parts) == 6 and parts[0] == "fargate-audit" else None
 
 
 def format_findings(findings: list[dict]) -> str:
-    """``findings --format table``."""
+    """``findings --format table``; the workloads named with their account and region when
+    the findings are of several (member accounts may hold workloads of the same names)."""
     items = findings_view(findings)
     if not items:
         return "no active findings\n"
+    placed = len({(f["account_id"], f["region"]) for f in items}) > 1
     header = ("WORKLOAD", "RULE", "SEVERITY", "STATUS", "UPDATED", "TITLE")
     rows = [
         (
-            str(f["workload"]),
+            f"{f['account_id']}/{f['region']}/{f['workload']}" if placed else str(f["workload"]),
             str(f["rule_id"]),
             str(f["severity"]),
             str(f["status"]),
