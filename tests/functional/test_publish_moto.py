@@ -396,6 +396,35 @@ def test_plan_archives_a_finding_only_the_outbox_holds_when_it_is_no_longer_prod
     assert publish.plan_workload_findings([], {}, at(2), pending=pending_archive) == ([], {})
 
 
+def test_plan_reimports_an_unchanged_active_finding_before_security_hub_deletes_it():
+    """Security Hub deletes a finding whose UpdatedAt is 90 days old: an unchanged ACTIVE
+    finding (a long-running workload whose posture never changes) is imported again once
+    publish.REFRESH_AFTER has passed, its first times kept; an archived one is not."""
+    finding = by_rule(findings_for([make_posture(1)], at(0)))["NET-03"]
+    states = {"NET-03": state_of(finding)}
+    day = timedelta(days=1)
+    later = by_rule(findings_for([make_posture(1)], at(0) + 29 * day))["NET-03"]
+    assert publish.plan_workload_findings([later], states, at(0) + 29 * day) == ([], {})
+    due = at(0) + publish.REFRESH_AFTER
+    [sent], new_states = publish.plan_workload_findings(
+        [by_rule(findings_for([make_posture(1)], due))["NET-03"]], states, due
+    )
+    assert sent["UpdatedAt"] == asff.asff_time(due) and sent["CreatedAt"] == finding["CreatedAt"]
+    assert timedelta(days=90) > publish.REFRESH_AFTER
+    archived = {"NET-03": {**state_of(finding), "record_state": "ARCHIVED"}}
+    assert publish.plan_workload_findings([], archived, at(0) + 200 * day) == ([], {})
+
+
+def test_plan_keeps_the_first_times_of_a_first_import_still_pending():
+    """The first import was refused (or its fate is unknown) and waits in the outbox: the
+    next sync keeps that finding's CreatedAt and FirstObservedAt, not its own moment."""
+    first = by_rule(findings_for([make_posture(1)], at(0)))["NET-03"]
+    again = by_rule(findings_for([open_port_22(make_posture(1))], at(5)))["NET-03"]
+    [sent], _ = publish.plan_workload_findings([again], {}, at(5), pending={first["Id"]: first})
+    assert (sent["CreatedAt"], sent["FirstObservedAt"]) == (first["CreatedAt"], first["FirstObservedAt"])
+    assert sent["UpdatedAt"] > first["UpdatedAt"]
+
+
 def test_plan_refuses_two_findings_for_one_rule():
     finding = by_rule(findings_for([make_posture(1)], at(0)))["NET-03"]
     with pytest.raises(ValueError, match="two findings"):

@@ -35,6 +35,9 @@ from fargate_audit.stores.keys import finding_id_prefix, workload_key_of_finding
 MAX_FINDINGS_PER_CALL = 100
 MAX_REQUEST_BYTES = 6 * 1024 * 1024 - 64 * 1024  # 6 MB per call, with room for the envelope
 MAX_FINDING_BYTES = 240 * 1024
+# an unchanged ACTIVE finding is imported again after this long (Security Hub deletes a
+# finding not updated for 90 days: _due_for_refresh)
+REFRESH_AFTER = timedelta(days=30)
 
 _log = logging.getLogger(__name__)
 
@@ -101,13 +104,21 @@ def plan_workload_findings(
         waiting = pending.get(finding_id)
         floor = _latest_time((state or {}).get("updated_at"), (waiting or {}).get("UpdatedAt"))
         if finding is not None:
-            if state is not None and waiting is None and state["digest"] == finding_content_digest(finding):
+            if (
+                state is not None
+                and waiting is None
+                and state["digest"] == finding_content_digest(finding)
+                and not _due_for_refresh(state, now)
+            ):
                 continue  # Security Hub already holds this content
             out = dict(finding)
             if state is not None:  # an update: keep the first times, the customer owns Workflow
                 out["CreatedAt"] = state.get("created_at") or out.get("CreatedAt")
                 out["FirstObservedAt"] = state.get("first_observed_at") or out.get("FirstObservedAt")
                 out.pop("Workflow", None)
+            elif waiting is not None:  # its first import is still pending: that one's first times
+                out["CreatedAt"] = waiting.get("CreatedAt") or out.get("CreatedAt")
+                out["FirstObservedAt"] = waiting.get("FirstObservedAt") or out.get("FirstObservedAt")
             out["UpdatedAt"] = strictly_after(now, floor)
         else:
             if state["record_state"] == ARCHIVED and waiting is None:
@@ -119,6 +130,20 @@ def plan_workload_findings(
         to_import.append(out)
         new_states[rule_id] = finding_state(out)
     return to_import, new_states
+
+
+def _due_for_refresh(state: Mapping[str, Any], now: datetime) -> bool:
+    """An ACTIVE finding unchanged for ``REFRESH_AFTER`` is imported again (its content the
+    same, its UpdatedAt and LastObservedAt new): Security Hub deletes a finding whose
+    UpdatedAt is 90 days old, and a long-running workload whose posture never changes would
+    otherwise lose its FAILED findings there while the table still holds them ACTIVE."""
+    if state.get("record_state") == ARCHIVED:
+        return False
+    try:
+        updated = parse_asff_time(str(state.get("updated_at")))
+    except (TypeError, ValueError):
+        return True
+    return now - updated >= REFRESH_AFTER
 
 
 def import_batches(findings: list[dict]) -> list[list[dict]]:
