@@ -45,6 +45,15 @@ def test_an_accounts_file_saved_with_a_byte_order_mark_reads_its_first_line(tmp_
     assert read_accounts_file(saved) == ["111111111111", "222222222222"]
 
 
+def test_an_accounts_file_saved_as_utf16_is_read_and_other_bytes_are_one_error(tmp_path):
+    saved = tmp_path / "accounts.txt"
+    saved.write_bytes("111111111111\r\n222222222222\r\n".encode("utf-16"))  # PowerShell's `>`
+    assert read_accounts_file(saved) == ["111111111111", "222222222222"]
+    saved.write_bytes(b"\x80\x81 111111111111\n")
+    with pytest.raises(ConfigError, match=r"accounts.txt: the accounts file is not UTF-8 text"):
+        read_accounts_file(saved)
+
+
 def test_member_role_arn_follows_the_partition():
     assert member_role_arn("111111111111", "r", "eu-west-1") == "arn:aws:iam::111111111111:role/r"
     assert member_role_arn("111111111111", "r", "cn-north-1") == "arn:aws-cn:iam::111111111111:role/r"

@@ -55,9 +55,15 @@ def read_accounts_file(path: str | Path) -> list[str]:
     skipped; each id once. ConfigError ``FILE:LINE: ...`` for a malformed line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of line 1
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the accounts file ({exc.strerror or exc})") from None
+    # a BOM is not part of line 1: UTF-8's (Windows editors), or UTF-16's (PowerShell's `>`)
+    encoding = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the accounts file is not UTF-8 text (save it as UTF-8)") from None
     ids: dict[str, None] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         value = line.split("#", 1)[0].strip()
