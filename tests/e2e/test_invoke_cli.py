@@ -116,9 +116,17 @@ def test_findings_lists_the_active_findings_of_the_workload(invoked, env):
     findings = json.loads(run(env, "findings", "--format", "json").stdout)
 
     assert findings and {f["workload"] for f in findings} == {"prod-web/service:web"}
-    assert {"finding_id", "workload", "rule_id", "severity", "status", "title", "updated_at"} == set(
-        findings[0]
-    )
+    assert {
+        "finding_id",
+        "account_id",
+        "region",
+        "workload",
+        "rule_id",
+        "severity",
+        "status",
+        "title",
+        "updated_at",
+    } == set(findings[0])
     assert "NOT_AVAILABLE" in {f["status"] for f in findings}
     table = run(env, "findings").stdout
     assert table.splitlines()[0].split()[:4] == ["WORKLOAD", "RULE", "SEVERITY", "STATUS"]
@@ -199,6 +207,15 @@ def test_unknown_function_is_one_error_line_and_exit_2(env):
 
     assert done.stderr.count("\n") == 1
     assert done.stderr.startswith("fargate-audit: error: nope: no such function in template.yaml")
+
+
+@pytest.mark.parametrize("given", ["not-an-arn", "7f3c2a1b9d8e4f60a1b2c3d4e5f60718", ""])
+def test_history_of_something_not_a_task_arn_is_one_error_line_and_exit_2(env, given):
+    done = run(env, "history", given, check_exit=2)
+    assert done.stderr == (
+        f"fargate-audit: error: TASK_ARN: {given!r} is not an ECS task ARN "
+        "(arn:PARTITION:ecs:REGION:ACCOUNT:task/CLUSTER/ID)\n"
+    )
 
 
 def test_history_of_a_missing_table_is_one_error_line_and_exit_2(env):

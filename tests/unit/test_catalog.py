@@ -615,3 +615,50 @@ def test_a_new_rule_on_existing_facts_is_its_folder_and_its_mapping(monkeypatch,
     failing = {**base, "network": {**base["network"], **legacy["network"]}}
     assert engine.evaluate_rule(rule, base, {})[0] == "PASSED"
     assert engine.evaluate_rule(rule, failing, {}) == ("FAILED", {"security_groups": ["sg-1"]})
+
+
+def _variant(rules_copy, source: str, new_id: str, change=None):
+    """A copy of ``source``'s rule under ``new_id`` reusing its check (``check: NAME``)."""
+    from fargate_audit.core.rules import load_catalog as load
+
+    check = next(r.check for r in load(RULES).rules if r.id == source)
+    folder = rules_copy / new_id
+    folder.mkdir()
+    doc = yaml.safe_load((rules_copy / source / "rule.yaml").read_text())
+    doc.update(id=new_id, check=check)
+    if change:
+        change(doc)
+    (folder / "rule.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    mappings = yaml.safe_load((rules_copy / "mappings.yaml").read_text())
+    mappings[new_id] = mappings[source]
+    (rules_copy / "mappings.yaml").write_text(yaml.safe_dump(mappings, sort_keys=False))
+    return folder / "rule.yaml"
+
+
+def test_a_variant_declares_the_parameters_its_check_reads(rules_copy):
+    """A variant of NET-03's check without allowed_public_ports passed validation and then
+    failed the scan with 'unexpected KeyError'."""
+    assert load_catalog(rules_copy) is not None
+    path = _variant(rules_copy, "NET-03", "NET-93")
+    assert "NET-93" in {r.id for r in load_catalog(rules_copy).rules}  # a faithful variant loads
+    _edit(path, lambda d: d.update(parameters=[]))
+    message = _single_error(rules_copy)
+    assert message.startswith(f"{path}: parameters: check ")
+    assert message.endswith(
+        f"reads 'allowed_public_ports' ({rules_copy / 'NET-03' / 'rule.yaml'}): declare it"
+    )
+
+
+def test_a_variant_keeps_its_checks_kind_of_evaluation(rules_copy):
+    """A discovery check (EGR-01's) reused as a task-posture rule read no posture and
+    passed every task."""
+    path = _variant(rules_copy, "EGR-01", "NET-98", lambda d: d.pop("evaluation", None))
+    message = _single_error(rules_copy)
+    assert message.startswith(f"{path}: check: ") and "workload-discovery check" in message
+    assert "this rule's evaluation is task-posture" in message
+
+
+def test_an_empty_parameters_file_still_checks_the_rules_parameters(rules_copy):
+    (rules_copy / "parameters.yaml").write_text("{}\n")
+    problems = validate_rules_dir(rules_copy)
+    assert any("min_platform_version' is not declared in parameters.yaml" in p for p in problems), problems

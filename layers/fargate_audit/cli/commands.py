@@ -572,10 +572,19 @@ def cmd_invoke(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     return EXIT_OK
 
 
+# a task ARN, long (task/CLUSTER/ID) or short (task/ID) format
+_TASK_ARN = re.compile(r"arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:task/[A-Za-z0-9_/-]+")
+
+
 def cmd_history(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from fargate_audit.cli.views import format_history, open_table, read_table, table_name
     from fargate_audit.stores.record import Recorder
 
+    if not _TASK_ARN.fullmatch(args.task_arn):  # a task id alone, or anything else: no history to find
+        raise UsageError(
+            f"TASK_ARN: {args.task_arn!r} is not an ECS task ARN "
+            "(arn:PARTITION:ecs:REGION:ACCOUNT:task/CLUSTER/ID)"
+        )
     table = open_table(table_name(args.table))
     entries = read_table(table, "Query", lambda: Recorder(table).history(args.task_arn))
     stdout.write(_json(entries) if args.format == "json" else format_history(args.task_arn, entries))

@@ -37,7 +37,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -450,6 +450,7 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
 
     # parameters.yaml
     parameters: dict[str, Parameter] = {}
+    parameters_read = False  # parameters.yaml loaded (maybe empty): rules' names are checked
     params_doc, error = read_yaml(rules_dir / PARAMETERS_FILE, src(PARAMETERS_FILE))
     if error:
         problems.append(error)
@@ -457,6 +458,7 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
         validator = _validator_for(schema, "#/$defs/parameters_file", Draft202012Validator)
         found = schema_problems(src(PARAMETERS_FILE), validator, params_doc)
         problems.extend(found)
+        parameters_read = not found
         if not found:
             for name, spec in params_doc.items():
                 try:
@@ -503,7 +505,7 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
         if doc["id"] in rules:
             rule_problems.append(problem(source, "id", f"{doc['id']!r} duplicates {rules[doc['id']].source}"))
         for i, name in enumerate(doc["parameters"]):
-            if parameters and name not in parameters:
+            if parameters_read and name not in parameters:
                 rule_problems.append(
                     problem(source, ["parameters", i], f"{name!r} is not declared in {PARAMETERS_FILE}")
                 )
@@ -566,6 +568,8 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
             inputs=registered.inputs,
         )
 
+    problems.extend(_variant_problems(rules, registry))
+
     # mappings.yaml
     mappings: dict[str, dict] = {}
     mappings_doc, error = read_yaml(rules_dir / MAPPINGS_FILE, src(MAPPINGS_FILE))
@@ -591,6 +595,39 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
         rules_dir=rules_dir,
     )
     return catalog, []
+
+
+def _variant_problems(rules: Mapping[str, Rule], registry: Registry) -> list[str]:
+    """A rule reusing another folder's check (``check: NAME``) is that check's kind of rule
+    (task-posture or workload-discovery: a discovery check reads no posture and would pass
+    every task) and declares the parameters the check reads (those of the rule whose
+    folder registers it; else the check fails the scan on a missing one)."""
+    owner_of = {check.name: rule_id for rule_id, check in registry.by_rule.items()}
+    found: list[str] = []
+    for rule_id, rule in rules.items():
+        owner = rules.get(owner_of.get(rule.check, ""))
+        if owner is None or owner.id == rule_id:
+            continue
+        if owner.evaluation != rule.evaluation:
+            found.append(
+                problem(
+                    rule.source,
+                    "check",
+                    f"{rule.check!r} is a {owner.evaluation} check ({owner.source}); "
+                    f"this rule's evaluation is {rule.evaluation}",
+                )
+            )
+        missing = [name for name in owner.parameters if name not in rule.parameters]
+        if missing:
+            found.append(
+                problem(
+                    rule.source,
+                    "parameters",
+                    f"check {rule.check!r} reads {', '.join(map(repr, missing))} ({owner.source}): declare "
+                    + ("it" if len(missing) == 1 else "them"),
+                )
+            )
+    return found
 
 
 def validate_rules_dir(path: str | os.PathLike) -> list[str]:
