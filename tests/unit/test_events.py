@@ -415,6 +415,10 @@ SWEEP_CASES = [
         json.dumps(_body(task_arns=[TASK_ARN.replace("eu-west-1", "us-east-1")])),
         "sweep message: task_arns must be in the cluster's account and region",
     ),
+    (  # another cluster's task: described there, it would be audited (or retired) as this one's
+        json.dumps(_body(task_arns=[TASK_ARN.replace(":task/prod-web/", ":task/batch/")])),
+        "sweep message: task_arns must be tasks of cluster_arn (prod-web)",
+    ),
 ]
 
 

@@ -314,6 +314,13 @@ def parse_sweep_message(body: Any) -> dict:
     task_arns = body.get("task_arns")
     if task_arns and any(arn.split(":")[:5] != cluster_arn.split(":")[:5] for arn in task_arns):
         raise EventError(f"{SWEEP_MESSAGE}: task_arns must be in the cluster's account and region")
+    # a long-format task ARN names its cluster (task/CLUSTER/ID): it must be the message's
+    cluster_name = cluster_arn.split(":", 5)[-1].split("/", 1)[-1]
+    if task_arns and any(
+        arn.split(":", 5)[-1].count("/") == 2 and arn.split(":", 5)[-1].split("/")[1] != cluster_name
+        for arn in task_arns
+    ):
+        raise EventError(f"{SWEEP_MESSAGE}: task_arns must be tasks of cluster_arn ({cluster_name})")
     return {
         "account_id": body["account_id"],
         "region": body["region"],
