@@ -660,6 +660,23 @@ def test_a_sweep_of_pages_retires_a_task_that_stopped_unseen(world, monkeypatch)
     assert planned_pages(world)[0]["retiring"] == 0
 
 
+def test_a_page_delivered_again_does_not_count_its_retired_task_twice(world, monkeypatch):
+    """SQS delivers at least once: the second delivery finds the task recorded STOPPED
+    already: stale, not stopped again (StoppedTasks counted it twice)."""
+    list_tasks_as_aws(monkeypatch)
+    first, second = world.web
+    world.task_events(world.running(first))
+    world.task_events(world.running(second))
+    world.client("ecs").stop_task(cluster="prod-web", task=first.arn, reason="scale in")  # no event arrives
+    _, records = planned_pages(world)
+
+    assert world.sweep_worker({"Records": records}) == {"batchItemFailures": []}
+    assert world.sweep_worker({"Records": records}) == {"batchItemFailures": []}
+
+    assert world.spy.metrics["StoppedTasks"] == 1
+    assert len(world.rt.recorder.history(first.arn)) == 2  # the audit, the stop: once each
+
+
 @pytest.mark.parametrize("listed", ["inactive", "not-found", "no-longer"])
 def test_a_sweep_retires_the_tasks_of_a_deleted_cluster(world, monkeypatch, listed):
     """Its tasks stopped unseen and the cluster was deleted: ECS may still list it INACTIVE

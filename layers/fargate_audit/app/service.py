@@ -317,8 +317,10 @@ class _Batch:
     def stopped(
         self, task_arn: str, version: Any, stopped_at: Any, cause: dict, key: str | None, **known: Any
     ) -> None:
-        """Retire a task; ``known``: ``stored=`` its LATEST when already read."""
-        workload = self.rt.recorder.mark_stopped(
+        """Retire a task; ``known``: ``stored=`` its LATEST when already read. One already
+        recorded STOPPED is counted stale, not stopped again (its workload was published
+        when it stopped)."""
+        outcome = self.rt.recorder.retire(
             task_arn,
             version if isinstance(version, int) else None,
             stopped_at,
@@ -327,6 +329,11 @@ class _Batch:
             workload_key=key,
             **known,
         )
+        if outcome.status == record.STALE:
+            self.counts["stale"] += 1
+            self.tasks.append({"task_arn": task_arn, "status": record.STALE, "reason": outcome.reason})
+            return
+        workload = outcome.workload_key
         self.counts["stopped"] += 1
         self.tasks.append({"task_arn": task_arn, "status": STOPPED})
         if workload:

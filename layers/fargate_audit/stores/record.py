@@ -749,12 +749,25 @@ class Recorder:
         """Record that a task stopped; returns its workload key (the stored one, else the
         ``workload_key`` given, e.g. from :func:`workload_key_from_cluster_arn`).
         ``stored``: as for :meth:`record_audit`."""
-        outcome = self._run(
+        return self.retire(task_arn, task_version, stopped_at, cause, now, workload_key, stored).workload_key
+
+    def retire(
+        self,
+        task_arn: str,
+        task_version: int | None,
+        stopped_at: Any,
+        cause: Mapping[str, Any],
+        now: datetime,
+        workload_key: str | None = None,
+        stored: Mapping[str, Any] | None = UNREAD,
+    ) -> RecordOutcome:
+        """:meth:`mark_stopped`'s outcome: ``stale`` when the task is already recorded
+        STOPPED (a redelivered page, a STOPPED event handled in between)."""
+        return self._run(
             task_arn,
             lambda before: plan_stop(before, task_arn, task_version, stopped_at, cause, now, workload_key),
             stored,
         )
-        return outcome.workload_key
 
     def _run(
         self, task_arn: str, planner: Callable[[dict | None], WritePlan], stored: Any = UNREAD
