@@ -704,7 +704,9 @@ def _unreachable_scopes(logger, metrics, unreachable: list[dict]) -> None:
         _log(
             logger,
             "error",
-            f"audited {'cluster' if cluster else 'account and region'} unreachable: not swept",
+            "audited cluster's tasks not listed: queued whole, for a worker to list (retried by SQS)"
+            if cluster
+            else "audited account and region unreachable: not swept",
             account=scope["account_id"],
             region=scope["region"],
             **cluster,

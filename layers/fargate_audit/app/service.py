@@ -698,8 +698,10 @@ def plan_sweep(rt: Runtime, queue_url: str, now: datetime, region: str | None = 
     nothing about the tasks it missed.
 
     A cluster whose ListTasks is refused is reported in ``unreachable`` (``{"account_id",
-    "region", "cluster_arn", "error"}``, the error naming the refused call) and the other
-    clusters go on. Organization scale (``rt.audited``): every audited account x region
+    "region", "cluster_arn", "error"}``, the error naming the refused call) and queued as a
+    whole-cluster message: a worker lists it, and SQS redelivers the message while that
+    listing fails (a throttled ListTasks is retried, not skipped until the next schedule);
+    the other clusters go on. Organization scale (``rt.audited``): every audited account x region
     (AUDITED_REGIONS, else ``region``) is listed through the account's member role and each
     page names its account and region; a scope that cannot be listed (role refused, region
     not enabled, ListClusters denied) is reported in ``unreachable`` (``{"account_id",
@@ -820,6 +822,11 @@ class _SweepPlan:
                     self.unreachable.append(
                         {"account_id": account, "region": region, "cluster_arn": cluster_arn, "error": error}
                     )
+                    # the cluster is left to a worker: a whole-cluster message lists it there,
+                    # and SQS redelivers it while the listing fails (a throttled or briefly
+                    # refused ListTasks is retried, not skipped until the next schedule)
+                    self.bodies.append(events.sweep_message(account, region, cluster_arn))
+                    self.labels.append(cluster_arn)
                     return
         known = set(listed)
         gone = [arn for arn in _recorded_running(rt, cluster_arn, listed, active) if arn not in known]
