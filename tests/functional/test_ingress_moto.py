@@ -83,7 +83,10 @@ def world():
             "blue", "blue-shop", "from the ALB", ingress=[estate._ports("tcp", PORT, PORT, groups=[alb_sg])]
         )
         shop = b.run_tasks("blue", "shop", [blue_private], [shop_sg], 2, "1.4.0", service="shop")
-        lonely = b.run_tasks("blue", "lonely", [blue_private], [shop_sg], 1, "1.4.0", service="lonely")
+        # a subnet of its own: the emulator picks addresses at random, and lonely's could be a
+        # shop task's (registered in the shop group) in their shared subnet
+        lonely_subnet = b.subnet("blue-private-lonely", blue, "10.50.11.0/24", "a")
+        lonely = b.run_tasks("blue", "lonely", [lonely_subnet], [shop_sg], 1, "1.4.0", service="lonely")
         blue_alb = b.load_balancer("blue-shop", "application", "internet-facing", blue_publics, [alb_sg])
         shop_group = b.target_group("shop", "HTTP", PORT, blue)
         b.register(shop_group, "blue", shop, PORT)
