@@ -465,11 +465,6 @@ def _task_event(parsed: dict, rt: Runtime, now: datetime, clients: Clients) -> d
 # --------------------------------------------------------------------------- Config events
 
 
-def _region_of_arn(arn: str) -> str | None:
-    parts = arn.split(":")
-    return parts[3] or None if len(parts) > 5 and parts[0] == "arn" else None
-
-
 def _describe_tasks(
     rt: Runtime, clients: Clients, region: str, task_arns: list[str], account: str | None = None
 ) -> tuple[dict[str, dict], dict[str, str]]:
@@ -513,7 +508,7 @@ def _audit_described(
     they do not own must not retire it)."""
     elsewhere: dict[tuple[str, str], list[str]] = {}
     for arn in task_arns:
-        place = (collect.account_of(arn) or account, _region_of_arn(arn) or region)
+        place = (collect.account_of(arn) or account, collect.region_of(arn) or region)
         if place != (account, region):
             elsewhere.setdefault(place, []).append(arn)
     if elsewhere:

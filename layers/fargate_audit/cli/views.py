@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fargate_audit.core.errors import ConfigError, FargateAuditError
+from fargate_audit.stores.keys import workload_key_of_finding, workload_parts
 
 TABLE_ENV = "FARGATE_AUDIT_TABLE"
 MISSING_TABLE = (
@@ -105,9 +106,8 @@ def findings_view(findings: list[dict]) -> list[dict]:
     items = [
         {
             "finding_id": f.get("finding_id"),
-            # fargate-audit/{account}/{region}/...: the place, where members share names
-            "account_id": _id_part(f.get("finding_id"), 1),
-            "region": _id_part(f.get("finding_id"), 2),
+            # the place, where member accounts share workload names
+            **dict(zip(("account_id", "region"), _place(f.get("finding_id")), strict=True)),
             "workload": f.get("workload"),
             "rule_id": f.get("rule_id"),
             "severity": f.get("severity"),
@@ -129,9 +129,13 @@ def findings_view(findings: list[dict]) -> list[dict]:
     )
 
 
-def _id_part(finding_id: Any, index: int) -> str | None:
-    parts = str(finding_id or "").split("/")
-    return parts[index] if len(parts) == 6 and parts[0] == "fargate-audit" else None
+def _place(finding_id: Any) -> tuple[str | None, str | None]:
+    """(account, region) of a finding Id (``keys.workload_key_of_finding``), else Nones."""
+    try:
+        account, region, _, _ = workload_parts(workload_key_of_finding(str(finding_id)))
+    except ValueError:
+        return None, None
+    return account, region
 
 
 def format_findings(findings: list[dict]) -> str:

@@ -363,6 +363,11 @@ def account_of(arn: str) -> str | None:
     return parts[4] if len(parts) > 5 and parts[4] else None
 
 
+def region_of(arn: str) -> str | None:
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 5 and parts[3] else None
+
+
 def skip_reason(task: dict) -> str | None:
     """None for a running Fargate task, else why it is not audited."""
     launch_type = task.get("launchType")
@@ -1183,8 +1188,7 @@ def describe_tasks(
     for another account's or region's cluster."""
 
     def own(cluster_arn: str) -> bool:
-        parts = cluster_arn.split(":")
-        return len(parts) > 5 and parts[3] == region and (account is None or parts[4] == account)
+        return region_of(cluster_arn) == region and account in (None, account_of(cluster_arn))
 
     ecs = clients.ecs(region)
     found: dict[str, dict] = {}
