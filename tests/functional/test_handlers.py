@@ -732,8 +732,10 @@ def test_a_sweep_retires_the_tasks_of_a_deleted_cluster(world, monkeypatch, list
     assert planned_pages(world)[0]["retiring"] == 0
 
 
-def test_with_publishing_off_a_sweep_of_pages_retires_in_the_workloads_it_lists(world, monkeypatch):
-    monkeypatch.setenv("PUBLISH_FINDINGS", "false")  # no finding state names the workloads
+def publishing_off_with_two_web_tasks(world, monkeypatch):
+    """The world's runtime rebuilt with PUBLISH_FINDINGS=false (no finding state names the
+    workloads), ListTasks as AWS answers it, both web tasks recorded: (first, second)."""
+    monkeypatch.setenv("PUBLISH_FINDINGS", "false")
     lambda_handlers.set_runtime(
         lambda_handlers.build_runtime(session=world.rt.clients.session, logger=world.spy)
     )
@@ -741,6 +743,11 @@ def test_with_publishing_off_a_sweep_of_pages_retires_in_the_workloads_it_lists(
     first, second = world.web
     world.task_events(world.running(first))
     world.task_events(world.running(second))
+    return first, second
+
+
+def test_with_publishing_off_a_sweep_of_pages_retires_in_the_workloads_it_lists(world, monkeypatch):
+    first, second = publishing_off_with_two_web_tasks(world, monkeypatch)
     world.client("ecs").stop_task(cluster="prod-web", task=first.arn, reason="scale in")  # no event arrives
     world.calls.reset()
 
@@ -760,14 +767,7 @@ def test_with_publishing_off_a_workload_whose_tasks_all_stopped_unseen_is_retire
     """No finding state names the workload and none of its tasks is listed any more: the
     recorder's registry of the workloads its tasks were recorded in does (one PutItem with
     a task's first audit), so the sweep still retires them (they stayed RUNNING for ever)."""
-    monkeypatch.setenv("PUBLISH_FINDINGS", "false")
-    lambda_handlers.set_runtime(
-        lambda_handlers.build_runtime(session=world.rt.clients.session, logger=world.spy)
-    )
-    list_tasks_as_aws(monkeypatch)
-    first, second = world.web
-    world.task_events(world.running(first))
-    world.task_events(world.running(second))
+    first, second = publishing_off_with_two_web_tasks(world, monkeypatch)
     ecs = world.client("ecs")
     for task in (first, second):
         ecs.stop_task(cluster="prod-web", task=task.arn, reason="scaled to zero")  # no event arrives

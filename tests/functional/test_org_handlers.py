@@ -9,6 +9,7 @@ STS answering AccessDenied (a hook on the function's own session, where AssumeRo
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import boto3
@@ -470,13 +471,23 @@ def test_duplicated_accounts_are_audited_once(monkeypatch):
         assert len(drain(world)) == len(a.clusters)
 
 
-def test_organization_accounts_are_the_active_ones(monkeypatch):
-    org_role = f"arn:aws:iam::{ACCOUNT}:role/org-reader"
-    with emulated_world(
-        monkeypatch, {"ORGANIZATIONS_ROLE_ARN": org_role, "AWS_LAMBDA_FUNCTION_NAME": FUNCTION}
-    ) as world:
+ORG_READER = f"arn:aws:iam::{ACCOUNT}:role/org-reader"
+
+
+@contextmanager
+def organization_world(monkeypatch):
+    """An emulated world whose functions list the accounts of the organization it creates
+    (ORGANIZATIONS_ROLE_ARN): (world, the Organizations client)."""
+    env = {"ORGANIZATIONS_ROLE_ARN": ORG_READER, "AWS_LAMBDA_FUNCTION_NAME": FUNCTION}
+    with emulated_world(monkeypatch, env) as world:
         organizations = world.session.client("organizations", region_name="us-east-1")
         organizations.create_organization(FeatureSet="ALL")
+        yield world, organizations
+
+
+def test_organization_accounts_are_the_active_ones(monkeypatch):
+    org_role = ORG_READER
+    with organization_world(monkeypatch) as (world, organizations):
         live, gone = (
             organizations.create_account(AccountName=n, Email=f"{n}@example.com")["CreateAccountStatus"][
                 "AccountId"
@@ -509,12 +520,7 @@ def test_a_failed_refresh_of_the_account_list_names_its_call_keeps_the_list_and_
     from botocore.exceptions import ClientError
     from fargate_audit.edge import accounts
 
-    org_role = f"arn:aws:iam::{ACCOUNT}:role/org-reader"
-    with emulated_world(
-        monkeypatch, {"ORGANIZATIONS_ROLE_ARN": org_role, "AWS_LAMBDA_FUNCTION_NAME": FUNCTION}
-    ) as world:
-        organizations = world.session.client("organizations", region_name="us-east-1")
-        organizations.create_organization(FeatureSet="ALL")
+    with organization_world(monkeypatch) as (world, _):
         Sts(world, external_id=None)
         audited = world.rt.audited
         listed = audited.ids()
