@@ -173,3 +173,66 @@ def test_the_list_patterns_take_what_the_functions_take():
     assert settings["regions"] == frozenset({"eu-west-1", "us-gov-west-1"})
     assert settings["units"] == ["ou-ab12-cdefgh34", "r-ab12"]
     assert parse_parameter_overrides(["AllowedAccounts="], TEMPLATE) == {"AllowedAccounts": ""}
+
+
+ROLE = "AuditRoleArn=arn:aws:iam::111111111111:role/audit"
+ORG_ROLE = "OrganizationsRoleArn=arn:aws:iam::111111111111:role/org-reader"
+COMBINATIONS = [
+    ((), None),
+    ((ROLE,), None),
+    ((ROLE, "AuditRoleExternalId=ext-1"), None),
+    (("AuditedAccounts=222222222222", "AuditedRegions=eu-west-1"), None),
+    ((ORG_ROLE, "AuditedOrganizationalUnits=ou-ab12-cdefgh34"), None),
+    ((ROLE, "AuditedAccounts=222222222222"), "OneAuditDesign"),
+    ((ROLE, ORG_ROLE), "OneAuditDesign"),
+    (("AuditRoleExternalId=ext-1",), "AuditRoleExternalIdNeedsRole"),
+    (
+        ("AuditedAccounts=222222222222", "AuditedOrganizationalUnits=ou-ab12-cdefgh34"),
+        "OrganizationalUnitsNeedOrganizationsRole",
+    ),
+]
+
+
+@pytest.mark.parametrize(("items", "refused_by"), COMBINATIONS)
+def test_the_template_rules_refuse_at_deploy_time_what_every_function_refuses(items, refused_by):
+    """template.yaml's Rules (evaluated by ``invoke`` as CloudFormation evaluates them)
+    refuse exactly the combinations that make every function fail at start-up
+    (build_runtime's ConfigError): such a stack never deploys."""
+    import boto3
+    from fargate_audit.app import lambda_handlers
+    from fargate_audit.local.invoke import check_template_rules
+
+    overrides = parse_parameter_overrides(items, TEMPLATE)
+    session = boto3.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name="eu-west-1")
+    try:
+        lambda_handlers.build_runtime(env_of(*items), session=session)
+        refused_at_runtime = False
+    except ConfigError:
+        refused_at_runtime = True
+    assert refused_at_runtime is (refused_by is not None)
+    if refused_by is None:
+        check_template_rules(TEMPLATE, overrides)
+    else:
+        with pytest.raises(ConfigError, match=f"--parameter-overrides: rule {refused_by}: "):
+            check_template_rules(TEMPLATE, overrides)
+
+
+def test_invoke_refuses_a_combination_the_template_rules_refuse(tmp_path, capsys):
+    """The CLI says it in one line and exits 2, before any AWS call."""
+    from fargate_audit.cli.commands import main
+
+    event = tmp_path / "event.json"
+    event.write_text("{}")
+    argv = [
+        "invoke",
+        "task_events",
+        str(event),
+        "--parameter-overrides",
+        ROLE,
+        "AuditedAccounts=222222222222",
+    ]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "rule OneAuditDesign: AuditRoleArn (one audited account) and AuditedAccounts" in err
+    assert "Traceback" not in err

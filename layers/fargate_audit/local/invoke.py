@@ -199,6 +199,65 @@ def _check_parameter_value(key: str, spec: Mapping[str, Any], value: str) -> Non
             )
 
 
+def _parameter_value(parameters: Mapping[str, Any], key: str, overrides: Mapping[str, str]) -> Any:
+    """What ``Ref`` of parameter ``key`` gives in a template's Rules: a list (of the
+    comma-separated items) for a list type, else the text."""
+    spec = parameters[key]
+    if key in overrides:
+        text = overrides[key]
+    else:
+        default = spec.get("Default")
+        text = "" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
+    kind = str(spec.get("Type") or "String")
+    if kind == "CommaDelimitedList" or kind.startswith("List<"):
+        return [item.strip() for item in text.split(",")]
+    return text
+
+
+def _rule_value(node: Any, parameters: Mapping[str, Any], overrides: Mapping[str, str]) -> Any:
+    """A Rules expression evaluated on the parameter values (the rule functions
+    CloudFormation documents that can be judged without reading the account)."""
+    if isinstance(node, str | int | float | bool):
+        return node
+    if isinstance(node, list):
+        return [_rule_value(item, parameters, overrides) for item in node]
+    if isinstance(node, dict) and len(node) == 1:
+        ((name, args),) = node.items()
+        if name == "Ref" and args in parameters:
+            return _parameter_value(parameters, args, overrides)
+        values = _rule_value(args, parameters, overrides) if name != "Ref" else None
+        if name == "Fn::Equals":
+            return values[0] == values[1]
+        if name == "Fn::Not":
+            return not values[0]
+        if name == "Fn::And":
+            return all(values)
+        if name == "Fn::Or":
+            return any(values)
+        if name == "Fn::Contains":
+            return values[1] in values[0]
+        if name == "Fn::EachMemberEquals":
+            return all(item == values[1] for item in values[0])
+        if name == "Fn::EachMemberIn":
+            return all(item in values[1] for item in values[0])
+    raise ConfigError(f"template.yaml: Rules: cannot evaluate {json.dumps(node)} locally")
+
+
+def check_template_rules(template: dict, overrides: Mapping[str, str]) -> None:
+    """The template's ``Rules`` on the parameter values a deploy with ``overrides`` gives: a
+    rule whose ``RuleCondition`` holds and one of whose ``Assert`` fails is one ConfigError
+    with its ``AssertDescription``, as CloudFormation refuses such a deploy."""
+    parameters = template.get("Parameters") or {}
+    for name, rule in (template.get("Rules") or {}).items():
+        condition = rule.get("RuleCondition")
+        if condition is not None and not _rule_value(condition, parameters, overrides):
+            continue
+        for assertion in rule.get("Assertions") or []:
+            if not _rule_value(assertion["Assert"], parameters, overrides):
+                described = " ".join(str(assertion.get("AssertDescription") or "assertion failed").split())
+                raise ConfigError(f"--parameter-overrides: rule {name}: {described}")
+
+
 def _same_value(value: str, choice: Any, kind: str) -> bool:
     if "Number" in kind:
         try:
@@ -488,6 +547,7 @@ def invoke(
     template = load_template(path)
     logical_id, folder = resolve_function(template, function)
     overrides = parse_parameter_overrides(parameter_overrides, template)
+    check_template_rules(template, overrides)
     app_path = path.parent / "functions" / folder / "app.py"
     if not app_path.is_file():
         raise ConfigError(f"{app_path}: handler not found")
