@@ -201,6 +201,76 @@ def test_rules_validate_rejects_a_broken_copy_naming_file_and_field(tmp_path):
     assert_one_error_line(err, "NET-01/rule.yaml", "severity")
 
 
+def test_rules_validate_runs_every_fixture_and_counts_them(catalog):
+    fixtures = sum(len(items) for rule in catalog.rules for items in rule.fixtures.values())
+    code, out, err = run_cli("rules", "validate", str(REPO / "rules"))
+    assert (code, err) == (0, "")
+    assert out == f"{len(catalog.rules)} rules valid in {REPO / 'rules'} ({fixtures} fixtures passed)\n"
+
+
+def test_rules_validate_names_each_fixture_that_does_not_give_its_status(tmp_path):
+    """A rule's meaning is its fixtures too: a custom catalog whose check no longer does what
+    its fixtures say is refused, one line per fixture, then the count."""
+    own = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", own, ignore=shutil.ignore_patterns("__pycache__"))
+    path = own / "NET-06" / "rule.yaml"
+    text = path.read_text()
+    assert "name: default}]" in text
+    path.write_text(text.replace("name: default}]", "name: default-web}]", 1))
+    code, out, err = run_cli("rules", "validate", str(own))
+    assert (code, out) == (2, "")
+    lines = err.splitlines()
+    assert lines[0] == (
+        f"fargate-audit: error: {path}: fixtures.fail 'default_group_only': expected FAILED, got PASSED "
+        '(evidence {"security_groups": []})'
+    )
+    assert lines[-1].startswith("fargate-audit: error: 1 of ") and lines[-1].endswith(
+        f" fixtures failed in {own}"
+    )
+    assert len(lines) == 2
+
+
+def test_rules_validate_runs_a_custom_catalog_without_base_documents_over_the_shipped_ones(tmp_path, catalog):
+    own = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", own, ignore=shutil.ignore_patterns("__pycache__", "base_*.json"))
+    assert not (own / "base_posture.json").exists()
+    code, out, err = run_cli("rules", "validate", str(own))
+    assert (code, err) == (0, "")
+    assert out.startswith(f"{len(catalog.rules)} rules valid in {own} (")
+
+
+def test_rules_validate_refuses_a_base_posture_that_is_not_an_object(tmp_path):
+    own = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", own, ignore=shutil.ignore_patterns("__pycache__"))
+    (own / "base_posture.json").write_text("[]")
+    code, _, err = run_cli("rules", "validate", str(own))
+    assert code == 2
+    assert_one_error_line(err, "base_posture.json", "must be a JSON object")
+
+
+def test_rules_validate_names_a_fixture_on_which_the_check_raises(tmp_path):
+    """A fixture whose patch is no posture (a security group that is a number) makes the
+    check raise: one line naming the fixture and the exception, the other fixtures run."""
+    own = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", own, ignore=shutil.ignore_patterns("__pycache__"))
+    path = own / "NET-06" / "rule.yaml"
+    text = path.read_text()
+    assert "security_groups: [{id: sg-0123456789abcdef0, name: default-web}]" in text
+    path.write_text(
+        text.replace(
+            "security_groups: [{id: sg-0123456789abcdef0, name: default-web}]", "security_groups: [5]"
+        )
+    )
+    code, _, err = run_cli("rules", "validate", str(own))
+    assert code == 2
+    lines = err.splitlines()
+    assert lines[0] == (
+        f"fargate-audit: error: {path}: fixtures.pass 'group_name_only_starts_with_default': "
+        "the check raised AttributeError: 'int' object has no attribute 'get'"
+    )
+    assert len(lines) == 2 and " 1 of " in lines[1]
+
+
 def test_rules_validate_of_a_missing_directory_is_one_error_line(tmp_path):
     code, _, err = run_cli("rules", "validate", str(tmp_path / "nowhere"))
     assert code == 2

@@ -53,6 +53,16 @@ CATALOG_FILES = sorted(
     for p in CATALOG.rglob("*")
     if p.is_file() and "__pycache__" not in p.parts
 )
+# fixtures per rule (`rules validate` runs them all and counts them)
+FIXTURES = {
+    rule: sum(
+        len(kind)
+        for kind in (
+            yaml.safe_load((CATALOG / rule / "rule.yaml").read_text()).get("fixtures") or {}
+        ).values()
+    )
+    for rule in RULE_IDS
+}
 VERSION = fargate_audit.__version__
 REGION = "eu-west-1"
 HINT = "pip install 'fargate-audit[local]'"
@@ -303,7 +313,11 @@ def test_python_m_lists_the_shipped_rules(venv, elsewhere, clean_env):
 def test_rules_validate_checks_the_catalog_in_site_packages(venv, site_packages, elsewhere, clean_env):
     done = run(venv, elsewhere, clean_env, "rules", "validate")
     assert done.returncode == 0, done.stderr
-    assert done.stdout == f"{len(RULE_IDS)} rules valid in {site_packages / 'fargate_audit' / 'catalog'}\n"
+    catalog = site_packages / "fargate_audit" / "catalog"
+    assert (
+        done.stdout
+        == f"{len(RULE_IDS)} rules valid in {catalog} ({sum(FIXTURES.values())} fixtures passed)\n"
+    )
 
 
 def test_fargate_audit_rules_dir_still_overrides_the_shipped_catalog(venv, elsewhere, clean_env, tmp_path):
@@ -319,7 +333,8 @@ def test_fargate_audit_rules_dir_still_overrides_the_shipped_catalog(venv, elsew
     assert listed.returncode == 0, listed.stderr
     assert sorted(rule["id"] for rule in json.loads(listed.stdout)) == [r for r in RULE_IDS if r != "NET-10"]
     validated = run(venv, elsewhere, env, "rules", "validate")
-    assert validated.stdout == f"{len(RULE_IDS) - 1} rules valid in {own}\n"
+    fixtures = sum(FIXTURES.values()) - FIXTURES["NET-10"]
+    assert validated.stdout == f"{len(RULE_IDS) - 1} rules valid in {own} ({fixtures} fixtures passed)\n"
 
 
 def test_scan_of_an_emulated_account_writes_a_report_the_shipped_schema_accepts(

@@ -535,7 +535,17 @@ def cmd_rules_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO)
             stderr.write(f"fargate-audit: error: {line}\n")
         return EXIT_ERROR
     catalog = _load_catalog(args.dir)
-    stdout.write(f"{len(catalog.rules)} rules valid in {rules_dir}\n")
+    # Each rule's meaning is its description and its fixtures: every fixture is run, and
+    # each one that does not give its expected status and evidence is one line.
+    from fargate_audit.core.fixtures import fixture_problems, read_bases
+
+    count, failed = fixture_problems(catalog, read_bases(rules_dir))
+    if failed:
+        for line in failed:
+            stderr.write(f"fargate-audit: error: {line}\n")
+        stderr.write(f"fargate-audit: error: {len(failed)} of {count} fixtures failed in {rules_dir}\n")
+        return EXIT_ERROR
+    stdout.write(f"{len(catalog.rules)} rules valid in {rules_dir} ({count} fixtures passed)\n")
     return EXIT_OK
 
 
