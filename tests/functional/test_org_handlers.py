@@ -478,7 +478,11 @@ ORG_READER = f"arn:aws:iam::{ACCOUNT}:role/org-reader"
 def organization_world(monkeypatch):
     """An emulated world whose functions list the accounts of the organization it creates
     (ORGANIZATIONS_ROLE_ARN): (world, the Organizations client)."""
-    env = {"ORGANIZATIONS_ROLE_ARN": ORG_READER, "AWS_LAMBDA_FUNCTION_NAME": FUNCTION}
+    env = {
+        "ORGANIZATIONS_ROLE_ARN": ORG_READER,
+        "AWS_LAMBDA_FUNCTION_NAME": FUNCTION,
+        "MEMBER_EXTERNAL_ID": EXTERNAL_ID,
+    }
     with emulated_world(monkeypatch, env) as world:
         organizations = world.session.client("organizations", region_name="us-east-1")
         organizations.create_organization(FeatureSet="ALL")
@@ -495,7 +499,7 @@ def test_organization_accounts_are_the_active_ones(monkeypatch):
             for n in ("live", "gone")
         )
         organizations.close_account(AccountId=gone)
-        sts = Sts(world, external_id=None)  # no MEMBER_EXTERNAL_ID: none is sent
+        sts = Sts(world)
         # an event of the suspended account is refused and counted
         outcome = world.task_events(running_event(Member(gone, None, {}, []), world.web[0]))
         assert (
@@ -521,7 +525,7 @@ def test_a_failed_refresh_of_the_account_list_names_its_call_keeps_the_list_and_
     from fargate_audit.edge import accounts
 
     with organization_world(monkeypatch) as (world, _):
-        Sts(world, external_id=None)
+        Sts(world)
         audited = world.rt.audited
         listed = audited.ids()
         assert ACCOUNT in listed and audited.lookups == 1
@@ -575,6 +579,12 @@ def test_settings_are_checked_and_unset_means_one_account():
         lambda_handlers._organization_settings({"AUDITED_ACCOUNTS": "1234"})
     with pytest.raises(ConfigError, match="MEMBER_ROLE_NAME"):
         lambda_handlers._organization_settings({"AUDITED_ACCOUNTS": A, "MEMBER_ROLE_NAME": "bad name"})
+    with pytest.raises(ConfigError, match="MEMBER_EXTERNAL_ID is not set: the member roles"):
+        lambda_handlers._organization_settings({"AUDITED_ACCOUNTS": A})
+    with pytest.raises(ConfigError, match="MEMBER_EXTERNAL_ID is not set"):
+        lambda_handlers._organization_settings(
+            {"ORGANIZATIONS_ROLE_ARN": ORG_READER, "MEMBER_EXTERNAL_ID": " "}
+        )
     with pytest.raises(ConfigError, match="without ORGANIZATIONS_ROLE_ARN"):
         lambda_handlers._organization_settings(
             {"AUDITED_ACCOUNTS": A, "AUDITED_ORGANIZATIONAL_UNITS": "ou-ab12-cdefgh34"}

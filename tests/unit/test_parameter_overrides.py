@@ -168,6 +168,7 @@ def test_the_list_patterns_take_what_the_functions_take():
         "AllowedRegions=ap-southeast-2",
         "OrganizationsRoleArn=arn:aws:iam::111111111111:role/org-reader",
         "AuditedOrganizationalUnits=ou-ab12-cdefgh34,r-ab12",
+        "MemberExternalId=member-ext",
     )
     settings = lambda_handlers._organization_settings(environment)
     assert settings["regions"] == frozenset({"eu-west-1", "us-gov-west-1"})
@@ -177,19 +178,24 @@ def test_the_list_patterns_take_what_the_functions_take():
 
 ROLE = "AuditRoleArn=arn:aws:iam::111111111111:role/audit"
 ORG_ROLE = "OrganizationsRoleArn=arn:aws:iam::111111111111:role/org-reader"
+MEMBER_ID = "MemberExternalId=member-ext"
 COMBINATIONS = [
     ((), None),
     ((ROLE,), None),
     ((ROLE, "AuditRoleExternalId=ext-1"), None),
-    (("AuditedAccounts=222222222222", "AuditedRegions=eu-west-1"), None),
-    ((ORG_ROLE, "AuditedOrganizationalUnits=ou-ab12-cdefgh34"), None),
-    ((ROLE, "AuditedAccounts=222222222222"), "OneAuditDesign"),
+    (("AuditedAccounts=222222222222", "AuditedRegions=eu-west-1", MEMBER_ID), None),
+    ((ORG_ROLE, "AuditedOrganizationalUnits=ou-ab12-cdefgh34", MEMBER_ID), None),
+    ((ROLE, "AuditedAccounts=222222222222", MEMBER_ID), "OneAuditDesign"),
     ((ROLE, ORG_ROLE), "OneAuditDesign"),
     (("AuditRoleExternalId=ext-1",), "AuditRoleExternalIdNeedsRole"),
     (
-        ("AuditedAccounts=222222222222", "AuditedOrganizationalUnits=ou-ab12-cdefgh34"),
+        ("AuditedAccounts=222222222222", "AuditedOrganizationalUnits=ou-ab12-cdefgh34", MEMBER_ID),
         "OrganizationalUnitsNeedOrganizationsRole",
     ),
+    # templates/member.yaml's trust requires the ExternalId: an empty one is AccessDenied everywhere
+    (("AuditedAccounts=222222222222",), "MemberRolesNeedExternalId"),
+    ((ORG_ROLE,), "MemberRolesNeedExternalId"),
+    (("MemberExternalId=", "AuditedAccounts=222222222222"), "MemberRolesNeedExternalId"),
 ]
 
 

@@ -168,12 +168,15 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
     elif external_id:
         raise ConfigError("AUDIT_ROLE_EXTERNAL_ID is set without AUDIT_ROLE_ARN")
     flow_format, flow_private = _flow_log_settings(environ)
-    organization = _organization_settings(environ)
-    if organization and role_arn:
+    member_roles = any(
+        (environ.get(key) or "").strip() for key in ("AUDITED_ACCOUNTS", "ORGANIZATIONS_ROLE_ARN")
+    )
+    if member_roles and role_arn:
         raise ConfigError(
             "AUDIT_ROLE_ARN (one audited account) and AUDITED_ACCOUNTS / ORGANIZATIONS_ROLE_ARN "
             "(member roles) are both set: set one"
         )
+    organization = _organization_settings(environ)
     session = session if session is not None else aws.session_from_env()
     region = session.region_name
     if not region:
@@ -269,6 +272,13 @@ def _organization_settings(environ: Mapping[str, str]) -> dict:
     role_name = (environ.get("MEMBER_ROLE_NAME") or "").strip() or accounts.DEFAULT_MEMBER_ROLE_NAME
     accounts.check_role_name(role_name, "MEMBER_ROLE_NAME")
     external_id = (environ.get("MEMBER_EXTERNAL_ID") or "").strip() or None
+    if external_id is None:
+        # templates/member.yaml's trust requires sts:ExternalId: without one every AssumeRole
+        # of a member role is AccessDenied (the emulator does not evaluate trust policies)
+        raise ConfigError(
+            "MEMBER_EXTERNAL_ID is not set: the member roles (templates/member.yaml) trust only "
+            "callers presenting their ExternalId"
+        )
     aws.check_role(accounts.member_role_arn("000000000000", role_name), external_id, "MEMBER_EXTERNAL_ID")
     return {
         "accounts": ids,
