@@ -55,6 +55,12 @@ DEAD_LETTER = scenario(
     "security",
     "dead letter keeps the variable names, every value redacted",
 )
+FAILED_EVENT = scenario(
+    "Canaries vs a task event that fails (DynamoDB throttled past the SDK's retries)",
+    "security",
+    "raised for Lambda's retries, logged by event id and error code, counted (FailedEvents); "
+    "no OnFailure destination or rule dead-letter queue to keep the raw event",
+)
 CLI_SCAN = scenario(
     "Canaries vs fargate-audit scan (table, json, asff, --output report)",
     "security",
@@ -165,6 +171,38 @@ def test_the_events_dead_letter_queue(run, report):
     overrides = letter["event"]["detail"]["overrides"]["containerOverrides"]
     assert overrides[-1]["environment"] == [{"name": "API_TOKEN", "value": "(redacted)"}]
     report(DEAD_LETTER)
+
+
+def test_a_failing_task_event_is_never_kept_raw(run, report):
+    """Lambda's failure record and an EventBridge rule's dead-letter queue store the raw
+    event, overrides and all: the task events function and its rules have neither; what
+    remains of a failure is one log line and a metric, neither quoting the event."""
+    from fargate_audit.cli.template import load_template
+
+    event = run.running(run.world.web[0], override_env=SECRETS)
+    run.faults.fail(
+        "dynamodb",
+        "TransactWriteItems",
+        "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+        400,
+    )
+
+    with pytest.raises(ClientError):
+        run.task_events(event)
+
+    assert run.spy.metrics["FailedEvents"] == 1
+    (line,) = [entry for entry in run.spy.lines("error") if entry[1].startswith("event processing failed")]
+    assert line[2] == {"error": "ProvisionedThroughputExceededException", "event_id": event["id"]}
+    assert run.dead_letters() == []
+    resources = load_template()["Resources"]
+    task_function = resources["TaskEventsFunction"]["Properties"]
+    assert "DestinationConfig" not in task_function["EventInvokeConfig"]
+    assert "DeadLetterConfig" not in task_function["Events"]["TaskStateChange"]["Properties"]
+    assert all(
+        "DeadLetterConfig" not in target
+        for target in resources["TaskEventsMemberRule"]["Properties"]["Targets"]
+    )
+    report(FAILED_EVENT)
 
 
 def test_cli_scan_in_every_format(run, report, tmp_path):

@@ -180,7 +180,7 @@ def test_the_function_rules_on_the_member_bus_are_those_of_the_default_bus(templ
         (target,) = rule["Targets"]
         assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}, rule_id
         assert target["RetryPolicy"] == own["RetryPolicy"], rule_id
-        assert target["DeadLetterConfig"] == own["DeadLetterConfig"], rule_id
+        assert target.get("DeadLetterConfig") == own.get("DeadLetterConfig"), rule_id
         permission = template["Resources"][f"{rule_id}Permission"]["Properties"]
         assert permission == {
             "Action": "lambda:InvokeFunction",

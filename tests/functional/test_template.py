@@ -448,27 +448,40 @@ def test_every_queue_is_encrypted_and_dead_letters_are_kept_14_days(template):
         assert queues[dlq]["Properties"]["MessageRetentionPeriod"] == 1209600
 
 
-def test_every_eventbridge_target_has_a_dead_letter_queue_and_retry_policy(template):
+def test_every_eventbridge_target_has_a_retry_policy_and_all_but_task_events_a_dead_letter_queue(template):
+    """A rule's dead-letter queue stores the raw event: a task event's overrides carry
+    environment values (CFG-02: never stored), so the task event rules have none."""
     targets = function_events(template, "EventBridgeRule", "CloudWatchEvent", "Schedule")
     assert set(targets) == {TASK_RULE, CONFIG_RULE, "SweepPlannerFunctionSweepTimer"}
     for rule_id, (_, event) in targets.items():
         props = event["Properties"]
-        assert props["DeadLetterConfig"] == {"Arn": _get_att("EventsDeadLetterQueue")}, rule_id
+        if rule_id == TASK_RULE:
+            assert "DeadLetterConfig" not in props
+        else:
+            assert props["DeadLetterConfig"] == {"Arn": _get_att("EventsDeadLetterQueue")}, rule_id
         assert 0 <= props["RetryPolicy"]["MaximumRetryAttempts"] <= 185, rule_id
         assert 60 <= props["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 86400, rule_id
     for rule_id, rule in resources_of_type(template, "AWS::Events::Rule").items():
         for target in rule["Properties"].get("Targets", []):
-            assert "Arn" in target.get("DeadLetterConfig", {}), rule_id
+            if target["Arn"] == _get_att("TaskEventsFunction"):
+                assert "DeadLetterConfig" not in target, rule_id
+            else:
+                assert "Arn" in target.get("DeadLetterConfig", {}), rule_id
             assert "RetryPolicy" in target, rule_id
 
 
-def test_async_functions_send_failed_invocations_to_the_events_dlq(template):
+def test_async_functions_send_failed_invocations_to_the_events_dlq_but_task_events(template):
+    """Lambda's failure record holds the raw event: not for task events (their overrides
+    carry environment values); their failures are logged and counted (FailedEvents)."""
     for function_id in FUNCTIONS:
         config = template["Resources"][function_id]["Properties"].get("EventInvokeConfig")
         if function_id not in ASYNC_FUNCTIONS:
             assert config is None, f"{function_id} is invoked synchronously (SQS)"
             continue
         assert config["MaximumRetryAttempts"] <= 2, function_id
+        if function_id == "TaskEventsFunction":
+            assert "DestinationConfig" not in config
+            continue
         assert config["DestinationConfig"]["OnFailure"] == {
             "Type": "SQS",
             "Destination": _get_att("EventsDeadLetterQueue"),
@@ -489,8 +502,9 @@ def test_events_dlq_accepts_only_this_stacks_rules(template):
     member_rules = [
         {"Fn::If": ["HasOrganization", _get_att(rule_id), {"Ref": "AWS::NoValue"}]}
         for rule_id in MEMBER_RULES
+        if rule_id != "TaskEventsMemberRule"
     ]
-    expected = [_get_att(r) for r in rules] + member_rules
+    expected = [_get_att(r) for r in rules if r != TASK_RULE] + member_rules
     assert sorted(map(json.dumps, source_arns)) == sorted(map(json.dumps, expected))
 
 

@@ -41,8 +41,11 @@ holding the event with every environment value redacted (``events.dead_letter_bo
 that send fails it is logged and counted, ``DeadLetterFailures``, rather than retried into
 Lambda's own failure record, which would carry the unredacted event). An event from an
 account or region outside the allowlist is rejected the same way without a dead letter
-(``ForeignEvents``). Real failures (AWS, DynamoDB) raise: Lambda retries, then the
-OnFailure destination keeps the event. The sweep worker reports each failed SQS record (a
+(``ForeignEvents``). Real failures (AWS, DynamoDB) are logged (the event's id and the
+error's type and code) and counted (``FailedEvents``), then raised: Lambda retries; then
+the OnFailure destination keeps the event, except the task events function's, which has
+none (a task event's overrides carry environment values: Lambda's failure record would
+store them). The sweep worker reports each failed SQS record (a
 malformed body included) as a partial batch failure; SQS retries it, then its DLQ.
 
 The envelope (runtime, deadline, rejection of malformed and foreign events, dead
@@ -439,6 +442,27 @@ def _rejected(exc: EventError, event: Any, logger, metrics, rt=None, function: s
     return outcome
 
 
+def _failed(exc: Exception, event: Any, logger, metrics) -> None:
+    """A real failure (AWS, DynamoDB) of an event's processing, before it is raised for
+    Lambda to retry: one error line naming the event and the error's type and code (never
+    its text, which could quote a value) and ``FailedEvents``. The task events function
+    has no OnFailure destination (template.yaml): Lambda's failure record would hold the
+    raw event, whose task overrides carry environment values; this line and the metric
+    are what remains of an event that fails every retry, and the sweep re-audits its task."""
+    from fargate_audit.edge.aws import error_code
+
+    code = error_code(exc)
+    name = type(exc).__name__
+    _log(
+        logger,
+        "error",
+        "event processing failed (Lambda retries it)",
+        error=name if code == name else f"{name} {code}",
+        event_id=event_id(event),
+    )
+    _metric(metrics, "FailedEvents")
+
+
 def _foreign(exc, event: Any, logger, metrics) -> dict:
     _log(
         logger,
@@ -507,8 +531,8 @@ def handler_envelope(function: str, run: str, *, deadline: bool = True, retries_
     ``retries_metric``, ``RetriesStoppedByDeadline`` once the call is over (``_end``); a
     malformed event (``EventError``) is rejected: one error log line, ``MalformedEvents``,
     a dead letter to EVENTS_DLQ_URL (``_rejected``); an event from outside the allowlist
-    likewise, without a dead letter (``ForeignEvents``, ``_foreign``). Anything else
-    raises: Lambda retries, then the OnFailure destination keeps the event."""
+    likewise, without a dead letter (``ForeignEvents``, ``_foreign``). Anything else is
+    logged and counted (``FailedEvents``, ``_failed``) and raises: Lambda retries."""
 
     def decorate(report):
         def handler(event, context, logger=None, metrics=None) -> dict:
@@ -529,6 +553,9 @@ def handler_envelope(function: str, run: str, *, deadline: bool = True, retries_
                 return _foreign(exc, event, logger, metrics)
             except service.UnreachableScope as exc:
                 return _unreachable(exc, event, logger, metrics, rt, function)
+            except Exception as exc:
+                _failed(exc, event, logger, metrics)
+                raise
             finally:
                 if deadline and retries_metric:
                     _end(rt, metrics, stopped)
