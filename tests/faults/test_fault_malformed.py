@@ -255,6 +255,45 @@ def test_redact_keeps_names_and_drops_values_at_any_depth():
     assert CANARY_OVERRIDE not in json.dumps(redacted) and CANARY_OVERRIDE in json.dumps(event)
 
 
+def test_redact_knows_every_casing_and_a_config_diffs_property_paths():
+    """A Config item of a task definition in CloudFormation's casing
+    (``ContainerDefinitions[].Environment[].{Name,Value}``) and its
+    ``configurationItemDiff``, whose keys are property paths through ``environment``."""
+    item = {
+        "configuration": {
+            "ContainerDefinitions": [{"Environment": [{"Name": "DB_PASSWORD", "Value": CANARY_OVERRIDE}]}]
+        },
+        "configurationItemDiff": {
+            "changedProperties": {
+                "Configuration.containerDefinitions.0.environment.0": {
+                    "previousValue": {"name": "DB_PASSWORD", "value": CANARY_OVERRIDE},
+                    "updatedValue": {"name": "DB_PASSWORD", "value": CANARY_OVERRIDE + "-new"},
+                    "changeType": "UPDATE",
+                },
+                "Configuration.ContainerDefinitions.0.Environment": {
+                    "updatedValue": [{"Value": CANARY_OVERRIDE}]
+                },
+                "Configuration.containerDefinitions.0.environmentFiles.0": {
+                    "updatedValue": {"value": "arn:x"}
+                },
+            }
+        },
+    }
+
+    redacted = events.redact(item)
+
+    assert redacted["configuration"]["ContainerDefinitions"][0]["Environment"] == [
+        {"Name": "DB_PASSWORD", "Value": "(redacted)"}
+    ]
+    changed = redacted["configurationItemDiff"]["changedProperties"]
+    assert changed["Configuration.containerDefinitions.0.environment.0"] == "(redacted)"
+    assert changed["Configuration.ContainerDefinitions.0.Environment"] == "(redacted)"
+    assert changed["Configuration.containerDefinitions.0.environmentFiles.0"] == {
+        "updatedValue": {"value": "arn:x"}
+    }
+    assert CANARY_OVERRIDE not in json.dumps(redacted)
+
+
 def test_a_dead_letter_too_large_for_sqs_keeps_the_envelope_only():
     event = json.loads((EVENTS / "ecs-task-running.json").read_text(encoding="utf-8"))
     event["detail"]["padding"] = "x" * (events.MAX_DEAD_LETTER_BYTES + 1)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from functools import cache
 from typing import Any
 
@@ -350,21 +351,33 @@ def _redact_environment(value: Any) -> Any:
         return REDACTED
     kept = []
     for item in value:
-        if isinstance(item, dict) and isinstance(item.get("name"), str):
-            kept.append({"name": item["name"], "value": REDACTED})
+        name_key = next(
+            (k for k in ("name", "Name") if isinstance(item, dict) and isinstance(item.get(k), str)), None
+        )
+        if name_key is not None:
+            kept.append({name_key: item[name_key], "value" if name_key == "name" else "Value": REDACTED})
         else:
             kept.append(REDACTED)
     return kept
 
 
+# a key naming environment variables: ``environment`` in any casing (CloudFormation's and
+# Config's ``Environment`` too), or a property path through one (a Config item's
+# ``configurationItemDiff.changedProperties`` key ``Configuration.containerDefinitions.0.environment.0``)
+_ENVIRONMENT_KEY = re.compile(r"(?i)(^|\.)environment(\.|$)")
+
+
 def redact(value: Any) -> Any:
     """A deep copy of an event (or any JSON value) in which every ``environment`` entry, at
-    any depth and whatever its shape (ECS ``overrides.containerOverrides[].environment``, a
-    task definition's ``containerDefinitions[].environment``, a malformed variant), keeps
-    only variable names: no environment value survives (rules.md CFG-02)."""
+    any depth and whatever its shape or casing (ECS ``overrides.containerOverrides[].environment``,
+    a task definition's ``containerDefinitions[].environment``, ``Environment[].{Name,Value}``,
+    a Config diff's property path through one, a malformed variant), keeps only variable
+    names: no environment value survives (rules.md CFG-02)."""
     if isinstance(value, dict):
         return {
-            key: _redact_environment(item) if key == "environment" else redact(item)
+            key: _redact_environment(item)
+            if isinstance(key, str) and _ENVIRONMENT_KEY.search(key)
+            else redact(item)
             for key, item in value.items()
         }
     if isinstance(value, list):
