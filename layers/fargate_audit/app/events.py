@@ -271,14 +271,54 @@ _RELATED_ID_KEYS = {"AWS::EC2::FlowLog": ("resourceId", "ResourceId")}
 _SUBNET_ASSOCIATED = frozenset({"AWS::EC2::RouteTable", "AWS::EC2::NetworkAcl"})
 
 
+# A new VPC endpoint concerns every task of its VPC (NET-09/NET-10 read all of the VPC's
+# endpoints; a new one is in no task's posture yet): its VPC, route tables and subnets
+# (configuration ``vpcId``, ``routeTableIds``, ``subnetIds``; the relationships). A new
+# listener concerns the tasks behind its load balancer and target groups (configuration
+# ``LoadBalancerArn``, its actions' ``TargetGroupArn``; the relationships).
+_ENDPOINT = "AWS::EC2::VPCEndpoint"
+_LISTENER = "AWS::ElasticLoadBalancingV2::Listener"
+
+
+def _listed(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _endpoint_ids(configuration: dict) -> list:
+    found = [configuration.get("vpcId") or configuration.get("VpcId")]
+    for key in ("routeTableIds", "RouteTableIds", "subnetIds", "SubnetIds"):
+        found += _listed(configuration.get(key))
+    return found
+
+
+def _listener_ids(configuration: dict) -> list:
+    found = [configuration.get("LoadBalancerArn") or configuration.get("loadBalancerArn")]
+    actions = _listed(configuration.get("DefaultActions") or configuration.get("defaultActions"))
+    for action in (a for a in actions if isinstance(a, dict)):
+        found.append(action.get("TargetGroupArn") or action.get("targetGroupArn"))
+        forward = action.get("ForwardConfig") or action.get("forwardConfig")
+        groups = (
+            _listed((forward or {}).get("TargetGroups") or (forward or {}).get("targetGroups"))
+            if isinstance(forward, dict)
+            else []
+        )
+        found += [g.get("TargetGroupArn") or g.get("targetGroupArn") for g in groups if isinstance(g, dict)]
+    return found
+
+
 def _related_ids(item: dict) -> list[str]:
     resource_type = item["resourceType"]
     keys = _RELATED_ID_KEYS.get(resource_type)
-    if not keys and resource_type not in _SUBNET_ASSOCIATED:
-        return []
     configuration = item.get("configuration")
     listed = item.get("relationships")
     relationships = [r for r in listed if isinstance(r, dict)] if isinstance(listed, list) else []
+    if resource_type in (_ENDPOINT, _LISTENER):
+        reader = _endpoint_ids if resource_type == _ENDPOINT else _listener_ids
+        found = reader(configuration) if isinstance(configuration, dict) else []
+        found += [r.get("resourceId") for r in relationships]
+        return list(dict.fromkeys(i for i in found if isinstance(i, str) and i))
+    if not keys and resource_type not in _SUBNET_ASSOCIATED:
+        return []
     if keys:
         found = [configuration.get(k) for k in keys] if isinstance(configuration, dict) else []
         found += [r.get("resourceId") for r in relationships]

@@ -104,6 +104,7 @@ class _EgressPathKnown(TypedDict):
 
 class EgressPath(_EgressPathKnown, total=False):
     error: str  # IPv4: why the NAT gateway's own hop could not be followed (path None)
+    via: list[str]  # IPv4 through a NAT gateway: its subnet and that subnet's route table
 
 
 class EgressByFamily(TypedDict):
@@ -220,6 +221,14 @@ def _net(posture: Mapping) -> Mapping:
     return posture.get("network") or {}
 
 
+def _egress_history(entry: Any) -> Any:
+    """A family's egress path as history compares it: without ``via`` (what the path
+    depends on, not what it is), so recording it changed no task's history."""
+    if not isinstance(entry, Mapping):
+        return entry
+    return {key: value for key, value in entry.items() if key != "via"}
+
+
 def _containers(posture: Mapping) -> list:
     return posture.get("containers") or []
 
@@ -297,11 +306,12 @@ FACTS: tuple[Fact, ...] = (
         depends_on=lambda n: (
             target
             for family in ("ipv4", "ipv6")
-            for target in ((n.get("egress") or {}).get(family) or {}).get("targets") or []
+            for key in ("targets", "via")
+            for target in ((n.get("egress") or {}).get(family) or {}).get(key) or []
         ),
         history=(
-            ("network.egress.ipv4", lambda p: (_net(p).get("egress") or {}).get("ipv4")),
-            ("network.egress.ipv6", lambda p: (_net(p).get("egress") or {}).get("ipv6")),
+            ("network.egress.ipv4", lambda p: _egress_history((_net(p).get("egress") or {}).get("ipv4"))),
+            ("network.egress.ipv6", lambda p: _egress_history((_net(p).get("egress") or {}).get("ipv6"))),
         ),
         asff_resources=("subnet",),
     ),

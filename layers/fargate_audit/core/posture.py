@@ -286,17 +286,26 @@ def _egress_path(
         )
         return {"path": None, "targets": targets, "error": problem}
     nat_table = routes.route_table_for_subnet(route_tables, nat.get("SubnetId"), vpc_id)
+    # what the followed hop depends on (a change to either re-audits the task): the NAT
+    # gateway's subnet (a table associated with it) and that subnet's route table
+    via = [
+        i for i in (nat.get("SubnetId"), (nat_table or {}).get("RouteTableId")) if isinstance(i, str) and i
+    ]
     if nat_table is None:
         problem = (
             f"no route table for subnet {nat.get('SubnetId')} of NAT gateway {target} "
             f"(no explicit association and no main route table)"
         )
-        return {"path": None, "targets": targets, "error": problem}
+        return {"path": None, "targets": targets, "error": problem, "via": via}
     hop = routes.default_route(nat_table, "ipv4")
     if hop is None:
-        return {"path": "nat-gateway>none", "targets": targets}
+        return {"path": "nat-gateway>none", "targets": targets, "via": via}
     hop_path, hop_target = routes.classify_route(hop)
-    return {"path": f"nat-gateway>{hop_path}", "targets": targets + ([hop_target] if hop_target else [])}
+    return {
+        "path": f"nat-gateway>{hop_path}",
+        "targets": targets + ([hop_target] if hop_target else []),
+        "via": via,
+    }
 
 
 def _sg_rules(groups: Iterable[Mapping]) -> tuple[list[dict], list[dict]]:
