@@ -220,6 +220,33 @@ def test_stopped_event_archives_the_findings_when_no_task_of_the_workload_runs(w
     assert world.spy.metrics["FindingsArchived"] == outcome["findings"]["archived"] > 0
 
 
+@pytest.mark.parametrize("path", ["stopped event", "sweep"])
+def test_a_rule_gone_from_the_catalog_has_its_finding_archived_while_the_workload_runs(world, path):
+    """A release retires a rule, or a custom catalog leaves it out: the recorded results of
+    the workload's other tasks still name it. Publishing neither fails on them (it raised
+    KeyError, on every retry) nor leaves the rule's finding ACTIVE for ever: it is no longer
+    produced, so it is archived once; the other rules' findings are unchanged."""
+    import dataclasses
+
+    for task in world.web:
+        world.task_events(world.running(task))
+    assert world.finding("NET-02")["RecordState"] == "ACTIVE"
+    catalog = world.rt.catalog
+    smaller = dataclasses.replace(catalog, rules=tuple(r for r in catalog.rules if r.id != "NET-02"))
+    world.rt = dataclasses.replace(world.rt, catalog=smaller)  # a new container after the update
+    lambda_handlers.set_runtime(world.rt)
+
+    if path == "stopped event":
+        outcome = world.task_events(world.stopped(world.web[1]))
+        assert outcome["status"] == "stopped" and outcome["findings"]["archived"] == 1
+    else:
+        assert world.sweep() == {"batchItemFailures": []}
+
+    assert world.finding("NET-02")["RecordState"] == "ARCHIVED"
+    assert {f["RecordState"] for i, f in world.findings().items() if not i.endswith("/NET-02")} == {"ACTIVE"}
+    assert "NET-02" not in {s["rule_id"] for s in world.rt.findings.active_findings()}
+
+
 def test_stopped_event_keeps_the_findings_active_while_another_task_runs(world):
     first, second = world.web
     world.task_events(world.running(first))

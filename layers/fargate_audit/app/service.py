@@ -369,12 +369,16 @@ def publish_workload(
         running.pop(arn, None)
     tasks = [running[arn] for arn in sorted(running)]
     postures = [task["posture"] for task in tasks]
-    results = [result for task in tasks for result in task["results"]]
+    # a recorded result of a rule no longer in the catalog (a release retired it, a custom
+    # catalog left it out) makes no finding: its finding, no longer produced, is archived
+    known = set(rt.catalog.ids)
+    results = [result for task in tasks for result in task["results"] if result["rule_id"] in known]
     findings = asff.build_findings(postures, results, rt.catalog, now) if postures else []
-    # While tasks run, the workload-discovery findings (EGR-01) are the dns_logs function's
-    # to keep; once none runs, every finding of the workload is archived.
-    rules = [rule.id for rule in rt.catalog.posture_rules] if postures else None
-    return rt.publisher.sync_workload(workload_key, findings, now, rules=rules)
+    # While tasks run, the workload-discovery findings (EGR-01, EGR-03) are the log
+    # functions' to keep; every other finding is this path's (a retired rule's too, which is
+    # archived); once none runs, every finding of the workload is archived.
+    excluded = [rule.id for rule in rt.catalog.discovery_rules] if postures else None
+    return rt.publisher.sync_workload(workload_key, findings, now, excluded_rules=excluded)
 
 
 # --------------------------------------------------------------------------- ECS task events

@@ -236,13 +236,16 @@ class Publisher:
         findings_now: Iterable[Mapping[str, Any]],
         now: datetime,
         rules: Iterable[str] | None = None,
+        excluded_rules: Iterable[str] | None = None,
     ) -> PublishOutcome:
         """Bring Security Hub in line with ``findings_now`` for one workload (all of its
         findings from the results of all its running tasks; empty: none running).
 
-        ``rules``: the rule ids ``findings_now`` speaks for (None: every rule). The findings
-        of other rules are left as they are: the task path does not archive the EGR-01
-        finding that the dns_logs function keeps, nor the other way round."""
+        ``rules``: the rule ids ``findings_now`` speaks for (None: every rule);
+        ``excluded_rules``: the rule ids it does not speak for (every other rule: also a
+        rule no longer in the catalog, whose finding is archived). The findings of other
+        rules are left as they are: the task path does not archive the EGR-01 finding that
+        the dns_logs function keeps, nor the other way round."""
         findings_now = list(findings_now)
         prefix = finding_id_prefix(workload_key)
         stray = [f["Id"] for f in findings_now if not f["Id"].startswith(prefix)]
@@ -257,6 +260,13 @@ class Publisher:
             stray = [f["Id"] for f in findings_now if finding_rule_id(f) not in scope]
             if stray:
                 raise ValueError(f"findings {stray[:3]} are outside the rules {sorted(scope)}")
+        if excluded_rules is not None:
+            excluded = set(excluded_rules)
+            states = {rule_id: state for rule_id, state in states.items() if rule_id not in excluded}
+            waiting_list = [f for f in waiting_list if finding_rule_id(f) not in excluded]
+            stray = [f["Id"] for f in findings_now if finding_rule_id(f) in excluded]
+            if stray:
+                raise ValueError(f"findings {stray[:3]} are of the excluded rules {sorted(excluded)}")
         waiting, _ = _newest_by_id(waiting_list)
         to_import, new_states = plan_workload_findings(findings_now, states, now, pending=waiting)
         produced = {f["Id"] for f in findings_now}
