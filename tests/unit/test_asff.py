@@ -340,6 +340,29 @@ def test_many_failing_tasks_give_way_by_their_enis_not_by_the_subnet_they_share(
     assert types[21:] == ["AwsEc2NetworkInterface"] * enis + ["AwsEc2Subnet"] * subnets  # order kept
 
 
+def test_names_that_merely_start_like_ec2_ids_are_no_network_resources():
+    """A container named sg-sidecar, an image subnet-router:1.4: not security groups or
+    subnets. Only a whole EC2 id (8 or 17 hex digits) named by a network rule's evidence is."""
+    p = make_posture(4)
+    containers = [{"container": "sg-sidecar", "image": "subnet-router:1.4"}, {"container": "eni-exporter"}]
+    results = [
+        res(
+            p, "NET-03", "FAILED", open_ports=OPEN_22, security_groups=["sg-0123456789abcdef0", "sg-sidecar"]
+        ),
+        res(p, "CFG-02", "FAILED", containers=containers, note="eni-exporter subnet-router"),
+    ]
+    findings = by_rule(asff.build_findings([p], results, CATALOG, NOW))
+    net03 = {
+        r["Id"].rsplit(":", 1)[1] for r in findings["NET-03"]["Resources"] if r["Type"].startswith("AwsEc2")
+    }
+    assert "security-group/sg-0123456789abcdef0" in net03
+    assert not {i for i in net03 if "sg-sidecar" in i}
+    other = [r["Id"] for r in findings["CFG-02"]["Resources"] if r["Type"].startswith("AwsEc2")]
+    assert not [
+        i for i in other if any(name in i for name in ("sg-sidecar", "eni-exporter", "subnet-router"))
+    ]
+
+
 def test_no_network_resource_when_the_workload_and_its_tasks_fill_the_32():
     assert asff._fit([{"Type": "AwsEc2SecurityGroup"}, {"Type": "AwsEc2NetworkInterface"}], -3) == []
     assert asff._fit([{"Type": "AwsEc2Subnet"}], 0) == []

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -165,9 +166,15 @@ def _resource(rtype: str, rid: str, partition: str, region: str, details: dict |
     return resource
 
 
+# an EC2 id: its prefix and 8 or 17 hex digits (a container named "sg-sidecar" or an image
+# "subnet-router:1.4" is not one)
+_EC2_ID = re.compile(r"^(sg|eni|subnet)-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+
+
 def _ids_in(value: Any, prefix: str) -> set[str]:
     if isinstance(value, str):
-        return {value} if value.startswith(prefix) else set()
+        found = _EC2_ID.match(value)
+        return {value} if found and value.startswith(prefix) else set()
     if isinstance(value, Mapping):
         return set().union(*(_ids_in(v, prefix) for v in value.values())) if value else set()
     if isinstance(value, list):
@@ -190,6 +197,8 @@ def network_resources(implicated: list[tuple[dict, dict]], requires: list[str], 
         evidence = result.get("evidence") or {}
         partition = arn_partition(posture["task_arn"])
         region, account = posture["region"], posture["account_id"]
+        if not kinds:  # a rule of no network fact (images, logs, configuration) names none
+            evidence = {}
         named_groups = _ids_in(evidence, "sg-")
         attached = {sg.get("id"): sg.get("name") for sg in network.get("security_groups") or []}
         eni_ids = _ids_in(evidence, "eni-")
