@@ -42,6 +42,7 @@ RTB_MAIN = "rtb-0main0000000000001"
 RTB_PRIVATE = "rtb-0priv0000000000002"
 RTB_PUBLIC = "rtb-0publ0000000000003"
 ACL_DEFAULT = "acl-0def00000000000001"
+NAT_VIA = [PUBLIC_SUBNET, RTB_PUBLIC]  # egress "via" of the NAT hop: its subnet and that subnet's table
 ACL_CUSTOM = "acl-0cus00000000000002"
 ECR = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 DIGEST = "sha256:" + "ab" * 32
@@ -1097,7 +1098,7 @@ def test_ipv6_egress_via_egress_only_gateway_is_classified_separately():
     rt(raw, RTB_PRIVATE)["Routes"].append(route("::/0", ipv6=True, EgressOnlyInternetGatewayId=EIGW))
     egress = build_posture(raw)["network"]["egress"]
     assert egress["ipv6"] == {"path": "egress-only-internet-gateway", "targets": [EIGW]}
-    assert egress["ipv4"] == {"path": "nat-gateway>internet-gateway", "targets": [NAT, IGW]}
+    assert egress["ipv4"] == {"path": "nat-gateway>internet-gateway", "targets": [NAT, IGW], "via": NAT_VIA}
 
 
 def test_ipv6_egress_via_internet_gateway():
@@ -1108,7 +1109,11 @@ def test_ipv6_egress_via_internet_gateway():
 
 def test_nat_is_followed_one_hop_to_the_internet_gateway():
     p = build_posture(bundle())
-    assert p["network"]["egress"]["ipv4"] == {"path": "nat-gateway>internet-gateway", "targets": [NAT, IGW]}
+    assert p["network"]["egress"]["ipv4"] == {
+        "path": "nat-gateway>internet-gateway",
+        "targets": [NAT, IGW],
+        "via": NAT_VIA,  # what the hop depends on: the NAT's subnet and its route table
+    }
     assert p["errors"] == {}
 
 
@@ -1125,13 +1130,17 @@ def test_nat_hop_classifies_the_nat_subnets_default_route(target, path):
     raw = bundle()
     rt(raw, RTB_PUBLIC)["Routes"] = [LOCAL_ROUTE, route("0.0.0.0/0", **target)]
     egress = build_posture(raw)["network"]["egress"]["ipv4"]
-    assert egress == {"path": path, "targets": [NAT, *target.values()]}
+    assert egress == {"path": path, "targets": [NAT, *target.values()], "via": NAT_VIA}
 
 
 def test_nat_subnet_without_default_route_gives_nat_then_none():
     raw = bundle()
     rt(raw, RTB_PUBLIC)["Routes"] = [LOCAL_ROUTE]
-    assert build_posture(raw)["network"]["egress"]["ipv4"] == {"path": "nat-gateway>none", "targets": [NAT]}
+    assert build_posture(raw)["network"]["egress"]["ipv4"] == {
+        "path": "nat-gateway>none",
+        "targets": [NAT],
+        "via": NAT_VIA,
+    }
 
 
 def test_nat_subnet_falls_back_to_the_main_route_table():
@@ -1139,7 +1148,11 @@ def test_nat_subnet_falls_back_to_the_main_route_table():
     rt(raw, RTB_PUBLIC)["Associations"] = []
     rt(raw, RTB_MAIN)["Routes"].append(route("0.0.0.0/0", GatewayId="vpce-0gwlb000000000001"))
     egress = build_posture(raw)["network"]["egress"]["ipv4"]
-    assert egress == {"path": "nat-gateway>inspection-endpoint", "targets": [NAT, "vpce-0gwlb000000000001"]}
+    assert egress == {
+        "path": "nat-gateway>inspection-endpoint",
+        "targets": [NAT, "vpce-0gwlb000000000001"],
+        "via": [PUBLIC_SUBNET, RTB_MAIN],  # the main table decides the hop now
+    }
 
 
 def test_nat_gateway_not_found_leaves_the_ipv4_path_unknown_with_its_error():
