@@ -547,6 +547,52 @@ def test_bad_params_file_exits_2_naming_file_and_key(estate, tmp_path):
     assert_one_error_line(err, "bad-params.yaml", "no_such_key")
 
 
+BOMB = "\n".join(
+    ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    + [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 9)]
+    + ["secret_env_names: *a8"]
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        ("bomb.yaml", BOMB, "more than 100000 values once its aliases are expanded"),
+        ("deep.yaml", "secret_env_names: " + "[" * 5000 + "]" * 5000, "nested more than 64 levels deep"),
+        (
+            "deep.json",
+            '{"secret_env_names": ' + "[" * 5000 + "]" * 5000 + "}",
+            "nested more than 64 levels deep",
+        ),
+        ("recursive.yaml", "secret_env_names: &a [*a]", "nested more than 64 levels deep"),
+    ],
+)
+def test_a_params_file_that_expands_too_far_is_one_error_line_at_once(tmp_path, name, text, fragment):
+    """A "billion laughs" of aliases, or nesting thousands deep, is refused when read, naming
+    the file: walking it took minutes, then "unexpected MemoryError" or RecursionError."""
+    path = tmp_path / name
+    path.write_text(text)
+    code, _, err = run_cli("scan", "--params", str(path))
+    assert code == 2
+    assert_one_error_line(err, str(path), fragment)
+
+
+def test_a_rule_file_nested_too_deep_is_one_problem_naming_it(tmp_path):
+    own = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", own, ignore=shutil.ignore_patterns("__pycache__"))
+    path = own / "NET-01" / "rule.yaml"
+    path.write_text(path.read_text() + "\nextra: " + "[" * 3000 + "]" * 3000 + "\n")
+    code, _, err = run_cli("rules", "validate", str(own))
+    assert code == 2
+    assert_one_error_line(err, str(path), "nested more than 64 levels deep")
+
+
+def test_a_params_path_that_is_a_directory_says_so(tmp_path):
+    code, _, err = run_cli("scan", "--params", str(tmp_path))
+    assert code == 2
+    assert_one_error_line(err, str(tmp_path), "is a directory, not a params file")
+
+
 def test_missing_params_file_exits_2_with_one_line(tmp_path):
     code, _, err = run_cli("scan", "--params", str(tmp_path / "absent.yaml"))
     assert code == 2

@@ -489,6 +489,8 @@ def test_organization_without_permission_is_one_error_exit_2(world, iam):
         (("--accounts", "12345"), "--accounts: '12345' is not a 12-digit account id"),
         (("--accounts", A, "--role-name", "bad name"), "is not an IAM role name"),
         (("--organization", "--ou", "nope"), "--ou: 'nope' is not an organizational unit"),
+        (("--accounts", ""), "no account to scan (--accounts names none)"),
+        (("--accounts", ",,,"), "no account to scan (--accounts names none)"),
     ],
 )
 def test_bad_organization_arguments_are_one_line_exit_2(world, iam, argv, fragment):

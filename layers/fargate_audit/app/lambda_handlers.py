@@ -139,6 +139,8 @@ def _rule_params(environ: Mapping[str, str], catalog) -> dict | None:
         data = json.loads(text)
     except ValueError as exc:
         raise ConfigError(f"RULE_PARAMS: not valid JSON ({exc.msg} at char {exc.pos})") from None
+    except RecursionError:
+        raise ConfigError("RULE_PARAMS: not valid JSON (nested too deeply)") from None
     if data == {}:
         return None
     return validate_params(data, catalog, source="RULE_PARAMS")

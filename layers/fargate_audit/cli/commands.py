@@ -259,8 +259,7 @@ def _scan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     if args.params:
         from fargate_audit.core import params as params_mod
 
-        if not os.path.isfile(args.params):
-            raise ConfigError(f"{args.params}: params file not found")
+        _check_params_path(args.params)
         params = params_mod.load_params(args.params, catalog)
 
     out = _Output(args.output, stdout)
@@ -376,7 +375,13 @@ def _organization_scan(args, stdout, stderr, catalog, params, out: _Output) -> i
     if accounts is None:
         accounts = _organization_accounts(session, parents)
     if not accounts:
-        where = f"{args.accounts_file} holds none" if args.accounts_file else "no ACTIVE account found"
+        where = (
+            f"{args.accounts_file} holds none"
+            if args.accounts_file
+            else "--accounts names none"
+            if args.accounts is not None
+            else "no ACTIVE account found"
+        )
         raise ConfigError(f"no account to scan ({where})")
 
     progress = _AccountProgress(stderr, terminal=_isatty(stderr))
@@ -524,6 +529,14 @@ def cmd_rules_list(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     return EXIT_OK
 
 
+def _check_params_path(path: str) -> None:
+    """A params path that is no file: one error saying what it is instead."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{path}: is a directory, not a params file")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: params file not found")
+
+
 def cmd_rules_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from fargate_audit.core.rules import find_rules_dir, validate_rules_dir
 
@@ -625,8 +638,7 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     if args.params:
         from fargate_audit.core import params as params_mod
 
-        if not os.path.isfile(args.params):
-            raise ConfigError(f"{args.params}: params file not found")
+        _check_params_path(args.params)
         overrides = params_mod.load_params(args.params, catalog)
     from fargate_audit.core.egress import duration_seconds
     from fargate_audit.core.params import effective_params

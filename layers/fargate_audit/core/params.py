@@ -24,7 +24,14 @@ from typing import Any
 
 from fargate_audit.core.egress import MAX_ANSWER_LOOKBACK, MIN_ANSWER_LOOKBACK, duration_seconds
 from fargate_audit.core.errors import ConfigError
-from fargate_audit.core.rules import Catalog, problem, read_yaml, schema_problems
+from fargate_audit.core.rules import (
+    MAX_DOCUMENT_DEPTH,
+    Catalog,
+    document_size_problem,
+    problem,
+    read_yaml,
+    schema_problems,
+)
 
 EXEMPTIONS = "exemptions"
 ALL_RULES = "*"
@@ -138,6 +145,9 @@ def validate_params(data: Any, catalog: Catalog, source: str = "params") -> dict
     path) on the first problem."""
     from jsonschema import Draft202012Validator
 
+    too_large = document_size_problem(data)
+    if too_large:
+        raise ConfigError(problem(source, "", too_large))
     data = {} if data is None else _dates_to_text(data)
     problems = schema_problems(source, Draft202012Validator(params_schema(catalog)), data)
     if not problems:
@@ -184,6 +194,13 @@ def load_params(path: str | os.PathLike, catalog: Catalog) -> dict:
                 ) from None
             except _DuplicateKey as exc:
                 raise ConfigError(problem(source, "", f"invalid JSON: {exc}")) from None
+            except RecursionError:
+                raise ConfigError(
+                    problem(source, "", f"invalid JSON: nested more than {MAX_DOCUMENT_DEPTH} levels deep")
+                ) from None
+            too_large = document_size_problem(data)
+            if too_large:
+                raise ConfigError(problem(source, "", f"invalid JSON: {too_large}"))
         else:
             data, error = read_yaml(path, source)
             if error:

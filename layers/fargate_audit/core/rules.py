@@ -254,6 +254,48 @@ def schema_problems(source: str, validator: Any, document: Any, prefix: Iterable
     return [schema_error_problem(source, error, prefix) for error in sorted(errors, key=relevance)]
 
 
+# A rule, parameters or params document is small: one whose aliases expand it past this
+# many values (a "billion laughs"), or nested deeper than this, is refused before anything
+# walks it (validation, date handling), which would take minutes or exhaust memory or
+# the stack.
+MAX_DOCUMENT_VALUES = 100_000
+MAX_DOCUMENT_DEPTH = 64
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def document_size_problem(document: Any) -> str | None:
+    """Why ``document`` (as loaded: an alias is the same object again) is too large or too
+    deep to use, or None. Each shared object is counted once per place it appears, without
+    walking it again."""
+    sizes: dict[int, int] = {}
+
+    def size(value: Any, depth: int) -> int:
+        if not isinstance(value, dict | list):
+            return 1
+        if depth > MAX_DOCUMENT_DEPTH:
+            raise _TooLarge(f"nested more than {MAX_DOCUMENT_DEPTH} levels deep")
+        known = sizes.get(id(value))
+        if known is not None:
+            return known
+        children = value.values() if isinstance(value, dict) else value
+        total = 1
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_DOCUMENT_VALUES:
+                raise _TooLarge(f"more than {MAX_DOCUMENT_VALUES} values once its aliases are expanded")
+        sizes[id(value)] = total
+        return total
+
+    try:
+        size(document, 0)
+    except _TooLarge as exc:
+        return str(exc)
+    return None
+
+
 def read_yaml(path: Path, source: str) -> tuple[Any, str | None]:
     """``(document, None)`` or ``(None, problem line)``."""
     try:
@@ -261,12 +303,18 @@ def read_yaml(path: Path, source: str) -> tuple[Any, str | None]:
     except (OSError, UnicodeDecodeError) as exc:
         return None, problem(source, "", f"cannot read: {exc}")
     try:
-        return yaml.load(text, Loader=_YamlLoader), None  # noqa: S506 - a safe loader
+        document = yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
         what = getattr(exc, "problem", None) or str(exc)
         return None, problem(source, "", f"invalid YAML: {where}{what}")
+    except RecursionError:
+        return None, problem(source, "", f"invalid YAML: nested more than {MAX_DOCUMENT_DEPTH} levels deep")
+    too_large = document_size_problem(document)
+    if too_large:
+        return None, problem(source, "", f"invalid YAML: {too_large}")
+    return document, None
 
 
 # --------------------------------------------------------------------------- registered checks
