@@ -250,7 +250,7 @@ def test_rules_validate_refuses_a_base_posture_that_is_not_an_object(tmp_path):
 
 def test_rules_validate_names_a_fixture_on_which_the_check_raises(tmp_path):
     """A fixture whose patch is no posture (a security group that is a number) makes the
-    check raise: one line naming the fixture and the exception, the other fixtures run."""
+    check raise, which is that rule's ERROR: one line naming the fixture, the others run."""
     own = tmp_path / "rules"
     shutil.copytree(REPO / "rules", own, ignore=shutil.ignore_patterns("__pycache__"))
     path = own / "NET-06" / "rule.yaml"
@@ -266,7 +266,8 @@ def test_rules_validate_names_a_fixture_on_which_the_check_raises(tmp_path):
     lines = err.splitlines()
     assert lines[0] == (
         f"fargate-audit: error: {path}: fixtures.pass 'group_name_only_starts_with_default': "
-        "the check raised AttributeError: 'int' object has no attribute 'get'"
+        'expected PASSED, got ERROR (evidence {"error": "NET-06: check default_security_group could not '
+        "judge this task's facts (AttributeError)\"})"
     )
     assert len(lines) == 2 and " 1 of " in lines[1]
 

@@ -76,6 +76,12 @@ ECS_CASES = {
     ),
     "containerOverrides not an array": _set("detail.overrides", {"containerOverrides": "web"}),
     "platformVersion a number": _set("detail.platformVersion", 1.4),
+    "startedAt a number (epoch milliseconds)": _set("detail.startedAt", 1795168711062),
+    "connectivityAt beyond any date (1e308)": _set("detail.connectivityAt", 1e308),
+    "platformVersion of 400,000 characters": _set("detail.platformVersion", "1." + "4" * 400_000),
+    "attachment detail value of 300,000 characters": _set(
+        "detail.attachments.0.details.0.value", "A" * 300_000
+    ),
 }
 CONFIG_CASES = {
     "detail missing": _set("detail", _DELETE),
@@ -168,7 +174,10 @@ def test_malformed_event_is_dead_lettered_with_values_redacted(run, report, kind
         "function": handler.split("-")[0],
         "error": outcome["error"],
     }
-    assert letter["event"] == events.redact(original)
+    # the event redacted; too large for one SQS message: its envelope only
+    whole = len(json.dumps(events.redact(original))) < events.MAX_DEAD_LETTER_BYTES
+    assert letter["event"] == (events.redact(original) if whole else letter["event"] | {"truncated": True})
+    assert whole or set(letter["event"]) < set(original) | {"truncated"}
     assert CANARY_OVERRIDE not in json.dumps(letter) and CANARY_DEFINITION not in json.dumps(letter)
     assert run.table_items() == []
     report(SCENARIOS[(kind, name)])

@@ -68,6 +68,21 @@ def test_every_rule_passes_on_the_base_posture():
     assert {r["rule_id"]: r["status"] for r in outcome.results} == dict.fromkeys(posture_ids, "PASSED")
 
 
+def test_a_check_that_cannot_judge_a_tasks_facts_is_that_rules_error_only():
+    """Facts out of any shape AWS documents (a security group that is a number) make NET-06's
+    check raise: that rule is ERROR naming the check and the exception's type, the audit
+    goes on and the other rules are judged as before."""
+    posture = copy.deepcopy(BASE)
+    posture["network"]["security_groups"] = [5]
+    outcome = engine.evaluate(CATALOG, [posture])
+    by_rule = {r["rule_id"]: r for r in outcome.results}
+    assert by_rule["NET-06"]["status"] == "ERROR"
+    assert by_rule["NET-06"]["evidence"]["error"] == (
+        "NET-06: check default_security_group could not judge this task's facts (AttributeError)"
+    )
+    assert by_rule["IMG-01"]["status"] == "PASSED" and by_rule["LOG-01"]["status"] == "PASSED"
+
+
 def test_workload_discovery_rules_never_yield_a_posture_result():
     outcome = engine.evaluate(CATALOG, [BASE])
     assert CATALOG.discovery_rules

@@ -107,7 +107,10 @@ def _evaluate(rule: Rule, rule_params: Mapping, posture: Mapping, errors: Mappin
         error = _fact_errors(rule.applicability.requires, errors)
         if error:
             return ERROR, {"error": error}
-        applies = rule.applicability.function(posture, rule_params)
+        try:
+            applies = rule.applicability.function(posture, rule_params)
+        except Exception as exc:  # noqa: BLE001 - facts it cannot judge: this rule's ERROR, not the audit's end
+            return ERROR, {"error": _check_failed(rule, exc)}
         if not applies:
             return NOT_APPLICABLE, {}
     error = _fact_errors(rule.requires, errors)
@@ -117,9 +120,18 @@ def _evaluate(rule: Rule, rule_params: Mapping, posture: Mapping, errors: Mappin
         status, evidence = rule.function(posture, rule_params)
     except checks.FactError as exc:
         return ERROR, {"error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - facts it cannot judge: this rule's ERROR, not the audit's end
+        return ERROR, {"error": _check_failed(rule, exc)}
     if status not in _CHECK_STATUSES or not isinstance(evidence, dict):
         raise TypeError(f"check {rule.check} of {rule.id} returned {status!r}, {type(evidence).__name__}")
     return status, evidence
+
+
+def _check_failed(rule: Rule, exc: Exception) -> str:
+    """The ERROR line of a check that raised on a task's facts (a value out of any range
+    AWS documents): the rule and the exception's type; never its text, which could quote
+    a fact."""
+    return f"{rule.id}: check {rule.check} could not judge this task's facts ({type(exc).__name__})"
 
 
 def _part(posture: Mapping, path: tuple[str, ...]) -> Any:

@@ -134,7 +134,10 @@ def _iso(value: object) -> str | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, tz=UTC).isoformat()
+        try:
+            return datetime.fromtimestamp(value, tz=UTC).isoformat()
+        except (ValueError, OverflowError, OSError):  # out of any date's range
+            return None
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str):
