@@ -166,6 +166,9 @@ def test_query_timestamps_become_utc_seconds(value, expected):
         (json.dumps(record(vpc_id="")), "vpc_id missing"),
         (json.dumps({k: v for k, v in record().items() if k != "srcaddr"}), "srcaddr missing"),
         (json.dumps(record(query_type="X" * 40)), "query_type longer"),
+        (json.dumps(record(at=1e300)), "query_timestamp"),
+        (json.dumps(record() | {"account_id": "1" * 3000}), "account_id is not a 12-digit account id"),
+        (json.dumps(record() | {"account_id": "x"}), "account_id is not a 12-digit account id"),
     ],
 )
 def test_a_malformed_record_is_reported_by_reason_never_by_content(message, reason):

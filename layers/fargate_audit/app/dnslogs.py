@@ -50,6 +50,7 @@ import gzip
 import hashlib
 import ipaddress
 import json
+import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -177,6 +178,9 @@ def _text(record: Mapping[str, Any], key: str, limit: int = 64) -> str:
     return value
 
 
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
+
+
 def _timestamp(value: Any) -> str:
     at = utc_second(value)
     if at is None and isinstance(value, str) and len(value) >= 19:
@@ -210,6 +214,8 @@ def parse_record(message: Any, event_id: str = "", owner: str | None = None) -> 
         if address is not None and address not in addresses and len(addresses) < MAX_ADDRESSES:
             addresses.append(address)
     account = record.get("account_id") if isinstance(record.get("account_id"), str) else owner
+    if account and not _ACCOUNT_ID.fullmatch(account):
+        raise ValueError("account_id is not a 12-digit account id")
     return QueryRecord(
         event_id=str(event_id),
         account_id=str(account or ""),

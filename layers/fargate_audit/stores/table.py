@@ -125,7 +125,10 @@ def utc_second(value: Any) -> str | None:
     if value is None or value == "" or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        moment = datetime.fromtimestamp(value, tz=UTC)
+        try:
+            moment = datetime.fromtimestamp(value, tz=UTC)
+        except (ValueError, OverflowError, OSError):  # beyond any date
+            return None
     elif isinstance(value, datetime):
         moment = value
     else:
