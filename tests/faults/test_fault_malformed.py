@@ -122,6 +122,14 @@ SQS_BODIES = {
     "unknown key": None,  # filled below from a valid body
     "cluster of another account than account_id": None,
     "task_arns not an array": None,
+    "record without a body": None,  # the body key itself removed from the SQS record
+    "cluster_arn of 200,000 characters": json.dumps(
+        {
+            "account_id": "123456789012",
+            "region": "eu-west-1",
+            "cluster_arn": "arn:aws:ecs:eu-west-1:123456789012:cluster/" + "c" * 200_000,
+        }
+    ),
 }
 
 CASES = (
@@ -197,13 +205,15 @@ def _sqs_body(run, name: str) -> str:
 @pytest.mark.parametrize("name", list(SQS_BODIES))
 def test_malformed_sweep_message_is_a_batch_item_failure(run, report, name):
     records = [sqs_record("bad-1", _sqs_body(run, name)), sqs_record("good-1", sweep_body(run.world, "idle"))]
+    if name == "record without a body":
+        del records[0]["body"]
 
     result = run.sweep_worker(records)
 
     assert result == {"batchItemFailures": [{"itemIdentifier": "bad-1"}]}
     (line,) = run.spy.lines("error")
     assert line[1] == "malformed sweep message" and line[2]["message_id"] == "bad-1"
-    assert line[2]["error"].startswith("sweep message: ")
+    assert line[2]["error"].startswith("sweep message: ") and len(line[2]["error"]) < 500  # no echo of it all
     assert run.spy.metrics["MalformedEvents"] == 1
     assert run.dead_letters() == []  # SQS's own redrive keeps it, not the events DLQ
     report(SQS_SCENARIOS[name])

@@ -361,7 +361,7 @@ def parse_sweep_message(body: Any) -> dict:
         arn.split(":", 5)[-1].count("/") == 2 and arn.split(":", 5)[-1].split("/")[1] != cluster_name
         for arn in task_arns
     ):
-        raise EventError(f"{SWEEP_MESSAGE}: task_arns must be tasks of cluster_arn ({cluster_name})")
+        raise EventError(f"{SWEEP_MESSAGE}: task_arns must be tasks of cluster_arn ({cluster_name[:255]})")
     return {
         "account_id": body["account_id"],
         "region": body["region"],

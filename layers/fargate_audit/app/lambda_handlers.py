@@ -686,9 +686,10 @@ def sweep_worker(event, context, logger=None, metrics=None) -> dict:
             _metric(metrics, "SweepsDeferred")
             raise SweepDeferred(f"{message_id}: deferred with {remaining()} ms left")
         try:
-            outcome = service.sweep_cluster(
-                sqs_record.body, rt, _now(), message_id=message_id, refreshed_since=started
-            )
+            body = sqs_record.raw_event.get("body")
+            if not isinstance(body, str):
+                raise EventError("sweep message: the SQS record has no body")
+            outcome = service.sweep_cluster(body, rt, _now(), message_id=message_id, refreshed_since=started)
         except service.ForeignEventError as exc:
             _foreign(exc, {"messageId": message_id}, logger, metrics)
             return {"status": "rejected", "reason": str(exc)}
