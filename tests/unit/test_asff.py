@@ -233,6 +233,17 @@ def test_severity_title_remediation_and_product_fields_come_from_the_rule():
     assert "Description of NET-03." in finding["Description"]
 
 
+def test_the_provider_states_severity_and_types_in_finding_provider_fields(finding_shape):
+    """BatchImportFindings: providers update Severity and Types through FindingProviderFields
+    (the top-level ones are the customer's, changed with BatchUpdateFindings)."""
+    postures, results = service_of_three()
+    findings = asff.build_findings(postures, results, CATALOG, NOW)
+    for finding in findings:
+        assert finding["FindingProviderFields"] == {"Severity": finding["Severity"], "Types": finding["Types"]}
+    assert by_rule(findings)["NET-03"]["FindingProviderFields"]["Severity"] == {"Label": "MEDIUM"}
+    assert_valid_for_boto3(findings, finding_shape)
+
+
 def test_types_and_related_requirements_come_from_the_catalog_mappings():
     postures, results = service_of_three()
     findings = by_rule(asff.build_findings(postures, results, CATALOG, NOW))
