@@ -239,7 +239,10 @@ def test_the_provider_states_severity_and_types_in_finding_provider_fields(findi
     postures, results = service_of_three()
     findings = asff.build_findings(postures, results, CATALOG, NOW)
     for finding in findings:
-        assert finding["FindingProviderFields"] == {"Severity": finding["Severity"], "Types": finding["Types"]}
+        assert finding["FindingProviderFields"] == {
+            "Severity": finding["Severity"],
+            "Types": finding["Types"],
+        }
     assert by_rule(findings)["NET-03"]["FindingProviderFields"]["Severity"] == {"Label": "MEDIUM"}
     assert_valid_for_boto3(findings, finding_shape)
 

@@ -1093,6 +1093,35 @@ def test_narrow_route_is_not_a_default_route():
     assert build_posture(raw)["network"]["egress"]["ipv4"]["path"] == "none"
 
 
+@pytest.mark.parametrize("static_first", [False, True])
+def test_a_static_default_route_wins_over_one_a_vpn_gateway_propagated(static_first):
+    """AWS ("How route priority works"): of a static and a propagated route to the same
+    destination, the static one routes. A BGP-learned 0.0.0.0/0 listed first must not hide
+    the static route to the internet gateway (the path was "other": NET-02/NET-05 passed)."""
+    raw = bundle()
+    propagated = route("0.0.0.0/0", GatewayId="vgw-0a1b2c3d4e5f60718") | {
+        "Origin": "EnableVgwRoutePropagation"
+    }
+    static = route("0.0.0.0/0", GatewayId=IGW)
+    rt(raw, RTB_PRIVATE)["Routes"] = [
+        LOCAL_ROUTE,
+        *((static, propagated) if static_first else (propagated, static)),
+    ]
+    assert build_posture(raw)["network"]["egress"]["ipv4"] == {"path": "internet-gateway", "targets": [IGW]}
+
+
+def test_a_propagated_default_route_alone_routes():
+    raw = bundle()
+    propagated = route("0.0.0.0/0", GatewayId="vgw-0a1b2c3d4e5f60718") | {
+        "Origin": "EnableVgwRoutePropagation"
+    }
+    rt(raw, RTB_PRIVATE)["Routes"] = [LOCAL_ROUTE, propagated]
+    assert build_posture(raw)["network"]["egress"]["ipv4"] == {
+        "path": "other",
+        "targets": ["vgw-0a1b2c3d4e5f60718"],
+    }
+
+
 def test_ipv6_egress_via_egress_only_gateway_is_classified_separately():
     raw = bundle()
     rt(raw, RTB_PRIVATE)["Routes"].append(route("::/0", ipv6=True, EgressOnlyInternetGatewayId=EIGW))

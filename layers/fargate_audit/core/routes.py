@@ -53,14 +53,24 @@ def route_table_for_subnet(route_tables: list[Mapping], subnet_id: str | None, v
     return None
 
 
+# Routes a virtual private gateway propagates (BGP): AWS prefers a static route of the
+# same destination to them ("How route priority works", VPC User Guide).
+PROPAGATED_ORIGIN = "enablevgwroutepropagation"
+
+
 def default_route(route_table: Mapping, family: str) -> Mapping | None:
-    """The active route for 0.0.0.0/0 or ::/0 (an absent State counts as active)."""
+    """The active route for 0.0.0.0/0 or ::/0 (an absent State counts as active): a static
+    one (CreateRoute, CreateRouteTable) before one a virtual private gateway propagated,
+    whatever their order in the table, as AWS routes."""
     key = "DestinationCidrBlock" if family == "ipv4" else "DestinationIpv6CidrBlock"
+    propagated = None
     for route in route_table.get("Routes") or []:
         state = str(route.get("State") or "active").strip().lower()
         if state == "active" and netalgebra.is_world(route.get(key), family):
-            return route
-    return None
+            if str(route.get("Origin") or "").strip().lower() != PROPAGATED_ORIGIN:
+                return route
+            propagated = propagated or route
+    return propagated
 
 
 def classify_route(route: Mapping) -> tuple[str, str | None]:
