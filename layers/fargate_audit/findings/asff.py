@@ -461,7 +461,10 @@ def _finding(
     # The provider's own severity and types (BatchImportFindings: providers update these
     # through FindingProviderFields; the top-level ones are the customer's to change with
     # BatchUpdateFindings, which Security Hub then keeps)
-    finding["FindingProviderFields"] = {"Severity": dict(finding["Severity"]), "Types": list(finding["Types"])}
+    finding["FindingProviderFields"] = {
+        "Severity": dict(finding["Severity"]),
+        "Types": list(finding["Types"]),
+    }
     if prior is None:
         finding["Workflow"] = {"Status": "NEW"}
     return finding
