@@ -320,6 +320,37 @@ def test_a_connection_the_task_opened_is_egress_even_with_the_peers_replies_in_t
     assert rows(world, key) == {("198.51.100.23", "tcp", 4444, "ACCEPT"): (1, 2, 5_000_000)}
 
 
+def test_echo_replies_to_an_inbound_ping_are_not_egress_but_the_tasks_own_ping_is(world):
+    """ICMP records carry ports 0 and 0 (AWS's documented ping example): the ports cannot
+    tell who opened it, the times can. The echo replies to a scanner's ping (its inbound
+    record started first) are replies, not internet egress (EGR-03 failed every public task
+    that answers pings); a ping the task sent first is its egress."""
+    create_flow_log(world, flowlogs.DOCUMENTED_FORMAT)
+    eni, own = "eni-0feed00000000000d", "10.9.0.8"
+    key = record_task(world, "g", "service:pinged", eni, datetime.now(UTC) - timedelta(hours=1))
+    start = epoch(datetime.now(UTC))
+
+    def record(src, dst, direction, at, size=84):
+        return (
+            f"5 {ACCOUNT} {eni} {src} {dst} 0 0 1 4 {size} {at} {at + 30} "
+            f"ACCEPT OK vpc-0a1b2c3d4e5f67890 {direction}"
+        )
+
+    outcome = world.flow_logs(
+        batch(
+            [
+                record("203.0.113.12", own, "ingress", start),  # a scanner pings the task
+                record(own, "203.0.113.12", "egress", start),  # the echo replies
+                record(own, "198.51.100.40", "egress", start, size=168),  # the task pings first
+                record("198.51.100.40", own, "ingress", start + 1),  # and gets its replies
+            ]
+        )
+    )
+
+    assert (outcome["egress"], outcome["ingress"], outcome["replies"]) == (1, 2, 1)
+    assert rows(world, key) == {("198.51.100.40", "icmp", 0, "ACCEPT"): (1, 4, 168)}
+
+
 # --------------------------------------------------------------------------- the format of the log group
 
 REORDERED = (  # a custom format, fields in another order, no vpc-id or version

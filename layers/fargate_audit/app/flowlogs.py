@@ -447,7 +447,7 @@ def _is_egress(rec: FlowRecord, owner: Mapping[str, Any]) -> bool:
 _SYN, _ACK = 0x02, 0x10  # tcp-flags bits (AWS reports ACK only with SYN: SYN-ACK is 18)
 
 
-def _answers_the_peer(rec: FlowRecord) -> bool:
+def _answers_the_peer(rec: FlowRecord, peer_started: str) -> bool:
     """An outbound record whose connection's inbound record is in the batch (both ways
     of one connection look alike): the task's answers to a connection the peer opened, not
     egress it chose? By the handshake when the format has ``tcp-flags`` and the interval
@@ -455,9 +455,13 @@ def _answers_the_peer(rec: FlowRecord) -> bool:
     accepted it); otherwise by the ports: a client connects from an ephemeral port to a
     service's, so the task answers when its own port is the lower one. A connection the
     task opened (from an ephemeral port, to the peer's service port) is its egress even
-    when the peer's replies are in the batch."""
+    when the peer's replies are in the batch. Without ports to tell (ICMP, whose records
+    carry 0 and 0, or equal ports), by time: the task answers when the peer's inbound
+    record (``peer_started``) started no later than its own (a ping's echo replies)."""
     if rec.tcp_flags is not None and rec.protocol == "tcp" and rec.tcp_flags & _SYN:
         return bool(rec.tcp_flags & _ACK)
+    if rec.srcport is not None and rec.srcport == rec.dstport:
+        return peer_started <= rec.start
     return rec.srcport is not None and rec.srcport < rec.dstport
 
 
@@ -487,11 +491,11 @@ def aggregate(
     # inbound records. The task's answers on them are logged as its egress (flow-direction
     # is relative to the ENI), but they are the inbound connection's traffic, not egress it
     # chose: a public web task would otherwise "egress" to each client's ephemeral port
-    inbound = {
-        (rec.interface_id, rec.srcaddr, rec.dstport, rec.srcport)
-        for rec, owner, out_of_eni in zip(records, owners, outbound, strict=True)
-        if owner is not None and rec.srcport is not None and not out_of_eni
-    }
+    inbound: dict[tuple, str] = {}  # ... -> the earliest start of such an inbound record
+    for rec, owner, out_of_eni in zip(records, owners, outbound, strict=True):
+        if owner is not None and rec.srcport is not None and not out_of_eni:
+            key = (rec.interface_id, rec.srcaddr, rec.dstport, rec.srcport)
+            inbound[key] = min(inbound.get(key, rec.start), rec.start)
     for rec, owner, out_of_eni in zip(records, owners, outbound, strict=True):
         if owner is None:
             out.other_enis += 1
@@ -513,11 +517,12 @@ def aggregate(
         if is_private(rec.dstaddr, networks) or _in_own_vpc(rec.dstaddr, owner):
             out.private += 1
             continue
-        if (
-            rec.srcport is not None
-            and (rec.interface_id, rec.dstaddr, rec.srcport, rec.dstport) in inbound
-            and _answers_the_peer(rec)
-        ):
+        peer_started = (
+            inbound.get((rec.interface_id, rec.dstaddr, rec.srcport, rec.dstport))
+            if rec.srcport is not None
+            else None
+        )
+        if peer_started is not None and _answers_the_peer(rec, peer_started):
             out.replies += 1
             continue
         out.egress += 1
