@@ -375,3 +375,21 @@ def test_network_views_share_their_parts_across_a_report_and_equal_views_built_a
     assert shared[0]["network"]["egress"] is shared[1]["network"]["egress"]
     other = copy.deepcopy(first)  # its own objects: its own parts
     assert report.task_entry(other, memo)["network"]["world_ports"] is not shared[0]["network"]["world_ports"]
+
+
+def test_an_exempted_net02_task_is_still_counted_reachable_at_its_own_address():
+    """interface.md: the summary counts the tasks reachable from the internet. An exemption
+    turns NET-02 FAILED into PASSED (accepted), but the task is as reachable as before (the
+    load-balancer count never looked at exemptions either)."""
+    arn = "arn:aws:ecs:eu-west-1:123456789012:task/prod/" + "a" * 32
+    other = "arn:aws:ecs:eu-west-1:123456789012:task/prod/" + "b" * 32
+    exempted = {
+        "open_ports": [{"protocol": "tcp", "from": 22, "to": 22}],
+        "exempted": {"reason": "r", "expires": "2099-01-01"},
+    }
+    results = [
+        {"task_arn": arn, "rule_id": "NET-02", "status": "PASSED", "evidence": exempted},
+        {"task_arn": other, "rule_id": "NET-02", "status": "PASSED", "evidence": {"open_ports": []}},
+    ]
+    tasks = [{"task_arn": arn, "exposures": []}, {"task_arn": other, "exposures": []}]
+    assert report.internet_reachable(tasks, results) == {"direct": 1, "through_load_balancers": 0}

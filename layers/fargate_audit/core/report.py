@@ -288,13 +288,16 @@ def exposure_known(task_arn: str, results: Iterable[dict]) -> bool:
 
 
 def internet_reachable(tasks: list[dict], results: Iterable[dict]) -> dict:
-    """Tasks the internet reaches at their own address (NET-02 FAILED) and through load
-    balancers (some exposure; or, its exposures null for a web ACL alone, NET-11 judged),
-    counted apart (interface.md "Load-balancer exposure")."""
+    """Tasks the internet reaches at their own address (NET-02 FAILED, or exempted: an
+    exemption accepts the exposure, it does not close it) and through load balancers (some
+    exposure; or, its exposures null for a web ACL alone, NET-11 judged), counted apart
+    (interface.md "Load-balancer exposure")."""
     direct: set[str] = set()
     judged: set[str] = set()
     for r in results:
-        if r["rule_id"] == "NET-02" and r["status"] == "FAILED":
+        if r["rule_id"] == "NET-02" and (
+            r["status"] == "FAILED" or (r["status"] == "PASSED" and "exempted" in (r.get("evidence") or {}))
+        ):
             direct.add(r["task_arn"])
         elif r["rule_id"] == "NET-11" and r["status"] in ("PASSED", "FAILED"):
             judged.add(r["task_arn"])
