@@ -406,6 +406,11 @@ def _organization_scan(args, stdout, stderr, catalog, params, out: _Output) -> i
             f"no account and region could be scanned ({len(scopes)} tried); "
             f"{first['account_id']} {first['region']}: {first['error']}"
         )
+    merged = outcome.collect_result
+    if args.cluster and not merged.scope.get("clusters") and merged.errors:
+        # as for a single account (interface.md): not one given cluster found or listed
+        first = merged.errors[0]
+        raise ScanError(f"{first['message']} ({first['region']}): no cluster in scope could be listed")
     _write_scan_output(args, outcome, catalog, out)
     code = report_mod.exit_code(outcome.results, args.fail_on)
     # a scope with an error, or a part of a scope that could not be read (a cluster's
