@@ -733,3 +733,14 @@ def test_an_html_or_ocsf_output_that_fails_leaves_the_previous_file(estate, tmp_
     assert target.read_text() == "previous page\n" and sorted(p.name for p in tmp_path.iterdir()) == [
         "report.html"
     ]
+
+
+def test_a_scan_that_finds_no_cluster_still_names_the_account_it_audited(estate):
+    """scope.accounts was [] when no cluster was found: the report did not say whose
+    account came out clean. The caller's account is named (one sts:GetCallerIdentity)."""
+    code, out, err = run_cli("scan", "--format", "json", "--region", "us-west-2")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["scope"]["accounts"] == ["123456789012"] and doc["scope"]["clusters"] == []  # moto's
+    assert doc["stats"]["api_calls"]["sts.GetCallerIdentity"] == 1
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(doc)

@@ -110,6 +110,8 @@ def run_scan(
         catalog = rules.load_catalog()
     with engine.cyclic_gc_paused():
         collected = collect.collect(session, regions=regions, clusters=clusters, progress=progress)
+        if not collected.scope.get("accounts"):
+            _own_account_in_scope(session, collected)
         evaluation = evaluate_raw(collected.raw_tasks, catalog, params, moment)
         # The raw responses are no longer needed once they are postures: release them
         # before the report is built (a third of a large scan's peak memory).
@@ -117,6 +119,24 @@ def run_scan(
     return _outcome(
         evaluation.postures, evaluation.results, collected, evaluation.expired_exemptions, moment, started
     )
+
+
+def _own_account_in_scope(session, collected) -> None:
+    """A scan that found no cluster still names the account it audited (``scope.accounts``;
+    it was []): the session's, by sts:GetCallerIdentity (no permission needed; counted),
+    made only in that case. Unknown when that call fails: the list stays empty."""
+    from fargate_audit.edge.aws import client
+
+    region = (collected.scope.get("regions") or [getattr(session, "region_name", None)])[0]
+    try:
+        account = client(session, "sts", region).get_caller_identity()["Account"]
+    except AWS_ERRORS:
+        return
+    finally:
+        calls = dict(collected.api_calls or {})
+        calls["sts.GetCallerIdentity"] = calls.get("sts.GetCallerIdentity", 0) + 1
+        collected.api_calls = calls
+    collected.scope["accounts"] = [account]
 
 
 def _outcome(postures, results, collected, expired_exemptions, moment, started, scopes=None) -> ScanOutcome:
