@@ -322,9 +322,10 @@ def test_a_connection_the_task_opened_is_egress_even_with_the_peers_replies_in_t
 
 def test_echo_replies_to_an_inbound_ping_are_not_egress_but_the_tasks_own_ping_is(world):
     """ICMP records carry ports 0 and 0 (AWS's documented ping example): the ports cannot
-    tell who opened it, the times can. The echo replies to a scanner's ping (its inbound
-    record started first) are replies, not internet egress (EGR-03 failed every public task
-    that answers pings); a ping the task sent first is its egress."""
+    tell who opened it, the times can when they differ. The echo replies to a scanner's
+    ping (its inbound record started in an earlier second) are replies, not internet
+    egress; a ping the task sent first is its egress, and so is an exchange both of whose
+    records start in the same second."""
     create_flow_log(world, flowlogs.DOCUMENTED_FORMAT)
     eni, own = "eni-0feed00000000000d", "10.9.0.8"
     key = record_task(world, "g", "service:pinged", eni, datetime.now(UTC) - timedelta(hours=1))
@@ -340,15 +341,25 @@ def test_echo_replies_to_an_inbound_ping_are_not_egress_but_the_tasks_own_ping_i
         batch(
             [
                 record("203.0.113.12", own, "ingress", start),  # a scanner pings the task
-                record(own, "203.0.113.12", "egress", start),  # the echo replies
+                record(own, "203.0.113.12", "egress", start + 1),  # the echo replies, later
                 record(own, "198.51.100.40", "egress", start, size=168),  # the task pings first
                 record("198.51.100.40", own, "ingress", start + 1),  # and gets its replies
+                # the same second cannot tell who began: egress (an ICMP tunnel is not missed)
+                record("198.51.100.50", own, "ingress", start),
+                record(own, "198.51.100.50", "egress", start, size=252),
+                # UDP between equal ports (NTP 123, WireGuard 51820): egress, as before
+                record(own, "198.51.100.60", "egress", start).replace(" 0 0 1 ", " 51820 51820 17 "),
+                record("198.51.100.60", own, "ingress", start + 1).replace(" 0 0 1 ", " 51820 51820 17 "),
             ]
         )
     )
 
-    assert (outcome["egress"], outcome["ingress"], outcome["replies"]) == (1, 2, 1)
-    assert rows(world, key) == {("198.51.100.40", "icmp", 0, "ACCEPT"): (1, 4, 168)}
+    assert (outcome["egress"], outcome["ingress"], outcome["replies"]) == (3, 4, 1)
+    assert rows(world, key) == {
+        ("198.51.100.40", "icmp", 0, "ACCEPT"): (1, 4, 168),
+        ("198.51.100.50", "icmp", 0, "ACCEPT"): (1, 4, 252),
+        ("198.51.100.60", "udp", 51820, "ACCEPT"): (1, 4, 84),
+    }
 
 
 # --------------------------------------------------------------------------- the format of the log group

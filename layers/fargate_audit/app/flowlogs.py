@@ -444,6 +444,7 @@ def _is_egress(rec: FlowRecord, owner: Mapping[str, Any]) -> bool:
     return rec.srcaddr in own
 
 
+_PORTLESS_ECHO = frozenset({"icmp", "1", "58"})  # ICMP, ICMPv6: records carry ports 0 and 0
 _SYN, _ACK = 0x02, 0x10  # tcp-flags bits (AWS reports ACK only with SYN: SYN-ACK is 18)
 
 
@@ -455,13 +456,15 @@ def _answers_the_peer(rec: FlowRecord, peer_started: str) -> bool:
     accepted it); otherwise by the ports: a client connects from an ephemeral port to a
     service's, so the task answers when its own port is the lower one. A connection the
     task opened (from an ephemeral port, to the peer's service port) is its egress even
-    when the peer's replies are in the batch. Without ports to tell (ICMP, whose records
-    carry 0 and 0, or equal ports), by time: the task answers when the peer's inbound
-    record (``peer_started``) started no later than its own (a ping's echo replies)."""
+    when the peer's replies are in the batch. ICMP records carry no ports (0 and 0): by
+    time, the task answers when the peer's inbound record (``peer_started``) started in an
+    earlier second than its own (a ping's echo replies); in the same second it stays egress."""
     if rec.tcp_flags is not None and rec.protocol == "tcp" and rec.tcp_flags & _SYN:
         return bool(rec.tcp_flags & _ACK)
-    if rec.srcport is not None and rec.srcport == rec.dstport:
-        return peer_started <= rec.start
+    if rec.protocol in _PORTLESS_ECHO and rec.srcport == rec.dstport:
+        # the same second cannot tell who began: it stays egress (a missed egress, an ICMP
+        # tunnel, costs more than a reply counted as one)
+        return peer_started < rec.start
     return rec.srcport is not None and rec.srcport < rec.dstport
 
 
