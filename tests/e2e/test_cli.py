@@ -566,6 +566,16 @@ BOMB = "\n".join(
             "nested more than 64 levels deep",
         ),
         ("recursive.yaml", "secret_env_names: &a [*a]", "nested more than 64 levels deep"),
+        # each anchor 60 levels deep holding the one before it: shallow where first seen
+        (
+            "chained.yaml",
+            "\n".join(
+                [f"a0: &a0 {'[' * 60}x{']' * 60}"]
+                + [f"a{n}: &a{n} {'[' * 60}*a{n - 1}{']' * 60}" for n in range(1, 40)]
+                + ["secret_env_names: *a39"]
+            ),
+            "nested more than 64 levels deep",
+        ),
     ],
 )
 def test_a_params_file_that_expands_too_far_is_one_error_line_at_once(tmp_path, name, text, fragment):
@@ -576,6 +586,16 @@ def test_a_params_file_that_expands_too_far_is_one_error_line_at_once(tmp_path, 
     code, _, err = run_cli("scan", "--params", str(path))
     assert code == 2
     assert_one_error_line(err, str(path), fragment)
+
+
+def test_a_large_params_file_without_aliases_is_no_bomb(tmp_path):
+    """The expansion limit is for aliases: 100,001 plain values are a params file like any."""
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps({"approved_domains": [f"d{n}.example.com" for n in range(100_001)]}))
+    from fargate_audit.core import params
+
+    loaded = params.load_params(path, rules.load_catalog())
+    assert len(loaded["approved_domains"]) == 100_001
 
 
 def test_a_rule_file_nested_too_deep_is_one_problem_naming_it(tmp_path):

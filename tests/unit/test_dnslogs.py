@@ -509,3 +509,11 @@ def test_the_flow_namer_reads_the_lookback_window_of_the_flows_vpc_and_address()
     assert len(reads) == 1
     # an hour later the window differs: read again
     assert name_of(flow | {"first_seen": "2026-06-02T13:05:00Z"}) == "a.example" and len(reads) == 2
+
+
+def test_a_query_timestamp_past_the_calendar_in_utc_does_not_fail_the_batch():
+    """ "9999-12-31T23:59:59-01:00" overflowed when converted to UTC: the batch raised."""
+    records, malformed = dnslogs.parse_records(
+        payload(record(), json.dumps(record(at="9999-12-31T23:59:59-01:00")))
+    )
+    assert len(records) + len(malformed) == 2

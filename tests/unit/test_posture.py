@@ -1511,3 +1511,11 @@ def test_query_log_associations_absent_from_the_bundle_are_an_error_not_an_empty
     raw = bundle()
     del raw["vpc"]["query_log_associations"]
     assert set(build_posture(raw)["errors"]) == {"dns_query_logging"}
+
+
+def test_a_timestamp_past_the_calendar_in_utc_is_kept_as_given_not_raised():
+    """ "9999-12-31T23:59:59-01:00" matches an ISO pattern but is past year 9999 in UTC:
+    converting it raised OverflowError, so the task event failed every retry."""
+    raw = bundle()
+    raw["task"]["startedAt"] = "9999-12-31T23:59:59-01:00"
+    assert build_posture(raw)["started_at"] == "9999-12-31T23:59:59-01:00"

@@ -149,7 +149,10 @@ def _iso(value: object) -> str | None:
         return str(value)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat()
+    try:
+        return moment.astimezone(UTC).isoformat()
+    except (OverflowError, ValueError):  # e.g. 9999-12-31T23:59:59-01:00: past the calendar in UTC
+        return value if isinstance(value, str) else None
 
 
 def _arn_field(arn: str | None, index: int) -> str | None:

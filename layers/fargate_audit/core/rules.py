@@ -267,32 +267,40 @@ class _TooLarge(Exception):
 
 
 def document_size_problem(document: Any) -> str | None:
-    """Why ``document`` (as loaded: an alias is the same object again) is too large or too
-    deep to use, or None. Each shared object is counted once per place it appears, without
-    walking it again."""
-    sizes: dict[int, int] = {}
+    """Why ``document`` (as loaded: an alias is the same object again) is too deep, or too
+    large once its aliases are expanded, to use; or None. A shared object is walked once:
+    its (expanded size, height) is remembered and checked again at each place it appears.
+    A document without aliases is never too large, whatever its size."""
+    seen: dict[int, tuple[int, int]] = {}  # id -> (expanded values, height)
+    shared = [False]
 
-    def size(value: Any, depth: int) -> int:
+    def walk(value: Any, depth: int) -> tuple[int, int]:
         if not isinstance(value, dict | list):
-            return 1
-        if depth > MAX_DOCUMENT_DEPTH:
-            raise _TooLarge(f"nested more than {MAX_DOCUMENT_DEPTH} levels deep")
-        known = sizes.get(id(value))
+            return 1, 0
+        known = seen.get(id(value))
         if known is not None:
-            return known
-        children = value.values() if isinstance(value, dict) else value
-        total = 1
-        for child in children:
-            total += size(child, depth + 1)
-            if total > MAX_DOCUMENT_VALUES:
-                raise _TooLarge(f"more than {MAX_DOCUMENT_VALUES} values once its aliases are expanded")
-        sizes[id(value)] = total
-        return total
+            shared[0] = True
+        else:
+            if depth > MAX_DOCUMENT_DEPTH:
+                raise _TooLarge(f"nested more than {MAX_DOCUMENT_DEPTH} levels deep")
+            total, height = 1, 0
+            seen[id(value)] = (0, MAX_DOCUMENT_DEPTH + 1)  # a recursive alias: too deep
+            for child in value.values() if isinstance(value, dict) else value:
+                size, child_height = walk(child, depth + 1)
+                total, height = total + size, max(height, child_height + 1)
+                if shared[0] and total > MAX_DOCUMENT_VALUES:
+                    raise _TooLarge(f"more than {MAX_DOCUMENT_VALUES} values once its aliases are expanded")
+            known = seen[id(value)] = (total, height)
+        if depth + known[1] > MAX_DOCUMENT_DEPTH:
+            raise _TooLarge(f"nested more than {MAX_DOCUMENT_DEPTH} levels deep")
+        return known
 
     try:
-        size(document, 0)
+        total, _ = walk(document, 0)
     except _TooLarge as exc:
         return str(exc)
+    if shared[0] and total > MAX_DOCUMENT_VALUES:
+        return f"more than {MAX_DOCUMENT_VALUES} values once its aliases are expanded"
     return None
 
 

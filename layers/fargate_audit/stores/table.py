@@ -138,7 +138,10 @@ def utc_second(value: Any) -> str | None:
             return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError):  # e.g. 9999-12-31T23:59:59-01:00: past the calendar in UTC
+        return None
 
 
 def ttl_after(now: datetime, days: int) -> int:
