@@ -1106,3 +1106,54 @@ def test_a_dependent_task_of_an_account_the_stack_does_not_read_is_an_error_neve
     assert [e["task_arn"] for e in outcome["errors"]] == [foreign]
     assert "not read by this stack" in outcome["errors"][0]["message"]
     assert batch.counts.get("stopped", 0) == 0 and not world.calls.operations(("ecs",))
+
+
+def test_a_newer_running_event_is_audited_on_facts_no_older_than_the_recorded_audit(world):
+    """The task events container cached the VPC's facts at v4 (443 open to the world:
+    NET-02 FAILED). The rule is revoked and the config events function, another container,
+    re-audits from fresh facts (PASSED). ECS then sends RUNNING v5 (desiredStatus STOPPED,
+    or a health change) within the cache's 300 s: audited from the cache it moved NET-02
+    back to FAILED, which no fact supports. Facts older than the recorded audit are read
+    again."""
+    from datetime import timedelta
+
+    from fargate_audit.app import service
+    from fargate_audit.edge.collect import FactCache
+    from support.sessions import new_session
+
+    moment = [datetime(2026, 6, 2, 8, 0, tzinfo=UTC)]
+
+    def tick(seconds: float) -> datetime:
+        moment[0] += timedelta(seconds=seconds)
+        return moment[0]
+
+    tasks_rt = world.rt
+    tasks_rt.cache = FactCache(300, clock=lambda: moment[0].timestamp())  # the container's clock
+    config_rt = lambda_handlers.build_runtime(session=new_session())
+    config_rt.own_account = tasks_rt.own_account = ACCOUNT
+    task = world.web[0]
+
+    def net02() -> str:
+        (result,) = [r for r in world.rt.recorder.latest(task.arn)["results"] if r["rule_id"] == "NET-02"]
+        return result["status"]
+
+    assert service.handle_task_event(world.running(task, 4), tasks_rt, tick(1))["status"] == "audited"
+    assert net02() == "FAILED"
+    world.client("ec2").revoke_security_group_ingress(
+        GroupId=world.sg,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": WORLD4}]}
+        ],
+    )
+    outcome = service.handle_config_event(
+        world.config("config-security-group-change.json", task), config_rt, tick(30)
+    )
+    assert outcome["status"] == "audited" and net02() == "PASSED"
+    later = world.running(task, 5)
+    later["detail"]["desiredStatus"] = "STOPPED"
+
+    outcome = service.handle_task_event(later, tasks_rt, tick(90))
+
+    assert outcome["status"] == "audited" and net02() == "PASSED"
+    assert outcome["api_calls"].get("ec2.DescribeSecurityGroups") == 1  # read again, not the cache's
+    assert world.rt.recorder.history(task.arn)[-1]["cause"]["type"] == "config-event"  # v5 changed nothing

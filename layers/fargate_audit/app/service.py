@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fargate_audit.app import dnslogs, events, flowlogs, scan
@@ -410,6 +410,22 @@ def _resync_redelivery(rt: Runtime, stored: Mapping[str, Any] | None, parsed: di
     return {"findings": _publish_summary([publish_workload(rt, key, now)]) | {"workloads": 1}}
 
 
+def _fresher_than(stored: Mapping[str, Any] | None, cache, now: datetime) -> dict:
+    """``collect_tasks`` arguments that refetch the VPC facts the cache took before the
+    task's recorded audit (``observed_at``): ``{}`` for a task not audited yet."""
+    text = (stored or {}).get("observed_at")
+    if not text or cache is None:
+        return {}
+    try:
+        observed = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return {}
+    if observed.tzinfo is None:
+        observed = observed.replace(tzinfo=UTC)
+    age = max(0.0, (now - observed).total_seconds())
+    return {"refresh_vpcs": True, "refreshed_since": cache.now() - age}
+
+
 def _task_event(parsed: dict, rt: Runtime, now: datetime, clients: Clients) -> dict:
     base = {
         "event_id": parsed["event_id"],
@@ -429,12 +445,17 @@ def _task_event(parsed: dict, rt: Runtime, now: datetime, clients: Clients) -> d
         reason = record.stale_reason(stored, cause, dynamo.iso(now))
         if reason:
             return base | {"status": STALE, "reason": reason} | _resync_redelivery(rt, stored, parsed, now)
+        cache = rt.cache_for(parsed["account"])
         collected = collect.collect_tasks(
             clients,
             parsed["region"],
             parsed["cluster_arn"],
             [parsed["detail"]],
-            cache=rt.cache_for(parsed["account"]),
+            cache=cache,
+            # a newer version of a task already audited: no VPC facts older than that audit
+            # (a Config re-audit in another container may have judged fresher ones; these
+            # could only move its posture back)
+            **_fresher_than(stored, cache, now),
         )
         if not collected.raw_tasks:
             reason = collected.skipped[0]["reason"] if collected.skipped else "not audited"
