@@ -1157,3 +1157,57 @@ def test_a_newer_running_event_is_audited_on_facts_no_older_than_the_recorded_au
     assert outcome["status"] == "audited" and net02() == "PASSED"
     assert outcome["api_calls"].get("ec2.DescribeSecurityGroups") == 1  # read again, not the cache's
     assert world.rt.recorder.history(task.arn)[-1]["cause"]["type"] == "config-event"  # v5 changed nothing
+
+
+def test_a_sweep_archives_the_findings_of_a_workload_left_active_with_no_task_running(world, monkeypatch):
+    """The last task's STOPPED was recorded, but its publishing failed on every Lambda retry
+    (or raced another STOPPED's): the findings stayed ACTIVE with no task recorded running,
+    and no sweep page named the workload, so they stayed so for ever. The planner queues
+    such workloads (a message naming them); the worker publishes them, archiving."""
+    list_tasks_as_aws(monkeypatch)
+    first, second = world.web
+    for task in (first, second):
+        world.task_events(world.running(task))
+    for task in (first, second):
+        world.client("ecs").stop_task(cluster="prod-web", task=task.arn, reason="scale to zero")
+    world.task_events(world.stopped(first))
+    publisher = world.rt.publisher
+
+    def throttled(*_, **__):
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "Query"
+        )
+
+    original = publisher.sync_workload
+    monkeypatch.setattr(publisher, "sync_workload", throttled)
+    for _ in range(3):  # the first delivery and Lambda's two retries
+        with pytest.raises(ClientError):
+            world.task_events(world.stopped(second))
+    monkeypatch.setattr(publisher, "sync_workload", original)
+    assert world.rt.recorder.latest(second.arn)["lifecycle"] == "STOPPED"
+    assert world.finding("NET-02")["RecordState"] == "ACTIVE"
+
+    planned, records = planned_pages(world)
+    assert planned["orphaned_workloads"] == 1
+    bodies = [json.loads(r["body"]) for r in records]
+    assert {"workloads": [f"WL#{ACCOUNT}#{REGION}#prod-web#service:web"]}.items() <= next(
+        b for b in bodies if "workloads" in b
+    ).items()
+    assert world.sweep_worker({"Records": records}) == {"batchItemFailures": []}
+
+    web = [f for f in world.findings().values() if "/prod-web/service:web/" in f["Id"]]
+    assert web and {f["RecordState"] for f in web} == {"ARCHIVED"}
+    assert planned_pages(world)[0]["orphaned_workloads"] == 0  # once archived, no more messages
+
+
+def test_a_workloads_message_names_only_workloads_of_its_cluster():
+    from fargate_audit.app import events
+
+    cluster = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/prod-web"
+    ok = events.sweep_message(
+        ACCOUNT, REGION, cluster, workloads=[f"WL#{ACCOUNT}#{REGION}#prod-web#service:web"]
+    )
+    assert events.parse_sweep_message(ok)["workloads"] == [f"WL#{ACCOUNT}#{REGION}#prod-web#service:web"]
+    for key in (f"WL#{ACCOUNT}#{REGION}#other#service:web", f"WL#210987654321#{REGION}#prod-web#service:web"):
+        with pytest.raises(events.EventError, match="workloads must be workload keys of cluster_arn"):
+            events.parse_sweep_message(events.sweep_message(ACCOUNT, REGION, cluster, workloads=[key]))

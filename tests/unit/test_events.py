@@ -183,6 +183,7 @@ def test_sweep_sample_bodies_parse_with_and_without_task_arns():
         "region": "eu-west-1",
         "cluster_arn": CLUSTER_ARN,
         "task_arns": [TASK_ARN],
+        "workloads": None,
     }
     assert second["task_arns"] is None and second["cluster_arn"] == CLUSTER_ARN
 
@@ -194,6 +195,7 @@ def test_planner_message_round_trips():
         "region": "eu-west-1",
         "cluster_arn": CLUSTER_ARN,
         "task_arns": None,
+        "workloads": None,
     }
 
 

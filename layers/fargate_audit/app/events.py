@@ -362,23 +362,46 @@ def parse_sweep_message(body: Any) -> dict:
         for arn in task_arns
     ):
         raise EventError(f"{SWEEP_MESSAGE}: task_arns must be tasks of cluster_arn ({cluster_name[:255]})")
+    workloads = body.get("workloads")
+    if workloads:
+        prefix = f"WL#{body['account_id']}#{body['region']}#{cluster_name}#"
+        if task_arns or any(not key.startswith(prefix) or key.count("#") != 4 for key in workloads):
+            raise EventError(
+                f"{SWEEP_MESSAGE}: workloads must be workload keys of cluster_arn ({cluster_name[:255]}), "
+                "without task_arns"
+            )
     return {
         "account_id": body["account_id"],
         "region": body["region"],
         "cluster_arn": cluster_arn,
         "task_arns": list(dict.fromkeys(task_arns)) if task_arns else None,
+        "workloads": list(dict.fromkeys(workloads)) if workloads else None,
     }
 
 
-def sweep_message(account_id: str, region: str, cluster_arn: str, task_arns: list[str] | None = None) -> str:
+def sweep_message(
+    account_id: str,
+    region: str,
+    cluster_arn: str,
+    task_arns: list[str] | None = None,
+    workloads: list[str] | None = None,
+) -> str:
     """The body the planner sends (the inverse of parse_sweep_message): one page of at most
-    SWEEP_PAGE_TASKS tasks of a cluster (``task_arns``), or, without them, the whole
-    cluster (the form of the planners before pages, still valid)."""
+    SWEEP_PAGE_TASKS tasks of a cluster (``task_arns``); or ``workloads`` of the cluster
+    to publish (at most SWEEP_PAGE_TASKS: those with ACTIVE findings and no task recorded
+    running); or, without either, the whole cluster (the form of the planners before
+    pages, still valid)."""
     body: dict[str, Any] = {"account_id": account_id, "region": region, "cluster_arn": cluster_arn}
     if task_arns:
         if len(task_arns) > SWEEP_PAGE_TASKS:
             raise ValueError(f"a sweep page holds at most {SWEEP_PAGE_TASKS} tasks, not {len(task_arns)}")
         body["task_arns"] = list(task_arns)
+    elif workloads:
+        if len(workloads) > SWEEP_PAGE_TASKS:
+            raise ValueError(
+                f"a sweep message names at most {SWEEP_PAGE_TASKS} workloads, not {len(workloads)}"
+            )
+        body["workloads"] = list(workloads)
     return json.dumps(body, separators=(",", ":"))
 
 

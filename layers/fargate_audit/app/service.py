@@ -704,7 +704,7 @@ def plan_sweep(rt: Runtime, queue_url: str, now: datetime, region: str | None = 
     Retiring the tasks that no longer run is decided here, once per cluster and sweep,
     because the planner is the one holding the cluster's complete listing: a page's worker
     sees its page only, and a per-cluster message would list the cluster a second time.
-    The tasks the recorder holds as RUNNING in the cluster (:func:`_recorded_running`) that
+    The tasks the recorder holds as RUNNING in the cluster (:func:`_recorded_running_by_workload`) that
     the listing lacks are queued in the cluster's pages after its listed tasks (an empty
     cluster gets pages of those alone). The worker describes them like every task of a page
     (``sweep_cluster``): those DescribeTasks reports ended or no longer knows (``MISSING``)
@@ -800,6 +800,7 @@ class _SweepPlan:
         self.clusters = 0
         self.tasks = 0  # listed
         self.retiring = 0  # held as RUNNING by the recorder, not listed: described, then retired
+        self.orphans = 0  # workloads with ACTIVE findings and no task recorded running: archived
         self.unreachable: list[dict] = []
 
     def scope(
@@ -849,12 +850,26 @@ class _SweepPlan:
                     self.labels.append(cluster_arn)
                     return
         known = set(listed)
-        gone = [arn for arn in _recorded_running(rt, cluster_arn, listed, active) if arn not in known]
+        running = _recorded_running_by_workload(rt, cluster_arn, listed, active)
+        recorded = dict.fromkeys(arn for arns in running.values() for arn in arns)
+        gone = [arn for arn in recorded if arn not in known]
         arns = listed + gone
         for start in range(0, len(arns), events.SWEEP_PAGE_TASKS):
             page = arns[start : start + events.SWEEP_PAGE_TASKS]
             self.bodies.append(events.sweep_message(account, region, cluster_arn, page))
             self.labels.append(cluster_arn)
+        # workloads whose findings are ACTIVE though no task of theirs is recorded running
+        # (their last STOPPED was recorded but its publishing failed every retry, or raced
+        # another's): published by a worker, which archives them; nothing else would
+        orphans = [
+            key for key in (active or {}).get(cluster_arn.split("/", 1)[-1], ()) if not running.get(key)
+        ]
+        if rt.publisher is not None:
+            for start in range(0, len(orphans), events.SWEEP_PAGE_TASKS):
+                chunk = orphans[start : start + events.SWEEP_PAGE_TASKS]
+                self.bodies.append(events.sweep_message(account, region, cluster_arn, workloads=chunk))
+                self.labels.append(cluster_arn)
+            self.orphans += len(orphans)
         self.tasks += len(listed)
         self.retiring += len(gone)
 
@@ -863,6 +878,7 @@ class _SweepPlan:
             "clusters": self.clusters,
             "tasks": self.tasks,
             "retiring": self.retiring,
+            "orphaned_workloads": self.orphans,
             "messages": sent,
             "unreachable": self.unreachable,
         }
@@ -884,20 +900,21 @@ def _active_workloads(rt: Runtime, account: str | None, region: str) -> dict[str
     return by_cluster
 
 
-def _recorded_running(
+def _recorded_running_by_workload(
     rt: Runtime, cluster_arn: str, listed: list[str], active: dict[str, list[str]] | None = None
-) -> list[str]:
-    """The ARNs of the tasks the recorder holds as RUNNING in the cluster: the running sets
+) -> dict[str, list[str]]:
+    """The ARNs of the tasks the recorder holds as RUNNING in the cluster, per workload key
+    (an empty list: none recorded running): the running sets
     of the workloads :func:`_known_workloads` finds there (one Query each, ARNs only). With
     publishing off there are no finding states: the workloads are those recorded for the
     ``listed`` tasks (one BatchGetItem per 100) and those of the recorder's registry
     (``active``, :func:`_active_workloads`), so a workload none of whose tasks is listed
     any more is still found."""
     seen = rt.recorder.workloads_of(listed) if rt.publisher is None and listed else ()
-    arns: dict[str, None] = {}
-    for key in _known_workloads(rt, cluster_arn, seen, active):
-        arns.update(dict.fromkeys(rt.recorder.running_task_arns(key)))
-    return list(arns)
+    return {
+        key: list(rt.recorder.running_task_arns(key))
+        for key in _known_workloads(rt, cluster_arn, seen, active)
+    }
 
 
 def _calls(rt: Runtime, before: dict[str, int]) -> dict[str, int]:
@@ -982,7 +999,13 @@ def sweep_cluster(
     def cause_of(raw: dict) -> dict:
         return _cause("sweep", message_id, raw["task"].get("version"), None)
 
-    if parsed["task_arns"]:
+    if parsed["workloads"]:
+        # the planner's: ACTIVE findings, no task recorded running; publishing archives
+        # them (or, should a task have been recorded since, publishes what runs)
+        for key in parsed["workloads"]:
+            batch._touch(key)
+        errors, api_calls, listed = [], {}, set()
+    elif parsed["task_arns"]:
         outcome = _audit_described(
             rt,
             batch,
