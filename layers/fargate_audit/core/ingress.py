@@ -443,6 +443,19 @@ class _Walk:
         return str(error) if error else f"GetWebACLForResource: web ACL of {lb_arn} {NOT_READ}"
 
 
+def _known_resources(walk: _Walk, registered: list) -> list[str]:
+    found = set(walk.resources)
+    for group, _, _ in registered:
+        found.add(group.get("TargetGroupArn"))
+        for lb_arn in group.get("LoadBalancerArns") or []:
+            found.add(lb_arn)
+            load_balancer = walk.load_balancers.get(lb_arn) or {}
+            found.update(load_balancer.get("SecurityGroups") or [])
+            found.update(listener.get("ListenerArn") for listener in load_balancer.get("Listeners") or [])
+            found.update(_subnet_ids(load_balancer))
+    return sorted(r for r in found if r)
+
+
 def exposures(
     vpc: Mapping | None,
     raw_errors: Mapping,
@@ -491,7 +504,11 @@ def exposures(
         for group, address, target_port in registered:
             walk.registration(group, address, target_port)
     except _Unknown as exc:
-        return out | {"error": str(exc)}
+        # the exposures are unknown, but not what they depend on: what the walk found, and
+        # for every registration its target group, load balancers, their security groups,
+        # listeners and subnets (a later change of any re-audits the task; the index would
+        # otherwise lose them while the fact is unknown)
+        return out | {"error": str(exc), "resources": _known_resources(walk, registered)}
     unknown = sorted(walk.unknown_web_acls)
     return out | {
         "exposures": sorted(walk.found.values(), key=_sort_key),

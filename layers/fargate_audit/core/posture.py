@@ -682,11 +682,12 @@ def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors, 
         ),
     )
     exposed = ingress.exposures(vpc, raw_errors, [a for a in addresses if a], found, sg_problem, targets)
+    # what the exposures depend on, known or not (the re-audit index keeps them)
+    network["load_balancer_resources"] = exposed["resources"]
     if exposed["error"]:
         errors.add("load_balancers", exposed["error"])
     else:
         network["exposures"] = exposed["exposures"]
-        network["load_balancer_resources"] = exposed["resources"]
     if exposed["web_acl_error"]:
         errors.add("web_acl", exposed["web_acl_error"])
         network["unknown_web_acls"] = exposed["unknown_web_acls"]
