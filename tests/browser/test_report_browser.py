@@ -226,3 +226,45 @@ def test_a_cluster_of_one_name_in_two_accounts_is_filtered_by_its_place(browser,
     page.select_option("#f-cluster", f"{account}/{mine[0]['region']}/batch")
     assert watch.visible_tasks() == {t["task_arn"].rsplit("/", 1)[-1] for t in mine}
     assert watch.errors == []
+
+
+def test_summary_cards_set_their_filter_and_an_account_without_tasks_is_an_option(
+    browser, demo_report, tmp_path
+):
+    """README: each name in the summary is a link that sets the filter: the status and
+    severity cards too; a refused account (no task in the report) filters to none, where
+    the filter used to fall back to "any" and show every task."""
+    report = copy.deepcopy(demo_report)
+    region = report["tasks"][0]["region"]
+    report["summary"]["scopes"] = [
+        {"account_id": "333333333333", "region": region, "error": "sts:AssumeRole: denied"}
+    ]
+    path = tmp_path / "cards.html"
+    path.write_text(html.render(report), encoding="utf-8")
+    watch = PageWatch(browser, path.as_uri())
+    page = watch.open()
+
+    page.locator("#summary .cards .card", has_text="CRITICAL").first.click()
+    assert page.locator("#f-sev").input_value() == "CRITICAL"
+    expected = _task_ids(report, lambda r, t: r["severity"] == "CRITICAL" and r["status"] == "FAILED")
+    assert watch.visible_tasks() == expected
+    page.locator("#summary .cards .card", has_text="ERROR results").first.click()
+    assert page.locator("#f-status").input_value() == "ERROR" and page.locator("#f-sev").input_value() == ""
+    page.select_option("#f-account", "333333333333")
+    assert watch.visible_tasks() == set()
+    assert watch.requests == [] and watch.errors == []
+
+
+def test_a_task_with_an_ipv6_address_is_not_labelled_private(watch, demo_report):
+    """rules.md: any IPv6 address on the ENI is a public address."""
+    (task,) = [
+        t
+        for t in demo_report["tasks"]
+        if t.get("ipv6_addresses") or (t.get("network") or {}).get("ipv6_addresses")
+    ][:1]
+    page = watch.open()
+    watch.open_task(task["workload"])
+    line = page.locator(
+        f'details.task[data-task="{task["task_arn"].rsplit("/", 1)[-1]}"] summary'
+    ).text_content()
+    assert "public " in line and "private" not in line

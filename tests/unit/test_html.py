@@ -4,6 +4,7 @@ browser tests (tests/browser) open the same page in Chromium."""
 from __future__ import annotations
 
 import copy
+import io
 import json
 import re
 
@@ -253,3 +254,48 @@ def test_a_saved_report_without_the_optional_summaries_counts_them_from_its_resu
     assert counted["by_rule"] == model["summary"]["by_rule"] != {}
     assert counted["internet_reachable"] == model["summary"]["internet_reachable"]
     assert counted["internet_reachable"]["direct"] > 0
+
+
+def test_what_to_look_at_first_lists_the_tasks_the_headline_counts(demo_report):
+    """The headline counts an exempted NET-02 (still reachable) and a task whose exposures
+    are null for a web ACL alone (NET-11 judged): the lists under it name them too, and the
+    expired exemptions the scan ignored are on the page."""
+    report = copy.deepcopy(demo_report)
+    storefront = {t["task_arn"] for t in report["tasks"] if t["workload"] == "prod-web/service:storefront"}
+    for r in report["results"]:
+        if r["task_arn"] in storefront and r["rule_id"] == "NET-02":
+            r["status"] = "PASSED"
+            r["evidence"]["exempted"] = {"reason": "accepted", "expires": "2099-01-01"}
+    checkout = next(t for t in report["tasks"] if t["workload"] == "prod-web/service:checkout-api")
+    for t in report["tasks"]:
+        if t["workload"] == "prod-web/service:checkout-api":
+            t["exposures"] = None
+    report["expired_exemptions"] = [
+        {"rule": "NET-01", "workload": "batch/*", "reason": "r", "expires": "2020-01-01"}
+    ]
+    del report["summary"]["internet_reachable"]
+
+    model = html.page_model(report)
+
+    direct = dict(model["first"]["direct"])
+    assert direct["prod-web/service:storefront"] == "tcp 443 (exempted)"
+    assert model["summary"]["internet_reachable"]["direct"] >= len(storefront)
+    doors = dict(model["first"]["doors"])
+    assert doors[checkout["workload"]] == "a load balancer whose web ACL could not be read"
+    assert model["expired"] == [["NET-01", "batch/*", "2020-01-01"]]
+
+
+def test_report_of_a_saved_report_with_a_network_field_of_another_shape_is_one_error(demo_report, tmp_path):
+    from fargate_audit.cli import commands
+
+    report = copy.deepcopy(demo_report)
+    report["tasks"][0]["network"] = "not an object"
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps(report))
+    err = io.StringIO()
+    code = commands.main(
+        ["report", str(path), "--output", str(tmp_path / "x.html")], stdout=io.StringIO(), stderr=err
+    )
+    assert code == 2
+    assert err.getvalue().startswith(f"fargate-audit: error: {path}: not a scan report this version can draw")
+    assert "Traceback" not in err.getvalue() and err.getvalue().count("\n") == 1

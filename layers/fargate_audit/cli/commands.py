@@ -484,7 +484,16 @@ def cmd_report(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
     out = _Output(args.output, stdout)
     out.check_writable()
-    out.write(html.render(load_saved_report(args.scan_report)))
+    document = load_saved_report(args.scan_report)
+    try:
+        page = html.render(document)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        # fields the schema leaves open (a task's network, images, workload) of the wrong shape
+        raise ConfigError(
+            f"{args.scan_report}: not a scan report this version can draw: a task's network, images or "
+            f"workload field has another shape than fargate-audit writes ({type(exc).__name__})"
+        ) from None
+    out.write(page)
     return EXIT_OK
 
 

@@ -357,7 +357,7 @@ def page_model(report: Mapping) -> dict:
                 notes.append([rule_index[rule], STATUS_CODES[status], line])
             if status == "FAILED":
                 failed_by_severity[result["severity"]] += 1
-        _look_first(first, name, task, failed)
+        _look_first(first, name, task, failed, results)
         workload["tasks"].append(len(task_rows))
         task_rows.append(
             {
@@ -431,6 +431,12 @@ def page_model(report: Mapping) -> dict:
             if isinstance(e, Mapping)
         ],
         "errors_total": len(report.get("errors") or []),
+        # exemptions past their date, ignored by the scan (interface.md: reported)
+        "expired": [
+            [str(x.get("rule") or ""), str(x.get("workload") or ""), str(x.get("expires") or "")]
+            for x in report.get("expired_exemptions") or []
+            if isinstance(x, Mapping)
+        ],
         "scopes": [
             [str(s.get("account_id")), str(s.get("region")), s.get("error")]
             for s in summary.get("scopes") or []
@@ -445,13 +451,23 @@ def page_model(report: Mapping) -> dict:
     }
 
 
-def _look_first(first: dict, workload: str, task: Mapping, failed: Mapping[str, dict]) -> None:
-    """What the demo's text summary lists under "What to look at", per workload."""
-    if "NET-02" in failed:
+def _look_first(
+    first: dict, workload: str, task: Mapping, failed: Mapping[str, dict], results: Mapping[str, dict]
+) -> None:
+    """What the demo's text summary lists under "What to look at", per workload: the same
+    tasks ``internet_reachable`` counts (an exempted NET-02 is still reachable; a task whose
+    exposures are null for a web ACL alone, NET-11 judged, is reached through a load
+    balancer)."""
+    net02 = results.get("NET-02") or {}
+    exempted = net02.get("status") == "PASSED" and "exempted" in (net02.get("evidence") or {})
+    if "NET-02" in failed or exempted:
         ports = first["direct"].setdefault(workload, {})
-        ports[format_ports(failed["NET-02"].get("open_ports") or [])] = None
+        shown = format_ports((net02.get("evidence") or {}).get("open_ports") or [])
+        ports[shown + (" (exempted)" if exempted else "")] = None
     for exposure in task.get("exposures") or []:
         first["doors"].setdefault(workload, {})[front_door(exposure)] = None
+    if task.get("exposures", ()) is None and (results.get("NET-11") or {}).get("status") in ("PASSED", "FAILED"):
+        first["doors"].setdefault(workload, {})["a load balancer whose web ACL could not be read"] = None
     if "CFG-02" in failed:
         names = first["secrets"].setdefault(workload, {})
         for variable in failed["CFG-02"].get("variables") or []:

@@ -57,8 +57,15 @@ function renderSummary() {
     (scope.accounts || []).join(", ") + " \u00b7 regions " + (scope.regions || []).join(", ") + " \u00b7 " +
     S.tasks + " tasks audited, " + S.skipped_tasks + " skipped";
   const cards = el("div", {cls: "cards"});
-  for (const [k, v] of Object.entries(S.by_status)) cards.append(el("div", {cls: "card"}, el("b", {cls: k, text: String(v)}), k + " results"));
-  for (const [k, v] of Object.entries(S.failed_by_severity)) cards.append(el("div", {cls: "card"}, el("b", {text: String(v)}), sevBadge(k), " failed"));
+  // each card is a link that sets its filter (the status; the severity, with FAILED)
+  const card = (key, value, ...kids) => {
+    const c = el("div", {cls: "card linkcard", role: "button", tabindex: "0"}, ...kids);
+    c.addEventListener("click", () => setFilter(key, value));
+    c.addEventListener("keydown", e => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); setFilter(key, value); } });
+    return c;
+  };
+  for (const [k, v] of Object.entries(S.by_status)) cards.append(card("status", k, el("b", {cls: k, text: String(v)}), k + " results"));
+  for (const [k, v] of Object.entries(S.failed_by_severity)) cards.append(card("sev", k, el("b", {text: String(v)}), sevBadge(k), " failed"));
   const ir = S.internet_reachable || {};
   root.append(el("h2", {text: "Summary"}), cards);
   // what to look at first
@@ -76,6 +83,11 @@ function renderSummary() {
   }
   root.append(el("h2", {text: "What to look at first (" + (ir.direct || 0) + " tasks reachable directly, " +
     (ir.through_load_balancers || 0) + " through load balancers)"}), first);
+  if ((D.expired || []).length) {  // exemptions past their date: ignored by the scan
+    const list = el("ul", {cls: "expired"});
+    for (const [rule, workload, expires] of D.expired) list.append(el("li", {}, link(rule, "rule", rule), " " + workload + " expired " + expires));
+    root.append(el("h2", {text: D.expired.length + " expired exemptions ignored"}), list);
+  }
   // by rule
   const grid = el("div", {cls: "grid"});
   const byRule = D.rules.map(([id, title, sev]) => {
@@ -122,7 +134,7 @@ function setupFilters() {
   fillSelect("f-sev", SEVS, "severity");
   fillSelect("f-status", Object.values(STATUS), "status");
   fillSelect("f-rule", D.rules.map(r => r[0]), "rule");
-  fillSelect("f-account", [...new Set(D.workloads.map(w => w.account))].sort(), "account");
+  fillSelect("f-account", [...new Set(D.workloads.map(w => w.account).concat(D.scopes.map(s => s[0])))].sort(), "account");
   fillSelect("f-cluster", [...new Set(D.workloads.map(clusterKey))].sort(), "cluster");
   for (const key of KEYS) {
     const input = document.querySelector('[data-key="' + key + '"]');
@@ -243,7 +255,7 @@ function buildWorkload(d, w) {
     const fails = [...t.r].filter(c => c === "F").length;
     const td = el("details", {cls: "task", "data-task": t.id, "data-index": String(ti)},
       el("summary", {}, el("span", {cls: "mono", text: t.id}), " ", el("span", {cls: "muted", text: t.td}), " \u00b7 ",
-        (t.pub ? "public " + t.pub : "private " + (t.priv || "?")), " \u00b7 ",
+        (t.pub ? "public " + t.pub : t.v6.length ? "public " + t.v6[0] : "private " + (t.priv || "?")), " \u00b7 ",
         el("span", {cls: fails ? "s-F" : "s-P", text: fails + " failed"})));
     td.hidden = d._visible ? !d._visible.has(ti) : false;
     td.addEventListener("toggle", () => { if (td.open && !td._built) buildTask(td, t); });
