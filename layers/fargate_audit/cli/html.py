@@ -466,7 +466,8 @@ def _look_first(
         ports[shown + (" (exempted)" if exempted else "")] = None
     for exposure in task.get("exposures") or []:
         first["doors"].setdefault(workload, {})[front_door(exposure)] = None
-    if task.get("exposures", ()) is None and (results.get("NET-11") or {}).get("status") in ("PASSED", "FAILED"):
+    net11 = (results.get("NET-11") or {}).get("status")
+    if task.get("exposures", ()) is None and net11 in ("PASSED", "FAILED"):
         first["doors"].setdefault(workload, {})["a load balancer whose web ACL could not be read"] = None
     if "CFG-02" in failed:
         names = first["secrets"].setdefault(workload, {})
