@@ -216,6 +216,50 @@ def test_the_ip_index_starts_at_connectivity_and_is_closed_when_the_task_stops(w
     assert closed["from"] == opened["from"] and closed["to"] == stopped_at[:19] + "Z"
 
 
+@pytest.mark.parametrize("with_ipv4", [True, False], ids=["dual-stack", "ipv6-only"])
+def test_queries_from_a_tasks_ipv6_address_are_its_own_while_it_holds_it(world, with_ipv4):
+    """A task's IPv6 addresses are indexed like its IPv4 one (rules.md EGR-01: the task's
+    address, whatever its family): a query from one, written by Resolver in any IPv6 form,
+    is the task's while it runs, nobody's after it stopped. They stayed unattributed."""
+    vpc, ipv6 = "vpc-0feed0000000000ab", "2001:db8:1234::7"
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    t1 = t0 + timedelta(minutes=30)
+    task = _posture(
+        f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/prod-web/{'c' * 32}",
+        "service:v6",
+        stamp(t0),
+        vpc,
+        "10.9.0.9" if with_ipv4 else None,
+    )
+    task["network"]["ipv6_addresses"] = [ipv6]
+    recorder = world.rt.recorder
+    cause = {"type": "sweep", "id": "test", "task_version": None, "event_time": None}
+    recorder.record_audit(
+        task, engine.evaluate(world.rt.catalog, [task]).results, cause, t0 + timedelta(seconds=40)
+    )
+    recorder.mark_stopped(task["task_arn"], None, stamp(t1), cause, t1 + timedelta(seconds=5))
+
+    outcome = dns(
+        world,
+        batch(
+            [
+                record(
+                    vpc,
+                    "2001:0db8:1234:0000:0000:0000:0000:0007",
+                    "v6.example",
+                    stamp(t0 + timedelta(minutes=1)),
+                ),
+                record(vpc, ipv6, "after.example", stamp(t1 + timedelta(minutes=5))),
+            ]
+        ),
+    )
+
+    assert (outcome["attributed"], outcome["unattributed"]) == (1, 1)
+    assert counts(world, f"WL#{ACCOUNT}#{REGION}#prod-web#service:v6") == {("v6.example", "A"): 1}
+    ranges = recorder.ip_ranges(vpc, ipv6, until=stamp(t1 + timedelta(hours=1)), since=stamp(t0))
+    assert [(r["from"], r["to"]) for r in ranges] == [(stamp(t0), stamp(t1))]
+
+
 # --------------------------------------------------------------------------- idempotency
 
 

@@ -181,6 +181,16 @@ def _text(record: Mapping[str, Any], key: str, limit: int = 64) -> str:
 _ACCOUNT_ID = re.compile(r"[0-9]{12}")
 
 
+def _address_text(text: str) -> str:
+    """A source address as the IP index keeps it: an IPv6 one compressed, lower case."""
+    if ":" not in text:
+        return text
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text
+
+
 def _timestamp(value: Any) -> str:
     at = utc_second(value)
     if at is None and isinstance(value, str) and len(value) >= 19:
@@ -221,7 +231,7 @@ def parse_record(message: Any, event_id: str = "", owner: str | None = None) -> 
         account_id=str(account or ""),
         region=_text(record, "region"),
         vpc_id=_text(record, "vpc_id"),
-        srcaddr=_text(record, "srcaddr"),
+        srcaddr=_address_text(_text(record, "srcaddr")),
         at=_timestamp(record.get("query_timestamp")),
         name=normalize_name(record.get("query_name")),
         query_type=_text(record, "query_type", MAX_QUERY_TYPE_LENGTH).upper(),

@@ -16,8 +16,9 @@ Items (``pk`` / ``sk``):
 - ``TASK#<task_arn>`` / ``HIST#<observed_at>#<rev>``: one change (at, cause, rules, facts);
   ``ttl`` 90 days.
 - ``DEP#<resource_id>`` / ``TASK#<task_arn>``: which running task depends on a resource.
-- ``IP#<vpc_id>#<private ip>`` / ``<from>#<task_arn>``: the IP-to-task index with time
-  ranges (DNS query logs name a source address, not a task). ``from`` = the task's
+- ``IP#<vpc_id>#<address>`` / ``<from>#<task_arn>``: the IP-to-task index with time
+  ranges (DNS query logs name a source address, not a task): the task's private IPv4
+  address and each of its IPv6 addresses (compressed), all with the same range. ``from`` = the task's
   ``connectivityAt`` (its ENI is attached and resolving before ``startedAt``: image pulls),
   else its first observation; ``to`` = ``stoppedAt`` once the task is STOPPED. Written with
   the task's first RUNNING audit (LATEST keeps its key in ``ip_index``), closed by
@@ -48,6 +49,7 @@ findings package's (``findings.state``); the discovery items are ``stores.discov
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -323,12 +325,18 @@ def dependency_item(resource_id: str, task_arn: str, key: str | None) -> dict:
 
 
 def ip_index_item(
-    posture: Mapping[str, Any], from_at: str, to_at: str | None = None, now: datetime | None = None
+    posture: Mapping[str, Any],
+    from_at: str,
+    to_at: str | None = None,
+    now: datetime | None = None,
+    ip: str | None = None,
 ) -> dict:
-    """The IP index entry of a task: its private IPv4 address in its VPC from ``from_at``
-    (to ``to_at`` once stopped; then it expires like the task's other items)."""
+    """The IP index entry of a task: its private IPv4 address (or ``ip``, one of its IPv6
+    addresses) in its VPC from ``from_at`` (to ``to_at`` once stopped; then it expires
+    like the task's other items)."""
     network = posture.get("network") or {}
-    vpc_id, ip, task_arn = network["vpc_id"], network["private_ip"], posture["task_arn"]
+    vpc_id, task_arn = network["vpc_id"], posture["task_arn"]
+    ip = ip or network["private_ip"]
     return {
         **_key(ip_pk(vpc_id, ip), ip_sk(from_at, task_arn)),
         "task_arn": task_arn,
@@ -343,16 +351,30 @@ def ip_index_item(
     }
 
 
+def ipv6_index_addresses(posture: Mapping[str, Any]) -> list[str]:
+    """The task's IPv6 addresses as Resolver query logs write a source (compressed)."""
+    found = []
+    for address in (posture.get("network") or {}).get("ipv6_addresses") or []:
+        try:
+            found.append(str(ipaddress.ip_address(str(address).strip())))
+        except ValueError:
+            continue
+    return sorted(set(found))
+
+
 def _ip_index_put(
     stored: Mapping[str, Any] | None, posture: Mapping[str, Any], observed_at: str
-) -> dict | None:
-    """The IP index entry an audit writes: only the task's first one (or the first since
-    this index existed) that knows its address and VPC."""
+) -> tuple[dict | None, list[dict]]:
+    """The IP index entries an audit writes, (IPv4, [IPv6, ...]): only at the task's first
+    audit (or the first since this index existed) that knows its VPC and an address. A
+    Resolver query from any of its addresses is then the task's (an IPv6-only task's too)."""
     network = posture.get("network") or {}
-    if (stored or {}).get("ip_index") or not network.get("vpc_id") or not network.get("private_ip"):
-        return None
+    ipv6 = ipv6_index_addresses(posture)
+    if (stored or {}).get("ip_index") or not network.get("vpc_id") or not (network.get("private_ip") or ipv6):
+        return None, []
     from_at = utc_second(posture.get("connectivity_at")) or utc_second(observed_at)
-    return ip_index_item(posture, from_at)
+    ipv4 = ip_index_item(posture, from_at) if network.get("private_ip") else None
+    return ipv4, [ip_index_item(posture, from_at, ip=address) for address in ipv6]
 
 
 def eni_index_item(
@@ -451,6 +473,7 @@ class WritePlan:
     dep_deletes: list[dict] = field(default_factory=list)
     change: dict | None = None
     ip_index: dict | None = None  # the IP index entry to put (opened, or closed on stop)
+    ip6_index: list[dict] = field(default_factory=list)  # those of its IPv6 addresses
     eni_index: dict | None = None  # the ENI index entry to put (opened, or closed on stop)
     moved_from: str | None = None  # the workload the task was recorded in before, when another
 
@@ -464,6 +487,7 @@ class WritePlan:
             actions.append(("put", self.history))
         if self.ip_index is not None:
             actions.append(("put", self.ip_index))
+        actions += [("put", item) for item in self.ip6_index]
         if self.eni_index is not None:
             actions.append(("put", self.eni_index))
         actions += [("put", item) for item in self.dep_puts]
@@ -534,8 +558,9 @@ def plan_audit(
     moved_from = (stored or {}).get("workload_key")
     moved_from = moved_from if moved_from and moved_from != key else None
     indexed = None if moved_from else stored
-    ip_put = _ip_index_put(indexed, posture, observed_at)
-    ip_ref = _key(ip_put["pk"], ip_put["sk"]) if ip_put else (stored or {}).get("ip_index")
+    ip_put, ip6_puts = _ip_index_put(indexed, posture, observed_at)
+    first_put = ip_put or (ip6_puts[0] if ip6_puts else None)
+    ip_ref = _key(first_put["pk"], first_put["sk"]) if first_put else (stored or {}).get("ip_index")
     eni_put = _eni_index_put(indexed, posture, observed_at)
     eni_ref = _key(eni_put["pk"], eni_put["sk"]) if eni_put else (stored or {}).get("eni_index")
     latest = latest_item(
@@ -552,7 +577,14 @@ def plan_audit(
     )
     if stored is not None and stored.get("digest") == digest and not moved_from:
         return WritePlan(
-            UNCHANGED, task_arn, key, expected_rev=expected, latest=latest, ip_index=ip_put, eni_index=eni_put
+            UNCHANGED,
+            task_arn,
+            key,
+            expected_rev=expected,
+            latest=latest,
+            ip_index=ip_put,
+            ip6_index=ip6_puts,
+            eni_index=eni_put,
         )
 
     change = diff(
@@ -573,6 +605,7 @@ def plan_audit(
         dep_deletes=[_key(dependency_pk(r), task_pk(task_arn)) for r in sorted(before - set(deps))],
         change=change,
         ip_index=ip_put,
+        ip6_index=ip6_puts,
         eni_index=eni_put,
         moved_from=moved_from,
     )
@@ -636,11 +669,15 @@ def plan_stop(
         "eni_index": _dumps(stored["eni_index"]) if stored.get("eni_index") else None,
         "ttl": ttl,
     }
-    ip_closed = None
-    if stored.get("ip_index") and posture is not None:  # the address is free from now on
+    ip_closed, ip6_closed = None, []
+    if stored.get("ip_index") and posture is not None:  # the addresses are free from now on
         from_at = str(stored["ip_index"]["sk"]).split("#", 1)[0]
-        to_at = utc_second(stopped_at) or utc_second(latest["observed_at"])
-        ip_closed = ip_index_item(posture, from_at, max(to_at, from_at), now)
+        to_at = max(utc_second(stopped_at) or utc_second(latest["observed_at"]), from_at)
+        if (posture.get("network") or {}).get("private_ip"):
+            ip_closed = ip_index_item(posture, from_at, to_at, now)
+        ip6_closed = [
+            ip_index_item(posture, from_at, to_at, now, ip=a) for a in ipv6_index_addresses(posture)
+        ]
     eni_closed = None
     if stored.get("eni_index") and posture is not None:  # the ENI is released from now on
         from_at = str(stored["eni_index"]["sk"]).split("#", 1)[0]
@@ -659,6 +696,7 @@ def plan_stop(
         dep_deletes=[_key(dependency_pk(r), task_pk(task_arn)) for r in stored.get("deps") or []],
         change=change,
         ip_index=ip_closed,
+        ip6_index=ip6_closed,
         eni_index=eni_closed,
     )
 
