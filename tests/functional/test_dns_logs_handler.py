@@ -260,6 +260,26 @@ def test_queries_from_a_tasks_ipv6_address_are_its_own_while_it_holds_it(world, 
     assert [(r["from"], r["to"]) for r in ranges] == [(stamp(t0), stamp(t1))]
 
 
+def test_a_late_batch_keeps_a_destinations_first_and_last_seen_in_order(world):
+    """Batches delivered out of order (a retried one is minutes late): first_seen stays the
+    earliest query, last_seen the latest, on the destination and the summary."""
+    task = world.web[0]
+    running(world, task)
+    latest = world.rt.recorder.latest(task.arn)
+    vpc, ip = latest["posture"]["network"]["vpc_id"], latest["posture"]["network"]["private_ip"]
+    early, late = now_stamp(-20), now_stamp(-5)
+
+    dns(world, batch([record(vpc, ip, "api.example", late)], first_id=0))
+    dns(world, batch([record(vpc, ip, "api.example", early)], first_id=10))
+    dns(world, batch([record(vpc, ip, "api.example", now_stamp(-10))], first_id=20))
+
+    key = latest["workload_key"]
+    (dest,) = [d for d in store(world).destinations(key) if d["name"] == "api.example"]
+    assert (dest["count"], dest["first_seen"], dest["last_seen"]) == (3, early, late)
+    summary = store(world).summary(key)
+    assert (summary["first_seen"], summary["last_seen"]) == (early, late)
+
+
 # --------------------------------------------------------------------------- idempotency
 
 

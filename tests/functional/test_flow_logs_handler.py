@@ -184,6 +184,31 @@ def test_internet_egress_of_a_tasks_eni_is_kept_per_destination_and_the_rest_cou
     assert summary["workload_key"] == WEB_KEY and summary["flow_records"] == 8
 
 
+def test_a_batch_delivered_late_keeps_first_seen_the_earliest_start_and_last_seen_the_latest_end(world):
+    """CloudWatch Logs delivers each ENI's stream on its own and a retried batch arrives
+    minutes late: batches come out of order. first_seen stays the earliest flow start and
+    last_seen the latest end, on the row and the workload's summary (a late batch wrote its
+    own, older last_seen, and the row began at the later flow: EGR-03 looked back from it)."""
+    web = world.web[0]
+    running(world, web)
+    ip, eni = web.private_ip, web.eni
+    early = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=50)
+    late = early + timedelta(minutes=40)
+
+    world.flow_logs(batch([flow(eni, ip, "52.94.1.1", 443, at=late, size=300)], first_id=10))
+    world.flow_logs(batch([flow(eni, ip, "52.94.1.1", 443, at=early, size=200)], first_id=20))
+    world.flow_logs(batch([flow(eni, ip, "52.94.1.1", 443, at=early + timedelta(minutes=20))], first_id=30))
+
+    store = DiscoveryStore(world.rt.recorder.table)
+    (row,) = store.flows(WEB_KEY)
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    assert (row["flows"], row["bytes_out"]) == (3, 1500)  # every batch counted once
+    assert row["first_seen"] == early.strftime(stamp)
+    assert row["last_seen"] == (late + timedelta(seconds=50)).strftime(stamp)
+    summary = store.summary(WEB_KEY)
+    assert (summary["first_seen"], summary["last_seen"]) == (row["first_seen"], row["last_seen"])
+
+
 def test_an_eni_reused_by_a_later_task_is_attributed_by_time_and_older_records_are_nobodys(world):
     """Task A owns the ENI from T0 until it stops at T1; task B gets it at T2. A flow at
     T0+1m is A's, one between T1 and T2 nobody's, one after T2 B's; one before T0 is older

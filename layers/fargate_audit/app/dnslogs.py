@@ -69,6 +69,7 @@ from fargate_audit.stores.discovery import (
     answer_sk,
     destination_sk,
     discovery_pk,
+    in_order,
     marker_key,
 )
 from fargate_audit.stores.record import range_at
@@ -445,9 +446,14 @@ def destination_update(agg: Aggregate, now: datetime) -> dict:
         "query_name = :name, query_type = :qt, workload_key = :wk, workload_name = :w, "
         "answers = if_not_exists(answers, :ans)"
     )
+    late = (
+        "ADD #c :n SET {first}#ttl = :ttl, query_name = :name, query_type = :qt, workload_key = :wk, "
+        "workload_name = :w, answers = if_not_exists(answers, :ans)"
+    )
     if not agg.attributed:
         values[":src"] = json.dumps(agg.sources, separators=(",", ":"))
         expression += ", sources = if_not_exists(sources, :src)"
+        late += ", sources = if_not_exists(sources, :src)"
     return {
         "Update": {
             "Key": to_attributes(
@@ -457,7 +463,7 @@ def destination_update(agg: Aggregate, now: datetime) -> dict:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": to_attributes(values),
         }
-    }
+    } | in_order(late)
 
 
 def summary_update(workload_key: str, workload: str, aggregates: list[Aggregate], now: datetime) -> dict:
@@ -487,7 +493,10 @@ def summary_update(workload_key: str, workload: str, aggregates: list[Aggregate]
             "ExpressionAttributeNames": {"#region": "region", "#ttl": "ttl"},
             "ExpressionAttributeValues": to_attributes(values),
         }
-    }
+    } | in_order(
+        "ADD queries :q SET {first}workload_name = :w, workload_key = :wk, account_id = :acct, "
+        "#region = :region, gsi1pk = :g, gsi1sk = :wk, #ttl = :ttl"
+    )
 
 
 def answer_update(answer: AnswerAggregate, now: datetime) -> dict:

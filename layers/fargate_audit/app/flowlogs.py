@@ -80,6 +80,7 @@ from fargate_audit.stores.discovery import (
     DiscoveryStore,
     discovery_pk,
     flow_sk,
+    in_order,
     marker_key,
 )
 from fargate_audit.stores.record import range_at
@@ -587,7 +588,10 @@ def flow_update(agg: FlowAggregate, now: datetime) -> dict:
             },
             "ExpressionAttributeValues": to_attributes(values),
         }
-    }
+    } | in_order(
+        "ADD flows :f, packets :p, bytes_out :b SET {first}address = :addr, #protocol = :proto, "
+        f"#port = :port, #action = :act, workload_key = :wk, workload_name = :w, #ttl = :ttl{vpc}"
+    )
 
 
 def summary_update(workload_key: str, seen: list, now: datetime) -> dict:
@@ -618,7 +622,10 @@ def summary_update(workload_key: str, seen: list, now: datetime) -> dict:
             "ExpressionAttributeNames": {"#region": "region", "#ttl": "ttl"},
             "ExpressionAttributeValues": to_attributes(values),
         }
-    }
+    } | in_order(
+        "ADD flow_records :n SET {first}workload_name = :w, workload_key = :wk, account_id = :acct, "
+        "#region = :region, gsi1pk = :g, gsi1sk = :wk, #ttl = :ttl"
+    )
 
 
 def marker_put(

@@ -104,6 +104,44 @@ def decode_summary(item: Mapping[str, Any]) -> dict:
     }
 
 
+def in_order(late_expression: str) -> dict:
+    """A row's ``first_seen``/``last_seen`` as the earliest start and the latest end of its
+    flows, whatever order batches arrive in (a retried batch is minutes late; DynamoDB has
+    no min or max). The update applies only when the batch is not older than the row's
+    ``last_seen`` (an in-order batch: the common case, one write); else the chunk is
+    written again with the row's ``_late`` forms, in turn: counters and an earlier
+    ``first_seen`` when the batch began before it, then counters alone
+    (:meth:`DiscoveryStore.apply_chunk`). ``late_expression`` has ``{first}`` where the first form
+    sets ``first_seen = :fs, ``."""
+    return {
+        "_condition": "attribute_not_exists(last_seen) OR last_seen <= :ls",
+        "_late": [
+            (late_expression.format(first="first_seen = :fs, "), "last_seen > :ls AND first_seen > :fs"),
+            (late_expression.format(first=""), "last_seen > :ls AND first_seen <= :fs"),
+        ],
+    }
+
+
+MAX_LATE_ATTEMPTS = 6  # chunks written again for updates of batches older than their rows
+
+
+def _in_form(action: Mapping, form: int) -> dict:
+    """The transaction action of an Update in its ``form`` (0: its own, under its
+    ``_condition``; k: its k-th ``_late`` form); other actions as they are."""
+    if "_late" not in action and "_condition" not in action:
+        return dict(action)
+    ((kind, body),) = ((k, v) for k, v in action.items() if not k.startswith("_"))
+    body = dict(body)
+    if form == 0:
+        body["ConditionExpression"] = action["_condition"]
+    else:
+        expression, condition = action["_late"][form - 1]
+        body["UpdateExpression"] = expression
+        if condition:
+            body["ConditionExpression"] = condition
+    return {kind: body}
+
+
 class DiscoveryStore:
     """The discovery items' writer and reader, on the recorder's table and client."""
 
@@ -124,21 +162,37 @@ class DiscoveryStore:
     def apply_chunk(self, chunk: list[dict], marker: dict) -> bool:
         """One chunk and its marker in one transaction. False when the marker was already
         there (the chunk was applied by an earlier delivery); transaction conflicts with
-        concurrent writers are retried with backoff, then DiscoveryError."""
-        for attempt in range(1, self.max_attempts + 1):
+        concurrent writers are retried with backoff, then DiscoveryError.
+
+        An Update may carry ``_condition`` and ``_late`` forms (``[(expression, condition)]``,
+        flowlogs._in_order): it is written under its condition; when that fails the chunk is
+        written again with that update's next form (the forms of a batch older than the row),
+        and so on in turn, a bounded number of times."""
+        forms = [0] * len(chunk)  # per action: 0 its own form, k its k-th late form
+        conditioned = 0
+        attempt = 1
+        while True:
             try:
-                self.table.transact([marker, *chunk])
+                self.table.transact(
+                    [marker, *(_in_form(action, form) for action, form in zip(chunk, forms, strict=True))]
+                )
                 return True
             except Cancelled as exc:
                 if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
                     return False
-                if attempt == self.max_attempts:
+                late = [i for i, reason in enumerate(exc.reasons[1:]) if reason == "ConditionalCheckFailed"]
+                if late and conditioned < MAX_LATE_ATTEMPTS:
+                    conditioned += 1
+                    for i in late:
+                        forms[i] = (forms[i] + 1) % (len(chunk[i].get("_late") or ()) + 1)
+                    continue
+                if attempt >= self.max_attempts:
                     codes = ", ".join(map(str, exc.reasons))
                     raise DiscoveryError(
                         f"TransactWriteItems: chunk cancelled {attempt} times ({codes})"
                     ) from exc.cause
                 self.table.backoff(attempt)
-        return False  # pragma: no cover - the loop returns or raises
+                attempt += 1
 
     def destinations(self, workload_key: str) -> list[dict]:
         """The destinations recorded for a workload, by name then query type."""
