@@ -106,7 +106,7 @@ def decode_summary(item: Mapping[str, Any]) -> dict:
 
 def in_order(late_expression: str) -> dict:
     """A row's ``first_seen``/``last_seen`` as the earliest start and the latest end of its
-    flows, whatever order batches arrive in (a retried batch is minutes late; DynamoDB has
+    flows or queries, whatever order batches arrive in (a retried batch is minutes late; DynamoDB has
     no min or max). The update applies only when the batch is not older than the row's
     ``last_seen`` (an in-order batch: the common case, one write); else the chunk is
     written again with the row's ``_late`` forms, in turn: counters and an earlier
@@ -165,7 +165,7 @@ class DiscoveryStore:
         concurrent writers are retried with backoff, then DiscoveryError.
 
         An Update may carry ``_condition`` and ``_late`` forms (``[(expression, condition)]``,
-        flowlogs._in_order): it is written under its condition; when that fails the chunk is
+        :func:`in_order`): it is written under its condition; when that fails the chunk is
         written again with that update's next form (the forms of a batch older than the row),
         and so on in turn, a bounded number of times."""
         forms = [0] * len(chunk)  # per action: 0 its own form, k its k-th late form
