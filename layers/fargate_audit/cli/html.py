@@ -29,8 +29,11 @@ from fargate_audit.core.netalgebra import intersect
 from fargate_audit.core.report import (
     SEVERITIES,
     STATUSES,
+    exempted,
+    exposure_known,
     format_ports,
     internet_reachable,
+    reached_directly,
     severity_rank,
     summarize_evidence,
 )
@@ -459,15 +462,13 @@ def _look_first(
     exposures are null for a web ACL alone, NET-11 judged, is reached through a load
     balancer)."""
     net02 = results.get("NET-02") or {}
-    exempted = net02.get("status") == "PASSED" and "exempted" in (net02.get("evidence") or {})
-    if "NET-02" in failed or exempted:
+    if reached_directly(net02):
         ports = first["direct"].setdefault(workload, {})
         shown = format_ports((net02.get("evidence") or {}).get("open_ports") or [])
-        ports[shown + (" (exempted)" if exempted else "")] = None
+        ports[shown + (" (exempted)" if exempted(net02) else "")] = None
     for exposure in task.get("exposures") or []:
         first["doors"].setdefault(workload, {})[front_door(exposure)] = None
-    net11 = (results.get("NET-11") or {}).get("status")
-    if task.get("exposures", ()) is None and net11 in ("PASSED", "FAILED"):
+    if task.get("exposures", ()) is None and exposure_known(task["task_arn"], results.values()):
         first["doors"].setdefault(workload, {})["a load balancer whose web ACL could not be read"] = None
     if "CFG-02" in failed:
         names = first["secrets"].setdefault(workload, {})

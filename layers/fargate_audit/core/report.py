@@ -287,6 +287,17 @@ def exposure_known(task_arn: str, results: Iterable[dict]) -> bool:
     )
 
 
+def exempted(result: Mapping) -> bool:
+    """A FAILED result an exemption turned PASSED (its evidence says so)."""
+    return result.get("status") == "PASSED" and "exempted" in (result.get("evidence") or {})
+
+
+def reached_directly(result: Mapping) -> bool:
+    """A NET-02 result saying the internet reaches the task at its own address: FAILED, or
+    exempted (an exemption accepts the exposure, it does not close it)."""
+    return result.get("rule_id") == "NET-02" and (result.get("status") == "FAILED" or exempted(result))
+
+
 def internet_reachable(tasks: list[dict], results: Iterable[dict]) -> dict:
     """Tasks the internet reaches at their own address (NET-02 FAILED, or exempted: an
     exemption accepts the exposure, it does not close it) and through load balancers (some
@@ -295,9 +306,7 @@ def internet_reachable(tasks: list[dict], results: Iterable[dict]) -> dict:
     direct: set[str] = set()
     judged: set[str] = set()
     for r in results:
-        if r["rule_id"] == "NET-02" and (
-            r["status"] == "FAILED" or (r["status"] == "PASSED" and "exempted" in (r.get("evidence") or {}))
-        ):
+        if reached_directly(r):
             direct.add(r["task_arn"])
         elif r["rule_id"] == "NET-11" and r["status"] in ("PASSED", "FAILED"):
             judged.add(r["task_arn"])
