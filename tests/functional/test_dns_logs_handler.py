@@ -160,7 +160,7 @@ def test_an_address_reused_by_a_later_task_is_attributed_by_time(world):
     recorder.record_audit(
         a, engine.evaluate(world.rt.catalog, [a]).results, cause, t0 + timedelta(seconds=40)
     )
-    recorder.mark_stopped(a["task_arn"], None, stamp(t1), cause, t1 + timedelta(seconds=5))
+    recorder.retire(a["task_arn"], None, stamp(t1), cause, t1 + timedelta(seconds=5))
     recorder.record_audit(
         b, engine.evaluate(world.rt.catalog, [b]).results, cause, t2 + timedelta(seconds=40)
     )
@@ -237,7 +237,7 @@ def test_queries_from_a_tasks_ipv6_address_are_its_own_while_it_holds_it(world, 
     recorder.record_audit(
         task, engine.evaluate(world.rt.catalog, [task]).results, cause, t0 + timedelta(seconds=40)
     )
-    recorder.mark_stopped(task["task_arn"], None, stamp(t1), cause, t1 + timedelta(seconds=5))
+    recorder.retire(task["task_arn"], None, stamp(t1), cause, t1 + timedelta(seconds=5))
 
     outcome = dns(
         world,

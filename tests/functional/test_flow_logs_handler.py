@@ -138,7 +138,7 @@ def record_task(world, letter, group, eni, start, stop=None, ipv6=()):
     recorder = world.rt.recorder
     recorder.record_audit(posture, engine.evaluate(world.rt.catalog, [posture]).results, cause, start)
     if stop is not None:
-        recorder.mark_stopped(posture["task_arn"], None, stop.strftime("%Y-%m-%dT%H:%M:%SZ"), cause, stop)
+        recorder.retire(posture["task_arn"], None, stop.strftime("%Y-%m-%dT%H:%M:%SZ"), cause, stop)
     return f"WL#{ACCOUNT}#{REGION}#prod-web#{group}"
 
 

@@ -176,9 +176,7 @@ def test_a_changed_finding_is_reimported_alone_with_a_strictly_greater_updated_a
 def test_a_workload_without_running_tasks_is_archived_once(env):
     task = make_posture(1)
     publisher(env).sync_workload(WL, record_running(env, [task], at(0)), at(0))
-    env.rec.mark_stopped(
-        task["task_arn"], 9, None, {"type": "ecs-event", "id": "stop", "task_version": 9}, at(5)
-    )
+    env.rec.retire(task["task_arn"], 9, None, {"type": "ecs-event", "id": "stop", "task_version": 9}, at(5))
     assert env.rec.running_tasks(WL) == []
     outcome = publisher(env).sync_workload(WL, [], at(5))
     assert (outcome.imported, outcome.archived) == (0, RULE_COUNT)

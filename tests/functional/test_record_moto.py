@@ -240,7 +240,10 @@ def test_an_audit_observed_before_the_recorded_one_is_stale(rec):
 def test_stopped_before_running_leaves_a_tombstone_and_the_late_running_is_stale(rec):
     p = make_posture()
     key = keys.workload_key_from_cluster_arn(p["cluster_arn"], p["group"])
-    assert rec.mark_stopped(p["task_arn"], 6, "2026-03-04T05:01:00Z", ecs(6), at(1), workload_key=key) == WL
+    assert (
+        rec.retire(p["task_arn"], 6, "2026-03-04T05:01:00Z", ecs(6), at(1), workload_key=key).workload_key
+        == WL
+    )
     outcome = rec.record_audit(p, results_of(p), ecs(4), at(2))
     assert outcome.status == "stale" and "STOPPED" in outcome.reason
     latest = rec.latest(p["task_arn"])
@@ -253,7 +256,7 @@ def test_stop_removes_the_task_from_the_running_set_and_the_dependency_index(rec
     p, other = make_posture(1), make_posture(2)
     for task in (p, other):
         rec.record_audit(task, results_of(task), ecs(2), at(0))
-    assert rec.mark_stopped(p["task_arn"], 7, "2026-03-04T06:00:00Z", ecs(7), at(60)) == WL
+    assert rec.retire(p["task_arn"], 7, "2026-03-04T06:00:00Z", ecs(7), at(60)).workload_key == WL
     assert [t["task_arn"] for t in rec.running_tasks(WL)] == [other["task_arn"]]
     assert rec.tasks_for_resource(p["network"]["eni_id"]) == []
     assert rec.tasks_for_resource("sg-0123456789abcdef0") == [other["task_arn"]]
@@ -268,16 +271,16 @@ def test_stop_removes_the_task_from_the_running_set_and_the_dependency_index(rec
 def test_a_duplicate_stopped_is_a_noop(rec, ddb):
     p = make_posture()
     rec.record_audit(p, results_of(p), ecs(2), at(0))
-    rec.mark_stopped(p["task_arn"], 7, None, ecs(7), at(60))
+    rec.retire(p["task_arn"], 7, None, ecs(7), at(60))
     before = all_items(ddb)
-    assert rec.mark_stopped(p["task_arn"], 7, None, ecs(7), at(61)) == WL
+    assert rec.retire(p["task_arn"], 7, None, ecs(7), at(61)).workload_key == WL
     assert all_items(ddb) == before
 
 
 def test_a_stopped_task_is_not_revived_by_a_later_reaudit(rec):
     p = make_posture()
     rec.record_audit(p, results_of(p), ecs(2), at(0))
-    rec.mark_stopped(p["task_arn"], 7, None, ecs(7), at(60))
+    rec.retire(p["task_arn"], 7, None, ecs(7), at(60))
     assert rec.record_audit(p, results_of(p), ecs(9), at(70)).status == "stale"
     assert rec.record_audit(p, results_of(p), sweep(), at(80)).status == "stale"
     assert rec.running_tasks(WL) == []
@@ -449,7 +452,7 @@ def test_the_sweep_planner_reads_running_arns_and_workloads_without_postures(ddb
     theirs = make_posture(4, group="family:batch")
     for task in [*mine, theirs]:
         rec.record_audit(task, results_of(task), ecs(2), at(0))
-    rec.mark_stopped(mine[2]["task_arn"], 3, None, ecs(3), at(1))
+    rec.retire(mine[2]["task_arn"], 3, None, ecs(3), at(1))
     requests.clear()
 
     assert rec.running_task_arns(WL) == sorted(t["task_arn"] for t in mine[:2])

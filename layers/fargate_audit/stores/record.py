@@ -22,7 +22,7 @@ Items (``pk`` / ``sk``):
   ``connectivityAt`` (its ENI is attached and resolving before ``startedAt``: image pulls),
   else its first observation; ``to`` = ``stoppedAt`` once the task is STOPPED. Written with
   the task's first RUNNING audit (LATEST keeps its key in ``ip_index``), closed by
-  :meth:`Recorder.mark_stopped`; times are UTC seconds (``2025-06-02T08:14:03Z``), so a sort
+  :meth:`Recorder.retire`; times are UTC seconds (``2025-06-02T08:14:03Z``), so a sort
   key orders ranges by start and :func:`range_at` finds the one holding a moment. An
   address reused by a later task is a new range, attributed to that task only.
 - ``ENI#<eni id>`` / ``<from>#<task_arn>``: the ENI-to-task index, the same ranges keyed by
@@ -94,7 +94,7 @@ CAUSE_TYPES = ("ecs-event", "config-event", "sweep", "scan", "cli")
 _EVENT_CAUSES = frozenset({"ecs-event"})
 
 CREATED, CHANGED, UNCHANGED, STALE = "created", "changed", "unchanged", "stale"
-# record_audit / mark_stopped without ``stored``: LATEST is read first
+# record_audit / retire without ``stored``: LATEST is read first
 UNREAD: Any = object()
 
 
@@ -774,21 +774,6 @@ class Recorder:
             posture["task_arn"], lambda before: plan_audit(before, posture, results, cause, now), stored
         )
 
-    def mark_stopped(
-        self,
-        task_arn: str,
-        task_version: int | None,
-        stopped_at: Any,
-        cause: Mapping[str, Any],
-        now: datetime,
-        workload_key: str | None = None,
-        stored: Mapping[str, Any] | None = UNREAD,
-    ) -> str | None:
-        """Record that a task stopped; returns its workload key (the stored one, else the
-        ``workload_key`` given, e.g. from :func:`workload_key_from_cluster_arn`).
-        ``stored``: as for :meth:`record_audit`."""
-        return self.retire(task_arn, task_version, stopped_at, cause, now, workload_key, stored).workload_key
-
     def retire(
         self,
         task_arn: str,
@@ -799,8 +784,10 @@ class Recorder:
         workload_key: str | None = None,
         stored: Mapping[str, Any] | None = UNREAD,
     ) -> RecordOutcome:
-        """:meth:`mark_stopped`'s outcome: ``stale`` when the task is already recorded
-        STOPPED (a redelivered page, a STOPPED event handled in between)."""
+        """Record that a task stopped. The outcome's ``workload_key`` is the stored one, else
+        the ``workload_key`` given (e.g. from :func:`workload_key_from_cluster_arn`);
+        ``stale`` when the task is already recorded STOPPED (a redelivered page, a STOPPED
+        event handled in between). ``stored``: as for :meth:`record_audit`."""
         return self._run(
             task_arn,
             lambda before: plan_stop(before, task_arn, task_version, stopped_at, cause, now, workload_key),
