@@ -403,6 +403,40 @@ def test_dependencies_beyond_one_transaction_are_all_indexed(rec):
     assert all(rec.tasks_for_resource(e["id"]) == [p["task_arn"]] for e in endpoints)
 
 
+def test_dependencies_past_the_transaction_survive_a_failed_batch_write_and_its_retry(ddb):
+    """The overflow past the 100-action transaction was written after LATEST committed:
+    when that BatchWriteItem failed, the retry found the dependencies already named in
+    LATEST, planned no put for them, and their index entries were never written."""
+    client, name = ddb
+    throttled = {"on": True}
+
+    def batch_write(**kwargs):
+        if throttled["on"]:  # a hot partition: nothing processed
+            return {"UnprocessedItems": kwargs["RequestItems"]}
+        return client.batch_write_item(**kwargs)
+
+    rec = Recorder(Table(name, Wrapped(client, batch_write_item=batch_write), sleep=lambda _: None))
+    endpoints = [
+        {
+            "id": f"vpce-{i:017x}",
+            "service_name": f"com.amazonaws.eu-west-1.svc{i}",
+            "service": f"svc{i}",
+            "type": "Interface",
+            "state": "available",
+            "route_table_ids": [],
+            "policy": None,
+            "policy_error": None,
+        }
+        for i in range(110)
+    ]
+    p = make_posture(vpc_endpoints=endpoints)
+    with pytest.raises(RecordError, match="BatchWriteItem"):
+        rec.record_audit(p, results_of(p), ecs(2), at(0))
+    throttled["on"] = False  # the message is delivered again
+    rec.record_audit(p, results_of(p), sweep("s2"), at(1))
+    assert [d for d in record.dependencies(p) if rec.tasks_for_resource(d) != [p["task_arn"]]] == []
+
+
 def test_tasks_for_resource_lists_every_task_sharing_it(rec):
     tasks = [make_posture(n) for n in range(1, 6)]
     for task in tasks:

@@ -842,6 +842,12 @@ class Recorder:
                 raise _Conflict
             return 1
         in_transaction, overflow = actions[:MAX_TRANSACT_ACTIONS], actions[MAX_TRANSACT_ACTIONS:]
+        # dependency index entries past the transaction limit. The puts go first: once
+        # LATEST names a dependency, a retry plans no put for it, so a put lost after the
+        # commit would be lost for good; one written before a commit that then fails is an
+        # extra index entry (at worst a needless re-audit). A delete lost after the commit
+        # is the same kind of extra entry.
+        self._batch(overflow, "put")
         items = []
         for index, (kind, value) in enumerate(in_transaction):
             if kind == "put":
@@ -857,16 +863,18 @@ class Recorder:
             if set(exc.reasons) & {"ConditionalCheckFailed", "TransactionConflict"}:
                 raise _Conflict from exc
             raise exc.cause from None
-        if overflow:  # dependency index entries past the transaction limit
-            self.table.batch_write(
-                [
-                    {"PutRequest": {"Item": to_attributes(v)}}
-                    if kind == "put"
-                    else {"DeleteRequest": {"Key": to_attributes(v)}}
-                    for kind, v in overflow
-                ]
-            )
+        self._batch(overflow, "delete")
         return len(actions)
+
+    def _batch(self, actions: list[tuple[str, dict]], kind: str) -> None:
+        """The ``kind`` (put or delete) actions of ``actions`` in BatchWriteItem calls."""
+        chosen = [value for what, value in actions if what == kind]
+        if not chosen:
+            return
+        if kind == "put":
+            self.table.batch_write([{"PutRequest": {"Item": to_attributes(v)}} for v in chosen])
+        else:
+            self.table.batch_write([{"DeleteRequest": {"Key": to_attributes(v)}} for v in chosen])
 
     # ---------------------------------------------------------------- task reads
 
