@@ -42,7 +42,8 @@ import botocore.endpoint
 from botocore.awsrequest import AWSResponse
 from fargate_audit.app import lambda_handlers, scan
 from fargate_audit.cli.template import DEFAULT_TABLE_NAME, load_template, table_create_kwargs
-from fargate_audit.core import facts, rules
+from fargate_audit.core import engine, facts, rules
+from fargate_audit.core import params as params_module
 from fargate_audit.edge import collect
 from fargate_audit.edge.aws import Clients
 from fargate_audit.findings.state import OUTBOX_PK
@@ -759,7 +760,9 @@ class Run:
             posture = latest["posture"] or {}
             for result in latest["results"]:
                 rule = rules_by_id.get(result["rule_id"])
-                needs = set(rule.requires) if rule else set()
+                # a fact the rule tolerates is its check's to judge (NET-06 reads the names
+                # the ENI gives when DescribeSecurityGroups fails): its fixtures hold it
+                needs = set(rule.gating) if rule else set()
                 if rule is not None and rule.applicability:
                     needs |= set(rule.applicability.requires)
                 if result["status"] == "PASSED" and needs & errors:
@@ -834,8 +837,9 @@ class Run:
 def expected_statuses(world: Estate, task: Task, failed_facts: set[str]) -> dict[str, str]:
     """The statuses ``task`` must show when ``failed_facts`` (posture facts) could not be
     collected: every rule needing one of them ERROR (a rule whose applicability needs one:
-    ERROR; one not applicable by its container facts: unchanged), the others as in the
-    fault-free baseline."""
+    ERROR; one not applicable by its container facts: unchanged; one that only
+    ``tolerates`` them: what its check gives on the baseline posture without them), the
+    others as in the fault-free baseline."""
     baseline = world.baseline[task.arn]["statuses"]
     by_id = {rule.id: rule for rule in catalog().rules}
     expected = {}
@@ -846,11 +850,28 @@ def expected_statuses(world: Estate, task: Task, failed_facts: set[str]) -> dict
             expected[rule_id] = "ERROR"
         elif rule.applicability and status == "NOT_APPLICABLE":
             expected[rule_id] = status
-        elif set(rule.requires) & failed_facts:
+        elif set(rule.gating) & failed_facts:
             expected[rule_id] = "ERROR"
+        elif set(rule.tolerates) & failed_facts:
+            expected[rule_id] = _without(world.baseline[task.arn]["posture"], rule, failed_facts)
         else:
             expected[rule_id] = status
     return expected
+
+
+def _without(posture: dict, rule: rules.Rule, failed_facts: set[str]) -> str:
+    """The status ``rule`` gives on ``posture`` when ``failed_facts`` could not be collected:
+    their errors set and what they held emptied as the posture builder leaves it (the
+    definition's containers and environment, the route table's id; the security groups'
+    names stay, the ENI gives them)."""
+    spoiled = copy.deepcopy(posture)
+    spoiled["errors"] = dict(spoiled.get("errors") or {}, **dict.fromkeys(failed_facts, "spoiled"))
+    if "containers" in failed_facts:
+        spoiled["containers"] = []
+        spoiled["environment"] = [v for v in spoiled["environment"] if v["source"] == "override"]
+    if "route_table" in failed_facts:
+        spoiled["network"]["route_table_id"] = None
+    return engine.evaluate_rule(rule, spoiled, params_module.effective_params(catalog(), {}))[0]
 
 
 def facts_of(world: Estate, task: Task, service: str, operation: str) -> set[str]:

@@ -542,6 +542,11 @@ def test_an_unknown_applicability_function_is_named(rules_copy):
     )
 
 
+def test_a_tolerated_fact_the_rule_does_not_require_is_named(rules_copy):
+    _edit(rules_copy / "NET-06" / "rule.yaml", lambda d: d.update(tolerates=["security_groups", "nacl"]))
+    assert "NET-06/rule.yaml: tolerates: nacl not in requires" in _single_error(rules_copy)
+
+
 def test_a_catalog_of_ones_own_runs_no_code_of_its_own(rules_copy):
     path = rules_copy / "NET-03" / "check.py"
     path.write_text(path.read_text() + "\nprint('never run')\n")

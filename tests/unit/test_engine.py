@@ -110,10 +110,15 @@ def test_counts_cover_every_status():
 def test_a_fact_in_error_makes_exactly_the_rules_needing_it_error(fact):
     message = "DescribeSomething: AccessDenied: not authorized"
     outcome = engine.evaluate(CATALOG, [posture({"errors": {fact: message}})])
+    unharmed = by_rule(engine.evaluate(CATALOG, [posture({})]))
     for rule in CATALOG.posture_rules:
         result = by_rule(outcome)[rule.id]
         needs = fact in rule.requires or (rule.applicability and fact in rule.applicability.requires)
-        if needs:
+        if fact in rule.tolerates:  # its check decides: the verdict it has without the error, or ERROR
+            assert result == unharmed[rule.id] or (
+                result["status"] == "ERROR" and result["evidence"] == {"error": f"{fact}: {message}"}
+            ), rule.id
+        elif needs:
             assert result["status"] == "ERROR", rule.id
             assert result["evidence"] == {"error": f"{fact}: {message}"}, rule.id
         else:

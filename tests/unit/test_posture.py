@@ -754,15 +754,15 @@ def test_environment_lists_names_sources_and_triviality_only():
         {"container": "app", "name": "DB_PASSWORD", "source": "definition", "trivial_value": False},
         {"container": "app", "name": "DEBUG", "source": "override", "trivial_value": True},
         {"container": "app", "name": "EMPTY_TOKEN", "source": "definition", "trivial_value": True},
-        {"container": "app", "name": "FEATURE_X", "source": "definition", "trivial_value": True},
+        {"container": "app", "name": "FEATURE_X", "source": "definition", "trivial_value": False},
         {"container": "app", "name": "LOG_LEVEL", "source": "definition", "trivial_value": False},
     ]
 
 
 @pytest.mark.parametrize(
     ("value", "trivial"),
-    [(None, True), ("", True), ("true", True), ("FALSE", True), (" yes ", True), ("No", True),
-     ("0", True), ("1", True), ("2", False), ("  ", True), ("\t\n", True), ("enabled", False),
+    [(None, True), ("", True), ("true", True), ("FALSE", True), (" yes ", False), ("No", True),
+     ("0", True), ("1", True), ("2", False), ("  ", False), ("\t\n", False), ("enabled", False),
      ("hunter2", False), (" hunter2 ", False)],
 )  # fmt: skip
 def test_trivial_env_values_are_empty_or_boolean_words(value, trivial):

@@ -72,8 +72,10 @@ def is_private_ecr(registry: str | None) -> bool:
 
 
 def is_trivial_env_value(value: object) -> bool:
-    """True when an environment value is empty or one of ``true false yes no 0 1``."""
-    text = "" if value is None else str(value).strip()  # spaces around a value are not part of it
+    """True when an environment value is empty or one of ``true false yes no 0 1``
+    (case-insensitive), as it is written: ``" "`` is not empty and ``" yes "`` is not
+    ``yes`` (rules.md CFG-02)."""
+    text = "" if value is None else str(value)
     return text == "" or text.lower() in TRIVIAL_ENV_VALUES
 
 

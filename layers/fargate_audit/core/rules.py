@@ -126,9 +126,17 @@ class Rule:
     fixtures: dict = field(repr=False, compare=False)
     source: str = field(default="", compare=False)
     evaluation: str = TASK_POSTURE
+    # Facts of ``requires`` whose error the check handles itself (rule file ``tolerates``)
+    tolerates: tuple[str, ...] = ()
     # The registered check named ``check`` (core.checks.Check): its function and inputs.
     function: Callable[[Any, Any], tuple[str, dict]] | None = field(default=None, repr=False, compare=False)
     inputs: tuple[str, ...] | None = None
+
+    @property
+    def gating(self) -> tuple[str, ...]:
+        """The facts of ``requires`` whose error makes the rule ERROR before its check runs
+        (all but those it ``tolerates``)."""
+        return tuple(fact for fact in self.requires if fact not in self.tolerates)
 
 
 @dataclass(frozen=True)
@@ -591,6 +599,9 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
                     rule_problems.append(
                         problem(source, key, f"a {WORKLOAD_DISCOVERY} rule reads no posture facts")
                     )
+        strays = sorted(set(doc.get("tolerates") or ()) - set(doc.get("requires") or ()))
+        if strays:
+            rule_problems.append(problem(source, "tolerates", f"{', '.join(strays)} not in requires"))
         applies = registry.applicability.get(applicability["check"]) if applicability else None
         if applicability and applies is None:
             rule_problems.append(
@@ -610,6 +621,7 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
             description=doc["description"],
             remediation=doc["remediation"],
             requires=tuple(doc["requires"]),
+            tolerates=tuple(doc.get("tolerates") or ()),
             check=registered.name,
             applicability=(
                 Applicability(tuple(applicability["requires"]), applicability["check"], applies.function)
