@@ -276,6 +276,38 @@ def test_given_clusters_are_looked_for_where_they_can_be_and_missing_only_when_f
     ]
 
 
+def test_a_cluster_arn_reads_its_own_region_for_its_own_account_even_when_not_asked_for(world, iam):
+    """An ARN is read in the region it names, which joins the scan (as for one account):
+    for the account it names only, and only that cluster is looked up there."""
+    tasks = world[1]
+    arn = f"arn:aws:ecs:{OTHER_REGION}:{A}:cluster/apps"
+    scope = (
+        "--accounts",
+        f"{A},{B}",
+        "--external-id",
+        EXTERNAL_ID,
+        "--format",
+        "json",
+        "--fail-on",
+        "CRITICAL",
+    )
+    for regions in (("--region", REGION), ()):  # a region asked for, or only the session's
+        code, out, err = run_cli(*scope, *regions, "--cluster", arn)
+        report = json.loads(out)
+        assert (code, report["errors"]) == (0, []), err
+        assert [t["task_arn"] for t in report["tasks"]] == tasks[(A, OTHER_REGION)]
+        scopes = {(s["account_id"], s["region"]) for s in report["summary"]["scopes"]}
+        assert (A, OTHER_REGION) in scopes and (B, OTHER_REGION) not in scopes
+    # beside a name: the name is looked up in the regions asked for only
+    code, out, err = run_cli(*scope, "--region", REGION, "--cluster", arn, "--cluster", "apps")
+    report = json.loads(out)
+    assert code == 0, err
+    assert {t["task_arn"] for t in report["tasks"]} == {
+        *tasks[(A, OTHER_REGION)],
+        *(a for (account, region), arns in tasks.items() if region == REGION for a in arns),
+    }
+
+
 def test_the_table_has_a_row_per_account_and_region(world, iam):
     code, out, err = run_cli("--accounts", f"{A},{C}", "--external-id", EXTERNAL_ID, "--fail-on", "CRITICAL")
 
@@ -350,7 +382,8 @@ def test_a_region_that_refuses_every_call_is_listed_and_the_others_reported(worl
     assert code == 1, err
     scopes = {s["region"]: s for s in json.loads(out)["summary"]["scopes"]}
     assert scopes[REGION]["error"] is None and scopes[REGION]["tasks"] == 2
-    assert "ListClusters: AccessDeniedException" in scopes[DENIED_REGION]["error"]
+    # one line naming the refused call as interface.md writes it (service:Call: Code: ...)
+    assert scopes[DENIED_REGION]["error"].startswith("ecs:ListClusters: AccessDeniedException: ")
     assert len(iam.assume_calls) == 1  # one AssumeRole for the account, whatever its regions
 
 

@@ -198,10 +198,16 @@ def _assume(sessions: MemberSessions, account_id: str):
         return None, str(exc)
 
 
-def _scan_scope(session, account_id, region, clusters, catalog, params, moment) -> ScopeResult:
+def _scan_scope(session, account_id, region, clusters, catalog, params, moment, names=True) -> ScopeResult:
+    """One (account, region) of an organization scan. ``names``: cluster names are looked
+    up here too (a region asked for), not only the ARNs naming it (a region an ARN joined)."""
     scope = ScopeResult(account_id, region)
     if clusters:  # a cluster ARN is looked for in its own account and region only
-        scope.looked_up = [ref for ref in clusters if collect.cluster_in_scope(ref, account_id, region)]
+        scope.looked_up = [
+            ref
+            for ref in clusters
+            if collect.cluster_in_scope(ref, account_id, region) and (names or collect.arn_region(ref))
+        ]
         if not scope.looked_up:
             return scope  # none of the given clusters can be here: nothing to read
     try:
@@ -210,7 +216,8 @@ def _scan_scope(session, account_id, region, clusters, catalog, params, moment) 
         )
     # every call of the region refused, or credentials rejected
     except (FargateAuditError, *AWS_ERRORS) as exc:
-        scope.error = " ".join(str(exc).split())
+        # the refused call as the sweep planner names it (ecs:ListClusters: Code: message)
+        scope.error = " ".join(str(getattr(exc, "refused", None) or exc).split())
         return scope
     evaluation = evaluate_raw(collected.raw_tasks, catalog, params, moment)
     collected.raw_tasks = []
@@ -281,18 +288,32 @@ def scan_accounts(
         catalog = rules.load_catalog()
     accounts = list(dict.fromkeys(accounts))
     regions = list(dict.fromkeys(regions))
+    # a cluster ARN is read in the region it names, which joins the scan for its account
+    joined: dict[str, list[str]] = {}
+    for ref in clusters or ():
+        region = collect.arn_region(ref)
+        if (
+            region
+            and region not in regions
+            and region not in joined.setdefault(collect.account_of(ref) or "", [])
+        ):
+            joined[collect.account_of(ref) or ""].append(region)
     assumed_before = sessions.assumed
     done = [0]
     lock = threading.Lock()
 
     def one_account(account_id: str) -> list[ScopeResult]:
         session, error = _assume(sessions, account_id)
+        own = regions + joined.get(account_id, [])
         if error is not None:
-            scopes = [ScopeResult(account_id, region, error=error) for region in regions]
+            scopes = [ScopeResult(account_id, region, error=error) for region in own]
         else:
             scopes = []
-            for region in regions:
-                scopes.append(_scan_scope(session, account_id, region, clusters, catalog, params, moment))
+            for region in own:
+                names = region in regions
+                scopes.append(
+                    _scan_scope(session, account_id, region, clusters, catalog, params, moment, names)
+                )
                 _reclaim(lock)
         with lock:
             done[0] += 1
@@ -309,7 +330,8 @@ def scan_accounts(
         gc.unfreeze()
     scopes = [scope for account_scopes in per_account for scope in account_scopes]
     unfound = _unfound_clusters(scopes, clusters)
-    return _merge(scopes, accounts, regions, moment, started, sessions.assumed - assumed_before, unfound)
+    every_region = list(dict.fromkeys([*regions, *(r for a in accounts for r in joined.get(a, []))]))
+    return _merge(scopes, accounts, every_region, moment, started, sessions.assumed - assumed_before, unfound)
 
 
 def _merge(

@@ -346,6 +346,7 @@ def _organization_scan(args, stdout, stderr, catalog, params, out: _Output) -> i
     from fargate_audit.app import scan
     from fargate_audit.core import report as report_mod
     from fargate_audit.core.errors import CredentialsError, ScanError
+    from fargate_audit.edge import collect
     from fargate_audit.edge.accounts import (
         DEFAULT_MEMBER_ROLE_NAME,
         MemberSessions,
@@ -369,8 +370,10 @@ def _organization_scan(args, stdout, stderr, catalog, params, out: _Output) -> i
         accounts = None
     session = session_from_env()
     sessions = MemberSessions(session, args.role_name or DEFAULT_MEMBER_ROLE_NAME, args.external_id)
-    regions = list(dict.fromkeys(args.region or ([session.region_name] if session.region_name else [])))
-    if not regions:
+    only_arns = bool(args.cluster) and all(collect.arn_region(ref) for ref in args.cluster)
+    default = [session.region_name] if session.region_name and not only_arns else []
+    regions = list(dict.fromkeys(args.region or default))  # cluster ARNs add their own regions
+    if not regions and not only_arns:
         raise CredentialsError(NO_REGION_MESSAGE)
     if accounts is None:
         accounts = _organization_accounts(session, parents)

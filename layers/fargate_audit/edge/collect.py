@@ -231,8 +231,8 @@ def collect(
     clients = clients if clients is not None else Clients(session)
     # a cluster ARN names its region: it is looked up there only (that region joins the
     # scope), a cluster name in each region of the scope
-    arn_regions = [r for r in dict.fromkeys(_arn_region(ref) for ref in clusters or ()) if r]
-    if not regions and arn_regions and all(_arn_region(ref) for ref in clusters or ()):
+    arn_regions = [r for r in dict.fromkeys(arn_region(ref) for ref in clusters or ()) if r]
+    if not regions and arn_regions and all(arn_region(ref) for ref in clusters or ()):
         regions = arn_regions  # only ARNs and no region asked for: their regions are the scope
     if not regions:
         region = getattr(session, "region_name", None) if session is not None else None
@@ -264,7 +264,9 @@ def collect(
 
     if result.errors and not any(scan.listed_any for scan in scans):
         first = result.errors[0]
-        raise ScanError(f"{first['message']} ({first['region']}): no cluster in scope could be listed")
+        error = ScanError(f"{first['message']} ({first['region']}): no cluster in scope could be listed")
+        error.refused = f"ecs:{first['message']}"  # the refused call, e.g. ecs:ListClusters: Code: message
+        raise error
     _finish_scope(result)
     result.api_calls = clients.counter.since(before)
     return result
@@ -398,11 +400,11 @@ def eni_attachment(task: dict) -> tuple[str | None, str | None]:
 def cluster_in_scope(ref: str, account: str, region: str) -> bool:
     """Whether a given cluster (a name, or an ARN naming its account and region) is looked
     up in that account and region."""
-    named = _arn_region(ref)
+    named = arn_region(ref)
     return named is None or (named == region and account_of(ref) == account)
 
 
-def _arn_region(ref: str) -> str | None:
+def arn_region(ref: str) -> str | None:
     """The region of a cluster ARN (``arn:PARTITION:ecs:REGION:ACCOUNT:cluster/NAME``);
     None for a name."""
     parts = ref.split(":")
@@ -418,7 +420,7 @@ def _discover_given(
     refs = list(dict.fromkeys(clusters))
 
     def looked_up_in(ref: str, region: str) -> bool:
-        named = _arn_region(ref)
+        named = arn_region(ref)
         return named == region if named else region in name_regions
 
     unfound: dict[str, list[tuple[_RegionScan, str]]] = {}
