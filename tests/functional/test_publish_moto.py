@@ -343,6 +343,30 @@ def test_flush_delivers_only_the_newest_version_of_a_finding(env):
     assert env.store.pending_outbox() == []
 
 
+def test_entries_that_always_fail_do_not_hold_back_those_after_them_in_the_outbox(env):
+    """Each flush read the first ``limit`` entries: with that many refused on every
+    delivery (here the first workloads' findings), a finding sorted after them was never
+    delivered by a flush. Flushes now go on from where the previous one stopped."""
+
+    def of_service(n: int, name: str) -> dict:
+        posture = make_posture(n)
+        posture.update(group=f"service:{name}", service_name=name, workload=f"prod/service:{name}")
+        return posture
+
+    stuck = findings_for([of_service(1, "api"), of_service(2, "batch")], at(0))
+    waiting = findings_for([of_service(3, "web")], at(0))
+    env.store.put_outbox(stuck + waiting)
+    assert max(f["Id"] for f in stuck) < min(f["Id"] for f in waiting)
+    flaky = FlakyHub(env.hub, {f["Id"] for f in stuck})
+    pub = publisher(env, hub=flaky)
+    delivered = 0
+    for minutes in (10, 20, 30):
+        delivered += pub.flush_outbox(at(minutes), limit=len(stuck)).imported
+    assert delivered == len(waiting)
+    assert set(hub_findings(env.hub)) == {f["Id"] for f in waiting}
+    assert {f["Id"] for f in env.store.pending_outbox()} == {f["Id"] for f in stuck}
+
+
 def test_boto3_client_side_validation_stays_on(env):
     findings = findings_for([make_posture(1)], at(0))
     findings[0]["Resources"] = "not a list"

@@ -229,6 +229,7 @@ class Publisher:
         self.backoff_seconds = backoff_seconds
         self.sleep = sleep
         self.log = logger or _log
+        self._outbox_cursor: str | None = None  # where the previous flush stopped reading
 
     def sync_workload(
         self,
@@ -285,7 +286,7 @@ class Publisher:
         finding; older versions are cleared). Entries queued less than ``min_age_seconds``
         before ``now`` (by their UpdatedAt) are left to the call that queued them."""
         outcome = PublishOutcome()
-        waiting = self.store.pending_outbox(limit=limit)
+        waiting = self._read_outbox(limit)
         if not waiting:
             return outcome
         cutoff = asff_time(
@@ -304,6 +305,20 @@ class Publisher:
         return outcome
 
     # ---------------------------------------------------------------- internals
+
+    def _read_outbox(self, limit: int) -> list[dict]:
+        """At most ``limit`` queued findings, from where this publisher's previous flush
+        stopped reading, round to the beginning: entries that fail on every delivery (an
+        account whose Security Hub is off, a finding it refuses) cannot hold back for ever
+        those sorted after them."""
+        cursor = self._outbox_cursor
+        waiting = self.store.pending_outbox(limit=limit, after=cursor)
+        if cursor is not None and len(waiting) < limit:
+            waiting += [
+                f for f in self.store.pending_outbox(limit=limit - len(waiting)) if outbox_sk(f) <= cursor
+            ]
+        self._outbox_cursor = outbox_sk(waiting[-1]) if len(waiting) >= limit else None
+        return waiting
 
     def _deliver(
         self,

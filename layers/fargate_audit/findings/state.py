@@ -224,12 +224,19 @@ class FindingStore:
         self.table.batch_write(requests)
         return len(requests)
 
-    def pending_outbox(self, limit: int | None = None, workload_key: str | None = None) -> list[dict]:
+    def pending_outbox(
+        self, limit: int | None = None, workload_key: str | None = None, after: str | None = None
+    ) -> list[dict]:
         """Queued findings (by Id, then UpdatedAt), at most ``limit``; only one workload's
-        when ``workload_key`` is given."""
+        when ``workload_key`` is given; only those whose outbox sort key is after ``after``."""
+        if after is not None and workload_key is not None:
+            raise ValueError("pending_outbox: after and workload_key exclude each other")
         condition = "pk = :pk"
         values = {":pk": {"S": OUTBOX_PK}}
-        if workload_key is not None:
+        if after is not None:
+            condition += " AND sk > :after"
+            values[":after"] = {"S": after}
+        elif workload_key is not None:
             condition += " AND begins_with(sk, :prefix)"
             values[":prefix"] = {"S": finding_id_prefix(workload_key)}
         items = self.table.query(
