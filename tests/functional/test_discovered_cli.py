@@ -150,6 +150,36 @@ def test_dns_firewall_export_is_one_domain_per_line(world, tmp_path):
     assert out == "ntp.ubuntu.com\n"
 
 
+def test_a_workload_pattern_matching_nothing_writes_no_empty_allow_list(world, tmp_path):
+    """A typo exported an empty list (exit 0), which ImportFirewallDomains' REPLACE would
+    have made the domain list."""
+    target = tmp_path / "domains.txt"
+    _, err = run("--export", "dns-firewall", str(target), "--workload", "service:wbe", code=2)
+    assert "matches no workload" in err and not target.exists()
+
+
+def test_names_a_firewall_domain_list_does_not_take_are_left_out_of_exports():
+    """DNS Firewall takes letters, digits, hyphens and dots (and a leading * it only gets
+    from an approved *.d pattern): an underscore name broke the import, and a literal query
+    for *.x became a wildcard nobody approved."""
+    from fargate_audit.core import rules
+    from fargate_audit.core.params import effective_params
+
+    names = ["api.partner.example", "_dmarc.example.com", "*.evil.example", "x" * 64 + ".example"]
+    view = [
+        {
+            "account_id": "123456789012",
+            "region": "eu-west-1",
+            "sites": [{"name": n, "approved": False} for n in names],
+        }
+    ]
+    skipped: list[str] = []
+    domains = egress.export_domains(view, effective_params(rules.load_catalog()), skipped=skipped)
+    assert domains == [("api.partner.example", None)]
+    assert skipped == names[1:]
+    assert egress.dns_firewall_domain_list(domains) == "api.partner.example\n"
+
+
 def test_an_export_to_stdout_is_the_only_document_there_in_any_format(world):
     out, _ = run("--export", "network-firewall", "-", "--format", "json")
 
@@ -171,6 +201,10 @@ def test_a_broken_rule_group_is_refused_by_the_offline_validation():
     [
         (["--export", "pfsense", "x"], "--export: 'pfsense' is not one of network-firewall, dns-firewall"),
         (["--since", "last tuesday"], "--since: 'last tuesday' is neither a duration"),
+        (
+            ["--workload", "service:wbe"],
+            "--workload: 'service:wbe' matches no workload (known: batch/family:etl, prod-web/service:web",
+        ),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(world, argv, fragment):

@@ -192,3 +192,14 @@ def test_a_scan_without_tasks_says_so():
     lines = table.render(doc).splitlines()
     assert lines[0] == f"No running Fargate task in scope (regions: {REGION})."
     assert lines[-1].startswith("0 tasks in 0 clusters: 0 FAILED, 0 ERROR, 0 PASSED")
+
+
+def test_the_history_table_shows_a_rule_with_no_result_as_a_dash_not_python_none():
+    from fargate_audit.cli.views import format_history
+
+    entries = [
+        {"at": "2026-06-01T10:00:00Z", "cause": None, "rules": {"CFG-01": ["PASSED", "FAILED"]}, "facts": []},
+        {"at": "2026-06-01T11:00:00Z", "cause": None, "rules": {"CFG-01": ["FAILED", None]}, "facts": []},
+    ]
+    text = format_history("arn:aws:ecs:eu-west-1:123456789012:task/c/1", entries)
+    assert "rule CFG-01: FAILED -> -" in text and "None" not in text

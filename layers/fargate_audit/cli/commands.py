@@ -675,6 +675,10 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     store = DiscoveryStore(table)
     summaries = read_table(table, "Query", store.summaries)
     selected = egress.select(summaries, args.workload, include_unattributed=kind is None)
+    if args.workload is not None and not selected:  # a typo must not export an empty allow list
+        known = sorted({str(s.get("workload")) for s in summaries if s.get("workload")})
+        listed = ", ".join(known[:10]) + (f", ... ({len(known)} in all)" if len(known) > 10 else "")
+        raise UsageError(f"--workload: {args.workload!r} matches no workload (known: {listed or 'none'})")
     view = egress.discovered_view(
         selected,
         lambda key: read_table(table, "Query", lambda: store.destinations(key)),
@@ -696,9 +700,15 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
                 f"--export: the workloads selected are in {len(accounts)} accounts ({', '.join(accounts)}): "
                 "select one account's with --workload ACCOUNT/REGION/CLUSTER/GROUP (globs allowed)"
             )
+        skipped: list[str] = []
         domains = egress.export_domains(
-            view, values, approved_only=args.approved_only, wildcards=args.wildcards
+            view, values, approved_only=args.approved_only, wildcards=args.wildcards, skipped=skipped
         )
+        if skipped:
+            shown = ", ".join(repr(name) for name in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+            stderr.write(
+                f"{PROG}: left out {len(skipped)} names that are not domain names a firewall takes: {shown}\n"
+            )
         if kind == egress.NETWORK_FIREWALL:
             request = egress.network_firewall_rule_group(domains)
             egress.validate_rule_group_request(request)

@@ -412,11 +412,24 @@ def _flow_table(flows: list[dict], source: str) -> list[str]:
 # --------------------------------------------------------------------------- exports
 
 
+# A name DNS Firewall (ImportFirewallDomains) and Network Firewall domain lists take:
+# letters, digits and hyphens in dot-separated labels (a wildcard comes only from an
+# approved ``*.d`` pattern, never from a queried name such as ``*.x`` or ``_dmarc.x``)
+_EXPORTABLE = re.compile(r"^[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*$")
+MAX_EXPORT_NAME = 253
+
+
 def export_domains(
-    view: list[dict], params: Mapping[str, Any], approved_only: bool = False, wildcards: bool = False
+    view: list[dict],
+    params: Mapping[str, Any],
+    approved_only: bool = False,
+    wildcards: bool = False,
+    skipped: list[str] | None = None,
 ) -> list[tuple[str, str | None]]:
     """``[(name, wildcard suffix or None)]`` of the names to export, deduplicated; with
-    ``wildcards`` a name covered by an approved ``*.d`` pattern carries ``d``."""
+    ``wildcards`` a name covered by an approved ``*.d`` pattern carries ``d``. Names a
+    firewall's domain list does not take (underscores, a literal ``*``) are left out and
+    appended to ``skipped`` when given."""
     found: dict[str, str | None] = {}
     for block in view:
         domains, _ = approval_params(params, block.get("account_id"), block.get("region"))
@@ -427,6 +440,10 @@ def export_domains(
             if approved_only and not row["approved"]:
                 continue
             name = normalize_domain(row["name"])
+            if len(name) > MAX_EXPORT_NAME or not _EXPORTABLE.match(name):
+                if skipped is not None and name not in skipped:
+                    skipped.append(name)
+                continue
             suffix = (
                 next((w for w in suffixes if domain_matches(name, f"*.{w}")), None) if wildcards else None
             )

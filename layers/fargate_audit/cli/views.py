@@ -90,7 +90,7 @@ def format_history(task_arn: str, entries: list[dict]) -> str:
             lines.append(f"    {len(facts)} facts recorded")
             continue
         for rule_id, (before, after) in sorted(rules.items()):
-            lines.append(f"    rule {rule_id}: {before} -> {after}")
+            lines.append(f"    rule {rule_id}: {before or '-'} -> {after or '-'}")  # None: no result
         for fact in facts:
             lines.append(
                 f"    {fact.get('path')}: {_short(fact.get('before'))} -> {_short(fact.get('after'))}"
