@@ -774,6 +774,35 @@ def test_egr_03_fails_on_traffic_to_an_address_nobody_resolved_and_passes_once_a
     assert world.finding("EGR-03")["Compliance"]["Status"] == "PASSED"
 
 
+def test_a_row_an_answer_named_stays_named_after_the_answer_expires_until_an_earlier_flow_comes(world):
+    """Answers are kept 8 days and a row lives while traffic goes on: named from the
+    answers alone, a destination a service kept calling turned FAILED once the answer that
+    named its first flow expired. The name is kept on the row, for that first flow only."""
+    web = world.web[0]
+    running(world, web)
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    dns_answer(world, web, "api.partner.example", "52.94.1.1", started - timedelta(minutes=3))
+    first = world.flow_logs(batch([flow(web.eni, web.private_ip, "52.94.1.1", 443, at=started)]))
+    assert first["results"][f"{WEB_KEY}/EGR-03"] == "PASSED"
+    (row,) = DiscoveryStore(world.rt.recorder.table).flows(WEB_KEY)
+    assert (row["named"], row["named_first_seen"]) == ("api.partner.example", row["first_seen"])
+
+    ddb, table = world.rt.recorder.table.client, world.rt.recorder.table.name
+    expired = [i for i in ddb.scan(TableName=table)["Items"] if i["pk"]["S"].startswith("ANSWER#")]
+    for item in expired:  # what DynamoDB's TTL does after 8 days
+        ddb.delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
+    assert expired
+    later = world.flow_logs(
+        batch([flow(web.eni, web.private_ip, "52.94.1.1", 443, at=started + timedelta(minutes=2))], 10)
+    )
+    assert later["results"][f"{WEB_KEY}/EGR-03"] == "PASSED"
+    # a late batch with an earlier flow to it: the kept name does not cover that one
+    earlier = world.flow_logs(
+        batch([flow(web.eni, web.private_ip, "52.94.1.1", 443, at=started - timedelta(minutes=4))], 20)
+    )
+    assert earlier["results"][f"{WEB_KEY}/EGR-03"] == "FAILED"
+
+
 def test_egr_03_gives_no_result_to_a_workload_without_flow_data(world):
     from test_dns_logs_handler import running as running_as_their_own  # etl in batch/family:etl
 

@@ -511,6 +511,20 @@ def test_the_flow_namer_reads_the_lookback_window_of_the_flows_vpc_and_address()
     assert name_of(flow | {"first_seen": "2026-06-02T13:05:00Z"}) == "a.example" and len(reads) == 2
 
 
+def test_a_name_kept_on_the_row_for_its_first_flow_needs_no_answer_read():
+    reads = []
+
+    def answers_of(vpc, address, since, until):
+        reads.append(until)
+        return []
+
+    name_of = dnslogs.flow_namer(answers_of, OWN, DAY)
+    flow = {"vpc_id": VPC, "address": "198.51.100.7", "first_seen": FLOW_AT, "named": "a.example"}
+    assert name_of(flow | {"named_first_seen": FLOW_AT}) == "a.example" and reads == []
+    # kept for another first flow (a late batch moved first_seen earlier): read the answers
+    assert name_of(flow | {"named_first_seen": "2026-06-02T12:30:00Z"}) is None and reads == [FLOW_AT]
+
+
 def test_a_query_timestamp_past_the_calendar_in_utc_does_not_fail_the_batch():
     """ "9999-12-31T23:59:59-01:00" overflowed when converted to UTC: the batch raised."""
     records, malformed = dnslogs.parse_records(

@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fargate_audit.app import dnslogs, events, flowlogs, scan
-from fargate_audit.core import engine
+from fargate_audit.core import egress, engine
 from fargate_audit.core.egress import duration_seconds
 from fargate_audit.core.errors import FargateAuditError, ScanError
 from fargate_audit.core.params import effective_params
@@ -1106,6 +1106,11 @@ def evaluate_workload_discovery(
     if answers is None:
         answers = discovery_answers(rt, store)
     summary = store.summary(workload_key) or {}
+    flows = [
+        flow | {"answers": answers(flow) if flow.get("action") == "ACCEPT" else []}
+        for flow in store.flows(workload_key)
+    ]
+    _keep_names(rt, store, workload_key, flows)
     discovery = {
         "account_id": first["account_id"],
         "region": first["region"],
@@ -1116,15 +1121,25 @@ def evaluate_workload_discovery(
         "destinations": store.destinations(workload_key),
         "flow_records": int(summary.get("flow_records") or 0),
         # EGR-03 names only ACCEPTed rows: a REJECTed one needs no answer read
-        "flows": [
-            flow | {"answers": answers(flow) if flow.get("action") == "ACCEPT" else []}
-            for flow in store.flows(workload_key)
-        ],
+        "flows": flows,
     }
     evaluation = engine.evaluate_discovery(rt.catalog, discovery, rt.params, today=now.date())
     findings = [asff.build_discovery_finding(r, postures, rt.catalog, now) for r in evaluation.results]
     rules = [rule.id for rule in rt.catalog.discovery_rules]
     return evaluation.results, rt.publisher.sync_workload(workload_key, findings, now, rules=rules)
+
+
+def _keep_names(rt: Runtime, store: DiscoveryStore, workload_key: str, flows: list[dict]) -> None:
+    """Keep on each ACCEPTed flow row the name an answer gave its first flow
+    (``DiscoveryStore.keep_name``, once per row and first_seen), so it stays named after
+    that answer expires (answers are kept 8 days; a row lives while traffic goes on)."""
+    lookback = duration_seconds(effective_params(rt.catalog, rt.params)["dns_answer_lookback"])
+    for flow in flows:
+        if flow.get("action") != "ACCEPT" or not flow.get("answers") or egress.kept_name(flow):
+            continue
+        name = egress.name_for(flow["answers"], str(flow.get("first_seen") or ""), workload_key, lookback)
+        if name:
+            store.keep_name(workload_key, flow, name)
 
 
 def handle_dns_logs(event: Any, rt: Runtime, now: datetime) -> dict:

@@ -93,6 +93,17 @@ def name_for(
     return chosen[1] if chosen else None
 
 
+def kept_name(flow: Mapping[str, Any]) -> str | None:
+    """The name kept on a flow row when an answer named its first flow (``named``), while
+    its first_seen is still that one (``named_first_seen``); else None. Answers are kept 8
+    days and a row lives while traffic goes on: without it, a destination a service kept
+    calling became one nobody resolved once the answer that named it expired."""
+    name = flow.get("named")
+    if name and flow.get("named_first_seen") and flow.get("named_first_seen") == flow.get("first_seen"):
+        return str(name)
+    return None
+
+
 def unresolved_flows(
     flows: Iterable[Mapping[str, Any]],
     workload_key: str,
@@ -101,10 +112,10 @@ def unresolved_flows(
 ) -> list[dict]:
     """EGR-03: the workload's ``ACCEPT``ed flow rows to an internet address (not private)
     outside every ``approved_cidrs`` network that no answer in the flow's ``answers``
-    named (:func:`name_for`). Rows ``{"address", "protocol", "port", "bytes_out",
-    "packets", "first_seen", "last_seen"}``, the most bytes first (then address, protocol,
-    port). ValueError naming an approved CIDR that is not one or a flow address that is
-    not an address."""
+    named (:func:`name_for`) and that keeps none (:func:`kept_name`). Rows ``{"address",
+    "protocol", "port", "bytes_out", "packets", "first_seen", "last_seen"}``, the most bytes
+    first (then address, protocol, port). ValueError naming an approved CIDR that is not one
+    or a flow address that is not an address."""
     approved = []
     for cidr in approved_cidrs:
         try:
@@ -121,7 +132,7 @@ def unresolved_flows(
                 continue
         except ValueError:
             raise ValueError(f"flow destination {address!r} is not an address") from None
-        if name_for(
+        if kept_name(flow) or name_for(
             flow.get("answers") or (), str(flow.get("first_seen") or ""), workload_key, lookback_seconds
         ):
             continue

@@ -8,7 +8,9 @@ Items (``pk`` / ``sk``):
   ``DISCOVERED`` lists every workload with discoveries (``fargate-audit discovered``).
 - ``DNSBATCH#<batch id>`` / ``CHUNK#<i>``: the marker of one applied chunk of a batch.
 - ``DISC#<workload key>`` / ``FLOW#<address>#<protocol>#<port>#<action>``: one internet
-  destination of a workload seen in VPC flow logs (packets, bytes out, flows).
+  destination of a workload seen in VPC flow logs (packets, bytes out, flows); once a DNS
+  answer named its first flow, ``named`` (the name) and ``named_first_seen`` (that
+  first_seen), so the name outlives the answers (kept 8 days) while the row lives.
 - ``FLOWBATCH#<batch id>`` / ``CHUNK#<i>``: the marker of one applied chunk of a flow batch.
 - ``ANSWER#<vpc>#<address>`` / ``AT#<hour>#<name>#<workload key>``: DNS answers that named
   an address in a VPC, per UTC hour, name and source workload (``answers``).
@@ -76,7 +78,8 @@ def decode_destination(item: Mapping[str, Any]) -> dict:
 
 def decode_flow(item: Mapping[str, Any]) -> dict:
     """A flow destination item -> ``{"address", "protocol", "port", "action", "flows",
-    "packets", "bytes_out", "first_seen", "last_seen", "vpc_id"}``."""
+    "packets", "bytes_out", "first_seen", "last_seen", "vpc_id", "named",
+    "named_first_seen"}``."""
     return {
         "address": item.get("address"),
         "protocol": item.get("protocol"),
@@ -88,6 +91,8 @@ def decode_flow(item: Mapping[str, Any]) -> dict:
         "first_seen": item.get("first_seen"),
         "last_seen": item.get("last_seen"),
         "vpc_id": item.get("vpc_id"),
+        "named": item.get("named"),
+        "named_first_seen": item.get("named_first_seen"),
     }
 
 
@@ -211,6 +216,28 @@ class DiscoveryStore:
         )
         found = [decode_flow(item) for item in items]
         return sorted(found, key=lambda f: (-int(f["bytes_out"]), f["address"], f["protocol"], f["port"]))
+
+    def keep_name(self, workload_key: str, flow: Mapping[str, Any], name: str) -> bool:
+        """Keep on a flow row the name a DNS answer gave its first flow (``flow``: as
+        :meth:`flows` returns it). Only while the row's first_seen is still the one named: a
+        late batch that moved it earlier brought a flow the name may not cover. False when
+        the row changed under it (or was named already)."""
+        first = str(flow.get("first_seen") or "")
+        if not first:
+            return False
+        return self.table.update(
+            {
+                "pk": discovery_pk(workload_key),
+                "sk": flow_sk(
+                    str(flow["address"]), str(flow["protocol"]), int(flow["port"]), str(flow["action"])
+                ),
+            },
+            "SET named = :n, named_first_seen = :fs",
+            ConditionExpression=(
+                "first_seen = :fs AND (attribute_not_exists(named_first_seen) OR named_first_seen <> :fs)"
+            ),
+            ExpressionAttributeValues=to_attributes({":n": name, ":fs": first}),
+        )
 
     def answers(self, vpc_id: str, address: str, since: str, until: str) -> list[dict]:
         """The answer items naming ``address`` in ``vpc_id`` in the UTC hours from

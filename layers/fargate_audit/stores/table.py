@@ -272,6 +272,20 @@ class Table:
             raise
         return True
 
+    def update(self, item_key: Mapping[str, Any], expression: str, **condition: Any) -> bool:
+        """UpdateItem of ``item_key`` with ``expression``; ``condition``: its
+        ``ConditionExpression``, ``ExpressionAttributeValues`` (encoded) and names. False
+        when the condition failed."""
+        try:
+            self.client.update_item(
+                TableName=self.name, Key=to_attributes(item_key), UpdateExpression=expression, **condition
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def transact(self, actions: list[dict]) -> None:
         """TransactWriteItems of ``[{"Put" | "Delete" | "Update" | "ConditionCheck": body}]``
         (bodies without ``TableName``: this table's is added). A cancelled transaction
