@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.stub import Stubber
 from fargate_audit.app import dnslogs, flowlogs
+from fargate_audit.cli import egress as egress_view
 from fargate_audit.core import engine
 from fargate_audit.edge import flowlog_lookup
 from fargate_audit.edge.flowlog_lookup import FlowLogCache, FlowLogLookupError
@@ -428,6 +429,26 @@ def test_a_custom_format_in_another_order_is_read_by_the_flow_logs_own_log_forma
     }
     (call,) = [params for _, op, params in world.calls.calls if op == "DescribeFlowLogs"]
     assert call["Filter"] == [{"Name": "log-group-name", "Values": [GROUP]}]  # boto3's Filters
+
+
+def test_a_format_without_packets_leaves_the_rows_packets_unknown_not_zero(world):
+    """interface.md: packets is used when present. A format without it counted 0 packets
+    for real traffic; the row now has none (null in JSON, - in the table)."""
+    web = world.web[0]
+    running(world, web)
+    create_flow_log(
+        world, "${interface-id} ${srcaddr} ${dstaddr} ${dstport} ${protocol} ${bytes} ${start} ${action}"
+    )
+    start = epoch(datetime.now(UTC))
+    line = f"{web.eni} {web.private_ip} 203.0.113.80 443 6 48000 {start} ACCEPT"
+    assert world.flow_logs(batch([line]))["status"] == "recorded"
+    assert rows(world) == {("203.0.113.80", "tcp", 443, "ACCEPT"): (1, None, 48000)}
+    (row,) = egress_view.flow_rows(DiscoveryStore(world.rt.recorder.table).flows(WEB_KEY))
+    assert row["packets"] is None
+    block = {"workload": "prod-web/service:web", "sites": [], "flows": [row], "account_id": ACCOUNT}
+    text = egress_view.format_discovered([block | {"region": REGION}])
+    line = next(line for line in text.splitlines() if "203.0.113.80" in line)
+    assert "-" in line.split() and "0" not in line.split()
 
 
 def test_no_flow_log_for_the_group_falls_back_to_flow_log_format(world, monkeypatch):

@@ -34,7 +34,7 @@ def test_the_documented_format_has_every_needed_field_and_custom_orders_are_read
         "${action} ${start} ${bytes} ${protocol} ${dstport} ${dstaddr} ${srcaddr} ${interface-id}"
     )
     rec = flowlogs.parse_record(f"REJECT 1767225600 99 17 53 8.8.8.8 10.0.0.5 {ENI}", fields)
-    assert (rec.action, rec.protocol, rec.dstport, rec.bytes, rec.packets) == ("REJECT", "udp", 53, 99, 0)
+    assert (rec.action, rec.protocol, rec.dstport, rec.bytes, rec.packets) == ("REJECT", "udp", 53, 99, None)
     assert rec.start == rec.end == "2026-01-01T00:00:00Z" and rec.direction is None
 
 

@@ -201,7 +201,7 @@ class FlowRecord:
     dstaddr: str
     dstport: int
     protocol: str  # "tcp", "udp", "icmp" or the number as text
-    packets: int
+    packets: int | None  # None: not in the format
     bytes: int
     start: str  # UTC seconds text
     end: str
@@ -276,7 +276,7 @@ def parse_record(message: Any, fields: tuple[str, ...], event_id: str = "") -> F
         dstaddr=_address(record, "dstaddr"),
         dstport=_port(record, "dstport") or 0,  # no port ("-"): 0, as AWS writes for ICMP
         protocol=PROTOCOLS.get(number, str(number)),
-        packets=_int(record, "packets", 2**63) if "packets" in record else 0,
+        packets=_int(record, "packets", 2**63) if "packets" in record else None,
         bytes=_int(record, "bytes", 2**63),
         start=start,
         end=max(end, start),
@@ -385,7 +385,7 @@ class FlowAggregate:
     port: int
     action: str
     flows: int = 0
-    packets: int = 0
+    packets: int | None = None  # None: no record of the batch said (a format without packets)
     bytes_out: int = 0
     first_seen: str = ""
     last_seen: str = ""
@@ -393,7 +393,8 @@ class FlowAggregate:
 
     def add(self, rec: FlowRecord) -> None:
         self.flows += 1
-        self.packets += rec.packets
+        if rec.packets is not None:
+            self.packets = (self.packets or 0) + rec.packets
         self.bytes_out += rec.bytes
         self.first_seen = min(self.first_seen or rec.start, rec.start)
         self.last_seen = max(self.last_seen, rec.end)
@@ -549,10 +550,10 @@ def _ttl_from(at: str, now: datetime) -> int:
 
 
 def flow_update(agg: FlowAggregate, now: datetime) -> dict:
-    """The UpdateItem of one flow destination: counters added, first_seen kept."""
+    """The UpdateItem of one flow destination: counters added, first_seen kept; packets
+    only when the records carried them (a row no record counted packets of has none)."""
     values = {
         ":f": agg.flows,
-        ":p": agg.packets,
         ":b": agg.bytes_out,
         ":fs": agg.first_seen,
         ":ls": agg.last_seen,
@@ -564,6 +565,10 @@ def flow_update(agg: FlowAggregate, now: datetime) -> dict:
         ":w": agg.workload,
         ":ttl": _ttl_from(agg.last_seen, now),
     }
+    counters = "ADD flows :f, bytes_out :b"
+    if agg.packets is not None:
+        counters = "ADD flows :f, packets :p, bytes_out :b"
+        values[":p"] = agg.packets
     vpc = ", vpc_id = :vpc" if agg.vpc_id else ""
     if agg.vpc_id:
         values[":vpc"] = agg.vpc_id
@@ -576,7 +581,7 @@ def flow_update(agg: FlowAggregate, now: datetime) -> dict:
                 }
             ),
             "UpdateExpression": (
-                "ADD flows :f, packets :p, bytes_out :b SET first_seen = if_not_exists(first_seen, :fs), "
+                f"{counters} SET first_seen = if_not_exists(first_seen, :fs), "
                 "last_seen = :ls, address = :addr, #protocol = :proto, #port = :port, #action = :act, "
                 f"workload_key = :wk, workload_name = :w, #ttl = :ttl{vpc}"
             ),
@@ -589,7 +594,7 @@ def flow_update(agg: FlowAggregate, now: datetime) -> dict:
             "ExpressionAttributeValues": to_attributes(values),
         }
     } | in_order(
-        "ADD flows :f, packets :p, bytes_out :b SET {first}address = :addr, #protocol = :proto, "
+        counters + " SET {first}address = :addr, #protocol = :proto, "
         f"#port = :port, #action = :act, workload_key = :wk, workload_name = :w, #ttl = :ttl{vpc}"
     )
 

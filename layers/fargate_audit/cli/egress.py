@@ -231,7 +231,7 @@ def flow_rows(
                 "port": port,
                 "action": action,
                 "flows": found.get("flows", 0),
-                "packets": found.get("packets", 0),
+                "packets": found.get("packets"),  # None: the flow log's format has no packets
                 "bytes_out": found.get("bytes_out", 0),
                 "first_seen": found.get("first_seen"),
                 "last_seen": found.get("last_seen"),
@@ -240,8 +240,10 @@ def flow_rows(
             continue
         if address not in row["addresses"]:
             row["addresses"].append(address)
-        for counter in ("flows", "packets", "bytes_out"):
+        for counter in ("flows", "bytes_out"):
             row[counter] += found.get(counter, 0)
+        if found.get("packets") is not None:
+            row["packets"] = (row["packets"] or 0) + found["packets"]
         seen = [t for t in (row["first_seen"], found.get("first_seen")) if t]
         row["first_seen"] = min(seen) if seen else None
         seen = [t for t in (row["last_seen"], found.get("last_seen")) if t]
@@ -394,7 +396,7 @@ def _flow_table(flows: list[dict], source: str) -> list[str]:
             str(r["protocol"]),
             str(r["port"]),
             str(r["action"]),
-            str(r["packets"]),
+            "-" if r["packets"] is None else str(r["packets"]),
             str(r["bytes_out"]),
             _short_time(r["first_seen"]),
             _short_time(r["last_seen"]),

@@ -142,7 +142,7 @@ def unresolved_flows(
                 "protocol": flow.get("protocol"),
                 "port": flow.get("port"),
                 "bytes_out": int(flow.get("bytes_out") or 0),
-                "packets": int(flow.get("packets") or 0),
+                "packets": flow.get("packets"),
                 "first_seen": flow.get("first_seen"),
                 "last_seen": flow.get("last_seen"),
             }

@@ -86,7 +86,7 @@ def decode_flow(item: Mapping[str, Any]) -> dict:
         "port": int(item.get("port", 0)),
         "action": item.get("action"),
         "flows": int(item.get("flows", 0)),
-        "packets": int(item.get("packets", 0)),
+        "packets": int(item["packets"]) if item.get("packets") is not None else None,  # None: not logged
         "bytes_out": int(item.get("bytes_out", 0)),
         "first_seen": item.get("first_seen"),
         "last_seen": item.get("last_seen"),
