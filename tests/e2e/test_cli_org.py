@@ -298,6 +298,11 @@ def test_a_cluster_arn_reads_its_own_region_for_its_own_account_even_when_not_as
         assert [t["task_arn"] for t in report["tasks"]] == tasks[(A, OTHER_REGION)]
         scopes = {(s["account_id"], s["region"]) for s in report["summary"]["scopes"]}
         assert (A, OTHER_REGION) in scopes and (B, OTHER_REGION) not in scopes
+    # only an ARN of an account not scanned: no scope at all, one error naming it, exit 2
+    elsewhere = f"arn:aws:ecs:{OTHER_REGION}:{C}:cluster/apps"
+    code, out, err = run_cli(*scope, "--cluster", elsewhere)
+    assert (code, out) == (2, "") and "Traceback" not in err
+    assert f"cluster {elsewhere} is not in the accounts and regions scanned" in error_line(err)
     # beside a name: the name is looked up in the regions asked for only
     code, out, err = run_cli(*scope, "--region", REGION, "--cluster", arn, "--cluster", "apps")
     report = json.loads(out)

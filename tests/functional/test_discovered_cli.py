@@ -178,6 +178,13 @@ def test_names_a_firewall_domain_list_does_not_take_are_left_out_of_exports():
     assert domains == [("api.partner.example", None)]
     assert skipped == names[1:]
     assert egress.dns_firewall_domain_list(domains) == "api.partner.example\n"
+    # one an approved *.d covers is exported as that wildcard, whatever its own labels
+    params = effective_params(rules.load_catalog(), {"approved_domains": ["*.example.com"]})
+    view[0]["sites"] = [{"name": "_dmarc.example.com", "approved": True}]
+    skipped.clear()
+    domains = egress.export_domains(view, params, wildcards=True, skipped=skipped)
+    assert (domains, skipped) == ([("_dmarc.example.com", "example.com")], [])
+    assert egress.dns_firewall_domain_list(domains) == "*.example.com\n"
 
 
 def test_an_export_to_stdout_is_the_only_document_there_in_any_format(world):

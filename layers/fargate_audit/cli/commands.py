@@ -403,7 +403,7 @@ def _organization_scan(args, stdout, stderr, catalog, params, out: _Output) -> i
         progress.close()
     scopes = outcome.report_args["scopes"]
     failed = [s for s in scopes if s["error"]]
-    if len(failed) == len(scopes):
+    if failed and len(failed) == len(scopes):
         first = failed[0]
         raise ScanError(
             f"no account and region could be scanned ({len(scopes)} tried); "

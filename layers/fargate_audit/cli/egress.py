@@ -442,13 +442,14 @@ def export_domains(
             if approved_only and not row["approved"]:
                 continue
             name = normalize_domain(row["name"])
-            if len(name) > MAX_EXPORT_NAME or not _EXPORTABLE.match(name):
-                if skipped is not None and name not in skipped:
-                    skipped.append(name)
-                continue
             suffix = (
                 next((w for w in suffixes if domain_matches(name, f"*.{w}")), None) if wildcards else None
             )
+            # exported as itself (no approved wildcard covers it): only a name a firewall takes
+            if suffix is None and (len(name) > MAX_EXPORT_NAME or not _EXPORTABLE.match(name)):
+                if skipped is not None and name not in skipped:
+                    skipped.append(name)
+                continue
             found.setdefault(name, suffix)
     return sorted(found.items())
 
