@@ -547,6 +547,16 @@ def test_a_tolerated_fact_the_rule_does_not_require_is_named(rules_copy):
     assert "NET-06/rule.yaml: tolerates: nacl not in requires" in _single_error(rules_copy)
 
 
+def test_a_rule_may_tolerate_only_what_its_check_judges_itself(rules_copy):
+    """A check that does not read a fact's error would judge the fact as if collected:
+    NET-04 with DescribeSecurityGroups denied was PASSED on no rules at all."""
+    _edit(rules_copy / "NET-04" / "rule.yaml", lambda d: d.update(tolerates=["security_groups"]))
+    assert (
+        "NET-04/rule.yaml: tolerates: check unrestricted_egress does not judge security_groups itself "
+        "(it tolerates no fact)"
+    ) in _single_error(rules_copy)
+
+
 def test_a_catalog_of_ones_own_runs_no_code_of_its_own(rules_copy):
     path = rules_copy / "NET-03" / "check.py"
     path.write_text(path.read_text() + "\nprint('never run')\n")
@@ -603,8 +613,10 @@ def test_a_new_rule_on_existing_facts_is_its_folder_and_its_mapping(monkeypatch,
     (catalog / "NET-99").mkdir()
     (catalog / "NET-99" / "check.py").write_text(NEW_RULE_CHECK)
     legacy = {"network": {"security_groups": [{"id": "sg-1", "name": "legacy"}]}}
+    shipped = yaml.safe_load((catalog / "NET-06" / "rule.yaml").read_text())
+    shipped.pop("tolerates")  # NET-06's check judges unreadable groups itself; this one does not
     rule_doc = {
-        **yaml.safe_load((catalog / "NET-06" / "rule.yaml").read_text()),
+        **shipped,
         "id": "NET-99",
         "title": "Legacy security group attached",
         "fixtures": {"pass": [{"name": "none", "patch": {}}], "fail": [{"name": "legacy", "patch": legacy}]},

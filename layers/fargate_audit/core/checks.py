@@ -75,22 +75,34 @@ class Check:
     parts between the tasks of a subnet, a set of security groups or a task definition
     (posture.build_posture's memo), so the engine evaluates such a check once per distinct
     part instead of once per task. tests/unit/test_engine.py runs each of them on every
-    fixture reduced to exactly these parts: a check that reads anything else fails it."""
+    fixture reduced to exactly these parts: a check that reads anything else fails it.
+
+    ``tolerates``: the facts whose error the check reads itself (``posture["errors"]``),
+    giving the verdict the collected facts decide, else raising :class:`FactError`. A rule
+    file may list in its ``tolerates`` only facts its check declares here: any other check
+    would judge a fact it never collected as if it were there."""
 
     name: str
     function: Callable[[Mapping, Mapping], Any]
     kind: str = CHECK
     inputs: tuple[str, ...] | None = None
+    tolerates: tuple[str, ...] = ()
 
     def __call__(self, subject: Mapping, params: Mapping) -> Any:
         return self.function(subject, params)
 
 
-def check(function: CheckFunction | None = None, *, inputs: Iterable[str] | None = None) -> Any:
-    """``@check`` or ``@check(inputs=("network.nacl",))`` over the rule's check function."""
+def check(
+    function: CheckFunction | None = None,
+    *,
+    inputs: Iterable[str] | None = None,
+    tolerates: Iterable[str] = (),
+) -> Any:
+    """``@check``, ``@check(inputs=("network.nacl",))`` or ``@check(tolerates=("containers",))``
+    over the rule's check function."""
 
     def register(fn: CheckFunction) -> Check:
-        return Check(fn.__name__, fn, CHECK, None if inputs is None else tuple(inputs))
+        return Check(fn.__name__, fn, CHECK, None if inputs is None else tuple(inputs), tuple(tolerates))
 
     return register if function is None else register(function)
 

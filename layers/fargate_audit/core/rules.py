@@ -602,6 +602,16 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
         strays = sorted(set(doc.get("tolerates") or ()) - set(doc.get("requires") or ()))
         if strays:
             rule_problems.append(problem(source, "tolerates", f"{', '.join(strays)} not in requires"))
+        unjudged = sorted(set(doc.get("tolerates") or ()) - set(registered.tolerates if registered else ()))
+        if registered is not None and unjudged:
+            rule_problems.append(
+                problem(
+                    source,
+                    "tolerates",
+                    f"check {registered.name} does not judge {', '.join(unjudged)} itself "
+                    f"(it tolerates {', '.join(registered.tolerates) or 'no fact'})",
+                )
+            )
         applies = registry.applicability.get(applicability["check"]) if applicability else None
         if applicability and applies is None:
             rule_problems.append(

@@ -14,7 +14,7 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-@check
+@check(tolerates=("containers",))
 def secrets_in_environment(posture: Mapping, params: Mapping) -> CheckResult:
     """CFG-02: a definition or override environment variable whose name is in
     ``secret_env_names`` or contains a match of ``secret_env_pattern``, unless its value

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from fargate_audit.core.checks import CheckResult, FactError, check, network_of, verdict
 
 
-@check
+@check(tolerates=("security_groups",))
 def default_security_group(posture: Mapping, params: Mapping) -> CheckResult:
     """NET-06: an attached security group is named ``default``. The names are the ENI's
     own (DescribeNetworkInterfaces ``Groups[].GroupName``), so the verdict stands when

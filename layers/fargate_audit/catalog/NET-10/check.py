@@ -34,7 +34,7 @@ def uses_private_ecr_image(posture: Mapping, params: Mapping) -> bool:
     return bool(private_ecr_images(posture))
 
 
-@check
+@check(tolerates=("route_table",))
 def ecr_pulls_over_internet(posture: Mapping, params: Mapping) -> CheckResult:
     """NET-10: private ECR images, and the VPC lacks an ecr.dkr or ecr.api Interface
     endpoint of the task's region, or has no S3 gateway endpoint on the subnet's route
