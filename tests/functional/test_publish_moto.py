@@ -358,10 +358,9 @@ def test_entries_that_always_fail_do_not_hold_back_those_after_them_in_the_outbo
     env.store.put_outbox(stuck + waiting)
     assert max(f["Id"] for f in stuck) < min(f["Id"] for f in waiting)
     flaky = FlakyHub(env.hub, {f["Id"] for f in stuck})
-    pub = publisher(env, hub=flaky)
     delivered = 0
-    for minutes in (10, 20, 30):
-        delivered += pub.flush_outbox(at(minutes), limit=len(stuck)).imported
+    for minutes in (10, 20, 30):  # each flush a new container's (a sweep's, every 6 hours)
+        delivered += publisher(env, hub=flaky).flush_outbox(at(minutes), limit=len(stuck)).imported
     assert delivered == len(waiting)
     assert set(hub_findings(env.hub)) == {f["Id"] for f in waiting}
     assert {f["Id"] for f in env.store.pending_outbox()} == {f["Id"] for f in stuck}

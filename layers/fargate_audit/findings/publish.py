@@ -230,6 +230,7 @@ class Publisher:
         self.sleep = sleep
         self.log = logger or _log
         self._outbox_cursor: str | None = None  # where the previous flush stopped reading
+        self._cursor_known = False  # read from the table by a new container's first flush
 
     def sync_workload(
         self,
@@ -307,17 +308,36 @@ class Publisher:
     # ---------------------------------------------------------------- internals
 
     def _read_outbox(self, limit: int) -> list[dict]:
-        """At most ``limit`` queued findings, from where this publisher's previous flush
-        stopped reading, round to the beginning: entries that fail on every delivery (an
-        account whose Security Hub is off, a finding it refuses) cannot hold back for ever
-        those sorted after them."""
+        """At most ``limit`` queued findings, from where the previous flush stopped
+        reading, round to the beginning: entries that fail on every delivery (an account
+        whose Security Hub is off, a finding it refuses) cannot hold back for ever those
+        sorted after them. The position is kept in the table (a new container, such as a
+        sweep's every 6 hours, goes on from it when there is a backlog: its first flush reads
+        it only after a full page) and in the publisher between flushes."""
+        if not self._cursor_known:
+            self._cursor_known = True
+            first = self.store.pending_outbox(limit=limit)
+            if len(first) < limit:  # the whole outbox: no position to go on from
+                self._outbox_cursor = None
+                return first
+            self._outbox_cursor = self.store.outbox_cursor()
+            if self._outbox_cursor is None:
+                return self._went_on(first, None, limit)
         cursor = self._outbox_cursor
         waiting = self.store.pending_outbox(limit=limit, after=cursor)
         if cursor is not None and len(waiting) < limit:
             waiting += [
                 f for f in self.store.pending_outbox(limit=limit - len(waiting)) if outbox_sk(f) <= cursor
             ]
-        self._outbox_cursor = outbox_sk(waiting[-1]) if len(waiting) >= limit else None
+        return self._went_on(waiting, cursor, limit)
+
+    def _went_on(self, waiting: list[dict], cursor: str | None, limit: int) -> list[dict]:
+        """Keep where the next flush starts: after the last entry read when the page was
+        full, else the start."""
+        following = outbox_sk(waiting[-1]) if len(waiting) >= limit else None
+        if following != cursor:
+            self.store.save_outbox_cursor(following)
+        self._outbox_cursor = following
         return waiting
 
     def _deliver(

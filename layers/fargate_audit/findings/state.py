@@ -36,6 +36,8 @@ from fargate_audit.stores.table import loads as _loads
 ACTIVE, ARCHIVED = "ACTIVE", "ARCHIVED"
 FINDINGS_GSI_PK = "FINDINGS"
 OUTBOX_PK = "OUTBOX"
+# where the latest outbox flush stopped reading (findings.publish.Publisher._read_outbox)
+OUTBOX_CURSOR_KEY = {"pk": "OUTBOXCURSOR", "sk": "CURSOR"}
 ARCHIVED_FINDING_TTL_DAYS = 90
 
 
@@ -246,6 +248,15 @@ class FindingStore:
             limit=limit,
         )
         return [json.loads(item["finding"]) for item in items]
+
+    def outbox_cursor(self) -> str | None:
+        """The outbox sort key the latest flush stopped reading after (None: the start)."""
+        item = self.table.get(OUTBOX_CURSOR_KEY, consistent=False)
+        return str(item["after"]) if item and item.get("after") else None
+
+    def save_outbox_cursor(self, after: str | None) -> None:
+        """Where the next flush starts reading (last writer wins: any position is fine)."""
+        self.table.put({**OUTBOX_CURSOR_KEY, "after": after or ""})
 
     def clear_outbox(self, ids: Iterable[str | Mapping[str, Any]]) -> int:
         """Delete delivered entries: each an outbox sort key (``<Id>#<UpdatedAt>``) or the
