@@ -610,3 +610,28 @@ def test_the_log_functions_know_their_own_account_and_read_it_without_a_member_r
         assert world.rt.own_account == ACCOUNT == world.rt.accounts.sessions.own_account
         world.rt.publisher.client_for(ACCOUNT, REGION)  # its findings' import client
         assert sts.count(ACCOUNT) == 0
+
+
+def test_the_regions_whose_events_are_audited_are_the_regions_swept_when_both_lists_are_set():
+    """AUDITED_REGIONS within ALLOWED_REGIONS, as for accounts: before, events used
+    ALLOWED_REGIONS alone and the sweep AUDITED_REGIONS alone, so a region of one list
+    only was swept but its events refused, or the reverse."""
+    from types import SimpleNamespace
+
+    rt = SimpleNamespace(
+        audited_regions=frozenset({"eu-west-1", "us-east-1"}),
+        allowed_regions=frozenset({"eu-west-1", "ap-south-1"}),
+        region="eu-west-1",
+        audited=None,
+        allowed_accounts=frozenset({"111111111111"}),
+        audit_role_account=None,
+        own_account="123456789012",
+    )
+    assert service.allowed_regions(rt) == {"eu-west-1"}
+    assert service.sweep_scopes(rt) == [("111111111111", "eu-west-1")]
+    one_list = SimpleNamespace(**{**vars(rt), "allowed_regions": frozenset()})
+    assert service.allowed_regions(one_list) == {"eu-west-1", "us-east-1"}
+    assert [r for _, r in service.sweep_scopes(one_list)] == ["eu-west-1", "us-east-1"]
+    neither = SimpleNamespace(**{**vars(one_list), "audited_regions": frozenset()})
+    assert service.allowed_regions(neither) == {"eu-west-1"}
+    assert service.sweep_scopes(neither, "us-east-1") == [("111111111111", "us-east-1")]

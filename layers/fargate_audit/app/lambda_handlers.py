@@ -182,6 +182,7 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
             "(member roles) are both set: set one"
         )
     organization = _organization_settings(environ)
+    audited_regions = organization.get("regions", frozenset()) if organization else frozenset()
     session = session if session is not None else aws.session_from_env()
     region = session.region_name
     if not region:
@@ -232,7 +233,7 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
         events_dlq_url=(environ.get("EVENTS_DLQ_URL") or "").strip() or None,
         audited=audited,
         accounts=members,
-        audited_regions=organization.get("regions", frozenset()) if organization else frozenset(),
+        audited_regions=audited_regions,
         flow_log_format=flow_format,
         flow_private=flow_private,
     )

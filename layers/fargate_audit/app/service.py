@@ -184,7 +184,12 @@ def allowed_accounts(rt: Runtime) -> frozenset[str]:
 
 
 def allowed_regions(rt: Runtime) -> frozenset[str]:
-    return rt.allowed_regions or rt.audited_regions or frozenset({rt.region})
+    """The regions events may come from, and the sweep covers: the audited regions
+    (organization scale; within the explicit allowlist when there is one too, as for
+    accounts), else the explicit allowlist, else the function's own region."""
+    if rt.audited_regions:
+        return rt.audited_regions & rt.allowed_regions if rt.allowed_regions else rt.audited_regions
+    return rt.allowed_regions or frozenset({rt.region})
 
 
 def _listing(values: frozenset[str]) -> str:
@@ -925,11 +930,11 @@ def _calls(rt: Runtime, before: dict[str, int]) -> dict[str, int]:
 
 def sweep_scopes(rt: Runtime, region: str | None = None) -> list[tuple[str, str]]:
     """(account, region) pairs a sweep covers: the audited accounts (each once, within the
-    allowlist) x the audited regions (else the allowed regions, else ``region``, else the
-    function's)."""
+    allowlist) x the regions whose events are audited (:func:`allowed_regions`: the same
+    set), else ``region``, else the function's."""
     accounts = sorted(allowed_accounts(rt))
-    # the regions whose events are audited are swept too (ALLOWED_REGIONS of one account)
-    regions = sorted(rt.audited_regions or rt.allowed_regions or {region or rt.region})
+    explicit = rt.audited_regions or rt.allowed_regions
+    regions = sorted(allowed_regions(rt) if explicit else {region or rt.region})
     return [(account, scope_region) for account in accounts for scope_region in regions]
 
 
