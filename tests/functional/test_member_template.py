@@ -82,6 +82,7 @@ def test_parameters_are_the_central_account_bus_external_id_and_role_name(member
         "ExternalId",
         "MemberRoleName",
         "RoleRegion",
+        "ScannerPrincipalArn",
     }
     assert params["ExternalId"]["NoEcho"] is True
     assert "Default" not in params["ExternalId"]  # no trust without an ExternalId
@@ -139,7 +140,29 @@ def test_the_role_has_the_member_role_name(member):
 
 def test_only_the_central_function_roles_with_the_external_id_may_assume_the_role(member):
     trust = member["Resources"]["AuditRole"]["Properties"]["AssumeRolePolicyDocument"]
-    (statement,) = trust["Statement"]
+    statement, scanner = trust["Statement"]
+    # the CLI's scanner only when one is named, with the ExternalId (README: --role-name)
+    assert scanner == {
+        "Fn::If": [
+            "TrustsScanner",
+            {
+                "Sid": "CliScanner",
+                "Effect": "Allow",
+                "Principal": {"AWS": {"Ref": "ScannerPrincipalArn"}},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}},
+            },
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    assert member["Conditions"]["TrustsScanner"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ScannerPrincipalArn"}, ""]}]
+    }
+    pattern = member["Parameters"]["ScannerPrincipalArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "") and re.fullmatch(
+        pattern, f"arn:aws:iam::{CENTRAL}:role/security/Auditor"
+    )
+    assert not re.fullmatch(pattern, "*") and not re.fullmatch(pattern, f"arn:aws:iam::{CENTRAL}:root")
     assert statement["Effect"] == "Allow"
     assert statement["Action"] == "sts:AssumeRole"  # not TagSession, not SetSourceIdentity
     assert statement["Principal"] == {
