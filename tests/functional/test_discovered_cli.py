@@ -253,6 +253,15 @@ def test_flow_rows_carry_address_protocol_port_action_packets_and_bytes(world):
     assert etl["flows"] == [] and etl["flow_records"] == 0
 
 
+def test_an_unnamed_address_that_approved_egress_cidrs_cover_is_approved(world, tmp_path):
+    """EGR-03 takes approved_egress_cidrs as approved egress; the row said null."""
+    params = tmp_path / "params.yaml"
+    params.write_text('approved_egress_cidrs: ["2600:1f18:4a3:6900::/56"]\n')
+    out, _ = run("--workload", "service:web", "--params", str(params), "--format", "json")
+    approved = {f["address"]: f["approved"] for f in json.loads(out)[0]["flows"] if f["address"]}
+    assert approved == {"2600:1f18:4a3:6900::5": True, "198.51.100.23": None}
+
+
 def test_the_table_shows_flow_rows_before_the_dns_only_sites(world):
     out, _ = run("--workload", "service:web")
     assert "Internet egress of prod-web/service:web in flow logs: 3 destinations (1 rejected)" in out

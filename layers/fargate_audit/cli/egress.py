@@ -30,6 +30,8 @@ into that pattern (Network Firewall ``.d``: ``d`` and every name under it; DNS F
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -39,6 +41,7 @@ from typing import Any
 
 from fargate_audit.app.dnslogs import UNATTRIBUTED
 from fargate_audit.core.checks import domain_approved, domain_matches, normalize_domain
+from fargate_audit.core.egress import is_private
 
 NETWORK_FIREWALL, DNS_FIREWALL = "network-firewall", "dns-firewall"
 EXPORT_KINDS = (NETWORK_FIREWALL, DNS_FIREWALL)
@@ -204,6 +207,7 @@ def flow_rows(
     since: str | None = None,
     name_of: Callable[[Mapping[str, Any]], str | None] | None = None,
     approved: Callable[[str], bool] | None = None,
+    approved_cidrs: Iterable[str] = (),
 ) -> list[dict]:
     """One row per (destination, protocol, port, action) seen in flow logs, the most
     bytes first (interface.md "Flow-log egress"): ``{"name", "address", "addresses",
@@ -212,7 +216,13 @@ def flow_rows(
     before the flow started (``name_of(flow)``, ``core.egress.name_for``): the addresses
     one name resolved to (a CNAME chain, several A records) make one row, counters summed,
     ``address`` null and ``addresses`` listing them; an address no answer named is its own
-    row (``name`` and ``approved`` null). Flows last seen before ``since`` are left out."""
+    row (``name`` null; ``approved`` true when ``approved_cidrs``, EGR-03's
+    ``approved_egress_cidrs``, cover its address, else null). Flows last seen before
+    ``since`` are left out."""
+    networks = []
+    for cidr in approved_cidrs:
+        with contextlib.suppress(ValueError):  # the params file's loader names a bad one
+            networks.append(ipaddress.ip_network(str(cidr).strip(), strict=False))
     rows: dict[tuple, dict] = {}
     for found in flows:
         if since and str(found.get("last_seen") or "") < since:
@@ -235,7 +245,11 @@ def flow_rows(
                 "bytes_out": found.get("bytes_out", 0),
                 "first_seen": found.get("first_seen"),
                 "last_seen": found.get("last_seen"),
-                "approved": approved(name) if name is not None and approved is not None else None,
+                "approved": (
+                    approved(name)
+                    if name is not None and approved is not None
+                    else (True if name is None and _covered(address, networks) else None)
+                ),
             }
             continue
         if address not in row["addresses"]:
@@ -254,6 +268,13 @@ def flow_rows(
         rows.values(),
         key=lambda r: (-int(r["bytes_out"]), str(r["name"] or r["address"]), str(r["protocol"]), r["port"]),
     )
+
+
+def _covered(address: Any, networks: list) -> bool:
+    try:
+        return bool(networks) and is_private(str(address), networks)
+    except ValueError:
+        return False
 
 
 def discovered_view(
@@ -281,6 +302,7 @@ def discovered_view(
                 since,
                 name_of=names_of(summary["workload_key"]) if names_of is not None else None,
                 approved=lambda name, d=domains, r=registries: domain_approved(name, d, r),
+                approved_cidrs=params.get("approved_egress_cidrs") or (),
             )
             if flows_of is not None
             else []
