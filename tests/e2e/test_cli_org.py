@@ -538,3 +538,45 @@ def test_bad_organization_arguments_are_one_line_exit_2(world, iam, argv, fragme
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and fragment in error_line(err), err
     assert not iam.assume_calls
+
+
+def test_on_a_terminal_progress_is_one_bar_rewritten_in_place(world, iam, monkeypatch):
+    """issue 10: a progress bar on a terminal (one line per account otherwise); an account
+    that could not be scanned is printed above the bar; the bar is wiped at the end."""
+    monkeypatch.setattr(cli, "_isatty", lambda stream: True)
+    code, out, err = run_cli("--accounts", f"{A},{C}", "--external-id", EXTERNAL_ID, "--format", "json")
+    assert code == 1 and json.loads(out)["summary"]["scopes"]
+    assert err.count("\r\033[Kaccounts [") == 2 and err.endswith("\r\033[K")
+    assert (
+        "accounts [############............] 1/2" in err and "accounts [########################] 2/2" in err
+    )
+    (refused,) = [line for line in err.split("\r\033[K") if line.startswith(f"fargate-audit: account {C}")]
+    assert "sts:AssumeRole: AccessDenied" in refused and refused.endswith("\n")
+
+
+def test_jobs_bounds_how_many_accounts_are_scanned_at_once(world, iam, monkeypatch):
+    import threading
+    import time
+
+    from fargate_audit.app import scan as scan_mod
+
+    assume = scan_mod._assume
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def counted(sessions, account_id):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.2)  # long enough for the pool's other workers to start theirs
+        try:
+            return assume(sessions, account_id)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(scan_mod, "_assume", counted)
+    for jobs, expected in (("1", 1), ("2", 2)):
+        peak[0] = 0
+        code, _, err = run_cli("--accounts", f"{A},{B},{C}", "--external-id", EXTERNAL_ID, "--jobs", jobs)
+        assert code == 1, err  # C has no role
+        assert peak[0] == expected, (jobs, peak[0])

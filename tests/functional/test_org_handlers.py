@@ -58,9 +58,9 @@ class Member:
         return found
 
 
-def member(world, account: str) -> Member:
+def member(world, account: str, region: str = REGION) -> Member:
     """An estate of the same names as the central one (VPC, cluster ``prod-web``, service
-    ``web``) in ``account``, built through moto's cross-account AssumeRole."""
+    ``web``) in ``account`` and ``region``, built through moto's cross-account AssumeRole."""
     credentials = world.client("sts").assume_role(
         RoleArn=f"arn:aws:iam::{account}:role/setup", RoleSessionName="setup"
     )["Credentials"]
@@ -68,10 +68,10 @@ def member(world, account: str) -> Member:
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
-        region_name=REGION,
+        region_name=region,
     )
-    session.client("securityhub", region_name=REGION).enable_security_hub()
-    b = estate._Builder(session, REGION)
+    session.client("securityhub", region_name=region).enable_security_hub()
+    b = estate._Builder(session, region)
     vpc = b.vpc("prod", "10.20.0.0/16")
     igw = b.internet_gateway(vpc, "prod-igw")
     subnet = b.subnet("prod-web-public-a", vpc, "10.20.1.0/24", "a")
@@ -202,6 +202,29 @@ def test_two_accounts_of_the_same_names_are_swept_through_their_roles_and_kept_a
     assert not any(f"#{ACCOUNT}#" in key for key in keys)
 
 
+def test_every_audited_region_of_a_member_is_swept_and_its_findings_land_in_that_region(monkeypatch):
+    other = "us-east-1"
+    with emulated_world(monkeypatch, org_env(A, AUDITED_REGIONS=f"{REGION},{other}")) as world:
+        here, there = member(world, A), member(world, A, other)
+        sts = Sts(world)
+        planned = world.sweep_planner(scheduled())
+        assert planned["scopes"] == 2 and planned["unreachable"] == []
+        records = drain(world)
+        assert sorted(
+            (json.loads(r["body"])["region"], json.loads(r["body"])["cluster_arn"]) for r in records
+        ) == sorted(
+            [(REGION, arn) for arn in here.clusters.values()]
+            + [(other, arn) for arn in there.clusters.values()]
+        )
+        assert world.sweep_worker({"Records": records}) == {"batchItemFailures": []}
+        assert sts.count(A) == 1  # one role for every region of the account
+        for region, m in ((REGION, here), (other, there)):
+            hub = m.session.client("securityhub", region_name=region)
+            found = [f for page in hub.get_paginator("get_findings").paginate() for f in page["Findings"]]
+            assert found and {f["Region"] for f in found} == {region}
+            assert all(f["Id"].startswith(f"fargate-audit/{A}/{region}/") for f in found)
+
+
 def test_task_events_of_the_same_task_id_in_two_accounts_are_two_records_and_two_findings(org):
     world, a, b = org
     Sts(world)
@@ -222,7 +245,12 @@ def test_task_events_of_the_same_task_id_in_two_accounts_are_two_records_and_two
 def test_refused_role_is_an_error_dead_lettered_and_nothing_is_written(org):
     world, a, b = org
     sts = Sts(world, denied={B})
-    outcome = world.task_events(running_event(b, b.web[0]))
+    event = running_event(b, b.web[0])
+    secret = "hunter2-canary-5e1f"  # issue 10: dead-lettered with values redacted
+    event["detail"]["overrides"] = {
+        "containerOverrides": [{"name": "web", "environment": [{"name": "DB_PASSWORD", "value": secret}]}]
+    }
+    outcome = world.task_events(event)
     assert outcome["status"] == "failed" and outcome["account"] == B and outcome["dead_lettered"] is True
     assert outcome["error"].startswith("sts:AssumeRole: AccessDenied: ")
     assert f"arn:aws:iam::{B}:role/fargate-audit-member" in outcome["error"]
@@ -235,11 +263,24 @@ def test_refused_role_is_an_error_dead_lettered_and_nothing_is_written(org):
     ]
     assert message["MessageAttributes"]["fargate-audit-rejected"]["StringValue"] == "assume-role"
     assert "sts:AssumeRole" in message["Body"]
+    assert secret not in message["Body"] and secret not in json.dumps(world.spy.logs)
     assert table_keys(world) == set() and b.findings() == {}
     # the other account's events go on
     assert world.task_events(running_event(a, a.web[0]))["status"] == "audited"
     assert a.findings()
     assert sts.count(A) == 1
+
+
+def test_a_config_change_of_an_account_whose_role_is_refused_is_counted_and_dead_lettered(org):
+    world, a, b = org
+    Sts(world, denied={B})
+    event = json.loads((EVENTS / "config-security-group-change.json").read_text().replace(ACCOUNT, B))
+    outcome = world.config_events(event)
+    assert outcome["status"] == "failed" and outcome["account"] == B and outcome["dead_lettered"] is True
+    assert outcome["error"].startswith("sts:AssumeRole: AccessDenied: ")
+    assert world.spy.metrics["AssumeRoleFailures"] == 1
+    (message,) = world.client("sqs").receive_message(QueueUrl=world.dlq_url)["Messages"]
+    assert "sts:AssumeRole" in message["Body"] and table_keys(world) == set()
 
 
 def test_wrong_external_id_is_refused_by_the_role(monkeypatch):
