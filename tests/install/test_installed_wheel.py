@@ -393,3 +393,27 @@ def test_invoke_with_the_local_extra_runs_the_handler_the_wheel_carries(
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["status"] == "audited" and result["record"] == "created"
+
+
+def test_history_findings_and_discovered_read_the_stacks_table_without_the_local_extra(
+    venv, local_venv, clean_env, moto_estate, tmp_path
+):
+    """issue 8: scan, rules, history, findings and discovered are the runtime CLI (boto3
+    only); the records are made by the handler the [local] install invokes."""
+    endpoint, _ = moto_estate
+    shutil.copy(REPO / "events" / "ecs-task-running.json", tmp_path)
+    env = aws_env(clean_env, endpoint) | {"AWS_REGION": REGION}
+    invoked = run(local_venv, tmp_path, env, "invoke", "task_events", "ecs-task-running.json")
+    assert invoked.returncode == 0, invoked.stderr[-3000:]
+    task_arn = json.loads(invoked.stdout)["task_arn"]
+
+    history = run(venv, tmp_path, env, "history", task_arn, "--format", "json")
+    assert history.returncode == 0, history.stderr
+    assert json.loads(history.stdout) and "Traceback" not in history.stderr
+    findings = run(venv, tmp_path, env, "findings", "--format", "json")
+    assert findings.returncode == 0, findings.stderr
+    held = json.loads(findings.stdout)
+    assert held and {f["account_id"] for f in held} == {"123456789012"}
+    assert {f["rule_id"] for f in held} <= set(RULE_IDS)
+    discovered = run(venv, tmp_path, env, "discovered", "--format", "json")
+    assert discovered.returncode == 0 and json.loads(discovered.stdout) == [], discovered.stderr
