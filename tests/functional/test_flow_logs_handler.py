@@ -210,6 +210,30 @@ def test_a_batch_delivered_late_keeps_first_seen_the_earliest_start_and_last_see
     assert (summary["first_seen"], summary["last_seen"]) == (row["first_seen"], row["last_seen"])
 
 
+def test_a_batch_that_began_before_the_row_and_ends_after_it_moves_first_seen_earlier(world):
+    """A batch holding a late flow and a new one ends after the row but began before it:
+    first_seen stayed the row's (its update kept an existing first_seen), so a name kept
+    for the later first flow covered traffic sent before any DNS answer."""
+    web = world.web[0]
+    running(world, web)
+    ip, eni = web.private_ip, web.eni
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    world.flow_logs(batch([flow(eni, ip, "52.94.1.1", 443, at=start)], first_id=10))
+    both = [
+        flow(eni, ip, "52.94.1.1", 443, at=start - timedelta(minutes=4)),
+        flow(eni, ip, "52.94.1.1", 443, at=start + timedelta(minutes=2)),
+    ]
+    world.flow_logs(batch(both, first_id=20))
+
+    (row,) = DiscoveryStore(world.rt.recorder.table).flows(WEB_KEY)
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    assert row["flows"] == 3
+    assert row["first_seen"] == (start - timedelta(minutes=4)).strftime(stamp)
+    assert row["last_seen"] == (start + timedelta(minutes=2, seconds=50)).strftime(stamp)
+    summary = DiscoveryStore(world.rt.recorder.table).summary(WEB_KEY)
+    assert (summary["first_seen"], summary["last_seen"]) == (row["first_seen"], row["last_seen"])
+
+
 def test_an_eni_reused_by_a_later_task_is_attributed_by_time_and_older_records_are_nobodys(world):
     """Task A owns the ENI from T0 until it stops at T1; task B gets it at T2. A flow at
     T0+1m is A's, one between T1 and T2 nobody's, one after T2 B's; one before T0 is older

@@ -531,3 +531,25 @@ def test_a_query_timestamp_past_the_calendar_in_utc_does_not_fail_the_batch():
         payload(record(), json.dumps(record(at="9999-12-31T23:59:59-01:00")))
     )
     assert len(records) + len(malformed) == 2
+
+
+def test_every_in_order_update_has_a_form_that_lowers_first_seen_of_a_batch_ending_after_the_row():
+    """The in-order form kept an existing first_seen: a batch that ended after the row
+    but began before it never moved first_seen earlier (DNS rows and flow rows alike)."""
+    from fargate_audit.stores import discovery
+
+    update = {
+        "Update": {
+            "Key": {},
+            "UpdateExpression": "ADD #c :n SET first_seen = if_not_exists(first_seen, :fs), last_seen = :ls",
+        }
+    } | discovery.in_order("ADD #c :n SET {first}#ttl = :ttl")
+    own = discovery._in_form(update, 0)["Update"]
+    assert (
+        "first_seen <= :fs" in own["ConditionExpression"] and "last_seen <= :ls" in own["ConditionExpression"]
+    )
+    lowered = discovery._in_form(update, 1)["Update"]
+    assert lowered["UpdateExpression"] == "ADD #c :n SET first_seen = :fs, last_seen = :ls"
+    assert lowered["ConditionExpression"] == "last_seen <= :ls AND first_seen > :fs"
+    forms = [discovery._in_form(update, k)["Update"]["ConditionExpression"] for k in range(4)]
+    assert len(set(forms)) == 4  # the four orders of (start, end) against the row's

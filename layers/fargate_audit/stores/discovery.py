@@ -109,25 +109,36 @@ def decode_summary(item: Mapping[str, Any]) -> dict:
     }
 
 
+# what an update's own expression sets first_seen to (kept when there is one)
+KEEP_FIRST_SEEN = "first_seen = if_not_exists(first_seen, :fs)"
+
+
 def in_order(late_expression: str) -> dict:
     """A row's ``first_seen``/``last_seen`` as the earliest start and the latest end of its
     flows or queries, whatever order batches arrive in (a retried batch is minutes late; DynamoDB has
-    no min or max). The update applies only when the batch is not older than the row's
-    ``last_seen`` (an in-order batch: the common case, one write); else the chunk is
-    written again with the row's ``_late`` forms, in turn: counters and an earlier
-    ``first_seen`` when the batch began before it, then counters alone
-    (:meth:`DiscoveryStore.apply_chunk`). ``late_expression`` has ``{first}`` where the first form
-    sets ``first_seen = :fs, ``."""
+    no min or max). The update applies only when the batch neither ends before the row's
+    ``last_seen`` nor begins before its ``first_seen`` (an in-order batch: the common case,
+    one write); else the chunk is written again with the row's other forms, in turn
+    (:meth:`DiscoveryStore.apply_chunk`): its own expression with ``first_seen`` lowered (a
+    batch ending after the row that also began before it: a late flow with a new one),
+    then, for a batch ending before the row, counters and an earlier ``first_seen`` when
+    it began before it, then counters alone. The update's own expression sets
+    ``KEEP_FIRST_SEEN``; ``late_expression`` has ``{first}`` where a form sets
+    ``first_seen = :fs, ``."""
     return {
-        "_condition": "attribute_not_exists(last_seen) OR last_seen <= :ls",
+        "_condition": (
+            "attribute_not_exists(last_seen) OR "
+            "(last_seen <= :ls AND (attribute_not_exists(first_seen) OR first_seen <= :fs))"
+        ),
         "_late": [
+            (None, "last_seen <= :ls AND first_seen > :fs"),  # None: the own expression, first lowered
             (late_expression.format(first="first_seen = :fs, "), "last_seen > :ls AND first_seen > :fs"),
             (late_expression.format(first=""), "last_seen > :ls AND first_seen <= :fs"),
         ],
     }
 
 
-MAX_LATE_ATTEMPTS = 6  # chunks written again for updates of batches older than their rows
+MAX_LATE_ATTEMPTS = 8  # chunks written again for updates of batches older than their rows
 
 
 def _in_form(action: Mapping, form: int) -> dict:
@@ -141,6 +152,10 @@ def _in_form(action: Mapping, form: int) -> dict:
         body["ConditionExpression"] = action["_condition"]
     else:
         expression, condition = action["_late"][form - 1]
+        if expression is None:  # its own expression, with an earlier first_seen
+            if KEEP_FIRST_SEEN not in body["UpdateExpression"]:
+                raise ValueError("an in_order update must keep first_seen with if_not_exists")
+            expression = body["UpdateExpression"].replace(KEEP_FIRST_SEEN, "first_seen = :fs")
         body["UpdateExpression"] = expression
         if condition:
             body["ConditionExpression"] = condition
