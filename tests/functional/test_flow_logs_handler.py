@@ -848,6 +848,39 @@ def test_a_row_an_answer_named_stays_named_after_the_answer_expires_until_an_ear
     assert earlier["results"][f"{WEB_KEY}/EGR-03"] == "FAILED"
 
 
+def test_the_name_is_kept_with_publishing_off_too(monkeypatch):
+    with emulated_world(monkeypatch, {"PUBLISH_FINDINGS": "false"}) as world:
+        web = world.web[0]
+        running(world, web)
+        started = datetime.now(UTC) - timedelta(minutes=5)
+        dns_answer(world, web, "api.partner.example", "52.94.1.1", started - timedelta(minutes=3))
+        world.flow_logs(batch([flow(web.eni, web.private_ip, "52.94.1.1", 443, at=started)]))
+        (row,) = DiscoveryStore(world.rt.recorder.table).flows(WEB_KEY)
+        assert (row["named"], row["named_own"]) == ("api.partner.example", True)
+
+
+def test_the_workloads_own_answer_delivered_later_replaces_another_workloads_kept_name(world):
+    """Another workload's answer for a shared address (a CDN) named the row first; the
+    workload's own, delivered later, comes first (as name_for has it), kept or not."""
+    from test_dns_logs_handler import running as running_as_their_own
+
+    web, etl = world.web[0], world.etl[0]
+    running_as_their_own(world, web, etl)
+    started = datetime.now(UTC) - timedelta(minutes=10)
+    dns_answer(world, etl, "other-tenant.cdn.example", "52.94.1.1", started - timedelta(minutes=5))
+    world.flow_logs(batch([flow(web.eni, web.private_ip, "52.94.1.1", 443, at=started)]))
+    store = DiscoveryStore(world.rt.recorder.table)
+    (row,) = store.flows(WEB_KEY)
+    assert (row["named"], row["named_own"]) == ("other-tenant.cdn.example", False)
+
+    dns_answer(world, web, "api.partner.example", "52.94.1.1", started - timedelta(minutes=2), first_id=50)
+    (row,) = store.flows(WEB_KEY)
+    assert (row["named"], row["named_own"]) == ("api.partner.example", True)
+    name_of = dnslogs.flow_namer(store.answers, WEB_KEY, 24 * 3600)
+    (shown,) = egress_view.flow_rows(store.flows(WEB_KEY), name_of=name_of)
+    assert shown["name"] == "api.partner.example"
+
+
 def test_egr_03_gives_no_result_to_a_workload_without_flow_data(world):
     from test_dns_logs_handler import running as running_as_their_own  # etl in batch/family:etl
 

@@ -520,9 +520,16 @@ def test_a_name_kept_on_the_row_for_its_first_flow_needs_no_answer_read():
 
     name_of = dnslogs.flow_namer(answers_of, OWN, DAY)
     flow = {"vpc_id": VPC, "address": "198.51.100.7", "first_seen": FLOW_AT, "named": "a.example"}
-    assert name_of(flow | {"named_first_seen": FLOW_AT}) == "a.example" and reads == []
+    assert name_of(flow | {"named_first_seen": FLOW_AT, "named_own": True}) == "a.example" and reads == []
     # kept for another first flow (a late batch moved first_seen earlier): read the answers
-    assert name_of(flow | {"named_first_seen": "2026-06-02T12:30:00Z"}) is None and reads == [FLOW_AT]
+    assert name_of(flow | {"named_first_seen": "2026-06-02T12:30:00Z", "named_own": True}) is None
+    assert reads == [FLOW_AT]
+    # another workload's answer kept it: the answers are read (an own one comes first), and
+    # the kept name stands when they no longer name it
+    reads.clear()
+    fresh = dnslogs.flow_namer(answers_of, OWN, DAY)
+    assert fresh(flow | {"named_first_seen": FLOW_AT, "named_own": False}) == "a.example"
+    assert reads == [FLOW_AT]
 
 
 def test_a_query_timestamp_past_the_calendar_in_utc_does_not_fail_the_batch():

@@ -59,7 +59,7 @@ from typing import Any
 
 from fargate_audit.app.events import EventError
 from fargate_audit.core.checks import normalize_domain
-from fargate_audit.core.egress import kept_name, lookback_start, name_for
+from fargate_audit.core.egress import kept_name, kept_own, lookback_start, name_for
 from fargate_audit.stores import keys
 from fargate_audit.stores.discovery import (
     DISCOVERED_GSI_PK,
@@ -547,7 +547,7 @@ def flow_answers(
 
     def answers(flow: Mapping[str, Any]) -> list[dict]:
         vpc, address, started = flow.get("vpc_id"), flow.get("address"), flow.get("first_seen")
-        if not vpc or not address or not started or kept_name(flow):  # a kept name needs no answer
+        if not vpc or not address or not started or kept_own(flow):  # its own kept name stands
             return []
         since = lookback_start(str(started), lookback_seconds)
         key = (str(vpc), str(address), since[:13], str(started)[:13])  # the Query's hour range
@@ -566,10 +566,10 @@ def flow_namer(
     answers = flow_answers(answers_of, lookback_seconds)
 
     def name_of(flow: Mapping[str, Any]) -> str | None:
-        kept = kept_name(flow)
-        if kept:
-            return kept
-        return name_for(answers(flow), str(flow.get("first_seen") or ""), workload_key, lookback_seconds)
+        if kept_own(flow):
+            return kept_name(flow)
+        started = str(flow.get("first_seen") or "")
+        return name_for(answers(flow), started, workload_key, lookback_seconds) or kept_name(flow)
 
     return name_of
 

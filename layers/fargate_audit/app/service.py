@@ -1103,19 +1103,19 @@ def evaluate_workload_discovery(
     running task (its findings were archived when the last one stopped) or when
     publishing is off. ``answers``: the batch's reader (:func:`discovery_answers`), else
     one of its own. Returns (results, publish outcome or None)."""
+    if answers is None:
+        answers = discovery_answers(rt, store)
+    flows = [
+        flow | {"answers": answers(flow) if flow.get("action") == "ACCEPT" else []}
+        for flow in store.flows(workload_key)
+    ]
+    _keep_names(rt, store, workload_key, flows)  # whether or not anything is published
     running = rt.recorder.running_tasks(workload_key)
     if not running or rt.publisher is None:
         return [], None
     postures = [task["posture"] for task in running]
     first = postures[0]
-    if answers is None:
-        answers = discovery_answers(rt, store)
     summary = store.summary(workload_key) or {}
-    flows = [
-        flow | {"answers": answers(flow) if flow.get("action") == "ACCEPT" else []}
-        for flow in store.flows(workload_key)
-    ]
-    _keep_names(rt, store, workload_key, flows)
     discovery = {
         "account_id": first["account_id"],
         "region": first["region"],
@@ -1136,15 +1136,17 @@ def evaluate_workload_discovery(
 
 def _keep_names(rt: Runtime, store: DiscoveryStore, workload_key: str, flows: list[dict]) -> None:
     """Keep on each ACCEPTed flow row the name an answer gave its first flow
-    (``DiscoveryStore.keep_name``, once per row and first_seen), so it stays named after
+    (``DiscoveryStore.keep_name``, once per row and first_seen; again when the workload's
+    own answer, delivered later, names it where another's did), so it stays named after
     that answer expires (answers are kept 8 days; a row lives while traffic goes on)."""
     lookback = duration_seconds(effective_params(rt.catalog, rt.params)["dns_answer_lookback"])
     for flow in flows:
-        if flow.get("action") != "ACCEPT" or not flow.get("answers") or egress.kept_name(flow):
+        if flow.get("action") != "ACCEPT" or not flow.get("answers") or egress.kept_own(flow):
             continue
-        name = egress.name_for(flow["answers"], str(flow.get("first_seen") or ""), workload_key, lookback)
-        if name:
-            store.keep_name(workload_key, flow, name)
+        found = egress.name_source(flow["answers"], str(flow.get("first_seen") or ""), workload_key, lookback)
+        if found is None or (egress.kept_name(flow) and not found[1]):
+            continue  # nothing names it, or another's answer names it and one is kept already
+        store.keep_name(workload_key, flow, found[0], own=found[1])
 
 
 def handle_dns_logs(event: Any, rt: Runtime, now: datetime) -> dict:

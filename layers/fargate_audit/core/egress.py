@@ -75,6 +75,14 @@ def name_for(
     ``last_seen`` when that is not after ``started``, else its ``first_seen`` when that is
     not (an answer of the same hour, before the flow), else it names nothing. Ties: the
     smaller name."""
+    found = name_source(answers, started, workload_key, lookback_seconds)
+    return found[0] if found else None
+
+
+def name_source(
+    answers: Iterable[Mapping[str, Any]], started: str, workload_key: str, lookback_seconds: int
+) -> tuple[str, bool] | None:
+    """:func:`name_for`'s name and whether the workload's own answer gave it."""
     if not started:
         return None
     begin = lookback_start(started, lookback_seconds)
@@ -89,19 +97,27 @@ def name_for(
         current = best.get(own)
         if current is None or moment > current[0] or (moment == current[0] and name < current[1]):
             best[own] = (moment, name)
-    chosen = best.get(True) or best.get(False)
-    return chosen[1] if chosen else None
+    if True in best:
+        return best[True][1], True
+    return (best[False][1], False) if False in best else None
 
 
 def kept_name(flow: Mapping[str, Any]) -> str | None:
     """The name kept on a flow row when an answer named its first flow (``named``), while
     its first_seen is still that one (``named_first_seen``); else None. Answers are kept 8
     days and a row lives while traffic goes on: without it, a destination a service kept
-    calling became one nobody resolved once the answer that named it expired."""
+    calling became one nobody resolved once the answer that named it expired. A name
+    another workload's answer gave (``named_own`` false) stands only until the answers,
+    read again, give one: the workload's own answer, delivered later, comes first."""
     name = flow.get("named")
     if name and flow.get("named_first_seen") and flow.get("named_first_seen") == flow.get("first_seen"):
         return str(name)
     return None
+
+
+def kept_own(flow: Mapping[str, Any]) -> bool:
+    """The row keeps a name its own workload's answer gave: no answer read can change it."""
+    return kept_name(flow) is not None and flow.get("named_own") is True
 
 
 def unresolved_flows(

@@ -93,6 +93,7 @@ def decode_flow(item: Mapping[str, Any]) -> dict:
         "vpc_id": item.get("vpc_id"),
         "named": item.get("named"),
         "named_first_seen": item.get("named_first_seen"),
+        "named_own": item.get("named_own"),
     }
 
 
@@ -232,14 +233,20 @@ class DiscoveryStore:
         found = [decode_flow(item) for item in items]
         return sorted(found, key=lambda f: (-int(f["bytes_out"]), f["address"], f["protocol"], f["port"]))
 
-    def keep_name(self, workload_key: str, flow: Mapping[str, Any], name: str) -> bool:
+    def keep_name(self, workload_key: str, flow: Mapping[str, Any], name: str, own: bool) -> bool:
         """Keep on a flow row the name a DNS answer gave its first flow (``flow``: as
-        :meth:`flows` returns it). Only while the row's first_seen is still the one named: a
-        late batch that moved it earlier brought a flow the name may not cover. False when
-        the row changed under it (or was named already)."""
+        :meth:`flows` returns it; ``own``: the workload's own answer gave it). Only while
+        the row's first_seen is still the one named (a late batch that moved it earlier
+        brought a flow the name may not cover), and over a kept name only when this one is
+        the workload's own and that one was not. False when the row changed under it (or
+        was named already)."""
         first = str(flow.get("first_seen") or "")
         if not first:
             return False
+        replaces = "attribute_not_exists(named_first_seen) OR named_first_seen <> :fs"
+        if own:
+            replaces += " OR attribute_not_exists(named_own) OR named_own = :no"
+        values = {":n": name, ":fs": first, ":own": own} | ({":no": False} if own else {})
         return self.table.update(
             {
                 "pk": discovery_pk(workload_key),
@@ -247,11 +254,9 @@ class DiscoveryStore:
                     str(flow["address"]), str(flow["protocol"]), int(flow["port"]), str(flow["action"])
                 ),
             },
-            "SET named = :n, named_first_seen = :fs",
-            ConditionExpression=(
-                "first_seen = :fs AND (attribute_not_exists(named_first_seen) OR named_first_seen <> :fs)"
-            ),
-            ExpressionAttributeValues=to_attributes({":n": name, ":fs": first}),
+            "SET named = :n, named_first_seen = :fs, named_own = :own",
+            ConditionExpression=f"first_seen = :fs AND ({replaces})",
+            ExpressionAttributeValues=to_attributes(values),
         )
 
     def answers(self, vpc_id: str, address: str, since: str, until: str) -> list[dict]:
