@@ -158,7 +158,10 @@ def test_only_the_central_function_roles_may_assume_the_role_with_the_external_i
 
 def test_the_trust_is_the_member_roles(reader):
     member = load_template(REPO_ROOT / "templates" / "member.yaml")
-    (theirs,) = member["Resources"]["AuditRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    # the member role's trust of the central functions (its other, optional, is the CLI's)
+    theirs, _cli_scanner = member["Resources"]["AuditRole"]["Properties"]["AssumeRolePolicyDocument"][
+        "Statement"
+    ]
     (ours,) = _role(reader)["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert ours["Principal"] == theirs["Principal"]
     assert ours["Condition"]["ArnLike"] == theirs["Condition"]["ArnLike"]
