@@ -676,3 +676,36 @@ def test_the_regions_whose_events_are_audited_are_the_regions_swept_when_both_li
     neither = SimpleNamespace(**{**vars(one_list), "audited_regions": frozenset()})
     assert service.allowed_regions(neither) == {"eu-west-1"}
     assert service.sweep_scopes(neither, "us-east-1") == [("111111111111", "us-east-1")]
+
+
+def test_an_account_no_longer_audited_has_its_tasks_retired_and_its_findings_archived(org, monkeypatch):
+    """A member removed from AuditedAccounts (or a region from AuditedRegions, or a
+    suspended account): its events are refused from then on and no scope of it is swept,
+    so its findings stayed ACTIVE for ever and its tasks RUNNING. The next sweep queues its
+    workloads to a worker that retires them and archives their findings."""
+    from support.sessions import new_session
+
+    world, a, b = org
+    Sts(world)
+    world.sweep_planner(scheduled())
+    assert world.sweep_worker({"Records": drain(world)}) == {"batchItemFailures": []}
+    assert {f["RecordState"] for f in b.findings().values()} == {"ACTIVE"}
+
+    monkeypatch.setenv("AUDITED_ACCOUNTS", A)  # the stack redeployed: B no longer audited
+    session = new_session()
+    world.calls.attach(session)
+    world.rt = lambda_handlers.build_runtime(session=session, logger=world.spy)
+    lambda_handlers.set_runtime(world.rt)
+    Sts(world)
+    planned = world.sweep_planner(scheduled())
+    assert planned["scopes"] == 1 and planned["no_longer_audited_workloads"] == 2  # B's web and etl
+    records = drain(world)
+    dropped = [json.loads(r["body"]) for r in records if json.loads(r["body"]).get("no_longer_audited")]
+    assert {(m["account_id"], m["region"]) for m in dropped} == {(B, REGION)}
+    assert world.sweep_worker({"Records": records}) == {"batchItemFailures": []}
+
+    assert {f["RecordState"] for f in b.findings().values()} == {"ARCHIVED"}
+    assert {f["RecordState"] for f in a.findings().values()} == {"ACTIVE"}
+    assert all(world.rt.recorder.latest(t.arn)["lifecycle"] == "STOPPED" for t in b.web)
+    assert not [k for k in world.rt.findings.active_workload_keys("fargate-audit/") if f"#{B}#" in k]
+    assert world.sweep_planner(scheduled())["no_longer_audited_workloads"] == 0  # done once

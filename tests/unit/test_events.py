@@ -184,6 +184,7 @@ def test_sweep_sample_bodies_parse_with_and_without_task_arns():
         "cluster_arn": CLUSTER_ARN,
         "task_arns": [TASK_ARN],
         "workloads": None,
+        "no_longer_audited": False,
     }
     assert second["task_arns"] is None and second["cluster_arn"] == CLUSTER_ARN
 
@@ -196,7 +197,15 @@ def test_planner_message_round_trips():
         "cluster_arn": CLUSTER_ARN,
         "task_arns": None,
         "workloads": None,
+        "no_longer_audited": False,
     }
+    key = "WL#123456789012#eu-west-1#prod-web#service:web"
+    body = events.sweep_message(
+        "123456789012", "eu-west-1", CLUSTER_ARN, workloads=[key], no_longer_audited=True
+    )
+    assert events.parse_sweep_message(body)["no_longer_audited"] is True
+    with pytest.raises(EventError, match="no_longer_audited names workloads"):
+        events.parse_sweep_message(json.dumps(_body(no_longer_audited=True)))
 
 
 def test_planner_page_round_trips_and_holds_at_most_one_describe_call():

@@ -370,12 +370,15 @@ def parse_sweep_message(body: Any) -> dict:
                 f"{SWEEP_MESSAGE}: workloads must be workload keys of cluster_arn ({cluster_name[:255]}), "
                 "without task_arns"
             )
+    if body.get("no_longer_audited") and not workloads:
+        raise EventError(f"{SWEEP_MESSAGE}: no_longer_audited names workloads")
     return {
         "account_id": body["account_id"],
         "region": body["region"],
         "cluster_arn": cluster_arn,
         "task_arns": list(dict.fromkeys(task_arns)) if task_arns else None,
         "workloads": list(dict.fromkeys(workloads)) if workloads else None,
+        "no_longer_audited": body.get("no_longer_audited") is True,
     }
 
 
@@ -385,12 +388,14 @@ def sweep_message(
     cluster_arn: str,
     task_arns: list[str] | None = None,
     workloads: list[str] | None = None,
+    no_longer_audited: bool = False,
 ) -> str:
     """The body the planner sends (the inverse of parse_sweep_message): one page of at most
     SWEEP_PAGE_TASKS tasks of a cluster (``task_arns``); or ``workloads`` of the cluster
     to publish (at most SWEEP_PAGE_TASKS: those with ACTIVE findings and no task recorded
-    running); or, without either, the whole cluster (the form of the planners before
-    pages, still valid)."""
+    running; ``no_longer_audited``: of an account and region the stack no longer audits,
+    to retire and archive); or, without either, the whole cluster (the form of the
+    planners before pages, still valid)."""
     body: dict[str, Any] = {"account_id": account_id, "region": region, "cluster_arn": cluster_arn}
     if task_arns:
         if len(task_arns) > SWEEP_PAGE_TASKS:
@@ -402,6 +407,8 @@ def sweep_message(
                 f"a sweep message names at most {SWEEP_PAGE_TASKS} workloads, not {len(workloads)}"
             )
         body["workloads"] = list(workloads)
+        if no_longer_audited:
+            body["no_longer_audited"] = True
     return json.dumps(body, separators=(",", ":"))
 
 

@@ -752,6 +752,9 @@ def plan_sweep(rt: Runtime, queue_url: str, now: datetime, region: str | None = 
                 continue
             account = (collect.account_of(clusters[0]) if clusters else None) or rt.audit_role_account
             plan.scope(rt, rt.clients, account or rt.own_account, scope_region, clusters)
+        own = rt.audit_role_account or rt.own_account
+        if own:
+            plan.no_longer_audited(rt, {(own, scope_region) for scope_region in regions})
         if len(plan.unreachable) == len(regions) > 1:
             first = plan.unreachable[0]
             raise SweepError(
@@ -777,6 +780,7 @@ def plan_sweep(rt: Runtime, queue_url: str, now: datetime, region: str | None = 
             unreachable_scopes += 1
             continue
         plan.scope(rt, clients, account, scope_region, listed)
+    plan.no_longer_audited(rt, set(scopes))
     if scopes and unreachable_scopes == len(scopes):
         first = plan.unreachable[0]
         raise SweepError(
@@ -806,7 +810,16 @@ class _SweepPlan:
         self.tasks = 0  # listed
         self.retiring = 0  # held as RUNNING by the recorder, not listed: described, then retired
         self.orphans = 0  # workloads with ACTIVE findings and no task recorded running: archived
+        self.dropped = 0  # workloads with ACTIVE findings in a scope no longer audited: retired
         self.unreachable: list[dict] = []
+        self._active: list[str] | None = None  # every ACTIVE finding's workload key (one Query)
+
+    def active_keys(self, rt: Runtime) -> list[str]:
+        """The workload keys of every ACTIVE finding of the table: one Query per sweep
+        (projected to the key), which each scope then filters."""
+        if self._active is None:
+            self._active = rt.findings.active_workload_keys("fargate-audit/")
+        return self._active
 
     def scope(
         self, rt: Runtime, clients: Clients, account: str | None, region: str, clusters: list[str]
@@ -815,7 +828,7 @@ class _SweepPlan:
         clusters ListClusters no longer lists (deleted) where findings are still ACTIVE:
         their recorded running tasks, to be described and retired (one DynamoDB Query for
         the scope's active workloads, when findings are published)."""
-        active = _active_workloads(rt, account, region)
+        active = _active_workloads(rt, account, region, self.active_keys(rt) if rt.publisher else None)
         for arn in clusters:
             self.cluster(rt, clients, account or "", region, arn, active)
         listed_names = {arn.split("/", 1)[-1] for arn in clusters}
@@ -878,27 +891,57 @@ class _SweepPlan:
         self.tasks += len(listed)
         self.retiring += len(gone)
 
+    def no_longer_audited(self, rt: Runtime, audited: set[tuple[str, str]]) -> None:
+        """The workloads with ACTIVE findings in an account and region the stack no longer
+        audits (removed from AuditedAccounts or AuditedRegions, suspended, out of the
+        allowlists): queued to a worker that retires their recorded running tasks and
+        archives their findings; nothing else would, as their events are refused now (one
+        Query over every ACTIVE finding, when findings are published)."""
+        if rt.publisher is None:
+            return
+        by_cluster: dict[tuple[str, str, str], list[str]] = {}
+        for key in self.active_keys(rt):
+            parts = key.split("#", 4)
+            if len(parts) == 5 and (parts[1], parts[2]) not in audited:
+                by_cluster.setdefault((parts[1], parts[2], parts[3]), []).append(key)
+        for (account, region, cluster), workload_keys in sorted(by_cluster.items()):
+            cluster_arn = f"arn:{partition_of(region)}:ecs:{region}:{account}:cluster/{cluster}"
+            for start in range(0, len(workload_keys), events.SWEEP_PAGE_TASKS):
+                chunk = workload_keys[start : start + events.SWEEP_PAGE_TASKS]
+                body = events.sweep_message(
+                    account, region, cluster_arn, workloads=chunk, no_longer_audited=True
+                )
+                self.bodies.append(body)
+                self.labels.append(cluster_arn)
+            self.dropped += len(workload_keys)
+
     def summary(self, sent: int) -> dict:
         return {
             "clusters": self.clusters,
             "tasks": self.tasks,
             "retiring": self.retiring,
             "orphaned_workloads": self.orphans,
+            "no_longer_audited_workloads": self.dropped,
             "messages": sent,
             "unreachable": self.unreachable,
         }
 
 
-def _active_workloads(rt: Runtime, account: str | None, region: str) -> dict[str, list[str]] | None:
-    """{cluster name: workload keys} of the ACTIVE findings of one account and region (one
+def _active_workloads(
+    rt: Runtime, account: str | None, region: str, active_keys: list[str] | None = None
+) -> dict[str, list[str]] | None:
+    """{cluster name: workload keys} of the ACTIVE findings of one account and region
+    (``active_keys``: every ACTIVE finding's workload key, read once per sweep; else one
     Query); findings not published, the workloads the recorder registered there (one
     Query: ``Recorder.register_workload``); None when the account is unknown."""
     if not account:
         return None
     if rt.publisher is None:
         return rt.recorder.registered_workloads(account, region)
+    if active_keys is None:
+        active_keys = rt.findings.active_workload_keys(f"fargate-audit/{account}/{region}/")
     by_cluster: dict[str, list[str]] = {}
-    for key in rt.findings.active_workload_keys(f"fargate-audit/{account}/{region}/"):
+    for key in active_keys:
         parts = key.split("#", 4)
         if len(parts) == 5 and parts[1:3] == [account, region]:
             by_cluster.setdefault(parts[3], []).append(key)
@@ -974,6 +1017,43 @@ def _known_workloads(
     return list(keys)
 
 
+def _retire_no_longer_audited(
+    rt: Runtime,
+    message_id: str,
+    account: str,
+    region: str,
+    cluster_arn: str,
+    workloads: list[str],
+    now: datetime,
+) -> dict:
+    """A planner's message for workloads of an account and region the stack no longer
+    audits: their recorded running tasks retired (stopped now, as far as the auditor is
+    concerned) and their findings archived, in the account's Security Hub through its
+    role while that can still be assumed (else they wait in the outbox, and the next sweep
+    queues them again). Nothing is read from the account."""
+    batch = _Batch(rt, now)
+    stopped_at = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    cause = _cause("sweep", message_id, None, None)
+    for key in workloads:
+        batch._touch(key)
+        for task in rt.recorder.running_tasks(key):
+            batch.stopped(task["task_arn"], None, stopped_at, cause, key)
+    findings = batch.publish()
+    return {
+        "status": "retired",
+        "reason": "no longer audited",
+        "account_id": account,
+        "region": region,
+        "cluster_arn": cluster_arn,
+        "tasks": 0,
+        **batch.counts,
+        "api_calls": {},
+        "findings": findings,
+        "flushed": None,
+        "errors": [],
+    }
+
+
 def sweep_cluster(
     message: Any,
     rt: Runtime,
@@ -996,8 +1076,13 @@ def sweep_cluster(
     cluster in one SQS batch refresh a VPC once, not once a page). SweepError when the
     cluster could not be fully listed or the tasks described (the message is retried)."""
     parsed = events.parse_sweep_message(message)
-    check_origin(rt, events.SWEEP_MESSAGE, (parsed["account_id"], parsed["region"]))
     account, region, cluster_arn = parsed["account_id"], parsed["region"], parsed["cluster_arn"]
+    if parsed["no_longer_audited"]:
+        # the planner's, for a scope it no longer audits: nothing is read from the account
+        return _retire_no_longer_audited(
+            rt, message_id, account, region, cluster_arn, parsed["workloads"], now
+        )
+    check_origin(rt, events.SWEEP_MESSAGE, (parsed["account_id"], parsed["region"]))
     clients = scope_clients(rt, account, region)
     batch = _Batch(rt, now)
 
