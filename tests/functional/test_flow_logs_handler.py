@@ -881,6 +881,50 @@ def test_the_workloads_own_answer_delivered_later_replaces_another_workloads_kep
     assert shown["name"] == "api.partner.example"
 
 
+def test_an_answer_batch_retried_after_a_later_one_of_the_same_hour_still_names_the_flow(world):
+    """The answer item of an (address, hour, name, source) kept the first-applied batch's
+    first_seen and took a late batch's last_seen: batch 2 (answer at :40) then the retried
+    batch 1 (answers at :05 and :10) left first_seen :40, last_seen :10, and a flow at :07
+    was nobody's. The item now keeps the earliest answer and the latest, in any order."""
+    from test_dns_logs_handler import batch as dns_batch
+    from test_dns_logs_handler import record
+
+    web = world.web[0]
+    running(world, web)
+    hour = (datetime.now(UTC) - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    dns_answer(world, web, "api.partner.example", "52.94.1.1", hour + timedelta(minutes=40), first_id=50)
+    queries = []
+    for minute in (5, 10):
+        query = record(
+            world.vpc,
+            web.private_ip,
+            "api.partner.example",
+            (hour + timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        query["answers"] = [{"Rdata": "52.94.1.1", "Type": "A", "Class": "IN"}]
+        queries.append(query)
+    world.dns_logs(dns_batch(queries, 10))
+
+    store = DiscoveryStore(world.rt.recorder.table)
+    (item,) = store.answers(
+        world.vpc,
+        "52.94.1.1",
+        hour.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        (hour + timedelta(minutes=59)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    assert (item["first_seen"], item["last_seen"]) == (
+        (hour + timedelta(minutes=5)).strftime(stamp),
+        (hour + timedelta(minutes=40)).strftime(stamp),
+    )
+    outcome = world.flow_logs(
+        batch([flow(web.eni, web.private_ip, "52.94.1.1", 443, at=hour + timedelta(minutes=7))])
+    )
+    assert outcome["results"][f"{WEB_KEY}/EGR-03"] == "PASSED"
+    (row,) = store.flows(WEB_KEY)
+    assert row["named"] == "api.partner.example"
+
+
 def test_egr_03_gives_no_result_to_a_workload_without_flow_data(world):
     from test_dns_logs_handler import running as running_as_their_own  # etl in batch/family:etl
 

@@ -500,7 +500,9 @@ def summary_update(workload_key: str, workload: str, aggregates: list[Aggregate]
 
 
 def answer_update(answer: AnswerAggregate, now: datetime) -> dict:
-    """The UpdateItem of one (VPC, address, hour, name, source) answer item."""
+    """The UpdateItem of one (VPC, address, hour, name, source) answer item: first_seen
+    the earliest answer and last_seen (with its task) the latest, whatever order batches
+    arrive in (``stores.discovery.in_order``)."""
     values: dict[str, Any] = {
         ":fs": answer.first_seen,
         ":ls": answer.last_seen,
@@ -531,7 +533,10 @@ def answer_update(answer: AnswerAggregate, now: datetime) -> dict:
             "ExpressionAttributeNames": {"#ttl": "ttl"},
             "ExpressionAttributeValues": to_attributes(values),
         }
-    }
+    } | in_order(  # a batch older than the item: last_seen and its task stay the item's
+        "SET {first}query_name = :name, address = :addr, vpc_id = :vpc, workload_key = :wk, #ttl = :ttl"
+        + (", task_arn = if_not_exists(task_arn, :task)" if task else "")
+    )
 
 
 def flow_answers(

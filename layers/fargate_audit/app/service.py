@@ -752,9 +752,8 @@ def plan_sweep(rt: Runtime, queue_url: str, now: datetime, region: str | None = 
                 continue
             account = (collect.account_of(clusters[0]) if clusters else None) or rt.audit_role_account
             plan.scope(rt, rt.clients, account or rt.own_account, scope_region, clusters)
-        own = rt.audit_role_account or rt.own_account
-        if own:
-            plan.no_longer_audited(rt, {(own, scope_region) for scope_region in regions})
+        # the accounts whose events it audits (ALLOWED_ACCOUNTS, else its own or the role's)
+        plan.no_longer_audited(rt, {(acct, r) for acct in allowed_accounts(rt) for r in regions})
         if len(plan.unreachable) == len(regions) > 1:
             first = plan.unreachable[0]
             raise SweepError(
@@ -1078,7 +1077,22 @@ def sweep_cluster(
     parsed = events.parse_sweep_message(message)
     account, region, cluster_arn = parsed["account_id"], parsed["region"], parsed["cluster_arn"]
     if parsed["no_longer_audited"]:
-        # the planner's, for a scope it no longer audits: nothing is read from the account
+        # the planner's, for a scope it no longer audits: nothing is read from the account.
+        # One whose scope is audited (again, since it was queued) is ignored.
+        if origin_error(rt, account, region) is None:
+            return {
+                "status": IGNORED,
+                "reason": "scope audited",
+                "account_id": account,
+                "region": region,
+                "cluster_arn": cluster_arn,
+                "tasks": 0,
+                **_Batch(rt, now).counts,
+                "api_calls": {},
+                "findings": None,
+                "flushed": None,
+                "errors": [],
+            }
         return _retire_no_longer_audited(
             rt, message_id, account, region, cluster_arn, parsed["workloads"], now
         )
