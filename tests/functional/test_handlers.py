@@ -609,6 +609,33 @@ def test_worker_reports_only_the_malformed_message_as_a_batch_failure(world):
     assert world.rt.recorder.latest(world.web[1].arn)["lifecycle"] == "RUNNING"  # the others were swept
 
 
+def test_a_message_that_fails_on_dynamodb_is_named_and_counted_and_the_others_swept(world, monkeypatch):
+    """A failure past the SDK's retries (DynamoDB throttled) left no log line and no metric:
+    the page was retried, then dead-lettered without a trace of why."""
+    from botocore.exceptions import ClientError
+    from fargate_audit.app import service
+
+    event = world.sweep_records()
+    first = event["Records"][0]["messageId"]
+    sweep = service.sweep_cluster
+
+    def throttled_once(body, rt, now, message_id=None, **kwargs):
+        if message_id == first:
+            error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "DB_PASSWORD=x"}}
+            raise ClientError(error, "TransactWriteItems")
+        return sweep(body, rt, now, message_id=message_id, **kwargs)
+
+    monkeypatch.setattr(service, "sweep_cluster", throttled_once)
+    result = world.sweep_worker(event)
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": first}]}
+    (line,) = [log for log in world.spy.logs if log[0] == "error"]
+    assert line[2]["event_id"] == first
+    assert line[2]["error"] == "ClientError ProvisionedThroughputExceededException"
+    assert "DB_PASSWORD" not in json.dumps(world.spy.logs)  # never the error's text
+    assert world.spy.metrics["FailedEvents"] == 1
+
+
 def test_unchanged_resweep_imports_nothing(world):
     world.sweep()
     before = world.findings()

@@ -709,6 +709,9 @@ def sweep_worker(event, context, logger=None, metrics=None) -> dict:
             if exc.outcome:
                 _batch_metrics(metrics, exc.outcome)
             raise
+        except Exception as exc:  # DynamoDB, Security Hub...: named and counted, then retried
+            _failed(exc, {"messageId": message_id}, logger, metrics)
+            raise
         _batch_metrics(metrics, outcome)
         _findings_metrics(metrics, outcome.get("flushed"))
         _metric(metrics, "AwsReadCalls", sum(outcome.get("api_calls", {}).values()))
