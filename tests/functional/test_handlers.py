@@ -76,14 +76,16 @@ def test_running_event_is_audited_from_its_own_detail_without_describe_tasks(wor
 
 def test_an_audit_of_one_task_event_reads_its_latest_item_once(world):
     # DynamoDB reads of a RUNNING event (first audit, publishing on): LATEST once (the
-    # order test and the recorder's plan share it), the workload's running set, its finding
-    # states, its outbox entries, and the outbox flush: 5 (6 before the read was shared)
+    # order test and the recorder's plan share it), when the account's and region's last
+    # Config change was handled (a first audit reads no VPC fact cached before it), the
+    # workload's running set, its finding states, its outbox entries, and the outbox
+    # flush: 6 (7 before the LATEST read was shared)
     outcome = world.task_events(world.running(world.web[0]))
 
     reads = world.calls.operations(("dynamodb",))
     assert outcome["status"] == "audited" and outcome["record"] == "created"
-    assert reads["dynamodb.GetItem"] == 1
-    assert reads["dynamodb.GetItem"] + reads["dynamodb.Query"] == 5, reads
+    assert reads["dynamodb.GetItem"] == 2
+    assert reads["dynamodb.GetItem"] + reads["dynamodb.Query"] == 6, reads
 
     world.calls.reset()
     assert world.task_events(world.stopped(world.web[0]))["status"] == "stopped"
@@ -1184,6 +1186,52 @@ def test_a_newer_running_event_is_audited_on_facts_no_older_than_the_recorded_au
     assert outcome["status"] == "audited" and net02() == "PASSED"
     assert outcome["api_calls"].get("ec2.DescribeSecurityGroups") == 1  # read again, not the cache's
     assert world.rt.recorder.history(task.arn)[-1]["cause"]["type"] == "config-event"  # v5 changed nothing
+
+
+def test_a_tasks_first_audit_after_a_config_change_reads_no_facts_cached_before_it(world):
+    """ECS events are unordered and Config is minutes late: the change's event can be
+    handled (by the config events function) before a new task's first RUNNING. The task
+    events container, its cache taken before the change, audited that task on the old
+    facts, and once the older tasks stopped the workload's finding said PASSED for an
+    exposure that was there. A first audit reads no VPC fact cached before the account's
+    and region's last Config change."""
+    from datetime import timedelta
+
+    from fargate_audit.app import service
+    from fargate_audit.edge.collect import FactCache
+    from support.sessions import new_session
+
+    moment = [datetime(2026, 6, 2, 8, 0, tzinfo=UTC)]
+
+    def tick(seconds: float) -> datetime:
+        moment[0] += timedelta(seconds=seconds)
+        return moment[0]
+
+    tasks_rt = world.rt
+    tasks_rt.cache = FactCache(300, clock=lambda: moment[0].timestamp())
+    config_rt = lambda_handlers.build_runtime(session=new_session())
+    config_rt.own_account = tasks_rt.own_account = ACCOUNT
+    first, second = world.web
+
+    def net03(task) -> str:
+        (result,) = [r for r in world.rt.recorder.latest(task.arn)["results"] if r["rule_id"] == "NET-03"]
+        return result["status"]
+
+    assert service.handle_task_event(world.running(first, 4), tasks_rt, tick(1))["status"] == "audited"
+    assert net03(first) == "PASSED"
+    world.client("ec2").authorize_security_group_ingress(
+        GroupId=world.sg,
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": WORLD4}]}],
+    )
+    outcome = service.handle_config_event(
+        world.config("config-security-group-change.json", first), config_rt, tick(30)
+    )
+    assert outcome["status"] == "audited" and net03(first) == "FAILED"
+
+    outcome = service.handle_task_event(world.running(second, 2), tasks_rt, tick(60))
+
+    assert outcome["status"] == "audited" and net03(second) == "FAILED"
+    assert outcome["api_calls"].get("ec2.DescribeSecurityGroups") == 1  # read again, not the cache's
 
 
 def test_a_sweep_archives_the_findings_of_a_workload_left_active_with_no_task_running(world, monkeypatch):

@@ -451,16 +451,17 @@ def _task_event(parsed: dict, rt: Runtime, now: datetime, clients: Clients) -> d
         if reason:
             return base | {"status": STALE, "reason": reason} | _resync_redelivery(rt, stored, parsed, now)
         cache = rt.cache_for(parsed["account"])
+        # a newer version of a task already audited: no VPC facts older than that audit (a
+        # Config re-audit in another container may have judged fresher ones; these could only
+        # move its posture back); a task's first audit: none older than the latest Config
+        # change handled in its account and region (it may have come before this event)
+        if stored is None:
+            changed = rt.recorder.facts_changed_at(parsed["account"], parsed["region"])
+            fresher = _fresher_than({"observed_at": changed} if changed else None, cache, now)
+        else:
+            fresher = _fresher_than(stored, cache, now)
         collected = collect.collect_tasks(
-            clients,
-            parsed["region"],
-            parsed["cluster_arn"],
-            [parsed["detail"]],
-            cache=cache,
-            # a newer version of a task already audited: no VPC facts older than that audit
-            # (a Config re-audit in another container may have judged fresher ones; these
-            # could only move its posture back)
-            **_fresher_than(stored, cache, now),
+            clients, parsed["region"], parsed["cluster_arn"], [parsed["detail"]], cache=cache, **fresher
         )
         if not collected.raw_tasks:
             reason = collected.skipped[0]["reason"] if collected.skipped else "not audited"
@@ -615,6 +616,9 @@ def handle_config_event(event: Any, rt: Runtime, now: datetime) -> dict:
         (parsed["account_id"], parsed["region"]),
     )
     scope_clients(rt, parsed["account_id"], parsed["region"])  # the role first: nothing written else
+    # a task whose first RUNNING event comes after this one, in a container that cached the
+    # facts before the change, reads them again (Config is minutes late, ECS events unordered)
+    rt.recorder.mark_facts_changed(parsed["account_id"], parsed["region"], now)
     outcome = _config_event(parsed, rt, now)
     outcome["flushed"] = flush_outbox(rt, now)
     return outcome

@@ -876,6 +876,25 @@ class Recorder:
         else:
             self.table.batch_write([{"DeleteRequest": {"Key": to_attributes(v)}} for v in chosen])
 
+    # ---------------------------------------------------------------- facts changed
+
+    def mark_facts_changed(self, account: str, region: str, now: datetime) -> None:
+        """A Config change of a network resource of ``account`` / ``region`` was handled
+        at ``now``: a task audited for the first time after it reads no VPC fact cached
+        before it (:meth:`facts_changed_at`). Only moves forward (concurrent events)."""
+        at = iso(now)
+        self.table.put(
+            {"pk": f"FACTSCHANGED#{account}#{region}", "sk": "AT", "at": at, "ttl": ttl_after(now, 1)},
+            ConditionExpression="attribute_not_exists(pk) OR #at < :at",
+            ExpressionAttributeNames={"#at": "at"},
+            ExpressionAttributeValues={":at": {"S": at}},
+        )
+
+    def facts_changed_at(self, account: str, region: str) -> str | None:
+        """When a Config change of the account and region was last handled (ISO), or None."""
+        item = self.table.get({"pk": f"FACTSCHANGED#{account}#{region}", "sk": "AT"})
+        return str(item["at"]) if item and item.get("at") else None
+
     # ---------------------------------------------------------------- task reads
 
     def latest(self, task_arn: str) -> dict | None:
