@@ -1193,8 +1193,8 @@ def test_a_tasks_first_audit_after_a_config_change_reads_no_facts_cached_before_
     handled (by the config events function) before a new task's first RUNNING. The task
     events container, its cache taken before the change, audited that task on the old
     facts, and once the older tasks stopped the workload's finding said PASSED for an
-    exposure that was there. A first audit reads no VPC fact cached before the account's
-    and region's last Config change."""
+    exposure that was there. A first audit reads no VPC fact cached before the region's
+    last Config change."""
     from datetime import timedelta
 
     from fargate_audit.app import service
@@ -1232,6 +1232,61 @@ def test_a_tasks_first_audit_after_a_config_change_reads_no_facts_cached_before_
 
     assert outcome["status"] == "audited" and net03(second) == "FAILED"
     assert outcome["api_calls"].get("ec2.DescribeSecurityGroups") == 1  # read again, not the cache's
+
+
+def test_a_participant_accounts_first_audit_after_a_change_in_the_shared_vpc_owners_account(monkeypatch):
+    """A shared VPC's security group is its owner's (the Config item's account); the task
+    runs in a participant account. Marked per account, the change was the owner's alone and
+    the participant's new task was audited on the facts cached before it."""
+    import json as json_module
+    from datetime import timedelta
+
+    from fargate_audit.app import service
+    from fargate_audit.edge.collect import FactCache
+    from support.sessions import new_session
+
+    participant = "999988887777"
+
+    def as_participant(event):
+        event = json_module.loads(json_module.dumps(event).replace(f":{ACCOUNT}:", f":{participant}:"))
+        return event | {"account": participant}
+
+    with emulated_world(monkeypatch, {"ALLOWED_ACCOUNTS": f"{ACCOUNT},{participant}"}) as world:
+        moment = [datetime(2026, 6, 2, 8, 0, tzinfo=UTC)]
+
+        def tick(seconds: float) -> datetime:
+            moment[0] += timedelta(seconds=seconds)
+            return moment[0]
+
+        tasks_rt = world.rt
+        tasks_rt.cache = FactCache(300, clock=lambda: moment[0].timestamp())
+        config_rt = lambda_handlers.build_runtime(session=new_session())
+        config_rt.own_account = tasks_rt.own_account = ACCOUNT
+        first, second = world.web
+        assert service.handle_task_event(as_participant(world.running(first, 4)), tasks_rt, tick(1))[
+            "status"
+        ] == ("audited")
+        world.client("ec2").authorize_security_group_ingress(
+            GroupId=world.sg,
+            IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": WORLD4}]}
+            ],
+        )
+        service.handle_config_event(
+            world.config("config-security-group-change.json", first), config_rt, tick(30)
+        )
+
+        later = as_participant(world.running(second, 2))
+        outcome = service.handle_task_event(later, tasks_rt, tick(60))
+
+        assert outcome["status"] == "audited"
+        assert outcome["api_calls"].get("ec2.DescribeSecurityGroups") == 1  # read again, not the cache's
+        (net03,) = [
+            r
+            for r in tasks_rt.recorder.latest(later["detail"]["taskArn"])["results"]
+            if r["rule_id"] == "NET-03"
+        ]
+        assert net03["status"] == "FAILED"
 
 
 def test_a_sweep_archives_the_findings_of_a_workload_left_active_with_no_task_running(world, monkeypatch):

@@ -454,9 +454,9 @@ def _task_event(parsed: dict, rt: Runtime, now: datetime, clients: Clients) -> d
         # a newer version of a task already audited: no VPC facts older than that audit (a
         # Config re-audit in another container may have judged fresher ones; these could only
         # move its posture back); a task's first audit: none older than the latest Config
-        # change handled in its account and region (it may have come before this event)
+        # change handled in its region (it may have come before this event)
         if stored is None:
-            changed = rt.recorder.facts_changed_at(parsed["account"], parsed["region"])
+            changed = rt.recorder.facts_changed_at(parsed["region"])
             fresher = _fresher_than({"observed_at": changed} if changed else None, cache, now)
         else:
             fresher = _fresher_than(stored, cache, now)
@@ -618,7 +618,7 @@ def handle_config_event(event: Any, rt: Runtime, now: datetime) -> dict:
     scope_clients(rt, parsed["account_id"], parsed["region"])  # the role first: nothing written else
     # a task whose first RUNNING event comes after this one, in a container that cached the
     # facts before the change, reads them again (Config is minutes late, ECS events unordered)
-    rt.recorder.mark_facts_changed(parsed["account_id"], parsed["region"], now)
+    rt.recorder.mark_facts_changed(parsed["region"], now)
     outcome = _config_event(parsed, rt, now)
     outcome["flushed"] = flush_outbox(rt, now)
     return outcome

@@ -878,21 +878,22 @@ class Recorder:
 
     # ---------------------------------------------------------------- facts changed
 
-    def mark_facts_changed(self, account: str, region: str, now: datetime) -> None:
-        """A Config change of a network resource of ``account`` / ``region`` was handled
-        at ``now``: a task audited for the first time after it reads no VPC fact cached
-        before it (:meth:`facts_changed_at`). Only moves forward (concurrent events)."""
+    def mark_facts_changed(self, region: str, now: datetime) -> None:
+        """A Config change of a network resource in ``region`` was handled at ``now``: a task
+        audited for the first time after it, in any account (a shared VPC's resources are
+        its owner's, its tasks the participants'), reads no VPC fact cached before it
+        (:meth:`facts_changed_at`). Only moves forward (concurrent events)."""
         at = iso(now)
         self.table.put(
-            {"pk": f"FACTSCHANGED#{account}#{region}", "sk": "AT", "at": at, "ttl": ttl_after(now, 1)},
+            {"pk": f"FACTSCHANGED#{region}", "sk": "AT", "at": at, "ttl": ttl_after(now, 1)},
             ConditionExpression="attribute_not_exists(pk) OR #at < :at",
             ExpressionAttributeNames={"#at": "at"},
             ExpressionAttributeValues={":at": {"S": at}},
         )
 
-    def facts_changed_at(self, account: str, region: str) -> str | None:
-        """When a Config change of the account and region was last handled (ISO), or None."""
-        item = self.table.get({"pk": f"FACTSCHANGED#{account}#{region}", "sk": "AT"})
+    def facts_changed_at(self, region: str) -> str | None:
+        """When a Config change in the region was last handled (ISO), or None."""
+        item = self.table.get({"pk": f"FACTSCHANGED#{region}", "sk": "AT"})
         return str(item["at"]) if item and item.get("at") else None
 
     # ---------------------------------------------------------------- task reads
