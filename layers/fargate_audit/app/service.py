@@ -831,7 +831,7 @@ class _SweepPlan:
         clusters ListClusters no longer lists (deleted) where findings are still ACTIVE:
         their recorded running tasks, to be described and retired (one DynamoDB Query for
         the scope's active workloads, when findings are published)."""
-        active = _active_workloads(rt, account, region, self.active_keys(rt) if rt.publisher else None)
+        active = _active_workloads(rt, account, region, self.active_keys(rt) if rt.publisher else [])
         for arn in clusters:
             self.cluster(rt, clients, account or "", region, arn, active)
         listed_names = {arn.split("/", 1)[-1] for arn in clusters}
@@ -931,18 +931,17 @@ class _SweepPlan:
 
 
 def _active_workloads(
-    rt: Runtime, account: str | None, region: str, active_keys: list[str] | None = None
+    rt: Runtime, account: str | None, region: str, active_keys: list[str]
 ) -> dict[str, list[str]] | None:
-    """{cluster name: workload keys} of the ACTIVE findings of one account and region
-    (``active_keys``: every ACTIVE finding's workload key, read once per sweep; else one
-    Query); findings not published, the workloads the recorder registered there (one
-    Query: ``Recorder.register_workload``); None when the account is unknown."""
+    """{cluster name: workload keys} of the ACTIVE findings of one account and region, of
+    ``active_keys`` (every ACTIVE finding's workload key, read once per sweep:
+    ``_SweepPlan.active_keys``); findings not published, the workloads the recorder
+    registered there (one Query: ``Recorder.register_workload``); None when the account is
+    unknown."""
     if not account:
         return None
     if rt.publisher is None:
         return rt.recorder.registered_workloads(account, region)
-    if active_keys is None:
-        active_keys = rt.findings.active_workload_keys(f"fargate-audit/{account}/{region}/")
     by_cluster: dict[str, list[str]] = {}
     for key in active_keys:
         parts = key.split("#", 4)
@@ -1033,25 +1032,27 @@ def _retire_no_longer_audited(
     audits: their recorded running tasks retired (stopped now, as far as the auditor is
     concerned) and their findings archived, in the account's Security Hub through its
     role while that can still be assumed (else they wait in the outbox, and the next sweep
-    queues them again). Nothing is read from the account."""
+    queues them again). Nothing is read from the account. One whose scope is audited
+    (again, since it was queued) is ignored."""
     batch = _Batch(rt, now)
-    stopped_at = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    cause = _cause("sweep", message_id, None, None)
-    for key in workloads:
-        batch._touch(key)
-        for task in rt.recorder.running_tasks(key):
-            batch.stopped(task["task_arn"], None, stopped_at, cause, key)
-    findings = batch.publish()
+    audited = origin_error(rt, account, region) is None
+    if not audited:
+        stopped_at = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        cause = _cause("sweep", message_id, None, None)
+        for key in workloads:
+            batch._touch(key)
+            for task in rt.recorder.running_tasks(key):
+                batch.stopped(task["task_arn"], None, stopped_at, cause, key)
     return {
-        "status": "retired",
-        "reason": "no longer audited",
+        "status": IGNORED if audited else "retired",
+        "reason": "scope audited" if audited else "no longer audited",
         "account_id": account,
         "region": region,
         "cluster_arn": cluster_arn,
         "tasks": 0,
         **batch.counts,
         "api_calls": {},
-        "findings": findings,
+        "findings": None if audited else batch.publish(),
         "flushed": None,
         "errors": [],
     }
@@ -1080,23 +1081,7 @@ def sweep_cluster(
     cluster could not be fully listed or the tasks described (the message is retried)."""
     parsed = events.parse_sweep_message(message)
     account, region, cluster_arn = parsed["account_id"], parsed["region"], parsed["cluster_arn"]
-    if parsed["no_longer_audited"]:
-        # the planner's, for a scope it no longer audits: nothing is read from the account.
-        # One whose scope is audited (again, since it was queued) is ignored.
-        if origin_error(rt, account, region) is None:
-            return {
-                "status": IGNORED,
-                "reason": "scope audited",
-                "account_id": account,
-                "region": region,
-                "cluster_arn": cluster_arn,
-                "tasks": 0,
-                **_Batch(rt, now).counts,
-                "api_calls": {},
-                "findings": None,
-                "flushed": None,
-                "errors": [],
-            }
+    if parsed["no_longer_audited"]:  # the planner's, for a scope it no longer audits
         return _retire_no_longer_audited(
             rt, message_id, account, region, cluster_arn, parsed["workloads"], now
         )

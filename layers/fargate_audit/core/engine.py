@@ -113,7 +113,7 @@ def _evaluate(rule: Rule, rule_params: Mapping, posture: Mapping, errors: Mappin
             return ERROR, {"error": _check_failed(rule, exc)}
         if not applies:
             return NOT_APPLICABLE, {}
-    error = _fact_errors(rule.gating, errors) if rule.tolerates else _fact_errors(rule.requires, errors)
+    error = _fact_errors(rule.gating, errors)
     if error:
         return ERROR, {"error": error}
     try:

@@ -131,12 +131,12 @@ class Rule:
     # The registered check named ``check`` (core.checks.Check): its function and inputs.
     function: Callable[[Any, Any], tuple[str, dict]] | None = field(default=None, repr=False, compare=False)
     inputs: tuple[str, ...] | None = None
+    # The facts of ``requires`` whose error makes the rule ERROR before its check runs (all
+    # but those it ``tolerates``): made once here, read per task by the engine
+    gating: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def gating(self) -> tuple[str, ...]:
-        """The facts of ``requires`` whose error makes the rule ERROR before its check runs
-        (all but those it ``tolerates``)."""
-        return tuple(fact for fact in self.requires if fact not in self.tolerates)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gating", tuple(f for f in self.requires if f not in self.tolerates))
 
 
 @dataclass(frozen=True)
