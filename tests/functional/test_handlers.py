@@ -1137,16 +1137,12 @@ def test_a_dependent_task_of_an_account_the_stack_does_not_read_is_an_error_neve
     assert batch.counts.get("stopped", 0) == 0 and not world.calls.operations(("ecs",))
 
 
-def test_a_newer_running_event_is_audited_on_facts_no_older_than_the_recorded_audit(world):
-    """The task events container cached the VPC's facts at v4 (443 open to the world:
-    NET-02 FAILED). The rule is revoked and the config events function, another container,
-    re-audits from fresh facts (PASSED). ECS then sends RUNNING v5 (desiredStatus STOPPED,
-    or a health change) within the cache's 300 s: audited from the cache it moved NET-02
-    back to FAILED, which no fact supports. Facts older than the recorded audit are read
-    again."""
+def two_containers(world):
+    """(the task events container's runtime, with a 300 s VPC cache on a clock of its
+    own; the config events function's, another container; ``tick(seconds)`` that moves
+    the clock and gives the moment)."""
     from datetime import timedelta
 
-    from fargate_audit.app import service
     from fargate_audit.edge.collect import FactCache
     from support.sessions import new_session
 
@@ -1160,6 +1156,19 @@ def test_a_newer_running_event_is_audited_on_facts_no_older_than_the_recorded_au
     tasks_rt.cache = FactCache(300, clock=lambda: moment[0].timestamp())  # the container's clock
     config_rt = lambda_handlers.build_runtime(session=new_session())
     config_rt.own_account = tasks_rt.own_account = ACCOUNT
+    return tasks_rt, config_rt, tick
+
+
+def test_a_newer_running_event_is_audited_on_facts_no_older_than_the_recorded_audit(world):
+    """The task events container cached the VPC's facts at v4 (443 open to the world:
+    NET-02 FAILED). The rule is revoked and the config events function, another container,
+    re-audits from fresh facts (PASSED). ECS then sends RUNNING v5 (desiredStatus STOPPED,
+    or a health change) within the cache's 300 s: audited from the cache it moved NET-02
+    back to FAILED, which no fact supports. Facts older than the recorded audit are read
+    again."""
+    from fargate_audit.app import service
+
+    tasks_rt, config_rt, tick = two_containers(world)
     task = world.web[0]
 
     def net02() -> str:
@@ -1188,105 +1197,55 @@ def test_a_newer_running_event_is_audited_on_facts_no_older_than_the_recorded_au
     assert world.rt.recorder.history(task.arn)[-1]["cause"]["type"] == "config-event"  # v5 changed nothing
 
 
-def test_a_tasks_first_audit_after_a_config_change_reads_no_facts_cached_before_it(world):
+PARTICIPANT = "999988887777"
+
+
+@pytest.mark.parametrize("account", [ACCOUNT, PARTICIPANT], ids=["own", "shared-vpc-participant"])
+def test_a_tasks_first_audit_after_a_config_change_reads_no_facts_cached_before_it(monkeypatch, account):
     """ECS events are unordered and Config is minutes late: the change's event can be
     handled (by the config events function) before a new task's first RUNNING. The task
     events container, its cache taken before the change, audited that task on the old
     facts, and once the older tasks stopped the workload's finding said PASSED for an
     exposure that was there. A first audit reads no VPC fact cached before the region's
-    last Config change."""
-    from datetime import timedelta
-
+    last Config change. A shared VPC's security group is its owner's (the Config item's
+    account) while the task may run in a participant account: marked per account, the
+    change was the owner's alone."""
     from fargate_audit.app import service
-    from fargate_audit.edge.collect import FactCache
-    from support.sessions import new_session
 
-    moment = [datetime(2026, 6, 2, 8, 0, tzinfo=UTC)]
+    def of_account(event):
+        event = json.loads(json.dumps(event).replace(f":{ACCOUNT}:", f":{account}:"))
+        return event | {"account": account}
 
-    def tick(seconds: float) -> datetime:
-        moment[0] += timedelta(seconds=seconds)
-        return moment[0]
+    with emulated_world(monkeypatch, {"ALLOWED_ACCOUNTS": f"{ACCOUNT},{PARTICIPANT}"}) as world:
+        tasks_rt, config_rt, tick = two_containers(world)
+        first, second = (
+            of_account(world.running(task, version)) for task, version in zip(world.web, (4, 2), strict=True)
+        )
 
-    tasks_rt = world.rt
-    tasks_rt.cache = FactCache(300, clock=lambda: moment[0].timestamp())
-    config_rt = lambda_handlers.build_runtime(session=new_session())
-    config_rt.own_account = tasks_rt.own_account = ACCOUNT
-    first, second = world.web
+        def net03(event) -> str:
+            results = world.rt.recorder.latest(event["detail"]["taskArn"])["results"]
+            (result,) = [r for r in results if r["rule_id"] == "NET-03"]
+            return result["status"]
 
-    def net03(task) -> str:
-        (result,) = [r for r in world.rt.recorder.latest(task.arn)["results"] if r["rule_id"] == "NET-03"]
-        return result["status"]
-
-    assert service.handle_task_event(world.running(first, 4), tasks_rt, tick(1))["status"] == "audited"
-    assert net03(first) == "PASSED"
-    world.client("ec2").authorize_security_group_ingress(
-        GroupId=world.sg,
-        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": WORLD4}]}],
-    )
-    outcome = service.handle_config_event(
-        world.config("config-security-group-change.json", first), config_rt, tick(30)
-    )
-    assert outcome["status"] == "audited" and net03(first) == "FAILED"
-
-    outcome = service.handle_task_event(world.running(second, 2), tasks_rt, tick(60))
-
-    assert outcome["status"] == "audited" and net03(second) == "FAILED"
-    assert outcome["api_calls"].get("ec2.DescribeSecurityGroups") == 1  # read again, not the cache's
-
-
-def test_a_participant_accounts_first_audit_after_a_change_in_the_shared_vpc_owners_account(monkeypatch):
-    """A shared VPC's security group is its owner's (the Config item's account); the task
-    runs in a participant account. Marked per account, the change was the owner's alone and
-    the participant's new task was audited on the facts cached before it."""
-    import json as json_module
-    from datetime import timedelta
-
-    from fargate_audit.app import service
-    from fargate_audit.edge.collect import FactCache
-    from support.sessions import new_session
-
-    participant = "999988887777"
-
-    def as_participant(event):
-        event = json_module.loads(json_module.dumps(event).replace(f":{ACCOUNT}:", f":{participant}:"))
-        return event | {"account": participant}
-
-    with emulated_world(monkeypatch, {"ALLOWED_ACCOUNTS": f"{ACCOUNT},{participant}"}) as world:
-        moment = [datetime(2026, 6, 2, 8, 0, tzinfo=UTC)]
-
-        def tick(seconds: float) -> datetime:
-            moment[0] += timedelta(seconds=seconds)
-            return moment[0]
-
-        tasks_rt = world.rt
-        tasks_rt.cache = FactCache(300, clock=lambda: moment[0].timestamp())
-        config_rt = lambda_handlers.build_runtime(session=new_session())
-        config_rt.own_account = tasks_rt.own_account = ACCOUNT
-        first, second = world.web
-        assert service.handle_task_event(as_participant(world.running(first, 4)), tasks_rt, tick(1))[
-            "status"
-        ] == ("audited")
+        assert service.handle_task_event(first, tasks_rt, tick(1))["status"] == "audited"
+        assert net03(first) == "PASSED"
         world.client("ec2").authorize_security_group_ingress(
             GroupId=world.sg,
             IpPermissions=[
                 {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": WORLD4}]}
             ],
         )
-        service.handle_config_event(
-            world.config("config-security-group-change.json", first), config_rt, tick(30)
+        outcome = service.handle_config_event(
+            world.config("config-security-group-change.json", world.web[0]), config_rt, tick(30)
         )
-
-        later = as_participant(world.running(second, 2))
-        outcome = service.handle_task_event(later, tasks_rt, tick(60))
-
         assert outcome["status"] == "audited"
+        if account == ACCOUNT:  # the emulator holds the tasks in the owner's account alone:
+            assert net03(first) == "FAILED"  # a participant's ARN cannot be described again
+
+        outcome = service.handle_task_event(second, tasks_rt, tick(60))
+
+        assert outcome["status"] == "audited" and net03(second) == "FAILED"
         assert outcome["api_calls"].get("ec2.DescribeSecurityGroups") == 1  # read again, not the cache's
-        (net03,) = [
-            r
-            for r in tasks_rt.recorder.latest(later["detail"]["taskArn"])["results"]
-            if r["rule_id"] == "NET-03"
-        ]
-        assert net03["status"] == "FAILED"
 
 
 def test_a_sweep_archives_the_findings_of_a_workload_left_active_with_no_task_running(world, monkeypatch):

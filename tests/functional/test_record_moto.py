@@ -383,8 +383,9 @@ def test_the_dependency_index_follows_a_security_group_swap(rec):
     assert rec.tasks_for_resource("sg-0ffffffffffffffff") == [p["task_arn"]]
 
 
-def test_dependencies_beyond_one_transaction_are_all_indexed(rec):
-    endpoints = [
+def interface_endpoints(count: int) -> list[dict]:
+    """``count`` Interface endpoints of a PrivateLink-heavy VPC: as many dependencies."""
+    return [
         {
             "id": f"vpce-{i:017x}",
             "service_name": f"com.amazonaws.eu-west-1.svc{i}",
@@ -395,8 +396,12 @@ def test_dependencies_beyond_one_transaction_are_all_indexed(rec):
             "policy": None,
             "policy_error": None,
         }
-        for i in range(120)
+        for i in range(count)
     ]
+
+
+def test_dependencies_beyond_one_transaction_are_all_indexed(rec):
+    endpoints = interface_endpoints(120)
     p = make_posture(vpc_endpoints=endpoints)
     outcome = rec.record_audit(p, results_of(p), ecs(2), at(0))
     assert outcome.writes == 4 + len(record.dependencies(p)) > 100
@@ -416,19 +421,7 @@ def test_dependencies_past_the_transaction_survive_a_failed_batch_write_and_its_
         return client.batch_write_item(**kwargs)
 
     rec = Recorder(Table(name, Wrapped(client, batch_write_item=batch_write), sleep=lambda _: None))
-    endpoints = [
-        {
-            "id": f"vpce-{i:017x}",
-            "service_name": f"com.amazonaws.eu-west-1.svc{i}",
-            "service": f"svc{i}",
-            "type": "Interface",
-            "state": "available",
-            "route_table_ids": [],
-            "policy": None,
-            "policy_error": None,
-        }
-        for i in range(110)
-    ]
+    endpoints = interface_endpoints(110)
     p = make_posture(vpc_endpoints=endpoints)
     with pytest.raises(RecordError, match="BatchWriteItem"):
         rec.record_audit(p, results_of(p), ecs(2), at(0))
