@@ -9,8 +9,9 @@ Items (``pk`` / ``sk``):
 - ``DNSBATCH#<batch id>`` / ``CHUNK#<i>``: the marker of one applied chunk of a batch.
 - ``DISC#<workload key>`` / ``FLOW#<address>#<protocol>#<port>#<action>``: one internet
   destination of a workload seen in VPC flow logs (packets, bytes out, flows); once a DNS
-  answer named its first flow, ``named`` (the name) and ``named_first_seen`` (that
-  first_seen), so the name outlives the answers (kept 8 days) while the row lives.
+  answer named its first flow, ``named`` (the name), ``named_first_seen`` (that
+  first_seen) and ``named_own`` (the workload's own answer gave it), so the name outlives
+  the answers (kept 8 days) while the row lives.
 - ``FLOWBATCH#<batch id>`` / ``CHUNK#<i>``: the marker of one applied chunk of a flow batch.
 - ``ANSWER#<vpc>#<address>`` / ``AT#<hour>#<name>#<workload key>``: DNS answers that named
   an address in a VPC, per UTC hour, name and source workload (``answers``).
@@ -79,7 +80,7 @@ def decode_destination(item: Mapping[str, Any]) -> dict:
 def decode_flow(item: Mapping[str, Any]) -> dict:
     """A flow destination item -> ``{"address", "protocol", "port", "action", "flows",
     "packets", "bytes_out", "first_seen", "last_seen", "vpc_id", "named",
-    "named_first_seen"}``."""
+    "named_first_seen", "named_own"}``."""
     return {
         "address": item.get("address"),
         "protocol": item.get("protocol"),
