@@ -1184,6 +1184,47 @@ def test_nat_subnet_falls_back_to_the_main_route_table():
     }
 
 
+RTB_REGIONAL_NAT = "rtb-0rnat000000000004"
+
+
+def _regional_nat(raw: dict) -> dict:
+    """The bundle's NAT gateway made regional (VPC User Guide, "Regional NAT gateways for
+    automatic multi-AZ expansion"): no subnet; AWS creates its route table, which
+    DescribeNatGateways names (RouteTableId)."""
+    nat = raw["vpc"]["nat_gateways"][0]
+    nat.pop("SubnetId")
+    nat |= {"AvailabilityMode": "regional", "AutoProvisionZones": "enabled", "RouteTableId": RTB_REGIONAL_NAT}
+    return nat
+
+
+def test_a_regional_nat_gateway_is_followed_through_its_own_route_table_not_the_main_one():
+    """Before, a NAT gateway without SubnetId was followed through the VPC's main table: a
+    main table routed to a firewall endpoint passed NET-05 for traffic leaving uninspected."""
+    raw = bundle()
+    _regional_nat(raw)
+    raw["vpc"]["route_tables"].append(
+        route_table(RTB_REGIONAL_NAT, [route("0.0.0.0/0", GatewayId=IGW)])
+    )
+    rt(raw, RTB_MAIN)["Routes"].append(route("0.0.0.0/0", GatewayId="vpce-0fw00000000000001"))
+    p = build_posture(raw)
+    assert p["network"]["egress"]["ipv4"] == {
+        "path": "nat-gateway>internet-gateway",
+        "targets": [NAT, IGW],
+        "via": [RTB_REGIONAL_NAT],  # a change to that table re-audits the task
+    }
+    assert p["errors"] == {}
+
+
+def test_a_regional_nat_gateway_whose_route_table_is_not_found_leaves_the_hop_unknown():
+    raw = bundle()
+    _regional_nat(raw)
+    rt(raw, RTB_MAIN)["Routes"].append(route("0.0.0.0/0", GatewayId="vpce-0fw00000000000001"))
+    ipv4 = build_posture(raw)["network"]["egress"]["ipv4"]
+    assert ipv4["path"] is None and RTB_REGIONAL_NAT in ipv4["error"] and "regional" in ipv4["error"]
+    assert ipv4["targets"] == [NAT]
+    assert ipv4["via"] == [RTB_REGIONAL_NAT]  # the table named, so its change re-audits the task
+
+
 def test_nat_gateway_not_found_leaves_the_ipv4_path_unknown_with_its_error():
     raw = bundle()
     raw["vpc"]["nat_gateways"] = []

@@ -283,7 +283,8 @@ def _egress_path(
     if path != "nat-gateway" or family != "ipv4":
         return {"path": path, "targets": targets}
 
-    # IPv4 through a NAT gateway: follow one hop, to the default route of the NAT's subnet.
+    # IPv4 through a NAT gateway: follow one hop, to the default route of the table the
+    # NAT gateway leaves by (its subnet's, or a regional NAT gateway's own).
     if nat_problem:
         return {"path": None, "targets": targets, "error": nat_problem}
     nat = next((n for n in nat_gateways if n.get("NatGatewayId") == target), None)
@@ -293,17 +294,15 @@ def _egress_path(
             f"not found among the VPC's NAT gateways"
         )
         return {"path": None, "targets": targets, "error": problem}
-    nat_table = routes.route_table_for_subnet(route_tables, nat.get("SubnetId"), vpc_id)
+    nat_table, problem = _nat_route_table(route_tables, nat, vpc_id)
     # what the followed hop depends on (a change to either re-audits the task): the NAT
-    # gateway's subnet (a table associated with it) and that subnet's route table
+    # gateway's subnet (a table associated with it) and the table its traffic leaves by
     via = [
-        i for i in (nat.get("SubnetId"), (nat_table or {}).get("RouteTableId")) if isinstance(i, str) and i
+        i
+        for i in (nat.get("SubnetId"), (nat_table or {}).get("RouteTableId") or nat.get("RouteTableId"))
+        if isinstance(i, str) and i
     ]
     if nat_table is None:
-        problem = (
-            f"no route table for subnet {nat.get('SubnetId')} of NAT gateway {target} "
-            f"(no explicit association and no main route table)"
-        )
         return {"path": None, "targets": targets, "error": problem, "via": via}
     hop = routes.default_route(nat_table, "ipv4")
     if hop is None:
@@ -314,6 +313,28 @@ def _egress_path(
         "targets": targets + ([hop_target] if hop_target else []),
         "via": via,
     }
+
+
+def _nat_route_table(route_tables: list[Mapping], nat: Mapping, vpc_id: str | None):
+    """The route table a NAT gateway's traffic leaves by, or None and why. A zonal NAT
+    gateway sits in a subnet: that subnet's table (explicit, else the VPC's main one). A
+    regional NAT gateway (``AvailabilityMode`` ``regional``) has no subnet: AWS creates a
+    route table for it, which DescribeNatGateways names (``RouteTableId``)."""
+    nat_id = nat.get("NatGatewayId")
+    subnet_id = nat.get("SubnetId")
+    own_table = nat.get("RouteTableId")
+    if not subnet_id and (own_table or str(nat.get("AvailabilityMode") or "").lower() == "regional"):
+        table = next((rt for rt in route_tables if own_table and rt.get("RouteTableId") == own_table), None)
+        if table is None:
+            return None, f"route table {own_table or '(none named)'} of regional NAT gateway {nat_id} not found"
+        return table, None
+    table = routes.route_table_for_subnet(route_tables, subnet_id, vpc_id)
+    if table is None:
+        return None, (
+            f"no route table for subnet {subnet_id} of NAT gateway {nat_id} "
+            f"(no explicit association and no main route table)"
+        )
+    return table, None
 
 
 def _sg_rules(groups: Iterable[Mapping]) -> tuple[list[dict], list[dict]]:
