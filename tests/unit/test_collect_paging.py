@@ -83,7 +83,7 @@ def make_eni(index: int, subnet: str = "subnet-a", vpc: str = "vpc-a") -> dict:
         "NetworkInterfaceId": eni_id(index),
         "SubnetId": subnet,
         "VpcId": vpc,
-        "Groups": [{"GroupId": f"sg-{vpc}", "GroupName": "web"}],
+        "Groups": [{"GroupId": f"sg-{vpc}-0", "GroupName": "web"}],  # one the VPC listing has
         "PrivateIpAddress": f"10.0.{index // 250}.{index % 250 + 1}",
     }
 
@@ -303,11 +303,26 @@ class Stubs:
         pages: dict[str, list[list[dict]]] | None = None,
         errors: dict[str, str] | None = None,
         region: str = REGION,
+        groups_by_id: tuple[list[str], str] | None = None,
     ) -> None:
         """Every VPC-level call in the collector's order; one page each unless `pages`
-        gives them, or a ClientError with the code `errors` gives."""
+        gives them, or a ClientError with the code `errors` gives. `groups_by_id`: the
+        attached group ids the VPC listing lacks, read by id before the flow logs, and the
+        code of the ClientError that call meets."""
         pages, errors = pages or {}, errors or {}
         for call in [*VPC_CALLS, "DescribeFlowLogs"]:
+            if call == "DescribeFlowLogs" and groups_by_id:
+                group_ids, code = groups_by_id
+                self.ec2(region).add_client_error(
+                    "describe_security_groups",
+                    code,
+                    "refused",
+                    403,
+                    expected_params={
+                        "Filters": [{"Name": "group-id", "Values": group_ids}],
+                        "MaxResults": 1000,
+                    },
+                )
             if call in errors:
                 method = VPC_CALLS[call][0] if call in VPC_CALLS else "describe_flow_logs"
                 self.ec2(region).add_client_error(method, errors[call], f"{call} refused", 403)
@@ -470,7 +485,7 @@ def test_vpc_level_describe_follows_next_token_across_pages(call):
     stubs = Stubs()
     one_cluster_world(stubs, count=2)
     stubs.network_interfaces([[make_eni(0), make_eni(1)]], "network-interface-id", [eni_id(0), eni_id(1)])
-    pages = [[fact_item(call, "vpc-a", 1)], [fact_item(call, "vpc-a", 2)]]
+    pages = [[fact_item(call, "vpc-a", 0)], [fact_item(call, "vpc-a", 2)]]  # item 0: the ENI's group
     stubs.vpc_facts(["vpc-a"], pages={call: pages})
 
     result = stubs.collect(clusters=["alpha"])
@@ -552,6 +567,23 @@ def test_client_error_on_security_groups_marks_security_groups_for_that_vpcs_tas
         assert raw["vpc"]["security_groups"] == [] and raw["vpc"]["route_tables"]
     assert by_region[OTHER_REGION][0]["errors"] == {}
     assert by_region[OTHER_REGION][0]["vpc"]["security_groups"]
+
+
+def test_a_refused_read_of_an_attached_group_the_vpc_listing_lacks_marks_security_groups():
+    """A group associated from another VPC is not listed by the `vpc-id` filter and is read
+    by id; that read refused leaves the security groups unknown, not a partial list."""
+    stubs = Stubs()
+    one_cluster_world(stubs, count=1)
+    eni = make_eni(0) | {"Groups": [{"GroupId": "sg-associated", "GroupName": "shared"}]}
+    stubs.network_interfaces([[eni]], "network-interface-id", [eni_id(0)])
+    stubs.vpc_facts(["vpc-a"], groups_by_id=(["sg-associated"], "UnauthorizedOperation"))
+
+    result = stubs.collect(clusters=["alpha"])
+
+    stubs.verify()
+    (raw,) = result.raw_tasks
+    assert raw["errors"] == {"security_groups": "DescribeSecurityGroups: UnauthorizedOperation: refused"}
+    assert raw["vpc"]["security_groups"] == []
 
 
 def test_failed_task_definition_and_cluster_describes_mark_only_those_facts():

@@ -1202,9 +1202,7 @@ def test_a_regional_nat_gateway_is_followed_through_its_own_route_table_not_the_
     main table routed to a firewall endpoint passed NET-05 for traffic leaving uninspected."""
     raw = bundle()
     _regional_nat(raw)
-    raw["vpc"]["route_tables"].append(
-        route_table(RTB_REGIONAL_NAT, [route("0.0.0.0/0", GatewayId=IGW)])
-    )
+    raw["vpc"]["route_tables"].append(route_table(RTB_REGIONAL_NAT, [route("0.0.0.0/0", GatewayId=IGW)]))
     rt(raw, RTB_MAIN)["Routes"].append(route("0.0.0.0/0", GatewayId="vpce-0fw00000000000001"))
     p = build_posture(raw)
     assert p["network"]["egress"]["ipv4"] == {

@@ -326,7 +326,8 @@ def _nat_route_table(route_tables: list[Mapping], nat: Mapping, vpc_id: str | No
     if not subnet_id and (own_table or str(nat.get("AvailabilityMode") or "").lower() == "regional"):
         table = next((rt for rt in route_tables if own_table and rt.get("RouteTableId") == own_table), None)
         if table is None:
-            return None, f"route table {own_table or '(none named)'} of regional NAT gateway {nat_id} not found"
+            named = own_table or "(none named)"
+            return None, f"route table {named} of regional NAT gateway {nat_id} not found"
         return table, None
     table = routes.route_table_for_subnet(route_tables, subnet_id, vpc_id)
     if table is None:

@@ -821,6 +821,7 @@ class _RegionScan:
                         errors[vpc_id][spec.fact] = message
         if to_fetch:
             self._query_log_associations(vpcs, errors, to_fetch)
+        self._associated_security_groups(vpcs, errors, enis)
         if self.cache is not None:
             for vpc_id in to_fetch:
                 if not errors[vpc_id]:
@@ -828,6 +829,47 @@ class _RegionScan:
         self._flow_logs(vpcs, errors, enis)
         _LoadBalancing(self, vpcs, enis).collect()
         return vpcs, errors
+
+    def _associated_security_groups(
+        self, vpcs: dict[str, dict], errors: dict[str, dict[str, str]], enis: dict[str, dict]
+    ) -> None:
+        """The attached groups the VPC's listing lacks, read by id. The ``vpc-id`` filter
+        names the VPC a group was created in; a group associated with another VPC
+        (AssociateSecurityGroupVpc) is attached to ENIs there too. No request when every
+        attached group was listed."""
+        wanted: dict[str, set[str]] = {}
+        for eni in enis.values():
+            vpc_id = eni.get("VpcId")
+            if vpc_id not in vpcs or "security_groups" in errors[vpc_id]:
+                continue
+            for group in eni.get("Groups") or []:
+                if group.get("GroupId"):
+                    wanted.setdefault(vpc_id, set()).add(group["GroupId"])
+        missing: dict[str, list[str]] = {}
+        for vpc_id, group_ids in wanted.items():
+            listed = {sg.get("GroupId") for sg in vpcs[vpc_id]["security_groups"]}
+            for group_id in group_ids - listed:
+                missing.setdefault(group_id, []).append(vpc_id)
+        for chunk in _chunks(sorted(missing), FILTER_VALUES_MAX):
+            try:
+                for page in _pages(
+                    self.ec2,
+                    "describe_security_groups",
+                    EC2_PAGE_SIZE,
+                    Filters=[{"Name": "group-id", "Values": chunk}],
+                ):
+                    for group in page.get("SecurityGroups", []):
+                        for vpc_id in missing.get(group.get("GroupId"), ()):
+                            # a new list: a cached VPC's list is shared with the cache
+                            vpcs[vpc_id]["security_groups"] = [
+                                *vpcs[vpc_id]["security_groups"],
+                                self._ec2_json(group),
+                            ]
+            except AWS_ERRORS as exc:
+                message = failure_message(exc, "DescribeSecurityGroups")
+                for vpc_id in {v for group_id in chunk for v in missing[group_id]}:
+                    vpcs[vpc_id]["security_groups"] = []  # a partial list must not be trusted
+                    errors[vpc_id]["security_groups"] = message
 
     def _query_log_associations(
         self, vpcs: dict[str, dict], errors: dict[str, dict[str, str]], vpc_ids: list[str]
