@@ -49,6 +49,13 @@ def _set(path: str, value):
 _DELETE = object()
 _ENV = [{"name": "DB_PASSWORD", "value": CANARY_OVERRIDE}]
 
+
+def _with_env(event: dict) -> dict:
+    """The event with an environment value in its first container override."""
+    event["detail"]["overrides"]["containerOverrides"][0]["environment"] = copy.deepcopy(_ENV)
+    return event
+
+
 ECS_CASES = {
     "detail missing": _set("detail", _DELETE),
     "detail not an object": _set("detail", "RUNNING"),
@@ -75,6 +82,21 @@ ECS_CASES = {
         {"containerOverrides": [{"name": "web", "environment": {"DB_PASSWORD": CANARY_OVERRIDE}}]},
     ),
     "containerOverrides not an array": _set("detail.overrides", {"containerOverrides": "web"}),
+    "detail a JSON string carrying environment values": lambda e: _set(
+        "detail", json.dumps(_with_env(e)["detail"], separators=(",", ":"))
+    )(e),
+    "detail a short JSON string whose first characters are a value": _set(
+        "detail",
+        json.dumps({"overrides": {"containerOverrides": [{"environment": [{"value": CANARY_OVERRIDE}]}]}}),
+    ),
+    "overrides a JSON string carrying environment values": lambda e: _set(
+        "detail.overrides", json.dumps(_with_env(e)["detail"]["overrides"])
+    )(e),
+    "containerOverrides a JSON string cut short, carrying environment values": lambda e: _set(
+        "detail.overrides.containerOverrides",
+        json.dumps(_with_env(e)["detail"]["overrides"]["containerOverrides"])[:-2],
+    )(e),
+    "the whole event a JSON string carrying environment values": lambda e: json.dumps(_with_env(e)),
     "platformVersion a number": _set("detail.platformVersion", 1.4),
     "startedAt a number (epoch milliseconds)": _set("detail.startedAt", 1795168711062),
     "connectivityAt beyond any date (1e308)": _set("detail.connectivityAt", 1e308),
@@ -187,6 +209,7 @@ def test_malformed_event_is_dead_lettered_with_values_redacted(run, report, kind
     assert letter["event"] == (events.redact(original) if whole else letter["event"] | {"truncated": True})
     assert whole or set(letter["event"]) < set(original) | {"truncated"}
     assert CANARY_OVERRIDE not in json.dumps(letter) and CANARY_DEFINITION not in json.dumps(letter)
+    assert CANARY_OVERRIDE not in json.dumps(outcome) and CANARY_OVERRIDE not in json.dumps(line)
     assert run.table_items() == []
     report(SCENARIOS[(kind, name)])
 
@@ -272,6 +295,29 @@ def test_redact_keeps_names_and_drops_values_at_any_depth():
     assert redacted["detail"]["deeper"] == [{"environment": "(redacted)"}, {"environment": "(redacted)"}]
     assert redacted["environmentFiles"] == event["environmentFiles"]  # references, not values
     assert CANARY_OVERRIDE not in json.dumps(redacted) and CANARY_OVERRIDE in json.dumps(event)
+
+
+def test_redact_reads_a_document_sent_as_text_and_replaces_other_text_where_values_are_held():
+    overrides = {"containerOverrides": [{"name": "web", "environment": _ENV}]}
+    event = {
+        "detail": {"overrides": json.dumps(overrides), "stoppedReason": "Essential container exited"},
+        "resources": ["arn:aws:ecs:eu-west-1:123456789012:task/c/1"],
+        "note": json.dumps([{"environment": _ENV}]),
+    }
+
+    redacted = events.redact(event)
+
+    assert json.loads(redacted["detail"]["overrides"]) == {
+        "containerOverrides": [
+            {"name": "web", "environment": [{"name": "DB_PASSWORD", "value": "(redacted)"}]}
+        ]
+    }
+    assert json.loads(redacted["note"]) == [{"environment": [{"name": "DB_PASSWORD", "value": "(redacted)"}]}]
+    assert redacted["detail"]["stoppedReason"] == "Essential container exited"  # plain text elsewhere kept
+    assert redacted["resources"] == event["resources"]
+    assert events.redact({"detail": "RUNNING " + CANARY_OVERRIDE}) == {"detail": "(redacted)"}
+    assert events.redact(json.dumps(event)[:-5]) == "(redacted)"  # the input itself, cut short
+    assert CANARY_OVERRIDE not in json.dumps(redacted)
 
 
 def test_redact_knows_every_casing_and_a_config_diffs_property_paths():

@@ -103,10 +103,22 @@ def _echo(error) -> str:
     value = error.instance
     if isinstance(value, bool) or value is None or isinstance(value, int | float):
         return f" (got {json.dumps(value)})"
+    if isinstance(value, str) and (
+        value.lstrip()[:1] in ("{", "[") or error.validator == "type" and _CONTAINER_TYPES & _types(error)
+    ):  # text where a document was expected: a document sent as text, which may hold values
+        return " (got string)"
     if isinstance(value, str):
         shown = value if len(value) <= _MAX_ECHO else value[: _MAX_ECHO - 3] + "..."
         return f" (got {json.dumps(shown)})"
     return f" (got {type(value).__name__ if not isinstance(value, dict | list) else _json_type(value)})"
+
+
+_CONTAINER_TYPES = frozenset({"object", "array"})
+
+
+def _types(error) -> set[str]:
+    expected = error.validator_value
+    return {expected} if isinstance(expected, str) else set(expected or ())
 
 
 def _json_type(value: Any) -> str:
@@ -437,21 +449,42 @@ def _redact_environment(value: Any) -> Any:
 _ENVIRONMENT_KEY = re.compile(r"(?i)(^|\.)environment(\.|$)")
 
 
-def redact(value: Any) -> Any:
+# keys whose value holds environment variables deeper down (an ECS event's ``detail``,
+# ``overrides``, ``containerOverrides``; a Config item's ``configuration``): a string there
+# (a malformed event, a document sent as JSON text) may carry them
+_HOLDS_ENVIRONMENT = frozenset(
+    {"detail", "overrides", "containeroverrides", "configuration", "configurationitem"}
+)
+
+
+def redact(value: Any, holds_environment: bool = True) -> Any:
     """A deep copy of an event (or any JSON value) in which every ``environment`` entry, at
     any depth and whatever its shape or casing (ECS ``overrides.containerOverrides[].environment``,
     a task definition's ``containerDefinitions[].environment``, ``Environment[].{Name,Value}``,
     a Config diff's property path through one, a malformed variant), keeps only variable
-    names: no environment value survives (rules.md CFG-02)."""
+    names: no environment value survives (rules.md CFG-02).
+
+    A string that is a JSON object or array (a part of the event sent as text) is redacted
+    as that document. Any other string where environment entries are held (the input
+    itself, ``detail``, ``overrides``, ``containerOverrides``, ``configuration``) is replaced
+    whole: it may be a document cut short."""
     if isinstance(value, dict):
         return {
             key: _redact_environment(item)
             if isinstance(key, str) and _ENVIRONMENT_KEY.search(key)
-            else redact(item)
+            else redact(item, isinstance(key, str) and key.lower() in _HOLDS_ENVIRONMENT)
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [redact(item) for item in value]
+        return [redact(item, holds_environment) for item in value]
+    if isinstance(value, str) and (holds_environment or value.lstrip()[:1] in ("{", "[")):
+        try:
+            document = json.loads(value)
+        except ValueError:
+            return REDACTED
+        if isinstance(document, dict | list):
+            return json.dumps(redact(document), separators=(",", ":"))
+        return value if not holds_environment or not isinstance(document, str) else REDACTED
     return value
 
 
