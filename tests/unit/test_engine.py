@@ -481,6 +481,9 @@ def test_bad_egress_parameters_are_one_clear_error():
     with pytest.raises(ConfigError, match="dns_answer_lookback"):
         validate_params({"dns_answer_lookback": "a day"}, CATALOG)
     assert validate_params({"dns_answer_lookback": 3600}, CATALOG) == {"dns_answer_lookback": 3600}
+    # JSON Schema's "integer" admits 3600.0: one error naming the key, not an unexpected ValueError
+    with pytest.raises(ConfigError, match=r"dns_answer_lookback.*3600\.0 is not an integer"):
+        validate_params({"dns_answer_lookback": 3600.0}, CATALOG)
     # answers are kept per hour: a shorter lookback could end between two of one hour's
     for short in ("10m", 600, "59m", "0s"):
         with pytest.raises(ConfigError, match=r"dns_answer_lookback.* is below 1 hour"):

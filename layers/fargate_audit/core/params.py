@@ -100,7 +100,9 @@ def _semantic_problems(source: str, data: Mapping, catalog: Catalog) -> list[str
         except ValueError:
             problems.append(problem(source, ["approved_egress_cidrs", i], f"{cidr!r} is not a CIDR"))
     lookback = data.get("dns_answer_lookback")
-    if lookback is not None and duration_seconds(lookback) > MAX_ANSWER_LOOKBACK:
+    if isinstance(lookback, float):  # JSON Schema's "integer" admits 3600.0; seconds are written 3600
+        problems.append(problem(source, "dns_answer_lookback", f"{lookback!r} is not an integer"))
+    elif lookback is not None and duration_seconds(lookback) > MAX_ANSWER_LOOKBACK:
         problems.append(
             problem(source, "dns_answer_lookback", f"{lookback!r} is above 7 days (DNS answers are kept 8)")
         )
