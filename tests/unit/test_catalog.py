@@ -428,13 +428,20 @@ def test_invalid_parameter_schema_is_rejected(rules_copy):
     assert "parameters.yaml: min_platform_version.schema.type: not a valid JSON Schema" in message
 
 
-def test_invalid_schema_json_is_reported_by_validate(rules_copy):
+def test_a_catalog_of_ones_own_is_checked_against_the_shipped_schema_not_its_own(rules_copy):
+    """interface.md: `rules validate [DIR]` checks rule files against `rules/schema.json`.
+    Before, DIR's own schema.json was used: a loosened one let severity SEVERE through (a
+    report the report schema refuses), and a catalog without one could not load at all."""
     schema = json.loads((rules_copy / "schema.json").read_text())
-    schema["properties"]["severity"] = {"enum": "HIGH"}
+    schema["properties"]["severity"] = {"type": "string"}  # loosened
     (rules_copy / "schema.json").write_text(json.dumps(schema))
-    problems = validate_rules_dir(rules_copy)
-    assert len(problems) == 1
-    assert "schema.json: properties.severity.enum: not a valid JSON Schema" in problems[0]
+    _edit(rules_copy / "NET-01" / "rule.yaml", lambda d: d.update(severity="SEVERE"))
+    (problem,) = validate_rules_dir(rules_copy)
+    assert "NET-01" in problem and "severity" in problem and "SEVERE" in problem
+
+    _edit(rules_copy / "NET-01" / "rule.yaml", lambda d: d.update(severity="HIGH"))
+    (rules_copy / "schema.json").unlink()  # none needed
+    assert validate_rules_dir(rules_copy) == []
 
 
 def test_a_workload_discovery_rule_may_not_require_posture_facts(rules_copy):

@@ -1,7 +1,8 @@
 """The rule catalog (``rules/`` in a checkout): one folder per rule, ``<ID>/rule.yaml`` (its
 data: title, severity, parameters, fixtures...) beside ``<ID>/check.py`` (its check), plus
-``parameters.yaml``, ``mappings.yaml`` and ``schema.json``. A catalog of one's own may also
-keep the flat layout, one ``<ID>.yaml`` per rule.
+``parameters.yaml``, ``mappings.yaml`` and ``schema.json``. A catalog of one's own needs no
+``schema.json`` (the shipped one is always used) and may keep the flat layout, one
+``<ID>.yaml`` per rule.
 
 A rule's check is found by registration: the shipped catalog's ``<ID>/check.py`` files are
 imported (by path: a folder named after a rule id is not a package name) and each registers
@@ -12,8 +13,8 @@ Code runs only from the shipped catalog: a catalog of one's own is data, its rul
 shipped checks (by their id's folder or by name), and a ``check.py`` in it must be the
 shipped one of that id (a copy of the catalog) rather than silently not run.
 
-Every file is validated against ``schema.json`` (rule files against the schema
-itself, the two others against its ``$defs``) plus the checks a schema cannot express:
+Every file is validated against the shipped ``schema.json`` (rule files against the schema
+itself, the two others against its ``$defs``), whatever the directory plus the checks a schema cannot express:
 the id matches the folder (or file) name, ids are unique, every parameter a rule names is
 declared, every check a rule reads is registered, every mapping names a rule, every
 parameter's default satisfies its schema. Loading fails closed: any problem raises
@@ -503,14 +504,19 @@ def _load(rules_dir: Path, check_schemas: bool, trusted: bool = False) -> tuple[
     def src(name: str) -> str:
         return str(rules_dir / name)
 
+    # Rule and parameter files are checked against the shipped rules/schema.json, whatever
+    # the directory (interface.md): the report and finding formats rely on what it allows. A
+    # catalog of one's own needs no schema.json; one it holds is not read.
+    shipped_schema = CATALOG_DIR / SCHEMA_FILE
     try:
-        schema = json.loads((rules_dir / SCHEMA_FILE).read_text(encoding="utf-8"))
+        schema = json.loads(shipped_schema.read_text(encoding="utf-8"))
         if check_schemas:
             Draft202012Validator.check_schema(schema)
     except (OSError, ValueError) as exc:
-        return None, [problem(src(SCHEMA_FILE), "", f"cannot load: {exc}")]
+        return None, [problem(str(shipped_schema), "", f"cannot load: {exc}")]
     except SchemaError as exc:
-        return None, [problem(src(SCHEMA_FILE), exc.absolute_path, f"not a valid JSON Schema: {exc.message}")]
+        where = str(shipped_schema)
+        return None, [problem(where, exc.absolute_path, f"not a valid JSON Schema: {exc.message}")]
 
     # parameters.yaml
     parameters: dict[str, Parameter] = {}
