@@ -66,6 +66,26 @@ def test_the_cloudformation_long_form_is_taken_too():
     )
 
 
+def test_several_long_form_pairs_in_one_argument_as_sam_documents_them():
+    """sam's own example: "ParameterKey=KeyPairName,ParameterValue=MyKey
+    ParameterKey=InstanceType,ParameterValue=t1.micro". Before, the first value swallowed
+    the rest of the argument."""
+    overrides = parse_parameter_overrides(
+        [
+            "ParameterKey=PublishFindings,ParameterValue=false "
+            "ParameterKey=AuditedRegions,ParameterValue=eu-west-1,us-east-1  "
+            "ParameterKey=SweepSchedule,ParameterValue=rate(1 hour)"
+        ],
+        TEMPLATE,
+    )
+
+    assert overrides == {
+        "PublishFindings": "false",
+        "AuditedRegions": "eu-west-1,us-east-1",
+        "SweepSchedule": "rate(1 hour)",
+    }
+
+
 def test_the_last_value_of_a_parameter_given_twice_wins():
     assert parse_parameter_overrides(["LogLevel=DEBUG", "LogLevel=ERROR"], TEMPLATE) == {"LogLevel": "ERROR"}
 

@@ -115,8 +115,11 @@ def _parameter_default(
     return str(default).lower() if isinstance(default, bool) else str(default)
 
 
-# ``ParameterKey=K,ParameterValue=V`` (the CloudFormation CLI's form, which sam takes too)
+# ``ParameterKey=K,ParameterValue=V`` (the CloudFormation CLI's form, which sam takes too),
+# several in one argument whitespace apart, as sam documents
+# ("ParameterKey=KeyPairName,ParameterValue=MyKey ParameterKey=InstanceType,ParameterValue=t1.micro")
 _LONG_FORM = re.compile(r"^ParameterKey=(?P<key>[^,]*),ParameterValue=(?P<value>.*)$", re.DOTALL)
+_LONG_START = re.compile(r"\s+(?=ParameterKey=)")
 # several ``KEY=VALUE`` in one argument, as sam takes them ('A=1 B="x y"'): a new pair starts
 # where whitespace is followed by a parameter name and "="
 _PAIR_START = re.compile(r"\s+(?=[A-Za-z0-9]+=)")
@@ -138,10 +141,10 @@ def parse_parameter_overrides(items: Iterable[str], template: dict) -> dict[str,
     parameters = template.get("Parameters") or {}
     overrides: dict[str, str] = {}
     for item in items:
-        long_form = _LONG_FORM.match(item.strip())
+        long_forms = [_LONG_FORM.match(part) for part in _LONG_START.split(item.strip())]
         pairs = (
-            [(long_form["key"], long_form["value"])]
-            if long_form
+            [(found["key"], found["value"]) for found in long_forms if found]
+            if item.strip().startswith("ParameterKey=") and all(long_forms)
             else [tuple(part.split("=", 1)) for part in _PAIR_START.split(item.strip()) if part]
         )
         for pair in pairs:
