@@ -268,3 +268,30 @@ def test_a_task_with_an_ipv6_address_is_not_labelled_private(watch, demo_report)
         f'details.task[data-task="{task["task_arn"].rsplit("/", 1)[-1]}"] summary'
     ).text_content()
     assert "public " in line and "private" not in line
+
+
+def test_error_results_are_visible_before_anything_is_expanded(browser, demo_report, tmp_path):
+    """A task whose rules all came back ERROR is not a green "0 failed", a workload with
+    FAILED and ERROR rules says both, and the place and cluster tables count ERROR results."""
+    report = copy.deepcopy(demo_report)
+    task = next(t for t in report["tasks"] if t["workload"] == "prod-web/service:storefront")
+    for result in report["results"]:
+        if result["task_arn"] == task["task_arn"]:
+            result["status"], result["evidence"] = "ERROR", {"error": "eni: denied"}
+    errors = sum(r["status"] == "ERROR" for r in report["results"])
+    path = tmp_path / "errors.html"
+    path.write_text(html.render(report), encoding="utf-8")
+    watch = PageWatch(browser, path.as_uri())
+    page = watch.open()
+
+    workload = page.locator("details.workload[data-workload='prod-web/service:storefront'] > summary")
+    assert "ERROR" in workload.text_content()
+    page.click("details.workload[data-workload='prod-web/service:storefront'] > summary")
+    line = page.locator(f'details.task[data-task="{task["task_arn"].rsplit("/", 1)[-1]}"] summary')
+    assert "0 failed" in line.text_content() and "ERROR" in line.text_content()
+    assert line.locator(".s-P").count() == 0 and line.locator(".s-E").count() >= 1
+    summary = page.locator("#summary")
+    assert summary.locator("th", has_text="Error results").count() == 2
+    cells = summary.locator("td.s-E, td span.s-E").all_text_contents()
+    assert sum(int(c) for c in cells if c.isdigit()) == 2 * errors  # each table counts them all
+    assert watch.requests == [] and watch.errors == []

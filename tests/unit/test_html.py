@@ -240,6 +240,22 @@ def test_rules_that_could_not_be_evaluated_leave_their_hops_unknown(demo_report)
     assert endpoints["ok"] is False and _node(endpoints, "missing")["t"] == "Endpoints unknown"
 
 
+def test_endpoints_read_while_their_verdicts_are_error_are_not_drawn_clean(demo_report):
+    """DescribeRouteTables refused, DescribeVpcEndpoints read: the endpoints are listed but
+    NET-09/NET-10 are ERROR. Before, the row was drawn clean (ok) with no word of it."""
+    doc = copy.deepcopy(demo_report)
+    task = next(t for t in doc["tasks"] if t["network"].get("endpoints"))
+    for result in doc["results"]:
+        if result["task_arn"] == task["task_arn"] and result["rule_id"] in ("NET-09", "NET-10"):
+            result["status"], result["evidence"] = "ERROR", {"error": "route_table: denied"}
+    model = html.page_model(doc)
+    (row,) = [t for t in model["tasks"] if t["arn"] == task["task_arn"]]
+    endpoints = _row(model, row, "AWS endpoints")
+    assert endpoints["ok"] is False
+    assert _lines(_node(endpoints, "missing")) == ["ERROR: NET-09, NET-10"]
+    assert [n for n in endpoints["nodes"] if n["k"] == "endpoint"]  # what was read is still drawn
+
+
 def _row_ok(picture: list, label: str) -> bool:
     return next(r for r in picture if r["label"] == label)["ok"]
 

@@ -214,7 +214,7 @@ def _endpoints(network: Mapping, failed: Mapping[str, dict], results: Mapping[st
         return {"label": "AWS endpoints", "nodes": nodes, "ok": False}
     endpoints = network.get("endpoints") or []
     missing = list((failed.get("NET-10") or {}).get("missing_endpoints") or [])
-    if not endpoints and not missing and results.get("NET-09") in (None, "NOT_APPLICABLE"):
+    if not endpoints and not missing and not unknown and results.get("NET-09") in (None, "NOT_APPLICABLE"):
         return None
     nodes = [_node("rtb", f"Routes {network.get('route_table_id') or '?'}")]  # an id's 21 characters fit
     net09 = failed.get("NET-09")
@@ -232,7 +232,10 @@ def _endpoints(network: Mapping, failed: Mapping[str, dict], results: Mapping[st
         nodes.append(_node("missing", "Missing endpoints", [[m, True] for m in missing], ["NET-10"]))
     if len(nodes) == 1:
         nodes.append(_node("missing", "No S3/ECR endpoint", ["images pulled over the egress path"]))
-    return {"label": "AWS endpoints", "nodes": nodes, "ok": not missing and "NET-09" not in failed}
+    if unknown:  # endpoints read, a fact the verdicts need not (the route table): never drawn clean
+        nodes.append(_node("missing", "Verdict unknown", [[f"ERROR: {', '.join(unknown)}", True]]))
+    ok = not missing and not unknown and "NET-09" not in failed
+    return {"label": "AWS endpoints", "nodes": nodes, "ok": ok}
 
 
 def _front_doors(task: Mapping, failed: Mapping[str, dict]) -> list[dict]:

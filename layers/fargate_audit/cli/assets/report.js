@@ -97,19 +97,20 @@ function renderSummary() {
   grid.append(el("div", {}, el("h2", {text: "By rule"}), table(["Rule", "Title", "Severity", "Failed", "Error", "Passed", "N/A"], byRule)));
   const place = new Map(), cluster = new Map();
   for (const t of D.tasks) {
-    const w = wlOf(t), fails = [...t.r].filter(c => c === "F").length;
+    const w = wlOf(t), fails = [...t.r].filter(c => c === "F").length, errs = [...t.r].filter(c => c === "E").length;
     const pk = w.account + " " + w.region, ck = w.account + " " + w.region + " " + w.cluster;
-    const p = place.get(pk) || [w.account, w.region, 0, 0]; p[2]++; p[3] += fails; place.set(pk, p);
-    const c = cluster.get(ck) || [w.cluster, w.account, w.region, 0, 0, clusterKey(w)]; c[3]++; c[4] += fails; cluster.set(ck, c);
+    const p = place.get(pk) || [w.account, w.region, 0, 0, 0]; p[2]++; p[3] += fails; p[4] += errs; place.set(pk, p);
+    const c = cluster.get(ck) || [w.cluster, w.account, w.region, 0, 0, 0, clusterKey(w)]; c[3]++; c[4] += fails; c[5] += errs; cluster.set(ck, c);
   }
   for (const [a, r, error] of D.scopes) {  // an organization scan: every (account, region) asked for
-    const p = place.get(a + " " + r) || [a, r, 0, 0]; p[4] = error; place.set(a + " " + r, p);
+    const p = place.get(a + " " + r) || [a, r, 0, 0, 0]; p[5] = error; place.set(a + " " + r, p);
   }
+  const errCell = n => n ? el("span", {cls: "s-E", text: String(n)}) : 0;
   grid.append(el("div", {}, el("h2", {text: "By account and region"}),
-    table(["Account", "Region", "Tasks", "Failed results", "Not scanned"], [...place.values()].map(([a, r, n, f, error]) =>
-      [link(a, "account", a), r, error ? "-" : n, error ? "-" : f, error ? el("span", {cls: "ERROR", text: error}) : ""]))));
+    table(["Account", "Region", "Tasks", "Failed results", "Error results", "Not scanned"], [...place.values()].map(([a, r, n, f, e, error]) =>
+      [link(a, "account", a), r, error ? "-" : n, error ? "-" : f, error ? "-" : errCell(e), error ? el("span", {cls: "ERROR", text: error}) : ""]))));
   grid.append(el("div", {}, el("h2", {text: "By cluster"}),
-    table(["Cluster", "Account", "Region", "Tasks", "Failed results"], [...cluster.values()].map(([c, a, r, n, f, key]) => [link(c, "cluster", key), a, r, n, f]))));
+    table(["Cluster", "Account", "Region", "Tasks", "Failed results", "Error results"], [...cluster.values()].map(([c, a, r, n, f, e, key]) => [link(c, "cluster", key), a, r, n, f, errCell(e)]))));
   root.append(grid);
   const refused = D.scopes.filter(([, , error]) => error);
   if (refused.length || D.errors_total) {
@@ -229,11 +230,12 @@ function renderWorkloads() {
   const frag = document.createDocumentFragment();
   D.workloads.forEach((w, i) => {
     const [worst, sev] = worstOf(w);
-    const failed = w.rules.filter(r => r[1] === "F").length;
+    const failed = w.rules.filter(r => r[1] === "F").length, errors = w.rules.filter(r => r[1] === "E").length;
     const summary = el("summary", {},
       el("b", {text: w.name}), " ", el("span", {cls: "muted", text: w.account + " " + w.region}), " \u00b7 ",
       el("span", {cls: "wcount"}), " \u00b7 ",
-      el("span", {cls: "s-" + worst, text: failed ? failed + " rules failed" : STATUS[worst]}), " ",
+      el("span", {cls: "s-" + worst, text: failed ? failed + " rules failed" : STATUS[worst]}),
+      failed && errors ? el("span", {cls: "s-E", text: ", " + errors + " ERROR"}) : "", " ",
       sev ? sevBadge(sev) : "");
     const d = el("details", {cls: "workload", id: "w" + i, "data-workload": w.name}, summary);
     d._w = w;
@@ -252,11 +254,12 @@ function buildWorkload(d, w) {
   body.append(el("h3", {text: "Tasks"}));
   for (const ti of w.tasks) {
     const t = D.tasks[ti];
-    const fails = [...t.r].filter(c => c === "F").length;
+    const fails = [...t.r].filter(c => c === "F").length, errors = [...t.r].filter(c => c === "E").length;
     const td = el("details", {cls: "task", "data-task": t.id, "data-index": String(ti)},
       el("summary", {}, el("span", {cls: "mono", text: t.id}), " ", el("span", {cls: "muted", text: t.td}), " \u00b7 ",
         (t.pub ? "public " + t.pub : t.v6.length ? "public " + t.v6[0] : "private " + (t.priv || "?")), " \u00b7 ",
-        el("span", {cls: fails ? "s-F" : "s-P", text: fails + " failed"})));
+        el("span", {cls: fails ? "s-F" : errors ? "s-E" : "s-P", text: fails + " failed"}),
+        errors ? el("span", {cls: "s-E", text: ", " + errors + " ERROR"}) : ""));
     td.hidden = d._visible ? !d._visible.has(ti) : false;
     td.addEventListener("toggle", () => { if (td.open && !td._built) buildTask(td, t); });
     body.append(td);
