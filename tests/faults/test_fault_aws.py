@@ -111,6 +111,12 @@ CONFIG_DENIED = scenario(
     "aws-fault",
     "the dependent task keeps its recorded audit; the failure is reported (DescribeFailures)",
 )
+CONFIG_THROTTLED = scenario(
+    "Config event while DescribeTasks is throttled past the SDK's retries",
+    "aws-fault",
+    "the invocation fails (FailedEvents) so that Lambda retries the event; the retry re-audits the "
+    "dependent tasks, whose old verdicts do not stand until the next sweep",
+)
 PARTIAL_BATCH = scenario(
     "Sweep batch with one cluster unreadable (ListTasks denied)",
     "aws-fault",
@@ -423,6 +429,33 @@ def test_config_event_while_describe_tasks_is_denied(run, report):
     assert run.spy.metrics["DescribeFailures"] == 1
     assert run.latest(task) == before
     report(CONFIG_DENIED, run.tasks_lost(running=[task]) + run.findings_lost())
+
+
+def test_config_event_while_describe_tasks_is_throttled_is_retried(run, report):
+    """Config sends no second event for a change: a dependent task not described for a
+    transient reason must not keep its old verdicts (an SG opened to the world, NET-03
+    still PASSED) until the next sweep."""
+    from fargate_audit.app.service import RetryLater
+
+    task = run.world.web[0]
+    run.task_events(run.running(task))
+    before = run.latest(task)
+    event = config_event(run.world)
+    run.faults.throttle("ecs", "DescribeTasks")
+
+    with pytest.raises(
+        RetryLater, match=r"dependent tasks not described \(DescribeTasks: ThrottlingException"
+    ):
+        run.config_events(event)
+    assert run.spy.metrics["FailedEvents"] == 1
+    assert run.latest(task) == before
+    run.faults.clear()
+
+    retried = run.config_events(event)  # Lambda's retry of the same event
+
+    assert retried["status"] == "audited" and retried["errors"] == [] and retried["audited"] >= 1
+    assert run.latest(task)["cause"]["type"] == "config-event"
+    report(CONFIG_THROTTLED, run.tasks_lost(running=[task]) + run.findings_lost())
 
 
 def test_sweep_batch_with_one_unreadable_cluster(run, report):

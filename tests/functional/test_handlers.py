@@ -456,6 +456,8 @@ def test_config_change_of_a_resource_no_task_depends_on_is_ignored(world):
     assert outcome["status"] == "ignored" and outcome["tasks"] == 0
     assert not world.calls.operations(("ecs", "ec2", "securityhub"))
     assert world.spy.metrics["IgnoredEvents"] == 1
+    (line,) = [fields for _, message, fields in world.spy.lines("info") if message == "config event ignored"]
+    assert line["reason"] == "no running task depends on it"  # the log says why, not only the return value
 
 
 def _flow_log_item_event(world, flow_log_id: str, configuration, status: str) -> dict:

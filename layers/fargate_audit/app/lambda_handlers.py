@@ -629,6 +629,7 @@ def config_events(outcome: dict, rt, logger, metrics) -> dict:
         event_id=outcome.get("event_id"),
         resource_id=outcome.get("resource_id"),
         resource_type=outcome.get("resource_type"),
+        reason=outcome.get("reason"),
         tasks=outcome.get("tasks"),
         audited=outcome.get("audited"),
         stopped=outcome.get("stopped"),

@@ -51,7 +51,14 @@ from fargate_audit.core.errors import FargateAuditError, ScanError
 from fargate_audit.core.params import effective_params
 from fargate_audit.edge import collect, flowlog_lookup, queue
 from fargate_audit.edge.accounts import AccountClients, AssumeRoleError, AuditedAccounts, partition_of
-from fargate_audit.edge.aws import AWS_ERRORS, Clients, describe_error, error_code, failure_message
+from fargate_audit.edge.aws import (
+    AWS_ERRORS,
+    Clients,
+    describe_error,
+    error_code,
+    failure_message,
+    transient_failure,
+)
 from fargate_audit.findings import asff
 from fargate_audit.findings.state import FindingStore
 from fargate_audit.stores import keys, record
@@ -90,6 +97,12 @@ class UnreachableScope(FargateAuditError):
         super().__init__(message)
         self.account = account
         self.region = region
+
+
+class RetryLater(FargateAuditError):
+    """Part of an event's work failed for a reason a later try may not meet (throttling
+    past the SDK's retries, a transient 5xx): what was done is kept, and the invocation
+    fails so that Lambda retries the event."""
 
 
 class SweepError(FargateAuditError):
@@ -621,6 +634,15 @@ def handle_config_event(event: Any, rt: Runtime, now: datetime) -> dict:
     rt.recorder.mark_facts_changed(parsed["region"], now)
     outcome = _config_event(parsed, rt, now)
     outcome["flushed"] = flush_outbox(rt, now)
+    transient = [e for e in outcome.get("errors") or () if transient_failure(e["message"], "DescribeTasks")]
+    if transient:
+        # a dependent task not described for now (throttled past the SDK's retries, a 5xx)
+        # keeps its old verdicts, and Config sends no second event: Lambda retries this one
+        # (the audits done are kept), then its OnFailure queue holds it
+        raise RetryLater(
+            f"config event {parsed['event_id']}: {len(transient)} of {outcome['tasks']} dependent tasks "
+            f"not described ({transient[0]['message']}); retried"
+        )
     return outcome
 
 

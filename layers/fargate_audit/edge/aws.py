@@ -367,6 +367,45 @@ def failure_message(exc: BaseException, call: str) -> str:
 # The exceptions a failed AWS call may raise (throttling past retries is a ClientError).
 AWS_ERRORS = (ClientError, BotoCoreError)
 
+# Error codes of a failure that a later try may not meet (throttling past the SDK's
+# retries, a service's transient 5xx, a connection that failed): botocore's standard retry
+# mode's codes, and the class names error_code gives connection failures.
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "EC2ThrottledException",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "ServerException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+    }
+)
+
+
+def transient_failure(message: str, call: str) -> bool:
+    """A one-line failure of ``call`` (``describe_error``'s ``Call: Code: message``) that a
+    later try may not meet."""
+    prefix = f"{call}: "
+    if not message.startswith(prefix):
+        return False
+    return message[len(prefix) :].split(":", 1)[0].strip() in TRANSIENT_CODES
+
 
 class CallCounter:
     """Counts HTTP requests (retries included) per "prefix.Operation", the IAM action with a
