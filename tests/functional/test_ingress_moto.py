@@ -262,6 +262,12 @@ def test_describe_target_health_denied_nulls_every_tasks_exposures(world, hooks,
         for evidence in _evidence(report, workload, "NET-11") + _evidence(report, workload, "NET-12"):
             assert "DescribeTargetHealth: AccessDenied" in evidence["error"]
     assert _other_statuses(report) == _other_statuses(baseline)
+    # not read is unknown, not unreachable: counted apart, in the summary and the table
+    reach = report["summary"]["internet_reachable"]
+    assert reach["through_load_balancers"] == 0
+    assert reach["through_load_balancers_unknown"] == len(report["tasks"])
+    text = table.render(report)
+    assert f"unknown (facts not read): {len(report['tasks'])} through load balancers" in text
 
 
 def test_web_acl_denied_is_net_12_error_only_where_an_alb_exposure_exists(world, hooks, baseline):

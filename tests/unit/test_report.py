@@ -392,4 +392,9 @@ def test_an_exempted_net02_task_is_still_counted_reachable_at_its_own_address():
         {"task_arn": other, "rule_id": "NET-02", "status": "PASSED", "evidence": {"open_ports": []}},
     ]
     tasks = [{"task_arn": arn, "exposures": []}, {"task_arn": other, "exposures": []}]
-    assert report.internet_reachable(tasks, results) == {"direct": 1, "through_load_balancers": 0}
+    assert report.internet_reachable(tasks, results) == {
+        "direct": 1,
+        "through_load_balancers": 0,
+        "direct_unknown": 0,
+        "through_load_balancers_unknown": 0,
+    }

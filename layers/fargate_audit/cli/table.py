@@ -198,12 +198,22 @@ def _front_door_lines(members: list[dict], paint: _Paint, results_by_task: dict 
 
 def _reachable_line(report: dict) -> str | None:
     counts = (report.get("summary") or {}).get("internet_reachable")
-    if not counts or not (counts.get("direct") or counts.get("through_load_balancers")):
+    keys = ("direct", "through_load_balancers", "direct_unknown", "through_load_balancers_unknown")
+    if not counts or not any(counts.get(key) for key in keys):
         return None
-    return (
+    line = (
         f"Reachable from the internet: {_plural(counts.get('direct', 0), 'task')} at their own address, "
-        f"{counts.get('through_load_balancers', 0)} through load balancers."
+        f"{counts.get('through_load_balancers', 0)} through load balancers"
     )
+    unknown = [
+        f"{counts[key]} {what}"
+        for key, what in (
+            ("direct_unknown", "at their own address"),
+            ("through_load_balancers_unknown", "through load balancers"),
+        )
+        if counts.get(key)
+    ]
+    return line + (f"; unknown (facts not read): {', '.join(unknown)}." if unknown else ".")
 
 
 def _summary_line(report: dict, paint: _Paint) -> str:

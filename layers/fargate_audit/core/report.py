@@ -302,21 +302,33 @@ def internet_reachable(tasks: list[dict], results: Iterable[dict]) -> dict:
     """Tasks the internet reaches at their own address (NET-02 FAILED, or exempted: an
     exemption accepts the exposure, it does not close it) and through load balancers (some
     exposure; or, its exposures null for a web ACL alone, NET-11 judged), counted apart
-    (interface.md "Load-balancer exposure")."""
+    (interface.md "Load-balancer exposure"); and, apart again, the tasks for which either
+    could not be told (NET-02 ERROR; exposures null, NET-11 not judged): an unknown is not
+    counted as unreachable."""
     direct: set[str] = set()
+    direct_unknown: set[str] = set()
     judged: set[str] = set()
     for r in results:
         if reached_directly(r):
             direct.add(r["task_arn"])
+        elif r["rule_id"] == "NET-02" and r["status"] == "ERROR":
+            direct_unknown.add(r["task_arn"])
         elif r["rule_id"] == "NET-11" and r["status"] in ("PASSED", "FAILED"):
             judged.add(r["task_arn"])
+    through = unknown = 0
+    for t in tasks:
+        if t.get("exposures"):
+            through += 1
+        elif t.get("exposures", ()) is None:
+            if t["task_arn"] in judged:
+                through += 1
+            else:
+                unknown += 1
     return {
         "direct": len(direct),
-        "through_load_balancers": sum(
-            1
-            for t in tasks
-            if t.get("exposures") or (t.get("exposures", ()) is None and t["task_arn"] in judged)
-        ),
+        "through_load_balancers": through,
+        "direct_unknown": len(direct_unknown),
+        "through_load_balancers_unknown": unknown,
     }
 
 

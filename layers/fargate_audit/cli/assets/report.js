@@ -81,8 +81,10 @@ function renderSummary() {
     if (list.length) li.append(inner);
     first.append(li);
   }
+  const unknownReach = [[ir.direct_unknown, "directly"], [ir.through_load_balancers_unknown, "through load balancers"]]
+    .filter(([n]) => n).map(([n, how]) => n + " " + how).join(", ");
   root.append(el("h2", {text: "What to look at first (" + (ir.direct || 0) + " tasks reachable directly, " +
-    (ir.through_load_balancers || 0) + " through load balancers)"}), first);
+    (ir.through_load_balancers || 0) + " through load balancers" + (unknownReach ? "; unknown: " + unknownReach : "") + ")"}), first);
   if ((D.expired || []).length) {  // exemptions past their date: ignored by the scan
     const list = el("ul", {cls: "expired"});
     for (const [rule, workload, expires] of D.expired) list.append(el("li", {}, link(rule, "rule", rule), " " + workload + " expired " + expires));
