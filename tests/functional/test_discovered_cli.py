@@ -368,3 +368,19 @@ def test_an_export_spanning_member_accounts_is_refused(world, monkeypatch, tmp_p
     _, err = run("--export", "dns-firewall", str(target), code=2)
     assert "in 2 accounts (111111111111, 222222222222)" in err and "--workload ACCOUNT/REGION" in err
     assert not target.exists()
+
+
+def test_the_table_commands_show_control_characters_as_text(world, monkeypatch):
+    """What discovered, history and findings print comes from names others wrote (a queried
+    name, a task group): an escape sequence in it never reaches the terminal raw."""
+    from fargate_audit.cli import views
+
+    hostile = "name\x1b]0;owned\x07\x1b[2J\n"
+    monkeypatch.setattr(egress, "format_discovered", lambda view: hostile)
+    monkeypatch.setattr(views, "format_findings", lambda findings: hostile)
+    monkeypatch.setattr(views, "format_history", lambda task_arn, entries: hostile)
+    task_arn = f"arn:aws:ecs:eu-west-1:123456789012:task/prod-web/{'a' * 32}"
+    for argv in (["discovered"], ["findings"], ["history", task_arn]):
+        out, err = io.StringIO(), io.StringIO()
+        assert cli.main([*argv, "--table", TABLE], stdout=out, stderr=err) == 0, err.getvalue()
+        assert out.getvalue() == "name\\x1b]0;owned\\x07\\x1b[2J\n", argv

@@ -175,6 +175,25 @@ def test_no_ansi_codes_unless_colour_is_asked_for():
     assert ANSI.sub("", coloured) == table.render(doc, color=False)
 
 
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\x1b[31m\x9b1m\rFAKE"  # retitle, clear, colour, CSI, CR
+
+
+def test_control_characters_in_quoted_text_never_reach_the_terminal():
+    """A task group or a variable name is text an account's users wrote: an escape sequence
+    in it could retitle or clear the auditor's terminal, or hide lines."""
+    web = posture(1, group="service:web" + HOSTILE)
+    doc = report.build_report(
+        [web], [result(web, "CFG-02", "FAILED", "HIGH", variables=["app:DB_PASSWORD" + HOSTILE])], now=NOW
+    )
+    for color in (False, True):
+        text = table.render(doc, color=color)
+        assert "\x07" not in text and "\r" not in text and "\x9b" not in text
+        assert "\x1b]" not in text and "\x1b[2J" not in text
+        assert text.count("\\x1b]0;owned\\x07\\x1b[2J") == 2  # the group header and the variable, shown
+        assert ("\x1b[31m" in text) is color  # the table's own colours stay, only when asked for
+    assert table.printable("a\tb\nc\x00") == "a\tb\nc\\x00"
+
+
 class FakeTty(io.StringIO):
     def isatty(self) -> bool:
         return True

@@ -617,6 +617,7 @@ _TASK_ARN = re.compile(r"arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:task/[A-Za-z0-9
 
 
 def cmd_history(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from fargate_audit.cli.table import printable
     from fargate_audit.cli.views import format_history, open_table, read_table, table_name
     from fargate_audit.stores.record import Recorder
 
@@ -627,17 +628,22 @@ def cmd_history(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
         )
     table = open_table(table_name(args.table))
     entries = read_table(table, "Query", lambda: Recorder(table).history(args.task_arn))
-    stdout.write(_json(entries) if args.format == "json" else format_history(args.task_arn, entries))
+    stdout.write(
+        _json(entries) if args.format == "json" else printable(format_history(args.task_arn, entries))
+    )
     return EXIT_OK
 
 
 def cmd_findings(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from fargate_audit.cli.table import printable
     from fargate_audit.cli.views import findings_view, format_findings, open_table, read_table, table_name
     from fargate_audit.findings.state import FindingStore
 
     table = open_table(table_name(args.table))
     findings = read_table(table, "Query", FindingStore(table).active_findings)
-    stdout.write(_json(findings_view(findings)) if args.format == "json" else format_findings(findings))
+    stdout.write(
+        _json(findings_view(findings)) if args.format == "json" else printable(format_findings(findings))
+    )
     return EXIT_OK
 
 
@@ -647,6 +653,7 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
 
     from fargate_audit.app.dnslogs import flow_namer
     from fargate_audit.cli import egress
+    from fargate_audit.cli.table import printable
     from fargate_audit.cli.views import open_table, read_table, table_name
     from fargate_audit.stores.discovery import DiscoveryStore
 
@@ -719,7 +726,7 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
         stderr.write(f"{PROG}: wrote {len(domains)} domains from {len(view)} workloads to {path} ({kind})\n")
     if kind is not None and path == "-":
         return EXIT_OK  # stdout holds the export alone (one document), in any --format
-    stdout.write(_json(view) if args.format == "json" else egress.format_discovered(view))
+    stdout.write(_json(view) if args.format == "json" else printable(egress.format_discovered(view)))
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ Pure: colour is decided by the caller (``use_color``) and passed in.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,23 @@ _COLORS = {
     "WARN": "\033[1;33m",
 }
 MAX_VARIANTS = 5
+
+# Control characters in what the report quotes (a task group, a variable name, an image:
+# text an account's users wrote) would reach the terminal: an escape sequence could retitle
+# or clear it, or hide lines. They are shown as \xNN; only the colour codes above, which
+# the table itself writes, stay (and only when colour is on).
+_OWN_CODES = "|".join(
+    re.escape(code[2:-1]) for code in sorted({*_COLORS.values(), RESET}, key=len, reverse=True)
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_BUT_COLOR = re.compile(rf"\x1b(?!\[(?:{_OWN_CODES})m)|[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, color: bool = False) -> str:
+    """``text`` for a terminal: control characters (but newlines, tabs and, with ``color``,
+    the table's own colour codes) shown as ``\\xNN``."""
+    pattern = _CONTROL_BUT_COLOR if color else _CONTROL
+    return pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def use_color(stream: TextIO, environ: Mapping[str, str]) -> bool:
@@ -346,4 +364,4 @@ def render(report: dict, color: bool = False) -> str:
     if reachable:
         lines.append(reachable)
     lines.append(_summary_line(report, paint))
-    return "\n".join(lines) + "\n"
+    return printable("\n".join(lines) + "\n", color)
