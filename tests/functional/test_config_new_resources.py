@@ -60,13 +60,36 @@ def config_item_event(resource_type, resource_id, configuration, relationships, 
     }
 
 
+def oversized(event: dict) -> dict:
+    """The same change as AWS Config sends it when the item is too large: a
+    ``configurationItemSummary`` (no configuration, no relationships) and where in S3 the
+    whole item lies."""
+    item = event["detail"]["configurationItem"]
+    summary = {k: v for k, v in item.items() if k not in ("configuration", "relationships", "relatedEvents",
+                                                          "supplementaryConfiguration", "tags")}  # fmt: skip
+    summary["changeType"] = event["detail"]["configurationItemDiff"]["changeType"]
+    event["detail"] = {
+        "configurationItemSummary": summary,
+        "s3DeliverySummary": {
+            "s3BucketLocation": "config-bucket/item.json.gz",
+            "errorCode": None,
+            "errorMessage": None,
+        },
+        "notificationCreationTime": event["detail"]["notificationCreationTime"],
+        "messageType": "OversizedConfigurationItemChangeNotification",
+        "recordVersion": "1.0",
+    }
+    return event
+
+
 def status_of(world, task, rule_id: str) -> str:
     (result,) = [r for r in world.rt.recorder.latest(task.arn)["results"] if r["rule_id"] == rule_id]
     return result["status"]
 
 
-@pytest.mark.parametrize("named_by", ["configuration", "relationships"])
+@pytest.mark.parametrize("named_by", ["configuration", "relationships", "oversized"])
 def test_a_new_vpc_endpoint_reaudits_the_tasks_of_its_vpc(world, named_by):
+    """Oversized: the notification names the endpoint alone; its VPC is read from EC2."""
     task = world.web[0]
     world.task_events(world.running(task))
     assert status_of(world, task, "NET-10") == "FAILED"  # no ecr.dkr, ecr.api or S3 endpoint
@@ -98,6 +121,8 @@ def test_a_new_vpc_endpoint_reaudits_the_tasks_of_its_vpc(world, named_by):
             f"arn:aws:ec2:{REGION}:{ACCOUNT}:vpc-endpoint/{endpoint}",
             change="CREATE",
         )
+        if named_by == "oversized":
+            event = oversized(event)
 
         outcome = world.config_events(event)
 
@@ -171,7 +196,8 @@ def test_the_route_table_of_the_nat_gateways_subnet_reaudits_the_tasks_behind_th
     assert egress["after"]["path"] == "nat-gateway>internet-gateway" and "via" not in egress["after"]
 
 
-def test_a_new_listener_reaudits_the_tasks_behind_its_load_balancer(world):
+@pytest.mark.parametrize("as_sent", ["whole", "oversized"])
+def test_a_new_listener_reaudits_the_tasks_behind_its_load_balancer(world, as_sent):
     ec2, elbv2 = world.client("ec2"), world.client("elbv2")
     second = ec2.create_subnet(VpcId=world.vpc, CidrBlock="10.20.2.0/24", AvailabilityZone=f"{REGION}b")[
         "Subnet"
@@ -234,11 +260,11 @@ def test_a_new_listener_reaudits_the_tasks_behind_its_load_balancer(world):
         }
     ]
 
-    outcome = world.config_events(
-        config_item_event(
-            "AWS::ElasticLoadBalancingV2::Listener", http, configuration, relationships, http, "CREATE"
-        )
+    event = config_item_event(
+        "AWS::ElasticLoadBalancingV2::Listener", http, configuration, relationships, http, "CREATE"
     )
+
+    outcome = world.config_events(oversized(event) if as_sent == "oversized" else event)
 
     assert outcome["status"] == "audited" and outcome["tasks"] == 1, outcome  # the one audited
     assert status_of(world, task, "NET-11") == "FAILED"

@@ -514,7 +514,7 @@ def test_a_flow_log_created_or_deleted_reaudits_the_tasks_of_its_vpc(world):
 
 
 def test_a_flow_log_item_in_cloudformation_spelling_finds_its_vpc_too():
-    from fargate_audit.app.events import _related_ids
+    from fargate_audit.app.events import related_ids
 
     item = {"resourceType": "AWS::EC2::FlowLog", "configuration": {"ResourceId": "vpc-1", "Id": "fl-1"}}
     related = {
@@ -524,9 +524,9 @@ def test_a_flow_log_item_in_cloudformation_spelling_finds_its_vpc_too():
     }
     other = {"resourceType": "AWS::EC2::SecurityGroup", "configuration": {"resourceId": "vpc-1"}}
 
-    assert _related_ids(item) == ["vpc-1"]
-    assert _related_ids(related) == ["subnet-1"]
-    assert _related_ids(other) == []  # only a flow log's change concerns the resource it names
+    assert related_ids(item) == ["vpc-1"]
+    assert related_ids(related) == ["subnet-1"]
+    assert related_ids(other) == []  # only a flow log's change concerns the resource it names
 
 
 def test_config_change_retires_a_dependent_task_that_has_stopped(world):

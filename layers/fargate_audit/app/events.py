@@ -264,7 +264,7 @@ def parse_config_event(event: Any) -> dict:
         "capture_time": item["configurationItemCaptureTime"],
         "change_type": _change_type(detail, item),
         "status": item.get("configurationItemStatus"),
-        "related_ids": _related_ids(item),
+        "related_ids": related_ids(item),
     }
 
 
@@ -318,7 +318,10 @@ def _listener_ids(configuration: dict) -> list:
     return found
 
 
-def _related_ids(item: dict) -> list[str]:
+def related_ids(item: dict) -> list[str]:
+    """The ids a Config item's configuration and relationships name that find the tasks it
+    concerns beyond its own id (by resource type); also read from a described resource's
+    API shape, given as ``{"resourceType": ..., "configuration": <the resource>}``."""
     resource_type = item["resourceType"]
     keys = _RELATED_ID_KEYS.get(resource_type)
     configuration = item.get("configuration")

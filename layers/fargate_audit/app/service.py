@@ -646,26 +646,46 @@ def handle_config_event(event: Any, rt: Runtime, now: datetime) -> dict:
     return outcome
 
 
-# An oversized notification carries no configuration: the subnets a route table or NACL is
-# associated with (tasks that did not depend on it before, when a subnet moved to it) are
-# read from EC2 instead (notes/event-shapes.md: re-describing is the robust way).
+# An oversized notification carries no configuration: what it would have named is read
+# from the service instead (notes/event-shapes.md: re-describing is the robust way). The
+# subnets a route table or NACL is associated with (tasks that did not depend on it before,
+# when a subnet moved to it); a new VPC endpoint's VPC, route tables and subnets; a flow
+# log's VPC, subnet or ENI; a new listener's load balancer and target groups.
 _ASSOCIATED_SUBNETS = {
     "AWS::EC2::RouteTable": ("describe_route_tables", "RouteTableIds", "RouteTables"),
     "AWS::EC2::NetworkAcl": ("describe_network_acls", "NetworkAclIds", "NetworkAcls"),
 }
+_DESCRIBED_CONFIGURATION = {  # resource type: (service, call, id parameter, result key)
+    "AWS::EC2::VPCEndpoint": ("ec2", "describe_vpc_endpoints", "VpcEndpointIds", "VpcEndpoints"),
+    "AWS::EC2::FlowLog": ("ec2", "describe_flow_logs", "FlowLogIds", "FlowLogs"),
+    "AWS::ElasticLoadBalancingV2::Listener": ("elbv2", "describe_listeners", "ListenerArns", "Listeners"),
+}
 
 
-def _associated_subnets(rt: Runtime, parsed: dict) -> list[str]:
-    """The subnets the changed route table or NACL is associated with now (one describe
-    through the account's clients); none when it is gone or cannot be read (the resource's
-    own id still finds the tasks that depended on it)."""
-    call, key, listed = _ASSOCIATED_SUBNETS[parsed["resource_type"]]
+def _oversized_related(rt: Runtime, parsed: dict) -> list[str]:
+    """What an oversized notification's configuration would have named, read through the
+    account's clients (one describe); none when the resource is gone or cannot be read
+    (its own id still finds the tasks that depended on it)."""
+    resource_type, resource_id = parsed["resource_type"], parsed["resource_id"]
     try:
-        ec2 = scope_clients(rt, parsed["account_id"], parsed["region"]).ec2(parsed["region"])
-        found = getattr(ec2, call)(**{key: [parsed["resource_id"]]}).get(listed) or []
+        clients = scope_clients(rt, parsed["account_id"], parsed["region"])
+        if resource_type in _ASSOCIATED_SUBNETS:
+            call, key, listed = _ASSOCIATED_SUBNETS[resource_type]
+            found = getattr(clients.ec2(parsed["region"]), call)(**{key: [resource_id]}).get(listed) or []
+            return [
+                a["SubnetId"] for item in found for a in item.get("Associations") or [] if a.get("SubnetId")
+            ]
+        service, call, key, listed = _DESCRIBED_CONFIGURATION[resource_type]
+        name = parsed.get("arn") or resource_id if service == "elbv2" else resource_id
+        aws_client = clients.get(service, parsed["region"])
+        found = getattr(aws_client, call)(**{key: [name]}).get(listed) or []
     except AWS_ERRORS:
         return []
-    return [a["SubnetId"] for item in found for a in item.get("Associations") or [] if a.get("SubnetId")]
+    return [
+        i
+        for item in found
+        for i in events.related_ids({"resourceType": resource_type, "configuration": item})
+    ]
 
 
 def _config_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
@@ -678,8 +698,16 @@ def _config_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
     # a resource is indexed by the id the posture names: for a load balancer or listener its
     # ARN, which Config gives as ARN (and as resourceId); for EC2 resources the resourceId
     related = list(parsed.get("related_ids", ()))
-    if parsed["oversized"] and not related and parsed["resource_type"] in _ASSOCIATED_SUBNETS:
-        related = _associated_subnets(rt, parsed)
+    if (
+        parsed["oversized"]
+        and not related
+        and parsed["resource_type"]
+        in (
+            *_ASSOCIATED_SUBNETS,
+            *_DESCRIBED_CONFIGURATION,
+        )
+    ):
+        related = _oversized_related(rt, parsed)
     ids = dict.fromkeys(i for i in (parsed["resource_id"], parsed.get("arn"), *related) if i)
     task_arns = sorted({arn for i in ids for arn in rt.recorder.tasks_for_resource(i)})
     if not task_arns:
