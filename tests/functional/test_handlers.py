@@ -543,6 +543,41 @@ def test_config_change_retires_a_dependent_task_that_has_stopped(world):
     assert world.finding("NET-02")["ProductFields"]["fargate-audit/TasksEvaluated"] == "1"
 
 
+def test_a_change_with_more_dependent_tasks_than_a_page_is_handed_to_the_sweep_workers(world, monkeypatch):
+    """A security group shared by a whole VPC: its dependents are not audited within the
+    config event's one minute but queued, a page of one DescribeTasks call per message, and
+    the workers' audits name the Config change as their cause. (The page threshold, 100
+    tasks, is lowered here to the world's two.)"""
+    from fargate_audit.app import service
+
+    monkeypatch.setattr(service, "CONFIG_INLINE_TASKS", 1)
+    for task in world.web:
+        world.task_events(world.running(task))
+    event = world.config("config-security-group-change.json")
+    world.calls.reset()
+
+    outcome = world.config_events(event)
+
+    assert outcome["status"] == "queued" and outcome["tasks"] == 2 and outcome["messages"] == 1, outcome
+    assert outcome["errors"] == [] and world.spy.metrics["SweepMessagesSent"] == 1
+    assert not world.calls.operations(("ecs", "ec2", "securityhub"))  # nothing described inline
+    (message,) = world.client("sqs").receive_message(QueueUrl=world.queue_url, MaxNumberOfMessages=10)[
+        "Messages"
+    ]
+    body = json.loads(message["Body"])
+    assert sorted(body["task_arns"]) == sorted(task.arn for task in world.web)
+    assert body["cluster_arn"] == world.clusters["prod-web"]
+    assert (body["cause"]["type"], body["cause"]["id"]) == ("config-event", event["id"])
+
+    result = world.sweep_worker({"Records": [sqs_record("page-1", message["Body"])]})
+
+    assert result == {"batchItemFailures": []}
+    for task in world.web:
+        cause = world.rt.recorder.latest(task.arn)["cause"]
+        assert (cause["type"], cause["id"]) == ("config-event", event["id"])
+    assert world.finding("NET-02")["ProductFields"]["fargate-audit/TasksEvaluated"] == "2"
+
+
 def test_malformed_config_event_is_rejected(world):
     event = world.config("config-oversized-change.json")
     del event["detail"]["configurationItemSummary"]["resourceId"]

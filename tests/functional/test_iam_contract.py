@@ -328,7 +328,7 @@ def test_the_event_functions_never_list_and_queue_only_dead_letters(recorded):
 def test_sqs_statements_name_exactly_the_queues_sent_to(policies):
     sent_to = {
         "TaskEventsFunction": ["EventsDeadLetterQueue"],
-        "ConfigEventsFunction": ["EventsDeadLetterQueue"],
+        "ConfigEventsFunction": ["EventsDeadLetterQueue", "SweepQueue"],  # pages of many dependents
         "SweepPlannerFunction": ["SweepQueue", "EventsDeadLetterQueue"],
         "SweepWorkerFunction": ["SweepQueue"],  # consumed (its event source mapping's poller)
     }

@@ -269,7 +269,10 @@ def test_environment_is_the_design_one(template):
     }
     for function_id in FUNCTIONS:
         env = effective_function_properties(template, function_id)["Environment"]["Variables"]
-        extra = {"SWEEP_QUEUE_URL": {"Ref": "SweepQueue"}} if function_id == "SweepPlannerFunction" else {}
+        # the planner's pages; the config events function's too, for a change with more
+        # dependent tasks than one page
+        queues = ("SweepPlannerFunction", "ConfigEventsFunction")
+        extra = {"SWEEP_QUEUE_URL": {"Ref": "SweepQueue"}} if function_id in queues else {}
         if function_id in ASYNC_FUNCTIONS:
             extra["EVENTS_DLQ_URL"] = {"Ref": "EventsDeadLetterQueue"}
         if function_id == "FlowLogsFunction":  # the fallback flow-log format, the VPCs' own CIDRs
@@ -610,7 +613,7 @@ def test_data_actions_are_scoped_to_this_stacks_resources(template):
             if services & {"sqs"}:
                 queues = [_get_att("EventsDeadLetterQueue")] * (function_id in ASYNC_FUNCTIONS)
                 queues += [_get_att("SweepQueue")] * (
-                    function_id in ("SweepPlannerFunction", "SweepWorkerFunction")
+                    function_id in ("SweepPlannerFunction", "SweepWorkerFunction", "ConfigEventsFunction")
                 )
                 assert services == {"sqs"} and len(resources) == 1 and resources[0] in queues, function_id
             if services & {"sts"}:

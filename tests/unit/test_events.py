@@ -185,6 +185,7 @@ def test_sweep_sample_bodies_parse_with_and_without_task_arns():
         "task_arns": [TASK_ARN],
         "workloads": None,
         "no_longer_audited": False,
+        "cause": None,
     }
     assert second["task_arns"] is None and second["cluster_arn"] == CLUSTER_ARN
 
@@ -198,6 +199,7 @@ def test_planner_message_round_trips():
         "task_arns": None,
         "workloads": None,
         "no_longer_audited": False,
+        "cause": None,
     }
     key = "WL#123456789012#eu-west-1#prod-web#service:web"
     body = events.sweep_message(
@@ -206,6 +208,16 @@ def test_planner_message_round_trips():
     assert events.parse_sweep_message(body)["no_longer_audited"] is True
     with pytest.raises(EventError, match="no_longer_audited names workloads"):
         events.parse_sweep_message(json.dumps(_body(no_longer_audited=True)))
+
+
+def test_a_config_events_page_names_its_cause_and_only_a_page_may():
+    cause = {"type": "config-event", "id": "6f0a2c4e", "event_time": "2026-11-20T12:19:06Z"}
+    body = events.sweep_message("123456789012", "eu-west-1", CLUSTER_ARN, [TASK_ARN], cause=cause)
+    assert events.parse_sweep_message(body)["cause"] == cause
+    with pytest.raises(EventError, match="cause goes with task_arns"):
+        events.parse_sweep_message(json.dumps(_body(cause=cause)))
+    with pytest.raises(EventError, match="cause"):
+        events.parse_sweep_message(json.dumps(_body(task_arns=[TASK_ARN], cause=cause | {"type": "sweep"})))
 
 
 def test_planner_page_round_trips_and_holds_at_most_one_describe_call():

@@ -387,6 +387,8 @@ def parse_sweep_message(body: Any) -> dict:
             )
     if body.get("no_longer_audited") and not workloads:
         raise EventError(f"{SWEEP_MESSAGE}: no_longer_audited names workloads")
+    if body.get("cause") and not task_arns:
+        raise EventError(f"{SWEEP_MESSAGE}: cause goes with task_arns")
     return {
         "account_id": body["account_id"],
         "region": body["region"],
@@ -394,6 +396,7 @@ def parse_sweep_message(body: Any) -> dict:
         "task_arns": list(dict.fromkeys(task_arns)) if task_arns else None,
         "workloads": list(dict.fromkeys(workloads)) if workloads else None,
         "no_longer_audited": body.get("no_longer_audited") is True,
+        "cause": body.get("cause"),
     }
 
 
@@ -404,18 +407,22 @@ def sweep_message(
     task_arns: list[str] | None = None,
     workloads: list[str] | None = None,
     no_longer_audited: bool = False,
+    cause: dict | None = None,
 ) -> str:
     """The body the planner sends (the inverse of parse_sweep_message): one page of at most
     SWEEP_PAGE_TASKS tasks of a cluster (``task_arns``); or ``workloads`` of the cluster
     to publish (at most SWEEP_PAGE_TASKS: those with ACTIVE findings and no task recorded
     running; ``no_longer_audited``: of an account and region the stack no longer audits,
     to retire and archive); or, without either, the whole cluster (the form of the
-    planners before pages, still valid)."""
+    planners before pages, still valid). ``cause``: with ``task_arns``, the config event
+    whose dependent tasks the page holds (``{"type": "config-event", "id", "event_time"}``)."""
     body: dict[str, Any] = {"account_id": account_id, "region": region, "cluster_arn": cluster_arn}
     if task_arns:
         if len(task_arns) > SWEEP_PAGE_TASKS:
             raise ValueError(f"a sweep page holds at most {SWEEP_PAGE_TASKS} tasks, not {len(task_arns)}")
         body["task_arns"] = list(task_arns)
+        if cause:
+            body["cause"] = dict(cause)
     elif workloads:
         if len(workloads) > SWEEP_PAGE_TASKS:
             raise ValueError(

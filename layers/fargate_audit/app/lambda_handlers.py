@@ -231,6 +231,7 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
         allowed_regions=regions,
         audit_role_account=aws.role_account(role_arn) if role_arn else None,
         events_dlq_url=(environ.get("EVENTS_DLQ_URL") or "").strip() or None,
+        sweep_queue_url=(environ.get("SWEEP_QUEUE_URL") or "").strip() or None,
         audited=audited,
         accounts=members,
         audited_regions=audited_regions,
@@ -619,6 +620,7 @@ def config_events(outcome: dict, rt, logger, metrics) -> dict:
 
     if outcome["status"] == service.IGNORED:
         _metric(metrics, "IgnoredEvents")
+    _metric(metrics, "SweepMessagesSent", outcome.get("messages") or 0)
     _batch_metrics(metrics, outcome)
     _findings_metrics(metrics, outcome.get("flushed"))
     _metric(metrics, "DescribeFailures", len(outcome.get("errors") or []))
@@ -633,6 +635,7 @@ def config_events(outcome: dict, rt, logger, metrics) -> dict:
         tasks=outcome.get("tasks"),
         audited=outcome.get("audited"),
         stopped=outcome.get("stopped"),
+        messages=outcome.get("messages"),
         errors=outcome.get("errors") or None,
         findings=outcome.get("findings"),
     )

@@ -76,6 +76,7 @@ SWEEP_FLUSH_LIMIT = 1000
 ENDED_STATUSES = frozenset({"DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED", "DELETED"})
 
 IGNORED, STALE, AUDITED, STOPPED, REJECTED = "ignored", "stale", "audited", "stopped", "rejected"
+QUEUED = "queued"  # a config event's dependent tasks handed to the sweep workers
 
 
 class ForeignEventError(FargateAuditError):
@@ -129,6 +130,8 @@ class Runtime:
     reads go through AUDIT_ROLE_ARN, else ``own_account``, and its own region);
     ``own_account`` is set by the handlers from the Lambda context. ``events_dlq_url``:
     where malformed events go (EVENTS_DLQ_URL; None: logged and counted only).
+    ``sweep_queue_url``: the sweep queue (SWEEP_QUEUE_URL), where a Config change with more
+    dependent tasks than one DescribeTasks call hands them out in pages (None: audited inline).
 
     Organization scale (AUDITED_ACCOUNTS / ORGANIZATIONS_ROLE_ARN; None: one account, as
     before): ``audited``: the audited accounts (events are accepted from those only,
@@ -156,6 +159,7 @@ class Runtime:
     own_account: str | None = None
     audit_role_account: str | None = None
     events_dlq_url: str | None = None
+    sweep_queue_url: str | None = None
     audited: AuditedAccounts | None = None
     accounts: AccountClients | None = None
     audited_regions: frozenset[str] = frozenset()
@@ -688,6 +692,65 @@ def _oversized_related(rt: Runtime, parsed: dict) -> list[str]:
     ]
 
 
+# More dependent tasks than this (a security group or VPC endpoint shared by a whole
+# VPC) are not audited by the config event's own invocation, which has one minute: they
+# are queued to the sweep workers in pages of one DescribeTasks call each.
+CONFIG_INLINE_TASKS = events.SWEEP_PAGE_TASKS
+
+
+def _fan_out_config_event(rt: Runtime, parsed: dict, task_arns: list[str]) -> dict:
+    """The dependent tasks queued to the sweep queue, one message per page of at most
+    ``events.SWEEP_PAGE_TASKS`` tasks of a cluster, each naming this event as the audit's
+    cause; a worker describes, audits (VPC facts refreshed) and publishes them as it does a
+    planner's page. A task of an account or region this stack does not read is an error,
+    as inline; one in a short-format ARN (no cluster in it) is audited by a worker of its
+    recorded cluster. RetryLater when a message could not be queued (the event is retried;
+    a page audited twice records nothing new)."""
+    account, region = parsed["account_id"], parsed["region"]
+    audited = allowed_accounts(rt) if rt.audited is not None else frozenset({account})
+    pages: dict[str, list[str]] = {}
+    errors: list[dict] = []
+    for arn in task_arns:
+        place = (collect.account_of(arn) or account, collect.region_of(arn) or region)
+        if place != (account, region) and not (place[0] in audited and place[1] in allowed_regions(rt)):
+            message = f"DescribeTasks: task of account {place[0]} in {place[1]}, not read by this stack"
+            errors.append({"task_arn": arn, "message": message})
+            continue
+        cluster = _cluster_of_task(arn)
+        if cluster is not None:
+            cluster_arn = _cluster_arn(arn, cluster)
+        else:  # short ARN format: the cluster is in the recorded posture
+            cluster_arn = ((rt.recorder.latest(arn) or {}).get("posture") or {}).get("cluster_arn")
+        if not cluster_arn:
+            errors.append({"task_arn": arn, "message": "DescribeTasks: the task's cluster is unknown"})
+            continue
+        pages.setdefault(cluster_arn, []).append(arn)
+    cause = {"type": "config-event", "id": parsed["event_id"], "event_time": parsed["event_time"]}
+    size = events.SWEEP_PAGE_TASKS
+    bodies = [
+        events.sweep_message(
+            collect.account_of(cluster_arn),
+            collect.region_of(cluster_arn),
+            cluster_arn,
+            arns[i : i + size],
+            cause=cause,
+        )
+        for cluster_arn, arns in sorted(pages.items())
+        for i in range(0, len(arns), size)
+    ]
+    try:
+        sent, refused = queue.send_batches(rt.clients, rt.region, rt.sweep_queue_url, bodies)
+    except AWS_ERRORS as exc:
+        raise RetryLater(
+            f"config event {parsed['event_id']}: {failure_message(exc, 'SendMessageBatch')}"
+        ) from exc
+    if refused:
+        raise RetryLater(
+            f"config event {parsed['event_id']}: {len(refused)} of {len(bodies)} sweep messages not queued"
+        )
+    return {"status": QUEUED, "tasks": len(task_arns), "messages": sent, "errors": errors}
+
+
 def _config_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
     base = {
         "event_id": parsed["event_id"],
@@ -712,6 +775,8 @@ def _config_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
     task_arns = sorted({arn for i in ids for arn in rt.recorder.tasks_for_resource(i)})
     if not task_arns:
         return base | {"status": IGNORED, "reason": "no running task depends on it", "tasks": 0}
+    if len(task_arns) > CONFIG_INLINE_TASKS and rt.sweep_queue_url:
+        return base | _fan_out_config_event(rt, parsed, task_arns)
     batch = _Batch(rt, now)
 
     def cause_of(raw: dict) -> dict:
@@ -1140,6 +1205,9 @@ def sweep_cluster(
     batch = _Batch(rt, now)
 
     def cause_of(raw: dict) -> dict:
+        if parsed["cause"]:  # a config event's page: that change is why the task is audited
+            given = parsed["cause"]
+            return _cause(given["type"], given["id"], raw["task"].get("version"), given.get("event_time"))
         return _cause("sweep", message_id, raw["task"].get("version"), None)
 
     if parsed["workloads"]:
