@@ -1213,6 +1213,20 @@ def test_a_regional_nat_gateway_is_followed_through_its_own_route_table_not_the_
     assert p["errors"] == {}
 
 
+def test_a_nat_gateway_without_subnet_or_route_table_is_not_followed_through_the_main_table():
+    """An SDK older than regional NAT gateways drops AvailabilityMode and RouteTableId: the
+    gateway arrives with neither subnet nor table. The main table is not where its traffic
+    leaves: the hop is unknown (NET-05 ERROR), never a path the main table draws."""
+    raw = bundle()
+    nat = _regional_nat(raw)
+    for key in ("AvailabilityMode", "AutoProvisionZones", "RouteTableId"):
+        nat.pop(key)
+    rt(raw, RTB_MAIN)["Routes"].append(route("0.0.0.0/0", GatewayId="vpce-0fw00000000000001"))
+    ipv4 = build_posture(raw)["network"]["egress"]["ipv4"]
+    assert ipv4["path"] is None and "names no route table" in ipv4["error"]
+    assert ipv4["targets"] == [NAT]
+
+
 def test_a_regional_nat_gateway_whose_route_table_is_not_found_leaves_the_hop_unknown():
     raw = bundle()
     _regional_nat(raw)

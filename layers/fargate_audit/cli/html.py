@@ -193,7 +193,7 @@ def _outbound(task: Mapping, network: Mapping, family: str, failed: Mapping[str,
             marks.append("NET-02")
             lines.append(["routes the public address", True])
         if index > 0:
-            lines.append("next hop of its subnet")
+            lines.append("next hop of the NAT gateway's route table")
         nodes.append(_node(hop, _PATH_NAMES.get(hop, hop), lines, marks))
     last = hops[-1]
     if last in _REACHES_INTERNET:

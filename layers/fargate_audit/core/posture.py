@@ -319,15 +319,22 @@ def _nat_route_table(route_tables: list[Mapping], nat: Mapping, vpc_id: str | No
     """The route table a NAT gateway's traffic leaves by, or None and why. A zonal NAT
     gateway sits in a subnet: that subnet's table (explicit, else the VPC's main one). A
     regional NAT gateway (``AvailabilityMode`` ``regional``) has no subnet: AWS creates a
-    route table for it, which DescribeNatGateways names (``RouteTableId``)."""
+    route table for it, which DescribeNatGateways names (``RouteTableId``). A NAT gateway
+    without a subnet is never followed through the VPC's main table: an SDK older than
+    regional NAT gateways drops ``AvailabilityMode`` and ``RouteTableId``, and the main
+    table is not where its traffic leaves."""
     nat_id = nat.get("NatGatewayId")
     subnet_id = nat.get("SubnetId")
     own_table = nat.get("RouteTableId")
-    if not subnet_id and (own_table or str(nat.get("AvailabilityMode") or "").lower() == "regional"):
-        table = next((rt for rt in route_tables if own_table and rt.get("RouteTableId") == own_table), None)
+    if not subnet_id:
+        if not own_table:
+            return None, (
+                f"NAT gateway {nat_id} has no subnet and names no route table (a regional NAT gateway "
+                f"read by an SDK that predates them?)"
+            )
+        table = next((rt for rt in route_tables if rt.get("RouteTableId") == own_table), None)
         if table is None:
-            named = own_table or "(none named)"
-            return None, f"route table {named} of regional NAT gateway {nat_id} not found"
+            return None, f"route table {own_table} of regional NAT gateway {nat_id} not found"
         return table, None
     table = routes.route_table_for_subnet(route_tables, subnet_id, vpc_id)
     if table is None:
