@@ -15,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from fargate_audit.core.errors import CredentialsError, ScanError
+from fargate_audit.core.posture import build_posture
 from fargate_audit.edge.aws import CallCounter, Clients, describe_error
 from fargate_audit.edge.collect import collect, describe_tasks
 
@@ -569,21 +570,29 @@ def test_client_error_on_security_groups_marks_security_groups_for_that_vpcs_tas
     assert by_region[OTHER_REGION][0]["vpc"]["security_groups"]
 
 
-def test_a_refused_read_of_an_attached_group_the_vpc_listing_lacks_marks_security_groups():
+def test_a_refused_read_of_an_attached_group_the_vpc_listing_lacks_concerns_its_tasks_only():
     """A group associated from another VPC is not listed by the `vpc-id` filter and is read
-    by id; that read refused leaves the security groups unknown, not a partial list."""
+    by id; that read refused leaves the task holding it with its security groups unknown
+    (naming the error), and the VPC's other tasks judged on the whole listing."""
     stubs = Stubs()
-    one_cluster_world(stubs, count=1)
+    one_cluster_world(stubs, count=2)
     eni = make_eni(0) | {"Groups": [{"GroupId": "sg-associated", "GroupName": "shared"}]}
-    stubs.network_interfaces([[eni]], "network-interface-id", [eni_id(0)])
+    stubs.network_interfaces([[eni, make_eni(1)]], "network-interface-id", [eni_id(0), eni_id(1)])
     stubs.vpc_facts(["vpc-a"], groups_by_id=(["sg-associated"], "UnauthorizedOperation"))
 
     result = stubs.collect(clusters=["alpha"])
 
     stubs.verify()
-    (raw,) = result.raw_tasks
-    assert raw["errors"] == {"security_groups": "DescribeSecurityGroups: UnauthorizedOperation: refused"}
-    assert raw["vpc"]["security_groups"] == []
+    holding, other = result.raw_tasks
+    assert holding["errors"] == other["errors"] == {}  # the listing itself was read
+    assert holding["vpc"]["security_group_errors"] == {
+        "sg-associated": "DescribeSecurityGroups: UnauthorizedOperation: refused"
+    }
+    assert [sg["GroupId"] for sg in holding["vpc"]["security_groups"]] == ["sg-vpc-a-0"]
+    problems = {raw["eni"]["NetworkInterfaceId"]: build_posture(raw)["errors"] for raw in result.raw_tasks}
+    assert "security_groups" not in problems[eni_id(1)]
+    assert "sg-associated" in problems[eni_id(0)]["security_groups"]
+    assert "not read: DescribeSecurityGroups: UnauthorizedOperation" in problems[eni_id(0)]["security_groups"]
 
 
 def test_failed_task_definition_and_cluster_describes_mark_only_those_facts():

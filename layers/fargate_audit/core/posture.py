@@ -592,9 +592,11 @@ def _network(raw: Mapping, task: Mapping, raw_errors: Mapping, errors: _Errors, 
         elif not sg_problem:
             missing.append(group_id)
     if missing:
-        sg_problem = (
-            f"security group(s) {', '.join(sorted(missing))} attached to {eni_id} "
-            f"not found by DescribeSecurityGroups"
+        # a group the VPC's listing lacks, whose read by id failed: that call's error
+        unread = (vpc or {}).get("security_group_errors") or {}
+        why = sorted({unread[group_id] for group_id in missing if group_id in unread})
+        sg_problem = f"security group(s) {', '.join(sorted(missing))} attached to {eni_id} " + (
+            f"not read: {'; '.join(why)}" if why else "not found by DescribeSecurityGroups"
         )
         errors.add("security_groups", sg_problem)
     ingress_rules, world_ingress, egress_rules = _memoized(

@@ -824,7 +824,7 @@ class _RegionScan:
         self._associated_security_groups(vpcs, errors, enis)
         if self.cache is not None:
             for vpc_id in to_fetch:
-                if not errors[vpc_id]:
+                if not errors[vpc_id] and "security_group_errors" not in vpcs[vpc_id]:
                     self.cache.put_vpc(self.region, vpc_id, dict(vpcs[vpc_id], flow_logs=[]))
         self._flow_logs(vpcs, errors, enis)
         _LoadBalancing(self, vpcs, enis).collect()
@@ -836,7 +836,8 @@ class _RegionScan:
         """The attached groups the VPC's listing lacks, read by id. The ``vpc-id`` filter
         names the VPC a group was created in; a group associated with another VPC
         (AssociateSecurityGroupVpc) is attached to ENIs there too. No request when every
-        attached group was listed."""
+        attached group was listed. A failed read leaves the listing whole and names the
+        groups it concerns (``security_group_errors``: {group id: error})."""
         wanted: dict[str, set[str]] = {}
         for eni in enis.values():
             vpc_id = eni.get("VpcId")
@@ -866,10 +867,13 @@ class _RegionScan:
                                 self._ec2_json(group),
                             ]
             except AWS_ERRORS as exc:
+                # the VPC's own listing stays whole: only the tasks holding these groups are
+                # concerned (posture names the groups and this error)
                 message = failure_message(exc, "DescribeSecurityGroups")
-                for vpc_id in {v for group_id in chunk for v in missing[group_id]}:
-                    vpcs[vpc_id]["security_groups"] = []  # a partial list must not be trusted
-                    errors[vpc_id]["security_groups"] = message
+                for group_id in chunk:
+                    for vpc_id in missing[group_id]:
+                        unread = dict(vpcs[vpc_id].get("security_group_errors") or {})
+                        vpcs[vpc_id]["security_group_errors"] = unread | {group_id: message}
 
     def _query_log_associations(
         self, vpcs: dict[str, dict], errors: dict[str, dict[str, str]], vpc_ids: list[str]
