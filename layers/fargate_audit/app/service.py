@@ -57,6 +57,7 @@ from fargate_audit.edge.aws import (
     describe_error,
     error_code,
     failure_message,
+    is_transient,
     transient_failure,
 )
 from fargate_audit.findings import asff
@@ -638,11 +639,12 @@ def handle_config_event(event: Any, rt: Runtime, now: datetime) -> dict:
     rt.recorder.mark_facts_changed(parsed["region"], now)
     outcome = _config_event(parsed, rt, now)
     outcome["flushed"] = flush_outbox(rt, now)
-    transient = [e for e in outcome.get("errors") or () if transient_failure(e["message"], "DescribeTasks")]
+    transient = [e for e in outcome.get("errors") or () if transient_failure(e["message"])]
     if transient:
-        # a dependent task not described for now (throttled past the SDK's retries, a 5xx)
-        # keeps its old verdicts, and Config sends no second event: Lambda retries this one
-        # (the audits done are kept), then its OnFailure queue holds it
+        # a dependent task not described for now (DescribeTasks or its account's role
+        # throttled past the SDK's retries, a 5xx) keeps its old verdicts, and Config sends
+        # no second event: Lambda retries this one (the audits done are kept), then its
+        # OnFailure queue holds it
         raise RetryLater(
             f"config event {parsed['event_id']}: {len(transient)} of {outcome['tasks']} dependent tasks "
             f"not described ({transient[0]['message']}); retried"
@@ -671,6 +673,7 @@ def _oversized_related(rt: Runtime, parsed: dict) -> list[str]:
     account's clients (one describe); none when the resource is gone or cannot be read
     (its own id still finds the tasks that depended on it)."""
     resource_type, resource_id = parsed["resource_type"], parsed["resource_id"]
+    call = "describe"
     try:
         clients = scope_clients(rt, parsed["account_id"], parsed["region"])
         if resource_type in _ASSOCIATED_SUBNETS:
@@ -683,8 +686,12 @@ def _oversized_related(rt: Runtime, parsed: dict) -> list[str]:
         name = parsed.get("arn") or resource_id if service == "elbv2" else resource_id
         aws_client = clients.get(service, parsed["region"])
         found = getattr(aws_client, call)(**{key: [name]}).get(listed) or []
-    except AWS_ERRORS:
-        return []
+    except AWS_ERRORS as exc:
+        if is_transient(exc):  # the change's tasks unknown for now: Config sends no second event
+            raise RetryLater(
+                f"config event {parsed['event_id']}: {describe_error(exc, call)}; retried"
+            ) from exc
+        return []  # gone, or not readable: the resource's own id still finds its dependents
     return [
         i
         for item in found

@@ -398,13 +398,16 @@ TRANSIENT_CODES = frozenset(
 )
 
 
-def transient_failure(message: str, call: str) -> bool:
-    """A one-line failure of ``call`` (``describe_error``'s ``Call: Code: message``) that a
-    later try may not meet."""
-    prefix = f"{call}: "
-    if not message.startswith(prefix):
-        return False
-    return message[len(prefix) :].split(":", 1)[0].strip() in TRANSIENT_CODES
+def transient_failure(message: str) -> bool:
+    """A one-line failure (``describe_error``'s ``Call: Code: message``, the call in any
+    form: ``DescribeTasks``, ``sts:AssumeRole``) that a later try may not meet."""
+    parts = message.split(": ", 2)
+    return len(parts) >= 2 and parts[1].strip() in TRANSIENT_CODES
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An AWS call's exception that a later try may not meet (TRANSIENT_CODES)."""
+    return error_code(exc) in TRANSIENT_CODES
 
 
 class CallCounter:
