@@ -370,6 +370,38 @@ def test_a_connection_the_task_opened_is_egress_even_with_the_peers_replies_in_t
     assert rows(world, key) == {("198.51.100.23", "tcp", 4444, "ACCEPT"): (1, 2, 5_000_000)}
 
 
+def test_a_call_to_a_server_on_a_port_above_the_tasks_own_is_egress(world):
+    """A server may listen above the task's ephemeral port (55555 > 40000): the call came
+    with the server's answers in the batch and, by 'the lower port is the service's', was
+    dropped as a reply (EGR-03 PASSED on 5 MB to an address nobody resolved). Both ports
+    ephemeral-looking cannot tell who opened it: egress. A service below the ephemeral
+    range (8080) answering a client's ephemeral port stays a reply."""
+    create_flow_log(world, flowlogs.DOCUMENTED_FORMAT)
+    eni, own = "eni-0feed00000000000f", "10.9.0.10"
+    key = record_task(world, "g", "service:exfil", eni, datetime.now(UTC) - timedelta(hours=1))
+    start = epoch(datetime.now(UTC))
+
+    def record(src, dst, sport, dport, direction, size=100):
+        return (
+            f"5 {ACCOUNT} {eni} {src} {dst} {sport} {dport} 6 2 {size} {start} {start + 30} "
+            f"ACCEPT OK vpc-0a1b2c3d4e5f67890 {direction}"
+        )
+
+    outcome = world.flow_logs(
+        batch(
+            [
+                record(own, "198.51.100.23", 40000, 55555, "egress", size=5_000_000),
+                record("198.51.100.23", own, 55555, 40000, "ingress"),
+                record("198.51.100.30", own, 51000, 8080, "ingress"),  # a client connects
+                record(own, "198.51.100.30", 8080, 51000, "egress"),  # the task answers it
+            ]
+        )
+    )
+
+    assert (outcome["egress"], outcome["ingress"], outcome["replies"]) == (1, 2, 1)
+    assert rows(world, key) == {("198.51.100.23", "tcp", 55555, "ACCEPT"): (1, 2, 5_000_000)}
+
+
 def test_echo_replies_to_an_inbound_ping_are_not_egress_but_the_tasks_own_ping_is(world):
     """ICMP records carry ports 0 and 0 (AWS's documented ping example): the ports cannot
     tell who opened it, the times can when they differ. The echo replies to a scanner's

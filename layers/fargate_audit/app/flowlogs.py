@@ -447,6 +447,10 @@ def _is_egress(rec: FlowRecord, owner: Mapping[str, Any]) -> bool:
 
 
 _PORTLESS_ECHO = frozenset({"icmp", "1", "58"})  # ICMP, ICMPv6: records carry ports 0 and 0
+# The lowest ephemeral port a client's connection comes from: Linux (Fargate's) uses 32768
+# to 60999, Windows and IANA 49152 to 65535. A service listens below it, or on a port a
+# client's could be as well (50051): then who opened the connection cannot be told.
+EPHEMERAL_PORTS_FROM = 32768
 _SYN, _ACK = 0x02, 0x10  # tcp-flags bits (AWS reports ACK only with SYN: SYN-ACK is 18)
 
 
@@ -455,10 +459,14 @@ def _answers_the_peer(rec: FlowRecord, peer_started: str) -> bool:
     of one connection look alike): the task's answers to a connection the peer opened, not
     egress it chose? By the handshake when the format has ``tcp-flags`` and the interval
     holds it (the task's SYN without ACK: it opened the connection; its SYN-ACK: it
-    accepted it); otherwise by the ports: a client connects from an ephemeral port to a
-    service's, so the task answers when its own port is the lower one. A connection the
-    task opened (from an ephemeral port, to the peer's service port) is its egress even
-    when the peer's replies are in the batch. ICMP records carry no ports (0 and 0): by
+    accepted it); otherwise by the ports: a client connects from an ephemeral port
+    (``EPHEMERAL_PORTS_FROM`` and above) to a service's, so the task answers when its own
+    port is below that and the peer's is not. With both ports ephemeral-looking (a call
+    from 40000 to a server's 55555, or a service on 50051) who opened it cannot be told:
+    it stays egress (a missed egress costs more than a reply counted as one); with both
+    below, the lower port is the service's. A connection the task opened (from an
+    ephemeral port, to the peer's service port) is its egress even when the peer's replies
+    are in the batch. ICMP records carry no ports (0 and 0): by
     time, the task answers when the peer's inbound record (``peer_started``) started in an
     earlier second than its own (a ping's echo replies); in the same second it stays egress."""
     if rec.tcp_flags is not None and rec.protocol == "tcp" and rec.tcp_flags & _SYN:
@@ -467,7 +475,12 @@ def _answers_the_peer(rec: FlowRecord, peer_started: str) -> bool:
         # the same second cannot tell who began: it stays egress (a missed egress, an ICMP
         # tunnel, costs more than a reply counted as one)
         return peer_started < rec.start
-    return rec.srcport is not None and rec.srcport < rec.dstport
+    if rec.srcport is None or rec.dstport is None:
+        return False
+    own_ephemeral, peer_ephemeral = rec.srcport >= EPHEMERAL_PORTS_FROM, rec.dstport >= EPHEMERAL_PORTS_FROM
+    if own_ephemeral or peer_ephemeral:
+        return peer_ephemeral and not own_ephemeral
+    return rec.srcport < rec.dstport
 
 
 def aggregate(
