@@ -167,6 +167,11 @@ def test_query_timestamps_become_utc_seconds(value, expected):
         (json.dumps({k: v for k, v in record().items() if k != "srcaddr"}), "srcaddr missing"),
         (json.dumps(record(query_type="X" * 40)), "query_type longer"),
         (json.dumps(record(at=1e300)), "query_timestamp"),
+        # times the tables cannot hold failed the whole batch later (its TTL, its hour):
+        (json.dumps(record(at="9999-12-31T23:59:59Z")), "query_timestamp is outside the years"),
+        (json.dumps(record(at="0001-01-01T00:00:00Z")), "query_timestamp is outside the years"),
+        (json.dumps(record(at="0999-01-01T00:00:00Z")), "query_timestamp is outside the years"),
+        (json.dumps(record(at=12345)), "query_timestamp is not an ISO 8601 time"),  # not epoch 1970
         (json.dumps(record() | {"account_id": "1" * 3000}), "account_id is not a 12-digit account id"),
         (json.dumps(record() | {"account_id": "x"}), "account_id is not a 12-digit account id"),
     ],

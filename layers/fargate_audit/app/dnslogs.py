@@ -192,12 +192,22 @@ def _address_text(text: str) -> str:
         return text
 
 
+# A query's time must lie where the index's and the tables' times can (four-digit years; the
+# flow side bounds a flow's start to the year 3000 too): else the record is malformed, not
+# a failure of the whole batch when its TTL or hour is computed.
+_PLAUSIBLE_TIMES = ("2000-01-01T00:00:00Z", "3000-01-01T00:00:00Z")
+
+
 def _timestamp(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("query_timestamp is not an ISO 8601 time")
     at = utc_second(value)
-    if at is None and isinstance(value, str) and len(value) >= 19:
+    if at is None and len(value) >= 19:
         at = utc_second(value[:19] + "Z")  # the documented example's "19:20:177Z" still reads
     if at is None:
         raise ValueError("query_timestamp is not an ISO 8601 time")
+    if not (len(at) == 20 and _PLAUSIBLE_TIMES[0] <= at < _PLAUSIBLE_TIMES[1]):
+        raise ValueError("query_timestamp is outside the years 2000 to 2999")
     return at
 
 
