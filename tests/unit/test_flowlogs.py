@@ -120,6 +120,17 @@ def test_malformed_records_name_a_reason(message, reason):
         flowlogs.parse_record(message, FIELDS)
 
 
+def test_a_record_without_data_is_no_data_even_in_a_format_without_log_status():
+    """AWS writes "-" in every data field of a NODATA/SKIPDATA record: without a
+    ${log-status} field such a record was 'malformed' (MalformedFlowRecords, a warning)."""
+    fields = flowlogs.parse_format("${interface-id} ${srcaddr} ${dstaddr} ${dstport} ${protocol} ${bytes} "
+                                   "${start} ${action}")  # fmt: skip
+    skipped = flowlogs.parse_record(f"{ENI} - - - - - 1767225600 -", fields, "e-1")
+    assert isinstance(skipped, flowlogs.Skipped)
+    with pytest.raises(ValueError, match="action is not ACCEPT or REJECT"):
+        flowlogs.parse_record(f"{ENI} 10.0.0.5 52.1.2.3 443 6 300 1767225600 -", fields, "e-2")
+
+
 def test_aggregation_sums_per_destination_and_keeps_the_time_span():
     records = [flowlogs.parse_record(line(start=1767225600 + i * 60), FIELDS) for i in range(3)]
     out = flowlogs.aggregate(records, {ENI: [OWNER]})

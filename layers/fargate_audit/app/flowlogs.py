@@ -253,7 +253,12 @@ def parse_record(message: Any, fields: tuple[str, ...], event_id: str = "") -> F
     if len(values) != len(fields):
         raise ValueError(f"{len(values)} {FIELD_COUNT_MISMATCH} {len(fields)}")
     record = dict(zip(fields, values, strict=True))
-    status = record.get("log-status", "OK")
+    status = record.get("log-status")
+    if status is None:
+        # a format without log-status: a NODATA/SKIPDATA record still has "-" in every
+        # field but the ENI's and the interval's (AWS); it is that, not a malformed record
+        data = ("srcaddr", "dstaddr", "action", "bytes")
+        status = "NODATA" if all(record.get(name) == "-" for name in data) else "OK"
     if status in NO_DATA:
         return Skipped(str(event_id), status)
     if status != "OK":
