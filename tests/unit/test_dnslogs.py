@@ -516,6 +516,28 @@ def test_the_flow_namer_reads_the_lookback_window_of_the_flows_vpc_and_address()
     assert name_of(flow | {"first_seen": "2026-06-02T13:05:00Z"}) == "a.example" and len(reads) == 2
 
 
+def test_a_row_that_started_before_the_answers_retention_is_not_read_again_on_every_batch():
+    """Every batch re-read the answers of every unnamed row of its workloads: a destination
+    a service has called for weeks cost a Query on each batch. The answers before a flow
+    that started ANSWER_TTL_DAYS ago were delivered within hours and have expired since."""
+    from datetime import UTC, datetime, timedelta
+
+    reads = []
+
+    def answers_of(vpc, address, since, until):
+        reads.append(until)
+        return []
+
+    now = datetime(2026, 6, 20, 12, 0, tzinfo=UTC)
+    answers = dnslogs.flow_answers(answers_of, DAY, now)
+    old = (now - timedelta(days=dnslogs.ANSWER_TTL_DAYS, seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    recent = (now - timedelta(days=dnslogs.ANSWER_TTL_DAYS - 1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    flow = {"vpc_id": VPC, "address": "198.51.100.7"}
+    assert answers(flow | {"first_seen": old}) == [] and reads == []
+    assert answers(flow | {"first_seen": recent}) == [] and reads == [recent]
+    assert dnslogs.flow_answers(answers_of, DAY)(flow | {"first_seen": old}) == [] and reads[-1] == old
+
+
 def test_a_name_kept_on_the_row_for_its_first_flow_needs_no_answer_read():
     reads = []
 

@@ -54,7 +54,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fargate_audit.app.events import EventError
@@ -550,19 +550,26 @@ def answer_update(answer: AnswerAggregate, now: datetime) -> dict:
 
 
 def flow_answers(
-    answers_of: Callable[[str, str, str, str], list[dict]], lookback_seconds: int
+    answers_of: Callable[[str, str, str, str], list[dict]], lookback_seconds: int, now: datetime | None = None
 ) -> Callable[[Mapping[str, Any]], list[dict]]:
     """``answers(flow)`` for flow rows (``{"address", "vpc_id", "first_seen"}``): the
     address's answer items of the lookback window before the flow started, read through
     ``answers_of(vpc, address, since, until)`` (``DiscoveryStore.answers``: one Query per
     VPC, address and hour window, so the rows of one address on other ports or actions
     that started in the same hour share it; ``name_for`` then filters by the exact times).
-    A flow without a VPC (recorded before the VPC was kept) or a start has none."""
+    A flow without a VPC (recorded before the VPC was kept) or a start has none. ``now``:
+    a flow that started ANSWER_TTL_DAYS before it has none either, without a read: the
+    answers before it were delivered within hours and have expired since (a row named by
+    one kept that name), so a destination a service calls for weeks is not read again on
+    every batch."""
     read: dict[tuple[str, str, str, str], list[dict]] = {}
+    oldest = (utc_second(now - timedelta(days=ANSWER_TTL_DAYS)) or "") if now is not None else ""
 
     def answers(flow: Mapping[str, Any]) -> list[dict]:
         vpc, address, started = flow.get("vpc_id"), flow.get("address"), flow.get("first_seen")
         if not vpc or not address or not started or kept_own(flow):  # its own kept name stands
+            return []
+        if str(started) < oldest:
             return []
         since = lookback_start(str(started), lookback_seconds)
         key = (str(vpc), str(address), since[:13], str(started)[:13])  # the Query's hour range

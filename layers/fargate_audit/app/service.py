@@ -1298,12 +1298,13 @@ def _read_ranges(rt: Runtime, records: list) -> dict:
     }
 
 
-def discovery_answers(rt: Runtime, store: DiscoveryStore):
+def discovery_answers(rt: Runtime, store: DiscoveryStore, now: datetime | None = None):
     """``answers(flow)`` for the flow rows of one batch's workloads (``dnslogs.
     flow_answers`` with the params' ``dns_answer_lookback``): one reader per batch, so
-    workloads sending to the same address in the same hours share its Query."""
+    workloads sending to the same address in the same hours share its Query; rows that
+    started before the answers' retention (``now``) are not read."""
     lookback = duration_seconds(effective_params(rt.catalog, rt.params)["dns_answer_lookback"])
-    return dnslogs.flow_answers(store.answers, lookback)
+    return dnslogs.flow_answers(store.answers, lookback, now)
 
 
 def evaluate_workload_discovery(
@@ -1317,7 +1318,7 @@ def evaluate_workload_discovery(
     publishing is off. ``answers``: the batch's reader (:func:`discovery_answers`), else
     one of its own. Returns (results, publish outcome or None)."""
     if answers is None:
-        answers = discovery_answers(rt, store)
+        answers = discovery_answers(rt, store, now)
     flows = [
         flow | {"answers": answers(flow) if flow.get("action") == "ACCEPT" else []}
         for flow in store.flows(workload_key)
@@ -1406,7 +1407,7 @@ def handle_dns_logs(event: Any, rt: Runtime, now: datetime) -> dict:
         applied=applied,
     )
     results, outcomes = {}, []
-    answers = discovery_answers(rt, store)
+    answers = discovery_answers(rt, store, now)
     for key in aggregation.workloads(attributed_only=True):
         found, outcome = evaluate_workload_discovery(rt, store, key, now, answers)
         results.update({f"{key}/{r['rule_id']}": r["status"] for r in found})
@@ -1526,7 +1527,7 @@ def handle_flow_logs(event: Any, rt: Runtime, now: datetime) -> dict:
     if not stats.chunks:
         base["reason"] = "no record of a known task's ENI in the batch"
     results, outcomes = {}, []
-    answers = discovery_answers(rt, store)
+    answers = discovery_answers(rt, store, now)
     for key in aggregation.workloads():
         found, outcome = evaluate_workload_discovery(rt, store, key, now, answers)
         results.update({f"{key}/{r['rule_id']}": r["status"] for r in found})
