@@ -158,6 +158,21 @@ def test_a_workload_pattern_matching_nothing_writes_no_empty_allow_list(world, t
     assert "matches no workload" in err and not target.exists()
 
 
+def test_a_selection_with_no_domain_to_allow_writes_no_empty_allow_list(world, tmp_path):
+    """A workload matched, but nothing of it is approved (or it queried nothing): the export
+    was an empty ALLOWLIST (exit 0), which applied would block all its traffic."""
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"approved_domains": [], "approved_registries": []}))
+    for kind, name in (("network-firewall", "rules.json"), ("dns-firewall", "domains.txt")):
+        target = tmp_path / name
+        _, err = run(
+            "--export", kind, str(target), "--workload", "family:etl", "--approved-only",
+            "--params", str(params), code=2,
+        )  # fmt: skip
+        assert "no approved domain name to allow among the 1 workload(s) selected" in err
+        assert not target.exists()
+
+
 def test_names_a_firewall_domain_list_does_not_take_are_left_out_of_exports():
     """DNS Firewall takes letters, digits, hyphens and dots (and a leading * it only gets
     from an approved *.d pattern): an underscore name broke the import, and a literal query

@@ -716,6 +716,12 @@ def cmd_discovered(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
             stderr.write(
                 f"{PROG}: left out {len(skipped)} names that are not domain names a firewall takes: {shown}\n"
             )
+        if not domains:  # an allow list of nothing blocks everything once applied (REPLACE)
+            what = "approved " if args.approved_only else ""
+            raise ConfigError(
+                f"--export: no {what}domain name to allow among the {len(view)} workload(s) selected: "
+                "nothing written (an empty allow list would block all their traffic)"
+            )
         if kind == egress.NETWORK_FIREWALL:
             request = egress.network_firewall_rule_group(domains)
             egress.validate_rule_group_request(request)
