@@ -262,3 +262,24 @@ def test_invoke_refuses_a_combination_the_template_rules_refuse(tmp_path, capsys
     assert code == 2
     assert "rule OneAuditDesign: AuditRoleArn (one audited account) and AuditedAccounts" in err
     assert "Traceback" not in err
+
+
+def test_invoke_against_aws_that_cannot_be_reached_says_so_instead_of_a_stand_in_account(monkeypatch):
+    """Without AWS_ENDPOINT_URL, GetCallerIdentity failing (no network) ran the handler as
+    account 000000000000 (meant for an emulator without STS): every event was 'rejected: not
+    in the allowed accounts (000000000000)', the cause never named."""
+    import boto3
+    from botocore.exceptions import EndpointConnectionError
+    from fargate_audit.core.errors import CredentialsError
+    from fargate_audit.edge import aws
+    from fargate_audit.local import invoke
+
+    class Unreachable:
+        def get_caller_identity(self):
+            raise EndpointConnectionError(endpoint_url="https://sts.eu-west-1.amazonaws.com/")
+
+    monkeypatch.setattr(aws, "client", lambda session, service, region: Unreachable())
+    session = boto3.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="eu-west-1")
+    with pytest.raises(CredentialsError, match=r"sts:GetCallerIdentity: EndpointConnectionError"):
+        invoke.caller_account(session, emulated=False)
+    assert invoke.caller_account(session, emulated=True) is None  # an emulator without STS

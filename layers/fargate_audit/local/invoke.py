@@ -354,17 +354,23 @@ def local_queue_name(queue_logical_id: str) -> str:
     return LOCAL_QUEUE_NAME if queue_logical_id == "SweepQueue" else LOCAL_QUEUE_PREFIX + queue_logical_id
 
 
-def caller_account(session) -> str | None:
+def caller_account(session, emulated: bool = True) -> str | None:
     """The account of the session's credentials (STS GetCallerIdentity needs no
-    permission), or None when it cannot be read (an emulator without STS). No credentials,
-    or credentials AWS rejects, are one CredentialsError, as ``scan`` says it: a Lambda
-    always runs with its account's."""
-    from fargate_audit.edge.aws import AWS_ERRORS, client, raise_for_credentials
+    permission), or None when an emulator (``emulated``: AWS_ENDPOINT_URL set) cannot
+    answer it. No credentials, credentials AWS rejects, or AWS itself not reached are one
+    CredentialsError naming the call, as ``scan`` says it: a Lambda always runs with its
+    account's, never a stand-in one."""
+    from fargate_audit.core.errors import CredentialsError
+    from fargate_audit.edge.aws import AWS_ERRORS, client, describe_error, raise_for_credentials
 
     try:
         return client(session, "sts", session.region_name).get_caller_identity()["Account"]
     except AWS_ERRORS as exc:
         raise_for_credentials(exc, "GetCallerIdentity")
+        if not emulated:
+            raise CredentialsError(
+                f"cannot read the caller's account: {describe_error(exc, 'sts:GetCallerIdentity')}"
+            ) from exc
         return None
 
 
@@ -564,7 +570,7 @@ def invoke(
         raise CredentialsError(NO_REGION_SET_MESSAGE)
     table = table_name()
     queues = function_queues(template, logical_id)  # logical id -> variable
-    account = caller_account(session)
+    account = caller_account(session, emulated=bool(os.environ.get("AWS_ENDPOINT_URL")))
     if os.environ.get("AWS_ENDPOINT_URL"):
         queue_urls = {
             queue: ensure_local_resources(session, template, table, True, [local_queue_name(queue)])
