@@ -35,6 +35,7 @@ import re
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
@@ -602,7 +603,10 @@ def invoke(
         account=account,
     )
 
-    with _environment(variables), contextlib.redirect_stdout(err):
+    with _environment(variables), contextlib.redirect_stdout(err), warnings.catch_warnings():
+        # Powertools warns (two lines, a site-packages path) when an invocation added no
+        # metric: noise on a terminal; a deployed function's log keeps it
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
         lambda_handlers.reset_runtime()  # a new environment: a new container
         handler = load_handler(app_path, f"fargate_audit_local_{folder}")
         try:
