@@ -825,6 +825,31 @@ def test_a_sweep_retires_the_tasks_of_a_deleted_cluster(world, monkeypatch, list
     assert planned_pages(world)[0]["retiring"] == 0
 
 
+@pytest.mark.parametrize("known", ["inactive", "forgotten"])
+def test_a_whole_cluster_message_of_a_cluster_deleted_since_retires_its_tasks(world, monkeypatch, known):
+    """The planner queues a whole cluster (no task_arns) when its ListTasks was refused; the
+    cluster deleted before a worker took the message failed it on every receive ("no
+    cluster in scope could be listed") until SQS moved it to the DLQ, its tasks never
+    retired. It is confirmed deleted, and its recorded tasks are described and retired.
+    ECS lists a deleted cluster INACTIVE for a while, then no longer knows it (MISSING)."""
+    list_tasks_as_aws(monkeypatch)
+    (etl,) = world.etl
+    world.sweep("batch")
+    ecs = world.client("ecs")
+    ecs.stop_task(cluster="batch", task=etl.arn, reason="done")  # no event arrives
+    ecs.delete_cluster(cluster="batch")
+    if known == "forgotten":
+        from moto.ecs.models import ecs_backends
+
+        del ecs_backends[ACCOUNT][REGION].clusters["batch"]
+
+    assert world.sweep("batch") == {"batchItemFailures": []}
+
+    assert world.rt.recorder.latest(etl.arn)["lifecycle"] == "STOPPED"
+    etl_findings = [f for f in world.findings().values() if "/batch/family:etl/" in f["Id"]]
+    assert etl_findings and {f["RecordState"] for f in etl_findings} == {"ARCHIVED"}
+
+
 def publishing_off_with_two_web_tasks(world, monkeypatch):
     """The world's runtime rebuilt with PUBLISH_FINDINGS=false (no finding state names the
     workloads), ListTasks as AWS answers it, both web tasks recorded: (first, second)."""

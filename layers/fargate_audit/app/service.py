@@ -1248,10 +1248,19 @@ def sweep_cluster(
                 refreshed_since=refreshed_since,
             )
         except ScanError as exc:  # the cluster could not be listed at all: retry the message
-            raise SweepError(f"sweep of {cluster_arn} failed: {exc}", {"cluster_arn": cluster_arn}) from exc
-        errors, api_calls = collected.errors, collected.api_calls
-        batch.record_audits(collected.raw_tasks, cause_of)
-        listed = {raw["task"].get("taskArn") for raw in collected.raw_tasks}
+            if not collect.cluster_deleted(clients, region, cluster_arn):
+                raise SweepError(
+                    f"sweep of {cluster_arn} failed: {exc}", {"cluster_arn": cluster_arn}
+                ) from exc
+            # deleted since the message was queued: nothing runs there; the tasks recorded
+            # running in it are described (MISSING) and retired below, as a page's are
+            collected = None
+        if collected is None:
+            errors, api_calls, listed = [], {}, set()
+        else:
+            errors, api_calls = collected.errors, collected.api_calls
+            batch.record_audits(collected.raw_tasks, cause_of)
+            listed = {raw["task"].get("taskArn") for raw in collected.raw_tasks}
         if not errors:  # a partial listing proves nothing about the tasks it missed
             # the recorder's running tasks the listing lacks are described first, as a page's
             # are: one started (and recorded) after the listing is audited, never retired

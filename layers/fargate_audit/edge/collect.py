@@ -1263,6 +1263,12 @@ def describe_tasks(
     return found, failures
 
 
+def cluster_deleted(clients: Clients, region: str, cluster_arn: str) -> bool:
+    """DescribeClusters reports the cluster ``INACTIVE`` (deleted) or does not know it
+    (``MISSING``); False when that cannot be told (the call failed)."""
+    return bool(_deleted_clusters(clients.ecs(region), [cluster_arn]))
+
+
 def _deleted_clusters(ecs: Any, cluster_arns: list[str]) -> list[str]:
     """Those of the clusters DescribeClusters reports ``INACTIVE`` (deleted) or does not
     know (failure ``MISSING``); none when the call fails (nothing is concluded)."""
