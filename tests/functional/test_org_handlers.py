@@ -93,9 +93,16 @@ class Sts:
     """STS as the member roles' trust policies answer: AccessDenied for the accounts in
     ``denied`` and for a wrong ExternalId; every AssumeRole asked is kept."""
 
-    def __init__(self, world, denied: set[str] | None = None, external_id: str = EXTERNAL_ID) -> None:
+    def __init__(
+        self,
+        world,
+        denied: set[str] | None = None,
+        external_id: str = EXTERNAL_ID,
+        code: str = "AccessDenied",
+    ) -> None:
         self.denied = set(denied or ())
         self.external_id = external_id
+        self.code = code  # what a denied account's AssumeRole answers (Throttling: a transient refusal)
         self.asked: list[dict] = []
         world.rt.clients.session.events.register("before-parameter-build.sts.AssumeRole", self.hook)
 
@@ -106,7 +113,7 @@ class Sts:
             raise ClientError(
                 {
                     "Error": {
-                        "Code": "AccessDenied",
+                        "Code": self.code,
                         "Message": f"not authorized to assume {params['RoleArn']}",
                     }
                 },
@@ -281,6 +288,21 @@ def test_a_config_change_of_an_account_whose_role_is_refused_is_counted_and_dead
     assert world.spy.metrics["AssumeRoleFailures"] == 1
     (message,) = world.client("sqs").receive_message(QueueUrl=world.dlq_url)["Messages"]
     assert "sts:AssumeRole" in message["Body"] and table_keys(world) == set()
+
+
+def test_a_config_change_of_an_account_whose_role_is_throttled_is_retried_not_dead_lettered(org):
+    """Config sends no second event for a change: a throttled AssumeRole of the event's own
+    account fails the invocation (Lambda retries it), where a refusal is dead-lettered."""
+    from fargate_audit.app.service import RetryLater
+
+    world, a, b = org
+    sts = Sts(world, denied={B}, code="Throttling")
+    event = json.loads((EVENTS / "config-security-group-change.json").read_text().replace(ACCOUNT, B))
+    with pytest.raises(RetryLater, match="sts:AssumeRole: Throttling"):
+        world.config_events(event)
+    assert world.spy.metrics["FailedEvents"] == 1
+    assert world.client("sqs").receive_message(QueueUrl=world.dlq_url).get("Messages", []) == []
+    assert table_keys(world) == set() and sts.count(B) == 1
 
 
 def test_wrong_external_id_is_refused_by_the_role(monkeypatch):

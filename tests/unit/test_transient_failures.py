@@ -25,6 +25,9 @@ def _error(code: str, operation: str) -> ClientError:
         (describe_error(_error("AccessDeniedException", "DescribeTasks"), "DescribeTasks"), False),
         ("DescribeTasks: task of account 111111111111 in eu-west-1, not read by this stack", False),
         ("MISSING", False),
+        # AWS gave no message: the role follows the code
+        ("sts:AssumeRole: Throttling (arn:aws:iam::111111111111:role/fargate-audit-member)", True),
+        ("DescribeTasks: 503", True),  # a 5xx whose body botocore could not parse
     ],
 )
 def test_which_failures_are_transient(message, transient):
@@ -58,17 +61,19 @@ PARSED = {
 }
 
 
-def test_an_oversized_notification_whose_describe_is_throttled_is_retried(monkeypatch):
+def test_an_oversized_notification_whose_describe_is_throttled_says_so(monkeypatch):
     """Before, the describe's failure found no dependent task: "ignored", and NET-09/NET-10
-    stood stale until the next sweep."""
+    stood stale until the next sweep. The failure is returned, named by the API call, so
+    that the event is retried once the tasks the resource's own id finds are audited."""
     monkeypatch.setattr(
         service, "scope_clients", lambda rt, a, r: _Clients(_error("RequestLimitExceeded", "x"))
     )
-    with pytest.raises(service.RetryLater, match="RequestLimitExceeded"):
-        service._oversized_related(None, PARSED)
+    related, failure = service._oversized_related(None, PARSED)
+    assert related == [] and failure == "DescribeVpcEndpoints: RequestLimitExceeded: try later"
+    assert transient_failure(failure)
 
 
 @pytest.mark.parametrize("code", ["InvalidVpcEndpointId.NotFound", "UnauthorizedOperation"])
 def test_an_oversized_notification_of_a_resource_gone_or_unreadable_names_nothing_more(monkeypatch, code):
     monkeypatch.setattr(service, "scope_clients", lambda rt, a, r: _Clients(_error(code, "x")))
-    assert service._oversized_related(None, PARSED) == []
+    assert service._oversized_related(None, PARSED) == ([], None)

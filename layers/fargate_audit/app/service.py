@@ -633,7 +633,12 @@ def handle_config_event(event: Any, rt: Runtime, now: datetime) -> dict:
         (parsed["account"], parsed["event_region"]),
         (parsed["account_id"], parsed["region"]),
     )
-    scope_clients(rt, parsed["account_id"], parsed["region"])  # the role first: nothing written else
+    try:  # the role first: nothing written else
+        scope_clients(rt, parsed["account_id"], parsed["region"])
+    except UnreachableScope as exc:
+        if transient_failure(str(exc)):  # throttled: Config sends no second event; Lambda retries
+            raise RetryLater(f"config event {parsed['event_id']}: {exc}; retried") from exc
+        raise
     # a task whose first RUNNING event comes after this one, in a container that cached the
     # facts before the change, reads them again (Config is minutes late, ECS events unordered)
     rt.recorder.mark_facts_changed(parsed["region"], now)
@@ -646,8 +651,8 @@ def handle_config_event(event: Any, rt: Runtime, now: datetime) -> dict:
         # no second event: Lambda retries this one (the audits done are kept), then its
         # OnFailure queue holds it
         raise RetryLater(
-            f"config event {parsed['event_id']}: {len(transient)} of {outcome['tasks']} dependent tasks "
-            f"not described ({transient[0]['message']}); retried"
+            f"config event {parsed['event_id']}: {len(transient)} reads of its {outcome['tasks']} "
+            f"dependent tasks failed for now ({transient[0]['message']}); retried"
         )
     return outcome
 
@@ -668,10 +673,12 @@ _DESCRIBED_CONFIGURATION = {  # resource type: (service, call, id parameter, res
 }
 
 
-def _oversized_related(rt: Runtime, parsed: dict) -> list[str]:
+def _oversized_related(rt: Runtime, parsed: dict) -> tuple[list[str], str | None]:
     """What an oversized notification's configuration would have named, read through the
     account's clients (one describe); none when the resource is gone or cannot be read
-    (its own id still finds the tasks that depended on it)."""
+    (its own id still finds the tasks that depended on it). And the describe's failure when
+    a later try may not meet it (throttled, a 5xx): the event is then retried, once the
+    tasks its own id finds are audited."""
     resource_type, resource_id = parsed["resource_type"], parsed["resource_id"]
     call = "describe"
     try:
@@ -681,22 +688,22 @@ def _oversized_related(rt: Runtime, parsed: dict) -> list[str]:
             found = getattr(clients.ec2(parsed["region"]), call)(**{key: [resource_id]}).get(listed) or []
             return [
                 a["SubnetId"] for item in found for a in item.get("Associations") or [] if a.get("SubnetId")
-            ]
+            ], None
         service, call, key, listed = _DESCRIBED_CONFIGURATION[resource_type]
         name = parsed.get("arn") or resource_id if service == "elbv2" else resource_id
         aws_client = clients.get(service, parsed["region"])
         found = getattr(aws_client, call)(**{key: [name]}).get(listed) or []
     except AWS_ERRORS as exc:
-        if is_transient(exc):  # the change's tasks unknown for now: Config sends no second event
-            raise RetryLater(
-                f"config event {parsed['event_id']}: {describe_error(exc, call)}; retried"
-            ) from exc
-        return []  # gone, or not readable: the resource's own id still finds its dependents
+        api = "".join(
+            word.title() for word in call.split("_")
+        )  # describe_vpc_endpoints: DescribeVpcEndpoints
+        # gone, or not readable: the resource's own id still finds its dependents
+        return [], describe_error(exc, api) if is_transient(exc) else None
     return [
         i
         for item in found
         for i in events.related_ids({"resourceType": resource_type, "configuration": item})
-    ]
+    ], None
 
 
 # More dependent tasks than this (a security group or VPC endpoint shared by a whole
@@ -768,22 +775,19 @@ def _config_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
     # a resource is indexed by the id the posture names: for a load balancer or listener its
     # ARN, which Config gives as ARN (and as resourceId); for EC2 resources the resourceId
     related = list(parsed.get("related_ids", ()))
-    if (
-        parsed["oversized"]
-        and not related
-        and parsed["resource_type"]
-        in (
-            *_ASSOCIATED_SUBNETS,
-            *_DESCRIBED_CONFIGURATION,
-        )
-    ):
-        related = _oversized_related(rt, parsed)
+    unread: list[dict] = []  # a transient failure of an oversized notification's describe
+    described = (*_ASSOCIATED_SUBNETS, *_DESCRIBED_CONFIGURATION)
+    if parsed["oversized"] and not related and parsed["resource_type"] in described:
+        related, failure = _oversized_related(rt, parsed)
+        unread = [{"resource_id": parsed["resource_id"], "message": failure}] if failure else []
     ids = dict.fromkeys(i for i in (parsed["resource_id"], parsed.get("arn"), *related) if i)
     task_arns = sorted({arn for i in ids for arn in rt.recorder.tasks_for_resource(i)})
     if not task_arns:
-        return base | {"status": IGNORED, "reason": "no running task depends on it", "tasks": 0}
+        ignored = {"status": IGNORED, "reason": "no running task depends on it", "tasks": 0}
+        return base | ignored | ({"errors": unread} if unread else {})
     if len(task_arns) > CONFIG_INLINE_TASKS and rt.sweep_queue_url:
-        return base | _fan_out_config_event(rt, parsed, task_arns)
+        fanned = _fan_out_config_event(rt, parsed, task_arns)
+        return base | fanned | {"errors": [*fanned["errors"], *unread]}
     batch = _Batch(rt, now)
 
     def cause_of(raw: dict) -> dict:
@@ -797,7 +801,7 @@ def _config_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
         "tasks": len(task_arns),
         **batch.counts,
         "task_results": batch.tasks,
-        "errors": outcome["errors"],
+        "errors": [*outcome["errors"], *unread],
         "api_calls": outcome["api_calls"],
         "findings": batch.publish(),
     }

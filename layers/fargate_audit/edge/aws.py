@@ -394,6 +394,11 @@ TRANSIENT_CODES = frozenset(
         "ConnectTimeoutError",
         "ReadTimeoutError",
         "ConnectionClosedError",
+        # a 5xx whose body botocore could not parse has its HTTP status as its code
+        "500",
+        "502",
+        "503",
+        "504",
     }
 )
 
@@ -402,7 +407,8 @@ def transient_failure(message: str) -> bool:
     """A one-line failure (``describe_error``'s ``Call: Code: message``, the call in any
     form: ``DescribeTasks``, ``sts:AssumeRole``) that a later try may not meet."""
     parts = message.split(": ", 2)
-    return len(parts) >= 2 and parts[1].strip() in TRANSIENT_CODES
+    # the code ends at a space or "(": "sts:AssumeRole: Throttling (arn:...)" when AWS gave no message
+    return len(parts) >= 2 and re.split(r"[\s(]", parts[1].strip(), maxsplit=1)[0] in TRANSIENT_CODES
 
 
 def is_transient(exc: BaseException) -> bool:
