@@ -65,7 +65,7 @@ FIXTURES = {
 }
 VERSION = fargate_audit.__version__
 REGION = "eu-west-1"
-HINT = "pip install 'fargate-audit[local]'"
+HINT = "from a wheel pip install 'WHEEL_FILE[local]', from a release pip install 'fargate-audit[local]'"
 PIP_TIMEOUT = 600
 RUN_TIMEOUT = 180
 # Files an earlier in-place build of an older checkout left in build/lib (a module since

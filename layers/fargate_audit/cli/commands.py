@@ -591,7 +591,9 @@ def require_local_extra(command: str) -> None:
     if missing:
         names = ", ".join(LOCAL_EXTRA_PACKAGES[m] for m in missing)
         raise ConfigError(
-            f"{command} needs the local extra ({names} not installed): pip install 'fargate-audit[local]'"
+            f"{command} needs the local extra ({names} not installed): "
+            "from a checkout pip install '.[local]', "
+            "from a wheel pip install 'WHEEL_FILE[local]', from a release pip install 'fargate-audit[local]'"
         )
 
 
