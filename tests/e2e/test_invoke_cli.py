@@ -236,11 +236,11 @@ def test_findings_reads_the_table_named_by_the_environment(env):
 
 
 def test_a_handler_failure_is_one_error_line_and_exit_2(env, tmp_path):
-    # the whole-cluster message of the sample (a cluster the emulator does not have: its
-    # listing fails); the sample's page message retires its task instead, as ECS no longer
-    # knows the cluster (DescribeClusters: MISSING)
+    # one record the worker cannot take (its body is no sweep message): every record of the
+    # batch failed. (The sample's messages both succeed: ECS no longer knows their cluster,
+    # DescribeClusters MISSING, so its recorded tasks are retired.)
     sample = json.loads((REPO / "events/sweep-message.json").read_text())
-    sample["Records"] = [r for r in sample["Records"] if "task_arns" not in json.loads(r["body"])]
+    sample["Records"] = [dict(sample["Records"][0], body='{"account_id": "123456789012"}')]
     event = tmp_path / "whole-cluster.json"
     event.write_text(json.dumps(sample))
     done = run(env, "invoke", "sweep_worker", str(event), check_exit=2)

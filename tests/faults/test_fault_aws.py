@@ -444,7 +444,7 @@ def test_config_event_while_describe_tasks_is_throttled_is_retried(run, report):
     run.faults.throttle("ecs", "DescribeTasks")
 
     with pytest.raises(
-        RetryLater, match=r"dependent tasks not described \(DescribeTasks: ThrottlingException"
+        RetryLater, match=r"dependent tasks failed for now \(DescribeTasks: ThrottlingException"
     ):
         run.config_events(event)
     assert run.spy.metrics["FailedEvents"] == 1

@@ -694,10 +694,9 @@ def _oversized_related(rt: Runtime, parsed: dict) -> tuple[list[str], str | None
         aws_client = clients.get(service, parsed["region"])
         found = getattr(aws_client, call)(**{key: [name]}).get(listed) or []
     except AWS_ERRORS as exc:
-        api = "".join(
-            word.title() for word in call.split("_")
-        )  # describe_vpc_endpoints: DescribeVpcEndpoints
-        # gone, or not readable: the resource's own id still finds its dependents
+        # named by its API call (describe_vpc_endpoints: DescribeVpcEndpoints); gone, or not
+        # readable: the resource's own id still finds its dependents
+        api = "".join(word.title() for word in call.split("_"))
         return [], describe_error(exc, api) if is_transient(exc) else None
     return [
         i
