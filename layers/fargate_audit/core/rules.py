@@ -13,11 +13,11 @@ Code runs only from the shipped catalog: a catalog of one's own is data, its rul
 shipped checks (by their id's folder or by name), and a ``check.py`` in it must be the
 shipped one of that id (a copy of the catalog) rather than silently not run.
 
-Every file is validated against the shipped ``schema.json`` (rule files against the schema
-itself, the two others against its ``$defs``), whatever the directory plus the checks a schema cannot express:
-the id matches the folder (or file) name, ids are unique, every parameter a rule names is
-declared, every check a rule reads is registered, every mapping names a rule, every
-parameter's default satisfies its schema. Loading fails closed: any problem raises
+Every file is validated against the shipped ``schema.json``, whatever the directory (rule
+files against the schema itself, the two others against its ``$defs``), plus the checks a
+schema cannot express: the id matches the folder (or file) name, ids are unique, every
+parameter a rule names is declared, every check a rule reads is registered, every mapping
+names a rule, every parameter's default satisfies its schema. Loading fails closed: any problem raises
 :class:`~fargate_audit.core.errors.ConfigError` with one line naming the file and the field.
 
 Where the rules live (first match): the ``rules_dir`` argument, the environment variable
