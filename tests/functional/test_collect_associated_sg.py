@@ -9,21 +9,13 @@ from fargate_audit.edge.aws import Clients
 from fargate_audit.edge.collect import collect
 from moto import mock_aws
 from moto.moto_api import state_manager
-
-REGION = "eu-west-1"
+from support import env as environment
+from support.env import REGION
 
 
 @pytest.fixture
 def aws_env(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    environment.apply(monkeypatch)
 
 
 def test_a_group_associated_from_another_vpc_is_read_by_id(aws_env):

@@ -15,8 +15,9 @@ from fargate_audit.edge.aws import Clients
 from fargate_audit.edge.collect import RAW_FACTS, collect, collect_tasks
 from moto import mock_aws
 from moto.moto_api import state_manager
+from support import env as environment
+from support.env import REGION
 
-REGION = "eu-west-1"
 BUNDLE_KEYS = {"account_id", "region", "task", "task_definition", "cluster", "eni", "vpc", "errors"}
 VPC_KEYS = {
     "vpc_id",
@@ -155,15 +156,7 @@ def world(monkeypatch_module):
 @pytest.fixture(scope="module")
 def monkeypatch_module():
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": REGION,
-        }.items():
-            patch.setenv(name, value)
-        patch.delenv("AWS_ENDPOINT_URL", raising=False)
-        patch.delenv("AWS_PROFILE", raising=False)
+        environment.apply(patch)  # moto's credentials and region; no profile or endpoint
         yield patch
 
 
