@@ -536,6 +536,17 @@ def _describe_tasks(
     return found, failures | failed
 
 
+def _not_read_here(rt: Runtime, place: tuple[str, str]) -> str | None:
+    """For a dependent task of another account or region than its event's (a resource of
+    a shared VPC is a dependency of the tasks of every account using it): None when the
+    stack reads that account and region (organization scale: an audited account, through
+    its role, in an audited region), else the error naming it."""
+    audited = allowed_accounts(rt) if rt.audited is not None else frozenset()
+    if place[0] in audited and place[1] in allowed_regions(rt):
+        return None
+    return f"DescribeTasks: task of account {place[0]} in {place[1]}, not read by this stack"
+
+
 def _audit_described(
     rt: Runtime,
     batch: _Batch,
@@ -563,9 +574,9 @@ def _audit_described(
     if elsewhere:
         errors: list[dict] = []
         calls: Counter = Counter()
-        audited = allowed_accounts(rt) if rt.audited is not None else frozenset()
         for (other, other_region), arns in sorted(elsewhere.items()):
-            if other in audited and other_region in allowed_regions(rt):
+            not_read = _not_read_here(rt, (other, other_region))
+            if not_read is None:
                 try:
                     outcome = _audit_described(
                         rt, batch, other, other_region, arns, cause_of, refresh_vpcs, refreshed_since
@@ -576,8 +587,7 @@ def _audit_described(
                 errors += outcome["errors"]
                 calls.update(outcome["api_calls"])
             else:
-                message = f"DescribeTasks: task of account {other} in {other_region}, not read by this stack"
-                errors += [{"task_arn": arn, "message": message} for arn in arns]
+                errors += [{"task_arn": arn, "message": not_read} for arn in arns]
         moved = {arn for arns in elsewhere.values() for arn in arns}
         own = [arn for arn in task_arns if arn not in moved]
         if own:
@@ -720,14 +730,13 @@ def _fan_out_config_event(rt: Runtime, parsed: dict, task_arns: list[str]) -> di
     recorded cluster. RetryLater when a message could not be queued (the event is retried;
     a page audited twice records nothing new)."""
     account, region = parsed["account_id"], parsed["region"]
-    audited = allowed_accounts(rt) if rt.audited is not None else frozenset({account})
     pages: dict[str, list[str]] = {}
     errors: list[dict] = []
     for arn in task_arns:
         place = (collect.account_of(arn) or account, collect.region_of(arn) or region)
-        if place != (account, region) and not (place[0] in audited and place[1] in allowed_regions(rt)):
-            message = f"DescribeTasks: task of account {place[0]} in {place[1]}, not read by this stack"
-            errors.append({"task_arn": arn, "message": message})
+        not_read = _not_read_here(rt, place) if place != (account, region) else None
+        if not_read is not None:
+            errors.append({"task_arn": arn, "message": not_read})
             continue
         cluster = _cluster_of_task(arn)
         if cluster is not None:
