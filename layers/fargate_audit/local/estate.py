@@ -16,7 +16,8 @@ only this builder) makes the emulated estate look like what AWS would return
 - tasks in dual-stack subnets get an IPv6 address on their ENI (Fargate does so when the
   account's ``dualStackIPv6`` setting is on; moto never does);
 - task states are frozen at RUNNING (moto advances them on every DescribeTasks);
-- in-process, task ENIs take an address inside their subnet (moto picks any 10.x);
+- in-process, task ENIs take an address inside their subnet, one no other task of the
+  subnet holds (moto picks any 10.x, or any address of the block, repeats included);
 - every task is started with an explicit ``platformVersion``: moto echoes the requested
   value in DescribeTasks, but reports none when none was requested (AWS always does);
 - the default network ACL of an IPv6 VPC gets the ``::/0`` allow entries AWS adds;
@@ -29,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import random
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -150,19 +152,42 @@ def reset_server(endpoint: str) -> None:
 
 
 @contextmanager
-def _task_enis_in_subnet_range(in_process: bool) -> Iterator[None]:
-    """In-process, make moto give task ENIs an address of their subnet (as AWS does)."""
+def _task_enis_in_subnet_range(in_process: bool, issued: dict[str, set[str]]) -> Iterator[None]:
+    """In-process, make moto give task ENIs an address of their subnet (as AWS does), one
+    no other task ENI of the subnet holds, outside the five addresses AWS reserves (the
+    first four and the last). moto draws any address of the block, repeats included: two
+    tasks sharing an address would both stand behind a target registered at it.
+    ``issued`` holds the addresses given so far, by subnet block."""
     if not in_process:
         yield
         return
+    import moto.ec2.models.elastic_network_interfaces as eni_models
     import moto.ecs.models as ecs_models
 
-    original = ecs_models.random_private_ip
+    original_ecs, original_eni = ecs_models.random_private_ip, eni_models.random_private_ip
+
+    def distinct(cidr: str | None = None, ipv6: bool = False) -> str:
+        if not cidr or ipv6:
+            return original_eni(cidr, ipv6=ipv6)
+        return _free_address(ipaddress.IPv4Network(cidr), issued.setdefault(cidr, set()))
+
     ecs_models.random_private_ip = lambda *args, **kwargs: None
+    eni_models.random_private_ip = distinct
     try:
         yield
     finally:
-        ecs_models.random_private_ip = original
+        ecs_models.random_private_ip, eni_models.random_private_ip = original_ecs, original_eni
+
+
+def _free_address(block: ipaddress.IPv4Network, taken: set[str]) -> str:
+    usable = block.num_addresses - 5
+    if len(taken) >= usable:
+        raise ValueError(f"subnet {block} has no free address left for another task")
+    while True:
+        address = str(block.network_address + 4 + random.randrange(usable))
+        if address not in taken:
+            taken.add(address)
+            return address
 
 
 def _digest(name: str) -> str:
@@ -215,6 +240,7 @@ class _Builder:
         self.info = EstateInfo(account_id=account["Account"], region=region)
         self.region = region
         self._dual_stack_subnets: set[str] = set()
+        self._issued_addresses: dict[str, set[str]] = {}
 
     # -- network -----------------------------------------------------------
 
@@ -475,7 +501,7 @@ class _Builder:
         network = {"subnets": [subnet], "securityGroups": groups, "assignPublicIp": "DISABLED"}
         if public_ip:
             network["assignPublicIp"] = "ENABLED"
-        with _task_enis_in_subnet_range(self.in_process):
+        with _task_enis_in_subnet_range(self.in_process, self._issued_addresses):
             tasks = self.ecs.run_task(
                 **request, count=count, networkConfiguration={"awsvpcConfiguration": network}
             )["tasks"]
