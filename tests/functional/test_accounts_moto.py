@@ -138,3 +138,17 @@ def test_a_refused_role_is_one_assume_role_error_and_the_next_get_asks_again(mon
         session = sessions.get("111111111111")  # the refusal is not kept: STS is asked again
         assert sessions.get("111111111111") is session
         assert asked == ["arn:aws:iam::111111111111:role/auditor"] * 2
+
+
+def test_an_accounts_file_breaks_lines_only_at_line_ends(tmp_path):
+    """A form feed, NEL or U+2028 in a comment or between ids does not start a new line
+    (str.splitlines would): the line numbers are an editor's, and one line is one id."""
+    saved = tmp_path / "accounts.txt"
+    saved.write_text("# prod\x0c accounts\u0085 (eu)\n111111111111\r222222222222\n", encoding="utf-8")
+    assert read_accounts_file(saved) == ["111111111111", "222222222222"]
+    saved.write_text("# prod\x0c accounts\n12345\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"accounts.txt:2: '12345' is not a 12-digit account id"):
+        read_accounts_file(saved)
+    saved.write_text("111111111111\u2028222222222222\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"accounts.txt:1: '111111111111\\u2028222222222222' is not"):
+        read_accounts_file(saved)

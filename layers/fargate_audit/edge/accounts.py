@@ -29,6 +29,7 @@ from fargate_audit.core.errors import ConfigError, CredentialsError, FargateAudi
 from fargate_audit.edge.aws import AWS_ERRORS, assume_role_session, check_role, describe_error
 
 ACCOUNT_ID = re.compile(r"[0-9]{12}")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # The role the member template (templates/member.yaml) creates in every audited account.
 DEFAULT_MEMBER_ROLE_NAME = "fargate-audit-member"
 LIST_RETRY_SECONDS = 60.0  # a failed Organizations listing is tried again after this long
@@ -65,7 +66,9 @@ def read_accounts_file(path: str | Path) -> list[str]:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: the accounts file is not UTF-8 text (save it as UTF-8)") from None
     ids: dict[str, None] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    # lines end at \n, \r\n or \r only (str.splitlines also breaks at form feeds, NEL and
+    # U+2028 a comment may hold: the line numbers would then not be an editor's)
+    for number, line in enumerate(_LINE_BREAK.split(text), start=1):
         value = line.split("#", 1)[0].strip()
         if not value:
             continue
