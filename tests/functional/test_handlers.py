@@ -1156,6 +1156,33 @@ def test_the_planner_sweeps_every_region_whose_events_it_audits(monkeypatch):
         assert world.sweep_planner(elsewhere)["status"] == "rejected"
 
 
+def test_findings_of_another_allowed_region_are_imported_in_that_regions_security_hub(monkeypatch):
+    """ALLOWED_REGIONS of one account: a task of us-east-1 gets its findings in us-east-1's
+    Security Hub (product ARNs and findings are regional: AWS refuses another Region's
+    finding). Before, every finding went through the stack region's client."""
+    from support.world import web_and_etl
+
+    other = "us-east-1"
+    with emulated_world(monkeypatch, {"ALLOWED_REGIONS": f"{other},{REGION}"}) as world:
+        world.session.client("securityhub", region_name=other).enable_security_hub()
+        b = estate._Builder(world.session, other)
+        vpc = b.vpc("prod", "10.20.0.0/16")
+        igw = b.internet_gateway(vpc, "prod-igw")
+        subnet = b.subnet("prod-web-public-a", vpc, "10.20.1.0/24", "a")
+        b.route_table("prod-web-public", vpc, [subnet], [{"DestinationCidrBlock": WORLD4, "GatewayId": igw}])
+        web_and_etl(b, subnet, subnet)
+        body = json.dumps({"account_id": ACCOUNT, "region": other, "cluster_arn": b.info.clusters["prod-web"]})
+
+        outcome = world.sweep_worker({"Records": [sqs_record("sweep-other", body)]})
+
+        assert outcome == {"batchItemFailures": []}
+        hub = world.session.client("securityhub", region_name=other)
+        found = [f for page in hub.get_paginator("get_findings").paginate() for f in page["Findings"]]
+        assert found and {f["Region"] for f in found} == {other}
+        assert all(f["ProductArn"].startswith(f"arn:aws:securityhub:{other}:") for f in found)
+        assert world.findings() == {}  # nothing of us-east-1 in the stack region's hub
+
+
 def test_a_whole_cluster_message_never_retires_a_task_its_listing_missed_that_still_runs(world, monkeypatch):
     """A whole-cluster message (planners before pages): a task started and recorded after
     the worker's listing is described before anything is decided: still RUNNING, it is

@@ -209,11 +209,18 @@ def build_runtime(environ: Mapping[str, str] | None = None, session=None, logger
     if publish_findings:
         from fargate_audit.findings.publish import Publisher
 
-        client_for = None
+        # each finding is imported in its own Region (Security Hub's product ARN and
+        # findings are regional): a task of another audited Region of this account, or of
+        # an organization's member account through that account's role
         if members is not None:
 
             def client_for(account: str, finding_region: str):
                 return members.get(account).get("securityhub", finding_region)
+
+        else:
+
+            def client_for(account: str, finding_region: str):
+                return clients.get("securityhub", finding_region)
 
         publisher = Publisher(
             clients.get("securityhub", region), findings, logger=logger, client_for=client_for
