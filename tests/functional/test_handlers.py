@@ -1171,7 +1171,8 @@ def test_findings_of_another_allowed_region_are_imported_in_that_regions_securit
         subnet = b.subnet("prod-web-public-a", vpc, "10.20.1.0/24", "a")
         b.route_table("prod-web-public", vpc, [subnet], [{"DestinationCidrBlock": WORLD4, "GatewayId": igw}])
         web_and_etl(b, subnet, subnet)
-        body = json.dumps({"account_id": ACCOUNT, "region": other, "cluster_arn": b.info.clusters["prod-web"]})
+        cluster = b.info.clusters["prod-web"]
+        body = json.dumps({"account_id": ACCOUNT, "region": other, "cluster_arn": cluster})
 
         outcome = world.sweep_worker({"Records": [sqs_record("sweep-other", body)]})
 
