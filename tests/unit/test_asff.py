@@ -535,3 +535,43 @@ def test_value_like_evidence_keys_never_reach_a_finding():
     text = json.dumps(findings)
     assert "TOKEN" in text
     assert CANARY not in text
+
+
+# --------------------------------------------------------------------------- discovery rules
+
+
+DISCOVERY = Catalog(
+    rules=(make_rule("EGR-01", "MEDIUM"), make_rule("EGR-03", "HIGH")),
+    parameters={},
+    mappings={},
+    rules_dir=Path("/nonexistent"),
+)
+
+
+@pytest.mark.parametrize("rule_id", ["EGR-01", "EGR-03"])
+def test_a_discovery_rule_that_could_not_be_evaluated_is_not_available_never_passed(rule_id, finding_shape):
+    """rules.md: ERROR is never reported as PASSED; interface.md: NOT_AVAILABLE. Before, a
+    workload-discovery ERROR became PASSED with EGR-01's "every domain is approved"."""
+    why = f"{rule_id}: check unresolved_egress could not judge this task's facts (TypeError)"
+    result = {"workload": "prod/service:web", "rule_id": rule_id, "status": "ERROR", "evidence": {"error": why}}
+    finding = asff.build_discovery_finding(result, [make_posture(1)], DISCOVERY, NOW)
+    assert finding["Compliance"]["Status"] == "NOT_AVAILABLE"
+    assert finding["Description"].startswith(f"The tasks of prod/service:web could not be evaluated: {why}.")
+    assert "approved" not in finding["Description"].split(why)[0]
+    assert_valid_for_boto3([finding], finding_shape)
+
+
+def test_a_discovery_rule_passed_or_failed_keeps_its_own_lead():
+    passed = {"workload": "w", "rule_id": "EGR-03", "status": "PASSED", "evidence": {"unresolved_count": 0}}
+    finding = asff.build_discovery_finding(passed, [make_posture(1)], DISCOVERY, NOW)
+    assert finding["Compliance"]["Status"] == "PASSED"
+    assert finding["Description"].startswith("Every internet address the tasks of prod/service:web sent")
+    failed = {
+        "workload": "w",
+        "rule_id": "EGR-01",
+        "status": "FAILED",
+        "evidence": {"unapproved_domains": ["evil.example"], "unapproved_count": 1},
+    }
+    finding = asff.build_discovery_finding(failed, [make_posture(1)], DISCOVERY, NOW)
+    assert finding["Compliance"]["Status"] == "FAILED"
+    assert "resolved 1 domain no approved pattern matches: evil.example" in finding["Description"]

@@ -549,9 +549,9 @@ def build_discovery_finding(
 ) -> dict:
     """The finding of a workload-discovery rule (EGR-01, EGR-03) for one workload.
 
-    ``result``: :func:`engine.evaluate_discovery`'s result for the workload (PASSED or
-    FAILED; the evidence names the unapproved domains, or for EGR-03 the unresolved
-    addresses); ``workload_postures``: the
+    ``result``: :func:`engine.evaluate_discovery`'s result for the workload (PASSED,
+    FAILED, or ERROR: NOT_AVAILABLE naming why; the evidence names the unapproved domains,
+    or for EGR-03 the unresolved addresses); ``workload_postures``: the
     workload's running tasks (for the service / task definition resources and its ids).
     Same Id, product, types and compliance fields as a posture rule's finding; the
     resources are the workload's own (DNS logs name addresses, not ENIs or groups)."""
@@ -559,16 +559,22 @@ def build_discovery_finding(
     rule = catalog.rule(rule_id)
     first = sorted(workload_postures, key=lambda p: p["task_arn"])[0]
     workload = first.get("workload") or f"{first['cluster_name']}/{first['group']}"
-    status = "FAILED" if result["status"] == "FAILED" else "PASSED"
+    status = _COMPLIANCE.get(result["status"], "PASSED")  # ERROR: NOT_AVAILABLE, never PASSED
     evidence = result.get("evidence") or {}
-    if "unresolved_count" in evidence:  # EGR-03
+    if status == "NOT_AVAILABLE":
+        lead = f"The tasks of {workload} could not be evaluated: {evidence.get('error') or 'no reason given'}."
+        product_fields = {}
+    elif "unresolved_count" in evidence:  # EGR-03
         lead, product_fields = _unresolved_lead(evidence, workload, status)
     else:
         domains = list(evidence.get("unapproved_domains") or [])
         count = int(evidence.get("unapproved_count") or len(domains))
         if status == "FAILED":
             shown = ", ".join(domains[:10]) + (f" (+{count - 10} more)" if count > 10 else "")
-            lead = f"Tasks of {workload} resolved {count} domains no approved pattern matches: {shown}."
+            lead = (
+                f"Tasks of {workload} resolved {count} domain{'' if count == 1 else 's'} "
+                f"no approved pattern matches: {shown}."
+            )
         else:
             lead = f"Every domain the tasks of {workload} were seen resolving is approved."
         product_fields = {"fargate-audit/UnapprovedDomains": str(count)}
@@ -576,7 +582,7 @@ def build_discovery_finding(
     if isinstance(exempted, Mapping):
         lead += f" Exempted: {exempted.get('reason')} (until {exempted.get('expires')})."
     line = summarize_evidence(evidence, limit=MAX_PRODUCT_FIELD_VALUE)
-    if line and status == "FAILED":
+    if line and status in ("FAILED", "NOT_AVAILABLE"):
         product_fields["fargate-audit/Evidence"] = line
     description = clip(f"{lead} {rule.description}", MAX_DESCRIPTION)
     resources = workload_resources(sorted(workload_postures, key=lambda p: p["task_arn"]))
