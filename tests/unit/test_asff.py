@@ -553,7 +553,7 @@ def test_a_discovery_rule_that_could_not_be_evaluated_is_not_available_never_pas
     """rules.md: ERROR is never reported as PASSED; interface.md: NOT_AVAILABLE. Before, a
     workload-discovery ERROR became PASSED with EGR-01's "every domain is approved"."""
     why = f"{rule_id}: check unresolved_egress could not judge this task's facts (TypeError)"
-    result = {"workload": "prod/service:web", "rule_id": rule_id, "status": "ERROR", "evidence": {"error": why}}
+    result = {"workload": "w", "rule_id": rule_id, "status": "ERROR", "evidence": {"error": why}}
     finding = asff.build_discovery_finding(result, [make_posture(1)], DISCOVERY, NOW)
     assert finding["Compliance"]["Status"] == "NOT_AVAILABLE"
     assert finding["Description"].startswith(f"The tasks of prod/service:web could not be evaluated: {why}.")

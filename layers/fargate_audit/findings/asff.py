@@ -562,7 +562,8 @@ def build_discovery_finding(
     status = _COMPLIANCE.get(result["status"], "PASSED")  # ERROR: NOT_AVAILABLE, never PASSED
     evidence = result.get("evidence") or {}
     if status == "NOT_AVAILABLE":
-        lead = f"The tasks of {workload} could not be evaluated: {evidence.get('error') or 'no reason given'}."
+        why = evidence.get("error") or "no reason given"
+        lead = f"The tasks of {workload} could not be evaluated: {why}."
         product_fields = {}
     elif "unresolved_count" in evidence:  # EGR-03
         lead, product_fields = _unresolved_lead(evidence, workload, status)
