@@ -1377,6 +1377,38 @@ def test_vpc_endpoints_carry_short_service_and_parsed_policy():
     assert endpoints[0]["policy"] is None
 
 
+def test_only_s3_gateway_endpoints_keep_their_policy_others_a_digest_of_it():
+    """NET-09 reads S3 Gateway endpoints' policies alone. Every task of a VPC holds every
+    endpoint: 22 interface endpoints of 20 KB policies made each task's record larger than
+    DynamoDB's 400 KB item, and the whole sweep page failed on every receive."""
+    from fargate_audit.stores import record
+
+    big = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*", "Sid": "x" * 19_000}
+        ],
+    }
+    raw = bundle()
+    raw["vpc"]["vpc_endpoints"] = [
+        vpc_endpoint("vpce-0s3000000000000001", "s3", "Gateway", route_tables=[RTB_PRIVATE]),
+        *(vpc_endpoint(f"vpce-0if{n:014d}", f"svc{n}", policy=big) for n in range(50)),
+    ]
+    posture = build_posture(raw)
+    s3, *others = sorted(posture["network"]["vpc_endpoints"], key=lambda e: e["service"] != "s3")
+    assert s3["policy"] == S3_POLICY and "policy_digest" not in s3
+    assert all(e["policy"] is None and e["policy_digest"].startswith("sha256:") for e in others)
+    assert len({e["policy_digest"] for e in others}) == 1  # the same document, the same digest
+    changed = copy.deepcopy(raw)
+    changed["vpc"]["vpc_endpoints"][1]["PolicyDocument"] = json.dumps({**big, "Version": "2008-10-17"})
+    digests = [e.get("policy_digest") for e in build_posture(changed)["network"]["vpc_endpoints"]]
+    assert digests != [e.get("policy_digest") for e in posture["network"]["vpc_endpoints"]]
+    item = record.latest_item(
+        posture, [], digest="d", cause={}, task_version=1, observed_at="2026-01-01T00:00:00Z", rev=1, deps=[]
+    )
+    assert record.item_size(item) < 100_000
+
+
 @pytest.mark.parametrize(
     ("state", "kept"),
     [

@@ -233,7 +233,16 @@ def _containers(posture: Mapping) -> list:
     return posture.get("containers") or []
 
 
-_ENDPOINT_HISTORY_KEYS = ("id", "service_name", "type", "state", "route_table_ids", "policy", "policy_error")
+_ENDPOINT_HISTORY_KEYS = (
+    "id",
+    "service_name",
+    "type",
+    "state",
+    "route_table_ids",
+    "policy",
+    "policy_digest",
+    "policy_error",
+)
 _ENI = "ec2:DescribeNetworkInterfaces"  # every network fact is read through the task's ENI
 
 # The calls that find the tasks (a task's own fields come with it): no fact of their own.

@@ -12,10 +12,12 @@ dropped: they never reach the posture, an error message or a log.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from fargate_audit.core import facts, ingress, netalgebra, routes
 from fargate_audit.core.facts import Posture
@@ -429,16 +431,29 @@ def _vpc_endpoint(endpoint: Mapping) -> dict:
             else:
                 policy_error = f"PolicyDocument is not a JSON object (got {type(parsed).__name__})"
     service_name = endpoint.get("ServiceName")
-    return {
+    service = endpoint_service(service_name)
+    kind = endpoint.get("VpcEndpointType")
+    entry = {
         "id": endpoint.get("VpcEndpointId"),
         "service_name": service_name,
-        "service": endpoint_service(service_name),
-        "type": endpoint.get("VpcEndpointType"),
+        "service": service,
+        "type": kind,
         "state": endpoint.get("State"),
         "route_table_ids": sorted(endpoint.get("RouteTableIds") or []),
         "policy": policy,
         "policy_error": policy_error,
     }
+    if policy is not None and not (service == "s3" and str(kind or "").lower() == "gateway"):
+        # Only an S3 Gateway endpoint's policy is read by a rule (NET-09). Every task of the
+        # VPC holds every endpoint: 50 interface endpoints of 20 KB policies would make its
+        # record larger than DynamoDB's 400 KB item. A digest still shows a change.
+        entry["policy"] = None
+        entry["policy_digest"] = "sha256:" + hashlib.sha256(_canonical(policy)).hexdigest()
+    return entry
+
+
+def _canonical(document: Any) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
 
 
 _VPC_RAW_FACTS = ("security_groups", "route_tables", "nat_gateways", "network_acls", "vpc_endpoints")
