@@ -1184,6 +1184,31 @@ def test_findings_of_another_allowed_region_are_imported_in_that_regions_securit
         assert world.findings() == {}  # nothing of us-east-1 in the stack region's hub
 
 
+def test_a_task_too_large_to_record_costs_its_page_neighbours_nothing(world, monkeypatch):
+    """DynamoDB's 400 KB item: a task whose record would exceed it is not recorded, and its
+    message fails (retried, then dead-lettered), but the other tasks of the page are
+    recorded and their findings published. Before, the first such task ended the page:
+    the tasks after it were never recorded and nothing was published."""
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+    from fargate_audit.stores import record
+
+    first, second = sorted(world.web, key=lambda t: t.arn)
+    made = record.latest_item
+
+    def too_large_for_first(posture, results, **kwargs):
+        if posture["task_arn"] == first.arn:
+            raise record.ItemTooLarge(f"{first.arn}: LATEST item of 421000 bytes exceeds 389120")
+        return made(posture, results, **kwargs)
+
+    monkeypatch.setattr(record, "latest_item", too_large_for_first)
+    with pytest.raises(BatchProcessingError, match="exceeds 389120"):  # the batch's one record failed
+        world.sweep("prod-web")
+
+    assert world.rt.recorder.latest(first.arn) is None
+    assert world.rt.recorder.latest(second.arn)["lifecycle"] == "RUNNING"
+    assert world.finding("NET-01")["Compliance"]["Status"] in ("PASSED", "FAILED")
+
+
 def test_a_whole_cluster_message_never_retires_a_task_its_listing_missed_that_still_runs(world, monkeypatch):
     """A whole-cluster message (planners before pages): a task started and recorded after
     the worker's listing is described before anything is decided: still RUNNING, it is

@@ -293,6 +293,7 @@ class _Batch:
         self.touched: list[str] = []  # workload keys to publish, in order
         self.counts = {"audited": 0, "changed": 0, "unchanged": 0, "stale": 0, "stopped": 0}
         self.tasks: list[dict] = []  # per task: {"task_arn", "status", ...} (ids only)
+        self.unrecorded: list[str] = []  # tasks whose record is too large (ItemTooLarge)
 
     def _touch(self, key: str | None) -> None:
         if key and key not in self.touched:
@@ -312,9 +313,14 @@ class _Batch:
             arn = posture["task_arn"]
             results = by_task.get(arn, [])
             known = {"stored": stored[arn]} if stored and arn in stored else {}
-            outcome = self.rt.recorder.record_audit(
-                posture, results, cause_of(raw_by_arn[arn]), self.now, **known
-            )
+            try:
+                outcome = self.rt.recorder.record_audit(
+                    posture, results, cause_of(raw_by_arn[arn]), self.now, **known
+                )
+            except record.ItemTooLarge as exc:  # this task alone: its neighbours are recorded
+                self.unrecorded.append(str(exc))
+                self.tasks.append({"task_arn": arn, "status": "error", "workload": posture.get("workload")})
+                continue
             entry = {"task_arn": arn, "status": outcome.status, "workload": posture.get("workload")}
             if outcome.status == record.STALE:
                 self.counts["stale"] += 1
@@ -371,6 +377,9 @@ class _Batch:
         ]
         summary = _publish_summary(outcomes)
         summary["workloads"] = len(self.touched) if self.rt.publisher is not None else 0
+        if self.unrecorded:  # after the others are recorded and published: this invocation fails
+            more = f" (and {len(self.unrecorded) - 1} more)" if len(self.unrecorded) > 1 else ""
+            raise record.ItemTooLarge(self.unrecorded[0] + more)
         return summary
 
 

@@ -66,6 +66,7 @@ from fargate_audit.stores.table import (
     MAX_ITEM_BYTES,
     MAX_TRANSACT_ACTIONS,
     Cancelled,
+    ItemTooLarge,
     RecordError,
     Table,
     iso,
@@ -280,7 +281,7 @@ def latest_item(
     }
     size = item_size(item)
     if size > MAX_ITEM_BYTES:
-        raise RecordError(f"{posture['task_arn']}: LATEST item of {size} bytes exceeds {MAX_ITEM_BYTES}")
+        raise ItemTooLarge(f"{posture['task_arn']}: LATEST item of {size} bytes exceeds {MAX_ITEM_BYTES}")
     return item
 
 

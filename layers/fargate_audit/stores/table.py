@@ -38,6 +38,10 @@ class RecordError(FargateAuditError):
     bound, unprocessed batch items or keys past the retry bound, an item too large)."""
 
 
+class ItemTooLarge(RecordError):
+    """One task's item exceeds DynamoDB's item size: no retry will record it."""
+
+
 class Cancelled(Exception):
     """A TransactWriteItems call was cancelled; ``reasons``: the cancellation reason codes,
     one per action (``None`` / ``"None"`` where that action was fine)."""
