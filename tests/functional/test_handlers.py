@@ -1209,6 +1209,22 @@ def test_a_task_too_large_to_record_costs_its_page_neighbours_nothing(world, mon
     assert world.finding("NET-01")["Compliance"]["Status"] in ("PASSED", "FAILED")
 
 
+def test_a_page_of_short_format_task_arns_is_described_in_the_pages_cluster(world):
+    """ListTasks gives ``task/ID`` ARNs for tasks of the old ARN format; DescribeTasks takes
+    them with the cluster. A page's task not recorded yet was "DescribeTasks: the task's
+    cluster is unknown", and the message failed on every receive."""
+    task = world.web[0]
+    short = task.arn.replace("/prod-web/", "/")
+    body = {"account_id": ACCOUNT, "region": REGION, "cluster_arn": world.clusters["prod-web"]}
+    body["task_arns"] = [short]
+
+    outcome = world.sweep_worker({"Records": [sqs_record("page-short", json.dumps(body))]})
+
+    assert outcome == {"batchItemFailures": []}
+    # moto answers with the long form of the ARN (AWS, with the short one it was asked)
+    assert world.rt.recorder.latest(task.arn)["lifecycle"] == "RUNNING"
+
+
 def test_a_whole_cluster_message_never_retires_a_task_its_listing_missed_that_still_runs(world, monkeypatch):
     """A whole-cluster message (planners before pages): a task started and recorded after
     the worker's listing is described before anything is decided: still RUNNING, it is

@@ -524,17 +524,23 @@ def _task_event(parsed: dict, rt: Runtime, now: datetime, clients: Clients) -> d
 
 
 def _describe_tasks(
-    rt: Runtime, clients: Clients, region: str, task_arns: list[str], account: str | None = None
+    rt: Runtime,
+    clients: Clients,
+    region: str,
+    task_arns: list[str],
+    account: str | None = None,
+    page_cluster: str | None = None,
 ) -> tuple[dict[str, dict], dict[str, str]]:
-    """The tasks grouped by cluster (a short ARN's cluster from its recorded posture),
-    then ``collect.describe_tasks``: ({ARN: task}, {ARN: failure})."""
+    """The tasks grouped by cluster (a short ARN's: ``page_cluster``, the cluster a sweep
+    page was listed from, else the one its recorded posture names), then
+    ``collect.describe_tasks``: ({ARN: task}, {ARN: failure})."""
     by_cluster: dict[str, list[str]] = {}
     failures: dict[str, str] = {}
     for arn in task_arns:
         cluster = _cluster_of_task(arn)
-        if cluster is None:  # short ARN format: the cluster is in the recorded posture
-            stored = rt.recorder.latest(arn) or {}
-            cluster_arn = (stored.get("posture") or {}).get("cluster_arn")
+        if cluster is None:  # short ARN format (arn:...:task/ID): the ARN names no cluster
+            stored = {} if page_cluster else rt.recorder.latest(arn) or {}
+            cluster_arn = page_cluster or (stored.get("posture") or {}).get("cluster_arn")
             if not cluster_arn:
                 failures[arn] = "DescribeTasks: the task's cluster is unknown"
                 continue
@@ -565,10 +571,12 @@ def _audit_described(
     cause_of,
     refresh_vpcs: bool,
     refreshed_since: float | None = None,
+    page_cluster: str | None = None,
 ) -> dict:
     """Describe tasks the recorder holds as running (in ``account`` / ``region``); re-audit
     those still RUNNING, retire those that ended or vanished. Returns {"errors": [...],
-    "api_calls": {...}}.
+    "api_calls": {...}}. ``page_cluster``: the cluster a sweep page's tasks were listed
+    from (a short task ARN names none).
 
     A task of another account or region (a resource of a shared VPC is a dependency of
     the tasks of every account using it; the index does not name the account) is described
@@ -601,14 +609,14 @@ def _audit_described(
         own = [arn for arn in task_arns if arn not in moved]
         if own:
             outcome = _audit_described(
-                rt, batch, account, region, own, cause_of, refresh_vpcs, refreshed_since
+                rt, batch, account, region, own, cause_of, refresh_vpcs, refreshed_since, page_cluster
             )
             errors = [*outcome["errors"], *errors]
             calls.update(outcome["api_calls"])
         return {"errors": errors, "api_calls": dict(calls)}
     clients = scope_clients(rt, account, region)
     before = clients.counter.snapshot()
-    described, failures = _describe_tasks(rt, clients, region, task_arns, account)
+    described, failures = _describe_tasks(rt, clients, region, task_arns, account, page_cluster)
     running, errors = [], []
     for arn in task_arns:
         task = described.get(arn)
@@ -1254,6 +1262,7 @@ def sweep_cluster(
             cause_of,
             refresh_vpcs=True,
             refreshed_since=refreshed_since,
+            page_cluster=cluster_arn,
         )
         errors, api_calls = outcome["errors"], outcome["api_calls"]
         listed = None

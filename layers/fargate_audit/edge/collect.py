@@ -1251,10 +1251,16 @@ def describe_tasks(
                 message = "MISSING" if gone else failure_message(exc, "DescribeTasks")
                 failures.update(dict.fromkeys(batch, message))
                 continue
+            # each answer under the ARN asked for: a task asked for by its short-format ARN
+            # (task/ID) or its id may come back under another form of its ARN
+            asked = {arn.rsplit("/", 1)[-1]: arn for arn in batch}
             for task in response.get("tasks", []):
-                found[task["taskArn"]] = jsonable(task)
+                arn = task["taskArn"]
+                found[arn if arn in batch else asked.get(arn.rsplit("/", 1)[-1], arn)] = jsonable(task)
             for failure in response.get("failures", []):
-                failures[failure.get("arn", "")] = failure.get("reason") or "failure"
+                arn = failure.get("arn", "")
+                key = arn if arn in batch else asked.get(arn.rsplit("/", 1)[-1], arn)
+                failures[key] = failure.get("reason") or "failure"
             lost = [arn for arn in batch if arn not in found and arn not in failures]
             if lost and own(cluster_arn):
                 unanswered.setdefault(cluster_arn, []).extend(lost)
