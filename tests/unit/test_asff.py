@@ -328,6 +328,18 @@ def test_service_workload_resources_are_service_then_failing_tasks_then_network(
     assert all(r["Partition"] == "aws" and r["Region"] == REGION for r in resources)
 
 
+def test_a_standalone_workload_of_many_revisions_still_names_its_failing_tasks():
+    """interface.md: task definitions first (newest first), then the failing tasks (at most
+    20), 32 resources at most. 40 revisions running filled the 32 with task definitions."""
+    postures = [make_posture(i, group="family:etl", revision=i) for i in range(1, 41)]
+    results = [res(p, "NET-03", "FAILED", open_ports=OPEN_22, security_groups=["sg-web"]) for p in postures]
+    (finding,) = asff.build_findings(postures, results, CATALOG, NOW)
+    types = [r["Type"] for r in finding["Resources"]]
+    assert len(types) == 32
+    assert types == ["AwsEcsTaskDefinition"] * 12 + ["AwsEcsTask"] * 20
+    assert finding["Resources"][0]["Id"].endswith("task-definition/etl:40")  # newest first
+
+
 def test_network_resources_follow_the_facts_the_rule_requires():
     p = make_posture(7, egress={"ipv4": {"path": "nat-gateway>internet-gateway", "targets": []}})
     paths = {"ipv4": {"path": "nat-gateway>internet-gateway", "targets": ["nat-1", "igw-1"]}}

@@ -385,7 +385,9 @@ def build_finding(
 
     implicated = {"FAILED": by_status["FAILED"], "NOT_AVAILABLE": by_status["ERROR"]}.get(compliance, [])
     implicated = sorted(implicated, key=lambda pr: pr[0]["task_arn"])[:MAX_TASK_RESOURCES]
-    resources = workload_resources(workload_postures)
+    # a standalone workload's task definitions (newest first) leave room for its failing
+    # tasks: 40 revisions running would otherwise fill the 32 resources and name no task
+    resources = workload_resources(workload_postures)[: max(1, MAX_RESOURCES - len(implicated))]
     resources += [task_resource(p) for p, _ in implicated]
     resources += _fit(
         network_resources(implicated, list(rule.requires), rule_id), MAX_RESOURCES - len(resources)
