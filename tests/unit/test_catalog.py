@@ -124,6 +124,7 @@ def test_each_rule_is_a_folder_named_after_its_unique_id_holding_its_rule_and_ch
         "mappings.yaml",
         "parameters.yaml",
         "schema.json",
+        "validated.json",  # the digest of these files as validated (scripts/catalog_digest.py)
     ]
     ids = [yaml.safe_load((p / "rule.yaml").read_text())["id"] for p in RULE_FOLDERS]
     assert ids == [p.name for p in RULE_FOLDERS] == list(CATALOG.ids)
@@ -502,6 +503,38 @@ def test_a_broken_shipped_catalog_still_fails_with_one_line_naming_the_file(monk
     (broken / "NET-01" / "rule.yaml").write_text(yaml.safe_dump(doc))
     monkeypatch.setenv(RULES_DIR_ENV, str(broken))
     with pytest.raises(ConfigError, match=r"NET-01/rule\.yaml: severity"):
+        load_catalog()
+
+
+def test_the_recorded_digest_of_the_shipped_catalog_is_current():
+    from fargate_audit.core import rules as rules_mod
+
+    recorded = rules_mod.validated_digest(rules_mod.CATALOG_DIR)
+    assert recorded == rules_mod.catalog_digest(rules_mod.CATALOG_DIR), (
+        "a catalog file changed: run scripts/catalog_digest.py (it validates, then records the digest)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "error"),
+    [
+        (lambda d: d.update(severity="SEVERE"), r"LOG-01/rule\.yaml: severity: 'SEVERE' is not one of"),
+        (lambda d: d.update(requires=["containerz"]), r"LOG-01/rule\.yaml: requires\[0\]: 'containerz'"),
+    ],
+)
+def test_an_edited_file_of_the_shipped_catalog_is_validated_in_full(monkeypatch, tmp_path, edit, error):
+    """Loading skipped the JSON Schema validation of the shipped catalog whatever its files
+    held: edited in place, a severity the report schema refuses went into reports, and a
+    misspelt fact in `requires` turned an uncollected fact's ERROR into PASSED."""
+    from fargate_audit.core import rules as rules_mod
+
+    edited = tmp_path / "catalog"
+    shutil.copytree(RULES, edited)
+    assert rules_mod.validated_digest(edited) == rules_mod.catalog_digest(edited)  # as shipped
+    _edit(edited / "LOG-01" / "rule.yaml", edit)
+    monkeypatch.setattr(rules_mod, "CATALOG_DIR", edited)
+    monkeypatch.delenv(RULES_DIR_ENV, raising=False)
+    with pytest.raises(ConfigError, match=error):
         load_catalog()
 
 

@@ -33,6 +33,7 @@ layer ships unchecked-hash ``.pyc``).
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
 import json
 import os
@@ -101,6 +102,9 @@ PARAMETERS_FILE = "parameters.yaml"
 MAPPINGS_FILE = "mappings.yaml"
 RULE_FILE = "rule.yaml"
 CHECK_FILE = "check.py"
+# The digest of the shipped catalog's files as last validated (scripts/catalog_digest.py):
+# while the files match it, loading skips the JSON Schema validation (see load_catalog).
+VALIDATED_FILE = "validated.json"
 _RULE_SUFFIXES = (".yaml", ".yml")
 _NOT_RULE_FILES = frozenset({"parameters.yaml", "parameters.yml", "mappings.yaml", "mappings.yml"})
 _MAX_MESSAGE = 300
@@ -724,16 +728,42 @@ def validate_rules_dir(path: str | os.PathLike) -> list[str]:
     return problems
 
 
+def catalog_digest(rules_dir: Path) -> str:
+    """sha256 over the files a validation reads (schema.json, parameters.yaml,
+    mappings.yaml, every rule file), by relative path and content."""
+    files = [
+        path
+        for path in rules_dir.iterdir()
+        if path.is_file() and path.suffix in (*_RULE_SUFFIXES, ".json") and path.name != VALIDATED_FILE
+    ]
+    files += [path for path in rules_dir.glob(f"*/{RULE_FILE}") if path.is_file()]
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.relative_to(rules_dir).as_posix().encode("utf-8") + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def validated_digest(rules_dir: Path) -> str | None:
+    """The digest ``VALIDATED_FILE`` records, or None (absent, unreadable)."""
+    try:
+        recorded = json.loads((rules_dir / VALIDATED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return recorded.get("sha256") if isinstance(recorded, dict) else None
+
+
 def load_catalog(rules_dir: str | os.PathLike | None = None) -> Catalog:
     """The validated catalog (every file checked as by :func:`validate_rules_dir`, except
     schema.json against the meta-schema); :class:`ConfigError` (one line) on the first
     problem, followed by the count of the others."""
     path = find_rules_dir(rules_dir)
-    if rules_dir is None and not os.environ.get(RULES_DIR_ENV):
-        # The shipped catalog is part of the product, proven valid by its tests and by
-        # `rules validate`: its JSON Schema validation (and importing jsonschema, 70 ms
-        # together: a tenth of a 1,000-task scan) is skipped. Should it be broken anyway
-        # (an edited installation), the full validation below says how.
+    shipped = rules_dir is None and not os.environ.get(RULES_DIR_ENV)
+    if shipped and validated_digest(path) == catalog_digest(path):
+        # The shipped catalog, file for file as validated when it was released (its digest):
+        # its JSON Schema validation (and importing jsonschema, 70 ms together: a tenth of a
+        # 1,000-task scan) is skipped. An edited file (an installation or checkout changed
+        # in place) is validated in full below, and a mistake in it is one clear error.
         try:
             catalog, _ = _load(path, check_schemas=False, trusted=True)
         except (KeyError, TypeError, AttributeError, ValueError):
