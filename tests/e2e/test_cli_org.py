@@ -64,6 +64,7 @@ class _Iam:
         self.enforce = False
         self.assume_calls: list[dict] = []
         self.denied_region: str | None = None
+        self.disabled_region: str | None = None  # an opt-in region the accounts have not enabled
         self.deny_organizations = False
 
     def refuse(self, code: str, message: str, operation: str):
@@ -79,6 +80,12 @@ class _Iam:
         elif service == "organizations" and self.deny_organizations:
             self.refuse(
                 "AccessDeniedException", "You don't have permissions to access this resource.", operation
+            )
+        elif self.disabled_region and client.meta.region_name == self.disabled_region and service != "sts":
+            self.refuse(
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+                operation,
             )
         elif self.denied_region and client.meta.region_name == self.denied_region and service != "sts":
             self.refuse(
@@ -173,7 +180,7 @@ def iam(world):
     iam = world[0]
     iam.assume_calls.clear()
     yield iam
-    iam.denied_region, iam.deny_organizations = None, False
+    iam.denied_region, iam.disabled_region, iam.deny_organizations = None, None, False
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
@@ -392,6 +399,22 @@ def test_a_region_that_refuses_every_call_is_listed_and_the_others_reported(worl
     assert len(iam.assume_calls) == 1  # one AssumeRole for the account, whatever its regions
 
 
+def test_a_region_that_rejects_the_credentials_names_the_refused_call_too(world, iam):
+    """An opt-in region the account has not enabled rejects the credentials
+    (UnrecognizedClientException): its scope error names the call as interface.md writes it,
+    not "AWS rejected the credentials: ListClusters: ...", the single-account scan's exit line."""
+    iam.disabled_region = DENIED_REGION
+    code, out, err = run_cli(
+        "--accounts", A, "--external-id", EXTERNAL_ID, "--region", REGION, "--region", DENIED_REGION,
+        "--format", "json",
+    )  # fmt: skip
+
+    assert code == 1, err
+    scopes = {s["region"]: s for s in json.loads(out)["summary"]["scopes"]}
+    assert scopes[REGION]["error"] is None
+    assert scopes[DENIED_REGION]["error"].startswith("ecs:ListClusters: UnrecognizedClientException: ")
+
+
 def test_a_part_of_an_account_that_could_not_be_read_is_reported_and_never_a_clean_exit(
     world, iam, monkeypatch
 ):
@@ -441,7 +464,8 @@ def test_a_call_answered_expired_token_twice_is_the_scope_error_as_before(world,
     assert expired.answered == 2
     assert sorted(c["RoleArn"] for c in iam.assume_calls) == [role_arn(A), role_arn(A), role_arn(B)]
     scopes = {s["account_id"]: s for s in json.loads(out)["summary"]["scopes"]}
-    assert scopes[A]["error"].startswith("AWS rejected the credentials: ListClusters: ExpiredTokenException")
+    # the refused call as interface.md writes a scope's error (service:Call: Code: ...)
+    assert scopes[A]["error"].startswith("ecs:ListClusters: ExpiredTokenException")
     assert scopes[B]["error"] is None and scopes[B]["tasks"] == 1
 
 
@@ -514,6 +538,14 @@ def test_organization_without_permission_is_one_error_exit_2(world, iam):
     line = error_line(err)
     assert "organizations:ListAccounts: AccessDeniedException" in line and "management account" in line
     assert not iam.assume_calls
+
+
+def test_an_ou_that_does_not_exist_is_one_error_without_the_permission_hint(world, iam):
+    code, out, err = run_cli("--organization", "--ou", "ou-abcd-12345678")
+    assert code == 2 and out == ""
+    line = error_line(err)
+    assert "organizations:ListAccountsForParent: ParentNotFoundException" in line
+    assert "management account" not in line  # the caller may list accounts: the OU is wrong
 
 
 @pytest.mark.parametrize(

@@ -325,7 +325,7 @@ def _organization_accounts(session, parents: list[str]) -> list[str]:
     line naming the refused Organizations call when the caller may not list them."""
     from fargate_audit.core.errors import CredentialsError
     from fargate_audit.edge.accounts import organization_accounts
-    from fargate_audit.edge.aws import AWS_ERRORS, client, describe_error, raise_for_credentials
+    from fargate_audit.edge.aws import AWS_ERRORS, client, describe_error, error_code, raise_for_credentials
 
     try:
         return organization_accounts(client(session, "organizations", session.region_name), parents)
@@ -334,10 +334,10 @@ def _organization_accounts(session, parents: list[str]) -> list[str]:
             "ListAccountsForParent" if parents else "ListAccounts"
         )
         raise_for_credentials(exc, call)
-        raise CredentialsError(
-            f"--organization: organizations:{describe_error(exc, call)} "
-            "(run it with the management account or a delegated administrator's credentials)"
-        ) from exc
+        hint = ""
+        if error_code(exc) in ("AccessDeniedException", "AWSOrganizationsNotInUseException"):
+            hint = " (run it with the management account or a delegated administrator's credentials)"
+        raise CredentialsError(f"--organization: organizations:{describe_error(exc, call)}{hint}") from exc
 
 
 def _organization_scan(args, stdout, stderr, catalog, params, out: _Output) -> int:

@@ -345,8 +345,11 @@ def describe_error(exc: BaseException, call: str) -> str:
     return f"{call}: {code}: {message}" if message else f"{call}: {code}"
 
 
-def raise_for_credentials(exc: BaseException, call: str) -> None:
-    """Raise CredentialsError when `exc` means the credentials or region are unusable."""
+def raise_for_credentials(exc: BaseException, call: str, service: str | None = None) -> None:
+    """Raise CredentialsError when `exc` means the credentials or region are unusable.
+    ``service`` (e.g. ``ecs``): AWS's refusal is also kept as ``refused``, the call as
+    IAM names it (``ecs:ListClusters: UnrecognizedClientException: ...``): the error of
+    one account and region in an organization scan (interface.md)."""
     if isinstance(exc, NoCredentialsError):
         raise CredentialsError(NO_CREDENTIALS_MESSAGE) from exc
     if isinstance(exc, NoRegionError):
@@ -354,13 +357,16 @@ def raise_for_credentials(exc: BaseException, call: str) -> None:
     if isinstance(exc, PartialCredentialsError | CredentialRetrievalError):
         raise CredentialsError(f"unusable AWS credentials: {' '.join(str(exc).split())}") from exc
     if isinstance(exc, ClientError) and error_code(exc) in REJECTED_CREDENTIALS_CODES:
-        raise CredentialsError(f"AWS rejected the credentials: {describe_error(exc, call)}") from exc
+        rejected = CredentialsError(f"AWS rejected the credentials: {describe_error(exc, call)}")
+        if service:
+            rejected.refused = f"{service}:{describe_error(exc, call)}"
+        raise rejected from exc
 
 
-def failure_message(exc: BaseException, call: str) -> str:
+def failure_message(exc: BaseException, call: str, service: str | None = None) -> str:
     """For an exception caught around an AWS call: raise on credential problems, else the
     one-line message to record."""
-    raise_for_credentials(exc, call)
+    raise_for_credentials(exc, call, service)
     return describe_error(exc, call)
 
 

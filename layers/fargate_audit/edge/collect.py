@@ -564,7 +564,7 @@ class _RegionScan:
             for page in _pages(self.ecs, "list_clusters", ECS_PAGE_SIZE):
                 arns.extend(page.get("clusterArns", []))
         except AWS_ERRORS as exc:
-            self._lost("ListClusters", self.region, failure_message(exc, "ListClusters"))
+            self._lost("ListClusters", self.region, failure_message(exc, "ListClusters", "ecs"))
         else:
             self.listed_any = True
         return list(dict.fromkeys(arns))
@@ -596,7 +596,7 @@ class _RegionScan:
         try:
             response = self.ecs.describe_clusters(clusters=batch, include=["SETTINGS"])
         except AWS_ERRORS as exc:
-            return [], {}, failure_message(exc, "DescribeClusters")
+            return [], {}, failure_message(exc, "DescribeClusters", "ecs")
         items = [self._ecs_json(item) for item in response.get("clusters", [])]
         for item in items:
             self._clusters[item["clusterArn"]] = (item, None)
@@ -617,7 +617,7 @@ class _RegionScan:
             for page in _task_pages(self.ecs, cluster):
                 arns.extend(page.get("taskArns", []))
         except AWS_ERRORS as exc:
-            self._lost("ListTasks", cluster, failure_message(exc, "ListTasks"))
+            self._lost("ListTasks", cluster, failure_message(exc, "ListTasks", "ecs"))
             if arns:  # the pages read before the failure are audited; the error says the rest
                 self.listed_any = True
         else:
