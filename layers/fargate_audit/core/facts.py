@@ -124,15 +124,20 @@ class FlowLog(TypedDict):
     status: str | None
 
 
-class VpcEndpoint(TypedDict):
+class _VpcEndpointFields(TypedDict):
     id: str | None
     service_name: str | None
     service: str | None  # short name after com.amazonaws.<region>., e.g. "s3", "ecr.dkr"
     type: str | None
     state: str | None  # only usable states are listed
     route_table_ids: list[str]
-    policy: dict[str, Any] | None  # the parsed PolicyDocument
+    policy: dict[str, Any] | None  # the parsed PolicyDocument of an S3 Gateway endpoint (NET-09)
     policy_error: str | None
+
+
+class VpcEndpoint(_VpcEndpointFields, total=False):
+    # (NotRequired in a string annotation is not seen by Python 3.11's TypedDict)
+    policy_digest: str  # another endpoint's policy: "sha256:..." of it, not the document
 
 
 class QueryLogConfig(TypedDict):
