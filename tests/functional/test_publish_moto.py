@@ -136,15 +136,17 @@ def record_running(env, postures: list[dict], now: datetime) -> list[dict]:
 
 
 def test_first_sync_imports_every_finding_of_the_workload(env):
-    findings = record_running(env, [make_posture(1), make_posture(2)], at(0))
+    findings = record_running(env, [make_posture(1), open_port_22(make_posture(2))], at(0))
     outcome = publisher(env).sync_workload(WL, findings, at(0))
     assert (outcome.imported, outcome.archived, outcome.unchanged, outcome.failed) == (RULE_COUNT, 0, 0, 0)
     assert set(hub_findings(env.hub)) == {f["Id"] for f in findings}
     assert [len(c) for c in env.calls] == [RULE_COUNT]
     assert set(env.store.finding_states(WL)) == POSTURE_IDS
     assert env.store.pending_outbox() == []
-    held = by_rule(hub_findings(env.hub).values())["NET-03"]
+    held = by_rule(hub_findings(env.hub).values())["NET-03"]  # task 2's port 22 is open
+    assert held["Compliance"]["Status"] == "FAILED"
     assert held["ProductFields"]["fargate-audit/TasksEvaluated"] == "2"
+    assert held["ProductFields"]["fargate-audit/TasksFailed"] == "1"
 
 
 def test_an_unchanged_estate_resynced_later_imports_nothing(env):
@@ -153,6 +155,21 @@ def test_an_unchanged_estate_resynced_later_imports_nothing(env):
     outcome = publisher(env).sync_workload(WL, findings_for(tasks, at(360)), at(360))
     assert (outcome.imported, outcome.archived, outcome.unchanged) == (0, 0, RULE_COUNT)
     assert len(env.calls) == 1
+
+
+def test_another_task_of_a_compliant_workload_reimports_only_the_findings_naming_tasks(env):
+    """A PASSED finding carries no task count: a task more (a deployment, a scale-out)
+    re-imports only the findings whose failing or unevaluated tasks it names. Before, every
+    PASSED finding changed its "All N evaluated running tasks" and counts, and was
+    re-imported (each import is a billed ingestion event)."""
+    one = findings_for([make_posture(1)], at(0))
+    publisher(env).sync_workload(WL, one, at(0))
+    two = findings_for([make_posture(1), make_posture(2)], at(5))
+    naming_tasks = [f for f in two if f["Compliance"]["Status"] != "PASSED"]
+    passed = [f for f in two if f["Compliance"]["Status"] == "PASSED"]
+    assert passed and not any(k.startswith("fargate-audit/Tasks") for f in passed for k in f["ProductFields"])
+    outcome = publisher(env).sync_workload(WL, two, at(5))
+    assert (outcome.imported, outcome.unchanged) == (len(naming_tasks), len(passed))
 
 
 def test_a_changed_finding_is_reimported_alone_with_a_strictly_greater_updated_at(env):

@@ -322,8 +322,8 @@ def _description(rule: Rule, workload: str, status: str, by_status: dict[str, li
         lead = f"{len(errors)} of {total} running tasks of {workload} could not be evaluated"
         evidence = _evidence_line(errors)
         lead += f": {evidence}." if evidence else "."
-    else:
-        lead = f"All {len(passed)} evaluated running tasks of {workload} pass this check."
+    else:  # no count: a task more or less of a compliant workload changes no content
+        lead = f"Every evaluated running task of {workload} passes this check."
     exempted = [r for _, r in passed if (r.get("evidence") or {}).get("exempted")]
     if exempted:
         terms = [r["evidence"]["exempted"] for r in exempted]
@@ -394,13 +394,18 @@ def build_finding(
     )
 
     total = len({p["task_arn"] for p, _ in items})
-    product_fields = {
-        "fargate-audit/TasksEvaluated": str(total),
-        "fargate-audit/TasksFailed": str(len(by_status["FAILED"])),
-        "fargate-audit/TasksError": str(len(by_status["ERROR"])),
-        "fargate-audit/TasksPassed": str(len(by_status["PASSED"])),
-        "fargate-audit/TasksNotApplicable": str(len(by_status["NOT_APPLICABLE"])),
-    }
+    # The task counts of a FAILED or NOT_AVAILABLE finding; a PASSED finding has none, so
+    # that starting or stopping a task of a compliant workload changes no content and
+    # re-imports nothing (each import is a billed ingestion event: aws-limits.md).
+    product_fields = {}
+    if compliance != "PASSED":
+        product_fields = {
+            "fargate-audit/TasksEvaluated": str(total),
+            "fargate-audit/TasksFailed": str(len(by_status["FAILED"])),
+            "fargate-audit/TasksError": str(len(by_status["ERROR"])),
+            "fargate-audit/TasksPassed": str(len(by_status["PASSED"])),
+            "fargate-audit/TasksNotApplicable": str(len(by_status["NOT_APPLICABLE"])),
+        }
     evidence = _evidence_line(by_status["FAILED"] or by_status["ERROR"], limit=10)
     if evidence:
         product_fields["fargate-audit/Evidence"] = clip(evidence, MAX_PRODUCT_FIELD_VALUE)
