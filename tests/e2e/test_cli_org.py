@@ -75,7 +75,7 @@ class _Iam:
             return
         service = client.meta.service_model.service_name
         if operation == "AssumeRole":
-            self.assume_calls.append(dict(params))
+            self.assume_calls.append(dict(params) | {"sts_region": client.meta.region_name})
             self._check_trust(params)
         elif service == "organizations" and self.deny_organizations:
             self.refuse(
@@ -413,6 +413,20 @@ def test_a_region_that_rejects_the_credentials_names_the_refused_call_too(world,
     scopes = {s["region"]: s for s in json.loads(out)["summary"]["scopes"]}
     assert scopes[REGION]["error"] is None
     assert scopes[DENIED_REGION]["error"].startswith("ecs:ListClusters: UnrecognizedClientException: ")
+
+
+def test_without_a_configured_region_the_role_is_assumed_at_the_first_regions_sts(world, iam, monkeypatch):
+    """No AWS_REGION nor profile region, only --region: AssumeRole went to STS's global
+    endpoint, whose session tokens regions not enabled by default (opt-in) refuse."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    code, out, err = run_cli(
+        "--accounts", A, "--external-id", EXTERNAL_ID, "--region", OTHER_REGION, "--format", "json"
+    )  # fmt: skip
+
+    assert code in (0, 1), err
+    assert [c["sts_region"] for c in iam.assume_calls] == [OTHER_REGION]
+    assert json.loads(out)["summary"]["scopes"][0]["error"] is None
 
 
 def test_a_part_of_an_account_that_could_not_be_read_is_reported_and_never_a_clean_exit(

@@ -369,6 +369,11 @@ def _organization_scan(args, stdout, stderr, catalog, params, out: _Output) -> i
     else:
         accounts = None
     session = session_from_env()
+    if not session.region_name and args.region:
+        # no region configured: STS would be its global endpoint, whose session tokens only
+        # regions enabled by default accept; the first --region's endpoint gives tokens
+        # every region takes (an opt-in region too)
+        session = session_from_env(args.region[0])
     sessions = MemberSessions(session, args.role_name or DEFAULT_MEMBER_ROLE_NAME, args.external_id)
     only_arns = bool(args.cluster) and all(collect.arn_region(ref) for ref in args.cluster)
     default = [session.region_name] if session.region_name and not only_arns else []
