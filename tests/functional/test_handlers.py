@@ -1208,6 +1208,9 @@ def test_a_task_too_large_to_record_costs_its_page_neighbours_nothing(world, mon
     assert world.rt.recorder.latest(first.arn) is None
     assert world.rt.recorder.latest(second.arn)["lifecycle"] == "RUNNING"
     assert world.finding("NET-01")["Compliance"]["Status"] in ("PASSED", "FAILED")
+    # the task's own event fails naming the task and the size, as before
+    with pytest.raises(record.ItemTooLarge, match=f"{first.arn}: LATEST item of 421000 bytes"):
+        world.task_events(world.running(first))
 
 
 def test_a_page_of_short_format_task_arns_is_described_in_the_pages_cluster(world):

@@ -293,7 +293,7 @@ class _Batch:
         self.touched: list[str] = []  # workload keys to publish, in order
         self.counts = {"audited": 0, "changed": 0, "unchanged": 0, "stale": 0, "stopped": 0}
         self.tasks: list[dict] = []  # per task: {"task_arn", "status", ...} (ids only)
-        self.unrecorded: list[str] = []  # tasks whose record is too large (ItemTooLarge)
+        self.unrecorded: list[dict] = []  # {"task_arn", "message"}: too large to record
 
     def _touch(self, key: str | None) -> None:
         if key and key not in self.touched:
@@ -318,8 +318,7 @@ class _Batch:
                     posture, results, cause_of(raw_by_arn[arn]), self.now, **known
                 )
             except record.ItemTooLarge as exc:  # this task alone: its neighbours are recorded
-                self.unrecorded.append(str(exc))
-                self.tasks.append({"task_arn": arn, "status": "error", "workload": posture.get("workload")})
+                self.unrecorded.append({"task_arn": arn, "message": str(exc)})
                 continue
             entry = {"task_arn": arn, "status": outcome.status, "workload": posture.get("workload")}
             if outcome.status == record.STALE:
@@ -377,9 +376,6 @@ class _Batch:
         ]
         summary = _publish_summary(outcomes)
         summary["workloads"] = len(self.touched) if self.rt.publisher is not None else 0
-        if self.unrecorded:  # after the others are recorded and published: this invocation fails
-            more = f" (and {len(self.unrecorded) - 1} more)" if len(self.unrecorded) > 1 else ""
-            raise record.ItemTooLarge(self.unrecorded[0] + more)
         return summary
 
 
@@ -495,6 +491,8 @@ def _task_event(parsed: dict, rt: Runtime, now: datetime, clients: Clients) -> d
             return base | {"status": IGNORED, "reason": reason}
         # the LATEST just read is the one the audit plans on (read again only on a conflict)
         batch.record_audits(collected.raw_tasks, lambda raw: cause, stored={parsed["task_arn"]: stored})
+        if batch.unrecorded:  # the event's one task: nothing else to keep
+            raise record.ItemTooLarge(batch.unrecorded[0]["message"])
         (task,) = batch.tasks
         if task["status"] == record.STALE:  # a concurrent writer recorded a newer state
             return base | {"status": STALE, "reason": task.get("reason"), "api_calls": collected.api_calls}
@@ -826,7 +824,7 @@ def _config_event(parsed: dict, rt: Runtime, now: datetime) -> dict:
         "tasks": len(task_arns),
         **batch.counts,
         "task_results": batch.tasks,
-        "errors": [*outcome["errors"], *unread],
+        "errors": [*outcome["errors"], *batch.unrecorded, *unread],
         "api_calls": outcome["api_calls"],
         "findings": batch.publish(),
     }
@@ -1308,6 +1306,7 @@ def sweep_cluster(
                 api_calls = dict(Counter(api_calls) + Counter(described["api_calls"]))
     findings = batch.publish()
     flushed = flush_outbox(rt, now, limit=SWEEP_FLUSH_LIMIT)
+    errors = [*errors, *batch.unrecorded]  # too large to record: the page is retried, then dead-lettered
     result = {
         "status": "swept",
         "account_id": account,
