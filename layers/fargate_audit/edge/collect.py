@@ -634,7 +634,7 @@ class _RegionScan:
                 try:
                     response = self.ecs.describe_tasks(cluster=cluster, tasks=batch)
                 except AWS_ERRORS as exc:
-                    message = failure_message(exc, "DescribeTasks")
+                    message = failure_message(exc, "DescribeTasks", "ecs")
                     self._lost("DescribeTasks", cluster, f"{message} ({len(batch)} tasks not audited)")
                 else:
                     wanted = set(batch)
@@ -736,7 +736,7 @@ class _RegionScan:
             try:
                 response = self.ecs.describe_task_definition(taskDefinition=arn)
             except AWS_ERRORS as exc:
-                definitions[arn] = (None, failure_message(exc, "DescribeTaskDefinition"))
+                definitions[arn] = (None, failure_message(exc, "DescribeTaskDefinition", "ecs"))
             else:
                 definitions[arn] = (self._ecs_json(response.get("taskDefinition")), None)
                 if self.cache is not None and definitions[arn][0]:
@@ -766,7 +766,7 @@ class _RegionScan:
                         if eni.get("NetworkInterfaceId") in wanted:
                             found[eni["NetworkInterfaceId"]] = self._ec2_json(eni)
             except AWS_ERRORS as exc:
-                message = failure_message(exc, "DescribeNetworkInterfaces")
+                message = failure_message(exc, "DescribeNetworkInterfaces", "ec2")
                 for eni_id in affected:
                     errors.setdefault(eni_id, message)
 
@@ -815,7 +815,7 @@ class _RegionScan:
                             if item.get("VpcId") in vpcs:
                                 vpcs[item["VpcId"]][spec.fact].append(self._ec2_json(item))
                 except AWS_ERRORS as exc:
-                    message = failure_message(exc, spec.call)
+                    message = failure_message(exc, spec.call, "ec2")
                     for vpc_id in chunk:
                         vpcs[vpc_id][spec.fact] = []  # a partial list must not be trusted
                         errors[vpc_id][spec.fact] = message
@@ -869,7 +869,7 @@ class _RegionScan:
             except AWS_ERRORS as exc:
                 # the VPC's own listing stays whole: only the tasks holding these groups are
                 # concerned (posture names the groups and this error)
-                message = failure_message(exc, "DescribeSecurityGroups")
+                message = failure_message(exc, "DescribeSecurityGroups", "ec2")
                 for group_id in chunk:
                     for vpc_id in missing[group_id]:
                         unread = dict(vpcs[vpc_id].get("security_group_errors") or {})
@@ -889,7 +889,7 @@ class _RegionScan:
                     if vpc_id in wanted:
                         vpcs[vpc_id]["query_log_associations"].append(jsonable(association))
         except AWS_ERRORS as exc:
-            message = failure_message(exc, "ListResolverQueryLogConfigAssociations")
+            message = failure_message(exc, "ListResolverQueryLogConfigAssociations", "route53resolver")
             for vpc_id in vpc_ids:
                 vpcs[vpc_id]["query_log_associations"] = []
                 errors[vpc_id]["query_log_associations"] = message
@@ -911,7 +911,7 @@ class _RegionScan:
                     if vpc_id:
                         vpcs[vpc_id]["flow_logs"].append(jsonable(flow_log))
         except AWS_ERRORS as exc:
-            message = failure_message(exc, "DescribeFlowLogs")
+            message = failure_message(exc, "DescribeFlowLogs", "ec2")
             for vpc_id, vpc in vpcs.items():
                 vpc["flow_logs"] = []
                 errors[vpc_id]["flow_logs"] = message
@@ -980,14 +980,16 @@ class _LoadBalancing:
     def _client(self, service: str):
         return self.scan._clients.get(service, self.scan.region)
 
-    def _call(self, call: str, fetch: Callable[[], Any]) -> tuple[Any, str | None, bool]:
-        """(result, error, gone) of one read."""
+    def _call(
+        self, call: str, fetch: Callable[[], Any], service: str = "elasticloadbalancing"
+    ) -> tuple[Any, str | None, bool]:
+        """(result, error, gone) of one read (``service``: its IAM prefix)."""
         try:
             return fetch(), None, False
         except AWS_ERRORS as exc:
             if error_code(exc) in self.GONE:
                 return None, None, True
-            return None, failure_message(exc, call), False
+            return None, failure_message(exc, call, service), False
 
     def collect(self) -> None:
         if not self.facts:
@@ -1162,6 +1164,7 @@ class _LoadBalancing:
                     )
                     for subnet in page.get("Subnets", [])
                 ],
+                "ec2",
             )
             self._fault(error, chunk, owners)
             for subnet in items or []:
@@ -1188,7 +1191,7 @@ class _LoadBalancing:
                 if error_code(exc) != "WAFNonexistentItemException":
                     for vpc_id in vpcs_of[arn]:
                         self.facts[vpc_id]["web_acl_errors"][arn] = failure_message(
-                            exc, "GetWebACLForResource"
+                            exc, "GetWebACLForResource", "wafv2"
                         )
                     continue
                 acl = None
@@ -1248,7 +1251,7 @@ def describe_tasks(
                 response = ecs.describe_tasks(cluster=cluster_arn, tasks=batch)
             except AWS_ERRORS as exc:
                 gone = error_code(exc) == "ClusterNotFoundException" and own(cluster_arn)
-                message = "MISSING" if gone else failure_message(exc, "DescribeTasks")
+                message = "MISSING" if gone else failure_message(exc, "DescribeTasks", "ecs")
                 failures.update(dict.fromkeys(batch, message))
                 continue
             # each answer under the ARN asked for: a task asked for by its short-format ARN
