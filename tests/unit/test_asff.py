@@ -587,3 +587,24 @@ def test_a_discovery_rule_passed_or_failed_keeps_its_own_lead():
     finding = asff.build_discovery_finding(failed, [make_posture(1)], DISCOVERY, NOW)
     assert finding["Compliance"]["Status"] == "FAILED"
     assert "resolved 1 domain no approved pattern matches: evil.example" in finding["Description"]
+
+
+def test_an_exempted_passed_finding_names_the_terms_not_a_count():
+    """A task more of a workload whose failures are exempted changes no content of its
+    PASSED finding (no re-import); a FAILED finding still counts its exempted tasks."""
+    exempted = {"reason": "legacy ssh bastion", "expires": "2027-01-31"}
+
+    def finding_of(n: int, fail_one: bool = False) -> dict:
+        postures = [make_posture(i) for i in range(1, n + 1)]
+        results = [res(p, "NET-03", "PASSED", open_ports=OPEN_22, exempted=exempted) for p in postures]
+        if fail_one:
+            results[0] = res(postures[0], "NET-03", "FAILED", open_ports=OPEN_22, security_groups=["sg-web"])
+        (finding,) = asff.build_findings(postures, results, CATALOG, NOW)
+        return finding
+
+    two, three = finding_of(2), finding_of(3)
+    assert "Exempted: legacy ssh bastion (until 2027-01-31)." in two["Description"]
+    assert two["Description"] == three["Description"] and two["ProductFields"] == three["ProductFields"]
+    failing = finding_of(3, fail_one=True)
+    assert failing["Compliance"]["Status"] == "FAILED"
+    assert "2 exempted: legacy ssh bastion (until 2027-01-31)." in failing["Description"]

@@ -328,7 +328,9 @@ def _description(rule: Rule, workload: str, status: str, by_status: dict[str, li
     if exempted:
         terms = [r["evidence"]["exempted"] for r in exempted]
         reasons = sorted({f"{t.get('reason')} (until {t.get('expires')})" for t in terms})
-        lead += f" {len(exempted)} exempted: {'; '.join(reasons[:2])}."
+        # a PASSED finding names no count (a task more changes no content): the terms alone
+        listed = "; ".join(reasons[:2])
+        lead += f" Exempted: {listed}." if status == "PASSED" else f" {len(exempted)} exempted: {listed}."
     return clip(f"{lead} {rule.description}", MAX_DESCRIPTION)
 
 
