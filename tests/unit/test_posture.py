@@ -1407,6 +1407,18 @@ def test_only_s3_gateway_endpoints_keep_their_policy_others_a_digest_of_it():
         posture, [], digest="d", cause={}, task_version=1, observed_at="2026-01-01T00:00:00Z", rev=1, deps=[]
     )
     assert record.item_size(item) < 100_000
+    # history compares policies by digest: a posture recorded when every endpoint kept its
+    # document (before this change) is no change, and another document is one
+    from fargate_audit.core.facts import HISTORY_PATHS
+
+    (read,) = [read for path, read in HISTORY_PATHS if path == "network.vpc_endpoints"]
+    recorded_before = copy.deepcopy(posture)
+    for endpoint in recorded_before["network"]["vpc_endpoints"]:
+        if endpoint.get("policy_digest"):
+            endpoint["policy"] = copy.deepcopy(big)
+            del endpoint["policy_digest"]
+    assert read(recorded_before) == read(posture)
+    assert read(build_posture(changed)) != read(posture)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ dicts) and nothing here runs per task but the extractors.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import types
 import typing
@@ -238,16 +239,26 @@ def _containers(posture: Mapping) -> list:
     return posture.get("containers") or []
 
 
-_ENDPOINT_HISTORY_KEYS = (
-    "id",
-    "service_name",
-    "type",
-    "state",
-    "route_table_ids",
-    "policy",
-    "policy_digest",
-    "policy_error",
-)
+_ENDPOINT_HISTORY_KEYS = ("id", "service_name", "type", "state", "route_table_ids", "policy_error")
+
+
+def policy_digest(document: Any) -> str:
+    """``sha256:`` of a policy document in canonical JSON (sorted keys, no spaces)."""
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _endpoint_history(endpoint: Mapping) -> dict:
+    """An endpoint as history compares it: its policy by digest, whether the posture keeps
+    the document (an S3 Gateway endpoint's) or only its digest (any other's). A posture
+    recorded when every endpoint kept its document gives the same digest: upgrading
+    records no change."""
+    entry = {key: endpoint.get(key) for key in _ENDPOINT_HISTORY_KEYS}
+    policy = endpoint.get("policy")
+    entry["policy_digest"] = policy_digest(policy) if policy is not None else endpoint.get("policy_digest")
+    return entry
+
+
 _ENI = "ec2:DescribeNetworkInterfaces"  # every network fact is read through the task's ENI
 
 # The calls that find the tasks (a task's own fields come with it): no fact of their own.
@@ -358,10 +369,7 @@ FACTS: tuple[Fact, ...] = (
         history=(
             (
                 "network.vpc_endpoints",
-                lambda p: [
-                    {key: ep.get(key) for key in _ENDPOINT_HISTORY_KEYS}
-                    for ep in _net(p).get("vpc_endpoints") or []
-                ],
+                lambda p: [_endpoint_history(ep) for ep in _net(p).get("vpc_endpoints") or []],
             ),
         ),
         asff_resources=("subnet",),

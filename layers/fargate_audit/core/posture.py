@@ -12,12 +12,10 @@ dropped: they never reach the posture, an error message or a log.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 from fargate_audit.core import facts, ingress, netalgebra, routes
 from fargate_audit.core.facts import Posture
@@ -448,12 +446,8 @@ def _vpc_endpoint(endpoint: Mapping) -> dict:
         # VPC holds every endpoint: 50 interface endpoints of 20 KB policies would make its
         # record larger than DynamoDB's 400 KB item. A digest still shows a change.
         entry["policy"] = None
-        entry["policy_digest"] = "sha256:" + hashlib.sha256(_canonical(policy)).hexdigest()
+        entry["policy_digest"] = facts.policy_digest(policy)
     return entry
-
-
-def _canonical(document: Any) -> bytes:
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
 
 
 _VPC_RAW_FACTS = ("security_groups", "route_tables", "nat_gateways", "network_acls", "vpc_endpoints")
