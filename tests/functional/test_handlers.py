@@ -211,7 +211,7 @@ def test_stopped_event_archives_the_findings_when_no_task_of_the_workload_runs(w
 
     outcome = world.task_events(world.stopped(task))
 
-    assert outcome["status"] == "stopped" and outcome["workload"].endswith("#prod-web#service:web")
+    assert outcome["status"] == "stopped" and outcome["workload"] == "prod-web/service:web"
     assert {f["RecordState"] for f in world.findings().values()} == {"ARCHIVED"}
     assert world.rt.findings.active_findings() == []
     assert world.rt.recorder.latest(task.arn)["lifecycle"] == "STOPPED"
@@ -1060,7 +1060,8 @@ def test_a_task_with_a_custom_group_is_a_standalone_task_of_its_family(world):
 
     stopped = world.stopped(task)
     stopped["detail"] |= {"clusterArn": world.clusters["batch"], "group": group}
-    assert world.task_events(stopped)["workload"] == f"WL#{ACCOUNT}#{REGION}#batch#family:etl"
+    # named as its RUNNING event's audit names it (the table key, WL#..., before)
+    assert world.task_events(stopped)["workload"] == "batch/family:etl"
     after = world.findings()
     assert {after[i]["RecordState"] for i in ours} == {"ACTIVE"}  # its family's other task runs
     assert {after[i]["ProductFields"]["fargate-audit/TasksEvaluated"] for i in failed} == {"1"}

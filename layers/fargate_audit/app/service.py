@@ -513,7 +513,8 @@ def _task_event(parsed: dict, rt: Runtime, now: datetime, clients: Clients) -> d
             return base | {"status": STALE, "reason": "task already recorded STOPPED"} | resync
         key = keys.workload_key_from_cluster_arn(parsed["cluster_arn"], parsed["group"])
         batch.stopped(parsed["task_arn"], parsed["version"], parsed["stopped_at"], cause, key, stored=stored)
-        return base | {"status": STOPPED, "workload": key, "findings": batch.publish()}
+        _, _, cluster_name, group = keys.workload_parts(key)  # as an audit names it: cluster/group
+        return base | {"status": STOPPED, "workload": f"{cluster_name}/{group}", "findings": batch.publish()}
 
     return base | {"status": IGNORED, "reason": f"lastStatus {parsed['last_status']}"}
 
